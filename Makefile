@@ -1,0 +1,45 @@
+# Cutover: `make demo` (the main job on embedded defaults) and `make test` (the full suite).
+# Both create or update .venv from requirements.lock first; nothing else is needed but Python 3.11+.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+STATE  ?= .state
+PATIENTS ?= 2000
+SEED   ?= 7
+
+.PHONY: venv demo test lint typecheck bench airflow lock clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+demo: venv
+	$(BIN)/cutover demo --patients $(PATIENTS) --seed $(SEED)
+
+test: venv lint typecheck
+	$(BIN)/python -m pytest -n 2 --timeout 900 $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+bench: venv
+	$(BIN)/python -m bench
+
+airflow: venv
+	$(BIN)/cutover airflow
+
+lock:
+	$(BIN)/uv pip compile --python 3.11 requirements.txt -o requirements.lock
+
+clean:
+	rm -rf $(STATE) expectations/uncommitted

@@ -1,0 +1,166 @@
+"""Where Cutover keeps its state, and how the three connections resolve.
+
+Three connections, named as in Airflow: ``legacy_db`` (the old system), ``target_db`` (the new
+system's PostgreSQL) and ``staging_store`` (Parquet staging: a local folder or an S3 bucket).
+Each resolves, in order, from ``AIRFLOW_CONN_<ID>`` (URI or Airflow's JSON form), then from the
+embedded default under the state folder: the simulator's SQLite file, an embedded PostgreSQL
+(``pgserver``) and a local folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, unquote, urlencode, urlsplit
+
+from cutover.errors import ConfigError
+
+ConnId = Literal["legacy_db", "target_db", "staging_store"]
+CONN_IDS: tuple[ConnId, ...] = ("legacy_db", "target_db", "staging_store")
+
+LEGACY_SYSTEM = "legacy"
+"""Name of the legacy system in the crosswalk and in deterministic target ids."""
+
+
+def state_dir() -> Path:
+    """The folder for embedded services, staging, evidence and Airflow's metadata.
+
+    ``CUTOVER_HOME`` when set, else ``.state`` in the current directory.
+    """
+    path = Path(os.environ.get("CUTOVER_HOME") or Path.cwd() / ".state").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def env_var(conn_id: str) -> str:
+    """>>> env_var("target_db")
+    'AIRFLOW_CONN_TARGET_DB'
+    """
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+@dataclass(frozen=True)
+class ConnFields:
+    """The fields of an Airflow connection that Cutover reads."""
+
+    conn_type: str
+    host: str | None = None
+    schema: str | None = None
+    login: str | None = None
+    password: str | None = None
+    port: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def fields_from_env(value: str) -> ConnFields:
+    """Parse an ``AIRFLOW_CONN_*`` value the way Airflow does: JSON or a URI."""
+    value = value.strip()
+    if value.startswith("{"):
+        data = json.loads(value)
+        extra = data.get("extra") or {}
+        if isinstance(extra, str):
+            extra = json.loads(extra) if extra else {}
+        return ConnFields(
+            conn_type=data.get("conn_type", ""),
+            host=data.get("host"),
+            schema=data.get("schema"),
+            login=data.get("login"),
+            password=data.get("password"),
+            port=data.get("port"),
+            extra=extra,
+        )
+    parts = urlsplit(value)
+    if not parts.scheme:
+        raise ConfigError("connection value is neither JSON nor a URI")
+    scheme = parts.scheme.replace("-", "_")
+    extra = {k: v[0] if len(v) == 1 else v for k, v in _query(parts.query).items()}
+    return ConnFields(
+        conn_type={"postgresql": "postgres"}.get(scheme, scheme),
+        host=unquote(parts.hostname or "") or None,
+        schema=unquote(parts.path[1:]) if parts.path.startswith("/") else (unquote(parts.path) or None),
+        login=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        port=parts.port,
+        extra=extra,
+    )
+
+
+def _query(query: str) -> dict[str, list[str]]:
+    from urllib.parse import parse_qs
+
+    return parse_qs(query, keep_blank_values=True)
+
+
+def url_from_fields(conn: ConnFields) -> str:
+    """Turn connection fields into the URL that Cutover's code takes.
+
+    >>> url_from_fields(ConnFields("sqlite", schema="/tmp/legacy.db"))
+    'sqlite:////tmp/legacy.db'
+    >>> url_from_fields(ConnFields("postgres", "db", "pt", "etl", None, 5432))
+    'postgresql://etl@db:5432/pt'
+    >>> url_from_fields(ConnFields("aws", extra={"bucket": "stage", "endpoint_url": "http://127.0.0.1:9000"}))
+    's3://stage?endpoint_url=http%3A%2F%2F127.0.0.1%3A9000'
+    """
+    kind = conn.conn_type.lower()
+    if kind == "sqlite":
+        path = conn.schema or conn.host or ""
+        return f"sqlite:///{path}" if path.startswith("/") else f"sqlite:///{Path(path).resolve()}"
+    if kind in {"file", "fs", "local"}:
+        path = conn.extra.get("path") or conn.schema or conn.host or ""
+        return "file://" + str(Path("/" + path.lstrip("/")) if not Path(path).is_absolute() else path)
+    if kind in {"postgres", "postgresql", "mysql", "mariadb"}:
+        scheme = {"postgres": "postgresql", "mariadb": "mysql"}.get(kind, kind)
+        auth = ""
+        if conn.login:
+            auth = quote(conn.login, safe="")
+            if conn.password:
+                auth += ":" + quote(conn.password, safe="")
+            auth += "@"
+        port = f":{conn.port}" if conn.port else ""
+        query = {k: v for k, v in conn.extra.items() if isinstance(v, str | int)}
+        tail = f"?{urlencode(query)}" if query else ""
+        return f"{scheme}://{auth}{conn.host or ''}{port}/{conn.schema or ''}{tail}"
+    if kind in {"aws", "s3"}:
+        bucket = conn.extra.get("bucket") or conn.host
+        if not bucket:
+            raise ConfigError("staging_store: an S3 connection needs a bucket (host or extra.bucket)")
+        prefix = conn.extra.get("prefix") or conn.schema or ""
+        query = {
+            k: conn.extra[k]
+            for k in ("endpoint_url", "region_name", "sse", "kms_key_id", "object_lock_days")
+            if conn.extra.get(k)
+        }
+        if conn.login:
+            query["aws_access_key_id"] = conn.login
+        if conn.password:
+            query["aws_secret_access_key"] = conn.password
+        path = f"/{prefix.strip('/')}" if prefix else ""
+        return f"s3://{bucket}{path}" + (f"?{urlencode(query)}" if query else "")
+    raise ConfigError(f"unsupported connection type {conn.conn_type!r}")
+
+
+def configured_url(conn_id: str) -> str | None:
+    """The URL configured for ``conn_id`` through ``AIRFLOW_CONN_*``, or None."""
+    value = os.environ.get(env_var(conn_id))
+    return url_from_fields(fields_from_env(value)) if value else None
+
+
+def redact(url: str) -> str:
+    """A URL fit for a log line: password and keys hidden.
+
+    >>> redact("postgresql://etl:secret@db:5432/pt")
+    'postgresql://etl:***@db:5432/pt'
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password:
+        netloc = netloc.replace(":" + parts.password + "@", ":***@")
+    query = "&".join(
+        p if not p.startswith(("aws_secret_access_key=", "password=")) else p.split("=")[0] + "=***"
+        for p in parts.query.split("&")
+        if p
+    )
+    return parts._replace(netloc=netloc, query=query).geturl()

@@ -1,0 +1,98 @@
+"""Arrow batches in, zstd Parquet parts out, and back, with a manifest per staged table.
+
+A table is staged under a prefix as ``part-00000.parquet``, ``part-00001.parquet``, … plus
+``_manifest.json`` listing each part's rows and SHA-256. The manifest is written last, so a
+half-written stage is never mistaken for a complete one, and readers verify every part
+against it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Iterator
+from typing import TypedDict
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cutover.errors import IntegrityError
+from cutover.staging.store import Store
+
+MANIFEST = "_manifest.json"
+
+
+class PartInfo(TypedDict):
+    key: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+class StageManifest(TypedDict):
+    prefix: str
+    rows: int
+    parts: list[PartInfo]
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", compression_level=3, use_dictionary=True)
+    return sink.getvalue()
+
+
+def write_batches(
+    store: Store, prefix: str, batches: Iterable[pa.RecordBatch], *, schema: pa.Schema, rows_per_part: int
+) -> StageManifest:
+    """Stage batches as Parquet parts of at most ``rows_per_part`` rows; return the manifest.
+
+    Memory holds one part at a time. An empty input still stages one empty part, so the
+    schema travels with the stage.
+    """
+    prefix = prefix.rstrip("/")
+    parts: list[PartInfo] = []
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_rows
+        table = pa.Table.from_batches(pending, schema=schema)
+        key = f"{prefix}/part-{len(parts):05d}.parquet"
+        info = store.put(key, _parquet_bytes(table))
+        parts.append(PartInfo(key=key, rows=table.num_rows, bytes=info.size, sha256=info.sha256))
+        pending, pending_rows = [], 0
+
+    for batch in batches:
+        while batch.num_rows:
+            take = min(batch.num_rows, rows_per_part - pending_rows)
+            pending.append(batch.slice(0, take))
+            pending_rows += take
+            batch = batch.slice(take)
+            if pending_rows >= rows_per_part:
+                flush()
+    if pending_rows or not parts:
+        flush()
+    manifest = StageManifest(prefix=prefix, rows=sum(p["rows"] for p in parts), parts=parts)
+    store.put(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=1).encode())
+    return manifest
+
+
+def read_manifest(store: Store, prefix: str) -> StageManifest:
+    manifest: StageManifest = json.loads(store.get(f"{prefix.rstrip('/')}/{MANIFEST}"))
+    return manifest
+
+
+def read_part(store: Store, part: PartInfo) -> pa.Table:
+    """One staged part, verified against its manifest checksum and row count."""
+    table = pq.read_table(io.BytesIO(store.get(part["key"], sha256=part["sha256"])))
+    if table.num_rows != part["rows"]:
+        raise IntegrityError(
+            f"staged part {part['key']} has {table.num_rows} rows, manifest says {part['rows']}"
+        )
+    return table
+
+
+def read_table_objects(store: Store, prefix: str) -> Iterator[tuple[int, pa.Table]]:
+    """Every part of a staged table, in order, as (part number, table)."""
+    for number, part in enumerate(read_manifest(store, prefix)["parts"]):
+        yield number, read_part(store, part)

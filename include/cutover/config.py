@@ -164,3 +164,18 @@ def redact(url: str) -> str:
         if p
     )
     return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def url_from_connection(conn: Any) -> str:
+    """The URL of an Airflow ``Connection`` object (duck-typed: this package does not import Airflow)."""
+    return url_from_fields(
+        ConnFields(
+            conn_type=conn.conn_type or "",
+            host=conn.host,
+            schema=conn.schema,
+            login=conn.login,
+            password=conn.password,
+            port=conn.port,
+            extra=dict(conn.extra_dejson or {}),
+        )
+    )

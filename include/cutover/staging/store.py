@@ -107,8 +107,8 @@ class S3Store:
 
     Every object is written with server-side encryption and an explicit SHA-256 checksum, which
     S3 verifies on upload. boto3 >= 1.36 would otherwise add CRC checksums that some
-    S3-compatible servers reject, so checksums are set to "when required" and SHA-256 is sent
-    on purpose. When ``object_lock_days`` is set, each object gets a compliance-mode retention.
+    S3-compatible servers reject, so checksums are set to "when required" and SHA-256 is asked
+    for on purpose; the server's answer is compared with our own digest. When ``object_lock_days`` is set, each object gets a compliance-mode retention.
     """
 
     def __init__(
@@ -159,7 +159,7 @@ class S3Store:
             "Bucket": self.bucket,
             "Key": self._key(key),
             "Body": data,
-            "ChecksumSHA256": base64.b64encode(digest).decode(),
+            "ChecksumAlgorithm": "SHA256",
             "ServerSideEncryption": self.sse,
             "Metadata": {"sha256": digest.hex()},
         }
@@ -171,9 +171,11 @@ class S3Store:
                 days=self.object_lock_days
             )
         try:
-            self.client.put_object(**args)
+            response = self.client.put_object(**args)
         except (BotoCoreError, ClientError) as exc:
             raise TransientError(f"S3 put failed for {key}: {type(exc).__name__}") from exc
+        if response.get("ChecksumSHA256") != base64.b64encode(digest).decode():
+            raise IntegrityError(f"S3 did not confirm the SHA-256 of {key}")
         return ObjectInfo(key, len(data), digest.hex())
 
     def get(self, key: str, *, sha256: str | None = None) -> bytes:

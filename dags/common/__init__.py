@@ -1,0 +1,37 @@
+"""Wiring shared by the Cutover DAGs: default arguments, retry policy, connections.
+
+Importing this module touches no database and no network: connections are looked up inside
+tasks only.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import BaseHook, ExceptionRetryPolicy, RetryAction, RetryRule
+
+RETRY_POLICY = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception="cutover.errors.TerminalError",
+            action=RetryAction.FAIL,
+            match_subclasses=True,
+            reason="bad data or a broken contract: a retry cannot help",
+        ),
+    ],
+)
+
+DEFAULT_ARGS = {
+    "owner": "data-engineering",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "retry_policy": RETRY_POLICY,
+}
+
+
+def conn_url(conn_id: str) -> str:
+    """The URL of an Airflow connection (``legacy_db``, ``target_db``, ``staging_store``)."""
+    from cutover.config import url_from_connection
+
+    return url_from_connection(BaseHook.get_connection(conn_id))

@@ -1,0 +1,124 @@
+"""
+# pt_cutover — the cutover load
+
+Moves the legacy practice system's records into the new system's PostgreSQL, and proves that
+every legacy row has exactly one outcome: **migrated**, **merged** into a duplicate, or
+**rejected** with a reason.
+
+## Runbook
+1. `migrate_target_schema` creates or upgrades the target schemas (versioned migrations).
+2. `begin_run` records the run and who triggered it in `migration.run` and the audit log.
+3. `extract_table` (one mapped task per legacy table) streams the table into zstd Parquet
+   parts in the staging store, under `runs/<run>/extract/<table>/`.
+4. `map_table` (one per table) normalises the rows with the mapping specs; rejects carry a
+   reason code, never a value.
+5. `load.<table>` merges each mapped part in one transaction (COPY, resolve parents through the
+   crosswalk, upsert by deterministic id, ledger). Parents load before children. A re-run skips
+   parts the batch ledger marks loaded.
+6. `write_evidence` writes `summary.json` (per table: legacy rows, migrated, merged, rejected)
+   and fails if any legacy row has no outcome.
+
+**If a task fails**: read its log (ids and counts only). A *terminal* error (bad data, broken
+contract) fails at once; fix the cause, then clear the task: the run resumes from its ledger.
+A *transient* error (database, network) is retried automatically.
+
+Connections: `legacy_db`, `target_db`, `staging_store`.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task, task_group
+from common import DEFAULT_ARGS, conn_url
+from cutover.legacy.schema import LEGACY_TABLES
+from cutover.mapping.specs import SPECS
+
+TABLES = [name for name in LEGACY_TABLES if name in SPECS]
+
+
+@dag(
+    dag_id="pt_cutover",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    tags=["cutover"],
+    params={
+        "mode": Param(
+            "big_bang",
+            enum=["big_bang", "phased"],
+            title="Cutover mode",
+            description="big_bang moves every clinic at once; phased moves one wave of clinics.",
+            section="Cutover",
+        ),
+    },
+)
+def pt_cutover() -> None:
+    @task
+    def migrate_target_schema() -> list[int]:
+        from cutover.pipeline import prepare_target
+
+        return prepare_target(conn_url("target_db"))
+
+    @task
+    def begin_run() -> str:
+        from cutover.pipeline import begin_run as begin
+
+        context = get_current_context()
+        run = context["dag_run"]
+        begin(
+            conn_url("target_db"),
+            run.run_id,
+            run.dag_id,
+            dict(context["params"]),
+            run.triggering_user_name or "system",
+        )
+        return run.run_id
+
+    @task(map_index_template="{{ table }}")
+    def extract_table(table: str, run_id: str) -> dict:
+        from cutover.pipeline import extract_table as extract
+
+        return dict(extract(conn_url("legacy_db"), conn_url("staging_store"), run_id, table))
+
+    @task(map_index_template="{{ manifest['table'] }}")
+    def map_table(manifest: dict, run_id: str) -> dict:
+        from cutover.pipeline import map_table as map_rows
+
+        return dict(map_rows(conn_url("staging_store"), run_id, manifest["table"]))
+
+    @task
+    def write_evidence(extracts: list[dict], run_id: str) -> dict:
+        from cutover.pipeline import write_summary
+
+        return write_summary(conn_url("target_db"), conn_url("staging_store"), run_id, "pt_cutover", extracts)
+
+    run_id = begin_run()
+    migrate_target_schema() >> run_id
+    extracts = extract_table.partial(run_id=run_id).expand(table=TABLES)
+    mapped = map_table.partial(run_id=run_id).expand(manifest=extracts)
+
+    @task_group(group_id="load")
+    def load_tables() -> None:
+        loads = {}
+        for table in TABLES:
+
+            @task(task_id=table)
+            def load_table(run_id: str, table: str = table) -> dict:
+                from cutover.pipeline import load_mapped
+
+                return load_mapped(conn_url("target_db"), conn_url("staging_store"), run_id, table)
+
+            loads[table] = load_table(run_id)
+        for table, load in loads.items():
+            for parent in {p for _, p in LEGACY_TABLES[table].parents if p in loads and p != table}:
+                loads[parent] >> load
+
+    loaded = load_tables()
+    mapped >> loaded
+    loaded >> write_evidence(extracts, run_id)
+
+
+pt_cutover()

@@ -64,10 +64,24 @@ def test_parsing_touches_no_connection_or_database(dagbag) -> None:
     assert dagbag.touched == []
 
 
-def test_every_dag_has_schedule_retries_and_runbook(dagbag) -> None:
+def test_every_dag_states_its_schedule() -> None:
+    import ast
+
+    for path in DAGS.glob("*.py"):
+        calls = [
+            node
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "dag"
+        ]
+        assert calls, f"{path.name} defines no @dag"
+        for call in calls:
+            assert "schedule" in {k.arg for k in call.keywords}, f"{path.name}: schedule is not explicit"
+
+
+def test_every_dag_has_retries_and_runbook(dagbag) -> None:
     for dag_id, dag in dagbag.dags.items():
-        assert "schedule" in dag.__dict__ or hasattr(dag, "timetable"), dag_id
-        assert dag.doc_md and "Runbook" in dag.doc_md, f"{dag_id} has no runbook in doc_md"
+        assert dag.doc_md, f"{dag_id} has no doc_md"
+        assert "Runbook" in dag.doc_md, f"{dag_id} has no runbook in doc_md"
         assert dag.catchup is False, dag_id
         for t in dag.tasks:
             assert t.retries >= 1, f"{dag_id}.{t.task_id} has no retries"

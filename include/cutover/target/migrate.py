@@ -101,9 +101,8 @@ def load_migrations(directory: Path | Traversable | None = None) -> tuple[Migrat
     return tuple(found[v] for v in sorted(found))
 
 
-def _bootstrap_sql(directory: Path | Traversable | None) -> str:
-    # The bootstrap always comes from the package: a test directory of migrations reuses it.
-    del directory
+def _bootstrap_sql() -> str:
+    # Always the package's own, also when a test passes another directory of migrations.
     return (
         resources.files("cutover.target").joinpath("migrations", BOOTSTRAP_FILE).read_text(encoding="utf-8")
     )
@@ -158,7 +157,7 @@ def upgrade(
     """
     migrations = load_migrations(directory)
     files = {m.version: m for m in migrations}
-    bootstrap = _bootstrap_sql(directory)
+    bootstrap = _bootstrap_sql()
     done: list[int] = []
     with _connect(url) as conn:
         while True:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task, task_group
+
 from common import DEFAULT_ARGS, conn_url
 from cutover.legacy.schema import LEGACY_TABLES
 from cutover.mapping.specs import SPECS

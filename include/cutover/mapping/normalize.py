@@ -1,0 +1,835 @@
+"""Normalisers: vectorised functions that turn messy legacy values into clean, typed ones.
+
+Every normaliser takes a pandas Series (any dtype: ``string[pyarrow]``, ``str``, object with
+``bytes``, numbers, dates) and returns a :class:`Normalized`: ``values`` (same index, NA where the
+input is missing or was rejected), ``reasons`` (NA where fine, else one code of :data:`REASONS`)
+and ``flags`` (NA, or one code of :data:`FLAGS`: the value was kept but something is worth
+recording, e.g. a dropped phone extension). Normalisers that split one value into several columns
+return a DataFrame with a ``reason`` column instead.
+
+Rules every normaliser keeps:
+
+- A missing input (null, or a token of :data:`NULL_TOKENS`) is a NA value with a NA reason:
+  missing is not an error, required-ness is the caller's policy.
+- Reasons and flags are fixed codes; they never carry the value (the values are PHI).
+- Idempotent: normalising an already normalised value yields the same value and no reason.
+- Vectorised: the work runs as Arrow compute kernels over the *distinct* values of the batch
+  (``dictionary_encode`` then ``take``), so repetitive legacy columns cost what their distinct
+  values cost. The only per-value Python is where a library must be called per value
+  (``phonenumbers``, ``ftfy``) or an ``object`` column must be decoded (``bytes``), and that too
+  runs once per distinct value.
+
+Output dtypes are Arrow-backed: text ``string[pyarrow]``, dates ``date32[pyarrow]`` (a calendar date,
+any year 1-9999, maps to PostgreSQL ``date`` and Parquet ``date32`` without a time or a time
+zone), timestamps ``timestamp[s][pyarrow]`` (naive local wall time), integers ``int64[pyarrow]``,
+floats ``double[pyarrow]``, booleans ``bool[pyarrow]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Final, Literal, get_args
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cutover.mapping import codes
+
+log = logging.getLogger(__name__)
+
+Reason = Literal[
+    "date_impossible",
+    "date_unparseable",
+    "date_out_of_range",
+    "name_unparseable",
+    "phone_invalid",
+    "postal_invalid",
+    "sex_unrecognized",
+    "ssn_placeholder",
+    "ssn_invalid",
+    "npi_invalid",
+    "money_invalid",
+    "score_invalid",
+    "score_out_of_range",
+    "measure_unknown",
+    "icd_invalid",
+    "icd9_unmapped",
+    "cpt_invalid",
+]
+"""Why a value could not be taken as is."""
+REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
+
+Flag = Literal[
+    "phone_extension_dropped",
+    "postal_state_mismatch",
+    "sex_other_as_unknown",
+    "icd10_not_billable",
+    "icd10_unknown",
+    "cpt_unknown",
+    "cpt_units_conflict",
+    "modifier_invalid",
+    "units_exceed_minutes",
+    "untimed_multiple_units",
+]
+"""Something worth recording about a value that was kept (a finding, not a reject)."""
+FLAGS: Final[tuple[Flag, ...]] = get_args(Flag)
+
+Disposition = Literal["reject", "null"]
+REASON_DISPOSITION: Final[dict[Reason, Disposition]] = {
+    reason: ("null" if reason == "ssn_placeholder" else "reject") for reason in REASONS
+}
+"""Default handling of each reason: ``reject`` the row, or store NULL and migrate the row.
+
+A default only: whether a reject on an optional column rejects the row is the caller's policy.
+"""
+
+NULL_TOKENS: Final[tuple[str, ...]] = ("", "n/a", "na", "n.a.", "#n/a", "null", "(null)", "none", "-", "--")
+"""Values (compared trimmed and case-insensitively) that mean "missing"."""
+
+TEXT: Final = pd.StringDtype("pyarrow")
+DATE: Final = pd.ArrowDtype(pa.date32())
+TIMESTAMP: Final = pd.ArrowDtype(pa.timestamp("s"))
+INT64: Final = pd.ArrowDtype(pa.int64())
+FLOAT64: Final = pd.ArrowDtype(pa.float64())
+BOOL: Final = pd.ArrowDtype(pa.bool_())
+
+_STR = pa.large_string()  # what pandas string[pyarrow] holds: no casts on the way in or out
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """The result of a normaliser: values, reasons and flags, all on the input's index."""
+
+    values: pd.Series
+    reasons: pd.Series
+    flags: pd.Series = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.flags is None:
+            object.__setattr__(self, "flags", pd.Series(pd.NA, index=self.values.index, dtype=TEXT))
+
+    def reason_counts(self) -> dict[str, int]:
+        """Count of rows per reason code (no values: safe for logs and reports)."""
+        return {str(k): int(v) for k, v in self.reasons.value_counts().items()}
+
+
+# --- Arrow helpers ------------------------------------------------------------------------------
+
+
+def _to_series(
+    arr: pa.Array | pa.ChunkedArray, index: pd.Index, dtype: pd.api.extensions.ExtensionDtype
+) -> pd.Series:
+    return pd.Series(dtype.__from_arrow__(arr), index=index, copy=False)
+
+
+def _combine(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        return arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    return arr
+
+
+def _scalar_text(value: object) -> str:
+    """One distinct non-null value of an ``object`` column as text."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates cannot go into Arrow: replace them
+            value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        # Latin-1/cp1252 text stored raw (SQLite keeps the bytes as written) arrives as bytes.
+        for encoding in ("utf-8", "cp1252"):
+            try:
+                return raw.decode(encoding)
+            except UnicodeDecodeError:
+                continue
+        return raw.decode("latin-1")
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    if isinstance(value, date):  # datetime and pd.Timestamp too
+        return value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()  # type: ignore[call-arg]
+    return str(value)
+
+
+def _as_text(s: pd.Series) -> pa.Array:
+    """Any Series as an Arrow string array (nulls where missing)."""
+    dtype = s.dtype
+    if isinstance(dtype, pd.StringDtype):
+        return pc.cast(_combine(s.astype(TEXT).array.__arrow_array__()), _STR)
+    if isinstance(dtype, pd.ArrowDtype) or (dtype.kind in "iufbmM" and hasattr(s.array, "__arrow_array__")):
+        # Arrow-backed or pandas masked (Int64, Float64, boolean) arrays convert without a copy per value
+        arr = _combine(pa.array(s.array))
+        return _float_text(arr) if pa.types.is_floating(arr.type) else pc.cast(arr, _STR)
+    if dtype.kind in "iub":
+        return pc.cast(pa.array(s.to_numpy()), _STR)
+    if dtype.kind == "f":
+        return _float_text(pa.array(s.to_numpy(), from_pandas=True))
+    if dtype.kind in "mM":
+        return pc.cast(pa.array(s, from_pandas=True), _STR)
+    # object (or categorical): decode each distinct value once
+    codes_, uniques = pd.factorize(s, use_na_sentinel=True)
+    texts = pa.array([_scalar_text(u) for u in np.asarray(uniques, dtype=object)], type=_STR)
+    indices = pa.array(codes_, mask=codes_ < 0, type=pa.int64())
+    return texts.take(indices)
+
+
+def _float_text(arr: pa.Array) -> pa.Array:
+    # ZIP codes and ids that went through a float column come back as 2134.0: print integral floats as ints.
+    values = arr.to_numpy(zero_copy_only=False)
+    integral = np.isfinite(values) & (np.floor(values) == values) & (np.abs(values) < 2**53)
+    as_int = pc.cast(pa.array(np.where(integral, values, 0).astype(np.int64)), _STR)
+    return pc.if_else(pa.array(integral), as_int, pc.cast(arr, _STR))
+
+
+_CONTROL_RE = r"[\x00-\x08\x0e-\x1f\x7f-\x{9f}]"
+_LINE_BREAK_RE = r"\r\n|[\r\x0b\x0c\x{85}\x{2028}\x{2029}]"
+
+
+def _nullify_tokens(arr: pa.Array) -> pa.Array:
+    is_token = pc.is_in(pc.utf8_lower(arr), value_set=pa.array(NULL_TOKENS, type=_STR))
+    return pc.if_else(is_token, pa.scalar(None, _STR), arr)
+
+
+def _prepare(s: pd.Series) -> pa.Array:
+    """Text, control characters removed, trimmed, null tokens as null: the start of every normaliser."""
+    arr = _as_text(s)
+    arr = pc.replace_substring_regex(arr, _LINE_BREAK_RE, " ")
+    arr = pc.replace_substring_regex(arr, _CONTROL_RE, "")
+    arr = pc.utf8_trim_whitespace(arr)
+    return _nullify_tokens(arr)
+
+
+def _distinct(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(distinct non-null values, indices into them with nulls kept)."""
+    encoded = pc.dictionary_encode(arr)
+    return encoded.dictionary, encoded.indices
+
+
+def _choose(n: int, rules: Sequence[tuple[pa.Array | np.ndarray, str]]) -> pa.Array:
+    """A string array of codes: the first rule whose mask is true wins, else null."""
+    out = pa.nulls(n, _STR)
+    for mask, code in reversed(rules):
+        m = pa.array(mask) if isinstance(mask, np.ndarray) else pc.fill_null(mask, False)
+        out = pc.if_else(m, pa.scalar(code, _STR), out)
+    return out
+
+
+def _concat(*parts: pa.Array, sep: str = "") -> pa.Array:
+    """Element-wise concatenation; null when any part is null."""
+    return pc.binary_join_element_wise(*parts, pa.scalar(sep, _STR))
+
+
+def _null_where(arr: pa.Array, mask: pa.Array | np.ndarray) -> pa.Array:
+    m = pa.array(mask) if isinstance(mask, np.ndarray) else pc.fill_null(mask, False)
+    return pc.if_else(m, pa.scalar(None, arr.type), arr)
+
+
+def _ints(arr: pa.Array, missing: int = -1) -> np.ndarray:
+    """Digit strings (``""`` or null = missing) as an int64 numpy array."""
+    arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, arr.type), arr)
+    return pc.fill_null(pc.cast(arr, pa.int64()), missing).to_numpy(zero_copy_only=False)
+
+
+def _by_distinct(
+    s: pd.Series,
+    fn: Callable[[pa.Array], tuple[pa.Array, pa.Array, pa.Array | None]],
+    dtype: pd.api.extensions.ExtensionDtype,
+    *,
+    prepared: pa.Array | None = None,
+) -> Normalized:
+    """Run ``fn`` over the distinct prepared values of ``s`` and spread the results back."""
+    arr = _prepare(s) if prepared is None else prepared
+    uniques, indices = _distinct(arr)
+    values, reasons, flags = fn(uniques)
+    out_flags = flags.take(indices) if flags is not None else pa.nulls(len(arr), _STR)
+    return Normalized(
+        values=_to_series(values.take(indices), s.index, dtype),
+        reasons=_to_series(reasons.take(indices), s.index, TEXT),
+        flags=_to_series(out_flags, s.index, TEXT),
+    )
+
+
+# --- null_tokens, clean_text --------------------------------------------------------------------
+
+
+def null_tokens(s: pd.Series) -> Normalized:
+    """Null tokens (``N/A``, ``NULL``, ``none``, ``''``, ``-``, …) to NA; everything else trimmed.
+
+    >>> null_tokens(pd.Series([" x ", "N/A", "none", "", None])).values.tolist()
+    ['x', <NA>, <NA>, <NA>, <NA>]
+    """
+    arr = _nullify_tokens(pc.utf8_trim_whitespace(_as_text(s)))
+    return Normalized(_to_series(arr, s.index, TEXT), _to_series(pa.nulls(len(arr), _STR), s.index, TEXT))
+
+
+# Two characters that a UTF-8 sequence becomes when read as Latin-1/cp1252 ("é" -> "Ã©"). ftfy decides;
+# this only keeps ftfy off the values that cannot be mojibake.
+_MOJIBAKE_RE = (
+    r"[\x{c2}-\x{f4}][\x{80}-\x{bf}\x{152}\x{153}\x{160}\x{161}\x{178}\x{17d}\x{17e}\x{192}"
+    r"\x{2c6}\x{2dc}\x{2013}\x{2014}\x{2018}-\x{201e}\x{2020}-\x{2022}\x{2026}\x{2030}\x{2039}"
+    r"\x{203a}\x{20ac}\x{2122}]"
+)
+
+
+def _fix_mojibake(uniques: pa.Array) -> pa.Array:
+    suspect = pc.fill_null(pc.match_substring_regex(uniques, _MOJIBAKE_RE), False)
+    positions = np.flatnonzero(suspect.to_numpy(zero_copy_only=False))
+    if positions.size == 0:
+        return uniques
+    import ftfy
+
+    fixed = [ftfy.fix_encoding(t) for t in uniques.take(pa.array(positions)).to_pylist()]
+    values = uniques.to_pylist()
+    for pos, text in zip(positions.tolist(), fixed, strict=True):
+        values[pos] = text
+    return pa.array(values, type=_STR)
+
+
+_C0_RE = r"[\x00-\x08\x0e-\x1f\x7f]"
+_C1_RE = r"[\x{80}-\x{9f}]"
+
+
+def _clean_pass(u: pa.Array) -> pa.Array:
+    u = pc.replace_substring_regex(u, _LINE_BREAK_RE, "\n")
+    u = pc.replace_substring_regex(u, _C0_RE, "")
+    u = _fix_mojibake(u)  # C1 characters can be half of a mojibake pair: remove them after
+    u = pc.replace_substring_regex(u, _C1_RE, "")
+    u = pc.replace_substring_regex(u, r"[ \t\x{a0}]+\n", "\n")
+    u = pc.utf8_trim_whitespace(u)
+    return pc.utf8_normalize(u, form="NFC")
+
+
+def clean_text(s: pd.Series) -> Normalized:
+    """Free text (notes, names, addresses) made clean UTF-8.
+
+    Bytes are decoded as UTF-8, else cp1252 (else Latin-1); mojibake is repaired with ``ftfy``
+    (``CafÃ©`` -> ``Café``); ``\\r\\n``, ``\\r`` and the legacy line separators VT, FF, NEL, U+2028/9
+    become ``\\n`` (FileMaker-style exports use VT for a line break: dropping it would glue words);
+    NUL and the other control characters except ``\\n`` and ``\\t`` are removed; trailing whitespace
+    on each line and surrounding whitespace are stripped; the result is NFC. Null tokens give NA.
+
+    >>> clean_text(pd.Series([b"caf\\xe9 ", "CafÃ©\\r\\nok\\x00", "N/A"])).values.tolist()
+    ['café', 'Café\\nok', <NA>]
+    """
+    arr = _as_text(s)
+    uniques, indices = _distinct(arr)
+    u = uniques
+    # Each step can expose work for another (a control character inside a mojibake pair): repeat
+    # to a fixed point, which is what makes clean_text idempotent. Two passes in practice.
+    for _ in range(4):
+        cleaned = _clean_pass(u)
+        if cleaned.equals(u):
+            break
+        u = cleaned
+    u = _nullify_tokens(u)
+    values = u.take(indices)
+    return Normalized(_to_series(values, s.index, TEXT), _to_series(pa.nulls(len(arr), _STR), s.index, TEXT))
+
+
+# --- dates --------------------------------------------------------------------------------------
+
+DateRole = Literal["birth", "event"]
+
+_TIME = (
+    r"(?:(?:[T ]+|\s*,\s*)(?P<H>\d{1,2}):(?P<MI>\d{2})(?::(?P<S>\d{2})(?:[.,]\d{1,9})?)?"
+    r"\s*(?P<AP>[AaPp]\.?[Mm]\.?)?)?"
+)
+_MON = r"(?P<MON>[A-Za-z]{3,9})\.?"
+_DATE_FORMATS: Final[tuple[tuple[str, str], ...]] = (
+    # (name, RE2 pattern with groups Y, M or MON, D and the optional time)
+    ("iso", r"^(?P<Y>\d{4})[-/.](?P<M>\d{1,2})[-/.](?P<D>\d{1,2})" + _TIME + "$"),
+    ("us", r"^(?P<M>\d{1,2})[/.-](?P<D>\d{1,2})[/.-](?P<Y>\d{4}|\d{2})" + _TIME + "$"),
+    ("day_mon_year", r"^(?P<D>\d{1,2})[- ]?" + _MON + r"[- ,]*(?P<Y>\d{4}|\d{2})" + _TIME + "$"),
+    ("mon_day_year", r"^" + _MON + r" +(?P<D>\d{1,2}),? +(?P<Y>\d{4})" + _TIME + "$"),
+    ("compact", r"^(?P<Y>\d{4})(?P<M>\d{2})(?P<D>\d{2})(?:[T ]?(?P<H>\d{2})(?P<MI>\d{2})(?P<S>\d{2})?)?$"),
+)
+"""The date formats read, in order. Slash dates are always US month/day."""
+
+_MONTHS: Final[dict[str, int]] = {
+    **{m: i + 1 for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun"])},
+    **{m: i + 7 for i, m in enumerate(["jul", "aug", "sep", "oct", "nov", "dec"])},
+    **{m: i + 1 for i, m in enumerate(["january", "february", "march", "april", "may", "june"])},
+    **{m: i + 7 for i, m in enumerate(["july", "august", "september", "october", "november", "december"])},
+    "sept": 9,
+}
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+_MIN_YEAR = 1900
+
+
+@dataclass(frozen=True)
+class _DateParts:
+    year: np.ndarray
+    month: np.ndarray
+    day: np.ndarray
+    seconds: np.ndarray  # seconds after midnight
+    matched: np.ndarray  # the text has the shape of a known format
+    valid: np.ndarray  # ... and names a real calendar date and time
+
+
+def _date_parts(u: pa.Array, role: DateRole, today: date) -> _DateParts:
+    n = len(u)
+    fields = ("Y", "M", "MON", "D", "H", "MI", "S", "AP")
+    got: dict[str, pa.Array] = {f: pa.nulls(n, _STR) for f in fields}
+    matched = pa.array(np.zeros(n, dtype=bool))
+    for _name, pattern in _DATE_FORMATS:
+        extracted = pc.extract_regex(u, pattern)
+        hit = pc.and_(pc.is_valid(extracted), pc.invert(matched))
+        names = {extracted.type.field(i).name: i for i in range(extracted.type.num_fields)}
+        for f, i in names.items():
+            got[f] = pc.if_else(hit, pc.struct_field(extracted, [i]), got[f])
+        matched = pc.or_(matched, hit)
+
+    ymatch = matched.to_numpy(zero_copy_only=False)
+    y_text = got["Y"]
+    two_digit = pc.fill_null(pc.equal(pc.utf8_length(y_text), 2), False).to_numpy(zero_copy_only=False)
+    yy = _ints(y_text, 0)
+    month = _ints(got["M"], 0)
+    mon = pc.utf8_lower(got["MON"])
+    month_names = pa.array(list(_MONTHS), type=_STR)
+    mon_idx = pc.index_in(mon, value_set=month_names)
+    from_name = np.array(list(_MONTHS.values()))[pc.fill_null(mon_idx, 0).to_numpy(zero_copy_only=False)]
+    has_name = pc.is_valid(mon).to_numpy(zero_copy_only=False) & pc.fill_null(
+        pc.not_equal(mon, ""), False
+    ).to_numpy(zero_copy_only=False)
+    name_ok = pc.is_valid(mon_idx).to_numpy(zero_copy_only=False)
+    month = np.where(has_name, np.where(name_ok, from_name, 0), month)
+    day = _ints(got["D"], 0)
+
+    # Two-digit years: births are never in the future; events pivot at 70 unless that is the future.
+    today_key = today.year * 10000 + today.month * 100 + today.day
+    md = month * 100 + day
+    if role == "birth":
+        year2 = 2000 + yy
+        year2 = np.where(year2 * 10000 + md > today_key, year2 - 100, year2)
+    else:
+        year2 = np.where(yy < 70, 2000 + yy, 1900 + yy)
+        year2 = np.where((year2 >= 2000) & (year2 * 10000 + md > today_key), year2 - 100, year2)
+    year = np.where(two_digit, year2, yy)
+
+    hour = _ints(got["H"], 0)
+    minute = _ints(got["MI"], 0)
+    second = _ints(got["S"], 0)
+    ap = pc.utf8_lower(pc.fill_null(got["AP"], ""))
+    is_pm = pc.starts_with(ap, "p").to_numpy(zero_copy_only=False)
+    has_ap = pc.not_equal(ap, "").to_numpy(zero_copy_only=False)
+    ap_ok = ~has_ap | ((hour >= 1) & (hour <= 12))
+    hour = np.where(has_ap, np.where(is_pm, hour % 12 + 12, hour % 12), hour)
+
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_ok = (month >= 1) & (month <= 12)
+    dim = _DAYS_IN_MONTH[np.clip(month, 1, 12) - 1] + ((month == 2) & leap)
+    valid = (
+        ymatch
+        & month_ok
+        & (day >= 1)
+        & (day <= dim)
+        & (year >= 1)
+        & (year <= 9999)
+        & (hour <= 23)
+        & (minute <= 59)
+        & (second <= 59)
+        & ap_ok
+    )
+    # an unknown month name is not a calendar error: the text is not a date we read
+    matched_np = ymatch & ~(has_name & ~name_ok)
+    return _DateParts(
+        year=np.where(valid, year, 1970),
+        month=np.where(valid, month, 1),
+        day=np.where(valid, day, 1),
+        seconds=np.where(valid, hour * 3600 + minute * 60 + second, 0),
+        matched=matched_np,
+        valid=valid & matched_np,
+    )
+
+
+def _days(parts: _DateParts) -> np.ndarray:
+    months = ((parts.year - 1970) * 12 + (parts.month - 1)).astype("timedelta64[M]")
+    first = (np.datetime64("1970-01", "M") + months).astype("datetime64[D]")
+    return first + (parts.day - 1).astype("timedelta64[D]")
+
+
+def _date_reasons(parts: _DateParts, days: np.ndarray, role: DateRole, today: date) -> pa.Array:
+    today_d = np.datetime64(today, "D")
+    if role == "birth":
+        out_of_range = (parts.year < _MIN_YEAR) | (days > today_d)
+    else:
+        out_of_range = (parts.year < _MIN_YEAR) | (parts.year > today.year + 1)
+    return _choose(
+        len(days),
+        [
+            (~parts.matched, "date_unparseable"),
+            (~parts.valid, "date_impossible"),
+            (out_of_range, "date_out_of_range"),
+        ],
+    )
+
+
+def parse_date(s: pd.Series, *, role: DateRole, today: date | None = None) -> Normalized:
+    """Legacy date text as ``date32[pyarrow]``.
+
+    Reads ISO ``2019-03-07`` (also with a time, ``T`` or ``/``), US ``03/07/2019``, ``3/7/2019``,
+    ``03/07/19`` (slash dates are always month/day), ``07-Mar-2019``, ``Mar 7, 2019`` and
+    ``20190307``; a time part is validated and dropped. Two-digit years: for ``role="birth"`` the
+    year is 20yy unless that is after ``today``, then 19yy; for ``role="event"`` 20yy when yy < 70
+    else 19yy, and 19yy when 20yy would be after ``today``.
+
+    Reasons: ``date_unparseable`` (no known format), ``date_impossible`` (Feb 30, ``0000-00-00``,
+    month 13, hour 25), ``date_out_of_range`` (before 1900; a birth after ``today``; an event after
+    next year). Pass the run's logical date as ``today``: the default, the machine's clock, makes a
+    re-run on another day read two-digit years differently.
+
+    >>> r = parse_date(pd.Series(["03/07/19", "02/30/2019", "soon"]), role="birth", today=date(2025, 1, 1))
+    >>> r.values.tolist(), r.reasons.tolist()
+    ([datetime.date(2019, 3, 7), <NA>, <NA>], [<NA>, 'date_impossible', 'date_unparseable'])
+    """
+    ref = today or date.today()
+
+    def run(u: pa.Array) -> tuple[pa.Array, pa.Array, None]:
+        parts = _date_parts(u, role, ref)
+        days = _days(parts)
+        reasons = _date_reasons(parts, days, role, ref)
+        values = _null_where(pa.array(days, type=pa.date32()), pc.is_valid(reasons))
+        return values, reasons, None
+
+    return _by_distinct(s, run, DATE)
+
+
+def parse_timestamp(s: pd.Series, *, today: date | None = None) -> Normalized:
+    """Legacy date-time text (``appt_time``) as naive local ``timestamp[s][pyarrow]``.
+
+    The formats of :func:`parse_date` with a time (``2019-03-07 09:30:00``, ``2019-03-07T09:30``,
+    ``03/07/2019 9:30 AM``, ``20190307 093000``); a date alone is midnight. The wall time is kept
+    as written: the clinic's time zone is the caller's to attach. Reasons as for event dates.
+
+    >>> parse_timestamp(pd.Series(["03/07/2019 2:05 PM"])).values.astype(str).tolist()
+    ['2019-03-07 14:05:00']
+    """
+    ref = today or date.today()
+
+    def run(u: pa.Array) -> tuple[pa.Array, pa.Array, None]:
+        parts = _date_parts(u, "event", ref)
+        days = _days(parts)
+        reasons = _date_reasons(parts, days, "event", ref)
+        stamps = days.astype("datetime64[s]") + parts.seconds.astype("timedelta64[s]")
+        values = _null_where(pa.array(stamps, type=pa.timestamp("s")), pc.is_valid(reasons))
+        return values, reasons, None
+
+    return _by_distinct(s, run, TIMESTAMP)
+
+
+# --- person names -------------------------------------------------------------------------------
+
+_PARTICLES = r"(?:de|da|di|del|della|der|den|des|du|la|le|van|von|ter|ten|dos|das|st\.?|bin|ibn)"
+_SUFFIX_RE = r"(?i)^(?P<body>.*?)[ ,]+(?P<suffix>jr\.?|sr\.?|ii|iii|iv|2nd|3rd)$"
+_TITLE_RE = r"(?i)^(?:mr|mrs|ms|miss|dr|prof)\.? +"
+_NAME_BAD_RE = r"[^\pL\pM '\-.,]"
+_SUFFIX_CANON: Final[dict[str, str]] = {
+    "jr": "Jr",
+    "jr.": "Jr",
+    "sr": "Sr",
+    "sr.": "Sr",
+    "ii": "II",
+    "2nd": "II",
+    "iii": "III",
+    "3rd": "III",
+    "iv": "IV",
+}
+
+
+def _field(struct: pa.Array, name: str) -> pa.Array:
+    arr = pc.struct_field(struct, [struct.type.get_field_index(name)])
+    return pc.if_else(pc.equal(arr, ""), pa.scalar(None, _STR), arr)
+
+
+def _proper_case(arr: pa.Array) -> pa.Array:
+    """Title-case the parts typed in one case (``O'BRIEN``, ``smith-jones``); keep mixed case as typed.
+
+    A vectorised rule rather than ``nameparser``: its capitalisation reads every ``Mac`` as a prefix
+    (``MacHado``, ``MacIas``) and lower-cases particles, and it costs ~170 µs a name. Ours: title
+    case after a space, hyphen or apostrophe (``O'Brien``, ``Smith-Jones``), ``Mc`` + capital
+    (``McDonald``); ``Mac`` is left alone (``Mack``, ``Machado``), particles are capitalised
+    (``De La Cruz``, the US convention), and a part typed in mixed case (``MacDonald``,
+    ``DeShawn``) is kept as typed.
+    """
+    one_case = pc.or_(pc.utf8_is_upper(arr), pc.utf8_is_lower(arr))
+    titled = pc.utf8_title(arr)
+    for _ in range(3):  # a name rarely holds more than one Mc; three passes are plenty
+        parts = pc.extract_regex(titled, r"^(?P<a>(?:.*[ \-'])?Mc)(?P<b>\p{Ll})(?P<c>.*)$")
+        hit = pc.is_valid(parts)
+        if not pc.any(hit).as_py():
+            break
+        fixed = _concat(
+            pc.struct_field(parts, [0]),
+            pc.utf8_upper(pc.struct_field(parts, [1])),
+            pc.struct_field(parts, [2]),
+        )
+        titled = pc.if_else(hit, fixed, titled)
+    return pc.if_else(pc.fill_null(one_case, False), titled, arr)
+
+
+def _split_names(u: pa.Array) -> dict[str, pa.Array]:
+    n = len(u)
+    x = pc.replace_substring_regex(u, r"[’‘`´]", "'")
+    x = pc.replace_substring_regex(x, r"\s+", " ")
+    x = pc.replace_substring_regex(x, r" *, *", ", ")
+    x = pc.replace_substring_regex(x, r" *- *", "-")
+    x = pc.utf8_trim(x, characters=" ")
+    bad = pc.fill_null(pc.match_substring_regex(x, _NAME_BAD_RE), True)
+
+    # the suffix may sit at the end (SMITH, JOHN A JR / JOHN SMITH JR / SMITH, JOHN, JR) or after the family
+    suffix = pa.nulls(n, _STR)
+    for pattern in (
+        _SUFFIX_RE,
+        r"(?i)^(?P<body>[^,]*?) +(?P<suffix>jr\.?|sr\.?|ii|iii|iv|2nd|3rd)(?P<rest>,.*)$",
+    ):
+        m = pc.extract_regex(x, pattern)
+        hit = pc.is_valid(m)
+        body = _field(m, "body")
+        if "rest" in [m.type.field(i).name for i in range(m.type.num_fields)]:
+            body = _concat(body, pc.fill_null(_field(m, "rest"), ""))
+        x = pc.if_else(hit, body, x)
+        suffix = pc.if_else(pc.and_(hit, pc.is_null(suffix)), _field(m, "suffix"), suffix)
+    x = pc.utf8_trim(x, characters=" ")
+
+    has_comma = pc.fill_null(pc.match_substring(x, ","), False)
+    comma = pc.extract_regex(x, r"^(?P<family>[^,]+), ?(?P<rest>[^,]*)$")
+    rest = pc.replace_substring_regex(_field(comma, "rest"), _TITLE_RE, "")
+    given_middle = pc.extract_regex(rest, r"^(?P<given>[^ ]+)(?: (?P<middle>.+))?$")
+
+    plain = pc.extract_regex(
+        pc.replace_substring_regex(x, _TITLE_RE, ""),
+        r"(?i)^(?P<given>[^ ,]+)(?: (?P<middle>[^,]+?))?? (?P<family>(?:" + _PARTICLES + r" )*[^ ,]+)$",
+    )
+    family = pc.if_else(has_comma, _field(comma, "family"), _field(plain, "family"))
+    given = pc.if_else(has_comma, _field(given_middle, "given"), _field(plain, "given"))
+    middle = pc.if_else(has_comma, _field(given_middle, "middle"), _field(plain, "middle"))
+    # "A." as a middle initial is "A"
+    middle = pc.replace_substring_regex(middle, r"^(\pL)\.$", r"\1")
+
+    unparseable = pc.or_(bad, pc.is_null(family))
+    suffix_canon = pc.utf8_lower(suffix)
+    keys = pa.array(list(_SUFFIX_CANON), type=_STR)
+    suffix = pa.array(list(_SUFFIX_CANON.values()), type=_STR).take(pc.index_in(suffix_canon, value_set=keys))
+    out = {
+        "family": _proper_case(family),
+        "given": _proper_case(given),
+        "middle": _proper_case(middle),
+        "suffix": suffix,
+    }
+    out = {k: _null_where(v, unparseable) for k, v in out.items()}
+    out["reason"] = _choose(n, [(unparseable, "name_unparseable")])
+    return out
+
+
+def split_person_name(s: pd.Series) -> pd.DataFrame:
+    """``LAST, FIRST M`` / ``FIRST LAST`` in one column -> ``family``, ``given``, ``middle``, ``suffix``, ``reason``.
+
+    Handles ``LAST, FIRST MIDDLE``, ``FIRST M LAST``, all caps or lower case, extra spaces, spaces
+    around the comma or hyphen, a suffix (``JR``, ``III``: kept in ``suffix``, an extra column, so
+    nothing is lost), a leading title (``DR``, dropped), particles in the no-comma form
+    (``JUAN DE LA CRUZ`` -> family ``De La Cruz``). Proper case: see :func:`_proper_case`.
+    ``SMITH,`` is a family name without a given name (NA ``given``, no reason); a name without a
+    family part (``SMITH`` alone, ``, JOHN``) or with digits or symbols -> ``name_unparseable``
+    and NA parts.
+
+    >>> split_person_name(pd.Series(["MCDONALD , JOHN  a", "mary o'brien-smith"])).iloc[:, :3].values.tolist()
+    [['McDonald', 'John', 'A'], ["O'Brien-Smith", 'Mary', <NA>]]
+    """
+    arr = _prepare(s)
+    uniques, indices = _distinct(arr)
+    parts = _split_names(uniques)
+    return pd.DataFrame(
+        {name: _to_series(col.take(indices), s.index, TEXT) for name, col in parts.items()}, index=s.index
+    )
+
+
+def join_person_name(parts: pd.DataFrame) -> pd.Series:
+    """The inverse of :func:`split_person_name`: ``Family, Given Middle Suffix`` (NA without a family).
+
+    >>> join_person_name(split_person_name(pd.Series(["SMITH JR, JOHN A"]))).tolist()
+    ['Smith, John A Jr']
+    """
+    tail = (
+        (parts["given"].fillna("").str.cat([parts["middle"].fillna(""), parts["suffix"].fillna("")], sep=" "))
+        .str.replace(r" +", " ", regex=True)
+        .str.strip()
+    )
+    joined = parts["family"].str.cat(tail, sep=", ").str.rstrip(", ")
+    return joined.astype(TEXT)
+
+
+# --- sex, phone, postal code, SSN ---------------------------------------------------------------
+
+Sex = Literal["female", "male", "unknown"]
+_SEX_TOKENS: Final[dict[str, tuple[Sex, Flag | None]]] = {
+    **dict.fromkeys(("m", "male", "man", "1"), ("male", None)),
+    **dict.fromkeys(("f", "female", "woman", "w", "2"), ("female", None)),
+    # ISO/IEC 5218: 0 not known, 9 not applicable
+    **dict.fromkeys(("u", "unk", "unknown", "0", "9", "not known", "not applicable"), ("unknown", None)),
+    # The target allows female/male/unknown only: "other" becomes unknown, flagged so it is not lost silently.
+    **dict.fromkeys(("o", "x", "other", "nonbinary", "non-binary"), ("unknown", "sex_other_as_unknown")),
+}
+
+
+def sex_code(s: pd.Series) -> Normalized:
+    """M/F/Male/female/1/2/U/0/9 -> ``male``/``female``/``unknown``.
+
+    Blank is missing (NA, no reason), not ``unknown``: "not recorded" and "recorded as unknown" are
+    different facts, and the caller may still fill NA with ``unknown``. ``O``/``X``/``other`` map
+    to ``unknown`` with flag ``sex_other_as_unknown`` (the target has no ``other``). Anything else
+    -> ``sex_unrecognized``.
+
+    >>> sex_code(pd.Series(["M", "female", "2", " ", "Q"])).values.tolist()
+    ['male', 'female', 'female', <NA>, <NA>]
+    """
+    keys = pa.array(list(_SEX_TOKENS), type=_STR)
+    vals = pa.array([v for v, _ in _SEX_TOKENS.values()], type=_STR)
+    flag_vals = pa.array([f for _, f in _SEX_TOKENS.values()], type=_STR)
+
+    def run(u: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+        idx = pc.index_in(pc.utf8_rtrim(pc.utf8_lower(u), characters="."), value_set=keys)
+        return vals.take(idx), _choose(len(u), [(pc.is_null(idx), "sex_unrecognized")]), flag_vals.take(idx)
+
+    return _by_distinct(s, run, TEXT)
+
+
+def phone_e164(s: pd.Series, region: str = "US") -> Normalized:
+    """Any written phone number -> E.164 (``+15551234567``) via ``phonenumbers``, once per distinct value.
+
+    An extension (``x12``) is dropped, flagged ``phone_extension_dropped``. A number
+    ``phonenumbers`` cannot parse or does not hold valid for its region -> ``phone_invalid``.
+
+    >>> r = phone_e164(pd.Series(["(212) 555-0123", "212-555-0123 x12", "12345"]))
+    >>> r.values.tolist(), r.flags.tolist()
+    (['+12125550123', '+12125550123', <NA>], [<NA>, 'phone_extension_dropped', <NA>])
+    """
+    import phonenumbers
+
+    def run(u: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+        values: list[str | None] = []
+        reasons: list[str | None] = []
+        flags: list[str | None] = []
+        for text in u.to_pylist():
+            try:
+                number = phonenumbers.parse(text, region)
+                ok = phonenumbers.is_valid_number(number)
+            except phonenumbers.NumberParseException:
+                ok = False
+            if not ok:
+                values.append(None)
+                reasons.append("phone_invalid")
+                flags.append(None)
+                continue
+            values.append(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+            reasons.append(None)
+            flags.append("phone_extension_dropped" if number.extension else None)
+        return pa.array(values, _STR), pa.array(reasons, _STR), pa.array(flags, _STR)
+
+    return _by_distinct(s, run, TEXT)
+
+
+def postal_code(s: pd.Series, state: pd.Series | None = None) -> Normalized:
+    """US ZIP or ZIP+4 (``02134``, ``02134-1234``), restoring lost leading zeros.
+
+    Four digits (``2134``) are zero-padded; when ``state`` is given they are padded only for a
+    state whose ZIP codes start with 0 (CT, MA, ME, NH, NJ, RI, VT, PR, VI, AE) and are
+    ``postal_invalid`` otherwise; three digits are padded only for PR, VI and NY (``00601``).
+    With a state, a ZIP outside the state's USPS area is kept and flagged ``postal_state_mismatch``.
+    Anything else, and ``00000``, -> ``postal_invalid``.
+
+    >>> postal_code(pd.Series(["2134", "021341234", "601", "ABCDE"]), pd.Series(["MA", "MA", "PR", "MA"])).values.tolist()
+    ['02134', '02134-1234', '00601', <NA>]
+    """
+    arr = pc.replace_substring_regex(_prepare(s), r"[ ]", "")
+    n = len(arr)
+    st = pa.nulls(n, _STR) if state is None else pc.utf8_upper(_prepare(state.reindex(s.index)))
+    m = pc.extract_regex(arr, r"^(?P<z5>\d{3,5})(?:-?(?P<z4>\d{4}))?$")
+    z5 = _field(m, "z5")
+    z4 = _field(m, "z4")
+    length = pc.fill_null(pc.utf8_length(z5), 0).to_numpy(zero_copy_only=False)
+    states = list(codes.ZIP_FIRST_DIGITS)
+    known = pc.is_valid(pc.index_in(st, value_set=pa.array(states, _STR))).to_numpy(zero_copy_only=False)
+    zero_states = [k for k, v in codes.ZIP_FIRST_DIGITS.items() if "0" in v]
+    zero_state = pc.fill_null(pc.is_in(st, value_set=pa.array(zero_states, _STR)), False).to_numpy(
+        zero_copy_only=False
+    )
+    two_zero = pc.fill_null(
+        pc.is_in(st, value_set=pa.array(sorted(codes.ZIP_TWO_ZERO_STATES), _STR)), False
+    ).to_numpy(zero_copy_only=False)
+    pad_ok = (length == 5) | ((length == 4) & (~known | zero_state)) | ((length == 3) & two_zero)
+    zip5 = pc.utf8_lpad(z5, 5, "0")
+    missing = pc.is_null(arr).to_numpy(zero_copy_only=False)
+    invalid = ~missing & (
+        ~pad_ok | pc.fill_null(pc.equal(zip5, "00000"), True).to_numpy(zero_copy_only=False)
+    )
+    value = pc.if_else(pc.is_valid(z4), _concat(zip5, z4, sep="-"), zip5)
+    value = _null_where(value, invalid)
+    reasons = _choose(n, [(invalid, "postal_invalid")])
+    allowed = pa.array([codes.ZIP_FIRST_DIGITS[k] for k in states], _STR).take(
+        pc.index_in(st, value_set=pa.array(states, _STR))
+    )
+    mismatch = _zip_area_mismatch(pc.utf8_slice_codeunits(value, 0, 1), allowed)
+    flags = _choose(n, [(mismatch, "postal_state_mismatch")])
+    return Normalized(
+        values=_to_series(value, s.index, TEXT),
+        reasons=_to_series(reasons, s.index, TEXT),
+        flags=_to_series(flags, s.index, TEXT),
+    )
+
+
+def _zip_area_mismatch(first: pa.Array, allowed: pa.Array) -> np.ndarray:
+    # A ZIP's first digit against the state's allowed first digits (one or two of them).
+    a0 = pc.utf8_slice_codeunits(pc.fill_null(allowed, ""), 0, 1)
+    a1 = pc.utf8_slice_codeunits(pc.fill_null(allowed, ""), 1, 2)
+    ok = pc.or_(pc.equal(first, a0), pc.equal(first, a1))
+    return (
+        pc.fill_null(pc.is_valid(allowed), False).to_numpy(zero_copy_only=False)
+        & pc.fill_null(pc.is_valid(first), False).to_numpy(zero_copy_only=False)
+        & ~pc.fill_null(ok, True).to_numpy(zero_copy_only=False)
+    )
+
+
+_SSN_PLACEHOLDERS: Final[tuple[str, ...]] = ("123456789", "078051120", "219099999")
+"""Known fake SSNs besides the all-same-digit ones: the counting sequence, the Woolworth wallet card, an SSA ad."""
+
+
+def ssn(s: pd.Series) -> Normalized:
+    """US SSN as 9 digits (dashes, spaces and dots removed).
+
+    Placeholders -> NA with ``ssn_placeholder`` (disposition ``null``: store NULL, migrate the row):
+    all the same digit (``999999999``, ``000000000``), ``123456789`` and other known fakes, and the
+    numbers SSA never issues (area ``000``, ``666`` or ``9xx``, group ``00``, serial ``0000``).
+    Not 9 digits -> ``ssn_invalid``.
+
+    >>> ssn(pd.Series(["123-45-6780", "999-99-9999", "12345"])).reasons.tolist()
+    [<NA>, 'ssn_placeholder', 'ssn_invalid']
+    """
+
+    def run(u: pa.Array) -> tuple[pa.Array, pa.Array, None]:
+        digits = pc.replace_substring_regex(u, r"[-\s.]", "")
+        shape_ok = pc.match_substring_regex(digits, r"^\d{9}$")
+        same = pc.equal(digits, pc.binary_repeat(pc.utf8_slice_codeunits(digits, 0, 1), 9))
+        never_issued = pc.or_(
+            pc.match_substring_regex(digits, r"^(?:000|666|9)"),
+            pc.or_(
+                pc.equal(pc.utf8_slice_codeunits(digits, 3, 5), "00"),
+                pc.equal(pc.utf8_slice_codeunits(digits, 5, 9), "0000"),
+            ),
+        )
+        fake = pc.or_(
+            pc.or_(same, never_issued), pc.is_in(digits, value_set=pa.array(_SSN_PLACEHOLDERS, _STR))
+        )
+        reasons = _choose(len(u), [(pc.invert(shape_ok), "ssn_invalid"), (fake, "ssn_placeholder")])
+        return _null_where(digits, pc.is_valid(reasons)), reasons, None
+
+    return _by_distinct(s, run, TEXT)

@@ -833,3 +833,191 @@ def ssn(s: pd.Series) -> Normalized:
         return _null_where(digits, pc.is_valid(reasons)), reasons, None
 
     return _by_distinct(s, run, TEXT)
+
+
+# --- NPI, money, outcome scores -----------------------------------------------------------------
+
+
+def _digit_matrix(arr: pa.Array, width: int) -> np.ndarray:
+    """Non-null strings of exactly ``width`` ASCII digits as an (n, width) uint8 matrix of digit values."""
+    arr = _combine(pc.cast(arr, _STR))
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return (data.reshape(-1, width) - ord("0")).astype(np.int64)
+
+
+def _npi_check(d: np.ndarray) -> np.ndarray:
+    """Luhn over ``80840`` + the 10 NPI digits; the prefix contributes the constant 24."""
+    doubled = d[:, 0:9:2] * 2
+    doubled = np.where(doubled > 9, doubled - 9, doubled)
+    total = 24 + doubled.sum(axis=1) + d[:, 1:10:2].sum(axis=1)
+    return total % 10 == 0
+
+
+def npi_valid(s: pd.Series) -> Normalized:
+    """A National Provider Identifier: 10 digits whose last is the Luhn check digit over ``80840`` + the first 9.
+
+    Spaces and dashes are removed; anything else -> ``npi_invalid``.
+
+    >>> r = npi_valid(pd.Series(["1234567893", "1234567890", "12345"]))
+    >>> r.values.tolist(), r.reasons.tolist()
+    (['1234567893', <NA>, <NA>], [<NA>, 'npi_invalid', 'npi_invalid'])
+    """
+
+    def run(u: pa.Array) -> tuple[pa.Array, pa.Array, None]:
+        digits = pc.replace_substring_regex(u, r"[\s-]", "")
+        shape = pc.fill_null(pc.match_substring_regex(digits, r"^[0-9]{10}$"), False).to_numpy(
+            zero_copy_only=False
+        )
+        ok = np.zeros(len(u), dtype=bool)
+        rows = np.flatnonzero(shape)
+        if rows.size:
+            ok[rows] = _npi_check(_digit_matrix(digits.take(pa.array(rows)), 10))
+        return _null_where(digits, ~ok), _choose(len(u), [(~ok, "npi_invalid")]), None
+
+    return _by_distinct(s, run, TEXT)
+
+
+_MONEY_RE = (
+    r"^(?P<open>\()?\s*(?P<sign>[-+])?\s*\$?\s*(?P<sign2>[-+])?\s*"
+    r"(?P<int>[0-9]{1,3}(?:,[0-9]{3})+|[0-9]*)(?:\.(?P<frac>[0-9]*))?\s*(?P<close>\))?\s*(?P<trail>-)?$"
+)
+_MAX_DOLLAR_DIGITS = 15  # int64 cents hold 9.2e16 dollars: stay well inside
+
+
+def money_cents(s: pd.Series) -> Normalized:
+    """An amount in dollars as exact ``int64`` cents, by string arithmetic (never through a float).
+
+    ``$1,234.50``, ``125``, ``125.5``, `` 80.00 ``, ``-12``, ``$-12``, ``12.00-`` and the accounting
+    negative ``(12.00)``; more decimals are allowed only when they are zeros (``12.500``).
+    Anything else (fractions of a cent, two signs, unbalanced parentheses, misplaced thousands
+    separators, letters) -> ``money_invalid``. The output is in cents, so running it again on its
+    own output is not the identity: :func:`format_cents` turns cents back into text that reads the same.
+
+    >>> money_cents(pd.Series(["$1,234.50", "(12.00)", "125.5", "12.345"])).values.tolist()
+    [123450, -1200, 12550, <NA>]
+    """
+
+    def run(u: pa.Array) -> tuple[pa.Array, pa.Array, None]:
+        m = pc.extract_regex(u, _MONEY_RE)
+        matched = pc.is_valid(m).to_numpy(zero_copy_only=False)
+        whole = pc.fill_null(_field(m, "int"), "")
+        whole = pc.replace_substring(whole, ",", "")
+        frac = pc.fill_null(_field(m, "frac"), "")
+        opened = pc.is_valid(_field(m, "open")).to_numpy(zero_copy_only=False)
+        closed = pc.is_valid(_field(m, "close")).to_numpy(zero_copy_only=False)
+        minus = [
+            pc.fill_null(pc.equal(_field(m, name), "-"), False).to_numpy(zero_copy_only=False)
+            for name in ("sign", "sign2", "trail")
+        ]
+        signs = sum(
+            pc.is_valid(_field(m, name)).to_numpy(zero_copy_only=False).astype(int)
+            for name in ("sign", "sign2", "trail")
+        )
+        has_digits = (pc.utf8_length(whole).to_numpy(zero_copy_only=False) > 0) | (
+            pc.utf8_length(frac).to_numpy(zero_copy_only=False) > 0
+        )
+        extra = pc.utf8_slice_codeunits(frac, 2)
+        exact = pc.match_substring_regex(extra, r"^0*$").to_numpy(zero_copy_only=False)
+        short = pc.utf8_length(whole).to_numpy(zero_copy_only=False) <= _MAX_DOLLAR_DIGITS
+        ok = matched & has_digits & (opened == closed) & (signs + opened <= 1) & exact & short
+        dollars = _ints(pc.if_else(pa.array(ok), whole, pa.scalar("0", _STR)), 0)
+        cents = _ints(
+            pc.if_else(
+                pa.array(ok), pc.utf8_slice_codeunits(pc.utf8_rpad(frac, 2, "0"), 0, 2), pa.scalar("0", _STR)
+            ),
+            0,
+        )
+        negative = opened | minus[0] | minus[1] | minus[2]
+        amount = np.where(negative, -1, 1) * (dollars * 100 + cents)
+        values = pa.array(amount, type=pa.int64(), mask=~ok)
+        return values, _choose(len(u), [(~ok, "money_invalid")]), None
+
+    return _by_distinct(s, run, INT64)
+
+
+def format_cents(cents: pd.Series) -> pd.Series:
+    """Cents as dollar text (``-1200`` -> ``-12.00``): what :func:`money_cents` reads back to the same cents.
+
+    >>> format_cents(pd.Series([123450, -5, None], dtype="Int64")).tolist()
+    ['1234.50', '-0.05', <NA>]
+    """
+    arr = _combine(pa.array(pd.array(cents, dtype=INT64)))
+    magnitude = pc.abs(arr)
+    dollars = pc.cast(pc.divide(magnitude, 100), _STR)
+    rest = pc.utf8_lpad(
+        pc.cast(pc.subtract(magnitude, pc.multiply(pc.divide(magnitude, 100), 100)), _STR), 2, "0"
+    )
+    sign = pc.if_else(pc.less(arr, 0), pa.scalar("-", _STR), pa.scalar("", _STR))
+    return _to_series(_concat(sign, _concat(dollars, rest, sep=".")), cents.index, TEXT)
+
+
+def outcome_measure(s: pd.Series) -> Normalized:
+    """Instrument names (``lefs``, ``Oswestry``, ``Quick DASH``, ``QDASH``) -> ``LEFS``/``ODI``/``NDI``/``QuickDASH``/``PSFS``.
+
+    >>> outcome_measure(pd.Series(["oswestry", "Quick-DASH", "SF-36"])).values.tolist()
+    ['ODI', 'QuickDASH', <NA>]
+    """
+    keys = pa.array(list(codes.OUTCOME_ALIASES), _STR)
+    names = pa.array(list(codes.OUTCOME_ALIASES.values()), _STR)
+
+    def run(u: pa.Array) -> tuple[pa.Array, pa.Array, None]:
+        key = pc.replace_substring_regex(pc.utf8_lower(u), r"[^a-z]", "")
+        idx = pc.index_in(key, value_set=keys)
+        return names.take(idx), _choose(len(u), [(pc.is_null(idx), "measure_unknown")]), None
+
+    return _by_distinct(s, run, TEXT)
+
+
+_SCORE_RE = r"^(?P<num>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))\s*(?:(?P<pct>%)|/\s*(?P<den>[0-9]+))?$"
+
+
+def outcome_score(measure: pd.Series, score: pd.Series) -> Normalized:
+    """An outcome score as a number in the instrument's native scale, range-checked.
+
+    Ranges (inclusive, :data:`cutover.mapping.codes.OUTCOME_RANGES`): LEFS 0-80, ODI 0-100, NDI 0-50,
+    QuickDASH 0-100, PSFS 0-10. A percent (``64%``, or ``/100``) is converted to the native scale
+    (NDI ``64%`` -> 32); ``45/80`` is read when the denominator is the instrument's maximum.
+    Reasons: ``measure_unknown`` (a score whose instrument we do not know), ``score_invalid``
+    (not a number), ``score_out_of_range``. The result is on ``score``'s index.
+
+    >>> r = outcome_score(pd.Series(["LEFS", "NDI", "LEFS"]), pd.Series(["45", "64%", "95"]))
+    >>> r.values.tolist(), r.reasons.tolist()
+    ([45.0, 32.0, <NA>], [<NA>, <NA>, 'score_out_of_range'])
+    """
+    measures = outcome_measure(measure.reindex(score.index))
+    arr = _prepare(score)
+    n = len(arr)
+    m = pc.extract_regex(arr, _SCORE_RE)
+    number = pc.cast(_field(m, "num"), pa.float64()).to_numpy(zero_copy_only=False)
+    is_pct = pc.is_valid(_field(m, "pct")).to_numpy(zero_copy_only=False)
+    den = _ints(_field(m, "den"), -1)
+    canon = _combine(pa.array(measures.values.array))
+    instruments = list(codes.OUTCOME_RANGES)
+    idx = pc.index_in(canon, value_set=pa.array(instruments, _STR))
+    lows = np.array([lo for lo, _ in codes.OUTCOME_RANGES.values()])[
+        pc.fill_null(idx, 0).to_numpy(zero_copy_only=False)
+    ]
+    highs = np.array([hi for _, hi in codes.OUTCOME_RANGES.values()])[
+        pc.fill_null(idx, 0).to_numpy(zero_copy_only=False)
+    ]
+    known = pc.is_valid(idx).to_numpy(zero_copy_only=False)
+    percent = is_pct | (den == 100)
+    den_ok = (den < 0) | (den == 100) | (den == highs)
+    value = np.where(percent, number / 100.0 * highs, number)
+    present = pc.is_valid(arr).to_numpy(zero_copy_only=False)
+    parsed = pc.is_valid(m).to_numpy(zero_copy_only=False) & den_ok
+    in_range = (value >= lows) & (value <= highs)
+    reasons = _choose(
+        n,
+        [
+            (present & ~known, "measure_unknown"),
+            (present & ~parsed, "score_invalid"),
+            (present & ~in_range, "score_out_of_range"),
+        ],
+    )
+    ok = present & known & parsed & in_range
+    values = pa.array(np.where(ok, value, 0.0), type=pa.float64(), mask=~ok)
+    return Normalized(
+        values=_to_series(values, score.index, FLOAT64), reasons=_to_series(reasons, score.index, TEXT)
+    )

@@ -377,20 +377,41 @@ def bind_sources(service: Mapping[str, Any]) -> Iterator[str]:
             yield volume["source"]
 
 
+def in_repository(path: Path) -> bool:
+    """The path is in the repository: tracked by git (a file, or a folder holding tracked files).
+
+    A fresh clone, which is what CI and an operator get, has only tracked paths: an empty or
+    untracked folder exists here but not there, and Docker would then create it root-owned.
+    Outside a git checkout (an unpacked archive) existence on disk is all there is to check.
+    """
+    if not (ROOT / ".git").exists():
+        return path.exists()
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "--", str(path.relative_to(ROOT))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return bool(listed.strip())
+
+
 def test_every_path_the_file_names_exists(stack: Stack) -> None:
     for name, service in stack.services.items():
         build = service.get("build")
         if build is not None:
             context = ROOT / (build if isinstance(build, str) else build.get("context", "."))
-            assert context.is_dir(), f"{name}: build context {context} is missing"
+            assert in_repository(context), f"{name}: build context {context} is not in the repository"
             if isinstance(build, dict) and "dockerfile" in build:
-                assert (context / build["dockerfile"]).is_file(), f"{name}: Dockerfile missing"
+                dockerfile = context / build["dockerfile"]
+                assert in_repository(dockerfile), f"{name}: {dockerfile} is not in the repository"
         for source in bind_sources(service):
-            assert (ROOT / source).exists(), f"{name}: volume source {source} is missing"
+            assert in_repository((ROOT / source).resolve()), (
+                f"{name}: volume source {source} is not in the repository (no tracked file under it)"
+            )
         env_files = service.get("env_file", [])
         for env_file in [env_files] if isinstance(env_files, str) else env_files:
             path = env_file if isinstance(env_file, str) else env_file["path"]
-            assert (ROOT / path).is_file(), f"{name}: env_file {path} is missing"
+            assert in_repository(ROOT / path), f"{name}: env_file {path} is not in the repository"
 
 
 def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
@@ -414,7 +435,7 @@ def test_dockerfile_copies_only_files_that_exist_and_are_sent(stack: Stack) -> N
     for args in copies:
         sources = [a for a in args.split() if not a.startswith("--")][:-1]
         for source in sources:
-            assert (ROOT / source).exists(), f"COPY source {source} is missing"
+            assert in_repository(ROOT / source), f"COPY source {source} is not in the repository"
             assert source.rstrip("/") in included, f"COPY source {source} is excluded by the .dockerignore"
 
 

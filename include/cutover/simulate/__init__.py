@@ -23,8 +23,8 @@ from typing import Any
 
 from cutover.errors import ConfigError
 from cutover.simulate.defects import DEFECT_KINDS, DEFECTS, RATES, DefectKind, DefectSpec
-from cutover.simulate.generate import AS_OF, Legacy, generate
-from cutover.simulate.write import dialect_of, sqlite_path, write
+from cutover.simulate.practice import AS_OF, Legacy, generate
+from cutover.simulate.writers import dialect_of, sqlite_path, write
 
 __all__ = [
     "AS_OF",

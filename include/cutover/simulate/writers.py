@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from cutover.errors import ConfigError, TransientError
 from cutover.legacy.schema import LEGACY_TABLES, Dialect, ddl, drop_ddl, quote
-from cutover.simulate.generate import Legacy
+from cutover.simulate.practice import Legacy
 
 log = logging.getLogger(__name__)
 

@@ -142,6 +142,8 @@ def test_sqlite_schema_is_the_contract(db: sqlite3.Connection) -> None:
             assert declared[column] == {"int": "INTEGER", "text": "TEXT", "blob": "BLOB"}[kind]
         assert [_text(row[1]) for row in info if row[5]] == [table.key], name
         assert not db.execute(f'PRAGMA foreign_key_list("{name}")').fetchall()
+        ints = {column for column, kind in table.columns if kind == "int"}
+        assert ints == {table.key} | {fk for fk, _ in table.parents}, name  # ids only; the rest is text
         for fk, parent in table.parents:
             assert parent in LEGACY_TABLES
             assert list(LEGACY_TABLES).index(parent) < list(LEGACY_TABLES).index(name)

@@ -55,8 +55,8 @@ def _table(
     parents: tuple[tuple[str, str], ...] = (),
     patient_key: str | None = None,
 ) -> LegacyTable:
-    # A compact spec: the first column is the key; ``name:int``/``name:blob`` mark non-text columns,
-    # and every ``*_id`` column is an integer id.
+    # A compact spec: the first column is the key; every ``*_id`` column is an integer id unless
+    # marked ``name:text`` (member_id is the payer's identifier, not ours); ``name:blob`` is binary.
     columns: list[tuple[str, ColumnType]] = []
     for token in spec.split():
         column, _, kind = token.partition(":")
@@ -88,7 +88,7 @@ LEGACY_TABLES: dict[str, LegacyTable] = {
         ),
         _table(
             "coverage",
-            "cov_id pat_id payer_id member_id group_no priority eff_date term_date modified",
+            "cov_id pat_id payer_id member_id:text group_no priority eff_date term_date modified",
             parents=(("pat_id", "patients"), ("payer_id", "payers")),
             patient_key="pat_id",
         ),

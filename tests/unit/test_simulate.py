@@ -348,6 +348,21 @@ def test_defects_are_true_of_the_stored_values(
             assert _parse_date(visit_date) > _parse_date(discharge)
 
 
+def test_messy_phones_are_still_valid_numbers(
+    sim: tuple[Path, dict[str, Any]], db: sqlite3.Connection
+) -> None:
+    """A format defect changes the spelling, never the number: phonenumbers accepts every variant."""
+    phones = {c: _column(db, "patients", c) for c in ("home_phone", "cell_phone", "emerg_phone")}
+    seen = Counter()
+    for d in _defects(sim[1], "phone_format"):
+        raw = _text(phones[d["field"]][d["legacy_id"]])
+        number = phonenumbers.parse(raw, "US")
+        assert phonenumbers.is_valid_number(number), d["format"]
+        assert (number.extension is not None) == (d["format"] == "extension")
+        seen[d["format"]] += 1
+    assert set(seen) == {"parens", "dots", "digits", "plus_one", "extension"}
+
+
 def test_duplicates_point_at_a_similar_original(
     sim: tuple[Path, dict[str, Any]], db: sqlite3.Connection
 ) -> None:
@@ -558,6 +573,19 @@ def test_docstring_examples_run() -> None:
         assert tried > 0, module.__name__
 
 
+def test_command_line_writes_a_practice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cutover.simulate.__main__ import main
+
+    assert main([f"sqlite:///{tmp_path / 'cli.db'}", "--patients", "30", "--seed", "4"]) == 0
+    manifest = json.loads((tmp_path / "cli.db.manifest.json").read_text())
+    out = capsys.readouterr().out
+    printed = {
+        name: int(count.replace(",", "")) for name, count in (line.split() for line in out.splitlines())
+    }
+    assert printed == manifest["tables"]
+    assert not any(c in out for c in manifest["canaries"])
+
+
 def test_speed_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A small practice end to end; prints throughput (the 10,000-patient figure is in the report)."""
     started = time.perf_counter()
@@ -602,3 +630,17 @@ def _edit_distance(a: str, b: str) -> int:
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
         previous = current
     return previous[-1]
+
+
+@pytest.mark.slow
+def test_ten_thousand_patients_well_under_a_minute(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The brief's figure: 10,000 patients (about 1M legacy rows) into SQLite, measured and printed."""
+    started = time.perf_counter()
+    manifest = simulate(f"sqlite:///{tmp_path / 'big.db'}", patients=10_000, seed=7)
+    elapsed = time.perf_counter() - started
+    rows = sum(manifest["tables"].values())
+    with capsys.disabled():
+        print(f"\nsimulate 10,000 patients: {rows:,} rows in {elapsed:.1f}s ({rows / elapsed:,.0f} rows/s)")
+    assert 800_000 < rows < 1_400_000

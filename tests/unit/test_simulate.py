@@ -20,6 +20,7 @@ import pytest
 import cutover.legacy.schema
 import cutover.simulate
 import cutover.simulate.defects
+import cutover.simulate.formats
 import cutover.simulate.pdf
 import cutover.simulate.practice
 import cutover.simulate.writers
@@ -564,6 +565,7 @@ def test_docstring_examples_run() -> None:
         cutover.legacy.schema,
         cutover.simulate,
         cutover.simulate.defects,
+        cutover.simulate.formats,
         cutover.simulate.practice,
         cutover.simulate.pdf,
         cutover.simulate.writers,

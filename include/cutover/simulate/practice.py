@@ -20,9 +20,7 @@ True
 
 from __future__ import annotations
 
-import itertools
 import logging
-import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +30,23 @@ import numpy as np
 from cutover.legacy.schema import LEGACY_TABLES
 from cutover.simulate import vocab as V
 from cutover.simulate.defects import DEFECTS, RATES, DefectKind
+from cutover.simulate.formats import (
+    DATE_FORMATS,
+    IMPOSSIBLE_DATES,
+    NAME_FORMATS,
+    NULL_TOKENS,
+    PHONE_FORMATS,
+    SSN_PLACEHOLDERS,
+    ascii_letters,
+    cpt_free_text,
+    member_ids,
+    money_messy,
+    money_text,
+    name_messy,
+    phone_text,
+    typo,
+)
+from cutover.simulate.notes import soap_notes
 from cutover.simulate.pdf import minimal_pdf
 
 log = logging.getLogger(__name__)
@@ -121,85 +136,6 @@ def eight_minute_units(minutes: np.ndarray) -> np.ndarray:
     """
     minutes = np.asarray(minutes)
     return np.where(minutes < 8, 0, (minutes - 8) // 15 + 1)
-
-
-# Date spellings. The key is the manifest's 'format' detail.
-def _us_padded(iso: str) -> str:
-    return f"{iso[5:7]}/{iso[8:10]}/{iso[:4]}"
-
-
-def _us_unpadded(iso: str) -> str:
-    return f"{int(iso[5:7])}/{int(iso[8:10])}/{iso[:4]}"
-
-
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def _dd_mon_yyyy(iso: str) -> str:
-    return f"{iso[8:10]}-{_MONTHS[int(iso[5:7]) - 1]}-{iso[:4]}"
-
-
-def _compact(iso: str) -> str:
-    return iso[:4] + iso[5:7] + iso[8:10]
-
-
-def _iso_midnight(iso: str) -> str:
-    return iso + " 00:00:00"
-
-
-DATE_FORMATS = {
-    "us_padded": _us_padded,
-    "us_unpadded": _us_unpadded,
-    "dd_mon_yyyy": _dd_mon_yyyy,
-    "compact": _compact,
-    "iso_midnight": _iso_midnight,
-}
-IMPOSSIBLE_DATES = {
-    "feb30": lambda iso: f"02/30/{iso[:4]}",
-    "zero": lambda iso: "0000-00-00",
-    "month13": lambda iso: f"{iso[:4]}-13-45",
-}
-
-
-def _phone(area: int, exchange: int, line: int, style: int, ext: int) -> str:
-    if style == 1:
-        return f"({area}) {exchange}-{line:04d}"
-    if style == 2:
-        return f"{area}.{exchange}.{line:04d}"
-    if style == 3:
-        return f"{area}{exchange}{line:04d}"
-    if style == 4:
-        return f"+1 {area} {exchange} {line:04d}"
-    if style == 5:
-        return f"{area}-{exchange}-{line:04d} x{ext}"
-    return f"{area}-{exchange}-{line:04d}"
-
-
-PHONE_FORMATS = ("clean", "parens", "dots", "digits", "plus_one", "extension")
-NAME_FORMATS = ("trailing_spaces", "upper", "lower", "inner_spaces")
-MONEY_FORMATS = ("dollar_sign", "whole", "one_decimal", "padded")
-NULL_TOKENS = ("N/A", "NULL", "none", "", " ")
-SSN_PLACEHOLDERS = ("999999999", "000000000", "123456789", "")
-
-
-def _money(cents: int) -> str:
-    return f"{cents // 100}.{cents % 100:02d}"
-
-
-def _money_messy(cents: int, style: int) -> tuple[str, str]:
-    """A legacy spelling of an amount; returns (text, format name)."""
-    dollars, rest = divmod(cents, 100)
-    if style == 1 and rest == 0:
-        return str(dollars), "whole"
-    if style == 2 and rest % 10 == 0 and rest != 0:
-        return f"{dollars}.{rest // 10}", "one_decimal"
-    if style in (0, 1, 2):
-        return f"${dollars:,}.{rest:02d}", "dollar_sign"
-    return f" {dollars}.{rest:02d} ", "padded"
-
-
-def _ascii(text: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if c.isascii() and c.isalnum())
 
 
 @dataclass
@@ -311,11 +247,6 @@ class _Builder:
                 entry[name] = value[i] if isinstance(value, list) else value
             self.defects.append(entry)
 
-    def days_between(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """A uniform day in [lo, hi] for each pair."""
-        span = np.maximum(np.asarray(hi) - np.asarray(lo), 0)
-        return np.asarray(lo) + np.floor(self.rng.random(len(span)) * (span + 1)).astype(np.int64)
-
     def stamp(self, day: np.ndarray, lag_days: int = 0) -> np.ndarray:
         """A working-hours timestamp ``0..lag_days`` after ``day``, never after the snapshot."""
         day = np.asarray(day, dtype=np.int64)
@@ -360,7 +291,7 @@ class _Builder:
             "city": _obj([c.city for c in tmpl]),
             "state": _obj([c.state for c in tmpl]),
             "zip": _obj([c.zip for c in tmpl]),
-            "phone": _obj([_phone(a, e, x, 0, 0) for a, e, x in zip(area, exchange, line, strict=True)]),
+            "phone": _obj([phone_text(a, e, x, 0, 0) for a, e, x in zip(area, exchange, line, strict=True)]),
             "tz": _obj([c.tz for c in tmpl]),
         }
 
@@ -392,8 +323,8 @@ class _Builder:
             "ref_phys_id": np.arange(1, n + 1),
             "phys_name": _obj([f"{g} {f}, {s}" for g, f, s in zip(given, family, suffix, strict=True)]),
             "npi": _obj([str(v) for v in self.ref_npi.tolist()]),
-            "fax": _obj([_phone(a, e, x, 0, 0) for a, e, x in zip(*fax, strict=True)]),
-            "phone": _obj([_phone(a, e, x, 0, 0) for a, e, x in zip(*phone, strict=True)]),
+            "fax": _obj([phone_text(a, e, x, 0, 0) for a, e, x in zip(*fax, strict=True)]),
+            "phone": _obj([phone_text(a, e, x, 0, 0) for a, e, x in zip(*phone, strict=True)]),
         }
 
     def build_providers(self) -> None:
@@ -478,7 +409,7 @@ class _Builder:
         domain = _obj(V.EMAIL_DOMAINS)[rng.integers(0, len(V.EMAIL_DOMAINS), n)]
         self.email = _obj(
             [
-                f"{_ascii(g).lower()}.{_ascii(f).lower()}{k}@{d}" if has else None
+                f"{ascii_letters(g).lower()}.{ascii_letters(f).lower()}{k}@{d}" if has else None
                 for g, f, k, d, has in zip(
                     self.given, self.family, email_no, domain, self.has_email, strict=True
                 )
@@ -556,7 +487,7 @@ class _Builder:
                     break
             taken.add(key)
             home[1][row], home[2][row] = key[1], key[2]
-            self.canaries += [_phone(*key, 0, 0), f"+1{key[0]}{key[1]}{key[2]:04d}"]
+            self.canaries += [phone_text(*key, 0, 0), f"+1{key[0]}{key[1]}{key[2]:04d}"]
         existing = {s for s in self.ssn.tolist() if s}
         while True:
             ssn = f"{rng.integers(100, 600)}-{rng.integers(10, 100)}-{rng.integers(1000, 10_000)}"
@@ -600,10 +531,10 @@ class _Builder:
         details: list[list[str]] = [[] for _ in range(d)]
         for i in range(d):
             if typo_in[i] == 0:
-                family[i] = _typo(family[i], int(ops[i]), float(positions[i]), int(letters[i]))
+                family[i] = typo(family[i], int(ops[i]), float(positions[i]), int(letters[i]))
                 details[i].append("family_typo")
             elif typo_in[i] == 1:
-                given[i] = _typo(given[i], int(ops[i]), float(positions[i]), int(letters[i]))
+                given[i] = typo(given[i], int(ops[i]), float(positions[i]), int(letters[i]))
                 details[i].append("given_typo")
             if middle_change[i]:
                 m = middle[i]
@@ -707,7 +638,7 @@ class _Builder:
         chosen = self.pick(eligible, "name_format", table="patients", column="pat_name")
         styles = rng.integers(0, len(NAME_FORMATS), len(chosen))
         for i, style in zip(chosen.tolist(), styles.tolist(), strict=True):
-            names[i] = _name_messy(names[i], style)
+            names[i] = name_messy(names[i], style)
         self.record("name_format", "patients", ids[chosen], "pat_name", format=_obj(NAME_FORMATS)[styles])
 
         # Dates of birth: impossible, two-digit years, mixed formats.
@@ -761,7 +692,7 @@ class _Builder:
             ext = rng.integers(2, 400, total)
             columns[slot] = _obj(
                 [
-                    _phone(a, e, x, c, k) if p else None
+                    phone_text(a, e, x, c, k) if p else None
                     for a, e, x, c, k, p in zip(
                         area.tolist(),
                         exchange.tolist(),
@@ -1089,7 +1020,7 @@ class _Builder:
         self.record("note_without_appointment", "visits", self.v_id[no_appt], "appt_id")
 
         # SOAP text.
-        subjective, objective, assessment, plan = _soap(
+        subjective, objective, assessment, plan = soap_notes(
             rng,
             self.v_note,
             self.case_region[self.v_case],
@@ -1228,7 +1159,7 @@ class _Builder:
             group = lines[start:stop]
             head = group[0]
             parts = list(zip(code[group].tolist(), units[group].tolist(), strict=True))
-            text[head] = _cpt_free_text(parts, int(style[v]))
+            text[head] = cpt_free_text(parts, int(style[v]))
             minutes[head] = int(minutes[group].sum())
             units[head] = int(units[group].sum())
             if (modifiers[group] == "GP,59").any():
@@ -1297,7 +1228,7 @@ class _Builder:
         m = len(pat)
         cov_id = np.arange(1, m + 1)
         # Member ids: a duplicate's copy carries the original's member id.
-        member = _member_ids(rng, payer_type[payer])
+        member = member_ids(rng, payer_type[payer])
         src_member = {}
         for p, mid, pr in zip(pat.tolist(), member.tolist(), priority.tolist(), strict=True):
             if p < n and pr == 1:
@@ -1385,7 +1316,7 @@ class _Builder:
             "payment_id": np.arange(1, len(visit) + 1),
             "pat_id": self.v_pat[visit] + 1,
             "payer_id": payer_id,
-            "amount": _obj([_money(c) for c in cents.tolist()]),
+            "amount": _obj([money_text(c) for c in cents.tolist()]),
             "kind": kind,
             "paid_on": iso_dates(paid),
             "modified": self.stamp(paid, 3),
@@ -1401,7 +1332,7 @@ class _Builder:
             "visit_id": self.v_id[visit],
             "pat_id": self.v_pat[visit] + 1,
             "cpt_code": ch["code"][order],
-            "amount": _obj([_money(c) for c in ch["amount"][order].tolist()]),
+            "amount": _obj([money_text(c) for c in ch["amount"][order].tolist()]),
             "posted": iso_dates(ch["posted"][order]),
             "modified": self.stamp(ch["posted"][order], 5),
         }
@@ -1677,7 +1608,7 @@ class _Builder:
             chosen = self.pick(np.ones(len(cols[key]), bool), "money_format", table=table, column="amount")
             style = rng.integers(0, 4, len(chosen))
             cents = [round(float(a) * 100) for a in cols["amount"][chosen].tolist()]
-            messy = [_money_messy(c, s) for c, s in zip(cents, style.tolist(), strict=True)]
+            messy = [money_messy(c, s) for c, s in zip(cents, style.tolist(), strict=True)]
             cols["amount"][chosen] = [m[0] for m in messy]
             self.record(
                 "money_format", table, cols[key][chosen], "amount", format=_obj([m[1] for m in messy])
@@ -1791,166 +1722,11 @@ class _Builder:
         )
 
 
-def _typo(name: str, op: int, position: float, letter: int) -> str:
-    """One-letter typo: substitute, delete or transpose a letter after the first."""
-    spots = [i for i, c in enumerate(name) if c.isalpha() and i > 0]
-    if not spots:
-        return name + "e"
-    i = spots[int(position * len(spots))]
-    if op == 1 and len(name) > 3:
-        return name[:i] + name[i + 1 :]
-    if op == 2 and i + 1 < len(name) and name[i + 1].isalpha() and name[i + 1] != name[i]:
-        return name[:i] + name[i + 1] + name[i] + name[i + 2 :]
-    new = "abcdefghijklmnopqrstuvwxyz"[letter]
-    if new == name[i].lower():
-        new = "abcdefghijklmnopqrstuvwxyz"[(letter + 1) % 26]
-    return name[:i] + new + name[i + 1 :]
-
-
-def _name_messy(name: str, style: int) -> str:
-    if style == 0:
-        return name + "   "
-    if style == 1:
-        return name.upper()
-    if style == 2:
-        return name.lower()
-    return name.replace(", ", ",  ").replace(" ", "  ", 2)
-
-
-def _cpt_free_text(parts: Sequence[tuple[str, int]], style: int) -> str:
-    """``97110x2, 97140 x1`` (style 0) or ``97110 X 2;97530x1`` (style 1)."""
-    if style == 0:
-        return ", ".join(f"{c}x{u}" if i % 2 == 0 else f"{c} x{u}" for i, (c, u) in enumerate(parts))
-    return ";".join(f"{c} X {u}" if i % 2 == 0 else f"{c}x{u}" for i, (c, u) in enumerate(parts))
-
-
 def _top_k(rng: np.random.Generator, weights: np.ndarray, n: int) -> np.ndarray:
     """n independent weighted orderings of ``len(weights)`` items (Gumbel top-k): without replacement."""
     u = np.clip(rng.random((n, len(weights))), 1e-12, 1 - 1e-12)
     keys = np.log(weights)[None, :] - np.log(-np.log(u))
     return np.argsort(-keys, axis=1, kind="stable")
-
-
-_MBI_LETTERS = "ACDEFGHJKMNPQRTUVWXY"
-_MEMBER_PATTERNS = {
-    "Medicare": "NAXNAXNAANN",
-    "Medicaid": "LLDDDDDDDDD",
-    "Commercial": "LLLDDDDDDDDD",
-    "Workers Comp": "WCDDDDDDDD",
-    "Auto/PIP": "PIPDDDDDDDD",
-    "Tricare": "DDDDDDDDDDD",
-    "VA": "DDDDDDDDDD",
-    "Self Pay": "DDDDDD",
-}
-
-
-def _member_ids(rng: np.random.Generator, payer_types: np.ndarray) -> np.ndarray:
-    """Member ids shaped per payer type (Medicare's MBI: 1EG4TE5MK73-like)."""
-    out = np.empty(len(payer_types), dtype=object)
-    for payer_type, pattern in _MEMBER_PATTERNS.items():
-        rows = np.flatnonzero(payer_types == payer_type)
-        if not len(rows):
-            continue
-        chars = np.empty((len(rows), len(pattern)), dtype="<U1")
-        for j, p in enumerate(pattern):
-            if p == "N":
-                chars[:, j] = np.array(list("123456789"))[rng.integers(0, 9, len(rows))]
-            elif p == "D":
-                chars[:, j] = np.array(list("0123456789"))[rng.integers(0, 10, len(rows))]
-            elif p == "A":
-                chars[:, j] = np.array(list(_MBI_LETTERS))[rng.integers(0, len(_MBI_LETTERS), len(rows))]
-            elif p == "X":
-                alnum = _MBI_LETTERS + "0123456789"
-                chars[:, j] = np.array(list(alnum))[rng.integers(0, len(alnum), len(rows))]
-            elif p == "L":
-                chars[:, j] = np.array(list("ABCDEFGHJKLMNPRSTUVWXYZ"))[rng.integers(0, 23, len(rows))]
-            else:
-                chars[:, j] = p
-        out[rows] = ["".join(r) for r in chars.tolist()]
-    return out
-
-
-_SOAP_CACHE: dict[str, np.ndarray] = {}
-
-
-def _soap_tables() -> dict[str, np.ndarray]:
-    """Every filled template, once: a note is then a few integer draws and one ``take`` per section."""
-    if not _SOAP_CACHE:
-        notes = ("IE", "DN", "PN", "RE", "DC")
-        regions = [V.REGION_WORDS[r] for r in V.BODY_REGIONS]
-        _SOAP_CACHE["subjective"] = _obj(
-            [
-                V.NOTE_OPENERS[n] + t.format(region=r, pain=p, trend=tr, func=f)
-                for n, t, r, p, tr, f in itertools.product(
-                    notes, V.SUBJECTIVE, regions, range(11), V.TRENDS, V.FUNCTION
-                )
-            ]
-        )
-        _SOAP_CACHE["objective"] = _obj(
-            [
-                t.format(region=r, deg=d, mmt=m, gait=g)
-                for t, r, d, m, g in itertools.product(
-                    V.OBJECTIVE, regions, range(30, 150, 10), ("3", "3+", "4-", "4", "4+", "5"), V.GAIT
-                )
-            ]
-        )
-        _SOAP_CACHE["assessment"] = _obj(
-            [t.format(progress=p) for t, p in itertools.product(V.ASSESSMENT, V.PROGRESS)]
-        )
-        _SOAP_CACHE["plan"] = _obj(
-            [t.format(freq=f, focus=x) for t, f, x in itertools.product(V.PLAN, V.FREQUENCIES, V.FOCUS)]
-            + list(V.DISCHARGE_PLAN)
-        )
-    return _SOAP_CACHE
-
-
-def _soap(
-    rng: np.random.Generator,
-    note: np.ndarray,
-    region: np.ndarray,
-    freq: np.ndarray,
-    pos: np.ndarray,
-    n_visits: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    tables = _soap_tables()
-    n = len(note)
-    note_idx = np.select(
-        [note == "IE", note == "DN", note == "PN", note == "RE", note == "DC"], [0, 1, 2, 3, 4], 1
-    )
-    progress = pos / np.maximum(n_visits - 1, 1)
-    pain = np.clip(np.round(7 - 5 * progress + rng.normal(0, 1.2, n)), 0, 10).astype(np.int64)
-    subjective = np.ravel_multi_index(
-        (
-            note_idx,
-            rng.integers(0, len(V.SUBJECTIVE), n),
-            region,
-            pain,
-            rng.integers(0, len(V.TRENDS), n),
-            rng.integers(0, len(V.FUNCTION), n),
-        ),
-        (5, len(V.SUBJECTIVE), len(V.BODY_REGIONS), 11, len(V.TRENDS), len(V.FUNCTION)),
-    )
-    deg = np.clip(np.round(3 + 8 * progress + rng.normal(0, 1.5, n)), 0, 11).astype(np.int64)
-    mmt = np.clip(np.round(1 + 4 * progress + rng.normal(0, 0.8, n)), 0, 5).astype(np.int64)
-    objective = np.ravel_multi_index(
-        (rng.integers(0, len(V.OBJECTIVE), n), region, deg, mmt, rng.integers(0, len(V.GAIT), n)),
-        (len(V.OBJECTIVE), len(V.BODY_REGIONS), 12, 6, len(V.GAIT)),
-    )
-    assessment = rng.integers(0, len(tables["assessment"]), n)
-    plan = np.ravel_multi_index(
-        (rng.integers(0, len(V.PLAN), n), freq, rng.integers(0, len(V.FOCUS), n)),
-        (len(V.PLAN), len(V.FREQUENCIES), len(V.FOCUS)),
-    )
-    discharge_plan = len(V.PLAN) * len(V.FREQUENCIES) * len(V.FOCUS) + rng.integers(
-        0, len(V.DISCHARGE_PLAN), n
-    )
-    plan = np.where(note == "DC", discharge_plan, plan)
-    return (
-        tables["subjective"][subjective],
-        tables["objective"][objective],
-        tables["assessment"][assessment],
-        tables["plan"][plan],
-    )
 
 
 def generate(*, patients: int, seed: int) -> Legacy:

@@ -105,6 +105,14 @@ CPT_CODES: Final[dict[str, tuple[CptKind, str]]] = {
 
 TIMED_CODES: Final[frozenset[str]] = frozenset(c for c, (k, _) in CPT_CODES.items() if k == "timed")
 UNTIMED_CODES: Final[frozenset[str]] = frozenset(c for c, (k, _) in CPT_CODES.items() if k == "untimed")
+ONE_UNIT_CODES: Final[frozenset[str]] = frozenset(
+    {*(f"9716{i}" for i in range(1, 9)), "97010", "97012", "97014", "97016", "97018", "97022", "97024", "97026",
+     "97028", "97150", "G0283"}
+)  # fmt: skip
+"""Untimed codes billed at most once a session (evaluations, supervised modalities, group therapy).
+
+Other untimed codes may carry several units (``97598`` per additional 20 sq cm, strapping per site).
+"""
 
 OutcomeMeasure = Literal["LEFS", "ODI", "NDI", "QuickDASH", "PSFS"]
 OUTCOME_RANGES: Final[dict[OutcomeMeasure, tuple[float, float]]] = {
@@ -173,8 +181,10 @@ GEM_SOURCE: Final[dict[str, str]] = {
     "icd9cm_sha256": "b38ff17e567d07c4998ba90e7b571ed8d929e481d952d0d28afb58804f76fd24",
     "choice_rule": (
         "first GEM row by (scenario, choice list, ICD-10-CM code); a target that is no longer a "
-        "billable FY2024 code is replaced by its lowest billable child; approximate when the GEM "
-        "flags it, when several ICD-10-CM codes are offered, or when a child was substituted"
+        "billable FY2024 code is replaced by its lowest billable child; an ICD-9-CM category without "
+        "its last digit stands for its unspecified code (.9 of a category, fifth digit 0 of a "
+        "subcategory); approximate when the GEM flags it, when several ICD-10-CM codes are offered, "
+        "or when a child or an unspecified code was substituted"
     ),
 }
 """Provenance of the ICD crosswalk and code sets, for the evidence. Hashes are verified on load."""
@@ -227,3 +237,69 @@ def icd9_gem() -> pd.DataFrame:
     return frame.sort_values(["icd9cm", "scenario", "choice_list", "icd10cm"], kind="stable").reset_index(
         drop=True
     )
+
+
+@cache
+def icd10cm_headers() -> frozenset[str]:
+    """Category and subcategory codes above the billable FY2024 codes (``M54``, ``M545``): valid, not billable."""
+    return frozenset(code[:n] for code in icd10cm_codes() for n in range(3, len(code)))
+
+
+@cache
+def icd9cm_headers() -> frozenset[str]:
+    """ICD-9-CM categories above the v32 codes (``724``, ``7194``)."""
+    return frozenset(code[:n] for code in icd9cm_codes() for n in range(3, len(code)))
+
+
+@cache
+def gem_choice() -> pd.DataFrame:
+    """One ICD-10-CM code per ICD-9-CM code (and per ICD-9-CM category), by the rule in ``GEM_SOURCE``.
+
+    Index: the ICD-9-CM code without the dot. Columns: ``target`` (ICD-10-CM without the dot, None
+    where the GEM has no map) and ``approximate`` (bool).
+    """
+    gem = icd9_gem()
+    mapped = gem[gem["no_map"] == 0]
+    first = mapped.groupby("icd9cm", sort=True).first()
+    targets = mapped.groupby("icd9cm")["icd10cm"].nunique()
+    approx = (first["approximate"] == 1) | (targets.reindex(first.index) > 1)
+    billable = icd10cm_codes()
+    children: dict[str, str] = {}
+    for code in sorted(billable):
+        for n in range(3, len(code)):
+            children.setdefault(code[:n], code)  # the lowest billable code below each header
+    chosen = []
+    substituted = []
+    for target in first["icd10cm"]:
+        if target in billable or target not in children:
+            chosen.append(target)
+            substituted.append(False)
+        else:  # expanded since the GEM was made (M545 -> M5450, M5451, M5459): take the lowest child
+            chosen.append(children[target])
+            substituted.append(True)
+    table = pd.DataFrame(
+        {"target": chosen, "approximate": approx.to_numpy() | pd.Series(substituted).to_numpy()},
+        index=first.index,
+    )
+    no_map = gem.loc[gem["no_map"] == 1, "icd9cm"].drop_duplicates()
+    no_map = no_map[~no_map.isin(table.index)]
+    table = pd.concat([table, pd.DataFrame({"target": None, "approximate": False}, index=pd.Index(no_map))])
+    # An ICD-9-CM category recorded without its last digit stands for its "unspecified" code, by ICD-9's
+    # own convention: a category (724, V57, E888) for its .9 code (724.9, V57.9, E888.9), a
+    # subcategory (719.4) for its fifth digit 0 (719.40, "site unspecified"). Approximate, and only
+    # when that code exists and has a map: no guessing at a specific condition.
+    mapped_codes = set(table.index[table["target"].notna()])
+    extra: dict[str, str] = {}
+    for header in sorted(icd9cm_headers() - set(table.index)):
+        category = len(header) == (4 if header.startswith("E") else 3)
+        child = header + ("9" if category else "0")
+        if child in mapped_codes:
+            extra[header] = child
+    header_rows = pd.DataFrame(
+        {"target": table.loc[list(extra.values()), "target"].to_numpy(), "approximate": True},
+        index=pd.Index(list(extra), name="icd9cm"),
+    )
+    out = pd.concat([table, header_rows])
+    out.index.name = "icd9cm"
+    log.debug("ICD-9 GEM choice table: %d codes, %d categories", len(table), len(header_rows))
+    return out

@@ -1021,3 +1021,409 @@ def outcome_score(measure: pd.Series, score: pd.Series) -> Normalized:
     return Normalized(
         values=_to_series(values, score.index, FLOAT64), reasons=_to_series(reasons, score.index, TEXT)
     )
+
+
+# --- ICD-10-CM, with ICD-9-CM mapped through the GEMs -------------------------------------------
+
+ICD10_CUTOVER: Final = date(2015, 10, 1)
+"""The US switch from ICD-9-CM to ICD-10-CM (dates of service on or after it use ICD-10-CM)."""
+
+_ICD10_SHAPE = r"^[A-Z][0-9][0-9A-Z][0-9A-Z]{0,4}$"
+_ICD9_SHAPE = r"^(?:[0-9]{3}[0-9]{0,2}|V[0-9]{2}[0-9]{0,2}|E[0-9]{3}[0-9]?)$"
+GEM_SOURCE: Final = codes.GEM_SOURCE
+"""Provenance of the ICD-9-CM -> ICD-10-CM crosswalk (source, release, file hashes, choice rule)."""
+
+
+@dataclass(frozen=True)
+class _IcdTables:
+    billable10: pa.Array
+    headers10: pa.Array
+    old10: pa.Array  # GEM targets that were billable when the GEMs were made
+    known9: pa.Array
+    headers9: pa.Array
+    gem_keys: pa.Array
+    gem_targets: pa.Array
+    gem_approx: pa.Array
+
+
+_ICD_TABLES: list[_IcdTables] = []
+
+
+def _icd_tables() -> _IcdTables:
+    if not _ICD_TABLES:
+        choice = codes.gem_choice()
+        _ICD_TABLES.append(
+            _IcdTables(
+                billable10=pa.array(sorted(codes.icd10cm_codes()), _STR),
+                headers10=pa.array(sorted(codes.icd10cm_headers()), _STR),
+                old10=pa.array(sorted(set(codes.icd9_gem()["icd10cm"]) - {"NoDx"}), _STR),
+                known9=pa.array(sorted(codes.icd9cm_codes()), _STR),
+                headers9=pa.array(sorted(codes.icd9cm_headers()), _STR),
+                gem_keys=pa.array(choice.index.tolist(), _STR),
+                gem_targets=pa.array(choice["target"].tolist(), _STR),
+                gem_approx=pa.array(choice["approximate"].astype(bool).tolist(), pa.bool_()),
+            )
+        )
+    return _ICD_TABLES[0]
+
+
+def _dotted(bare: pa.Array, at: int | pa.Array) -> pa.Array:
+    """Insert the dot after ``at`` characters when there is anything after it."""
+    head = pc.utf8_slice_codeunits(bare, 0, at) if isinstance(at, int) else bare
+    tail = pc.utf8_slice_codeunits(bare, at) if isinstance(at, int) else bare
+    return pc.if_else(pc.greater(pc.utf8_length(tail), 0), _concat(head, tail, sep="."), head)
+
+
+def _np(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return pc.fill_null(arr, False).to_numpy(zero_copy_only=False)
+
+
+def icd10(s: pd.Series, *, service_date: pd.Series | None = None) -> pd.DataFrame:
+    """Diagnosis codes as ICD-10-CM, with ICD-9-CM codes mapped through the CMS GEMs.
+
+    Case and whitespace are normalised and the dot goes after the third character
+    (``m5450`` -> ``M54.50``). ICD-9-CM codes (numeric ``724.2``/``7242``, ``V57.1``, ``E888.9``) are
+    mapped by :data:`GEM_SOURCE`'s rule; a code that could be either (``E8889``: ICD-10-CM E88.89 or
+    ICD-9-CM E888.9) is read by its dot if it has one, else as the code set in which it is
+    billable, else by ``service_date`` (before 2015-10-01 -> ICD-9-CM), else as ICD-10-CM.
+
+    Returns a DataFrame on ``s``'s index: ``code`` (ICD-10-CM with the dot), ``source_system``
+    (``icd10cm``/``icd9cm``), ``source_code`` (the ICD-9-CM code with its dot when mapped, else NA),
+    ``gem_approximate`` (bool), ``reason`` (``icd_invalid``, ``icd9_unmapped``) and ``flag``
+    (``icd10_not_billable``: a valid category or a code retired since, kept as the clinician coded
+    it; ``icd10_unknown``: well-formed but in no code set we hold).
+
+    >>> icd10(pd.Series(["m5450", "724.2", "XYZ"]))[["code", "source_code", "gem_approximate", "reason"]].values.tolist()
+    [['M54.50', <NA>, False, <NA>], ['M54.50', '724.2', True, <NA>], [<NA>, <NA>, <NA>, 'icd_invalid']]
+    """
+    t = _icd_tables()
+    arr = pc.utf8_upper(pc.replace_substring_regex(_prepare(s), r"\s+", ""))
+    uniques, indices = _distinct(arr)
+    bare = pc.replace_substring(uniques, ".", "")
+    dot = pc.find_substring(uniques, ".").to_numpy(zero_copy_only=False)
+    dots = pc.count_substring(uniques, ".").to_numpy(zero_copy_only=False)
+    length = pc.utf8_length(bare).to_numpy(zero_copy_only=False)
+    is_e = _np(pc.starts_with(bare, "E"))
+    single_dot = dots <= 1
+
+    shape10 = (
+        _np(pc.match_substring_regex(bare, _ICD10_SHAPE))
+        & single_dot
+        & ((dot == -1) | ((dot == 3) & (length > 3)))
+    )
+    dot9 = np.where(is_e, 4, 3)
+    shape9 = (
+        _np(pc.match_substring_regex(bare, _ICD9_SHAPE))
+        & single_dot
+        & ((dot == -1) | ((dot == dot9) & (length > dot9)))
+    )
+
+    billable10 = _np(pc.is_in(bare, value_set=t.billable10))
+    rank10 = np.where(
+        billable10,
+        2,
+        np.where(_np(pc.is_in(bare, value_set=t.headers10)) | _np(pc.is_in(bare, value_set=t.old10)), 1, 0),
+    )
+    rank9 = np.where(
+        _np(pc.is_in(bare, value_set=t.known9)), 2, np.where(_np(pc.is_in(bare, value_set=t.headers9)), 1, 0)
+    )
+    both = shape9 & shape10
+    # per distinct code: read as ICD-9 by default / when the date of service is before the cutover
+    as9_default = (shape9 & ~shape10) | (both & (rank9 > rank10))
+    as9_old = as9_default | (both & (rank9 == rank10))
+    valid = shape9 | shape10
+
+    code10 = _dotted(bare, 3)
+    flag10 = _choose(len(bare), [(rank10 == 0, "icd10_unknown"), (rank10 == 1, "icd10_not_billable")])
+    gem_idx = pc.index_in(bare, value_set=t.gem_keys)
+    target = t.gem_targets.take(gem_idx)
+    mapped9 = _dotted(target, 3)
+    approx9 = pc.fill_null(t.gem_approx.take(gem_idx), False)
+    source9 = pc.if_else(pa.array(is_e), _dotted(bare, 4), _dotted(bare, 3))
+
+    # spread to rows and pick the reading per row
+    row_valid = _np(pa.array(valid).take(indices))
+    if service_date is None:
+        old = np.zeros(len(arr), dtype=bool)
+    else:
+        when = service_date.reindex(s.index)
+        if not isinstance(when.dtype, pd.ArrowDtype) or not pa.types.is_date32(when.dtype.pyarrow_dtype):
+            when = parse_date(when, role="event", today=date.max).values
+        old = _np(pc.less(_combine(pa.array(when.array)), pa.scalar(ICD10_CUTOVER, pa.date32())))
+    as9 = (
+        np.where(old, _np(pa.array(as9_old).take(indices)), _np(pa.array(as9_default).take(indices)))
+        & row_valid
+    )
+    as10 = row_valid & ~as9
+    mapped = pc.is_valid(target.take(indices)).to_numpy(zero_copy_only=False) & as9
+
+    code = pc.if_else(pa.array(as9), mapped9.take(indices), code10.take(indices))
+    code = _null_where(code, ~(as10 | mapped))
+    system = _choose(len(arr), [(as10, "icd10cm"), (as9, "icd9cm")])
+    source = _null_where(source9.take(indices), ~as9)
+    approx = pa.array(np.where(as9, _np(approx9.take(indices)), False), pa.bool_(), mask=~(as10 | mapped))
+    present = pc.is_valid(arr).to_numpy(zero_copy_only=False)
+    reason = _choose(len(arr), [(present & ~row_valid, "icd_invalid"), (as9 & ~mapped, "icd9_unmapped")])
+    flag = _null_where(flag10.take(indices), ~as10)
+    columns = {
+        "code": (code, TEXT),
+        "source_system": (system, TEXT),
+        "source_code": (source, TEXT),
+        "gem_approximate": (approx, BOOL),
+        "reason": (reason, TEXT),
+        "flag": (flag, TEXT),
+    }
+    return pd.DataFrame({k: _to_series(v, s.index, d) for k, (v, d) in columns.items()}, index=s.index)
+
+
+# --- CPT lines, the 8-minute rule ---------------------------------------------------------------
+
+_CPT_MOD = r"(?!X[0-9])[0-9A-Z]{2}(?![0-9A-Z])"  # two letters/digits, but not units written X2
+_CPT_TOKEN_RE = (
+    r"(?P<code>(?<![0-9A-Z])(?:[0-9]{4}[0-9A-Z]|[A-Z][0-9]{4})(?![0-9]))"
+    rf"(?:\s*-?\s*(?P<mods1>{_CPT_MOD}(?:\s*[-:]?\s*{_CPT_MOD})*))?"
+    r"(?:\s*(?:[X*]\s*(?P<units>[0-9]{1,2})|\(\s*(?P<units_p>[0-9]{1,2})\s*\))(?:\s*(?:UNITS?|U)(?![0-9A-Z]))?)?"
+    rf"(?:\s*-\s*(?P<mods2>{_CPT_MOD}(?:\s*[-:]?\s*{_CPT_MOD})*))?"
+    r"|(?P<bad>[^\s,;/&+]+)"
+)
+"""One token of a free-text CPT line: a code with optional modifiers and units (``97110-GP x2``), or garbage."""
+_MODIFIER_RE = r"^[0-9A-Z]{2}$"
+
+CPT_COLUMNS: Final[tuple[str, ...]] = (
+    "proc_id",
+    "seq",
+    "cpt_code",
+    "units",
+    "minutes",
+    "modifiers",
+    "reason",
+    "flag",
+)
+
+
+def cpt_kind(code: str | pd.Series) -> codes.CptKind | pd.Series:
+    """``timed``, ``untimed`` or ``unknown`` from :data:`cutover.mapping.codes.CPT_CODES`.
+
+    A Series gives a Series (NA where the code is missing).
+
+    >>> cpt_kind("97110"), cpt_kind("97161"), cpt_kind("99213")
+    ('timed', 'untimed', 'unknown')
+    """
+    if isinstance(code, str):
+        entry = codes.CPT_CODES.get(code.strip().upper())
+        return entry[0] if entry else "unknown"
+    keys = pa.array(list(codes.CPT_CODES), _STR)
+    kinds = pa.array([k for k, _ in codes.CPT_CODES.values()], _STR)
+    arr = pc.utf8_upper(_prepare(code))
+    out = pc.if_else(
+        pc.is_valid(arr), pc.fill_null(kinds.take(pc.index_in(arr, value_set=keys)), "unknown"), arr
+    )
+    return _to_series(out, code.index, TEXT)
+
+
+def eight_minute_units(total_timed_minutes: pd.Series) -> pd.Series:
+    """Units Medicare allows for a total of timed minutes: 0-7 -> 0, 8-22 -> 1, 23-37 -> 2, +1 per 15.
+
+    Negative or non-numeric minutes give NA.
+
+    >>> eight_minute_units(pd.Series([7, 8, 22, 23, 37, 38, 52, 53, 67, 68, None])).tolist()
+    [0, 1, 1, 2, 2, 3, 3, 4, 4, 5, <NA>]
+    """
+    minutes = pd.to_numeric(total_timed_minutes, errors="coerce").astype("Float64")
+    whole = np.floor(minutes.to_numpy(dtype="float64", na_value=np.nan))
+    ok = np.isfinite(whole) & (whole >= 0)
+    units = np.where(ok, (np.where(ok, whole, 0) + 7) // 15, 0).astype(np.int64)
+    return _to_series(pa.array(units, pa.int64(), mask=~ok), total_timed_minutes.index, INT64)
+
+
+def _ints_from(col: pd.Series) -> np.ndarray:
+    """Leading digits of a legacy number column (``45``, ``45 min``, ``45.0``) as float (NaN if none)."""
+    m = pc.extract_regex(_prepare(col), r"^(?P<n>[0-9]{1,6})(?:\.0*)?(?:\s*[A-Za-z]*)?$")
+    return pc.cast(_field(m, "n"), pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def _apportion(total: np.ndarray, weight: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """Split each line's ``total`` over its rows in proportion to ``weight``, in integers that add up exactly.
+
+    Largest remainders get the leftover minutes; ties go to the earlier code. Rows are grouped by
+    ``line`` (contiguous, in text order). NaN totals give NaN.
+    """
+    frame = pd.DataFrame({"line": line, "w": weight.astype(np.int64)})
+    wsum = frame.groupby("line")["w"].transform("sum").to_numpy()
+    even = wsum == 0  # no usable units: split evenly
+    frame["w"] = np.where(even, 1, frame["w"])
+    wsum = frame.groupby("line")["w"].transform("sum").to_numpy()
+    tot = np.nan_to_num(total, nan=0).astype(np.int64)
+    share = tot * frame["w"].to_numpy()
+    base = share // wsum
+    frame["rem"] = share % wsum
+    left = tot - pd.Series(base).groupby(frame["line"].to_numpy()).transform("sum").to_numpy()
+    rank = frame.groupby("line")["rem"].rank(method="first", ascending=False).to_numpy() - 1
+    out = (base + (rank < left)).astype(float)
+    return np.where(np.isnan(total), np.nan, out)
+
+
+def parse_cpt_lines(df: pd.DataFrame) -> pd.DataFrame:
+    """Free-text legacy procedure lines -> one row per CPT/HCPCS code.
+
+    ``df`` has ``proc_id``, ``cpt_text``, ``minutes``, ``units``, ``modifiers``. The text may hold one
+    or several codes: ``97110x2, 97140 x1``, ``97110 X 2;97530x1``, ``97110``, ``97110-GP``,
+    ``97110-GP-59 x2``, ``97110 (2)``. Output columns :data:`CPT_COLUMNS`: ``proc_id``, ``seq``
+    (1-based, text order), ``cpt_code``, ``units``, ``minutes``, ``modifiers`` (list of str: the
+    line's column first, then the code's own, deduplicated), ``reason`` and ``flag``.
+
+    Units: on a multi-code line the text's units win (a code without them counts 1); on a
+    single-code line the units column wins, else the text's, flagged ``cpt_units_conflict`` when
+    they differ. Minutes: the line's minutes are split across its codes in proportion to units,
+    in integers that add up to the legacy total (largest remainder). Reasons: ``cpt_invalid`` for
+    a token that is not a code (the row keeps its place, code NA). Flags: ``cpt_unknown`` (well
+    formed but not in our PT code table: kept, kind ``unknown``), ``modifier_invalid`` (a modifier
+    that is not two letters/digits, dropped). A line without text gives one row with NA code.
+
+    >>> lines = pd.DataFrame({"proc_id": [7], "cpt_text": ["97110x2, 97140 x1"], "minutes": ["40"],
+    ...                       "units": ["3"], "modifiers": ["GP"]})
+    >>> out = parse_cpt_lines(lines)
+    >>> out[["seq", "cpt_code", "units", "minutes"]].values.tolist(), out["modifiers"].tolist()
+    ([[1, '97110', 2, 27], [2, '97140', 1, 13]], [['GP'], ['GP']])
+    """
+    n = len(df)
+    text = pc.utf8_upper(_prepare(df["cpt_text"]))
+    text = pc.replace_substring_regex(text, r"(^|[^0-9A-Z])AND([^0-9A-Z]|$)", r"\1,\2")
+    uniques, indices = _distinct(text)
+    # extractall runs Python's re (it needs look-arounds), once per distinct text
+    tokens = pd.Series(uniques.to_pylist(), dtype=object).str.extractall(_CPT_TOKEN_RE)
+    tokens.index = tokens.index.set_names(["u", "match"])
+    tokens = tokens.reset_index()
+    tokens["tok"] = np.arange(len(tokens))
+
+    line_of_u = pd.DataFrame(
+        {"row": np.arange(n), "u": pc.fill_null(indices, -1).to_numpy(zero_copy_only=False)}
+    )
+    rows = line_of_u.merge(tokens, on="u", how="left").sort_values(["row", "match"], kind="stable")
+    rows = rows.reset_index(drop=True)
+    row = rows["row"].to_numpy()
+    good = rows["code"].notna().to_numpy()
+    bad = rows["bad"].notna().to_numpy()
+    codes_per_line = pd.Series(good.astype(int)).groupby(row).transform("sum").to_numpy()
+    multi = codes_per_line > 1
+
+    text_units = pd.to_numeric(rows["units"].fillna(rows["units_p"]), errors="coerce").to_numpy(dtype=float)
+    col_units = _ints_from(df["units"])[row]
+    single_units = np.where(np.isnan(col_units), text_units, col_units)
+    units = np.where(multi, np.where(np.isnan(text_units), 1.0, text_units), single_units)
+    units = np.where(good, units, np.nan)
+    conflict = good & ~multi & ~np.isnan(col_units) & ~np.isnan(text_units) & (col_units != text_units)
+
+    line_minutes = _ints_from(df["minutes"])[row]
+    minutes = np.full(len(rows), np.nan)
+    if good.any():
+        sub = np.flatnonzero(good)
+        minutes[sub] = _apportion(line_minutes[sub], np.nan_to_num(units[sub], nan=0), row[sub])
+
+    # Modifiers: the line's column, then the code's own. Split per distinct string (the column holds a
+    # handful: GP, "GP,KX"), join to the output rows, validate, dedupe, rebuild the lists.
+    rows["out"] = np.arange(len(rows))
+    own = (tokens["mods1"].fillna("") + "-" + tokens["mods2"].fillna("")).str.split(r"[\s:-]+", regex=True)
+    own = own.explode()
+    own_long = pd.DataFrame(
+        {"tok": tokens["tok"].to_numpy()[own.index.to_numpy(dtype=np.int64)], "mod": own.to_numpy()}
+    )
+    col_arr = pc.utf8_upper(_prepare(df["modifiers"]))
+    col_uniques, col_idx = _distinct(col_arr)
+    col_split = pd.Series(col_uniques.to_pylist(), dtype=object).str.split(r"[\s,;/:-]+", regex=True)
+    col_split = col_split.explode()
+    col_long = pd.DataFrame({"m": col_split.index.to_numpy(dtype=np.int64), "mod": col_split.to_numpy()})
+    rows["m"] = pc.fill_null(col_idx, -1).to_numpy(zero_copy_only=False)[row]
+    long = pd.concat(
+        [
+            rows.loc[good, ["out", "m"]].merge(col_long, on="m").assign(order=0)[["out", "order", "mod"]],
+            rows.loc[good, ["out", "tok"]].merge(own_long, on="tok").assign(order=1)[["out", "order", "mod"]],
+        ],
+        ignore_index=True,
+    )
+    long = long[long["mod"].notna() & (long["mod"] != "")]
+    valid_mod = long["mod"].str.fullmatch(_MODIFIER_RE).to_numpy(dtype=bool)
+    mod_invalid = np.zeros(len(rows), dtype=bool)
+    mod_invalid[long["out"].to_numpy(dtype=np.int64)[~valid_mod]] = True
+    long = long[valid_mod].drop_duplicates(["out", "mod"]).sort_values(["out", "order"], kind="stable")
+    counts = np.bincount(long["out"].to_numpy(dtype=np.int64), minlength=len(rows))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    mods = pa.ListArray.from_arrays(pa.array(offsets), pa.array(long["mod"].tolist(), _STR))
+
+    code = pa.array(rows["code"].where(good, None).tolist(), _STR)
+    unknown = good & ~_np(pc.is_in(code, value_set=pa.array(list(codes.CPT_CODES), _STR)))
+    seq = rows.groupby("row").cumcount().to_numpy() + 1
+    has_token = good | bad
+    seq_arr = pa.array(np.where(has_token, seq, 1), pa.int64())
+    index = pd.RangeIndex(len(rows))
+    proc_ids = df["proc_id"].to_numpy()[row]
+    return pd.DataFrame(
+        {
+            "proc_id": proc_ids,
+            "seq": _to_series(seq_arr, index, INT64),
+            "cpt_code": _to_series(code, index, TEXT),
+            "units": _to_series(
+                pa.array(np.nan_to_num(units, nan=0).astype(np.int64), pa.int64(), mask=np.isnan(units)),
+                index,
+                INT64,
+            ),
+            "minutes": _to_series(
+                pa.array(np.nan_to_num(minutes, nan=0).astype(np.int64), pa.int64(), mask=np.isnan(minutes)),
+                index,
+                INT64,
+            ),
+            "modifiers": _to_series(mods, index, pd.ArrowDtype(pa.list_(_STR))),
+            "reason": _to_series(_choose(len(rows), [(bad, "cpt_invalid")]), index, TEXT),
+            "flag": _to_series(
+                _choose(
+                    len(rows),
+                    [
+                        (unknown, "cpt_unknown"),
+                        (conflict, "cpt_units_conflict"),
+                        (mod_invalid, "modifier_invalid"),
+                    ],
+                ),
+                index,
+                TEXT,
+            ),
+        },
+        index=index,
+    )
+
+
+UnitsRule = Literal["per_line", "medicare_total"]
+
+
+def units_check(df: pd.DataFrame, *, rule: UnitsRule = "per_line", group: str = "visit_id") -> pd.Series:
+    """Flag procedure lines whose units the minutes do not support (a compliance finding; units are kept).
+
+    ``df`` has ``cpt_code``, ``units``, ``minutes`` (and ``group`` for ``medicare_total``).
+    ``per_line`` (the AMA/per-code reading) checks each timed line against
+    :func:`eight_minute_units` of its own minutes; ``medicare_total`` (CMS) adds up the timed minutes
+    and units of each ``group`` (a visit) and flags every timed line of a group whose units exceed
+    what the total allows. Untimed codes billed once a session
+    (:data:`cutover.mapping.codes.ONE_UNIT_CODES`) with more than one unit are flagged
+    ``untimed_multiple_units``. Lines without minutes or units are not judged.
+
+    >>> lines = pd.DataFrame({"cpt_code": ["97110", "97140", "97161"], "units": [2, 1, 2], "minutes": [20, 8, 45]})
+    >>> units_check(lines).tolist()
+    ['units_exceed_minutes', <NA>, 'untimed_multiple_units']
+    """
+    code = pc.utf8_upper(_prepare(df["cpt_code"]))
+    timed = _np(pc.is_in(code, value_set=pa.array(sorted(codes.TIMED_CODES), _STR)))
+    one_unit = _np(pc.is_in(code, value_set=pa.array(sorted(codes.ONE_UNIT_CODES), _STR)))
+    units = pd.to_numeric(df["units"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    minutes = pd.to_numeric(df["minutes"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    judged = timed & ~np.isnan(units) & ~np.isnan(minutes)
+    if rule == "per_line":
+        allowed = eight_minute_units(pd.Series(minutes)).to_numpy(dtype=float, na_value=np.nan)
+        exceed = judged & (units > allowed)
+    else:
+        keys = df[group].to_numpy()
+        frame = pd.DataFrame({"g": keys, "u": np.where(judged, units, 0), "m": np.where(judged, minutes, 0)})
+        sums = frame.groupby("g", dropna=False)[["u", "m"]].transform("sum")
+        allowed = eight_minute_units(sums["m"]).to_numpy(dtype=float, na_value=np.nan)
+        exceed = judged & (sums["u"].to_numpy() > allowed)
+    multiple = one_unit & ~np.isnan(units) & (units > 1)
+    flags = _choose(len(df), [(exceed, "units_exceed_minutes"), (multiple, "untimed_multiple_units")])
+    return _to_series(flags, df.index, TEXT)

@@ -9,6 +9,7 @@ Synthetic values only.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -43,11 +44,11 @@ def _phones(rng: np.random.Generator, rows: int, distinct: int) -> pd.Series:
         "{a}-{e}-{l:04d} x12",
     ]
     pool = [
-        shapes[i % len(shapes)].format(a=a, e=e, l=l)
-        for i, (a, e, l) in enumerate(zip(area, exch, line, strict=True))
+        shapes[i % len(shapes)].format(a=a, e=e, l=num)
+        for i, (a, e, num) in enumerate(zip(area, exch, line, strict=True))
     ]
     return pd.Series(
-        np.asarray(pool + ["none"], dtype=object)[rng.integers(0, len(pool) + 1, rows)], dtype=object
+        np.asarray([*pool, "none"], dtype=object)[rng.integers(0, len(pool) + 1, rows)], dtype=object
     )
 
 
@@ -77,10 +78,8 @@ def main(rows: int = 1_000_000) -> None:
     sample = phones.sample(50_000, random_state=1).tolist()
     start = time.perf_counter()
     for text in sample:
-        try:
+        with contextlib.suppress(phonenumbers.NumberParseException):
             phonenumbers.format_number(phonenumbers.parse(text, "US"), phonenumbers.PhoneNumberFormat.E164)
-        except phonenumbers.NumberParseException:
-            pass
     per_row = (time.perf_counter() - start) / len(sample)
     print(
         f"phone_e164   {rows / ours:>12,.0f} rows/s ({ours:.2f} s, {int(result.values.notna().sum()):,} valid); "

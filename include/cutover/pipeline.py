@@ -19,11 +19,11 @@ import psycopg
 from cutover.config import LEGACY_SYSTEM, state_dir
 from cutover.errors import IntegrityError
 from cutover.legacy.schema import LEGACY_TABLES
-from cutover.legacy.source import read_batches
+from cutover.legacy.source import arrow_schema, read_batches
 from cutover.loading.load import load_table
 from cutover.mapping.engine import map_batch
 from cutover.mapping.specs import SPECS
-from cutover.staging.parquet import read_table_objects, write_batches
+from cutover.staging.parquet import read_manifest, read_table_objects, write_batches
 from cutover.staging.store import open_store
 from cutover.target import upgrade
 
@@ -87,8 +87,6 @@ def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> S
     spec = LEGACY_TABLES[table]
     prefix = f"runs/{run_key(run_id)}/extract/{table}"
     batches = read_batches(legacy_url, table, spec.columns, spec.key)
-    from cutover.legacy.source import arrow_schema
-
     manifest = write_batches(
         open_store(store_url), prefix, batches, schema=arrow_schema(spec.columns), rows_per_part=ROWS_PER_PART
     )
@@ -179,11 +177,17 @@ def evidence_dir(run_id: str) -> Path:
     return path
 
 
-def write_summary(
-    target_url: str, store_url: str, run_id: str, dag_id: str, extracts: list[StageManifest]
-) -> dict[str, Any]:
-    """Write ``summary.json`` to the evidence folder and the staging store; fail if a row is unaccounted for."""
-    legacy_rows = {m["table"]: m["rows"] for m in extracts}
+def write_summary(target_url: str, store_url: str, run_id: str, dag_id: str) -> dict[str, Any]:
+    """Write ``summary.json`` to the evidence folder and the staging store; fail if a row is unaccounted for.
+
+    Legacy row counts come from the extract stage's manifests in the staging store, so the
+    summary needs no data through XCom.
+    """
+    store = open_store(store_url)
+    legacy_rows = {
+        table: read_manifest(store, f"runs/{run_key(run_id)}/extract/{table}")["rows"]
+        for table in migrated_tables()
+    }
     tables = outcomes(target_url, run_id, legacy_rows)
     unaccounted = {
         t: o["legacy_rows"] - (o["migrated"] + o["merged"] + o["rejected"])
@@ -196,13 +200,12 @@ def write_summary(
         "legacy_system": LEGACY_SYSTEM,
         "tables": tables,
         "reject_reasons": reject_reasons(target_url, run_id),
-        "stage_seconds": {m["table"]: round(m["seconds"], 3) for m in extracts},
         "accounted": not unaccounted,
     }
     folder = evidence_dir(run_id)
     body = json.dumps(summary, indent=2, sort_keys=True).encode()
     (folder / "summary.json").write_bytes(body)
-    open_store(store_url).put(f"runs/{run_key(run_id)}/evidence/summary.json", body)
+    store.put(f"runs/{run_key(run_id)}/evidence/summary.json", body)
     with psycopg.connect(target_url) as conn:
         conn.execute(
             "UPDATE migration.run SET state = %s, finished_at = now() WHERE run_id = %s",

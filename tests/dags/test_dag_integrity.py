@@ -37,12 +37,12 @@ def dagbag(tmp_path_factory: pytest.TempPathFactory):
         touched.append(f"sqlite {args[:1]}")
         return real_sqlite(*args, **kwargs)
 
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import BundleDagBag
 
     socket.socket.connect = no_socket  # type: ignore[method-assign]
     sqlite3.connect = no_sqlite
     try:
-        bag = DagBag(dag_folder=str(DAGS), include_examples=False)
+        bag = BundleDagBag(dag_folder=DAGS, bundle_path=DAGS)
     finally:
         socket.socket.connect = real_connect  # type: ignore[method-assign]
         sqlite3.connect = real_sqlite

@@ -247,11 +247,15 @@ def load_table(
                 )
             for i, value in enumerate((counts.rows_in, counts.migrated, counts.merged, counts.rejected)):
                 totals[i] += value
+    rows_in, migrated, merged, rejected = totals
     return LoadResult(
-        spec.legacy,
-        spec.target,
-        len(manifest["parts"]),
-        resumed,
-        *totals,
+        legacy_table=spec.legacy,
+        target_table=spec.target,
+        batches=len(manifest["parts"]),
+        resumed_batches=resumed,
+        rows_in=rows_in,
+        migrated=migrated,
+        merged=merged,
+        rejected=rejected,
         seconds=time.perf_counter() - started,
     )

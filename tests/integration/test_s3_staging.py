@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
+
 from cutover.errors import IntegrityError
 from cutover.staging.parquet import read_manifest, read_part, write_batches
 from cutover.staging.store import S3Store, open_store

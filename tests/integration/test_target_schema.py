@@ -18,11 +18,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import errors, sql
+
 from cutover.errors import IntegrityError, TerminalError
 from cutover.ids import legacy_uuid
 from cutover.target import TARGET_SCHEMA, TARGET_TABLES, current_version, upgrade
 from cutover.target.migrate import LOCK_KEY, checksum, load_migrations
-from psycopg import errors, sql
 
 pytestmark = pytest.mark.services
 

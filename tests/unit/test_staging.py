@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+
 from cutover.errors import IntegrityError
 from cutover.staging.parquet import read_manifest, read_part, read_table_objects, write_batches
 from cutover.staging.store import LocalStore, open_store

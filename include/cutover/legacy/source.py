@@ -14,6 +14,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyarrow as pa
+
 from cutover.errors import ConfigError, TransientError
 
 Dialect = Literal["sqlite", "postgresql", "mysql"]

@@ -8,6 +8,7 @@ generated from these specs.
 from __future__ import annotations
 
 import pandas as pd
+
 from cutover.mapping import normalize as nz
 from cutover.mapping.engine import Ref, TableSpec
 

@@ -42,4 +42,5 @@ lock:
 	$(BIN)/uv pip compile --python 3.11 requirements.txt -o requirements.lock
 
 clean:
+	-test -x $(BIN)/cutover && $(BIN)/cutover stop
 	rm -rf $(STATE) expectations/uncommitted

@@ -165,6 +165,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stop(args: argparse.Namespace) -> int:
+    from cutover.embedded import stop_embedded_postgres
+
+    stopped = stop_embedded_postgres()
+    print(f"embedded PostgreSQL under {state_dir() / 'pg'}: {'stopped' if stopped else 'not running'}")
+    return 0
+
+
 def cmd_airflow(args: argparse.Namespace) -> int:
     """Start a local Airflow (API server, scheduler, DAG processor, triggerer) for the UI."""
     env = _prepare_airflow()
@@ -200,6 +208,9 @@ def parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("migrate", help="create or upgrade the target schemas")
     m.set_defaults(func=cmd_migrate)
+
+    st = sub.add_parser("stop", help="stop the embedded PostgreSQL of the state folder")
+    st.set_defaults(func=cmd_stop)
 
     a = sub.add_parser("airflow", help="start a local Airflow with the UI on the embedded defaults")
     a.add_argument("--port", type=int, default=8080)

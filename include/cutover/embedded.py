@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 from cutover.config import state_dir
 
 log = logging.getLogger(__name__)
+# pgserver logs every handle it opens and closes at INFO, the last one at interpreter exit:
+# after the CLI's closing `evidence:` line. Its warnings and errors still show.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 TARGET_DB = "cutover"
 
@@ -52,3 +55,21 @@ def default_url(conn_id: str) -> str:
         (home / "staging").mkdir(exist_ok=True)
         return f"file://{home / 'staging'}"
     raise ValueError(f"unknown connection id {conn_id!r}")
+
+
+def stop_embedded_postgres() -> bool:
+    """Stop the embedded PostgreSQL of the state folder, if one runs there; True when one was stopped."""
+    import subprocess
+
+    pgdata = state_dir() / "pg"
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made at import by pgserver
+
+    server = _server(pgdata)
+    try:
+        pg_ctl(["-w", "stop"], pgdata=pgdata, user=server.system_user)
+    except subprocess.CalledProcessError:
+        return False
+    _server.cache_clear()
+    return True

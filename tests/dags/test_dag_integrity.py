@@ -90,7 +90,7 @@ def test_every_dag_has_retries_and_runbook(dagbag) -> None:
 def test_cutover_loads_parents_before_children(dagbag) -> None:
     from cutover.legacy.schema import LEGACY_TABLES
 
-    dag = dagbag.get_dag("pt_cutover")
+    dag = dagbag.dags["pt_cutover"]
     loads = {t.task_id.split(".", 1)[1]: t for t in dag.tasks if t.task_id.startswith("load.")}
     assert loads, "no load tasks"
     for table, t in loads.items():

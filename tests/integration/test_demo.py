@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,15 @@ def _cutover(
         timeout=900,
         cwd=home,
     )
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    """A state folder; its embedded PostgreSQL, if a run started one, is stopped afterwards."""
+    folder = tmp_path / "state"
+    folder.mkdir()
+    yield folder
+    _cutover(["stop"], folder)
 
 
 def _evidence(result: subprocess.CompletedProcess[str]) -> Path:
@@ -87,9 +97,7 @@ def _check_target(url: str, summary: dict[str, Any], manifest: dict[str, Any]) -
         assert rejected.get(("visits", d["legacy_id"])) in {"orphan", "ref_missing", "parent_rejected"}, d
 
 
-def test_demo_on_embedded_defaults(tmp_path: Path) -> None:
-    home = tmp_path / "state"
-    home.mkdir()
+def test_demo_on_embedded_defaults(home: Path) -> None:
     result = _cutover(["demo", "--patients", "300", "--seed", "11"], home)
     folder = _evidence(result)
     summary = json.loads((folder / "summary.json").read_text())
@@ -104,9 +112,9 @@ def test_demo_on_embedded_defaults(tmp_path: Path) -> None:
         os.environ.pop("CUTOVER_HOME")
 
 
-def test_mariadb_legacy_into_system_postgres(tmp_path: Path, mariadb_url: str, pg_url: str) -> None:
-    home = tmp_path / "state"
-    home.mkdir()
+def test_mariadb_legacy_into_system_postgres(
+    home: Path, tmp_path: Path, mariadb_url: str, pg_url: str
+) -> None:
     manifest_path = tmp_path / "legacy.manifest.json"
     sim = _cutover(
         [
@@ -131,9 +139,7 @@ def test_mariadb_legacy_into_system_postgres(tmp_path: Path, mariadb_url: str, p
     _check_target(pg_url, summary, manifest)
 
 
-def test_failed_run_exits_non_zero(tmp_path: Path) -> None:
-    home = tmp_path / "state"
-    home.mkdir()
+def test_failed_run_exits_non_zero(home: Path, tmp_path: Path) -> None:
     env = {"AIRFLOW_CONN_LEGACY_DB": f"sqlite:///{tmp_path / 'missing.db'}"}
     result = _cutover(["run", "pt_cutover"], home, env)
     assert result.returncode != 0

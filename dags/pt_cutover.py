@@ -77,10 +77,11 @@ def pt_cutover() -> None:
         return dict(extract(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), table))
 
     @task(map_index_template="{{ manifest['table'] }}")
-    def map_table(manifest: dict, run_id: str | None = None) -> dict:
+    def map_table(manifest: dict, run_id: str | None = None, logical_date=None) -> dict:
         from cutover.pipeline import map_table as map_rows
 
-        return dict(map_rows(conn_url("staging_store"), str(run_id), manifest["table"]))
+        as_of = logical_date.date()
+        return dict(map_rows(conn_url("staging_store"), str(run_id), manifest["table"], as_of=as_of))
 
     @task
     def write_evidence(run_id: str | None = None) -> dict:

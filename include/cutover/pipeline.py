@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -99,15 +100,21 @@ def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> S
     )
 
 
-def map_table(store_url: str, run_id: str, table: str) -> StageManifest:
-    """Map every extracted part of one table; stage the mapped parts under ``runs/<run>/mapped``."""
+def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageManifest:
+    """Map every extracted part of one table; stage the mapped parts under ``runs/<run>/mapped``.
+
+    ``as_of`` is the run's logical date: it decides two-digit years and "date in the future", so
+    two runs of the same data map it the same way whatever the clock says.
+    """
     started = time.perf_counter()
     spec = SPECS[table]
     store = open_store(store_url)
     source = f"runs/{run_key(run_id)}/extract/{table}"
     prefix = f"runs/{run_key(run_id)}/mapped/{table}"
     batches = (
-        batch for _, part in read_table_objects(store, source) for batch in map_batch(spec, part).to_batches()
+        batch
+        for _, part in read_table_objects(store, source)
+        for batch in map_batch(spec, part, as_of=as_of).to_batches()
     )
     manifest = write_batches(store, prefix, batches, schema=spec.staged_schema, rows_per_part=ROWS_PER_PART)
     seconds = time.perf_counter() - started

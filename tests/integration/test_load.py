@@ -3,49 +3,45 @@ one outcome per legacy row, idempotent re-runs and resume from the batch ledger.
 
 from __future__ import annotations
 
-import pandas as pd
+from datetime import date
+
 import psycopg
 import pyarrow as pa
 import pytest
 
 from cutover.ids import legacy_uuid
 from cutover.loading import load_table
-from cutover.mapping.engine import Ref, TableSpec, map_batch
+from cutover.mapping import rules as r
+from cutover.mapping.engine import Field, Ref, TableSpec, map_batch
 from cutover.staging.parquet import write_batches
 from cutover.staging.store import LocalStore
 from cutover.target import upgrade
 
-
-def _clinics(df: pd.DataFrame) -> pd.DataFrame:
-    reason = pd.Series(pd.NA, index=df.index, dtype="string").mask(df["clinic_name"].isna(), "name_missing")
-    return pd.DataFrame({"name": df["clinic_name"], "timezone": df["tz"], "reason": reason})
-
-
-def _providers(df: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "family_name": df["prov_name"],
-            "credential": df["credential"],
-            "npi": df["npi"],
-            "active": True,
-            "reason": pd.Series(pd.NA, index=df.index, dtype="string"),
-        }
-    )
-
-
-CLINICS = TableSpec("clinics", "clinic", "clinic_id", (("name", "text"), ("timezone", "text")), _clinics)
+CLINICS = TableSpec(
+    "clinics",
+    "clinic",
+    "clinic_id",
+    fields=(
+        Field("name", "text", ("clinic_name",), r.text(), required=True),
+        Field("timezone", "text", ("tz",), r.text(), required=True),
+    ),
+)
 PROVIDERS = TableSpec(
     "providers",
     "provider",
     "provider_id",
-    (("family_name", "text"), ("credential", "text"), ("npi", "text"), ("active", "boolean")),
-    _providers,
+    fields=(
+        Field("family_name", "text", ("prov_name",), r.text()),
+        Field("credential", "text", ("credential",), r.text()),
+        Field("npi", "text", ("npi",), r.text()),
+        Field("active", "boolean", ("active",), r.flag_yn()),
+    ),
     refs=(Ref("clinic_id", "clinic_id", "clinics"),),
 )
 
 
 def _stage(store: LocalStore, prefix: str, spec: TableSpec, table: pa.Table, rows_per_part: int = 2) -> None:
-    mapped = map_batch(spec, table)
+    mapped = map_batch(spec, table, as_of=date(2026, 11, 27))
     write_batches(store, prefix, mapped.to_batches(), schema=spec.staged_schema, rows_per_part=rows_per_part)
 
 
@@ -74,6 +70,7 @@ def staged(tmp_path) -> LocalStore:
             "prov_name": ["Ames", "Bell", "Cole", "Dunn", "Eady"],
             "credential": ["PT", "PTA", "DPT", "PT", "PT"],
             "npi": ["1234567893"] * 5,
+            "active": ["Y", "N", "Y", "Y", "Y"],
         }
     )
     _stage(store, "m/clinics", CLINICS, clinics)
@@ -160,3 +157,36 @@ def test_a_killed_batch_leaves_no_trace_and_resumes(target: str, staged: LocalSt
     resumed = load_table(target, staged, PROVIDERS, "m/providers", run_id="r1")
     assert resumed.resumed_batches == 1
     assert (resumed.migrated, resumed.rejected) == (2, 3)
+
+
+def test_a_row_the_target_refuses_is_rejected_alone(target: str, tmp_path) -> None:
+    spec = TableSpec(
+        "clinics",
+        "clinic",
+        "clinic_id",
+        fields=(
+            Field("name", "text", ("clinic_name",), r.text(), required=True),
+            Field("state", "text", ("state",), r.upper()),
+            Field("timezone", "text", ("tz",), r.text(), required=True),
+        ),
+    )
+    store = LocalStore(tmp_path / "stage")
+    rows = pa.table(
+        {
+            "clinic_id": pa.array(range(1, 8), pa.int64()),
+            "clinic_name": [f"C{i}" for i in range(1, 8)],
+            "state": ["MA", "NY", "CT", "MASS", "NJ", "RI", "VT"],
+            "tz": ["America/New_York", "America/New_York", "Mars/Olympus", *["America/New_York"] * 4],
+        }
+    )
+    _stage(store, "m/clinics", spec, rows, rows_per_part=10)
+    result = load_table(target, store, spec, "m/clinics", run_id="r1")
+    assert (result.rows_in, result.migrated, result.rejected) == (7, 5, 2)
+    with psycopg.connect(target) as conn:
+        refused = conn.execute(
+            "SELECT legacy_id, reason_code, detail FROM migration.reject ORDER BY legacy_id::int"
+        ).fetchall()
+    assert refused == [
+        ("3", "target_constraint", "clinic_timezone_iana"),
+        ("4", "target_constraint", "StringDataRightTruncation"),
+    ]

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import sql
 
 from cutover.config import LEGACY_SYSTEM
@@ -50,18 +52,19 @@ class LoadResult:
 
 
 def _stage_table(spec: TableSpec) -> list[tuple[str, str]]:
-    cols = [("legacy_id", "text")]
+    cols = [("legacy_id", "text"), ("row_key", "text")]
     cols += list(spec.columns)
     cols += [(f"ref_{ref.column}", "text") for ref in spec.refs]
-    cols.append(("reason", "text"))
+    cols += [("merge_into", "text"), ("reason", "text"), ("flags", "text")]
     return cols
 
 
 def _resolve_sql(spec: TableSpec) -> sql.Composed:
-    """SELECT of the staged rows with parent ids resolved and a load-stage reject reason."""
+    """SELECT of the staged rows with parent ids resolved, a load-stage reason and reference flags."""
     joins: list[sql.Composable] = []
     picks: list[sql.Composable] = []
     misses: list[sql.Composable] = []
+    loose: list[sql.Composable] = []
     for n, ref in enumerate(spec.refs):
         cw, rj = sql.Identifier(f"cw{n}"), sql.Identifier(f"rj{n}")
         src = sql.SQL("s.{}").format(sql.Identifier(f"ref_{ref.column}"))
@@ -78,29 +81,40 @@ def _resolve_sql(spec: TableSpec) -> sql.Composed:
                 cw=cw, col=sql.Identifier(ref.column)
             )
         )
+        unresolved = sql.SQL(
+            "WHEN {cw}.new_id IS NOT NULL THEN NULL WHEN {rj}.legacy_id IS NOT NULL THEN 'parent_rejected' ELSE 'orphan'"
+        ).format(cw=cw, rj=rj)
         if ref.required:
             misses.append(
-                sql.SQL(
-                    "CASE WHEN {src} IS NULL THEN 'ref_missing' WHEN {cw}.new_id IS NOT NULL THEN NULL"
-                    " WHEN {rj}.legacy_id IS NOT NULL THEN 'parent_rejected' ELSE 'orphan' END"
-                ).format(src=src, cw=cw, rj=rj)
+                sql.SQL("CASE WHEN {src} IS NULL THEN 'ref_missing' {u} END").format(src=src, u=unresolved)
+            )
+        elif ref.strict:
+            misses.append(sql.SQL("CASE WHEN {src} IS NULL THEN NULL {u} END").format(src=src, u=unresolved))
+        else:
+            loose.append(
+                sql.SQL("CASE WHEN {src} IS NOT NULL AND {cw}.new_id IS NULL THEN {flag} END").format(
+                    src=src, cw=cw, flag=sql.Literal(f"{ref.column}_unresolved")
+                )
             )
     miss = sql.SQL("coalesce({})").format(sql.SQL(", ").join(misses)) if misses else sql.SQL("NULL::text")
+    flags = sql.SQL("concat_ws(',', s.flags{})").format(sql.SQL("").join(sql.SQL(", ") + f for f in loose))
     cols = sql.SQL("").join(sql.SQL(", s.{}").format(sql.Identifier(name)) for name, _ in spec.columns)
     return sql.SQL(
-        "SELECT s.legacy_id, migration.legacy_uuid(%(sys)s, %(table)s, s.legacy_id) AS id{cols}{picks},"
-        " {miss} AS load_reason FROM stage_rows s {joins} WHERE s.reason IS NULL"
+        "SELECT s.legacy_id, s.row_key, s.merge_into, migration.legacy_uuid(%(sys)s, %(table)s, s.row_key) AS id"
+        "{cols}{picks}, {miss} AS load_reason, {flags} AS flags"
+        " FROM stage_rows s {joins} WHERE s.reason IS NULL"
     ).format(
         cols=cols,
         picks=sql.SQL("").join(sql.SQL(", ") + p for p in picks),
         miss=miss,
+        flags=flags,
         joins=sql.SQL(" ").join(joins),
     )
 
 
 def _upsert_sql(spec: TableSpec) -> sql.Composed:
     names = ["id", *(name for name, _ in spec.columns), *(ref.column for ref in spec.refs)]
-    types = {name: kind for name, kind in spec.columns}
+    types = dict(spec.columns)
     select = sql.SQL(", ").join(
         sql.SQL("CAST({} AS {})").format(sql.Identifier(n), sql.SQL(types[n]))
         if n in types
@@ -110,7 +124,8 @@ def _upsert_sql(spec: TableSpec) -> sql.Composed:
     updates = [n for n in names if n != "id"]
     target = sql.SQL("pt.{}").format(sql.Identifier(spec.target))
     return sql.SQL(
-        "INSERT INTO {target} AS t ({cols}) SELECT {select} FROM resolved WHERE load_reason IS NULL"
+        "INSERT INTO {target} AS t ({cols}) SELECT {select} FROM resolved"
+        " WHERE load_reason IS NULL AND merge_into IS NULL"
         " ON CONFLICT (id) DO UPDATE SET {sets} WHERE ({old}) IS DISTINCT FROM ({new})"
     ).format(
         target=target,
@@ -124,17 +139,31 @@ def _upsert_sql(spec: TableSpec) -> sql.Composed:
 
 _REJECT = """
 INSERT INTO migration.reject (legacy_system, legacy_table, legacy_id, reason_code, stage, run_id)
-SELECT %(sys)s, %(table)s, legacy_id, {reason}, {stage}, %(run_id)s FROM {source} WHERE {reason} IS NOT NULL
+SELECT DISTINCT ON (legacy_id) %(sys)s, %(table)s, legacy_id, {reason}, {stage}, %(run_id)s
+FROM {source} WHERE {reason} IS NOT NULL ORDER BY legacy_id, row_key
 ON CONFLICT (legacy_system, legacy_table, legacy_id) DO UPDATE
-SET reason_code = EXCLUDED.reason_code, stage = EXCLUDED.stage, run_id = EXCLUDED.run_id
+SET reason_code = EXCLUDED.reason_code, stage = EXCLUDED.stage, detail = NULL, run_id = EXCLUDED.run_id
 """
 
+# One crosswalk row per legacy row: an exploded row is represented by its first part.
 _CROSSWALK = """
-INSERT INTO migration.crosswalk (legacy_system, legacy_table, legacy_id, new_table, new_id, outcome, run_id)
-SELECT %(sys)s, %(table)s, legacy_id, %(target)s, id, 'migrated', %(run_id)s FROM resolved WHERE load_reason IS NULL
+INSERT INTO migration.crosswalk (legacy_system, legacy_table, legacy_id, new_table, new_id, outcome, merged_into, run_id)
+SELECT %(sys)s, %(table)s, legacy_id, %(target)s, id,
+       CASE WHEN merge_into IS NULL THEN 'migrated' ELSE 'merged' END,
+       CASE WHEN merge_into IS NULL THEN NULL ELSE migration.legacy_uuid(%(sys)s, %(table)s, merge_into) END,
+       %(run_id)s
+FROM resolved WHERE load_reason IS NULL AND row_key = legacy_id
 ON CONFLICT (legacy_system, legacy_table, legacy_id) DO UPDATE
 SET new_table = EXCLUDED.new_table, new_id = EXCLUDED.new_id, outcome = EXCLUDED.outcome,
-    merged_into = NULL, run_id = EXCLUDED.run_id
+    merged_into = EXCLUDED.merged_into, run_id = EXCLUDED.run_id
+"""
+
+_FLAGS = """
+INSERT INTO migration.flag (legacy_system, legacy_table, legacy_id, flag_code, run_id)
+SELECT DISTINCT %(sys)s, %(table)s, legacy_id, code, %(run_id)s
+FROM resolved, unnest(string_to_array(flags, ',')) AS code
+WHERE load_reason IS NULL AND code <> ''
+ON CONFLICT (legacy_system, legacy_table, legacy_id, flag_code) DO UPDATE SET run_id = EXCLUDED.run_id
 """
 
 # A legacy row has exactly one outcome: clear the opposite record before writing this one.
@@ -144,18 +173,26 @@ WHERE x.load_reason IS NULL AND r.legacy_system = %(sys)s AND r.legacy_table = %
 """
 _CLEAR_CROSSWALK = """
 DELETE FROM migration.crosswalk c USING stage_rows s
-LEFT JOIN resolved x ON x.legacy_id = s.legacy_id
+LEFT JOIN resolved x ON x.row_key = s.row_key
 WHERE coalesce(s.reason, x.load_reason) IS NOT NULL
   AND c.legacy_system = %(sys)s AND c.legacy_table = %(table)s AND c.legacy_id = s.legacy_id
 """
 
+_COUNTS = """
+SELECT (SELECT count(DISTINCT legacy_id) FROM stage_rows),
+       count(DISTINCT legacy_id) FILTER (WHERE load_reason IS NULL AND merge_into IS NULL),
+       count(DISTINCT legacy_id) FILTER (WHERE load_reason IS NULL AND merge_into IS NOT NULL)
+FROM resolved
+"""
+
 
 def merge_part(
-    conn: psycopg.Connection[Any], spec: TableSpec, data: Any, params: dict[str, Any]
+    conn: psycopg.Connection[Any], spec: TableSpec, data: pa.Table, params: dict[str, Any]
 ) -> BatchCounts:
     """Merge one mapped part inside the caller's transaction."""
     stage = _stage_table(spec)
     with conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS stage_rows, resolved")
         cur.execute(
             sql.SQL("CREATE TEMP TABLE stage_rows ({}) ON COMMIT DROP").format(
                 sql.SQL(", ").join(
@@ -166,28 +203,76 @@ def merge_part(
         copy_arrow(cur, "stage_rows", data.select([n for n, _ in stage]), [t for _, t in stage])
         cur.execute(sql.SQL("CREATE TEMP TABLE resolved ON COMMIT DROP AS ") + _resolve_sql(spec), params)
         cur.execute(_CLEAR_CROSSWALK, params)
-        cur.execute(
-            sql.SQL(_REJECT).format(
-                reason=sql.SQL("reason"), stage=sql.Literal("map"), source=sql.SQL("stage_rows")
-            ),
-            params,
-        )
-        cur.execute(
-            sql.SQL(_REJECT).format(
-                reason=sql.SQL("load_reason"), stage=sql.Literal("load"), source=sql.SQL("resolved")
-            ),
-            params,
-        )
+        for reason, stage_name, source in (
+            ("reason", "map", "stage_rows"),
+            ("load_reason", "load", "resolved"),
+        ):
+            cur.execute(
+                sql.SQL(_REJECT).format(
+                    reason=sql.SQL(reason), stage=sql.Literal(stage_name), source=sql.SQL(source)
+                ),
+                params,
+            )
         cur.execute(_upsert_sql(spec), params)
         cur.execute(_CLEAR_REJECTS, params)
         cur.execute(_CROSSWALK, params)
-        cur.execute(
-            "SELECT count(*) FILTER (WHERE load_reason IS NULL), count(*) FILTER (WHERE load_reason IS NOT NULL)"
-            " FROM resolved"
-        )
-        migrated, load_rejected = cur.fetchone() or (0, 0)
-    map_rejected = data.num_rows - (migrated + load_rejected)
-    return BatchCounts(data.num_rows, migrated, 0, map_rejected + load_rejected)
+        cur.execute(_FLAGS, params)
+        cur.execute(_COUNTS)
+        rows_in, migrated, merged = cur.fetchone() or (0, 0, 0)
+    return BatchCounts(rows_in, migrated, merged, rows_in - migrated - merged)
+
+
+def refused_by(exc: psycopg.Error) -> str:
+    """The constraint (or, for a type error, the error class) the target refused a row with; never a value."""
+    return getattr(exc.diag, "constraint_name", None) or type(exc).__name__
+
+
+def _reject_whole(
+    conn: psycopg.Connection[Any], legacy_id: str, exc: psycopg.Error, params: dict[str, Any]
+) -> BatchCounts:
+    """Reject one legacy row the target refused (a constraint it broke), naming the constraint."""
+    constraint = refused_by(exc)
+    conn.execute(
+        "DELETE FROM migration.crosswalk WHERE legacy_system = %(sys)s AND legacy_table = %(table)s"
+        " AND legacy_id = %(id)s",
+        {**params, "id": legacy_id},
+    )
+    conn.execute(
+        "INSERT INTO migration.reject (legacy_system, legacy_table, legacy_id, reason_code, stage, detail, run_id)"
+        " VALUES (%(sys)s, %(table)s, %(id)s, 'target_constraint', 'load', %(detail)s, %(run_id)s)"
+        " ON CONFLICT (legacy_system, legacy_table, legacy_id) DO UPDATE SET reason_code = EXCLUDED.reason_code,"
+        " stage = EXCLUDED.stage, detail = EXCLUDED.detail, run_id = EXCLUDED.run_id",
+        {**params, "id": legacy_id, "detail": constraint},
+    )
+    return BatchCounts(1, 0, 0, 1)
+
+
+def merge_isolating(
+    conn: psycopg.Connection[Any], spec: TableSpec, data: pa.Table, params: dict[str, Any]
+) -> BatchCounts:
+    """Merge a part; if the target refuses some row, bisect by legacy id to reject only the rows it refuses.
+
+    One bad row never aborts the load: each attempt runs in a savepoint, and a refused half is
+    split until the refused legacy rows stand alone, each rejected with ``target_constraint``
+    and the constraint's name (never a value).
+    """
+    try:
+        with conn.transaction():
+            return merge_part(conn, spec, data, params)
+    except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
+        ids = pc.unique(data.column("legacy_id"))
+        if len(ids) == 1:
+            log.warning(
+                "%s: legacy row %s refused by the target (%s)", spec.legacy, ids[0], exc.diag.constraint_name
+            )
+            return _reject_whole(conn, ids[0].as_py(), exc, params)
+        half = len(ids) // 2
+        total = BatchCounts(0, 0, 0, 0)
+        for part_ids in (ids[:half], ids[half:]):
+            part = data.filter(pc.is_in(data.column("legacy_id"), value_set=part_ids))
+            counts = merge_isolating(conn, spec, part, params)
+            total = BatchCounts(*(a + b for a, b in zip(astuple(total), astuple(counts), strict=True)))
+        return total
 
 
 def load_table(
@@ -216,7 +301,7 @@ def load_table(
                 counts = BatchCounts(*done)
             else:
                 with conn.transaction():
-                    counts = merge_part(conn, spec, read_part(store, part), params)
+                    counts = merge_isolating(conn, spec, read_part(store, part), params)
                     conn.execute(
                         "INSERT INTO migration.batch (run_id, legacy_table, batch_no, state, rows_in, migrated,"
                         " merged, rejected, staged_object, sha256, started_at, finished_at)"

@@ -1,25 +1,31 @@
 """Run a table's mapping spec over one Arrow batch of legacy rows.
 
-A spec turns legacy columns into target columns, vectorised over the batch, and says for each
-row whether it maps or is rejected (a reason code, never a value). References to parent rows
-stay legacy ids here: the loader resolves them through the crosswalk when it merges, so a row
-whose parent was rejected or never existed is rejected there, in the same transaction.
+A spec is data: for each target field its legacy source column(s), the rule that normalises them
+and whether the field is required; references to parent rows; row checks; and, for one-to-many
+tables, an explode step. The engine runs it vectorised over a batch and, for every legacy row,
+says whether it maps or is rejected (a reason code, never a value) and what was flagged.
+
+References stay legacy ids here: the loader resolves them through the crosswalk when it merges,
+so a row whose parent was rejected or never existed is rejected there, in the same transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
+
+from cutover.mapping.normalize import REASON_DISPOSITION, Normalized
 
 PG_TO_ARROW: dict[str, pa.DataType] = {
     "text": pa.string(),
     "text[]": pa.list_(pa.string()),
     "date": pa.date32(),
     "timestamp": pa.timestamp("us"),
-    "timestamptz": pa.timestamp("us", tz="UTC"),
     "boolean": pa.bool_(),
     "smallint": pa.int16(),
     "integer": pa.int32(),
@@ -27,6 +33,51 @@ PG_TO_ARROW: dict[str, pa.DataType] = {
     "numeric": pa.float64(),
     "bytea": pa.binary(),
 }
+
+
+class Batch:
+    """One batch of legacy rows, with the run's as-of date and a per-batch cache.
+
+    Several fields may come from one computation (a name split into family, given and middle);
+    ``once`` runs it once per batch.
+    """
+
+    def __init__(self, frame: pd.DataFrame, as_of: date) -> None:
+        self.frame = frame
+        self.as_of = as_of
+        self._cache: dict[Hashable, Any] = {}
+
+    def __getitem__(self, column: str) -> pd.Series:
+        return self.frame[column]
+
+    def once(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named transform of legacy column(s) into one target value."""
+
+    title: str
+    """What the rule does, for the mapping specification document."""
+    fn: Callable[[Batch, tuple[str, ...]], Normalized]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One target column: where it comes from, how it is normalised, what a bad value does."""
+
+    name: str
+    type: str
+    """PostgreSQL type of the target column (a key of :data:`PG_TO_ARROW`)."""
+    sources: tuple[str, ...]
+    rule: Rule
+    required: bool = False
+    """A missing value rejects the row with ``<name>_missing``."""
+    invalid: Literal["reject", "flag"] = "reject"
+    """What a value the rule cannot take does: reject the row, or store NULL and flag the row."""
 
 
 @dataclass(frozen=True)
@@ -40,10 +91,34 @@ class Ref:
     parent: str
     """Legacy table of the parent, e.g. ``cases``."""
     required: bool = True
-    """A required reference that does not resolve rejects the row; an optional one becomes NULL."""
+    """Required: a missing or unresolved parent rejects the row."""
+    strict: bool = False
+    """For an optional reference: a parent id that is given but does not resolve rejects the row
+    (an orphan) instead of becoming NULL with a flag."""
 
 
-Transform = Callable[[pd.DataFrame], pd.DataFrame]
+@dataclass(frozen=True)
+class Check:
+    """A rule over the mapped row (several fields at once)."""
+
+    code: str
+    title: str
+    fn: Callable[[pd.DataFrame], pd.Series]
+    """Mapped frame (target fields plus the legacy columns) → True where the rule fires."""
+    action: Literal["reject", "flag"] = "reject"
+
+
+@dataclass(frozen=True)
+class Explode:
+    """One legacy row → several target rows (e.g. a free-text CPT line → one row per code).
+
+    ``fn`` returns the legacy frame repeated per part with a ``seq`` column (1-based), its own
+    columns, and optional ``reason``/``flag`` columns. A rejected part rejects its whole legacy
+    row: a legacy row has exactly one outcome.
+    """
+
+    title: str
+    fn: Callable[[pd.DataFrame], pd.DataFrame]
 
 
 @dataclass(frozen=True)
@@ -53,39 +128,138 @@ class TableSpec:
     legacy: str
     target: str
     key: str
-    columns: tuple[tuple[str, str], ...]
-    """Target columns (name, PostgreSQL type) the transform produces, without ``id`` and refs."""
-    transform: Transform
-    """Legacy frame → frame of the target columns plus ``reason`` (NA when the row maps)."""
+    fields: tuple[Field, ...]
     refs: tuple[Ref, ...] = ()
+    checks: tuple[Check, ...] = ()
+    explode: Explode | None = None
+    merges: bool = False
+    """Rows may be merged into a surviving duplicate (the staged ``merge_into`` column)."""
     doc: str = ""
 
     @property
+    def columns(self) -> tuple[tuple[str, str], ...]:
+        return tuple((f.name, f.type) for f in self.fields)
+
+    @property
     def staged_schema(self) -> pa.Schema:
-        """The mapped Parquet's schema: legacy id, target columns, parent legacy ids, reason."""
-        fields = [pa.field("legacy_id", pa.string(), nullable=False)]
+        """The mapped Parquet's schema: keys, target columns, parent legacy ids, outcome columns."""
+        fields = [pa.field("legacy_id", pa.string(), nullable=False), pa.field("row_key", pa.string())]
         fields += [pa.field(name, PG_TO_ARROW[kind]) for name, kind in self.columns]
         fields += [pa.field(f"ref_{ref.column}", pa.string()) for ref in self.refs]
-        fields.append(pa.field("reason", pa.string()))
+        fields += [
+            pa.field("merge_into", pa.string()),
+            pa.field("reason", pa.string()),
+            pa.field("flags", pa.string()),
+        ]
         return pa.schema(fields)
 
 
-def _legacy_ids(values: pd.Series) -> pd.Series:
+NULLED_REASONS = tuple(r for r, d in REASON_DISPOSITION.items() if d == "null")
+"""Reasons whose value is stored as NULL and flagged, the row migrating (a placeholder SSN)."""
+
+
+def legacy_ids(values: pd.Series) -> pd.Series:
     """Legacy ids as text, the crosswalk's key type (integers without a trailing .0)."""
     return values.astype("Int64").astype("string")
 
 
-def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch) -> pa.Table:
-    """Map one batch of legacy rows; every input row yields exactly one output row."""
+def _na(index: pd.Index) -> pd.Series:
+    return pd.Series(pd.NA, index=index, dtype="string")
+
+
+def first_of(*codes: pd.Series) -> pd.Series:
+    """The first non-missing code per row.
+
+    >>> first_of(pd.Series([None, "a"]), pd.Series(["b", "c"])).tolist()
+    ['b', 'a']
+    """
+    out = _na(codes[0].index)
+    for code in codes:
+        out = out.fillna(code.astype("string"))
+    return out
+
+
+def join_flags(*flags: pd.Series) -> pd.Series:
+    """All non-missing flags per row, comma-joined and deduplicated, NA where none.
+
+    Only flagged rows (a minority) are joined one by one.
+
+    >>> join_flags(pd.Series([None, "a"]), pd.Series(["b", "a"])).tolist()
+    ['b', 'a']
+    """
+    stacked = pd.concat([f.astype("string") for f in flags], axis=1, ignore_index=True)
+    out = _na(stacked.index)
+    flagged = stacked[stacked.notna().any(axis=1)]
+    if len(flagged):
+        joined = [
+            ",".join(dict.fromkeys(v for v in row if isinstance(v, str)))
+            for row in flagged.itertuples(index=False)
+        ]
+        out.loc[flagged.index] = joined
+    return out
+
+
+def _as_series(values: Any, index: pd.Index) -> pd.Series:
+    return values if isinstance(values, pd.Series) else pd.Series(values, index=index)
+
+
+def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date) -> pa.Table:
+    """Map one batch of legacy rows.
+
+    Every legacy row yields exactly one output row, or, with an explode step, one per part; the
+    outcome columns (``reason``) agree across the parts of a legacy row.
+    """
     frame = batch.to_pandas(types_mapper=pd.ArrowDtype)
-    mapped = spec.transform(frame)
-    if len(mapped) != len(frame):
-        raise AssertionError(f"{spec.legacy}: transform changed the row count ({len(frame)} → {len(mapped)})")
-    out: dict[str, object] = {"legacy_id": _legacy_ids(frame[spec.key])}
-    for name, _ in spec.columns:
-        out[name] = mapped[name]
+    reasons: list[pd.Series] = []
+    flags: list[pd.Series] = []
+    if spec.explode is not None:
+        frame = spec.explode.fn(frame).reset_index(drop=True)
+        for column, into in (("reason", reasons), ("flag", flags)):
+            if column in frame:
+                into.append(frame[column].astype("string"))
+    index = frame.index
+    b = Batch(frame, as_of)
+    out: dict[str, Any] = {"legacy_id": legacy_ids(frame[spec.key])}
+    out["row_key"] = (
+        out["legacy_id"].where(
+            frame["seq"].astype("Int64") == 1, out["legacy_id"] + "#" + frame["seq"].astype("string")
+        )
+        if spec.explode is not None
+        else out["legacy_id"]
+    )
+    mapped: dict[str, pd.Series] = {}
+    for f in spec.fields:
+        result = f.rule.fn(b, f.sources)
+        values = _as_series(result.values, index)
+        reason = _as_series(result.reasons, index).astype("string")
+        nulled = reason.isin(NULLED_REASONS).fillna(False).astype(bool)
+        flags.append(reason.where(nulled))
+        reason = reason.mask(nulled)
+        if f.invalid == "flag":
+            flags.append(reason)
+            values = values.mask(reason.notna())
+        else:
+            reasons.append(reason)
+        if f.required:
+            reasons.append(_na(index).mask(values.isna() & reason.isna(), f"{f.name}_missing"))
+        if result.flags is not None:
+            flags.append(_as_series(result.flags, index).astype("string"))
+        mapped[f.name] = values
+    if spec.checks:
+        view = pd.DataFrame({**{c: frame[c] for c in frame.columns}, **mapped}, index=index)
+        for check in spec.checks:
+            fires = check.fn(view).fillna(False).astype(bool)
+            (reasons if check.action == "reject" else flags).append(_na(index).mask(fires, check.code))
+    reason = first_of(*reasons) if reasons else _na(index)
+    if spec.explode is not None:
+        # one outcome per legacy row: a rejected part rejects every part of its row
+        reason = reason.groupby(out["legacy_id"]).transform("first").astype("string")
+    result_frame = pd.DataFrame(out, index=index)
+    for name in mapped:
+        result_frame[name] = mapped[name]
     for ref in spec.refs:
-        out[f"ref_{ref.column}"] = _legacy_ids(frame[ref.source])
-    out["reason"] = mapped["reason"].astype("string")
-    result = pd.DataFrame(out)
-    return pa.Table.from_pandas(result, schema=spec.staged_schema, preserve_index=False)
+        result_frame[f"ref_{ref.column}"] = legacy_ids(frame[ref.source])
+    result_frame["merge_into"] = _na(index)
+    result_frame["reason"] = reason
+    result_frame["flags"] = join_flags(*flags) if flags else _na(index)
+    return pa.Table.from_pandas(result_frame, schema=spec.staged_schema, preserve_index=False)

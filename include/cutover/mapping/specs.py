@@ -1,136 +1,38 @@
 """The mapping specifications: one per target table, the single source of truth for the mapping.
 
-Each spec names its legacy table, the target columns with their types, the parent references,
-and a vectorised transform built from the normalisers. The auditor's mapping document is
-generated from these specs.
+Each spec names its legacy table, every target field with its source column(s) and rule, the
+parent references, and the row checks. The engine runs them; the auditor's mapping document is
+generated from them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 
 from cutover.mapping import normalize as nz
-from cutover.mapping.engine import Ref, TableSpec
+from cutover.mapping import rules as r
+from cutover.mapping.engine import Check, Explode, Field, Ref, TableSpec
 
-
-def first_reason(*reasons: pd.Series) -> pd.Series:
-    """The first reject reason per row, NA where there is none.
-
-    >>> first_reason(pd.Series([None, "a"]), pd.Series(["b", "c"])).tolist()
-    ['b', 'a']
-    """
-    out = pd.Series(pd.NA, index=reasons[0].index, dtype="string")
-    for reason in reasons:
-        out = out.fillna(reason.astype("string"))
-    return out
-
-
-def required(values: pd.Series, reason: pd.Series, code: str) -> pd.Series:
-    """A required field's reason: its normaliser's own reason, else ``code`` where it is missing."""
-    missing = values.isna()
-    return reason.astype("string").mask(missing & reason.isna(), code)
-
-
-def _none(index: pd.Index) -> pd.Series:
-    return pd.Series(pd.NA, index=index, dtype="string")
-
-
-def _text(s: pd.Series) -> pd.Series:
-    return nz.clean_text(nz.null_tokens(s).values).values
-
-
-def _clinics(df: pd.DataFrame) -> pd.DataFrame:
-    name = _text(df["clinic_name"])
-    return pd.DataFrame(
-        {
-            "name": name,
-            "address_line": _text(df["address"]),
-            "city": _text(df["city"]),
-            "state": _text(df["state"]).str.upper(),
-            "postal_code": nz.postal_code(df["zip"], df["state"]).values,
-            "phone": nz.phone_e164(df["phone"]).values,
-            "timezone": _text(df["tz"]),
-            "reason": required(name, _none(df.index), "name_missing"),
-        }
-    )
-
-
-def _providers(df: pd.DataFrame) -> pd.DataFrame:
-    name = nz.split_person_name(df["prov_name"])
-    npi = nz.npi_valid(df["npi"])
-    return pd.DataFrame(
-        {
-            "family_name": name["family"],
-            "given_name": name["given"],
-            "credential": _text(df["credential"]).str.upper(),
-            "npi": npi.values,
-            "active": nz.null_tokens(df["active"]).values.str.upper().eq("Y").fillna(False),
-            "reason": first_reason(
-                required(name["family"], name["reason"], "name_missing"),
-                required(npi.values, npi.reasons, "npi_missing"),
-            ),
-        }
-    )
-
-
-def _patients(df: pd.DataFrame) -> pd.DataFrame:
-    name = nz.split_person_name(df["pat_name"])
-    dob = nz.parse_date(df["dob"], role="birth")
-    state = _text(df["state"]).str.upper()
-    return pd.DataFrame(
-        {
-            "mrn": _text(df["mrn"]),
-            "family_name": name["family"],
-            "given_name": name["given"],
-            "middle_name": name["middle"],
-            "birth_date": dob.values,
-            "sex": nz.sex_code(df["sex"]).values,
-            "ssn": nz.ssn(df["ssn"]).values,
-            "address_line1": _text(df["addr1"]),
-            "address_line2": _text(df["addr2"]),
-            "city": _text(df["city"]),
-            "state": state,
-            "postal_code": nz.postal_code(df["zip"], state).values,
-            "phone_home": nz.phone_e164(df["home_phone"]).values,
-            "phone_mobile": nz.phone_e164(df["cell_phone"]).values,
-            "email": _text(df["email"]).str.lower(),
-            "emergency_contact_name": _text(df["emerg_contact"]),
-            "emergency_contact_phone": nz.phone_e164(df["emerg_phone"]).values,
-            "created_at": nz.parse_timestamp(df["created"]).values,
-            "updated_at": nz.parse_timestamp(df["modified"]).values,
-            "reason": first_reason(
-                required(name["family"], name["reason"], "name_missing"),
-                required(name["given"], _none(df.index), "name_missing"),
-                required(dob.values, dob.reasons, "birth_date_missing"),
-            ),
-        }
-    )
-
-
+CREDENTIALS = {"PT": "PT", "PTA": "PTA", "DPT": "DPT"}
+PAYER_TYPES = {
+    "MEDICARE": "medicare",
+    "MEDICAID": "medicaid",
+    "COMMERCIAL": "commercial",
+    "WORKERS COMP": "workers_comp",
+    "AUTO/PIP": "auto_pip",
+    "TRICARE": "tricare",
+    "VA": "va",
+    "SELF PAY": "self_pay",
+}
 EPISODE_STATUS = {"OPEN": "open", "DISCHARGED": "discharged", "REOPENED": "reopened"}
-
-
-def _cases(df: pd.DataFrame) -> pd.DataFrame:
-    start = nz.parse_date(df["start_date"], role="event")
-    discharge = nz.parse_date(df["discharge_date"], role="event")
-    before = (discharge.values < start.values).fillna(False).astype(bool)
-    status = _text(df["status"]).str.upper().map(EPISODE_STATUS)
-    return pd.DataFrame(
-        {
-            "start_date": start.values,
-            "discharge_date": discharge.values,
-            "status": status,
-            "body_region": _text(df["body_region"]),
-            "reopened": nz.null_tokens(df["reopened"]).values.str.upper().eq("Y").fillna(False),
-            "reason": first_reason(
-                required(start.values, start.reasons, "start_date_missing"),
-                discharge.reasons,
-                pd.Series(pd.NA, index=df.index, dtype="string").mask(before, "discharge_before_start"),
-            ),
-        }
-    )
-
-
+APPOINTMENT_STATUS = {
+    "SCHEDULED": "scheduled",
+    "ARRIVED": "arrived",
+    "CANCELLED": "cancelled",
+    "NOSHOW": "no_show",
+}
 NOTE_TYPES = {
     "IE": "initial_evaluation",
     "DN": "daily_note",
@@ -138,130 +40,360 @@ NOTE_TYPES = {
     "RE": "re_evaluation",
     "DC": "discharge_summary",
 }
+DOC_TYPES = {"REFERRAL": "referral", "POC": "plan_of_care", "OTHER": "other"}
+PAYMENT_KINDS = {"PAYMENT": "payment", "ADJUSTMENT": "adjustment"}
 
 
-def _visits(df: pd.DataFrame) -> pd.DataFrame:
-    date = nz.parse_date(df["visit_date"], role="event")
-    note_type = _text(df["note_type"]).str.upper().map(NOTE_TYPES)
-    return pd.DataFrame(
-        {
-            "visit_date": date.values,
-            "note_type": note_type,
-            "subjective": _text(df["subjective"]),
-            "objective": _text(df["objective"]),
-            "assessment": _text(df["assessment"]),
-            "plan": _text(df["plan"]),
-            "signed_on": nz.parse_date(df["signed_date"], role="event").values,
-            "reason": first_reason(
-                required(date.values, date.reasons, "visit_date_missing"),
-                required(note_type, _none(df.index), "note_type_unknown"),
-            ),
-        }
-    )
+def _before(later: str, earlier: str) -> Callable[[pd.DataFrame], pd.Series]:
+    def fires(view: pd.DataFrame) -> pd.Series:
+        return (view[later] < view[earlier]).fillna(False)
+
+    return fires
+
+
+def _cpt_lines(frame: pd.DataFrame) -> pd.DataFrame:
+    lines = nz.parse_cpt_lines(frame[["proc_id", "cpt_text", "minutes", "units", "modifiers"]])
+    rest = frame.drop(columns=["cpt_text", "minutes", "units", "modifiers"])
+    return lines.merge(rest, on="proc_id", how="left", validate="many_to_one")
+
+
+def _units_check(view: pd.DataFrame) -> pd.Series:
+    return nz.units_check(view[["cpt_code", "units", "minutes"]]).notna()
 
 
 SPECS: dict[str, TableSpec] = {
     spec.legacy: spec
     for spec in (
         TableSpec(
-            legacy="clinics",
-            target="clinic",
-            key="clinic_id",
-            columns=(
-                ("name", "text"),
-                ("address_line", "text"),
-                ("city", "text"),
-                ("state", "text"),
-                ("postal_code", "text"),
-                ("phone", "text"),
-                ("timezone", "text"),
+            "clinics",
+            "clinic",
+            "clinic_id",
+            fields=(
+                Field("name", "text", ("clinic_name",), r.text(), required=True),
+                Field("address_line", "text", ("address",), r.text()),
+                Field("city", "text", ("city",), r.text()),
+                Field("state", "text", ("state",), r.upper()),
+                Field("postal_code", "text", ("zip", "state"), r.postal(), invalid="flag"),
+                Field("phone", "text", ("phone",), r.phone(), invalid="flag"),
+                Field("timezone", "text", ("tz",), r.text(), required=True),
             ),
-            transform=_clinics,
             doc="A clinic location of the practice group.",
         ),
         TableSpec(
-            legacy="providers",
-            target="provider",
-            key="provider_id",
-            columns=(
-                ("family_name", "text"),
-                ("given_name", "text"),
-                ("credential", "text"),
-                ("npi", "text"),
-                ("active", "boolean"),
+            "providers",
+            "provider",
+            "provider_id",
+            fields=(
+                Field("family_name", "text", ("prov_name",), r.name_part("family"), required=True),
+                Field("given_name", "text", ("prov_name",), r.name_part("given")),
+                Field("credential", "text", ("credential",), r.code(CREDENTIALS, "credential_unknown")),
+                Field("npi", "text", ("npi",), r.npi_digits(), required=True),
+                Field("active", "boolean", ("active",), r.flag_yn()),
             ),
             refs=(Ref("clinic_id", "clinic_id", "clinics", required=False),),
-            transform=_providers,
-            doc="A treating therapist (PT, PTA, DPT) with a valid NPI.",
+            doc="A treating therapist (PT, PTA, DPT). An NPI failing its check digit migrates, flagged.",
         ),
         TableSpec(
-            legacy="patients",
-            target="patient",
-            key="pat_id",
-            columns=(
-                ("mrn", "text"),
-                ("family_name", "text"),
-                ("given_name", "text"),
-                ("middle_name", "text"),
-                ("birth_date", "date"),
-                ("sex", "text"),
-                ("ssn", "text"),
-                ("address_line1", "text"),
-                ("address_line2", "text"),
-                ("city", "text"),
-                ("state", "text"),
-                ("postal_code", "text"),
-                ("phone_home", "text"),
-                ("phone_mobile", "text"),
-                ("email", "text"),
-                ("emergency_contact_name", "text"),
-                ("emergency_contact_phone", "text"),
-                ("created_at", "timestamp"),
-                ("updated_at", "timestamp"),
+            "ref_physicians",
+            "referring_physician",
+            "ref_phys_id",
+            fields=(
+                Field("family_name", "text", ("phys_name",), r.name_part("family"), required=True),
+                Field("given_name", "text", ("phys_name",), r.name_part("given")),
+                Field("npi", "text", ("npi",), r.npi_digits()),
+                Field("fax", "text", ("fax",), r.phone(), invalid="flag"),
+                Field("phone", "text", ("phone",), r.phone(), invalid="flag"),
+            ),
+            doc="A referring physician.",
+        ),
+        TableSpec(
+            "payers",
+            "payer",
+            "payer_id",
+            fields=(
+                Field("name", "text", ("payer_name",), r.text(), required=True),
+                Field("payer_type", "text", ("payer_type",), r.code(PAYER_TYPES, "payer_type_unknown")),
+            ),
+            doc="An insurer or other payer.",
+        ),
+        TableSpec(
+            "patients",
+            "patient",
+            "pat_id",
+            fields=(
+                Field("mrn", "text", ("mrn",), r.text()),
+                Field("family_name", "text", ("pat_name",), r.name_part("family"), required=True),
+                Field("given_name", "text", ("pat_name",), r.name_part("given"), required=True),
+                Field("middle_name", "text", ("pat_name",), r.name_part("middle")),
+                Field("birth_date", "date", ("dob",), r.date("birth"), required=True),
+                Field("sex", "text", ("sex",), r.sex(), invalid="flag"),
+                Field("ssn", "text", ("ssn",), r.ssn(), invalid="flag"),
+                Field("address_line1", "text", ("addr1",), r.text()),
+                Field("address_line2", "text", ("addr2",), r.text()),
+                Field("city", "text", ("city",), r.text()),
+                Field("state", "text", ("state",), r.upper()),
+                Field("postal_code", "text", ("zip", "state"), r.postal(), invalid="flag"),
+                Field("phone_home", "text", ("home_phone",), r.phone(), invalid="flag"),
+                Field("phone_mobile", "text", ("cell_phone",), r.phone(), invalid="flag"),
+                Field("email", "text", ("email",), r.lower()),
+                Field("emergency_contact_name", "text", ("emerg_contact",), r.text()),
+                Field("emergency_contact_phone", "text", ("emerg_phone",), r.phone(), invalid="flag"),
+                Field("created_at", "timestamp", ("created",), r.timestamp(), invalid="flag"),
+                Field("updated_at", "timestamp", ("modified",), r.timestamp(), invalid="flag"),
             ),
             refs=(Ref("home_clinic_id", "clinic_id", "clinics", required=False),),
-            transform=_patients,
-            doc="A patient's demographics and contacts; placeholder SSNs become NULL.",
+            merges=True,
+            doc="A patient's demographics and contacts. Duplicate patients merge into one survivor.",
         ),
         TableSpec(
-            legacy="cases",
-            target="episode",
-            key="case_id",
-            columns=(
-                ("start_date", "date"),
-                ("discharge_date", "date"),
-                ("status", "text"),
-                ("body_region", "text"),
-                ("reopened", "boolean"),
+            "coverage",
+            "coverage",
+            "cov_id",
+            fields=(
+                Field("member_id", "text", ("member_id",), r.text()),
+                Field("group_number", "text", ("group_no",), r.text()),
+                Field("priority", "smallint", ("priority",), r.integer()),
+                Field("effective_date", "date", ("eff_date",), r.date("event")),
+                Field("termination_date", "date", ("term_date",), r.date("event")),
+            ),
+            refs=(Ref("patient_id", "pat_id", "patients"), Ref("payer_id", "payer_id", "payers")),
+            checks=(
+                Check(
+                    "coverage_dates_inverted",
+                    "termination before the effective date",
+                    _before("termination_date", "effective_date"),
+                ),
+            ),
+            doc="A patient's insurance coverage.",
+        ),
+        TableSpec(
+            "referrals",
+            "referral",
+            "referral_id",
+            fields=(
+                Field("referral_date", "date", ("referral_date",), r.date("event")),
+                Field("diagnosis_code", "text", ("dx_code",), r.icd(), invalid="flag"),
+            ),
+            refs=(
+                Ref("patient_id", "pat_id", "patients"),
+                Ref("referring_physician_id", "ref_phys_id", "ref_physicians", required=False),
+            ),
+            doc="A physician's referral to therapy.",
+        ),
+        TableSpec(
+            "cases",
+            "episode",
+            "case_id",
+            fields=(
+                Field("start_date", "date", ("start_date",), r.date("event"), required=True),
+                Field("discharge_date", "date", ("discharge_date",), r.date("event")),
+                Field("status", "text", ("status",), r.code(EPISODE_STATUS, "status_unknown")),
+                Field("body_region", "text", ("body_region",), r.text()),
+                Field("reopened", "boolean", ("reopened",), r.flag_yn()),
             ),
             refs=(
                 Ref("patient_id", "pat_id", "patients"),
                 Ref("clinic_id", "clinic_id", "clinics", required=False),
                 Ref("provider_id", "provider_id", "providers", required=False),
+                Ref("referral_id", "referral_id", "referrals", required=False),
             ),
-            transform=_cases,
+            checks=(
+                Check(
+                    "discharge_before_start",
+                    "discharge before the start",
+                    _before("discharge_date", "start_date"),
+                ),
+            ),
             doc="An episode of care; discharge must not precede the start.",
         ),
         TableSpec(
-            legacy="visits",
-            target="visit",
-            key="visit_id",
-            columns=(
-                ("visit_date", "date"),
-                ("note_type", "text"),
-                ("subjective", "text"),
-                ("objective", "text"),
-                ("assessment", "text"),
-                ("plan", "text"),
-                ("signed_on", "date"),
+            "authorizations",
+            "authorization",
+            "auth_id",
+            fields=(
+                Field("visits_authorized", "integer", ("visits_authorized",), r.integer()),
+                Field("visits_used", "integer", ("visits_used",), r.integer()),
+                Field("start_date", "date", ("start_date",), r.date("event")),
+                Field("end_date", "date", ("end_date",), r.date("event")),
+            ),
+            refs=(
+                Ref("episode_id", "case_id", "cases"),
+                Ref("coverage_id", "cov_id", "coverage", required=False),
+            ),
+            checks=(
+                Check(
+                    "authorization_exceeded",
+                    "more visits used than authorized",
+                    lambda v: (v["visits_used"] > v["visits_authorized"]).fillna(False),
+                    action="flag",
+                ),
+            ),
+            doc="A payer's authorization of visits for an episode.",
+        ),
+        TableSpec(
+            "plans_of_care",
+            "plan_of_care",
+            "poc_id",
+            fields=(
+                Field("diagnosis_codes", "text[]", ("dx_codes",), r.icd_list()),
+                Field("goals", "text", ("goals",), r.text()),
+                Field("frequency_per_week", "smallint", ("frequency",), r.leading_integer()),
+                Field("duration_weeks", "smallint", ("duration_weeks",), r.integer()),
+                Field("certified_on", "date", ("cert_date",), r.date("event")),
+                Field("certifying_npi", "text", ("certified_by",), r.npi_digits()),
+                Field("recertified_on", "date", ("recert_date",), r.date("event")),
+            ),
+            refs=(Ref("episode_id", "case_id", "cases"),),
+            doc="The plan of care certified by a physician.",
+        ),
+        TableSpec(
+            "appointments",
+            "appointment",
+            "appt_id",
+            fields=(
+                Field("starts_at", "timestamp", ("appt_time",), r.timestamp(), required=True),
+                Field("status", "text", ("status",), r.code(APPOINTMENT_STATUS, "status_unknown")),
+            ),
+            refs=(
+                Ref("patient_id", "pat_id", "patients"),
+                Ref("episode_id", "case_id", "cases", required=False),
+                Ref("provider_id", "provider_id", "providers", required=False),
+                Ref("clinic_id", "clinic_id", "clinics", required=False),
+            ),
+            doc="A scheduled appointment.",
+        ),
+        TableSpec(
+            "visits",
+            "visit",
+            "visit_id",
+            fields=(
+                Field("visit_date", "date", ("visit_date",), r.date("event"), required=True),
+                Field(
+                    "note_type",
+                    "text",
+                    ("note_type",),
+                    r.code(NOTE_TYPES, "note_type_unknown"),
+                    required=True,
+                ),
+                Field("subjective", "text", ("subjective",), r.text()),
+                Field("objective", "text", ("objective",), r.text()),
+                Field("assessment", "text", ("assessment",), r.text()),
+                Field("plan", "text", ("plan",), r.text()),
+                Field("signed_on", "date", ("signed_date",), r.date("event"), invalid="flag"),
             ),
             refs=(
                 Ref("episode_id", "case_id", "cases"),
                 Ref("patient_id", "pat_id", "patients"),
+                Ref("appointment_id", "appt_id", "appointments", required=False),
                 Ref("provider_id", "provider_id", "providers", required=False),
             ),
-            transform=_visits,
+            checks=(
+                Check(
+                    "note_without_appointment",
+                    "a visit note with no appointment",
+                    lambda v: v["appt_id"].isna(),
+                    action="flag",
+                ),
+            ),
             doc="A visit note (SOAP) of an episode.",
+        ),
+        TableSpec(
+            "procedures",
+            "procedure_line",
+            "proc_id",
+            fields=(
+                Field("cpt_code", "text", ("cpt_code",), r.same(), required=True),
+                Field("minutes", "integer", ("minutes",), r.same()),
+                Field("units", "integer", ("units",), r.same(), required=True),
+                Field("modifiers", "text[]", ("modifiers",), r.same()),
+            ),
+            refs=(Ref("visit_id", "visit_id", "visits"),),
+            explode=Explode(
+                "free-text CPT line ('97110x2, 97140 x1') → one procedure line per code; the line's minutes "
+                "split across codes in proportion to units, summing exactly to the legacy total",
+                _cpt_lines,
+            ),
+            checks=(
+                Check(
+                    "units_exceed_minutes",
+                    "units above what the minutes allow under the 8-minute rule (kept as billed)",
+                    _units_check,
+                    action="flag",
+                ),
+            ),
+            doc="A billed procedure line: CPT/HCPCS code, minutes, units, modifiers.",
+        ),
+        TableSpec(
+            "diagnoses",
+            "diagnosis",
+            "dx_id",
+            fields=(
+                Field("icd10_code", "text", ("icd_code",), r.icd("code"), required=True),
+                Field("source_code", "text", ("icd_code",), r.icd("source_code")),
+                Field("source_system", "text", ("icd_code",), r.icd("source_system")),
+                Field("gem_approximate", "boolean", ("icd_code",), r.icd("gem_approximate")),
+                Field("sequence", "smallint", ("seq",), r.integer()),
+            ),
+            refs=(Ref("episode_id", "case_id", "cases"),),
+            doc="An episode's diagnosis as ICD-10-CM; ICD-9-CM codes mapped with the CMS GEMs.",
+        ),
+        TableSpec(
+            "outcomes",
+            "outcome_measure",
+            "outcome_id",
+            fields=(
+                Field("instrument", "text", ("measure",), r.measure(), required=True),
+                Field("score", "numeric", ("measure", "score"), r.score(), required=True),
+                Field("measured_on", "date", ("measured_on",), r.date("event")),
+            ),
+            refs=(
+                Ref("episode_id", "case_id", "cases"),
+                Ref("visit_id", "visit_id", "visits", required=False, strict=True),
+            ),
+            doc="An outcome measure score (LEFS, ODI, NDI, QuickDASH, PSFS).",
+        ),
+        TableSpec(
+            "charges",
+            "charge",
+            "charge_id",
+            fields=(
+                Field("cpt_code", "text", ("cpt_code",), r.upper()),
+                Field("amount_cents", "bigint", ("amount",), r.money(), required=True),
+                Field("posted_on", "date", ("posted",), r.date("event")),
+            ),
+            refs=(Ref("visit_id", "visit_id", "visits"), Ref("patient_id", "pat_id", "patients")),
+            doc="A charge for a visit, in cents.",
+        ),
+        TableSpec(
+            "payments",
+            "payment",
+            "payment_id",
+            fields=(
+                Field("amount_cents", "bigint", ("amount",), r.money(), required=True),
+                Field("kind", "text", ("kind",), r.code(PAYMENT_KINDS, "payment_kind_unknown")),
+                Field("paid_on", "date", ("paid_on",), r.date("event")),
+            ),
+            refs=(
+                Ref("patient_id", "pat_id", "patients"),
+                Ref("payer_id", "payer_id", "payers", required=False),
+            ),
+            doc="A payment or adjustment, in cents.",
+        ),
+        TableSpec(
+            "documents",
+            "document",
+            "doc_id",
+            fields=(
+                Field(
+                    "doc_type", "text", ("doc_type",), r.code(DOC_TYPES, "doc_type_unknown"), invalid="flag"
+                ),
+                Field("filename", "text", ("filename",), r.text()),
+                Field("mime_type", "text", ("mime",), r.lower()),
+                Field("content", "bytea", ("content",), r.binary(), required=True),
+                Field("sha256", "text", ("content",), r.sha256(), required=True),
+            ),
+            refs=(Ref("patient_id", "pat_id", "patients"),),
+            doc="A scanned or generated document: bytes carried and verified by SHA-256.",
         ),
     )
 }

@@ -1,0 +1,263 @@
+"""The rules a mapping spec may use: each wraps a normaliser and says, in words, what it does.
+
+The words are what the auditor's mapping specification shows; the function is what runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import pandas as pd
+import pyarrow as pa
+
+from cutover.mapping import normalize as nz
+from cutover.mapping.engine import Batch, Rule
+from cutover.mapping.normalize import Normalized
+
+
+def _ok(values: pd.Series) -> Normalized:
+    return Normalized(values=values, reasons=pd.Series(pd.NA, index=values.index, dtype="string"))
+
+
+def _text(b: Batch, column: str) -> pd.Series:
+    return b.once(("text", column), lambda: nz.clean_text(nz.null_tokens(b[column]).values).values)
+
+
+def text() -> Rule:
+    return Rule(
+        "text: decoded to UTF-8 (Latin-1 and mojibake repaired), control characters and NUL removed, "
+        "null tokens (N/A, NULL, none, '') to NULL, trimmed",
+        lambda b, src: _ok(_text(b, src[0])),
+    )
+
+
+def upper() -> Rule:
+    return Rule(
+        "code text: trimmed, upper case, null tokens to NULL",
+        lambda b, src: _ok(_text(b, src[0]).str.upper()),
+    )
+
+
+def lower() -> Rule:
+    return Rule(
+        "text: trimmed, lower case, null tokens to NULL", lambda b, src: _ok(_text(b, src[0]).str.lower())
+    )
+
+
+def code(mapping: Mapping[str, str], reason: str) -> Rule:
+    """A legacy code looked up in a code table (case-insensitive); an unknown code is ``reason``."""
+    table = {k.upper(): v for k, v in mapping.items()}
+
+    def run(b: Batch, src: tuple[str, ...]) -> Normalized:
+        raw = _text(b, src[0]).str.upper()
+        values = raw.map(table).astype("string")
+        return Normalized(
+            values=values,
+            reasons=pd.Series(pd.NA, index=raw.index, dtype="string").mask(
+                raw.notna() & values.isna(), reason
+            ),
+        )
+
+    shown = ", ".join(f"{k} → {v}" for k, v in sorted(table.items()))
+    return Rule(f"code lookup: {shown}; anything else is {reason}", run)
+
+
+def flag_yn() -> Rule:
+    return Rule(
+        "flag: Y/YES/T/TRUE/1 → true, anything else → false",
+        lambda b, src: _ok(
+            _text(b, src[0]).str.upper().isin(["Y", "YES", "T", "TRUE", "1"]).fillna(False).astype(bool)
+        ),
+    )
+
+
+def date(role: nz.DateRole) -> Rule:
+    what = "a future year means the previous century" if role == "birth" else "pivot year 70"
+    return Rule(
+        f"date in mixed formats (ISO, MM/DD/YYYY, DD-Mon-YYYY, YYYYMMDD; two-digit years: {what}); "
+        "impossible dates (Feb 30, 0000-00-00) are date_impossible, never guessed",
+        lambda b, src: nz.parse_date(b[src[0]], role=role, today=b.as_of),
+    )
+
+
+def timestamp() -> Rule:
+    return Rule(
+        "timestamp (local wall time) in mixed formats",
+        lambda b, src: nz.parse_timestamp(b[src[0]], today=b.as_of),
+    )
+
+
+def _name(b: Batch, column: str) -> pd.DataFrame:
+    return b.once(("name", column), lambda: nz.split_person_name(b[column]))
+
+
+def name_part(part: str) -> Rule:
+    def run(b: Batch, src: tuple[str, ...]) -> Normalized:
+        parts = _name(b, src[0])
+        reason = parts["reason"] if part == "family" else pd.Series(pd.NA, index=parts.index, dtype="string")
+        return Normalized(values=parts[part], reasons=reason)
+
+    return Rule(f"person name 'LAST, FIRST MIDDLE' or 'FIRST LAST' split; the {part} part, proper-cased", run)
+
+
+def phone() -> Rule:
+    return Rule(
+        "phone number to E.164 (+1XXXXXXXXXX) with libphonenumber; extensions dropped (flagged)",
+        lambda b, src: nz.phone_e164(b[src[0]]),
+    )
+
+
+def postal() -> Rule:
+    return Rule(
+        "US ZIP or ZIP+4; a leading zero lost by a spreadsheet is restored (checked against the state)",
+        lambda b, src: nz.postal_code(b[src[0]], _text(b, src[1]).str.upper() if len(src) > 1 else None),
+    )
+
+
+def sex() -> Rule:
+    return Rule(
+        "sex: M/Male/1 → male, F/Female/2 → female, U → unknown", lambda b, src: nz.sex_code(b[src[0]])
+    )
+
+
+def ssn() -> Rule:
+    return Rule(
+        "SSN: 9 digits; placeholders (999999999, 000000000, 123456789, invalid areas) become NULL",
+        lambda b, src: nz.ssn(b[src[0]]),
+    )
+
+
+def npi() -> Rule:
+    return Rule(
+        "NPI: 10 digits with a valid Luhn check digit (prefix 80840)", lambda b, src: nz.npi_valid(b[src[0]])
+    )
+
+
+def npi_digits() -> Rule:
+    """The NPI as 10 digits; a failing check digit is a flag (the record migrates), not a reject."""
+
+    def run(b: Batch, src: tuple[str, ...]) -> Normalized:
+        checked = nz.npi_valid(b[src[0]])
+        digits = _text(b, src[0]).str.replace(r"\D", "", regex=True)
+        ten = digits.where(digits.str.len() == 10)
+        invalid = checked.reasons.notna() & ten.notna()
+        flags = pd.Series(pd.NA, index=ten.index, dtype="string").mask(invalid, "npi_invalid")
+        reasons = checked.reasons.astype("string").mask(invalid)
+        return Normalized(values=ten.astype("string"), reasons=reasons, flags=flags)
+
+    return Rule("NPI: 10 digits kept; a failing Luhn check digit is flagged npi_invalid, not rejected", run)
+
+
+def money() -> Rule:
+    return Rule(
+        "money to integer cents, exactly ($1,234.50, 125, 125.5, (12.00) negative); never through floats",
+        lambda b, src: nz.money_cents(b[src[0]]),
+    )
+
+
+def integer() -> Rule:
+    def run(b: Batch, src: tuple[str, ...]) -> Normalized:
+        raw = _text(b, src[0])
+        values = pd.to_numeric(raw.str.extract(r"^\s*(-?\d+)\s*$", expand=False), errors="coerce").astype(
+            "Int64"
+        )
+        reasons = pd.Series(pd.NA, index=raw.index, dtype="string").mask(
+            raw.notna() & values.isna(), "integer_invalid"
+        )
+        return Normalized(values=values, reasons=reasons)
+
+    return Rule("whole number; anything else is integer_invalid", run)
+
+
+def leading_integer() -> Rule:
+    return Rule(
+        "the leading whole number of a text such as '2x/wk'",
+        lambda b, src: _ok(
+            pd.to_numeric(_text(b, src[0]).str.extract(r"(\d+)", expand=False), errors="coerce").astype(
+                "Int64"
+            )
+        ),
+    )
+
+
+def _icd(b: Batch, column: str, date_column: str | None) -> pd.DataFrame:
+    return b.once(
+        ("icd", column),
+        lambda: nz.icd10(b[column], service_date=None if date_column is None else b[date_column]),
+    )
+
+
+def icd(part: str = "code") -> Rule:
+    def run(b: Batch, src: tuple[str, ...]) -> Normalized:
+        d = _icd(b, src[0], None)
+        reasons = d["reason"] if part == "code" else pd.Series(pd.NA, index=d.index, dtype="string")
+        flags = d["flag"] if part == "code" else None
+        return Normalized(values=d[part], reasons=reasons, flags=flags)
+
+    what = {
+        "code": "ICD-10-CM with the dot; ICD-9-CM codes mapped through the CMS GEMs",
+        "source_code": "the legacy ICD-9-CM code when the diagnosis was mapped from ICD-9-CM",
+        "source_system": "icd10cm, or icd9cm when mapped through the GEMs",
+        "gem_approximate": "true where the GEM marks the map approximate or offers several targets",
+    }[part]
+    return Rule(what, run)
+
+
+def icd_list() -> Rule:
+    """A comma list of diagnosis codes → a text[] of ICD-10-CM codes (ICD-9 mapped)."""
+
+    def run(b: Batch, src: tuple[str, ...]) -> Normalized:
+        raw = _text(b, src[0])
+        parts = raw.str.split(r"\s*[,;]\s*", regex=True).explode()
+        parts = parts[parts.notna() & (parts != "")]
+        coded = nz.icd10(parts.astype("string").reset_index(drop=True))
+        coded.index = parts.index
+        bad = coded["reason"].notna().groupby(level=0).any().reindex(raw.index, fill_value=False)
+        lists = coded["code"].dropna().groupby(level=0).agg(list).reindex(raw.index)
+        values = pd.Series([v if isinstance(v, list) else [] for v in lists], index=raw.index, dtype=object)
+        reasons = pd.Series(pd.NA, index=raw.index, dtype="string").mask(bad, "icd_invalid")
+        return Normalized(values=values, reasons=reasons)
+
+    return Rule("comma list of diagnosis codes → ICD-10-CM codes (ICD-9-CM mapped through the GEMs)", run)
+
+
+def measure() -> Rule:
+    return Rule(
+        "outcome instrument: LEFS, ODI, NDI, QuickDASH, PSFS", lambda b, src: nz.outcome_measure(b[src[0]])
+    )
+
+
+def score() -> Rule:
+    return Rule(
+        "outcome score in the instrument's scale, range-checked (LEFS 0-80, ODI 0-100, NDI 0-50, QuickDASH 0-100, PSFS 0-10)",
+        lambda b, src: nz.outcome_score(b[src[0]], b[src[1]]),
+    )
+
+
+def same() -> Rule:
+    """A column the explode step already produced, typed."""
+    return Rule("as produced by the explode step", lambda b, src: _ok(b[src[0]]))
+
+
+def binary() -> Rule:
+    return Rule("bytes carried unchanged", lambda b, src: _ok(b[src[0]]))
+
+
+def sha256() -> Rule:
+    import hashlib
+
+    def run(b: Batch, src: tuple[str, ...]) -> Normalized:
+        content = b[src[0]]
+        arr = (
+            pa.array(content, type=pa.binary())
+            if not isinstance(content.dtype, pd.ArrowDtype)
+            else content.array._pa_array
+        )
+        digests = [None if v is None else hashlib.sha256(v).hexdigest() for v in arr.to_pylist()]
+        return _ok(pd.Series(digests, index=content.index, dtype="string"))
+
+    return Rule("SHA-256 of the document's bytes (verified again by the target's CHECK)", run)
+
+
+def derived(title: str, fn: Callable[[Batch], pd.Series]) -> Rule:
+    return Rule(title, lambda b, src: _ok(fn(b)))

@@ -15,9 +15,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from cutover.mapping.specs import SPECS
+
 pytestmark = pytest.mark.slow
 
-MIGRATED_TABLES = ("clinics", "providers", "patients", "cases", "visits")
+TARGETS = {legacy: spec.target for legacy, spec in SPECS.items()}
 
 
 def _cutover(
@@ -55,7 +57,8 @@ def _evidence(result: subprocess.CompletedProcess[str]) -> Path:
 
 def _check_accounts(summary: dict[str, Any], manifest: dict[str, Any]) -> None:
     assert summary["run_id"]
-    for table in MIGRATED_TABLES:
+    assert set(summary["tables"]) == set(manifest["tables"])
+    for table in manifest["tables"]:
         row = summary["tables"][table]
         assert row["legacy_rows"] == manifest["tables"][table], table
         assert row["legacy_rows"] == row["migrated"] + row["merged"] + row["rejected"], table
@@ -63,16 +66,13 @@ def _check_accounts(summary: dict[str, Any], manifest: dict[str, Any]) -> None:
 
 
 def _check_target(url: str, summary: dict[str, Any], manifest: dict[str, Any]) -> None:
-    targets = {
-        "clinics": "clinic",
-        "providers": "provider",
-        "patients": "patient",
-        "cases": "episode",
-        "visits": "visit",
-    }
     with psycopg.connect(url) as conn:
-        for legacy, target in targets.items():
-            (count,) = conn.execute(f"SELECT count(*) FROM pt.{target}").fetchone()
+        for legacy, target in TARGETS.items():
+            (count,) = conn.execute(
+                f"SELECT count(*) FROM (SELECT DISTINCT legacy_id FROM migration.crosswalk"
+                f" JOIN pt.{target} t ON t.id = new_id WHERE legacy_table = %s) x",
+                (legacy,),
+            ).fetchone()
             assert count == summary["tables"][legacy]["migrated"], legacy
         rejected = {
             (table, int(legacy_id)): reason
@@ -80,21 +80,35 @@ def _check_target(url: str, summary: dict[str, Any], manifest: dict[str, Any]) -
                 "SELECT legacy_table, legacy_id, reason_code FROM migration.reject"
             ).fetchall()
         }
-    # Every planted impossible date in a migrated table is rejected, with that reason.
-    impossible = [
-        d
-        for d in manifest["defects"]
-        if d["kind"] == "date_impossible"
-        and d["table"] in ("patients", "visits")
-        and d.get("field") in ("dob", "visit_date")
-    ]
-    assert impossible
-    for d in impossible:
-        assert rejected.get((d["table"], d["legacy_id"])) == "date_impossible", d
-    # Orphan visits (their case is gone) are rejected, not loaded.
-    orphans = [d for d in manifest["defects"] if d["kind"] == "orphan" and d["table"] == "visits"]
-    for d in orphans:
-        assert rejected.get(("visits", d["legacy_id"])) in {"orphan", "ref_missing", "parent_rejected"}, d
+        flagged = {
+            (table, int(legacy_id), code)
+            for table, legacy_id, code in conn.execute(
+                "SELECT legacy_table, legacy_id, flag_code FROM migration.flag"
+            ).fetchall()
+        }
+        (ssn_kept,) = conn.execute(
+            "SELECT count(*) FROM pt.patient WHERE ssn IN ('999999999', '000000000', '123456789')"
+        ).fetchone()
+    assert ssn_kept == 0
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for d in manifest["defects"]:
+        by_kind.setdefault(d["kind"], []).append(d)
+    # Rejected with their own reason (the row's own defect is found before its parents are looked up).
+    for kind in ("date_impossible", "score_out_of_range", "discharge_before_start"):
+        assert by_kind[kind], kind
+        for d in by_kind[kind]:
+            assert rejected.get((d["table"], d["legacy_id"])) == kind, d
+    # Orphans: rejected at load, their parent gone (or itself rejected).
+    for d in by_kind["orphan"]:
+        assert rejected.get((d["table"], d["legacy_id"])) in {"orphan", "parent_rejected"}, d
+    # Flagged kinds migrate (unless a parent was rejected) and carry their flag.
+    for kind, code in (
+        ("invalid_npi", "npi_invalid"),
+        ("note_without_appointment", "note_without_appointment"),
+    ):
+        for d in by_kind[kind]:
+            key = (d["table"], d["legacy_id"])
+            assert key in rejected or (*key, code) in flagged, d
 
 
 def test_demo_on_embedded_defaults(home: Path) -> None:

@@ -165,6 +165,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mapping_spec(args: argparse.Namespace) -> int:
+    from cutover.report.mapping_spec import write_mapping_spec
+
+    for path in write_mapping_spec(Path(args.out).resolve()):
+        print(path)
+    return 0
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     from cutover.embedded import stop_embedded_postgres
 
@@ -208,6 +216,10 @@ def parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("migrate", help="create or upgrade the target schemas")
     m.set_defaults(func=cmd_migrate)
+
+    ms = sub.add_parser("mapping-spec", help="write the mapping specification (Markdown and HTML) for auditors")
+    ms.add_argument("--out", default=".", help="folder to write mapping_spec.md and mapping_spec.html into")
+    ms.set_defaults(func=cmd_mapping_spec)
 
     st = sub.add_parser("stop", help="stop the embedded PostgreSQL of the state folder")
     st.set_defaults(func=cmd_stop)

@@ -24,6 +24,7 @@ from cutover.legacy.source import arrow_schema, read_batches
 from cutover.loading.load import load_table
 from cutover.mapping.engine import map_batch
 from cutover.mapping.specs import SPECS
+from cutover.report.mapping_spec import write_mapping_spec
 from cutover.staging.parquet import read_manifest, read_table_objects, write_batches
 from cutover.staging.store import open_store
 from cutover.target import upgrade
@@ -213,6 +214,8 @@ def write_summary(target_url: str, store_url: str, run_id: str, dag_id: str) -> 
     body = json.dumps(summary, indent=2, sort_keys=True).encode()
     (folder / "summary.json").write_bytes(body)
     store.put(f"runs/{run_key(run_id)}/evidence/summary.json", body)
+    for path in write_mapping_spec(folder):
+        store.put(f"runs/{run_key(run_id)}/evidence/{path.name}", path.read_bytes())
     with psycopg.connect(target_url) as conn:
         conn.execute(
             "UPDATE migration.run SET state = %s, finished_at = now() WHERE run_id = %s",

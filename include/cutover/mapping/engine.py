@@ -119,6 +119,8 @@ class Explode:
 
     title: str
     fn: Callable[[pd.DataFrame], pd.DataFrame]
+    sources: tuple[str, ...] = ()
+    """Legacy columns the step consumes."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,12 @@ class TableSpec:
     merges: bool = False
     """Rows may be merged into a surviving duplicate (the staged ``merge_into`` column)."""
     doc: str = ""
+
+    @property
+    def sources(self) -> set[str]:
+        """Every legacy column this spec reads."""
+        used = {self.key, *(c for f in self.fields for c in f.sources), *(ref.source for ref in self.refs)}
+        return used | set(self.explode.sources if self.explode else ())
 
     @property
     def columns(self) -> tuple[tuple[str, str], ...]:

@@ -312,6 +312,7 @@ SPECS: dict[str, TableSpec] = {
                 "free-text CPT line ('97110x2, 97140 x1') → one procedure line per code; the line's minutes "
                 "split across codes in proportion to units, summing exactly to the legacy total",
                 _cpt_lines,
+                sources=("cpt_text", "minutes", "units", "modifiers"),
             ),
             checks=(
                 Check(
@@ -398,3 +399,12 @@ SPECS: dict[str, TableSpec] = {
     )
 }
 """Specs in load order: parents before children."""
+
+NOT_CARRIED: dict[str, dict[str, str]] = {
+    table: {
+        "modified": "the legacy change timestamp: read by the delta sync to find rows changed after a wave's cutover"
+    }
+    for table in SPECS
+    if table not in {"clinics", "providers", "ref_physicians", "payers", "patients"}
+}
+"""Legacy columns no target field carries, each with the reason (the mapping document lists them)."""

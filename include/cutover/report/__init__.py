@@ -1,0 +1,1 @@
+"""Documents for auditors, generated from the sources of truth, never written by hand."""

@@ -1,0 +1,126 @@
+"""The mapping specification for auditors, generated from the specs in :mod:`cutover.mapping.specs`.
+
+For every target table: its legacy source, its parent references, and for every target field
+its source column(s), the rule that normalises them and what a bad value does; then the row
+checks and the code crosswalk's provenance. Markdown and a self-contained HTML page.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from cutover.mapping.engine import TableSpec
+from cutover.mapping.normalize import GEM_SOURCE
+from cutover.mapping.specs import NOT_CARRIED, SPECS
+
+
+def _ref_line(spec: TableSpec) -> list[str]:
+    lines = []
+    for ref in spec.refs:
+        if ref.required:
+            policy = "required: a missing parent rejects the row (ref_missing, orphan, parent_rejected)"
+        elif ref.strict:
+            policy = "optional; a given id that does not resolve rejects the row (orphan)"
+        else:
+            policy = f"optional; an id that does not resolve becomes NULL, flagged {ref.column}_unresolved"
+        lines.append(f"`{ref.column}` ← `{spec.legacy}.{ref.source}` → `{ref.parent}` ({policy})")
+    return lines
+
+
+def _bad_value(spec: TableSpec, required: bool, invalid: str) -> str:
+    parts = []
+    if required:
+        parts.append("required")
+    parts.append("invalid → reject" if invalid == "reject" else "invalid → NULL, flagged")
+    return "; ".join(parts)
+
+
+def to_markdown(specs: dict[str, TableSpec] = SPECS) -> str:
+    out = [
+        "# Cutover mapping specification",
+        "",
+        "Generated from the mapping specs (`include/cutover/mapping/specs.py`); do not edit by hand.",
+        "Every legacy row ends as exactly one of: migrated, merged into a surviving duplicate, rejected with",
+        "a reason code. Target ids are deterministic: `migration.legacy_uuid(system, legacy table, legacy id)`.",
+        "",
+    ]
+    for spec in specs.values():
+        out += [f"## `pt.{spec.target}` ← legacy `{spec.legacy}` (key `{spec.key}`)", "", spec.doc, ""]
+        if spec.merges:
+            out += ["Duplicates are merged into one surviving record (crosswalk outcome `merged`).", ""]
+        if spec.explode is not None:
+            out += [f"One legacy row → several target rows: {spec.explode.title}.", ""]
+        refs = _ref_line(spec)
+        if refs:
+            out += ["References:", "", *[f"- {line}" for line in refs], ""]
+        out += ["| target field | type | source | rule | bad value |", "|---|---|---|---|---|"]
+        for f in spec.fields:
+            sources = ", ".join(f"`{spec.legacy}.{s}`" for s in f.sources)
+            rule = f.rule.title.replace("|", "\\|")
+            out.append(
+                f"| `{f.name}` | {f.type} | {sources} | {rule} | {_bad_value(spec, f.required, f.invalid)} |"
+            )
+        out.append("")
+        dropped = NOT_CARRIED.get(spec.legacy, {})
+        if dropped:
+            out += ["Legacy columns not carried:", ""]
+            out += [f"- `{spec.legacy}.{column}`: {why}" for column, why in dropped.items()]
+            out.append("")
+        if spec.checks:
+            out += ["Row checks:", ""]
+            out += [f"- `{c.code}` ({c.action}): {c.title}" for c in spec.checks]
+            out.append("")
+    out += ["## Code crosswalk provenance", ""]
+    out += [f"- **{k}**: {v}" for k, v in GEM_SOURCE.items()]
+    return "\n".join(out) + "\n"
+
+
+def to_html(specs: dict[str, TableSpec] = SPECS) -> str:
+    """The same document as a self-contained HTML page (no external assets)."""
+    body: list[str] = []
+    for line in to_markdown(specs).splitlines():
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{_inline(line[3:])}</h2>")
+        elif line.startswith("|---"):
+            continue
+        elif line.startswith("| target field"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            body.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells) + "</tr>")
+        elif line.startswith("| "):
+            cells = [c.strip().replace("\\|", "|") for c in line.strip("|").split(" | ")]
+            body.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in cells) + "</tr>")
+        elif line == "" and body and body[-1].startswith("<tr>"):
+            body.append("</table>")
+        elif line.startswith("- "):
+            body.append(f"<li>{_inline(line[2:])}</li>")
+        elif line:
+            body.append(f"<p>{_inline(line)}</p>")
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:2rem;max-width:80rem}"
+        "table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.3rem .5rem;"
+        "vertical-align:top;text-align:left}th{background:#f0f3f7}code{background:#f5f5f5;padding:0 .2rem}"
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Cutover mapping specification</title><style>{style}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )
+
+
+def _inline(text: str) -> str:
+    escaped = html.escape(text)
+    parts = escaped.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts)).replace("**", "")
+
+
+def write_mapping_spec(folder: Path) -> list[Path]:
+    """Write ``mapping_spec.md`` and ``mapping_spec.html`` into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    md, page = folder / "mapping_spec.md", folder / "mapping_spec.html"
+    md.write_text(to_markdown())
+    page.write_text(to_html())
+    return [md, page]

@@ -1,0 +1,92 @@
+"""Which legacy values an assessment may show: deny by default, allow code-like columns only.
+
+Every value in a chart is PHI. The assessment shows *values* (top frequencies) only for columns
+on :data:`CODE_COLUMNS`, an allow-list of code and small-count columns whose values are drawn
+from a short vocabulary (``sex``, ``state``, CPT and ICD codes, statuses…), and even there a
+value seen fewer than :data:`MIN_COUNT` times is never shown. Every other text or binary column
+is in :data:`PHI_COLUMNS`: names, dates, identifiers, addresses, phones, emails, note text,
+member ids, amounts, scores and document content get patterns and counts only. A column added
+to the legacy schema later is PHI until someone adds it to the allow-list.
+
+Integer columns are the legacy system's ids (and the counts derived from them): reports carry
+ids by design, so they are neither on the allow-list nor PHI.
+
+>>> is_phi("patients", "pat_name"), is_phi("patients", "sex"), is_phi("patients", "pat_id")
+(True, False, False)
+>>> "visits.subjective" in PHI_COLUMNS, "procedures.cpt_text" in PHI_COLUMNS
+(True, False)
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from cutover.legacy.schema import LEGACY_TABLES
+
+MIN_COUNT: Final = 5
+"""A value (or null-token spelling) seen fewer times than this is never shown (k-anonymity-like)."""
+
+CODE_COLUMNS: Final[frozenset[str]] = frozenset(
+    {
+        # codes and enumerations: a short vocabulary that describes no one on its own
+        "sex",
+        "state",
+        "tz",
+        "credential",
+        "active",
+        "payer_type",
+        "status",
+        "body_region",
+        "reopened",
+        "note_type",
+        "measure",
+        "kind",
+        "doc_type",
+        "mime",
+        "cpt_text",
+        "cpt_code",
+        "modifiers",
+        "icd_code",
+        "dx_code",
+        "dx_codes",
+        # small counts and plan parameters: how many, not who
+        "priority",
+        "seq",
+        "units",
+        "minutes",
+        "frequency",
+        "duration_weeks",
+        "visits_authorized",
+        "visits_used",
+    }
+)
+"""Column names (in any legacy table) whose frequent values may be shown. Everything else is denied."""
+
+PHI_COLUMNS: Final[tuple[str, ...]] = tuple(
+    f"{table.name}.{column}"
+    for table in LEGACY_TABLES.values()
+    for column, kind in table.columns
+    if kind != "int" and column not in CODE_COLUMNS
+)
+"""``table.column`` of every legacy column whose values are never shown: derived from the schema."""
+
+_PHI: Final[frozenset[str]] = frozenset(PHI_COLUMNS)
+
+
+def is_phi(table: str, column: str) -> bool:
+    """True when values of ``table.column`` must never appear in a report.
+
+    A column the schema does not know is PHI (deny by default).
+    """
+    spec = LEGACY_TABLES.get(table)
+    if spec is None or column not in spec.column_names:
+        return True
+    return f"{table}.{column}" in _PHI
+
+
+def values_shown(table: str, column: str) -> bool:
+    """True when frequent values of ``table.column`` may be shown: an allowed code column, or an id."""
+    spec = LEGACY_TABLES.get(table)
+    if spec is None or column not in spec.column_names:
+        return False
+    return not is_phi(table, column)

@@ -186,6 +186,8 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     env = _prepare_airflow()
     print(f"Airflow home: {env['AIRFLOW_HOME']}; UI on http://localhost:{args.port}")
     os.environ["AIRFLOW__API__PORT"] = str(args.port)
+    # `airflow standalone` starts its components as `airflow …` subprocesses found on PATH
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return subprocess.call([sys.executable, "-m", "airflow", "standalone"], env=os.environ)
 
 

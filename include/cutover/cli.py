@@ -188,7 +188,9 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     os.environ["AIRFLOW__API__PORT"] = str(args.port)
     # `airflow standalone` starts its components as `airflow …` subprocesses found on PATH
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return subprocess.call([sys.executable, "-m", "airflow", "standalone"], env=os.environ)
+    # exec: Ctrl-C and SIGTERM reach `airflow standalone` itself, which stops its components
+    os.execv(sys.executable, [sys.executable, "-m", "airflow", "standalone"])
+    return 0  # not reached
 
 
 def parser() -> argparse.ArgumentParser:

@@ -428,7 +428,8 @@ BAD_ROWS: list[tuple[str, str, dict[str, Any], str]] = [
     ("charge cpt lower case", "charge", {"cpt_code": "9711a"}, "charge_cpt_format"),
     ("icd10 without dot", "diagnosis", {"icd10_code": "M5450"}, "diagnosis_icd10_format"),
     ("icd9 code left unmapped", "diagnosis", {"icd10_code": "724.2"}, "diagnosis_icd10_format"),
-    ("icd10 first letter U", "diagnosis", {"icd10_code": "U07.1"}, "diagnosis_icd10_format"),
+    ("icd10 starting with a digit", "diagnosis", {"icd10_code": "7M4.50"}, "diagnosis_icd10_format"),
+    ("cpt of four digits", "procedure_line", {"cpt_code": "9711"}, "procedure_line_cpt_format"),
     ("icd10 five after the dot", "diagnosis", {"icd10_code": "S83.511AA"}, "diagnosis_icd10_format"),
     ("icd9 mapped without source", "diagnosis", {"source_code": None}, "diagnosis_icd9_keeps_source"),
     ("source system unknown", "diagnosis", {"source_system": "snomed"}, "diagnosis_source_system_known"),
@@ -504,6 +505,8 @@ EDGE_ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ),
     ("icd10 seventh character", "diagnosis", {"icd10_code": "S83.511A"}),
     ("hcpcs-style cpt", "procedure_line", {"cpt_code": "0001F", "modifiers": []}),
+    ("hcpcs level II code (V003)", "procedure_line", {"cpt_code": "G0283", "modifiers": []}),
+    ("icd10 emergency U code (V003)", "diagnosis", {"icd10_code": "U07.1"}),
     ("international phone", "patient", {"phone_home": "+442071838750"}),
     ("referring physician without npi", "referring_physician", {"npi": None}),
 ]

@@ -54,6 +54,16 @@ TABLES = [name for name in LEGACY_TABLES if name in SPECS]
             description="big_bang moves every clinic at once; phased moves one wave of clinics.",
             section="Cutover",
         ),
+        "max_reject_rate": Param(
+            0.05,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Reject threshold",
+            description="Share of a table's legacy rows that may be rejected before the run fails "
+            "(reference tables and patients keep the stricter limits of thresholds.yaml).",
+            section="Cutover",
+        ),
     },
 )
 def pt_cutover() -> None:
@@ -84,10 +94,13 @@ def pt_cutover() -> None:
         return dict(map_rows(conn_url("staging_store"), str(run_id), manifest["table"], as_of=as_of))
 
     @task
-    def write_evidence(run_id: str | None = None) -> dict:
+    def write_evidence(run_id: str | None = None, params: dict | None = None) -> dict:
         from cutover.pipeline import write_summary
 
-        return write_summary(conn_url("target_db"), conn_url("staging_store"), str(run_id), "pt_cutover")
+        limit = float((params or {}).get("max_reject_rate", 0.05))
+        return write_summary(
+            conn_url("target_db"), conn_url("staging_store"), str(run_id), "pt_cutover", max_reject_rate=limit
+        )
 
     started = begin_run()
     migrate_target_schema() >> started

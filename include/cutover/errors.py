@@ -24,3 +24,7 @@ class ConfigError(TerminalError):
 
 class IntegrityError(TerminalError):
     """A checksum, count or manifest does not match what was expected."""
+
+
+class PolicyError(TerminalError):
+    """The run broke a policy of thresholds.yaml (e.g. too many rejects in a table)."""

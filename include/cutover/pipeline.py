@@ -18,12 +18,13 @@ from typing import Any, TypedDict
 import psycopg
 
 from cutover.config import LEGACY_SYSTEM, state_dir
-from cutover.errors import IntegrityError
+from cutover.errors import IntegrityError, PolicyError
 from cutover.legacy.schema import LEGACY_TABLES
 from cutover.legacy.source import arrow_schema, read_batches
 from cutover.loading.load import load_table
 from cutover.mapping.engine import map_batch
 from cutover.mapping.specs import SPECS
+from cutover.policy import evaluate
 from cutover.report.mapping_spec import write_mapping_spec
 from cutover.staging.parquet import read_manifest, read_table_objects, write_batches
 from cutover.staging.store import open_store
@@ -185,9 +186,13 @@ def evidence_dir(run_id: str) -> Path:
     return path
 
 
-def write_summary(target_url: str, store_url: str, run_id: str, dag_id: str) -> dict[str, Any]:
-    """Write ``summary.json`` to the evidence folder and the staging store; fail if a row is unaccounted for.
+def write_summary(
+    target_url: str, store_url: str, run_id: str, dag_id: str, *, max_reject_rate: float | None = None
+) -> dict[str, Any]:
+    """Write ``summary.json`` to the evidence folder and the staging store.
 
+    Fails (after writing the evidence) if a legacy row has no outcome, or a table rejected more
+    than its policy allows (``thresholds.yaml``; ``max_reject_rate`` overrides the default).
     Legacy row counts come from the extract stage's manifests in the staging store, so the
     summary needs no data through XCom.
     """
@@ -202,12 +207,15 @@ def write_summary(target_url: str, store_url: str, run_id: str, dag_id: str) -> 
         for t, o in tables.items()
         if o["legacy_rows"] != o["migrated"] + o["merged"] + o["rejected"]
     }
+    policy = evaluate(dict(tables), max_reject_rate)
+    breaches = [p for p in policy if not p.ok]
     summary = {
         "run_id": run_id,
         "dag_id": dag_id,
         "legacy_system": LEGACY_SYSTEM,
         "tables": tables,
         "reject_reasons": reject_reasons(target_url, run_id),
+        "reject_policy": {p.table: p.as_dict() for p in policy},
         "accounted": not unaccounted,
     }
     folder = evidence_dir(run_id)
@@ -219,8 +227,13 @@ def write_summary(target_url: str, store_url: str, run_id: str, dag_id: str) -> 
     with psycopg.connect(target_url) as conn:
         conn.execute(
             "UPDATE migration.run SET state = %s, finished_at = now() WHERE run_id = %s",
-            ("success" if not unaccounted else "failed", run_id),
+            ("success" if not (unaccounted or breaches) else "failed", run_id),
         )
     if unaccounted:
         raise IntegrityError(f"legacy rows without an outcome, per table: {unaccounted}")
+    if breaches:
+        detail = ", ".join(
+            f"{p.table} {p.rejected}/{p.legacy_rows} rejected (limit {p.limit:.1%})" for p in breaches
+        )
+        raise PolicyError(f"reject rate above the policy: {detail}; see migration.reject for the reasons")
     return {"evidence": str(folder), "tables": len(tables)}

@@ -208,8 +208,14 @@ def _signatures(values: pa.Array) -> pa.Array:
 # --- accumulators -------------------------------------------------------------------------------
 
 
-class _Distinct:
-    """Distinct count over 64-bit hashes: exact up to ``limit`` values, then k-minimum-values."""
+class DistinctCounter:
+    """Distinct count over 64-bit hashes: exact up to ``limit`` values, then a k-minimum-values estimate.
+
+    >>> counter = DistinctCounter(limit=1_000, k=256)
+    >>> counter.add(np.arange(500, dtype=np.uint64) * 7919)
+    >>> counter.count, counter.exact
+    (500, True)
+    """
 
     def __init__(self, limit: int, k: int = KMV_K) -> None:
         self.limit = max(limit, k)
@@ -281,7 +287,7 @@ class _Column:
         self.phi = is_phi(table, column)
         self.policy: ValuePolicy = "key" if is_key else ("shown" if values_shown(table, column) else "phi")
         self.rows = self.nulls = self.tokens = 0
-        self.distinct = _Distinct(distinct_limit)
+        self.distinct = DistinctCounter(distinct_limit)
         self.patterns = _Tally()
         self.spellings = _Tally()
         self.values = _Tally()

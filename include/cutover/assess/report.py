@@ -187,7 +187,7 @@ h2{margin:28px 0 10px;font-size:18px;border-bottom:1px solid #d5dae1;padding-bot
 .card b{display:block;font-size:22px}.card span{color:#5b6675;font-size:12px}
 table{border-collapse:collapse;background:#fff;width:100%;margin:6px 0 14px}
 th,td{border:1px solid #e1e5ea;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#eef1f5;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#eef1f5;font-weight:600}table.narrow{width:auto;min-width:320px}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .sev{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
 .error{background:#fbe3e4;color:#9b1c23}.warning{background:#fff1d6;color:#8a5300}
 .info{background:#e3eefc;color:#1f4f8f}.clean{background:#e4f4e8;color:#1e6b34}
@@ -344,7 +344,7 @@ def render_html(assessment: Assessment) -> str:
         f"against {_e(a.reference_date)}{' · ' + _e(timing) if timing else ''}</p></header><main>"
         + _summary_html(a)
         + _checks_html(a)
-        + "<h2>Legacy tables</h2><table><tr><th>Table</th><th>Rows</th></tr>"
+        + "<h2>Legacy tables</h2><table class='narrow'><tr><th>Table</th><th>Rows</th></tr>"
         + counts
         + "</table><h2>Profiles</h2>"
         + f"<p class='muted'>Patterns: A upper-case letter, a lower-case letter, 9 digit, ^ control "

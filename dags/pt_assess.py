@@ -1,0 +1,92 @@
+"""
+# pt_assess — the pre-migration assessment
+
+Looks at the legacy practice system before a cutover: what each table really holds (a profile per
+column, as OHDSI WhiteRabbit does) and what the cutover will reject, flag or normalise (named
+checks). Reads the legacy database only; writes nothing to it and nothing to the target.
+
+## Runbook
+1. `profile_table` (one mapped task per legacy table, named after the table) streams the table in
+   batches and keeps its profile in the staging store under `runs/<run>/assess/profiles/`:
+   emptiness, distinct counts, format patterns, and frequent values of code columns only.
+2. `run_checks` runs every named check (impossible dates, orphans, duplicate candidates, ICD-9
+   codes, placeholder SSNs, invalid NPIs, visits after discharge, 8-minute rule…) and keeps the
+   counts and example legacy ids under `runs/<run>/assess/checks.json`.
+3. `write_report` writes `assessment.html` and `assessment.json` to the run's evidence folder and
+   to the staging store under `runs/<run>/evidence/`.
+
+**Reading the report**: *error* checks count rows the cutover will reject; *warning* rows migrate
+with a flag for review; *info* values the mapping normalises. Fix errors in the legacy system
+where you can, then assess again. Example ids are legacy keys: look them up in the legacy system.
+
+**Privacy**: the report holds no patient value. PHI columns show patterns and counts only; code
+columns show values seen at least five times. Share it with the project team, not further.
+
+**If a task fails**: read its log (tables, ids and counts only). A *terminal* error (an unknown
+table, an unreadable database file) fails at once; fix the cause and clear the task. A *transient*
+error (database, network) is retried automatically.
+
+Connections: `legacy_db`, `staging_store`.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+from cutover.legacy.schema import LEGACY_TABLES
+from pt_common import DEFAULT_ARGS, conn_url
+
+TABLES = list(LEGACY_TABLES)
+
+
+@dag(
+    dag_id="pt_assess",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    tags=["cutover", "assessment"],
+    params={
+        "reference_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Reference date",
+            description="The day dates are judged against (two-digit years, dates in the future). "
+            "Empty: the day the run was triggered.",
+            section="Assessment",
+        ),
+    },
+)
+def pt_assess() -> None:
+    @task(map_index_template="{{ table }}")
+    def profile_table(table: str, run_id: str | None = None) -> dict:
+        from cutover.assess.stage import profile_to_store
+
+        return dict(profile_to_store(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), table))
+
+    @task
+    def run_checks(run_id: str | None = None, params: dict | None = None) -> dict:
+        from datetime import date
+
+        from cutover.assess.stage import checks_to_store
+
+        chosen = (params or {}).get("reference_date")
+        today = date.fromisoformat(chosen) if chosen else get_current_context()["dag_run"].run_after.date()
+        return dict(checks_to_store(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), today))
+
+    @task
+    def write_report(profiles: list[dict], checks: dict, run_id: str | None = None) -> dict:
+        from cutover.assess.stage import report_from_store
+
+        tables = [p["table"] for p in profiles]
+        return dict(report_from_store(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), tables))
+
+    profiles = profile_table.expand(table=TABLES)
+    write_report(profiles, run_checks())
+
+
+pt_assess()

@@ -201,7 +201,10 @@ def merge_part(
             )
         )
         copy_arrow(cur, "stage_rows", data.select([n for n, _ in stage]), [t for _, t in stage])
+        # temporary tables have no statistics until analysed: without them the planner picks nested loops
+        cur.execute("ANALYZE stage_rows")
         cur.execute(sql.SQL("CREATE TEMP TABLE resolved ON COMMIT DROP AS ") + _resolve_sql(spec), params)
+        cur.execute("ANALYZE resolved")
         cur.execute(_CLEAR_CROSSWALK, params)
         for reason, stage_name, source in (
             ("reason", "map", "stage_rows"),

@@ -221,7 +221,9 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("migrate", help="create or upgrade the target schemas")
     m.set_defaults(func=cmd_migrate)
 
-    ms = sub.add_parser("mapping-spec", help="write the mapping specification (Markdown and HTML) for auditors")
+    ms = sub.add_parser(
+        "mapping-spec", help="write the mapping specification (Markdown and HTML) for auditors"
+    )
     ms.add_argument("--out", default=".", help="folder to write mapping_spec.md and mapping_spec.html into")
     ms.set_defaults(func=cmd_mapping_spec)
 

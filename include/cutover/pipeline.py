@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 import psycopg
+import pyarrow as pa
 
 from cutover.config import LEGACY_SYSTEM, state_dir
 from cutover.errors import IntegrityError, PolicyError
 from cutover.legacy.schema import LEGACY_TABLES
 from cutover.legacy.source import arrow_schema, read_batches
 from cutover.loading.load import load_table
+from cutover.mapping.dedupe import dedupe, review_records
 from cutover.mapping.engine import map_batch
 from cutover.mapping.specs import SPECS
 from cutover.policy import evaluate
@@ -106,18 +108,30 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
     """Map every extracted part of one table; stage the mapped parts under ``runs/<run>/mapped``.
 
     ``as_of`` is the run's logical date: it decides two-digit years and "date in the future", so
-    two runs of the same data map it the same way whatever the clock says.
+    two runs of the same data map it the same way whatever the clock says. A table whose spec
+    merges duplicates (patients) is deduplicated as a whole before it is staged; the review list
+    (legacy ids and scores) is staged beside it as ``_review.json``.
     """
     started = time.perf_counter()
     spec = SPECS[table]
     store = open_store(store_url)
     source = f"runs/{run_key(run_id)}/extract/{table}"
     prefix = f"runs/{run_key(run_id)}/mapped/{table}"
-    batches = (
-        batch
-        for _, part in read_table_objects(store, source)
-        for batch in map_batch(spec, part, as_of=as_of).to_batches()
-    )
+    mapped = (map_batch(spec, part, as_of=as_of) for _, part in read_table_objects(store, source))
+    if spec.merges:
+        whole, counts, review = dedupe(spec, pa.concat_tables(list(mapped)))
+        store.put(
+            f"{prefix}/_review.json", json.dumps({"counts": counts, "pairs": review_records(review)}).encode()
+        )
+        log.info(
+            "deduplicated %s: %d clusters, %d merged, %d pairs for review",
+            table,
+            counts["clusters"],
+            counts["merged"],
+            counts["review"],
+        )
+        mapped = iter([whole])
+    batches = (batch for part in mapped for batch in part.to_batches())
     manifest = write_batches(store, prefix, batches, schema=spec.staged_schema, rows_per_part=ROWS_PER_PART)
     seconds = time.perf_counter() - started
     log.info("mapped %s: %d rows, %.1fs", table, manifest["rows"], seconds)

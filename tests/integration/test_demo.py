@@ -89,7 +89,27 @@ def _check_target(url: str, summary: dict[str, Any], manifest: dict[str, Any]) -
         (ssn_kept,) = conn.execute(
             "SELECT count(*) FROM pt.patient WHERE ssn IN ('999999999', '000000000', '123456789')"
         ).fetchone()
+        owner = dict(
+            conn.execute(
+                "SELECT legacy_id, coalesce(merged_into, new_id) FROM migration.crosswalk WHERE legacy_table = 'patients'"
+            ).fetchall()
+        )
     assert ssn_kept == 0
+    # Duplicate patients resolve to one patient (precision and recall against the planted pairs).
+    truth = {
+        frozenset((str(d["legacy_id"]), str(d["of"])))
+        for d in manifest["defects"]
+        if d["kind"] == "duplicate_patient"
+    }
+    by_owner: dict[Any, set[str]] = {}
+    for legacy_id, new_id in owner.items():
+        by_owner.setdefault(new_id, set()).add(legacy_id)
+    predicted = {frozenset((a, b)) for ids in by_owner.values() for a in ids for b in ids if a < b}
+    findable = {pair for pair in truth if all(i in owner for i in pair)}
+    assert findable
+    assert len(predicted & truth) / len(predicted) >= 0.99
+    assert len(predicted & findable) / len(findable) >= 0.95
+    assert summary["tables"]["patients"]["merged"] == sum(len(ids) - 1 for ids in by_owner.values())
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for d in manifest["defects"]:
         by_kind.setdefault(d["kind"], []).append(d)

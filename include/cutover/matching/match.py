@@ -96,6 +96,7 @@ def match_patients(patients: pd.DataFrame, *, config: MatchConfig | None = None)
     config = config or MatchConfig()
     started = time.perf_counter()
     prep = prepare(patients)
+    prepared_at = time.perf_counter()
     left, right = candidate_pairs(prep, config.blocking, config.max_block_size)
     blocked_at = time.perf_counter()
     levels = compare(prep, left, right, config)
@@ -140,14 +141,15 @@ def match_patients(patients: pd.DataFrame, *, config: MatchConfig | None = None)
     clusters = int((sizes >= 2).sum())
     log.info(
         "matched %d patients: %d candidate pairs, %d merge, %d review, %d clusters, %d merged; "
-        "blocking %.2fs, scoring %.2fs, clustering %.2fs",
+        "prepare %.2fs, blocking %.2fs, scoring %.2fs, clustering %.2fs",
         len(prep),
         len(pairs),
         int((decision == 0).sum()),
         int((decision == 1).sum()),
         clusters,
         len(prep) - int((sizes > 0).sum()),
-        blocked_at - started,
+        prepared_at - started,
+        blocked_at - prepared_at,
         scored_at - blocked_at,
         time.perf_counter() - scored_at,
     )

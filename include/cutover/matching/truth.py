@@ -95,11 +95,11 @@ def predicted_pairs(survivor: pd.Series) -> set[Pair]:
     >>> sorted(predicted_pairs(pd.Series({"1": "1", "2": "1", "3": "3"})))
     [('1', '2')]
     """
-    groups = pd.Series(survivor.index.astype(str), index=survivor.astype(str).to_numpy()).groupby(level=0)
+    frame = pd.DataFrame({"id": survivor.index.astype(str), "survivor": survivor.astype(str).to_numpy()})
+    shared = frame[frame["survivor"].duplicated(keep=False)]  # singletons make no pair
     pairs: set[Pair] = set()
-    for _, members in groups:
-        if len(members) > 1:
-            pairs.update(_ordered(a, b) for a, b in combinations(members.tolist(), 2))
+    for members in shared.groupby("survivor", sort=False)["id"]:
+        pairs.update(_ordered(a, b) for a, b in combinations(members[1].tolist(), 2))
     return pairs
 
 

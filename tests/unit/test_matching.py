@@ -203,6 +203,31 @@ def test_ssn_agreement_outweighs_a_name_typo_and_moved_house() -> None:
     assert (row["ssn_level"], row["decision"]) == ("agree", "merge")
 
 
+def test_a_merge_needs_a_contact_in_common() -> None:
+    # Same name, birth date and sex, nothing else shared: strangers score this high too.
+    alone = frame(
+        {"ssn": None, "email": None, "phone_mobile": None},
+        {
+            "ssn": None,
+            "email": None,
+            "phone_mobile": None,
+            "phone_home": "+13125550111",
+            "address_line1": "900 Lake Shore Dr",
+            "postal_code": "60611",
+        },
+    )
+    row = pair_row(match_patients(alone))
+    assert (row["decision"], row["reason"]) == ("review", "uncorroborated")
+    assert row["score"] >= MatchConfig().merge_threshold
+    assert (
+        pair_row(match_patients(alone, config=MatchConfig(require_corroboration=False)))["decision"]
+        == "merge"
+    )
+    # The same ZIP is enough.
+    moved = alone.assign(postal_code="02134")
+    assert pair_row(match_patients(moved))["decision"] == "merge"
+
+
 def test_chain_across_a_conflict_is_refused() -> None:
     # A~B and B~C each look like one person; A and C hold different real SSNs, so A, B, C are not one.
     result = match_patients(frame({"ssn": "214357689"}, {"ssn": None}, {"ssn": "521447803"}))

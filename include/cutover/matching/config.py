@@ -150,6 +150,12 @@ class MatchConfig:
     """Lower bound of the ambiguous band: pairs scoring in [review_threshold, merge_threshold) go to a
     human for review; below it they are distinct."""
 
+    require_corroboration: bool = True
+    """An automatic merge needs, besides a high score, one agreement outside name, birth date and
+    sex: the same SSN, a shared phone, the same e-mail, or the same address or ZIP. Two strangers
+    with a common name and the same birth date score as high as a duplicate with a typo; what tells
+    them apart is a contact in common, so without one the pair goes to review, never to merge."""
+
     blocking: tuple[BlockingRule, ...] = BLOCKING_RULES
     """The blocking rules whose union gives the candidate pairs; never all pairs."""
 

@@ -13,7 +13,7 @@ import pandas as pd
 from cutover.matching.blocking import candidate_pairs
 from cutover.matching.cluster import choose_survivors, guarded_clusters
 from cutover.matching.compare import compare, conflicts, score, vetoes
-from cutover.matching.config import COMPARISONS, LEVELS, MatchConfig
+from cutover.matching.config import COMPARISONS, LEVELS, Comparison, MatchConfig
 from cutover.matching.prepare import prepare
 
 log = logging.getLogger(__name__)
@@ -21,9 +21,10 @@ log = logging.getLogger(__name__)
 Decision = Literal["merge", "review", "distinct"]
 DECISIONS: Final[tuple[Decision, ...]] = get_args(Decision)
 
-ReviewReason = Literal["ambiguous_score", "conflict_same_ssn", "cluster_guard"]
+ReviewReason = Literal["ambiguous_score", "conflict_same_ssn", "cluster_guard", "uncorroborated"]
 """Why a pair is for a human: a score in the ambiguous band; a high score with the same (or one
-digit off) SSN but a conflict or veto; a merge pair the cluster guard refused."""
+digit off) SSN but a conflict or veto; a merge pair the cluster guard refused; a merge score
+with no SSN, phone, e-mail, address or ZIP in common (:attr:`MatchConfig.require_corroboration`)."""
 REVIEW_REASONS: Final[tuple[ReviewReason, ...]] = get_args(ReviewReason)
 
 LEVEL_COLUMNS: Final[tuple[str, ...]] = tuple(f"{c}_level" for c in COMPARISONS)
@@ -64,16 +65,32 @@ class MatchResult:
         return int((self.survivor.index != self.survivor.to_numpy()).sum())
 
 
+def _corroborated(levels: dict[Comparison, np.ndarray]) -> np.ndarray:
+    """An agreement outside name, birth date and sex: SSN, a phone, e-mail, address or ZIP."""
+    agree = np.zeros(len(levels["ssn"]), bool)
+    for comparison, good in (
+        ("ssn", ("agree",)),
+        ("phone", ("agree",)),
+        ("email", ("agree",)),
+        ("address", ("same", "postal")),
+    ):
+        for level in good:
+            agree |= levels[comparison] == LEVELS[comparison].index(level)  # type: ignore[index]
+    return agree
+
+
 def _decide(
-    total: np.ndarray, stop: np.ndarray, ssn_same: np.ndarray, config: MatchConfig
+    total: np.ndarray, stop: np.ndarray, ssn_same: np.ndarray, corroborated: np.ndarray, config: MatchConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decision codes (0 merge, 1 review, 2 distinct) and review reason codes (-1 none)."""
     base = np.where(total >= config.merge_threshold, 0, np.where(total >= config.review_threshold, 1, 2))
+    alone = (base == 0) & ~corroborated if config.require_corroboration else np.zeros(len(base), bool)
+    base = np.where(alone, 1, base)
     # Blocked pairs never merge; one that scores into the band and has the same SSN is a human's call
     # (a mistyped birth date or a married name), any other is two people.
     flagged = stop & (base < 2) & ssn_same
     decision = np.where(stop, np.where(flagged, 1, 2), base)
-    reason = np.where(flagged, 1, np.where(~stop & (base == 1), 0, -1))
+    reason = np.where(flagged, 1, np.where(~stop & alone, 3, np.where(~stop & (base == 1), 0, -1)))
     return decision, reason
 
 
@@ -105,7 +122,7 @@ def match_patients(patients: pd.DataFrame, *, config: MatchConfig | None = None)
     veto = vetoes(levels)
     ssn_levels = LEVELS["ssn"]
     ssn_same = (levels["ssn"] == ssn_levels.index("agree")) | (levels["ssn"] == ssn_levels.index("typo"))
-    decision, reason = _decide(total, conflict | veto, ssn_same, config)
+    decision, reason = _decide(total, conflict | veto, ssn_same, _corroborated(levels), config)
     scored_at = time.perf_counter()
     labels, refused = guarded_clusters(prep, left, right, total, decision == 0, config)
     decision = np.where(refused, 1, decision)

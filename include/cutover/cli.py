@@ -92,7 +92,14 @@ def _print_summary(folder: Path) -> None:
 
 
 def run_dag(dag_id: str, conf: dict[str, Any]) -> int:
-    """Run one DAG in-process with ``dag.test``; 0 when the run succeeded."""
+    """Run one DAG in-process with ``dag.test``; 0 when the run succeeded. Ends with the evidence line."""
+    code, folder = _run_dag(dag_id, conf)
+    if folder is not None:
+        _evidence_line(folder)
+    return code
+
+
+def _run_dag(dag_id: str, conf: dict[str, Any]) -> tuple[int, Path | None]:
     _prepare_airflow()
     from airflow.dag_processing.dagbag import BundleDagBag
 
@@ -103,17 +110,16 @@ def run_dag(dag_id: str, conf: dict[str, Any]) -> int:
     if bag.import_errors:
         for path in bag.import_errors:
             print(f"DAG import error in {path}", file=sys.stderr)
-        return 2
+        return 2, None
     dag = bag.get_dag(dag_id)
     if dag is None:
         print(f"no DAG {dag_id!r}; known: {', '.join(sorted(bag.dag_ids))}", file=sys.stderr)
-        return 2
+        return 2, None
     run = dag.test(run_conf=conf)
     folder = evidence_dir(run.run_id)
     _print_summary(folder)
     print(f"\nrun {run.run_id}: {run.state}")
-    _evidence_line(folder)
-    return 0 if str(run.state) == "success" else 1
+    return (0 if str(run.state) == "success" else 1), folder
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -146,13 +152,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from cutover.simulate import simulate
 
     home = state_dir()
+    manifest = None
     if not configured_url("legacy_db"):
         legacy = home / "legacy.db"
         for stale in (legacy, legacy.with_name(legacy.name + ".manifest.json")):
             stale.unlink(missing_ok=True)
-        simulate(f"sqlite:///{legacy}", patients=args.patients, seed=args.seed)
+        manifest = simulate(f"sqlite:///{legacy}", patients=args.patients, seed=args.seed)
         print(f"simulated legacy clinic: {args.patients} patients (seed {args.seed}) in {legacy}")
-    return run_dag("pt_cutover", {"mode": "big_bang"})
+    code, folder = _run_dag("pt_cutover", {"mode": "big_bang"})
+    if code == 0 and manifest is not None and folder is not None:
+        from cutover.embedded import default_url
+        from cutover.simulate.verify import format_report, verify_run
+
+        report = verify_run(configured_url("target_db") or default_url("target_db"), manifest)
+        (folder / "defect_verification.json").write_text(json.dumps(report, indent=2))
+        print("\nplanted defects against the simulator's ground truth:")
+        print(format_report(report))
+        code = 1 if any(r["disagree"] for r in report.values()) else 0
+    if folder is not None:
+        _evidence_line(folder)
+    return code
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -171,6 +190,19 @@ def cmd_mapping_spec(args: argparse.Namespace) -> int:
     for path in write_mapping_spec(Path(args.out).resolve()):
         print(path)
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Compare the target's ledger with a simulator manifest's planted defects (ids and codes only)."""
+    from cutover.embedded import default_url
+    from cutover.simulate.verify import format_report, verify_run
+
+    manifest = json.loads(Path(args.manifest).read_text())
+    report = verify_run(configured_url("target_db") or default_url("target_db"), manifest)
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 1 if any(r["disagree"] for r in report.values()) else 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -226,6 +258,11 @@ def parser() -> argparse.ArgumentParser:
     )
     ms.add_argument("--out", default=".", help="folder to write mapping_spec.md and mapping_spec.html into")
     ms.set_defaults(func=cmd_mapping_spec)
+
+    v = sub.add_parser("verify", help="check the target against a simulator manifest's planted defects")
+    v.add_argument("manifest", help="the simulator's <legacy>.manifest.json")
+    v.add_argument("--json", help="also write the report as JSON to this file")
+    v.set_defaults(func=cmd_verify)
 
     st = sub.add_parser("stop", help="stop the embedded PostgreSQL of the state folder")
     st.set_defaults(func=cmd_stop)

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any, TypedDict
@@ -117,7 +118,9 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
     store = open_store(store_url)
     source = f"runs/{run_key(run_id)}/extract/{table}"
     prefix = f"runs/{run_key(run_id)}/mapped/{table}"
-    mapped = (map_batch(spec, part, as_of=as_of) for _, part in read_table_objects(store, source))
+    mapped: Iterator[pa.Table] = (
+        map_batch(spec, part, as_of=as_of) for _, part in read_table_objects(store, source)
+    )
     if spec.merges:
         whole, counts, review = dedupe(spec, pa.concat_tables(list(mapped)))
         store.put(

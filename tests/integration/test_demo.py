@@ -137,6 +137,12 @@ def test_demo_on_embedded_defaults(home: Path) -> None:
     summary = json.loads((folder / "summary.json").read_text())
     manifest = json.loads((home / "legacy.db.manifest.json").read_text())
     _check_accounts(summary, manifest)
+    verification = json.loads((folder / "defect_verification.json").read_text())
+    assert set(verification) == {d["kind"] for d in manifest["defects"]}
+    for kind, row in verification.items():
+        assert row["disagree"] == 0, (kind, row["examples"])
+        assert row["agree"] + row["explained"] == row["planted"], kind
+        assert row["agree"] > 0, kind
     from cutover.embedded import embedded_postgres_url
 
     os.environ["CUTOVER_HOME"] = str(home)

@@ -204,6 +204,15 @@ def merge_part(
         # temporary tables have no statistics until analysed: without them the planner picks nested loops
         cur.execute("ANALYZE stage_rows")
         cur.execute(sql.SQL("CREATE TEMP TABLE resolved ON COMMIT DROP AS ") + _resolve_sql(spec), params)
+        for rule in spec.load_flags:
+            cur.execute(
+                sql.SQL(
+                    "UPDATE resolved r SET flags = concat_ws(',', nullif(r.flags, ''), {code}) WHERE {pred}"
+                ).format(
+                    code=sql.Literal(rule.code),
+                    pred=sql.SQL(rule.predicate),
+                )
+            )
         cur.execute("ANALYZE resolved")
         cur.execute(_CLEAR_CROSSWALK, params)
         for reason, stage_name, source in (

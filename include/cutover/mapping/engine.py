@@ -109,6 +109,19 @@ class Check:
 
 
 @dataclass(frozen=True)
+class LoadFlag:
+    """A rule that needs the target (a parent's values): checked in SQL when the row is merged.
+
+    ``predicate`` is SQL over the resolved row ``r`` (its target columns and resolved parent
+    ids); the row migrates, flagged ``code`` where the predicate holds.
+    """
+
+    code: str
+    title: str
+    predicate: str
+
+
+@dataclass(frozen=True)
 class Explode:
     """One legacy row → several target rows (e.g. a free-text CPT line → one row per code).
 
@@ -134,6 +147,7 @@ class TableSpec:
     refs: tuple[Ref, ...] = ()
     checks: tuple[Check, ...] = ()
     explode: Explode | None = None
+    load_flags: tuple[LoadFlag, ...] = ()
     merges: bool = False
     """Rows may be merged into a surviving duplicate (the staged ``merge_into`` column)."""
     doc: str = ""

@@ -13,7 +13,7 @@ import pandas as pd
 
 from cutover.mapping import normalize as nz
 from cutover.mapping import rules as r
-from cutover.mapping.engine import Check, Explode, Field, Ref, TableSpec
+from cutover.mapping.engine import Check, Explode, Field, LoadFlag, Ref, TableSpec
 
 CREDENTIALS = {"PT": "PT", "PTA": "PTA", "DPT": "DPT"}
 PAYER_TYPES = {
@@ -293,6 +293,18 @@ SPECS: dict[str, TableSpec] = {
                     "a visit note with no appointment",
                     lambda v: v["appt_id"].isna(),
                     action="flag",
+                ),
+            ),
+            load_flags=(
+                LoadFlag(
+                    "visit_after_discharge",
+                    "a visit dated after its episode's discharge (a reopened case): migrated, reported",
+                    "EXISTS (SELECT 1 FROM pt.episode e WHERE e.id = r.episode_id AND r.visit_date > e.discharge_date)",
+                ),
+                LoadFlag(
+                    "visit_before_birth",
+                    "a visit dated before the patient's birth",
+                    "EXISTS (SELECT 1 FROM pt.patient p WHERE p.id = r.patient_id AND r.visit_date < p.birth_date)",
                 ),
             ),
             doc="A visit note (SOAP) of an episode.",

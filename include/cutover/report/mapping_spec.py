@@ -67,9 +67,10 @@ def to_markdown(specs: dict[str, TableSpec] = SPECS) -> str:
             out += ["Legacy columns not carried:", ""]
             out += [f"- `{spec.legacy}.{column}`: {why}" for column, why in dropped.items()]
             out.append("")
-        if spec.checks:
+        if spec.checks or spec.load_flags:
             out += ["Row checks:", ""]
             out += [f"- `{c.code}` ({c.action}): {c.title}" for c in spec.checks]
+            out += [f"- `{c.code}` (flag, checked against the target): {c.title}" for c in spec.load_flags]
             out.append("")
     out += ["## Code crosswalk provenance", ""]
     out += [f"- **{k}**: {v}" for k, v in GEM_SOURCE.items()]

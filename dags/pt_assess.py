@@ -79,14 +79,13 @@ def pt_assess() -> None:
         return dict(checks_to_store(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), today))
 
     @task
-    def write_report(profiles: list[dict], checks: dict, run_id: str | None = None) -> dict:
+    def write_report(run_id: str | None = None) -> dict:
         from cutover.assess.stage import report_from_store
 
-        tables = [p["table"] for p in profiles]
-        return dict(report_from_store(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), tables))
+        # the profiles and check results come from the staging store, not through XCom
+        return dict(report_from_store(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), TABLES))
 
-    profiles = profile_table.expand(table=TABLES)
-    write_report(profiles, run_checks())
+    [profile_table.expand(table=TABLES), run_checks()] >> write_report()
 
 
 pt_assess()

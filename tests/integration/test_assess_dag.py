@@ -108,3 +108,36 @@ def test_missing_legacy_database_fails(home: Path, tmp_path: Path) -> None:
     assert result.stdout.strip().splitlines()[-1].startswith("evidence: ")
     folder = Path(result.stdout.strip().splitlines()[-1].removeprefix("evidence: "))
     assert not (folder / "assessment.html").exists()
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("server", ["pg_url", "mariadb_url"])
+def test_assessment_on_database_servers(server: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The same checks and profiles on PostgreSQL and MariaDB legacy databases, against the ground truth."""
+    from cutover.assess import run_assessment, write_report
+
+    url = request.getfixturevalue(server)
+    manifest = simulate(url, patients=150, seed=29, manifest_path=tmp_path / "manifest.json")
+    assessment = run_assessment(url)
+    assert assessment.row_counts == manifest["tables"]
+    truth = Counter(d["kind"] for d in manifest["defects"] if d.get("field"))
+    found = {s.name: s.count for s in assessment.summaries()}
+    for name, kind in (
+        ("impossible_dates", "date_impossible"),
+        ("orphans", "orphan"),
+        ("placeholder_ssns", "placeholder_ssn"),
+        ("invalid_npis", "invalid_npi"),
+        ("scores_out_of_range", "score_out_of_range"),
+        ("notes_without_appointment", "note_without_appointment"),
+    ):
+        assert truth[kind] > 0, kind
+        if name == "invalid_npis":  # plans of care repeat the invalid NPI of their certifying physician
+            assert (
+                sum(r.count for r in assessment.checks if r.name == name and r.table != "plans_of_care")
+                == truth[kind]
+            )
+        else:
+            assert found[name] == truth[kind], name
+    texts = [p.read_text(encoding="utf-8").lower() for p in write_report(assessment, tmp_path / "report")]
+    for canary in manifest["canaries"]:
+        assert not any(canary.lower() in t for t in texts), "a canary reached the report"

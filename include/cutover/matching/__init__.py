@@ -15,8 +15,10 @@ How pairs are found and decided (:func:`match_patients`):
    exact/swapped/typo/disagree; middle name: exact/initial/disagree/missing; sex, SSN, phones,
    address, e-mail), and a score: the sum of fixed Fellegi-Sunter weights log2(m/u)
    (:mod:`~cutover.matching.config`). Deterministic: no training.
-3. **Decision**: ``merge`` at or above ``merge_threshold``, ``review`` in the band down to
-   ``review_threshold``, else ``distinct``. A **conflict** (different real SSNs, female vs male,
+3. **Decision**: ``merge`` at or above ``merge_threshold`` when the pair also shares a contact or
+   identifier (SSN, a phone, e-mail, address or ZIP: strangers with a common name and the same
+   birth date score as high as a duplicate), ``review`` in the band down to ``review_threshold``
+   or when uncorroborated, else ``distinct``. A **conflict** (different real SSNs, female vs male,
    Jr vs Sr) or a **veto** (given names or birth dates that disagree: the household agrees, the
    person does not, as for twins or a father and son) never merges; such a pair goes to review
    only when its SSNs agree (or are one digit apart) and its score is in the band or above.

@@ -89,15 +89,15 @@ class MatchInputError(TerminalError):
 def natural_order(ids: pd.Series) -> np.ndarray:
     """Positions that sort legacy ids naturally: numeric ids by value first, then the rest as text.
 
-    >>> natural_order(pd.Series(["10", "9", "A2", "100"])).tolist()
-    [1, 0, 3, 2]
+    >>> natural_order(pd.Series(["10", "9", "A2", "100", "09"])).tolist()
+    [4, 1, 0, 3, 2]
     """
     text = ids.astype(str).to_numpy(dtype=object)
     numeric = pd.to_numeric(pd.Series(text), errors="coerce").to_numpy(dtype=float)
     is_num = np.array([t.isdigit() for t in text.tolist()], bool) & ~np.isnan(numeric)
     num_key = np.where(is_num, numeric, np.inf)
-    text_key = np.where(is_num, "", text).astype(str)
-    return np.lexsort((text_key, num_key, ~is_num))
+    # The text breaks ties ("7" and "007"), so the order never depends on the rows' order.
+    return np.lexsort((text.astype(str), num_key, ~is_num))
 
 
 def _text_arrow(s: pd.Series) -> pa.Array:
@@ -219,7 +219,7 @@ def _seconds(s: pd.Series) -> np.ndarray:
 def _digits(values: np.ndarray, width: int) -> np.ndarray:
     """(n, width) digit matrix of strings of ``width`` digits; other rows are all -1."""
     out = np.full((len(values), width), -1, np.int8)
-    ok = np.array([len(v) == width and v.isdigit() for v in values.tolist()], bool)
+    ok = np.array([len(v) == width and v.isascii() and v.isdigit() for v in values.tolist()], bool)
     if ok.any():
         joined = "".join(values[ok].tolist()).encode("ascii")
         out[ok] = (np.frombuffer(joined, np.uint8) - ord("0")).reshape(-1, width).astype(np.int8)

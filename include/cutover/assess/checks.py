@@ -23,10 +23,10 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import date
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, TypeVar, cast, get_args
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ from cutover.legacy.source import arrow_schema, read_batches
 from cutover.mapping import normalize as nz
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Severity = Literal["info", "warning", "error"]
 """``error``: the migration will reject rows; ``warning``: rows migrate with a flag someone must
@@ -95,7 +96,7 @@ class LegacyData:
         self.today = today or date.today()
         self.batch_rows = batch_rows
         self._tables: dict[str, pa.Table] = {}
-        self._dates: dict[tuple[str, str], nz.Normalized] = {}
+        self._shared: dict[Hashable, Any] = {}
 
     def prefetch(self, needs: Iterable[tuple[str, tuple[str, ...]]]) -> None:
         """Read the union of the columns the checks declared, one pass per table."""
@@ -132,13 +133,19 @@ class LegacyData:
         key = LEGACY_TABLES[table].key
         return self.table(table, [key])[key].to_numpy()
 
+    def shared(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """A reading several checks use (parsed dates, CPT lines, ICD codes): computed once."""
+        if key not in self._shared:
+            self._shared[key] = compute()
+        return cast(T, self._shared[key])
+
     def dates(self, table: str, column: str) -> nz.Normalized:
-        """``column`` read by :func:`cutover.mapping.normalize.parse_date` (cached)."""
-        if (table, column) not in self._dates:
-            series = self.frame(table, [column])[column]
-            role: nz.DateRole = "birth" if column == "dob" else "event"
-            self._dates[(table, column)] = nz.parse_date(series, role=role, today=self.today)
-        return self._dates[(table, column)]
+        """``column`` read by :func:`cutover.mapping.normalize.parse_date`."""
+        role: nz.DateRole = "birth" if column == "dob" else "event"
+        return self.shared(
+            ("dates", table, column),
+            lambda: nz.parse_date(self.frame(table, [column])[column], role=role, today=self.today),
+        )
 
 
 # --- checks as data -----------------------------------------------------------------------------
@@ -381,46 +388,75 @@ def duplicate_patients(data: LegacyData) -> list[Finding]:
 # --- codes and identifiers ----------------------------------------------------------------------
 
 
-def _icd(data: LegacyData, *, reasons: tuple[str, ...] = (), icd9: bool = False) -> list[Finding]:
-    out = []
-    # single codes, with the date of service that decides ambiguous codes (E8889: ICD-10 or ICD-9?)
+@dataclass(frozen=True)
+class _IcdReading:
+    table: str
+    column: str
+    ids: np.ndarray
+    """The legacy id of each code read (a plan of care lists several codes)."""
+    read: pd.DataFrame
+    """:func:`cutover.mapping.normalize.icd10` of each code."""
+    examined: int
+
+
+def _icd_readings(data: LegacyData) -> list[_IcdReading]:
+    """Every diagnosis code of the legacy database, read with its date of service.
+
+    The date decides a code that could be either system (E8889: ICD-10-CM E88.89 or ICD-9-CM E888.9).
+    """
+
+    def dated(table: str, column: str) -> pd.Series:
+        return data.dates(table, column).values
+
     diagnoses = data.frame("diagnoses", ["case_id", "icd_code"])
-    start = _arrow(data.dates("cases", "start_date").values)
+    start = _arrow(dated("cases", "start_date"))
     where = pc.index_in(_arrow(diagnoses["case_id"]), value_set=pa.array(data.ids("cases")))
     service = pd.Series(start.take(where).to_pandas(types_mapper=pd.ArrowDtype), index=diagnoses.index)
-    referrals = data.frame("referrals", ["dx_code", "referral_date"])
-    for table, column, frame, when in (
-        ("diagnoses", "icd_code", diagnoses, service),
-        ("referrals", "dx_code", referrals, data.dates("referrals", "referral_date").values),
-    ):
-        read = nz.icd10(frame[column], service_date=when)
-        hit = _np(read["reason"].isin(list(reasons)))
-        if icd9:
-            hit |= _np(read["source_system"] == "icd9cm") | _np(read["reason"] == "icd9_unmapped")
-        key = LEGACY_TABLES[table].key
-        out.append(Finding(table, column, frame[key].to_numpy()[hit], int(_present(frame[column]).sum())))
-    # plans of care hold a list of codes: a row counts once
+    referrals = data.frame("referrals", ["dx_code"])
+    out = [
+        _IcdReading(
+            table,
+            column,
+            frame[LEGACY_TABLES[table].key].to_numpy(),
+            nz.icd10(frame[column], service_date=when),
+            int(_present(frame[column]).sum()),
+        )
+        for table, column, frame, when in (
+            ("diagnoses", "icd_code", diagnoses, service),
+            ("referrals", "dx_code", referrals, dated("referrals", "referral_date")),
+        )
+    ]
+    # plans of care list several codes in one column: each code is read, a row counts once
     poc = data.frame("plans_of_care", ["dx_codes"])
     listed = nz.null_tokens(poc["dx_codes"]).values.str.split(r"[,;]", regex=True).explode()
     listed = listed[listed.notna() & (listed.str.strip() != "")]
-    read = nz.icd10(listed.reset_index(drop=True))
-    hit = _np(read["reason"].isin(list(reasons)))
-    if icd9:
-        hit |= _np(read["source_system"] == "icd9cm") | _np(read["reason"] == "icd9_unmapped")
-    rows = np.unique(listed.index.to_numpy()[hit])
+    rows = listed.index.to_numpy()
+    cert = dated("plans_of_care", "cert_date").iloc[rows].reset_index(drop=True)
+    read = nz.icd10(listed.reset_index(drop=True), service_date=cert)
     out.append(
-        Finding(
-            "plans_of_care", "dx_codes", poc["poc_id"].to_numpy()[rows], int(_present(poc["dx_codes"]).sum())
+        _IcdReading(
+            "plans_of_care",
+            "dx_codes",
+            poc["poc_id"].to_numpy()[rows],
+            read,
+            int(_present(poc["dx_codes"]).sum()),
         )
     )
     return out
+
+
+def _icd(data: LegacyData, hit: Callable[[pd.DataFrame], np.ndarray]) -> list[Finding]:
+    return [
+        Finding(r.table, r.column, np.unique(r.ids[hit(r.read)]), r.examined)
+        for r in data.shared("icd", lambda: _icd_readings(data))
+    ]
 
 
 _ICD_NEEDS = (
     ("diagnoses", ("case_id", "icd_code")),
     ("cases", ("start_date",)),
     ("referrals", ("dx_code", "referral_date")),
-    ("plans_of_care", ("dx_codes",)),
+    ("plans_of_care", ("dx_codes", "cert_date")),
 )
 
 
@@ -434,7 +470,9 @@ _ICD_NEEDS = (
     _ICD_NEEDS,
 )
 def icd9_codes(data: LegacyData) -> list[Finding]:
-    return _icd(data, icd9=True)
+    return _icd(
+        data, lambda read: _np(read["source_system"] == "icd9cm") | _np(read["reason"] == "icd9_unmapped")
+    )
 
 
 @check(
@@ -446,7 +484,7 @@ def icd9_codes(data: LegacyData) -> list[Finding]:
     _ICD_NEEDS,
 )
 def invalid_icd_codes(data: LegacyData) -> list[Finding]:
-    return _icd(data, reasons=("icd_invalid", "icd9_unmapped"))
+    return _icd(data, lambda read: _np(read["reason"].isin(["icd_invalid", "icd9_unmapped"])))
 
 
 @check(
@@ -562,7 +600,7 @@ def visits_after_discharge(data: LegacyData) -> list[Finding]:
 
 def _scores(data: LegacyData, *codes: str) -> list[Finding]:
     frame = data.frame("outcomes", ["measure", "score"])
-    reasons = nz.outcome_score(frame["measure"], frame["score"]).reasons
+    reasons = data.shared("scores", lambda: nz.outcome_score(frame["measure"], frame["score"]).reasons)
     return [_reason_finding("outcomes", "score", frame, reasons, *codes)]
 
 
@@ -594,8 +632,9 @@ _PROCEDURE_NEEDS = (("procedures", ("cpt_text", "minutes", "units", "modifiers")
 
 
 def _cpt_lines(data: LegacyData) -> pd.DataFrame:
-    frame = data.frame("procedures", ["cpt_text", "minutes", "units", "modifiers"])
-    return nz.parse_cpt_lines(frame)
+    """The procedure lines as the mapping splits them: one row per CPT code (shared by two checks)."""
+    columns = ["cpt_text", "minutes", "units", "modifiers"]
+    return data.shared("cpt_lines", lambda: nz.parse_cpt_lines(data.frame("procedures", columns)))
 
 
 @check(
@@ -635,6 +674,14 @@ def units_exceed_minutes(data: LegacyData) -> list[Finding]:
 
 
 _MONEY_COLUMNS: Final = (("charges", "amount"), ("payments", "amount"))
+
+
+def _money_reasons(data: LegacyData, table: str, column: str) -> pd.Series:
+    return data.shared(
+        ("money", table, column), lambda: nz.money_cents(data.frame(table, [column])[column]).reasons
+    )
+
+
 _CANONICAL_MONEY: Final = r"^-?[0-9]+\.[0-9]{2}$"
 
 
@@ -652,7 +699,7 @@ def noncanonical_money(data: LegacyData) -> list[Finding]:
         frame = data.frame(table, [column])
         present = _present(frame[column])
         canonical = _np(frame[column].str.match(_CANONICAL_MONEY))
-        ok = _np(nz.money_cents(frame[column]).reasons.isna())
+        ok = _np(_money_reasons(data, table, column).isna())
         bad = present & ~canonical & ok
         out.append(
             Finding(table, column, frame[LEGACY_TABLES[table].key].to_numpy()[bad], int(present.sum()))
@@ -673,7 +720,7 @@ def invalid_money(data: LegacyData) -> list[Finding]:
     for table, column in _MONEY_COLUMNS:
         frame = data.frame(table, [column])
         out.append(
-            _reason_finding(table, column, frame, nz.money_cents(frame[column]).reasons, "money_invalid")
+            _reason_finding(table, column, frame, _money_reasons(data, table, column), "money_invalid")
         )
     return out
 

@@ -19,6 +19,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from cutover.matching import (
     MatchConfig,
@@ -35,9 +36,9 @@ from cutover.simulate import AS_OF, simulate
 SAMPLE_PAIRS = 500_000
 
 
-def all_pairs_seconds(patients_frame: object, n: int, rng: np.random.Generator) -> float:
+def all_pairs_seconds(patients_frame: pd.DataFrame, n: int, rng: np.random.Generator) -> float:
     """Seconds to score all n(n-1)/2 pairs, extrapolated from a random sample of pairs."""
-    prep = prepare(patients_frame)  # type: ignore[arg-type]
+    prep = prepare(patients_frame)
     left = rng.integers(0, n, SAMPLE_PAIRS)
     right = rng.integers(0, n, SAMPLE_PAIRS)
     keep = left != right

@@ -210,6 +210,22 @@ def test_phi_list_is_derived_from_the_schema_and_denies_by_default() -> None:
     assert is_phi("patients", "favourite_colour")  # unknown column: PHI
     assert is_phi("new_table", "sex")
     assert not is_phi("patients", "pat_id")
+    assert cutover.assess.privacy.values_shown("patients", "clinic_id")
+    assert not cutover.assess.privacy.values_shown("documents", "pat_id")
+    assert not cutover.assess.privacy.values_shown("patients", "pat_name")
+
+
+def test_id_frequencies_only_for_reference_data(sim: tuple[str, dict[str, Any]]) -> None:
+    visits = profile_table(sim[0], "visits")
+    for column in ("pat_id", "case_id", "appt_id"):  # ids that lead to a patient: "patient 7 had 40 visits"
+        profile = visits.column(column)
+        assert profile.values_policy == "id", column
+        assert profile.values == [], column
+        assert profile.hidden_rare == 0, column
+    provider = visits.column("provider_id")  # reference data: the workload per provider is shown
+    assert provider.values_policy == "shown"
+    assert sum(count for _, count in provider.values) + provider.hidden_rare == visits.rows - provider.nulls
+    assert visits.column("visit_id").values_policy == "key"
 
 
 def test_distinct_counter_exact_then_estimated() -> None:

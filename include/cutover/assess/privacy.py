@@ -8,11 +8,15 @@ is in :data:`PHI_COLUMNS`: names, dates, identifiers, addresses, phones, emails,
 member ids, amounts, scores and document content get patterns and counts only. A column added
 to the legacy schema later is PHI until someone adds it to the allow-list.
 
-Integer columns are the legacy system's ids (and the counts derived from them): reports carry
-ids by design, so they are neither on the allow-list nor PHI.
+Integer columns are the legacy system's ids: reports carry ids by design, so they are not PHI.
+Their frequent values are shown only for ids of reference data (clinic, provider, payer,
+referring physician): "patient 4066 has 42 visits" ties a person's id to their care, so the
+frequencies of ids that lead to a patient are not listed.
 
 >>> is_phi("patients", "pat_name"), is_phi("patients", "sex"), is_phi("patients", "pat_id")
 (True, False, False)
+>>> values_shown("visits", "provider_id"), values_shown("visits", "pat_id"), values_shown("visits", "note_type")
+(True, False, True)
 >>> "visits.subjective" in PHI_COLUMNS, "procedures.cpt_text" in PHI_COLUMNS
 (True, False)
 """
@@ -85,8 +89,12 @@ def is_phi(table: str, column: str) -> bool:
 
 
 def values_shown(table: str, column: str) -> bool:
-    """True when frequent values of ``table.column`` may be shown: an allowed code column, or an id."""
+    """True when frequent values of ``table.column`` may be shown: an allowed code column, or the id
+    of a reference-data row (a clinic, a provider, a payer, a referring physician)."""
     spec = LEGACY_TABLES.get(table)
     if spec is None or column not in spec.column_names:
         return False
+    if spec.column_type(column) == "int":
+        parent = dict(spec.parents).get(column)
+        return parent is not None and LEGACY_TABLES[parent].patient_key is None
     return not is_phi(table, column)

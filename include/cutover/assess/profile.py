@@ -47,8 +47,9 @@ MAX_TRACKED: Final = 50_000
 """Patterns or values counted per column; beyond, new ones are counted as "other"."""
 
 DistinctMethod = Literal["exact", "approximate"]
-ValuePolicy = Literal["shown", "phi", "key"]
-"""``shown``: frequent values listed; ``phi``: never shown; ``key``: the table's key, unique by design."""
+ValuePolicy = Literal["shown", "phi", "key", "id"]
+"""``shown``: frequent values listed; ``phi``: never shown; ``key``: the table's key, unique by design;
+``id``: ids that lead to a patient, whose frequencies are not listed (see :mod:`cutover.assess.privacy`)."""
 
 _SIGNATURES: Final[tuple[tuple[bytes, str], ...]] = (
     (b"%PDF-", "PDF"),
@@ -277,6 +278,14 @@ def _counts(encoded: pa.DictionaryArray) -> np.ndarray:
     return np.bincount(idx, minlength=len(encoded.dictionary)).astype(np.int64)
 
 
+def _policy(table: str, column: str, kind: ColumnType, *, is_key: bool) -> ValuePolicy:
+    if is_key:
+        return "key"
+    if values_shown(table, column):
+        return "shown"
+    return "id" if kind == "int" else "phi"
+
+
 class _Column:
     """Running profile of one column."""
 
@@ -285,7 +294,7 @@ class _Column:
     ) -> None:
         self.column, self.kind = column, kind
         self.phi = is_phi(table, column)
-        self.policy: ValuePolicy = "key" if is_key else ("shown" if values_shown(table, column) else "phi")
+        self.policy = _policy(table, column, kind, is_key=is_key)
         self.rows = self.nulls = self.tokens = 0
         self.distinct = DistinctCounter(distinct_limit)
         self.patterns = _Tally()

@@ -296,6 +296,8 @@ def _values_cell(c: ColumnProfile) -> str:
         return "<span class='phi'>PHI: values never shown</span>"
     if c.values_policy == "key":
         return "<span class='muted'>key (unique ids)</span>"
+    if c.values_policy == "id":
+        return "<span class='muted'>ids leading to a patient: frequencies not listed</span>"
     out = _pairs(c.values, code=True)
     if c.hidden_rare:
         out += (

@@ -168,7 +168,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         (folder / "defect_verification.json").write_text(json.dumps(report, indent=2))
         print("\nplanted defects against the simulator's ground truth:")
         print(format_report(report))
-        code = 1 if any(r["disagree"] for r in report.values()) else 0
+        code = 0 if all(r["ok"] for r in report.values()) else 1
     if folder is not None:
         _evidence_line(folder)
     return code
@@ -202,7 +202,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
-    return 1 if any(r["disagree"] for r in report.values()) else 0
+    return 0 if all(r["ok"] for r in report.values()) else 1
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

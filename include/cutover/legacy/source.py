@@ -10,19 +10,20 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyarrow as pa
 
 from cutover.errors import ConfigError, TransientError
+from cutover.legacy.schema import Dialect
 
-Dialect = Literal["sqlite", "postgresql", "mysql"]
 ARROW_TYPES: dict[str, pa.DataType] = {"int": pa.int64(), "text": pa.string(), "blob": pa.binary()}
 
 
 def dialect_of(url: str) -> Dialect:
-    scheme = urlsplit(url).scheme.split("+")[0]
+    """The engine a URL names: ``sqlite``, ``postgresql`` or ``mysql`` (MariaDB)."""
+    scheme = urlsplit(url).scheme.split("+")[0].lower()
     if scheme == "sqlite":
         return "sqlite"
     if scheme in {"postgresql", "postgres"}:

@@ -26,23 +26,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from cutover.errors import ConfigError, TransientError
 from cutover.legacy.schema import LEGACY_TABLES, Dialect, ddl, drop_ddl, quote
+from cutover.legacy.source import dialect_of
 from cutover.simulate.practice import Legacy
 
 log = logging.getLogger(__name__)
 
 MYSQL_BATCH_ROWS = 2_000
-
-
-def dialect_of(url: str) -> Dialect:
-    """The engine a URL names: ``sqlite``, ``postgresql`` or ``mysql`` (MariaDB)."""
-    scheme = urlsplit(url).scheme.split("+")[0].lower()
-    if scheme == "sqlite":
-        return "sqlite"
-    if scheme in {"postgresql", "postgres"}:
-        return "postgresql"
-    if scheme in {"mysql", "mariadb"}:
-        return "mysql"
-    raise ConfigError(f"legacy database URL: unsupported scheme {scheme!r}")
 
 
 def sqlite_path(url: str) -> Path:

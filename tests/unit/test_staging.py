@@ -59,3 +59,33 @@ def test_open_store_local_url(tmp_path) -> None:
     store.put("a/b.txt", b"hello")
     assert store.list("a") == ["a/b.txt"]
     assert store.delete_prefix("a") == 1
+
+
+def test_wide_rows_cut_parts_by_bytes(tmp_path, monkeypatch) -> None:
+    import cutover.staging.parquet as parquet
+
+    monkeypatch.setattr(parquet, "MAX_PART_BYTES", 10_000)
+    schema = pa.schema([("id", pa.int64()), ("content", pa.binary())])
+    batch = pa.record_batch([pa.array(range(20)), pa.array([b"x" * 1_000] * 20)], schema=schema)
+    manifest = write_batches(LocalStore(tmp_path), "docs", [batch], schema=schema, rows_per_part=1_000)
+    assert len(manifest["parts"]) >= 2
+    assert sum(p["rows"] for p in manifest["parts"]) == 20
+
+
+def test_attachment_tables_are_read_in_small_batches(tmp_path) -> None:
+    import sqlite3
+
+    from cutover.legacy.source import BLOB_BATCH_ROWS, read_batches
+
+    db = tmp_path / "l.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE documents (doc_id INTEGER PRIMARY KEY, content BLOB)")
+        conn.executemany("INSERT INTO documents VALUES (?, ?)", [(i, b"%d" % i) for i in range(2_500)])
+    sizes = [
+        b.num_rows
+        for b in read_batches(
+            f"sqlite:///{db}", "documents", [("doc_id", "int"), ("content", "blob")], "doc_id"
+        )
+    ]
+    assert max(sizes) == BLOB_BATCH_ROWS
+    assert sum(sizes) == 2_500

@@ -126,10 +126,16 @@ def _quote(dialect: Dialect, name: str) -> str:
     return f"`{name}`" if dialect == "mysql" else f'"{name}"'
 
 
+BLOB_BATCH_ROWS = 1_000
+"""Rows per batch of a table with binary attachments: a batch is bounded in bytes, not just rows."""
+
+
 def read_batches(
     url: str, table: str, columns: Sequence[tuple[str, str]], key: str, *, batch_rows: int = 50_000
 ) -> Iterator[pa.RecordBatch]:
-    """Stream a legacy table ordered by its key, ``batch_rows`` rows at a time."""
+    """Stream a legacy table ordered by its key, ``batch_rows`` rows at a time (fewer for attachments)."""
+    if any(kind == "blob" for _, kind in columns):
+        batch_rows = min(batch_rows, BLOB_BATCH_ROWS)
     dialect = dialect_of(url)
     schema = arrow_schema(columns)
     cols = ", ".join(_quote(dialect, name) for name, _ in columns)

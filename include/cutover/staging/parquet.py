@@ -20,6 +20,8 @@ from cutover.errors import IntegrityError
 from cutover.staging.store import Store
 
 MANIFEST = "_manifest.json"
+MAX_PART_BYTES = 64 * 1024 * 1024
+"""A part is also cut at this many bytes of Arrow data, so wide rows (attachments) stay bounded."""
 
 
 class PartInfo(TypedDict):
@@ -44,7 +46,7 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 def write_batches(
     store: Store, prefix: str, batches: Iterable[pa.RecordBatch], *, schema: pa.Schema, rows_per_part: int
 ) -> StageManifest:
-    """Stage batches as Parquet parts of at most ``rows_per_part`` rows; return the manifest.
+    """Stage batches as Parquet parts of at most ``rows_per_part`` rows (or about MAX_PART_BYTES); return the manifest.
 
     Memory holds one part at a time. An empty input still stages one empty part, so the
     schema travels with the stage.
@@ -52,23 +54,27 @@ def write_batches(
     prefix = prefix.rstrip("/")
     parts: list[PartInfo] = []
     pending: list[pa.RecordBatch] = []
-    pending_rows = 0
+    pending_rows = pending_bytes = 0
 
     def flush() -> None:
-        nonlocal pending, pending_rows
+        nonlocal pending, pending_rows, pending_bytes
         table = pa.Table.from_batches(pending, schema=schema)
         key = f"{prefix}/part-{len(parts):05d}.parquet"
         info = store.put(key, _parquet_bytes(table))
         parts.append(PartInfo(key=key, rows=table.num_rows, bytes=info.size, sha256=info.sha256))
-        pending, pending_rows = [], 0
+        pending, pending_rows, pending_bytes = [], 0, 0
 
     for batch in batches:
         while batch.num_rows:
-            take = min(batch.num_rows, rows_per_part - pending_rows)
-            pending.append(batch.slice(0, take))
+            row_bytes = max(1, batch.nbytes // batch.num_rows)
+            room = max(1, (MAX_PART_BYTES - pending_bytes) // row_bytes)
+            take = min(batch.num_rows, rows_per_part - pending_rows, room)
+            piece = batch.slice(0, take)
+            pending.append(piece)
             pending_rows += take
+            pending_bytes += piece.nbytes
             batch = batch.slice(take)
-            if pending_rows >= rows_per_part:
+            if pending_rows >= rows_per_part or pending_bytes >= MAX_PART_BYTES:
                 flush()
     if pending_rows or not parts:
         flush()

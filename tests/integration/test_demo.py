@@ -6,53 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from cli_helpers import evidence_of, run_cutover
 from cutover.mapping.specs import SPECS
 
 pytestmark = pytest.mark.slow
 
 TARGETS = {legacy: spec.target for legacy, spec in SPECS.items()}
-
-
-def _cutover(
-    args: list[str], home: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
-    full_env.update({"CUTOVER_HOME": str(home), **(env or {})})
-    return subprocess.run(
-        [sys.executable, "-m", "cutover.cli", *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=home,
-    )
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    """A state folder; its embedded PostgreSQL, if a run started one, is stopped afterwards."""
-    folder = tmp_path / "state"
-    folder.mkdir()
-    yield folder
-    _cutover(["stop"], folder)
-
-
-def _evidence(result: subprocess.CompletedProcess[str]) -> Path:
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    last = result.stdout.strip().splitlines()[-1]
-    assert last.startswith("evidence: "), last
-    folder = Path(last.removeprefix("evidence: "))
-    assert folder.is_absolute()
-    return folder
 
 
 def _check_accounts(summary: dict[str, Any], manifest: dict[str, Any]) -> None:
@@ -146,8 +111,8 @@ def _no_canaries(manifest: dict[str, Any], output: str, *folders: Path) -> None:
 
 
 def test_demo_on_embedded_defaults(home: Path) -> None:
-    result = _cutover(["demo", "--patients", "300", "--seed", "11"], home)
-    folder = _evidence(result)
+    result = run_cutover(["demo", "--patients", "300", "--seed", "11"], home)
+    folder = evidence_of(result)
     summary = json.loads((folder / "summary.json").read_text())
     manifest = json.loads((home / "legacy.db.manifest.json").read_text())
     _check_accounts(summary, manifest)
@@ -173,7 +138,7 @@ def test_mariadb_legacy_into_system_postgres(
     home: Path, tmp_path: Path, mariadb_url: str, pg_url: str
 ) -> None:
     manifest_path = tmp_path / "legacy.manifest.json"
-    sim = _cutover(
+    sim = run_cutover(
         [
             "simulate",
             "--patients",
@@ -189,7 +154,7 @@ def test_mariadb_legacy_into_system_postgres(
     )
     assert sim.returncode == 0, sim.stderr[-3000:]
     env = {"AIRFLOW_CONN_LEGACY_DB": mariadb_url, "AIRFLOW_CONN_TARGET_DB": pg_url}
-    folder = _evidence(_cutover(["run", "pt_cutover"], home, env))
+    folder = evidence_of(run_cutover(["run", "pt_cutover"], home, env))
     summary = json.loads((folder / "summary.json").read_text())
     manifest = json.loads(manifest_path.read_text())
     _check_accounts(summary, manifest)
@@ -198,6 +163,6 @@ def test_mariadb_legacy_into_system_postgres(
 
 def test_failed_run_exits_non_zero(home: Path, tmp_path: Path) -> None:
     env = {"AIRFLOW_CONN_LEGACY_DB": f"sqlite:///{tmp_path / 'missing.db'}"}
-    result = _cutover(["run", "pt_cutover"], home, env)
+    result = run_cutover(["run", "pt_cutover"], home, env)
     assert result.returncode != 0
     assert result.stdout.strip().splitlines()[-1].startswith("evidence: ")

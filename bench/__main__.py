@@ -1,4 +1,8 @@
-"""`python -m bench [name ...]`: run bench/<name>_bench.py's main(); without names, every benchmark."""
+"""`python -m bench [name ...]`: run ``bench/<name>_bench.py``'s ``main()``; without names, every benchmark.
+
+A module without a ``main()`` is listed and skipped (it is run as a script instead). Benchmarks
+are never run by the tests.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,27 @@ import sys
 from pathlib import Path
 
 
-def main(names: list[str]) -> None:
-    available = sorted(p.stem.removesuffix("_bench") for p in Path(__file__).parent.glob("*_bench.py"))
-    for name in names or available:
-        if name not in available:
-            raise SystemExit(f"no benchmark {name!r}; available: {', '.join(available)}")
-        print(f"== {name}")
+def available() -> list[str]:
+    """Names of the benchmarks beside this file (``transform`` for ``transform_bench.py``)."""
+    return sorted(p.stem.removesuffix("_bench") for p in Path(__file__).parent.glob("*_bench.py"))
+
+
+def main(names: list[str]) -> int:
+    known = available()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        print(f"no benchmark {', '.join(map(repr, unknown))}; available: {', '.join(known)}", file=sys.stderr)
+        return 2
+    for name in names or known:
         module = importlib.import_module(f"bench.{name}_bench")
-        module.main()
+        run = getattr(module, "main", None)
+        if not callable(run):
+            print(f"== {name}: no main(), skipped (run bench/{name}_bench.py as a script)")
+            continue
+        print(f"== {name}", flush=True)
+        run()
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -1,31 +1,58 @@
 """
 # pt_backup — a verified, encrypted backup of the legacy database
 
-Run before every cutover: `pt_cutover` needs a backup verified by a restore test.
+Run before every cutover, once the practice has stopped entering data: `pt_cutover` refuses to
+start without a backup that passed its restore test recently.
 
 ## Runbook
-1. `back_up_legacy` takes a consistent snapshot of the legacy database (SQLite online backup,
-   `pg_dump`, `mariadb-dump --single-transaction`; attachments are inside the database),
-   encrypts it with AES-256-GCM and stages it under `runs/<run>/backup/` with a manifest: SHA-256
-   of every object, per-table row counts and row fingerprints. On S3 every object also gets
-   server-side encryption and, when configured, an Object Lock retention.
-2. `restore_test` decrypts the backup into a scratch database, recomputes every table's
-   fingerprint and compares it with the source's; only then it writes `verified.json`.
+1. `snapshot_legacy` takes a consistent snapshot of the whole legacy database (SQLite online
+   backup API, `pg_dump -Fc` with the client matching the server, `mariadb-dump
+   --single-transaction --hex-blob --routines`) into a private folder (0700) under the state
+   folder, and fingerprints every table: row count and SHA-256 of its rows in key order.
+   Attachments (`documents.content`) are inside the database, so they are in the snapshot.
+2. `encrypt_and_store` encrypts it (AES-256-GCM, 4 MiB chunks, each authenticated), deletes the
+   plaintext, and stores it under `runs/<run>/backup/` with `manifest.json` (SHA-256 of every
+   object encrypted and plain, per-table counts and checksums, the key's id, never the key). On
+   S3 every object also gets server-side encryption, S3's SHA-256 check and, when the
+   connection sets `object_lock_days`, a compliance-mode retention. A copy of the manifest goes to
+   the evidence folder (`backup_manifest.json`).
+3. `restore_test` decrypts the backup into a scratch database of the same engine (SQLite: a
+   temporary file; PostgreSQL: a new database on the `target_db` server; MariaDB: a new database
+   on the legacy server), recomputes every table's fingerprint, compares it with the manifest and
+   drops the scratch database.
+4. `mark_verified` writes `verified.json` beside the manifest (and `backup_verified.json` to the
+   evidence) only if every table matched.
 
-**If a task fails**: a failed restore test means the backup is not usable (altered object, wrong
-key, tool error); the message names the table or object, never a value. Fix the cause and run
-the DAG again: a new run makes a new backup.
+**Key**: the `backup_key` extra of the `staging_store` connection, else `CUTOVER_BACKUP_KEY`
+(base64 of 32 bytes), else the state folder's `backup.key` (0600, created once: fine for a
+demo; for a real cutover configure the key and keep a copy offline, or the backup is lost with it).
 
-Key: `CUTOVER_BACKUP_KEY` (base64, 32 bytes), or on the embedded defaults the state folder's key
-file. Connections: `legacy_db`, `target_db` (scratch database for a PostgreSQL restore), `staging_store`.
+**If a task fails**: messages name tables, objects, counts and key ids, never a value.
+`restore_test` failing means the backup is not usable (altered object, wrong key, tool error,
+or the legacy data changed during the backup): fix the cause and trigger a new run, which makes a
+new backup. `snapshot_legacy` and `encrypt_and_store` must run on the same worker (the plaintext
+never leaves it); clear both together.
+
+Connections: `legacy_db`, `staging_store`, `target_db` (PostgreSQL legacy only).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pendulum
 from airflow.sdk import dag, task
 
 from pt_common import DEFAULT_ARGS, conn_url
+
+
+def _key() -> bytes:
+    from airflow.sdk import BaseHook
+
+    from cutover.backup import backup_key
+
+    extra = BaseHook.get_connection("staging_store").extra_dejson or {}
+    return backup_key(extra.get("backup_key"))
 
 
 @dag(
@@ -36,41 +63,63 @@ from pt_common import DEFAULT_ARGS, conn_url
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     doc_md=__doc__,
-    tags=["cutover"],
+    tags=["cutover", "backup"],
 )
 def pt_backup() -> None:
     @task
-    def back_up_legacy(run_id: str | None = None) -> dict:
-        from cutover.backup import back_up
-        from cutover.pipeline import run_key
+    def snapshot_legacy(run_id: str | None = None) -> dict:
+        from cutover.backup import snapshot_legacy
 
-        manifest = back_up(
-            conn_url("legacy_db"), conn_url("staging_store"), run_key(str(run_id)), now=pendulum.now("UTC")
-        )
+        return dict(snapshot_legacy(conn_url("legacy_db"), str(run_id)))
+
+    @task
+    def encrypt_and_store(run_id: str | None = None) -> dict:
+        import json
+        from datetime import UTC, datetime
+
+        from cutover.backup import encrypt_and_store
+        from cutover.pipeline import evidence_dir
+
+        manifest = encrypt_and_store(conn_url("staging_store"), str(run_id), _key(), now=datetime.now(UTC))
+        (evidence_dir(str(run_id)) / "backup_manifest.json").write_text(json.dumps(manifest, indent=1))
         return {
-            "objects": len(manifest["objects"]),
-            "tables": len(manifest["tables"]),
-            "dialect": manifest["dialect"],
+            "run_key": manifest["run_key"],
+            "objects": [{k: o[k] for k in ("key", "bytes", "sha256")} for o in manifest["objects"]],
+            "rows": {t: fp["rows"] for t, fp in manifest["tables"].items()},
         }
 
     @task
     def restore_test(run_id: str | None = None) -> dict:
+        from cutover.backup import restore_test, scratch_on
+        from cutover.legacy.source import dialect_of
+
+        legacy = conn_url("legacy_db")
+        dialect = dialect_of(legacy)
+        server = {"sqlite": None, "postgresql": conn_url("target_db"), "mysql": legacy}[dialect]
+        return restore_test(conn_url("staging_store"), str(run_id), scratch_on(server), _key()).as_dict()
+
+    @task
+    def mark_verified(result: Any, run_id: str | None = None) -> dict:
         import json
+        from datetime import UTC, datetime
 
-        from cutover.backup import verify
-        from cutover.pipeline import evidence_dir, run_key
+        from cutover.backup import VerifyResult, mark_verified
+        from cutover.pipeline import evidence_dir
 
-        verified = verify(
-            conn_url("staging_store"),
-            run_key(str(run_id)),
-            legacy_url=conn_url("legacy_db"),
-            target_url=conn_url("target_db"),
-            now=pendulum.now("UTC"),
+        verified = mark_verified(
+            conn_url("staging_store"), VerifyResult.from_dict(result), now=datetime.now(UTC)
         )
-        (evidence_dir(str(run_id)) / "backup_verified.json").write_text(json.dumps(verified, indent=2))
-        return verified
+        (evidence_dir(str(run_id)) / "backup_verified.json").write_text(json.dumps(verified, indent=1))
+        return {
+            "run_key": verified["run_key"],
+            "verified_at": verified["verified_at"],
+            "tables": len(result["tables"]),
+        }
 
-    back_up_legacy() >> restore_test()
+    # the snapshot waits on the worker's disk, the manifest in the store: only the comparison is passed on
+    tested = restore_test()
+    snapshot_legacy() >> encrypt_and_store() >> tested
+    mark_verified(tested)
 
 
 pt_backup()

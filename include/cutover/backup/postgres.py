@@ -1,43 +1,83 @@
-"""Back up and restore a PostgreSQL legacy database with pg_dump/pg_restore, proven by fingerprints.
+"""PostgreSQL legacy databases: ``pg_dump -Fc`` in one snapshot, ``pg_restore`` into a scratch database.
 
-The client binaries come from the ``pgserver`` wheel (PostgreSQL 16), which dump servers of that
-version and older without a system client; ``CUTOVER_PG_BIN`` points elsewhere for newer servers.
-The dump is taken in one snapshot (pg_dump's repeatable-read transaction), encrypted, and
-staged. Verification restores it into a scratch database on the same server, compares the
-fingerprints with the source's, and drops the scratch database.
+pg_dump reads every table in one repeatable-read transaction, so the dump is consistent while
+the legacy application runs; attachments (``bytea``) are in it. pg_dump refuses a server newer
+than itself, so the client is chosen by the server's major version (:func:`pg_bin`): the
+``CUTOVER_PG_BIN`` folder, Debian's ``/usr/lib/postgresql/<major>/bin``, the clients of the
+``pgserver`` wheel, then ``PATH``; the same major version is preferred, else the oldest newer
+one; none fits → a ConfigError that says which version to install.
 """
 
 from __future__ import annotations
 
-import json
+import glob
+import logging
 import os
+import re
+import shutil
 import subprocess
-import tempfile
 import uuid
-from datetime import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
 
-from cutover.backup.crypto import decrypt_file, encrypt_file
-from cutover.backup.fingerprint import fingerprint
-from cutover.errors import IntegrityError, TerminalError
-from cutover.staging.store import Store
+from cutover.errors import ConfigError, TerminalError, TransientError
+
+log = logging.getLogger(__name__)
 
 
-def pg_bin(name: str) -> str:
-    """The path of a PostgreSQL client program (``pg_dump``, ``pg_restore``)."""
-    folder = os.environ.get("CUTOVER_PG_BIN")
-    if not folder:
+def _url(url: str) -> str:
+    return url.replace("postgres://", "postgresql://", 1)
+
+
+def server_major(url: str) -> int:
+    try:
+        with psycopg.connect(_url(url)) as conn:
+            return int(conn.info.server_version) // 10000
+    except psycopg.OperationalError as exc:
+        raise TransientError(f"legacy PostgreSQL: cannot connect ({type(exc).__name__})") from exc
+
+
+def _client_major(program: str) -> int | None:
+    try:
+        out = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except OSError:
+        return None
+    found = re.search(r"\) (\d+)", out)
+    return int(found.group(1)) if found else None
+
+
+def _candidates(name: str) -> list[str]:
+    folders = [os.environ.get("CUTOVER_PG_BIN", "")]
+    folders += sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    try:
         import pgserver
 
-        folder = str(Path(pgserver.__file__).parent / "pginstall" / "bin")
-    return str(Path(folder) / name)
+        folders.append(str(Path(pgserver.__file__).parent / "pginstall" / "bin"))
+    except ImportError:
+        pass
+    found = [str(Path(f) / name) for f in folders if f and (Path(f) / name).is_file()]
+    on_path = shutil.which(name)
+    return found + ([on_path] if on_path else [])
 
 
-def _run(args: list[str]) -> None:
+def pg_bin(name: str, major: int) -> str:
+    """The path of ``pg_dump``/``pg_restore`` fit for a server of version ``major``."""
+    versions = {path: _client_major(path) for path in _candidates(name)}
+    usable = sorted((v, path) for path, v in versions.items() if v is not None and v >= major)
+    if not usable:
+        seen = sorted({v for v in versions.values() if v is not None})
+        raise ConfigError(
+            f"no {name} for a PostgreSQL {major} server (found versions {seen or 'none'}); install "
+            f"postgresql-client-{major} or set CUTOVER_PG_BIN to its bin folder"
+        )
+    return usable[0][1]
+
+
+def run_client(args: list[str]) -> None:
     done = subprocess.run(args, capture_output=True, text=True)
     if done.returncode != 0:
         # the client's stderr names objects, never row values; keep its last line only
@@ -45,70 +85,45 @@ def _run(args: list[str]) -> None:
         raise TerminalError(f"{Path(args[0]).name} failed ({done.returncode}): {last}")
 
 
-def _with_db(url: str, name: str) -> str:
-    return urlsplit(url)._replace(path="/" + name).geturl()
+def snapshot(legacy_url: str, workdir: Path) -> list[Path]:
+    """``pg_dump --format=custom`` of the whole legacy database into ``workdir/legacy.dump``."""
+    dump = workdir / "legacy.dump"
+    program = pg_bin("pg_dump", server_major(legacy_url))
+    log.info("pg_dump: %s", program)
+    run_client(
+        [program, "--format=custom", "--no-owner", "--no-privileges", f"--file={dump}", _url(legacy_url)]
+    )
+    return [dump]
 
 
-def back_up_postgres(
-    legacy_url: str, store: Store, run_key: str, key: bytes, *, now: datetime
-) -> dict[str, Any]:
-    prefix = f"runs/{run_key}/backup"
-    with tempfile.TemporaryDirectory() as tmp:
-        dump, sealed = Path(tmp) / "legacy.dump", Path(tmp) / "legacy.dump.enc"
-        _run(
-            [
-                pg_bin("pg_dump"),
-                "--format=custom",
-                "--no-owner",
-                "--no-privileges",
-                f"--file={dump}",
-                legacy_url,
-            ]
-        )
-        encrypt_file(dump, sealed, key)
-        info = store.put(f"{prefix}/legacy.dump.enc", sealed.read_bytes())
-    manifest = {
-        "run_key": run_key,
-        "dialect": "postgresql",
-        "created_at": now.isoformat(),
-        "objects": [{"key": info.key, "bytes": info.size, "sha256": info.sha256}],
-        "tables": fingerprint(legacy_url),
-    }
-    store.put(f"{prefix}/manifest.json", json.dumps(manifest, indent=1).encode())
-    return manifest
+def restore(files: list[Path], scratch_url: str) -> None:
+    program = pg_bin("pg_restore", server_major(scratch_url))
+    run_client(
+        [
+            program,
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            f"--dbname={_url(scratch_url)}",
+            str(files[0]),
+        ]
+    )
 
 
-def verify_postgres_backup(
-    store: Store, run_key: str, key: bytes, *, scratch_server_url: str, now: datetime
-) -> dict[str, Any]:
-    """Restore into a fresh scratch database on ``scratch_server_url``'s server and compare fingerprints."""
-    prefix = f"runs/{run_key}/backup"
-    manifest = json.loads(store.get(f"{prefix}/manifest.json"))
-    obj = manifest["objects"][0]
-    scratch = f"cutover_restore_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(scratch_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{scratch}"')
+@contextmanager
+def scratch(server_url: str) -> Iterator[str]:
+    """A fresh database on ``server_url``'s server (needs CREATEDB), dropped afterwards."""
+    name = f"cutover_restore_{uuid.uuid4().hex[:10]}"
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            sealed, dump = Path(tmp) / "legacy.dump.enc", Path(tmp) / "legacy.dump"
-            sealed.write_bytes(store.get(obj["key"], sha256=obj["sha256"]))
-            decrypt_file(sealed, dump, key)
-            _run(
-                [
-                    pg_bin("pg_restore"),
-                    "--no-owner",
-                    "--exit-on-error",
-                    f"--dbname={_with_db(scratch_server_url, scratch)}",
-                    str(dump),
-                ]
-            )
-        prints = fingerprint(_with_db(scratch_server_url, scratch))
+        with psycopg.connect(_url(server_url), autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise ConfigError(
+            "restore test: the legacy_db user may not create a scratch database; grant CREATEDB "
+            "or set backup_scratch_url in the staging_store connection extra"
+        ) from exc
+    try:
+        yield urlsplit(_url(server_url))._replace(path="/" + name).geturl()
     finally:
-        with psycopg.connect(scratch_server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
-    differ = sorted(t for t in manifest["tables"] if prints.get(t) != manifest["tables"][t])
-    if differ:
-        raise IntegrityError(f"backup {run_key}: restored tables differ from the source: {differ}")
-    verified = {"run_key": run_key, "verified_at": now.isoformat(), "tables": len(prints)}
-    store.put(f"{prefix}/verified.json", json.dumps(verified).encode())
-    return verified
+        with psycopg.connect(_url(server_url), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

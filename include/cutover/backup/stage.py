@@ -1,0 +1,421 @@
+"""The backup stages: snapshot, encrypt and store, restore test, mark verified; and the cutover's gate.
+
+A backup lives in the staging store under ``runs/<run key>/backup/``: the encrypted snapshot
+(``legacy.db.enc``, ``legacy.dump.enc`` or ``legacy.sql.enc``), ``manifest.json`` and, once a
+restore test has passed, ``verified.json``. The manifest lists every object (key, bytes,
+SHA-256 of the encrypted and of the plain bytes), the source's per-table row counts and content
+checksums (:mod:`cutover.backup.fingerprint`), the dialect, the key's id (never the key) and
+when it was taken. Attachments (``documents.content``) live inside the legacy database, so the
+snapshot holds them and the ``documents`` checksum covers their bytes.
+
+The restore test decrypts into a scratch database of the same engine, recomputes the
+fingerprints there with the same code and compares them with the manifest; only a full match
+writes ``verified.json``, which records the SHA-256 of the manifest it verified.
+
+Consistency: the snapshot is consistent by itself (online backup API, pg_dump's snapshot,
+``--single-transaction``). The source fingerprints of a server database are read right after
+the dump, outside its snapshot: if the legacy application writes in between, the restore test
+fails (a false alarm, never a false pass). Take the backup once the practice has stopped
+entering data, as the cutover runbook says anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypedDict
+
+from cutover.backup import mariadb, postgres, sqlite
+from cutover.backup.crypto import CHUNK, backup_key, decrypt_file, encrypt_file, key_id
+from cutover.backup.fingerprint import TableFingerprint, fingerprint
+from cutover.config import state_dir
+from cutover.errors import ConfigError, IntegrityError, TerminalError
+from cutover.legacy.schema import Dialect
+from cutover.legacy.source import dialect_of
+from cutover.pipeline import run_key
+from cutover.staging.store import LocalStore, Store, open_store
+
+log = logging.getLogger(__name__)
+
+ScratchFactory = Callable[[Dialect], AbstractContextManager[str]]
+"""Given the backup's dialect, a context manager yielding the URL of an empty scratch database
+of that engine, which it drops on exit."""
+
+_ENGINES = {"sqlite": sqlite, "postgresql": postgres, "mysql": mariadb}
+
+
+class BackupGateError(TerminalError):
+    """No verified backup recent enough: the cutover must not start."""
+
+
+class ObjectEntry(TypedDict):
+    key: str
+    bytes: int
+    sha256: str
+    plain_bytes: int
+    plain_sha256: str
+    chunks: int
+
+
+class SnapshotInfo(TypedDict):
+    """What ``snapshot_legacy`` hands on through XCom: names, sizes and counts."""
+
+    run_key: str
+    dialect: str
+    files: dict[str, int]
+    tables: dict[str, int]
+
+
+class BackupManifest(TypedDict):
+    run_key: str
+    dialect: str
+    created_at: str
+    contents: str
+    encryption: dict[str, Any]
+    objects: list[ObjectEntry]
+    tables: dict[str, TableFingerprint]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The restore test's comparison, table by table (counts and checksums only)."""
+
+    run_key: str
+    dialect: str
+    manifest_sha256: str
+    tables: dict[str, dict[str, Any]]
+    seconds: float
+    mismatched: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatched
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_key": self.run_key,
+            "dialect": self.dialect,
+            "manifest_sha256": self.manifest_sha256,
+            "tables": self.tables,
+            "seconds": self.seconds,
+            "mismatched": list(self.mismatched),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VerifyResult:
+        return cls(
+            run_key=data["run_key"],
+            dialect=data["dialect"],
+            manifest_sha256=data["manifest_sha256"],
+            tables=data["tables"],
+            seconds=data["seconds"],
+            mismatched=tuple(data["mismatched"]),
+        )
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    """The backup that lets a cutover start."""
+
+    run_key: str
+    dialect: str
+    created_at: datetime
+    verified_at: datetime
+    age: timedelta
+    objects: int
+    rows: int
+
+
+def prefix(run_id: str) -> str:
+    return f"runs/{run_key(run_id)}/backup"
+
+
+def work_dir(run_id: str) -> Path:
+    """Where the plaintext snapshot waits to be encrypted: under the state folder, mode 0700."""
+    folder = state_dir() / "backup-work" / run_key(run_id)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def snapshot(legacy_url: str, workdir: Path) -> list[Path]:
+    """A consistent snapshot of the whole legacy database as files in ``workdir`` (plaintext: PHI)."""
+    return list(_ENGINES[dialect_of(legacy_url)].snapshot(legacy_url, workdir))
+
+
+def snapshot_legacy(legacy_url: str, run_id: str) -> SnapshotInfo:
+    """Snapshot into the run's work folder and fingerprint the source (stage 1 of pt_backup)."""
+    started = time.perf_counter()
+    dialect = dialect_of(legacy_url)
+    folder = work_dir(run_id)
+    files = snapshot(legacy_url, folder)
+    # SQLite: the snapshot file is the source at one instant, so fingerprint it, not the live file
+    tables = fingerprint(f"sqlite:///{files[0]}" if dialect == "sqlite" else legacy_url)
+    (folder / "snapshot.json").write_text(
+        json.dumps({"dialect": dialect, "files": [f.name for f in files], "tables": tables})
+    )
+    log.info(
+        "snapshot %s of the %s legacy database: %d files, %d bytes, %d tables, %.1fs",
+        run_key(run_id),
+        dialect,
+        len(files),
+        sum(f.stat().st_size for f in files),
+        len(tables),
+        time.perf_counter() - started,
+    )
+    return SnapshotInfo(
+        run_key=run_key(run_id),
+        dialect=dialect,
+        files={f.name: f.stat().st_size for f in files},
+        tables={t: fp["rows"] for t, fp in tables.items()},
+    )
+
+
+def _put_file(store: Store, key: str, path: Path, sha256: str) -> None:
+    if isinstance(store, LocalStore):
+        # streamed: a multi-GB backup never sits in memory
+        target = store.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+        return
+    info = store.put(key, path.read_bytes())  # Store.put takes bytes: one object in memory
+    if info.sha256 != sha256:
+        raise IntegrityError(f"{key}: the stored object's SHA-256 differs from the encrypted file's")
+
+
+def _get_file(store: Store, key: str, sha256: str, path: Path) -> None:
+    if isinstance(store, LocalStore):
+        digest = hashlib.sha256()
+        with (store.root / key).open("rb") as fin, path.open("wb") as fout:
+            while block := fin.read(1 << 20):
+                digest.update(block)
+                fout.write(block)
+        if digest.hexdigest() != sha256:
+            raise IntegrityError(f"backup object {key} does not match its manifest checksum")
+        return
+    path.write_bytes(store.get(key, sha256=sha256))
+
+
+def encrypt_and_store(
+    store_url: str, run_id: str, key: bytes, *, now: datetime, chunk: int = CHUNK
+) -> BackupManifest:
+    """Encrypt the run's snapshot, store it with ``manifest.json``; the plaintext is removed."""
+    folder = state_dir() / "backup-work" / run_key(run_id)
+    if not (folder / "snapshot.json").exists():
+        raise ConfigError(
+            f"no snapshot of run {run_key(run_id)} on this machine: run snapshot_legacy here first "
+            "(the plaintext snapshot never leaves the worker that took it)"
+        )
+    store = open_store(store_url)
+    taken = json.loads((folder / "snapshot.json").read_text())
+    objects: list[ObjectEntry] = []
+    try:
+        for name in taken["files"]:
+            plain, sealed_path = folder / name, folder / f"{name}.enc"
+            sealed = encrypt_file(plain, sealed_path, key, chunk=chunk)
+            plain.unlink()
+            object_key = f"{prefix(run_id)}/{sealed_path.name}"
+            _put_file(store, object_key, sealed_path, sealed.sealed_sha256)
+            objects.append(
+                ObjectEntry(
+                    key=object_key,
+                    bytes=sealed.sealed_bytes,
+                    sha256=sealed.sealed_sha256,
+                    plain_bytes=sealed.plain_bytes,
+                    plain_sha256=sealed.plain_sha256,
+                    chunks=sealed.chunks,
+                )
+            )
+        manifest = BackupManifest(
+            run_key=run_key(run_id),
+            dialect=taken["dialect"],
+            created_at=now.isoformat(),
+            contents="the whole legacy database, attachments (documents.content) included",
+            encryption={"algorithm": "AES-256-GCM", "chunk_bytes": chunk, "key_id": key_id(key)},
+            objects=objects,
+            tables=taken["tables"],
+        )
+        store.put(f"{prefix(run_id)}/manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    log.info(
+        "stored backup %s: %d objects, %d bytes",
+        run_key(run_id),
+        len(objects),
+        sum(o["bytes"] for o in objects),
+    )
+    return manifest
+
+
+def back_up(legacy_url: str, store_url: str, run_id: str, key: bytes, *, now: datetime) -> BackupManifest:
+    """Snapshot, encrypt and store in one call."""
+    snapshot_legacy(legacy_url, run_id)
+    return encrypt_and_store(store_url, run_id, key, now=now)
+
+
+def scratch_on(server_url: str | None) -> ScratchFactory:
+    """Scratch databases: SQLite in a temporary folder; PostgreSQL or MariaDB on ``server_url``'s server."""
+
+    @contextmanager
+    def factory(dialect: Dialect) -> Iterator[str]:
+        if dialect == "sqlite":
+            with sqlite.scratch() as url:
+                yield url
+            return
+        if not server_url or dialect_of(server_url) != dialect:
+            raise ConfigError(
+                f"restore test: a {dialect} backup needs a {dialect} server for its scratch database"
+            )
+        engine = postgres if dialect == "postgresql" else mariadb
+        with engine.scratch(server_url) as url:
+            yield url
+
+    return factory
+
+
+def restore_test(
+    store_url: str, run_id: str, scratch_url_factory: ScratchFactory, key: bytes
+) -> VerifyResult:
+    """Decrypt the backup, restore it into a scratch database and compare its fingerprints."""
+    started = time.perf_counter()
+    store = open_store(store_url)
+    raw = store.get(f"{prefix(run_id)}/manifest.json")
+    manifest: BackupManifest = json.loads(raw)
+    expected_key = manifest["encryption"]["key_id"]
+    if key_id(key) != expected_key:
+        raise ConfigError(
+            f"backup {manifest['run_key']} was encrypted with key id {expected_key}, "
+            f"the configured key has id {key_id(key)}"
+        )
+    dialect: Dialect = manifest["dialect"]  # type: ignore[assignment]
+    folder = work_dir(f"{run_id}-restore")
+    try:
+        files = []
+        for obj in manifest["objects"]:
+            sealed = folder / Path(obj["key"]).name
+            _get_file(store, obj["key"], obj["sha256"], sealed)
+            plain = folder / sealed.name.removesuffix(".enc")
+            if decrypt_file(sealed, plain, key) != obj["plain_sha256"]:
+                raise IntegrityError(f"backup object {obj['key']}: decrypted bytes differ from the snapshot")
+            sealed.unlink()
+            files.append(plain)
+        with scratch_url_factory(dialect) as scratch_url:
+            _ENGINES[dialect].restore(files, scratch_url)
+            restored = fingerprint(scratch_url)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    tables = {
+        t: {"rows": fp["rows"], "sha256": fp["sha256"], "match": restored.get(t) == fp}
+        for t, fp in manifest["tables"].items()
+    }
+    mismatched = tuple(t for t, row in tables.items() if not row["match"])
+    result = VerifyResult(
+        run_key=manifest["run_key"],
+        dialect=dialect,
+        manifest_sha256=hashlib.sha256(raw).hexdigest(),
+        tables=tables,
+        seconds=round(time.perf_counter() - started, 3),
+        mismatched=mismatched,
+    )
+    if mismatched:
+        counts = {t: (tables[t]["rows"], restored[t]["rows"] if t in restored else None) for t in mismatched}
+        raise IntegrityError(
+            f"backup {result.run_key}: restored tables differ from the source (rows source, restored): {counts}"
+        )
+    log.info("restore test of %s passed: %d tables, %.1fs", result.run_key, len(tables), result.seconds)
+    return result
+
+
+def mark_verified(store_url: str, result: VerifyResult, *, now: datetime) -> dict[str, Any]:
+    """Write ``verified.json`` beside the manifest; refuses a failed comparison or a changed manifest."""
+    if not result.ok:
+        raise IntegrityError(
+            f"backup {result.run_key}: not verified, tables differ: {list(result.mismatched)}"
+        )
+    store = open_store(store_url)
+    raw = store.get(f"runs/{result.run_key}/backup/manifest.json")
+    if hashlib.sha256(raw).hexdigest() != result.manifest_sha256:
+        raise IntegrityError(f"backup {result.run_key}: the manifest changed after the restore test")
+    verified = {"verified_at": now.isoformat(), **result.as_dict()}
+    store.put(f"runs/{result.run_key}/backup/verified.json", json.dumps(verified, indent=1).encode())
+    return verified
+
+
+def verify_backup(
+    store_url: str,
+    run_id: str,
+    scratch_url_factory: ScratchFactory,
+    *,
+    key: bytes | None = None,
+    now: datetime | None = None,
+) -> VerifyResult:
+    """Restore test, then ``verified.json`` only if every table matches (IntegrityError otherwise)."""
+    from datetime import UTC
+
+    result = restore_test(store_url, run_id, scratch_url_factory, key if key is not None else backup_key())
+    mark_verified(store_url, result, now=now or datetime.now(UTC))
+    return result
+
+
+def _hours(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 3600:.1f} h"
+
+
+def require_verified_backup(store_url: str, *, max_age: timedelta, now: datetime) -> BackupInfo:
+    """The newest verified backup taken less than ``max_age`` before ``now``, or BackupGateError.
+
+    A backup counts as verified when its ``verified.json`` names the SHA-256 of its manifest as
+    it is now. Age runs from when the snapshot was taken: that is what a restore would bring back.
+    """
+    store = open_store(store_url)
+    keys = set(store.list("runs"))
+    found: list[tuple[datetime, str, dict[str, Any], bool, str | None]] = []
+    for name in sorted(k for k in keys if k.endswith("/backup/manifest.json")):
+        raw = store.get(name)
+        manifest = json.loads(raw)
+        verified_name = name.removesuffix("manifest.json") + "verified.json"
+        verified_at = None
+        if verified_name in keys:
+            verified = json.loads(store.get(verified_name))
+            if verified.get("manifest_sha256") == hashlib.sha256(raw).hexdigest():
+                verified_at = verified["verified_at"]
+        created = datetime.fromisoformat(manifest["created_at"])
+        found.append((created, manifest["run_key"], manifest, verified_at is not None, verified_at))
+    if not found:
+        raise BackupGateError("refusing to start the cutover: no backup in the staging store; run pt_backup")
+    found.sort(key=lambda f: f[0], reverse=True)
+    good = [f for f in found if f[3]]
+    if not good:
+        listed = ", ".join(f"{rk} ({_hours(now - created)} old)" for created, rk, *_ in found[:5])
+        raise BackupGateError(
+            f"refusing to start the cutover: {len(found)} backup(s), none verified: {listed}; "
+            "run pt_backup (its restore_test must pass)"
+        )
+    created, rk, manifest, _, verified_at = good[0]
+    age = now - created
+    if age > max_age:
+        raise BackupGateError(
+            f"refusing to start the cutover: the newest verified backup {rk} was taken {_hours(age)} ago, "
+            f"more than the {_hours(max_age)} allowed; run pt_backup"
+        )
+    assert verified_at is not None
+    return BackupInfo(
+        run_key=rk,
+        dialect=manifest["dialect"],
+        created_at=created,
+        verified_at=datetime.fromisoformat(verified_at),
+        age=age,
+        objects=len(manifest["objects"]),
+        rows=sum(fp["rows"] for fp in manifest["tables"].values()),
+    )

@@ -57,8 +57,13 @@ def _cpt_lines(frame: pd.DataFrame) -> pd.DataFrame:
     return lines.merge(rest, on="proc_id", how="left", validate="many_to_one")
 
 
-def _units_check(view: pd.DataFrame) -> pd.Series:
-    return nz.units_check(view[["cpt_code", "units", "minutes"]]).notna()
+def _units_finding(code: str) -> Callable[[pd.DataFrame], pd.Series]:
+    """Rows where the unit rules (8-minute rule, one-unit untimed codes) report ``code``."""
+
+    def fires(view: pd.DataFrame) -> pd.Series:
+        return nz.units_check(view[["cpt_code", "units", "minutes"]]).eq(code)
+
+    return fires
 
 
 SPECS: dict[str, TableSpec] = {
@@ -330,7 +335,13 @@ SPECS: dict[str, TableSpec] = {
                 Check(
                     "units_exceed_minutes",
                     "units above what the minutes allow under the 8-minute rule (kept as billed)",
-                    _units_check,
+                    _units_finding("units_exceed_minutes"),
+                    action="flag",
+                ),
+                Check(
+                    "untimed_multiple_units",
+                    "an untimed code (evaluations, 97010, 97014, 97150…) billed with more than one unit (kept as billed)",
+                    _units_finding("untimed_multiple_units"),
                     action="flag",
                 ),
             ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,48 +29,58 @@ def _client(*names: str) -> str:
     raise ConfigError(f"none of {', '.join(names)} is installed (Debian: mariadb-client)")
 
 
-def _args(url: str) -> tuple[list[str], str]:
+@contextmanager
+def _options(url: str) -> Iterator[tuple[list[str], str]]:
+    """Client options for ``url`` and its database name; the password goes through a 0600 option
+    file that lives as long as the call (a command line shows in ``ps``)."""
     parts = urlsplit(url)
-    args = [f"--host={parts.hostname or '127.0.0.1'}", f"--port={parts.port or 3306}"]
-    args.append(f"--user={unquote(parts.username or 'root')}")
-    if parts.password:
-        # MYSQL_PWD would hide it from `ps`, but is deprecated; the option file is the clean way
-        args.append(f"--password={unquote(parts.password)}")
-    return args, unquote(parts.path.lstrip("/"))
+    with tempfile.TemporaryDirectory(prefix="cutover-my-") as tmp:
+        lines = [
+            "[client]",
+            f"host={parts.hostname or '127.0.0.1'}",
+            f"port={parts.port or 3306}",
+            f"user={unquote(parts.username or 'root')}",
+        ]
+        if parts.password:
+            lines.append(f"password={unquote(parts.password)}")
+        path = Path(tmp) / "client.cnf"
+        path.touch(mode=0o600)
+        path.write_text("\n".join(lines) + "\n")
+        # --defaults-extra-file must come first on the command line
+        yield [f"--defaults-extra-file={path}"], unquote(parts.path.lstrip("/"))
 
 
-def _run(args: list[str], **kw: Any) -> None:
+def _run(program: str, args: list[str], **kw: Any) -> None:
     kw.setdefault("stdout", subprocess.PIPE)
-    done = subprocess.run(args, stderr=subprocess.PIPE, **kw)
+    done = subprocess.run([program, *args], stderr=subprocess.PIPE, **kw)
     if done.returncode != 0:
         last = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
-        raise TerminalError(f"{Path(args[0]).name} failed ({done.returncode}): {last}")
+        raise TerminalError(f"{Path(program).name} failed ({done.returncode}): {last}")
 
 
 def snapshot(legacy_url: str, workdir: Path) -> list[Path]:
     """A consistent SQL dump of the legacy database into ``workdir/legacy.sql``."""
-    conn, database = _args(legacy_url)
     dump = workdir / "legacy.sql"
     dumper = _client("mariadb-dump", "mysqldump")
-    with dump.open("wb") as out:
-        _run([dumper, *conn, "--single-transaction", "--hex-blob", "--routines", database], stdout=out)
+    with _options(legacy_url) as (conn, database), dump.open("wb") as out:
+        _run(dumper, [*conn, "--single-transaction", "--hex-blob", "--routines", database], stdout=out)
     return [dump]
 
 
 def restore(files: list[Path], scratch_url: str) -> None:
-    conn, database = _args(scratch_url)
-    with files[0].open("rb") as source:
-        _run([_client("mariadb", "mysql"), *conn, database], stdin=source)
+    with _options(scratch_url) as (conn, database), files[0].open("rb") as source:
+        _run(_client("mariadb", "mysql"), [*conn, database], stdin=source)
 
 
 @contextmanager
 def scratch(server_url: str) -> Iterator[str]:
     """A fresh database on ``server_url``'s server, dropped afterwards."""
-    conn, _ = _args(server_url)
     client = _client("mariadb", "mysql")
     name = f"cutover_restore_{uuid.uuid4().hex[:10]}"
-    _run([client, *conn, "-e", f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"])
+    with _options(server_url) as (conn, _):
+        _run(client, [*conn, "-e", f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"])
     try:
         yield urlsplit(server_url)._replace(path="/" + name).geturl()
     finally:
-        _run([client, *conn, "-e", f"DROP DATABASE IF EXISTS `{name}`"])
+        with _options(server_url) as (conn, _):
+            _run(client, [*conn, "-e", f"DROP DATABASE IF EXISTS `{name}`"])

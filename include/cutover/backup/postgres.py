@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 
@@ -77,8 +77,19 @@ def pg_bin(name: str, major: int) -> str:
     return usable[0][1]
 
 
-def run_client(args: list[str]) -> None:
-    done = subprocess.run(args, capture_output=True, text=True)
+def _conninfo(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without its password, and an environment carrying it (a command line shows in ``ps``)."""
+    parts = urlsplit(_url(url))
+    env = dict(os.environ)
+    if parts.password:
+        env["PGPASSWORD"] = unquote(parts.password)
+        netloc = parts.netloc.replace(":" + parts.password + "@", "@", 1)
+        parts = parts._replace(netloc=netloc)
+    return parts.geturl(), env
+
+
+def run_client(args: list[str], env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(args, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         # the client's stderr names objects, never row values; keep its last line only
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
@@ -90,23 +101,16 @@ def snapshot(legacy_url: str, workdir: Path) -> list[Path]:
     dump = workdir / "legacy.dump"
     program = pg_bin("pg_dump", server_major(legacy_url))
     log.info("pg_dump: %s", program)
-    run_client(
-        [program, "--format=custom", "--no-owner", "--no-privileges", f"--file={dump}", _url(legacy_url)]
-    )
+    url, env = _conninfo(legacy_url)
+    run_client([program, "--format=custom", "--no-owner", "--no-privileges", f"--file={dump}", url], env)
     return [dump]
 
 
 def restore(files: list[Path], scratch_url: str) -> None:
     program = pg_bin("pg_restore", server_major(scratch_url))
+    url, env = _conninfo(scratch_url)
     run_client(
-        [
-            program,
-            "--no-owner",
-            "--no-privileges",
-            "--exit-on-error",
-            f"--dbname={_url(scratch_url)}",
-            str(files[0]),
-        ]
+        [program, "--no-owner", "--no-privileges", "--exit-on-error", f"--dbname={url}", str(files[0])], env
     )
 
 

@@ -157,7 +157,11 @@ def snapshot_legacy(legacy_url: str, run_id: str) -> SnapshotInfo:
     started = time.perf_counter()
     dialect = dialect_of(legacy_url)
     folder = work_dir(run_id)
-    files = snapshot(legacy_url, folder)
+    try:
+        files = snapshot(legacy_url, folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # no partial plaintext left behind
+        raise
     # SQLite: the snapshot file is the source at one instant, so fingerprint it, not the live file
     tables = fingerprint(f"sqlite:///{files[0]}" if dialect == "sqlite" else legacy_url)
     (folder / "snapshot.json").write_text(

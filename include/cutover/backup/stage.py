@@ -21,6 +21,7 @@ entering data, as the cutover runbook says anyway.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -38,11 +39,11 @@ from cutover.backup import mariadb, postgres, sqlite
 from cutover.backup.crypto import CHUNK, backup_key, decrypt_file, encrypt_file, key_id
 from cutover.backup.fingerprint import TableFingerprint, fingerprint
 from cutover.config import state_dir
-from cutover.errors import ConfigError, IntegrityError, TerminalError
+from cutover.errors import ConfigError, IntegrityError, TerminalError, TransientError
 from cutover.legacy.schema import Dialect
 from cutover.legacy.source import dialect_of
 from cutover.pipeline import run_key
-from cutover.staging.store import LocalStore, Store, open_store
+from cutover.staging.store import LocalStore, S3Store, Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -184,31 +185,79 @@ def snapshot_legacy(legacy_url: str, run_id: str) -> SnapshotInfo:
     )
 
 
+def _s3_key(store: S3Store, key: str) -> str:
+    return f"{store.prefix}/{key}" if store.prefix else key
+
+
 def _put_file(store: Store, key: str, path: Path, sha256: str) -> None:
+    """Store a file streamed from disk: a multi-GB backup never sits in memory.
+
+    ``Store.put`` takes bytes, so the two stores are written here directly, with the same
+    guarantees: atomic rename on a folder; on S3 the store's SSE, Object Lock retention and a
+    SHA-256 checksum that S3 verifies (a single PUT: up to 5 GB an object).
+    """
     if isinstance(store, LocalStore):
-        # streamed: a multi-GB backup never sits in memory
         target = store.root / key
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         shutil.copyfile(path, tmp)
         os.replace(tmp, target)
         return
-    info = store.put(key, path.read_bytes())  # Store.put takes bytes: one object in memory
+    if isinstance(store, S3Store):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
+        args: dict[str, Any] = {
+            "Bucket": store.bucket,
+            "Key": _s3_key(store, key),
+            "ChecksumAlgorithm": "SHA256",
+            "ChecksumSHA256": checksum,
+            "ServerSideEncryption": store.sse,
+            "Metadata": {"sha256": sha256},
+        }
+        if store.sse == "aws:kms" and store.kms_key_id:
+            args["SSEKMSKeyId"] = store.kms_key_id
+        if store.object_lock_days:
+            args["ObjectLockMode"] = "COMPLIANCE"
+            args["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(days=store.object_lock_days)
+        try:
+            with path.open("rb") as body:
+                response = store.client.put_object(Body=body, **args)
+        except (BotoCoreError, ClientError) as exc:
+            raise TransientError(f"S3 put failed for {key}: {type(exc).__name__}") from exc
+        if response.get("ChecksumSHA256") != checksum:
+            raise IntegrityError(f"S3 did not confirm the SHA-256 of {key}")
+        return
+    info = store.put(key, path.read_bytes())
     if info.sha256 != sha256:
         raise IntegrityError(f"{key}: the stored object's SHA-256 differs from the encrypted file's")
 
 
 def _get_file(store: Store, key: str, sha256: str, path: Path) -> None:
-    if isinstance(store, LocalStore):
-        digest = hashlib.sha256()
-        with (store.root / key).open("rb") as fin, path.open("wb") as fout:
-            while block := fin.read(1 << 20):
-                digest.update(block)
-                fout.write(block)
-        if digest.hexdigest() != sha256:
-            raise IntegrityError(f"backup object {key} does not match its manifest checksum")
-        return
-    path.write_bytes(store.get(key, sha256=sha256))
+    """Fetch an object to a file, streamed and checked against the manifest's SHA-256."""
+    digest = hashlib.sha256()
+    with path.open("wb") as fout:
+        if isinstance(store, LocalStore):
+            with (store.root / key).open("rb") as fin:
+                while block := fin.read(1 << 20):
+                    digest.update(block)
+                    fout.write(block)
+        elif isinstance(store, S3Store):
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            try:
+                body = store.client.get_object(Bucket=store.bucket, Key=_s3_key(store, key))["Body"]
+                for block in body.iter_chunks(1 << 20):
+                    digest.update(block)
+                    fout.write(block)
+            except (BotoCoreError, ClientError) as exc:
+                raise TransientError(f"S3 get failed for {key}: {type(exc).__name__}") from exc
+        else:
+            data = store.get(key)
+            digest.update(data)
+            fout.write(data)
+    if digest.hexdigest() != sha256:
+        raise IntegrityError(f"backup object {key} does not match its manifest checksum")
 
 
 def encrypt_and_store(
@@ -365,8 +414,6 @@ def verify_backup(
     now: datetime | None = None,
 ) -> VerifyResult:
     """Restore test, then ``verified.json`` only if every table matches (IntegrityError otherwise)."""
-    from datetime import UTC
-
     result = restore_test(store_url, run_id, scratch_url_factory, key if key is not None else backup_key())
     mark_verified(store_url, result, now=now or datetime.now(UTC))
     return result

@@ -108,3 +108,17 @@ def home(tmp_path: Path) -> Iterator[Path]:
     folder.mkdir()
     yield folder
     run_cutover(["stop"], folder)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API server on loopback (moto's server mode); boto3 talks to it over HTTP."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()

@@ -5,9 +5,7 @@ the restore test and the gate work on the bucket; a replaced object fails the re
 from __future__ import annotations
 
 import base64
-import socket
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,23 +20,6 @@ from cutover.staging.store import S3Store, open_store
 
 NOW = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 KEY = load_key(new_key())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
-
 import pyarrow as pa
 import pytest
 
 from cutover.errors import IntegrityError
 from cutover.staging.parquet import read_manifest, read_part, write_batches
 from cutover.staging.store import S3Store, open_store
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture

@@ -31,11 +31,10 @@ Connections: `legacy_db`, `staging_store`.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from cutover.legacy.schema import LEGACY_TABLES
-from pt_common import DEFAULT_ARGS, conn_url
+from pt_common import DAG_SETTINGS, conn_url
 
 TABLES = list(LEGACY_TABLES)
 
@@ -43,11 +42,8 @@ TABLES = list(LEGACY_TABLES)
 @dag(
     dag_id="pt_assess",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
+    **DAG_SETTINGS,
     tags=["cutover", "assessment"],
     params={
         "reference_date": Param(

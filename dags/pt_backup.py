@@ -40,10 +40,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pendulum
 from airflow.sdk import dag, task
 
-from pt_common import DEFAULT_ARGS, conn_url
+from pt_common import DAG_SETTINGS, conn_url
 
 
 def _key() -> bytes:
@@ -58,11 +57,8 @@ def _key() -> bytes:
 @dag(
     dag_id="pt_backup",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
+    **DAG_SETTINGS,
     tags=["cutover", "backup"],
 )
 def pt_backup() -> None:

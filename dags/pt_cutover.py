@@ -27,11 +27,10 @@ Connections: `legacy_db`, `target_db`, `staging_store`.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
 from cutover.legacy.schema import LEGACY_TABLES
-from pt_common import DEFAULT_ARGS, conn_url
+from pt_common import DAG_SETTINGS, conn_url
 
 # Parse time stays light: the legacy schema is plain data; the mapping (pandas, Arrow) loads in tasks.
 TABLES = list(LEGACY_TABLES)
@@ -40,11 +39,8 @@ TABLES = list(LEGACY_TABLES)
 @dag(
     dag_id="pt_cutover",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
+    **DAG_SETTINGS,
     tags=["cutover"],
     params={
         "mode": Param(

@@ -6,7 +6,7 @@ tasks only.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import BaseHook, ExceptionRetryPolicy, RetryAction, RetryRule
 
@@ -28,6 +28,15 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
     "retry_policy": RETRY_POLICY,
 }
+
+
+DAG_SETTINGS = {
+    "start_date": datetime(2026, 1, 1, tzinfo=UTC),
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": DEFAULT_ARGS,
+}
+"""What every Cutover DAG shares; each DAG still states its own schedule."""
 
 
 def conn_url(conn_id: str) -> str:

@@ -11,68 +11,13 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from cutover.config import CONN_IDS, configured_url, env_var, fields_from_env, redact, state_dir
+from cutover.config import configured_url, redact, state_dir
 
 log = logging.getLogger("cutover")
-
-DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
-
-
-def _conn_json(url: str) -> str:
-    fields = fields_from_env(url)
-    data: dict[str, Any] = {"conn_type": fields.conn_type}
-    for key in ("host", "schema", "login", "password", "port"):
-        value = getattr(fields, key)
-        if value not in (None, ""):
-            data[key] = value
-    if fields.extra:
-        data["extra"] = fields.extra
-    return json.dumps(data)
-
-
-def airflow_env() -> dict[str, str]:
-    """Environment for Airflow on the embedded defaults; configured values are kept."""
-    from cutover.embedded import default_url
-
-    home = state_dir()
-    env = {
-        "CUTOVER_HOME": str(home),
-        "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(home / "airflow")),
-        "AIRFLOW__CORE__DAGS_FOLDER": os.environ.get("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS_FOLDER)),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": os.environ.get("AIRFLOW__CORE__UNIT_TEST_MODE", "False"),
-    }
-    for conn_id in CONN_IDS:
-        name = env_var(conn_id)
-        env[name] = os.environ.get(name) or _conn_json(default_url(conn_id))
-    return env
-
-
-def _prepare_airflow() -> dict[str, str]:
-    env = airflow_env()
-    os.environ.update(env)
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    marker = Path(env["AIRFLOW_HOME"]) / ".db-migrated"
-    from importlib.metadata import version
-
-    stamp = version("apache-airflow")
-    if not marker.exists() or marker.read_text() != stamp:
-        log.info("preparing Airflow's metadata database (SQLite) under %s", env["AIRFLOW_HOME"])
-        with open(Path(env["AIRFLOW_HOME"]) / "db-migrate.log", "wb") as out:
-            subprocess.run(
-                [sys.executable, "-m", "airflow", "db", "migrate"],
-                env=os.environ,
-                stdout=out,
-                stderr=out,
-                check=True,
-            )
-        marker.write_text(stamp)
-    return env
 
 
 def _evidence_line(folder: Path) -> None:
@@ -100,7 +45,9 @@ def run_dag(dag_id: str, conf: dict[str, Any]) -> int:
 
 
 def _run_dag(dag_id: str, conf: dict[str, Any]) -> tuple[int, Path | None]:
-    _prepare_airflow()
+    from cutover.local_airflow import prepare_airflow
+
+    prepare_airflow()
     from airflow.dag_processing.dagbag import BundleDagBag
 
     from cutover.pipeline import evidence_dir
@@ -215,14 +162,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_airflow(args: argparse.Namespace) -> int:
     """Start a local Airflow (API server, scheduler, DAG processor, triggerer) for the UI."""
-    env = _prepare_airflow()
-    print(f"Airflow home: {env['AIRFLOW_HOME']}; UI on http://localhost:{args.port}")
-    os.environ["AIRFLOW__API__PORT"] = str(args.port)
-    # `airflow standalone` starts its components as `airflow …` subprocesses found on PATH
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    # exec: Ctrl-C and SIGTERM reach `airflow standalone` itself, which stops its components
-    os.execv(sys.executable, [sys.executable, "-m", "airflow", "standalone"])
-    return 0  # not reached
+    from cutover.local_airflow import start_airflow
+
+    return start_airflow(args.port)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,0 +1,338 @@
+"""Per-patient chart checksums: the legacy side from the mapped Parquet, the target side in PostgreSQL.
+
+A patient's chart is a handful of integers, the same on both sides when the chart arrived whole:
+
+=============  ==========================================================================
+visits_n/_h    number of visits, and the sum of a 32-bit hash of each visit's date
+units_n/_h     units billed, and the sum of units × hash(CPT code): units by CPT code
+dx_n/_h        distinct ICD-10 codes of the patient's episodes, and the sum of their hashes
+charges        sum of charges, in cents
+payments       sum of payments and adjustments, in cents
+balance        charges − payments
+=============  ==========================================================================
+
+plus a digest of all of them with the patient's key (two 32-bit halves, ``d1`` and ``d2``) for
+the segment sums of :mod:`cutover.reconcile.segments`. Hashes are the first 32 bits of the MD5 of
+the value's text (a date as days since 1970-01-01), so Python and PostgreSQL compute the same
+numbers; values are hashed once per distinct value on the Arrow side.
+
+The legacy side streams the mapped parts of each table once, keeping only per-patient partial
+sums and the id maps a child row needs to find its patient (visit → patient, case → patient),
+never the rows. The target side runs as SQL aggregates into a temporary table; only segment
+sums and, for differing segments, per-patient integers leave the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cutover.reconcile.segments import Checksum, Segment, edges
+from cutover.staging.parquet import read_manifest
+from cutover.staging.store import Store
+
+log = logging.getLogger(__name__)
+
+COMPONENTS = ("visits_n", "visits_h", "units_n", "units_h", "dx_n", "dx_h", "charges", "payments")
+"""The chart's integers, in digest order (after the key)."""
+
+CHART_COLUMNS = ("key", "d1", "d2", *COMPONENTS, "balance")
+
+KINDS: dict[str, tuple[str, ...]] = {
+    "chart_visits": ("visits_n", "visits_h"),
+    "chart_units": ("units_n", "units_h"),
+    "chart_dx": ("dx_n", "dx_h"),
+    "chart_charges": ("charges",),
+    "chart_payments": ("payments",),
+    "chart_balance": ("balance",),
+}
+"""Failure kind → the chart components it compares."""
+
+CHART_TABLES = ("cases", "visits", "procedures", "diagnoses", "charges", "payments")
+"""Legacy tables the charts read (cases only to find a diagnosis's patient)."""
+
+
+def h32(text: str) -> int:
+    """First 32 bits of MD5, signed: SQL ``('x' || left(md5(text), 8))::bit(32)::int``.
+
+    >>> h32("97110")
+    -1410758380
+    """
+    return int.from_bytes(hashlib.md5(text.encode()).digest()[:4], "big", signed=True)
+
+
+def hash_values(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """:func:`h32` of every value's text (dates as days since the epoch), hashing each distinct value once."""
+    if pa.types.is_date32(values.type):
+        values = pc.cast(values, pa.int32())
+    unique = pc.unique(values)
+    hashes = pa.array([h32(str(v)) for v in unique.to_pylist()], pa.int64())
+    return pc.take(hashes, pc.index_in(values, value_set=unique))
+
+
+def digest(table: pa.Table) -> tuple[pa.Array, pa.Array]:
+    """(d1, d2): the two unsigned 32-bit halves of MD5 over ``key|visits_n|…|payments``.
+
+    The SQL twin is ``md5(concat_ws('|', key, visits_n, …, payments))``.
+    """
+    text = pc.binary_join_element_wise(
+        *(pc.cast(table.column(c), pa.string()) for c in ("key", *COMPONENTS)), "|"
+    )
+    d1: list[int] = []
+    d2: list[int] = []
+    for line in text.to_pylist():
+        raw = hashlib.md5(line.encode()).digest()
+        d1.append(int.from_bytes(raw[:4], "big"))
+        d2.append(int.from_bytes(raw[4:8], "big"))
+    return pa.array(d1, pa.int64()), pa.array(d2, pa.int64())
+
+
+def finish(table: pa.Table) -> pa.Table:
+    """Add the balance and the digest to a table of ``key`` and the components."""
+    d1, d2 = digest(table)
+    balance = pc.subtract(table.column("charges"), table.column("payments"))
+    return pa.table(
+        {"key": table.column("key"), "d1": d1, "d2": d2}
+        | {c: table.column(c) for c in COMPONENTS}
+        | {"balance": balance}
+    )
+
+
+# legacy side -----------------------------------------------------------------------------------
+
+
+def read_columns(store: Store, prefix: str, columns: Sequence[str]) -> Iterator[pa.Table]:
+    """The given columns of every staged part, each part verified against its manifest checksum."""
+    for part in read_manifest(store, prefix)["parts"]:
+        yield pq.read_table(io.BytesIO(store.get(part["key"], sha256=part["sha256"])), columns=list(columns))
+
+
+def lookup(values: pa.Array | pa.ChunkedArray, ids: pa.Array, keys: pa.Array) -> pa.Array:
+    """``keys`` at the position of each value in ``ids`` (null where absent); ``ids`` unique."""
+    return pc.take(keys, pc.index_in(values, value_set=ids))
+
+
+def _migrated(part: pa.Table, rejected: pa.Array) -> pa.Table:
+    """Rows the load carried: mapped without a reason, and not rejected by the load either."""
+    keep = pc.and_(pc.is_null(part.column("reason")), pc.invert(pc.is_in(part.column("legacy_id"), rejected)))
+    return part.filter(keep)
+
+
+def _fold(
+    running: pa.Table | None, rows: pa.Table, *, sums: Sequence[str] = (), distinct: bool = False
+) -> pa.Table:
+    """Fold rows into per-key sums (or distinct rows), so memory grows with patients, not rows."""
+    both = rows if running is None else pa.concat_tables([running, rows])
+    if distinct:
+        return both.group_by(both.column_names).aggregate([])
+    out = both.group_by("key").aggregate([(c, "sum") for c in sums])
+    return out.select(["key", *(f"{c}_sum" for c in sums)]).rename_columns(["key", *sums])
+
+
+class LegacyCharts:
+    """Builds the legacy side's charts from one run's mapped Parquet."""
+
+    def __init__(
+        self,
+        store: Store,
+        mapped_prefix: str,
+        patient_ids: pa.Array,
+        patient_keys: pa.Array,
+        rejected: Mapping[str, pa.Array],
+    ) -> None:
+        """``patient_ids``/``patient_keys``: every legacy patient id in scope → its survivor's key."""
+        self.store = store
+        self.prefix = mapped_prefix.rstrip("/")
+        self.patient_ids = patient_ids
+        self.patient_keys = patient_keys
+        self.rejected = rejected
+
+    def _parts(self, table: str, columns: Sequence[str]) -> Iterator[pa.Table]:
+        empty = pa.array([], pa.string())
+        for part in read_columns(self.store, f"{self.prefix}/{table}", ["legacy_id", "reason", *columns]):
+            yield _migrated(part, self.rejected.get(table, empty))
+
+    def _parent_map(self, table: str, parent_ref: str) -> tuple[pa.Array, pa.Array]:
+        """Legacy ids of one table → their patient's key, through the row's patient reference."""
+        ids: list[pa.Array | pa.ChunkedArray] = []
+        keys: list[pa.Array | pa.ChunkedArray] = []
+        for part in self._parts(table, [parent_ref]):
+            key = lookup(part.column(parent_ref), self.patient_ids, self.patient_keys)
+            known = pc.is_valid(key)
+            ids.append(pc.filter(part.column("legacy_id"), known))
+            keys.append(pc.filter(key, known))
+        return _concat(ids, pa.string()), _concat(keys, pa.int64())
+
+    def _sums(
+        self, table: str, columns: Sequence[str], key_of: Any, values: Any, sums: Sequence[str]
+    ) -> pa.Table:
+        running: pa.Table | None = None
+        for part in self._parts(table, columns):
+            key = key_of(part)
+            rows = pa.table({"key": key} | {s: v for s, v in zip(sums, values(part), strict=True)})
+            running = _fold(running, rows.filter(pc.is_valid(key)), sums=sums)
+        return running if running is not None else _empty(sums)
+
+    def build(self) -> pa.Table:
+        """Every in-scope patient's chart (components, balance, digest), one row per survivor key."""
+        case_ids, case_keys = self._parent_map("cases", "ref_patient_id")
+        visit_ids, visit_keys = self._parent_map("visits", "ref_patient_id")
+
+        def by_patient(part: pa.Table) -> pa.Array:
+            return lookup(part.column("ref_patient_id"), self.patient_ids, self.patient_keys)
+
+        def one(part: pa.Table) -> pa.Array:
+            return pa.array([1] * part.num_rows, pa.int64()) if part.num_rows else pa.array([], pa.int64())
+
+        visits = self._sums(
+            "visits",
+            ["visit_date", "ref_patient_id"],
+            by_patient,
+            lambda p: (one(p), hash_values(p.column("visit_date"))),
+            ("visits_n", "visits_h"),
+        )
+        units = self._sums(
+            "procedures",
+            ["cpt_code", "units", "ref_visit_id"],
+            lambda p: lookup(p.column("ref_visit_id"), visit_ids, visit_keys),
+            lambda p: (
+                pc.cast(p.column("units"), pa.int64()),
+                pc.multiply(pc.cast(p.column("units"), pa.int64()), hash_values(p.column("cpt_code"))),
+            ),
+            ("units_n", "units_h"),
+        )
+        charges = self._sums(
+            "charges",
+            ["amount_cents", "ref_patient_id"],
+            by_patient,
+            lambda p: (pc.cast(p.column("amount_cents"), pa.int64()),),
+            ("charges",),
+        )
+        payments = self._sums(
+            "payments",
+            ["amount_cents", "ref_patient_id"],
+            by_patient,
+            lambda p: (pc.cast(p.column("amount_cents"), pa.int64()),),
+            ("payments",),
+        )
+        pairs: pa.Table | None = None
+        for part in self._parts("diagnoses", ["icd10_code", "ref_episode_id"]):
+            key = lookup(part.column("ref_episode_id"), case_ids, case_keys)
+            rows = pa.table({"key": key, "h": hash_values(part.column("icd10_code"))}).filter(
+                pc.is_valid(key)
+            )
+            pairs = _fold(pairs, rows, distinct=True)
+        if pairs is None:
+            pairs = pa.table({"key": pa.array([], pa.int64()), "h": pa.array([], pa.int64())})
+        dx = (
+            pairs.group_by("key")
+            .aggregate([("h", "count"), ("h", "sum")])
+            .select(["key", "h_count", "h_sum"])
+            .rename_columns(["key", "dx_n", "dx_h"])
+        )
+        chart = pa.table({"key": pc.unique(self.patient_keys)})
+        for component in (visits, units, dx, charges, payments):
+            chart = chart.join(component, "key", join_type="left outer")
+        chart = pa.table({"key": chart.column("key")} | {c: _zero(chart.column(c)) for c in COMPONENTS})
+        log.info("legacy charts: %d patients", chart.num_rows)
+        return finish(chart)
+
+
+def _concat(arrays: Sequence[pa.Array | pa.ChunkedArray], kind: pa.DataType) -> pa.Array:
+    return pa.chunked_array([a.cast(kind) for a in arrays], type=kind).combine_chunks()
+
+
+def _empty(columns: Sequence[str]) -> pa.Table:
+    return pa.table({"key": pa.array([], pa.int64())} | {c: pa.array([], pa.int64()) for c in columns})
+
+
+def _zero(column: pa.ChunkedArray) -> pa.Array:
+    return pc.fill_null(pc.cast(column, pa.int64()), 0).combine_chunks()
+
+
+# target side -----------------------------------------------------------------------------------
+
+_H = "('x' || left(md5({}), 8))::bit(32)::int"
+
+TARGET_CHART_SQL = f"""
+CREATE TEMP TABLE rc_chart ON COMMIT DROP AS
+WITH v AS (
+    SELECT v.patient_id, count(*) AS n,
+           sum({_H.format("(v.visit_date - DATE '1970-01-01')::text")}) AS h
+      FROM pt.visit v JOIN rc_patient p ON p.patient_id = v.patient_id GROUP BY 1
+), u AS (
+    SELECT v.patient_id, sum(l.units) AS n, sum(l.units::bigint * {_H.format("l.cpt_code::text")}) AS h
+      FROM pt.procedure_line l JOIN pt.visit v ON v.id = l.visit_id
+      JOIN rc_patient p ON p.patient_id = v.patient_id GROUP BY 1
+), d AS (
+    SELECT patient_id, count(*) AS n, sum({_H.format("icd10_code")}) AS h
+      FROM (SELECT DISTINCT e.patient_id, g.icd10_code
+              FROM pt.diagnosis g JOIN pt.episode e ON e.id = g.episode_id
+              JOIN rc_patient p ON p.patient_id = e.patient_id) AS x
+     GROUP BY 1
+), c AS (
+    SELECT c.patient_id, sum(c.amount_cents) AS s FROM pt.charge c JOIN rc_patient p USING (patient_id) GROUP BY 1
+), y AS (
+    SELECT y.patient_id, sum(y.amount_cents) AS s FROM pt.payment y JOIN rc_patient p USING (patient_id) GROUP BY 1
+), chart AS (
+    SELECT p.key, p.patient_id,
+           coalesce(v.n, 0)::bigint AS visits_n, coalesce(v.h, 0)::bigint AS visits_h,
+           coalesce(u.n, 0)::bigint AS units_n, coalesce(u.h, 0)::bigint AS units_h,
+           coalesce(d.n, 0)::bigint AS dx_n, coalesce(d.h, 0)::bigint AS dx_h,
+           coalesce(c.s, 0)::bigint AS charges, coalesce(y.s, 0)::bigint AS payments
+      FROM rc_patient p
+      LEFT JOIN v USING (patient_id) LEFT JOIN u USING (patient_id) LEFT JOIN d USING (patient_id)
+      LEFT JOIN c USING (patient_id) LEFT JOIN y USING (patient_id)
+)
+SELECT key, patient_id, ('x' || substr(m, 1, 8))::bit(32)::bigint AS d1,
+       ('x' || substr(m, 9, 8))::bit(32)::bigint AS d2,
+       {", ".join(COMPONENTS)}, charges - payments AS balance
+  FROM (SELECT *, md5(concat_ws('|', key, {", ".join(COMPONENTS)})) AS m FROM chart) AS z
+"""
+
+
+class TargetCharts:
+    """The target side: charts aggregated into a temporary table, queried by segment.
+
+    Needs ``rc_patient (patient_id uuid, key bigint)`` in the session: the surviving patients in
+    scope. Only counts, sums and per-patient integers are read back.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        conn.execute(TARGET_CHART_SQL)
+        conn.execute("CREATE INDEX ON rc_chart (key)")
+        conn.execute("ANALYZE rc_chart")
+
+    def checksums(self, parts: Sequence[Segment]) -> list[Checksum]:
+        if not parts:
+            return []
+        bounds, buckets = edges(parts)
+        rows = self.conn.execute(
+            "SELECT width_bucket(key, %s::bigint[]), count(*), sum(d1), sum(d2) FROM rc_chart"
+            " WHERE key BETWEEN %s AND %s GROUP BY 1",
+            (bounds, parts[0].lo, parts[-1].hi),
+        ).fetchall()
+        found = {int(b): (int(n), int(s1), int(s2)) for b, n, s1, s2 in rows}
+        return [found.get(b, (0, 0, 0)) for b in buckets]
+
+    def charts(self, parts: Sequence[Segment]) -> pa.Table:
+        columns = list(CHART_COLUMNS)
+        if not parts:
+            return _empty(columns[1:])
+        bounds, buckets = edges(parts)
+        cur = self.conn.execute(
+            f"SELECT {', '.join(columns)} FROM rc_chart"
+            " WHERE key BETWEEN %s AND %s AND width_bucket(key, %s::bigint[]) = ANY(%s)",
+            (parts[0].lo, parts[-1].hi, bounds, buckets),
+        )
+        rows = cur.fetchall()
+        return pa.table({c: pa.array([r[i] for r in rows], pa.int64()) for i, c in enumerate(columns)})

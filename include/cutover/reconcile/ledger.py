@@ -1,0 +1,240 @@
+"""Counts and completeness: every legacy id of the extract has an outcome, every new id its target row.
+
+The extract's legacy ids (and, for tables that explode one legacy row into several target rows,
+the extra parts' row keys) are copied into temporary tables of the target session; the checks
+are then set-based SQL against ``migration.crosswalk``, ``migration.reject`` and ``pt``. Only ids
+and counts travel, never a value of a chart.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from psycopg import sql
+
+from cutover.legacy.schema import LEGACY_TABLES
+from cutover.loading.copy import copy_arrow
+from cutover.mapping.specs import SPECS
+from cutover.staging.parquet import read_manifest
+from cutover.staging.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class TableCounts(TypedDict):
+    legacy_rows: int
+    migrated: int
+    merged: int
+    rejected: int
+    target_rows: int
+    unresolved: int
+
+
+def _ids(values: pa.ChunkedArray) -> pa.Array:
+    """Legacy ids as the crosswalk's text (integers without a decimal part, like the mapping engine)."""
+    if pa.types.is_floating(values.type):
+        values = pc.cast(values, pa.int64())
+    return pc.cast(values, pa.string()).combine_chunks()
+
+
+def stage_ids(
+    conn: psycopg.Connection[Any], store: Store, run_prefix: str, tables: Sequence[str]
+) -> dict[str, int]:
+    """Copy every extracted legacy id into ``rc_extract`` and exploded row keys into ``rc_part``.
+
+    Returns each table's row count from its extract manifest (what the legacy side holds).
+    """
+    conn.execute("CREATE TEMP TABLE rc_extract (legacy_table text, legacy_id text) ON COMMIT DROP")
+    conn.execute("CREATE TEMP TABLE rc_part (legacy_table text, legacy_id text, row_key text) ON COMMIT DROP")
+    legacy_rows: dict[str, int] = {}
+    with conn.cursor() as cur:
+        for table in tables:
+            key = LEGACY_TABLES[table].key
+            manifest = read_manifest(store, f"{run_prefix}/extract/{table}")
+            legacy_rows[table] = manifest["rows"]
+            for part in manifest["parts"]:
+                data = pq.read_table(io.BytesIO(store.get(part["key"], sha256=part["sha256"])), columns=[key])
+                ids = _ids(data.column(key))
+                names = pa.array([table] * len(ids), pa.string())
+                copy_arrow(
+                    cur, "rc_extract", pa.table({"legacy_table": names, "legacy_id": ids}), ["text", "text"]
+                )
+            if SPECS[table].explode is None:
+                continue
+            for part in read_manifest(store, f"{run_prefix}/mapped/{table}")["parts"]:
+                data = pq.read_table(
+                    io.BytesIO(store.get(part["key"], sha256=part["sha256"])),
+                    columns=["legacy_id", "row_key", "reason"],
+                )
+                data = data.filter(
+                    pc.and_(
+                        pc.is_null(data.column("reason")),
+                        pc.not_equal(data.column("row_key"), data.column("legacy_id")),
+                    )
+                ).select(["legacy_id", "row_key"])
+                names = pa.array([table] * data.num_rows, pa.string())
+                copy_arrow(
+                    cur,
+                    "rc_part",
+                    pa.table(
+                        {"legacy_table": names, "legacy_id": data["legacy_id"], "row_key": data["row_key"]}
+                    ),
+                    ["text", "text", "text"],
+                )
+        cur.execute("CREATE INDEX ON rc_extract (legacy_table, legacy_id)")
+        cur.execute("ANALYZE rc_extract")
+        cur.execute("ANALYZE rc_part")
+    return legacy_rows
+
+
+_OUTCOMES = """
+SELECT e.legacy_table,
+       count(*) FILTER (WHERE c.outcome = 'migrated'),
+       count(*) FILTER (WHERE c.outcome = 'merged'),
+       count(r.legacy_id),
+       count(*) FILTER (WHERE c.legacy_id IS NULL AND r.legacy_id IS NULL)
+  FROM rc_extract e
+  LEFT JOIN migration.crosswalk c
+         ON c.legacy_system = %(sys)s AND c.legacy_table = e.legacy_table AND c.legacy_id = e.legacy_id
+  LEFT JOIN migration.reject r
+         ON r.legacy_system = %(sys)s AND r.legacy_table = e.legacy_table AND r.legacy_id = e.legacy_id
+ GROUP BY 1
+"""
+
+# The target row each migrated or merged legacy row should have: its own id, the survivor's for a
+# merged duplicate, and one id per extra part of an exploded row.
+_EXPECTED = """
+CREATE TEMP TABLE rc_expected ON COMMIT DROP AS
+SELECT e.legacy_table, e.legacy_id, coalesce(c.merged_into, c.new_id) AS id
+  FROM rc_extract e
+  JOIN migration.crosswalk c
+    ON c.legacy_system = %(sys)s AND c.legacy_table = e.legacy_table AND c.legacy_id = e.legacy_id
+UNION ALL
+SELECT p.legacy_table, p.legacy_id, migration.legacy_uuid(%(sys)s, p.legacy_table, p.row_key)
+  FROM rc_part p
+  JOIN migration.crosswalk c
+    ON c.legacy_system = %(sys)s AND c.legacy_table = p.legacy_table AND c.legacy_id = p.legacy_id
+ WHERE c.outcome = 'migrated'
+"""
+
+_UNRESOLVED = """
+INSERT INTO migration.validation_failure (run_id, table_name, legacy_id, new_id, kind)
+SELECT DISTINCT %(run)s, e.legacy_table, e.legacy_id, NULL::uuid, 'unresolved'
+  FROM rc_extract e
+ WHERE NOT EXISTS (SELECT 1 FROM migration.crosswalk c WHERE c.legacy_system = %(sys)s
+                      AND c.legacy_table = e.legacy_table AND c.legacy_id = e.legacy_id)
+   AND NOT EXISTS (SELECT 1 FROM migration.reject r WHERE r.legacy_system = %(sys)s
+                      AND r.legacy_table = e.legacy_table AND r.legacy_id = e.legacy_id)
+ON CONFLICT DO NOTHING
+"""
+
+_MISSING = """
+INSERT INTO migration.validation_failure (run_id, table_name, legacy_id, new_id, kind)
+SELECT DISTINCT ON (x.legacy_id) %(run)s, x.legacy_table, x.legacy_id, x.id, 'missing'
+  FROM rc_expected x
+ WHERE x.legacy_table = %(table)s AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.id = x.id)
+ ORDER BY x.legacy_id, x.id
+ON CONFLICT DO NOTHING
+"""
+
+_PRESENT = """
+SELECT count(DISTINCT x.id) FROM rc_expected x
+ WHERE x.legacy_table = %(table)s AND EXISTS (SELECT 1 FROM {target} t WHERE t.id = x.id)
+"""
+
+# A target row no crosswalk row accounts for. It has no legacy id: the failure's legacy_id holds the
+# new id's text (the column is part of the key and NOT NULL).
+_EXTRA = """
+INSERT INTO migration.validation_failure (run_id, table_name, legacy_id, new_id, kind)
+SELECT %(run)s, %(table)s, t.id::text, t.id, 'extra'
+  FROM {target} t
+ WHERE NOT EXISTS (SELECT 1 FROM migration.crosswalk c WHERE c.new_table = %(new_table)s AND c.new_id = t.id)
+   AND NOT EXISTS (SELECT 1 FROM rc_expected x WHERE x.legacy_table = %(table)s AND x.id = t.id)
+ON CONFLICT DO NOTHING
+"""
+
+
+def check_ledger(
+    conn: psycopg.Connection[Any], run_id: str, system: str, legacy_rows: dict[str, int]
+) -> dict[str, TableCounts]:
+    """Counts per table and outcome; write ``unresolved``, ``missing`` and ``extra`` failures.
+
+    Needs :func:`stage_ids` in the same session.
+    """
+    params: dict[str, Any] = {"sys": system, "run": run_id}
+    counts = {
+        t: TableCounts(legacy_rows=n, migrated=0, merged=0, rejected=0, target_rows=0, unresolved=0)
+        for t, n in legacy_rows.items()
+    }
+    for table, migrated, merged, rejected, unresolved in conn.execute(_OUTCOMES, params).fetchall():
+        row = counts[table]
+        row["migrated"], row["merged"], row["rejected"], row["unresolved"] = (
+            migrated,
+            merged,
+            rejected,
+            unresolved,
+        )
+    conn.execute(_EXPECTED, params)
+    conn.execute("CREATE INDEX ON rc_expected (id)")
+    conn.execute("ANALYZE rc_expected")
+    conn.execute(_UNRESOLVED, params)
+    for table in legacy_rows:
+        spec = SPECS[table]
+        target = sql.Identifier("pt", spec.target)
+        args = {**params, "table": table, "new_table": spec.target}
+        conn.execute(sql.SQL(_MISSING).format(target=target), args)
+        (present,) = conn.execute(sql.SQL(_PRESENT).format(target=target), args).fetchone() or (0,)
+        counts[table]["target_rows"] = int(present)
+        conn.execute(sql.SQL(_EXTRA).format(target=target), args)
+    return counts
+
+
+def rejected_ids(conn: psycopg.Connection[Any], system: str, table: str) -> pa.Array:
+    """Legacy ids of one table's extract that the ledger rejected (a small share, by policy)."""
+    rows = conn.execute(
+        "SELECT e.legacy_id FROM rc_extract e JOIN migration.reject r ON r.legacy_system = %s"
+        " AND r.legacy_table = e.legacy_table AND r.legacy_id = e.legacy_id WHERE e.legacy_table = %s",
+        (system, table),
+    ).fetchall()
+    return pa.array([r[0] for r in rows], pa.string())
+
+
+_SCOPE = """
+CREATE TEMP TABLE rc_scope ON COMMIT DROP AS
+SELECT e.legacy_id, coalesce(c.merged_into, c.new_id) AS patient_id
+  FROM rc_extract e
+  JOIN migration.crosswalk c
+    ON c.legacy_system = %(sys)s AND c.legacy_table = e.legacy_table AND c.legacy_id = e.legacy_id
+ WHERE e.legacy_table = 'patients'
+"""
+
+# The survivors, each with its 64-bit key (the uuid's first 8 bytes, signed) and legacy id.
+_PATIENTS = """
+CREATE TEMP TABLE rc_patient ON COMMIT DROP AS
+SELECT s.patient_id,
+       ('x' || encode(substring(uuid_send(s.patient_id) FROM 1 FOR 8), 'hex'))::bit(64)::bigint AS key,
+       (SELECT min(w.legacy_id) FROM migration.crosswalk w
+         WHERE w.legacy_system = %(sys)s AND w.legacy_table = 'patients' AND w.new_id = s.patient_id
+           AND w.outcome = 'migrated') AS legacy_id
+  FROM (SELECT DISTINCT patient_id FROM rc_scope) AS s
+"""
+
+
+def stage_patients(conn: psycopg.Connection[Any], system: str) -> tuple[pa.Array, pa.Array]:
+    """Create ``rc_patient`` (the surviving patients in scope); return legacy patient id → survivor key."""
+    params = {"sys": system}
+    conn.execute(_SCOPE, params)
+    conn.execute(_PATIENTS, params)
+    conn.execute("CREATE UNIQUE INDEX ON rc_patient (patient_id)")
+    conn.execute("ANALYZE rc_patient")
+    rows = conn.execute(
+        "SELECT s.legacy_id, p.key FROM rc_scope s JOIN rc_patient p USING (patient_id)"
+    ).fetchall()
+    return pa.array([r[0] for r in rows], pa.string()), pa.array([r[1] for r in rows], pa.int64())

@@ -1,0 +1,196 @@
+"""Source-to-target reconciliation of one run: counts, completeness and per-patient chart checksums.
+
+What an auditor asks after a cutover — did every legacy row arrive, and is every chart complete
+and correct — answered from two independent sides: the run's mapped Parquet (the legacy side
+after normalisation) and the target database. Mismatches go to ``migration.validation_failure``
+(run, table, legacy id, new id, kind), replacing that run's earlier rows, and the run fails when
+they exceed the allowed share of patients. Reports and errors carry counts, kinds and legacy ids,
+never a value of a chart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+
+from cutover.config import LEGACY_SYSTEM
+from cutover.errors import TerminalError, TransientError
+from cutover.pipeline import evidence_dir, migrated_tables, run_key
+from cutover.reconcile.chart import CHART_TABLES, KINDS, LegacyCharts, TargetCharts
+from cutover.reconcile.ledger import TableCounts, check_ledger, rejected_ids, stage_ids, stage_patients
+from cutover.reconcile.segments import ArrowCharts, bisect, differing
+from cutover.staging.store import open_store
+
+log = logging.getLogger(__name__)
+
+LEDGER_KINDS = ("unresolved", "missing", "extra")
+"""Failure kinds about rows rather than charts; each counts as one failing patient in the rate."""
+
+MAX_IDS_IN_MESSAGE = 10
+
+
+class ReconcileFailed(TerminalError):
+    """Reconciliation found more mismatches than the run allows (see migration.validation_failure)."""
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """The outcome of one reconciliation: counts and kinds only, never a value."""
+
+    run_id: str
+    tables: dict[str, TableCounts]
+    patients_compared: int
+    patients_mismatched: int
+    failures_by_kind: dict[str, int]
+    failure_rate: float
+    max_failure_rate: float
+    seconds: float
+    passed: bool
+    bisection: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_CHART_FAILURES = """
+INSERT INTO migration.validation_failure (run_id, table_name, legacy_id, new_id, kind)
+SELECT %(run)s, 'patients', coalesce(p.legacy_id, p.patient_id::text), p.patient_id, m.kind
+  FROM unnest(%(keys)s::bigint[], %(kinds)s::text[]) AS m (key, kind)
+  JOIN rc_patient p ON p.key = m.key
+ON CONFLICT DO NOTHING
+"""
+
+
+def _compare_charts(
+    conn: psycopg.Connection[Any],
+    store_url: str,
+    prefix: str,
+    system: str,
+    legacy_ids: pa.Array,
+    keys: pa.Array,
+) -> tuple[int, dict[str, list[int]], dict[str, int]]:
+    """Build both sides' charts, bisect to the differing patients; return (patients, keys by kind, stats)."""
+    rejected = {table: rejected_ids(conn, system, table) for table in CHART_TABLES}
+    target = TargetCharts(conn)
+    legacy = ArrowCharts(LegacyCharts(open_store(store_url), prefix, legacy_ids, keys, rejected).build())
+    ours, theirs, stats = bisect(legacy, target)
+    mismatched = differing(ours, theirs, KINDS)
+    bisection = {
+        "levels": stats.levels,
+        "segments_compared": stats.segments_compared,
+        "leaves": stats.leaves,
+        "chart_rows_fetched": stats.leaf_rows,
+        "queries_per_side": stats.queries_per_side,
+    }
+    return legacy.table.num_rows, mismatched, bisection
+
+
+def _summary(conn: psycopg.Connection[Any], run_id: str) -> tuple[dict[str, int], list[str]]:
+    by_kind = dict(
+        conn.execute(
+            "SELECT kind, count(*) FROM migration.validation_failure WHERE run_id = %s GROUP BY 1 ORDER BY 1",
+            (run_id,),
+        ).fetchall()
+    )
+    sample = conn.execute(
+        "SELECT table_name || ' ' || legacy_id FROM migration.validation_failure"
+        " WHERE run_id = %s AND kind <> 'extra' ORDER BY kind, table_name, legacy_id LIMIT %s",
+        (run_id, MAX_IDS_IN_MESSAGE),
+    ).fetchall()
+    return {str(k): int(n) for k, n in by_kind.items()}, [str(s) for (s,) in sample]
+
+
+def reconcile(
+    target_url: str,
+    store_url: str,
+    run_id: str,
+    *,
+    max_failure_rate: float = 0.0,
+    system: str = LEGACY_SYSTEM,
+) -> ReconcileReport:
+    """Reconcile one loaded run against its staged extract and mapped Parquet.
+
+    a. counts per table and outcome; every extracted legacy id resolved through the crosswalk
+       or the reject table (else ``unresolved``); every expected target row present (else
+       ``missing``); every target row accounted for by the crosswalk (else ``extra``);
+    b. per-patient chart checksums, bisected by patient key (:mod:`cutover.reconcile.segments`),
+       mismatches as ``chart_visits``, ``chart_units``, ``chart_dx``, ``chart_charges``,
+       ``chart_payments``, ``chart_balance`` against the surviving patient;
+    c. the run's rows of ``migration.validation_failure`` replaced by this result;
+    d. :class:`ReconcileFailed` when the failing share of patients exceeds ``max_failure_rate``,
+       raised after the failures and the report (``reconciliation.json`` in the evidence) are written.
+
+    The target is read in one repeatable-read snapshot, so a concurrent writer cannot make the
+    two sides disagree half-way.
+    """
+    started = time.perf_counter()
+    store = open_store(store_url)
+    prefix = f"runs/{run_key(run_id)}"
+    try:
+        conn = psycopg.connect(target_url)
+    except psycopg.OperationalError as exc:
+        raise TransientError(f"target_db: cannot connect ({type(exc).__name__})") from exc
+    with conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        with conn.transaction():
+            conn.execute("DELETE FROM migration.validation_failure WHERE run_id = %s", (run_id,))
+            legacy_rows = stage_ids(conn, store, prefix, migrated_tables())
+            tables = check_ledger(conn, run_id, system, legacy_rows)
+            patient_ids, patient_keys = stage_patients(conn, system)
+            compared, mismatched, bisection = _compare_charts(
+                conn, store_url, f"{prefix}/mapped", system, patient_ids, patient_keys
+            )
+            keys = [k for ks in mismatched.values() for k in ks]
+            kinds = [kind for kind, ks in mismatched.items() for _ in ks]
+            conn.execute(_CHART_FAILURES, {"run": run_id, "keys": keys, "kinds": kinds})
+            by_kind, sample = _summary(conn, run_id)
+            patients_mismatched = len(set(keys))
+            ledger_failures = sum(by_kind.get(k, 0) for k in LEDGER_KINDS)
+            rate = (patients_mismatched + ledger_failures) / max(1, compared)
+            report = ReconcileReport(
+                run_id=run_id,
+                tables=tables,
+                patients_compared=compared,
+                patients_mismatched=patients_mismatched,
+                failures_by_kind=by_kind,
+                failure_rate=round(rate, 6),
+                max_failure_rate=max_failure_rate,
+                seconds=round(time.perf_counter() - started, 3),
+                passed=rate <= max_failure_rate,
+                bisection=bisection,
+            )
+            conn.execute(
+                "INSERT INTO migration.audit_log (actor, action, run_id, detail) VALUES (%s, %s, %s, %s)",
+                (
+                    "cutover.reconcile",
+                    "reconcile",
+                    run_id,
+                    json.dumps({k: v for k, v in report.as_dict().items() if k != "tables"}),
+                ),
+            )
+    body = json.dumps(report.as_dict(), indent=2, sort_keys=True).encode()
+    store.put(f"{prefix}/evidence/reconciliation.json", body)
+    (evidence_dir(run_id) / "reconciliation.json").write_bytes(body)
+    log.info(
+        "reconciled %s: %d patients compared, %d mismatched, failures %s, %.1fs",
+        run_id,
+        compared,
+        patients_mismatched,
+        by_kind,
+        report.seconds,
+    )
+    if not report.passed:
+        detail = ", ".join(f"{kind} {n}" for kind, n in by_kind.items())
+        raise ReconcileFailed(
+            f"reconciliation of run {run_id} failed: {sum(by_kind.values())} failures ({detail});"
+            f" {patients_mismatched}/{compared} patients mismatched, failure rate {rate:.2%} above"
+            f" {max_failure_rate:.2%}; first legacy ids: {', '.join(sample) or 'none'};"
+            " see migration.validation_failure"
+        )
+    return report

@@ -1,0 +1,253 @@
+"""`cutover trace` on a loaded simulated clinic: migrated, merged, rejected and exploded records traced
+against the simulator's manifest, every lookup audited; the run's real evidence rendered, sealed and
+scanned for the simulator's canaries.
+
+The clinic is loaded once per module through the pipeline's stages (no Airflow), as in test_pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from cutover import pipeline
+from cutover.errors import ConfigError
+from cutover.ids import legacy_uuid
+from cutover.report.bundle import publish_bundle, verify_bundle, verify_published, write_bundle_manifest
+from cutover.report.migration_report import write_report
+from cutover.simulate import simulate
+from cutover.trace import cmd_trace, format_trace, trace
+
+RUN_ID = "trace-run-1"
+ACTOR = "auditor.jane"
+
+
+@dataclass(frozen=True)
+class Clinic:
+    url: str
+    manifest: dict[str, Any]
+    evidence: Path
+    store: str
+
+
+@pytest.fixture(scope="module")
+def clinic(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clinic]:
+    """A simulated clinic (120 patients) extracted, mapped and loaded into its own database."""
+    root = tmp_path_factory.mktemp("trace")
+    legacy = f"sqlite:///{root / 'legacy.db'}"
+    manifest = simulate(legacy, patients=120, seed=2024)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    from urllib.parse import urlsplit
+
+    target = urlsplit(pg_admin_url)._replace(path=f"/{name}").geturl()
+    store = f"file://{root / 'stage'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CUTOVER_HOME", str(root / "home"))
+        pipeline.prepare_target(target)
+        pipeline.begin_run(target, RUN_ID, "test", {}, "tester")
+        for table in pipeline.migrated_tables():
+            pipeline.extract_table(legacy, store, RUN_ID, table)
+            pipeline.map_table(store, RUN_ID, table, as_of=date(2026, 11, 27))
+        for table in pipeline.migrated_tables():
+            pipeline.load_mapped(target, store, RUN_ID, table)
+        result = pipeline.write_summary(target, store, RUN_ID, "test", max_reject_rate=0.5)
+        yield Clinic(target, manifest, Path(result["evidence"]), store)
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _defects(manifest: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    by_row: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for d in manifest["defects"]:
+        by_row[(d["table"], str(d["legacy_id"]))].add(d["kind"])
+    return by_row
+
+
+def _audit_rows(url: str) -> list[tuple[str, dict[str, Any]]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT actor, detail FROM migration.audit_log WHERE action = 'trace' ORDER BY id"
+        ).fetchall()
+
+
+def test_a_clean_patient_traces_to_its_deterministic_id(clinic: Clinic) -> None:
+    involved = {str(d["legacy_id"]) for d in clinic.manifest["defects"] if d["table"] == "patients"}
+    involved |= {str(d.get("of")) for d in clinic.manifest["defects"] if d["kind"] == "duplicate_patient"}
+    clean = next(str(i) for i in range(1, 200) if str(i) not in involved)
+    result = trace(clinic.url, "patients", clean, actor=ACTOR)
+    assert result["outcome"] == "migrated"
+    assert result["new_table"] == "pt.patient"
+    assert result["new_id"] == str(legacy_uuid("legacy", "patients", clean))
+    assert result["target_rows"] == [result["new_id"]]
+    assert result["in_target"] is True
+    assert result["run_id"] == RUN_ID
+    assert result["flags"] == []
+    assert result["merged_from"] == []
+    assert format_trace(result).startswith(
+        f"patients {clean} (legacy system legacy): MIGRATED to pt.patient "
+    )
+
+
+def test_duplicates_trace_to_their_surviving_patient(clinic: Clinic) -> None:
+    dups = [d for d in clinic.manifest["defects"] if d["kind"] == "duplicate_patient"]
+    copies_of: dict[str, set[str]] = defaultdict(set)
+    for d in dups:
+        copies_of[str(d["of"])].add(str(d["legacy_id"]))
+    merged = agree = 0
+    for d in dups:
+        dup, original = str(d["legacy_id"]), str(d["of"])
+        a = trace(clinic.url, "patients", dup, actor=ACTOR)
+        b = trace(clinic.url, "patients", original, actor=ACTOR)
+        if "rejected" in (a["outcome"], b["outcome"]):
+            continue  # nothing to merge into
+        loser, survivor = (a, b) if a["outcome"] == "merged" else (b, a)
+        if loser["outcome"] != "merged":
+            continue  # a missed match: counted against recall below
+        merged += 1
+        family = {original} | copies_of[original]
+        assert loser["survivor_legacy_id"] in family - {loser["legacy_id"]}
+        assert loser["merged_into"] is not None
+        assert loser["target_rows"] == [loser["merged_into"]]
+        assert loser["in_target"] is True
+        assert loser["new_id"] == str(legacy_uuid("legacy", "patients", loser["legacy_id"]))
+        if survivor["outcome"] == "migrated" and survivor["new_id"] == loser["merged_into"]:
+            agree += 1
+            assert loser["legacy_id"] in survivor["merged_from"]
+        text = format_trace(loser)
+        assert "MERGED into pt.patient " + loser["merged_into"] in text
+        assert f"survivor     legacy patients {loser['survivor_legacy_id']}" in text
+    assert merged >= 0.9 * len(dups), (merged, len(dups))
+    assert agree == merged
+
+
+def test_a_rejected_record_names_reason_and_stage(clinic: Clinic) -> None:
+    by_row = _defects(clinic.manifest)
+    rejecting = {k for k, v in clinic.manifest["defect_kinds"].items() if v["expected"] == "reject"}
+    candidates = [
+        key
+        for key, kinds in by_row.items()
+        if key[0] == "patients"
+        and kinds & rejecting == {"date_impossible"}
+        and "duplicate_patient" not in kinds
+    ]
+    assert candidates
+    for table, legacy_id in candidates:
+        result = trace(clinic.url, table, legacy_id, actor=ACTOR)
+        assert result["outcome"] == "rejected"
+        assert result["reason_code"] == "date_impossible"
+        assert result["stage"] == "map"
+        assert result["new_id"] is None
+        assert result["target_rows"] == []
+        assert result["run_id"] == RUN_ID
+        assert format_trace(result).endswith(f"run          {RUN_ID}")
+        assert "REJECTED at map: date_impossible" in format_trace(result)
+
+
+def test_an_orphan_visit_is_rejected_with_its_cascade_reason(clinic: Clinic) -> None:
+    orphans = [
+        str(d["legacy_id"])
+        for d in clinic.manifest["defects"]
+        if d["kind"] == "orphan" and d["table"] == "visits"
+    ]
+    assert orphans
+    result = trace(clinic.url, "visits", orphans[0], actor=ACTOR)
+    assert result["outcome"] == "rejected"
+    assert result["reason_code"] in {"orphan", "ref_missing", "parent_rejected"}
+    assert result["stage"] == "load"  # references resolve through the crosswalk at load
+
+
+def test_an_exploded_cpt_line_lists_every_target_row_and_flags_carry(clinic: Clinic) -> None:
+    lines = [d for d in clinic.manifest["defects"] if d["kind"] == "cpt_free_text" and d.get("codes", 1) >= 2]
+    traced = [trace(clinic.url, "procedures", str(d["legacy_id"]), actor=ACTOR) for d in lines]
+    migrated = [(d, r) for d, r in zip(lines, traced, strict=True) if r["outcome"] == "migrated"]
+    assert migrated
+    for d, r in migrated:
+        assert len(r["target_rows"]) == d["codes"], d
+        assert r["target_rows"][1] == str(legacy_uuid("legacy", "procedures", f"{d['legacy_id']}#2"))
+        assert r["in_target"] is True
+        assert f"exploded     {d['codes']} target rows" in format_trace(r)
+    npi = next(
+        d for d in clinic.manifest["defects"] if d["kind"] == "invalid_npi" and d["table"] == "providers"
+    )
+    provider = trace(clinic.url, "providers", str(npi["legacy_id"]), actor=ACTOR)
+    assert provider["outcome"] == "migrated"
+    assert "npi_invalid" in provider["flags"]
+    assert "flags        " in format_trace(provider)
+
+
+def test_every_lookup_is_audited_and_an_unknown_id_says_so(clinic: Clinic) -> None:
+    before = len(_audit_rows(clinic.url))
+    result = trace(clinic.url, "patients", "99999999", actor=ACTOR)
+    assert result["outcome"] == "unknown"
+    assert "no outcome in the migration ledger" in format_trace(result)
+    rows = _audit_rows(clinic.url)
+    assert len(rows) == before + 1
+    assert rows[-1] == (ACTOR, {"legacy_table": "patients", "legacy_id": "99999999"})
+    with pytest.raises(ConfigError, match="unknown legacy table"):
+        trace(clinic.url, "no_such_table", "1", actor=ACTOR)
+    with pytest.raises(ConfigError, match="actor"):
+        trace(clinic.url, "patients", "1", actor="")
+    assert len(_audit_rows(clinic.url)) == before + 1  # refused lookups read nothing, so log nothing
+
+
+def test_cmd_trace_prints_for_the_terminal(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_TARGET_DB", clinic.url)
+    args = argparse.Namespace(legacy_table="clinics", legacy_id="1", actor="ops.sam", json=False)
+    assert cmd_trace(args) == 0
+    assert capsys.readouterr().out.startswith("clinics 1 (legacy system legacy): MIGRATED to pt.clinic ")
+    assert cmd_trace(argparse.Namespace(legacy_table="clinics", legacy_id="1", actor=None, json=True)) == 0
+    assert json.loads(capsys.readouterr().out)["new_id"] == str(legacy_uuid("legacy", "clinics", "1"))
+    assert (
+        cmd_trace(argparse.Namespace(legacy_table="clinics", legacy_id="404", actor="ops.sam", json=False))
+        == 1
+    )
+    actors = [actor for actor, _ in _audit_rows(clinic.url)[-3:]]
+    assert actors[0] == "ops.sam"
+    assert actors[1]  # the login name when no --actor is given
+    capsys.readouterr()
+
+
+def test_the_runs_evidence_renders_seals_and_leaks_nothing(clinic: Clinic, tmp_path: Path) -> None:
+    folder = tmp_path / "evidence"
+    shutil.copytree(clinic.evidence, folder)
+    report = write_report(folder)
+    page = report.read_text()
+    summary = json.loads((folder / "summary.json").read_text())
+    for table, row in summary["tables"].items():
+        assert (
+            f"{row['legacy_rows']:,} legacy · {row['migrated']:,} / {row['merged']:,} / {row['rejected']:,}"
+            in page
+        ), table
+    assert "mapping_spec.html" in page
+    write_bundle_manifest(folder)
+    assert verify_bundle(folder) == []
+    if shutil.which("sha256sum"):
+        check = subprocess.run(
+            ["sha256sum", "-c", "manifest.sha256"], cwd=folder, capture_output=True, text=True
+        )
+        assert check.returncode == 0, check.stdout
+    publish_bundle(folder, clinic.store, RUN_ID)
+    assert verify_published(clinic.store, RUN_ID) == []
+    canaries = [c for c in clinic.manifest["canaries"] if len(c) >= 4]
+    assert canaries
+    for path in folder.rglob("*"):
+        if path.is_file():
+            text = path.read_bytes().decode("utf-8", errors="replace")
+            hits = [c for c in canaries if c in text]
+            assert not hits, (path.name, len(hits))

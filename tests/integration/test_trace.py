@@ -170,6 +170,25 @@ def test_an_orphan_visit_is_rejected_with_its_cascade_reason(clinic: Clinic) -> 
     assert result["stage"] == "load"  # references resolve through the crosswalk at load
 
 
+def test_a_row_the_target_refused_names_the_constraint(clinic: Clinic) -> None:
+    # The simulator plants nothing the mapping lets through and the target refuses, so this ledger row
+    # is written as the loader writes one (cutover.loading.load._reject_whole), for a legacy id no run has.
+    with psycopg.connect(clinic.url) as conn:
+        conn.execute(
+            "INSERT INTO migration.reject (legacy_system, legacy_table, legacy_id, reason_code, stage, detail, run_id)"
+            " VALUES ('legacy', 'visits', '900001', 'target_constraint', 'load', 'visit_within_episode', %s)",
+            (RUN_ID,),
+        )
+    result = trace(clinic.url, "visits", "900001", actor=ACTOR)
+    assert (result["outcome"], result["reason_code"], result["stage"]) == (
+        "rejected",
+        "target_constraint",
+        "load",
+    )
+    assert result["detail"] == "visit_within_episode"
+    assert "  detail       visit_within_episode" in format_trace(result)
+
+
 def test_an_exploded_cpt_line_lists_every_target_row_and_flags_carry(clinic: Clinic) -> None:
     lines = [d for d in clinic.manifest["defects"] if d["kind"] == "cpt_free_text" and d.get("codes", 1) >= 2]
     traced = [trace(clinic.url, "procedures", str(d["legacy_id"]), actor=ACTOR) for d in lines]

@@ -120,6 +120,9 @@ def test_a_malformed_manifest_is_refused(bundle: Path) -> None:
     (bundle / MANIFEST).write_text("not a manifest\n")
     with pytest.raises(IntegrityError, match="line 1"):
         verify_bundle(bundle)
+    (bundle / MANIFEST).write_text(f"{'0' * 64}  ../outside.txt\n")
+    with pytest.raises(IntegrityError, match="outside the bundle"):
+        verify_bundle(bundle)
 
 
 def test_publish_to_a_folder_store_copies_every_file_and_verifies(bundle: Path, tmp_path: Path) -> None:

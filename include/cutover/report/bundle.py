@@ -100,8 +100,10 @@ def read_bundle_manifest(text: str) -> dict[str, str]:
         digest, sep, name = line.partition(" ")
         if not sep or len(digest) != 64 or not name or name[0] not in " *":
             raise IntegrityError(f"{MANIFEST} line {number} is not a sha256sum line")
-        name = name[1:]
-        entries[_unescape(name) if escaped else name] = digest.lower()
+        name = _unescape(name[1:]) if escaped else name[1:]
+        if name.startswith("/") or ".." in name.split("/"):
+            raise IntegrityError(f"{MANIFEST} line {number} names a path outside the bundle")
+        entries[name] = digest.lower()
     return entries
 
 

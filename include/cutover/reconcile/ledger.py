@@ -16,11 +16,11 @@ from typing import Any, TypedDict
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from psycopg import sql
 
 from cutover.legacy.schema import LEGACY_TABLES
-from cutover.loading.copy import copy_arrow
 from cutover.mapping.specs import SPECS
 from cutover.staging.parquet import read_manifest
 from cutover.staging.store import Store
@@ -44,6 +44,19 @@ def _ids(values: pa.ChunkedArray) -> pa.Array:
     return pc.cast(values, pa.string()).combine_chunks()
 
 
+def _copy_ids(cur: psycopg.Cursor[Any], table: str, data: pa.Table) -> None:
+    """COPY a table of id columns (text, never a chart value) into a temporary table, as CSV."""
+    if not data.num_rows:
+        return
+    sink = io.BytesIO()
+    pacsv.write_csv(data, sink, pacsv.WriteOptions(include_header=False))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, data.column_names))
+    )
+    with cur.copy(statement) as copy:
+        copy.write(sink.getvalue())
+
+
 def stage_ids(
     conn: psycopg.Connection[Any], store: Store, run_prefix: str, tables: Sequence[str]
 ) -> dict[str, int]:
@@ -63,9 +76,7 @@ def stage_ids(
                 data = pq.read_table(io.BytesIO(store.get(part["key"], sha256=part["sha256"])), columns=[key])
                 ids = _ids(data.column(key))
                 names = pa.array([table] * len(ids), pa.string())
-                copy_arrow(
-                    cur, "rc_extract", pa.table({"legacy_table": names, "legacy_id": ids}), ["text", "text"]
-                )
+                _copy_ids(cur, "rc_extract", pa.table({"legacy_table": names, "legacy_id": ids}))
             if SPECS[table].explode is None:
                 continue
             for part in read_manifest(store, f"{run_prefix}/mapped/{table}")["parts"]:
@@ -80,13 +91,12 @@ def stage_ids(
                     )
                 ).select(["legacy_id", "row_key"])
                 names = pa.array([table] * data.num_rows, pa.string())
-                copy_arrow(
+                _copy_ids(
                     cur,
                     "rc_part",
                     pa.table(
                         {"legacy_table": names, "legacy_id": data["legacy_id"], "row_key": data["row_key"]}
                     ),
-                    ["text", "text", "text"],
                 )
         cur.execute("CREATE INDEX ON rc_extract (legacy_table, legacy_id)")
         cur.execute("ANALYZE rc_extract")

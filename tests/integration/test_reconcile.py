@@ -1,0 +1,261 @@
+"""Reconciliation against a real load: a clean clinic passes, and a planted change in one chart is found.
+
+The simulated clinic is extracted, mapped and loaded once into a template database; each test
+reconciles a fresh copy of it (``CREATE DATABASE … TEMPLATE``), so a planted change never leaks
+into another test.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from cutover import pipeline
+from cutover.reconcile import ReconcileFailed, reconcile
+from cutover.simulate import simulate
+from cutover.staging.store import open_store
+
+RUN = "manual__2026-11-27T18:00:00+00:00"
+
+
+def _db_url(admin_url: str, name: str) -> str:
+    return urlsplit(admin_url)._replace(path="/" + name).geturl()
+
+
+@pytest.fixture(scope="module")
+def loaded(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A 120-patient clinic loaded into a template database; the staging store beside it."""
+    folder = tmp_path_factory.mktemp("reconcile")
+    legacy = f"sqlite:///{folder / 'legacy.db'}"
+    manifest = simulate(legacy, patients=120, seed=2024)
+    template = f"t_rc_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{template}"')
+    url, store = _db_url(pg_admin_url, template), f"file://{folder / 'stage'}"
+    pipeline.prepare_target(url)
+    pipeline.begin_run(url, RUN, "test", {}, "tester")
+    for table in pipeline.migrated_tables():
+        pipeline.extract_table(legacy, store, RUN, table)
+        pipeline.map_table(store, RUN, table, as_of=date(2026, 11, 27))
+    for table in pipeline.migrated_tables():
+        pipeline.load_mapped(url, store, RUN, table)
+    yield {"template": template, "store": store, "manifest": manifest}
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+
+
+@pytest.fixture
+def target(pg_admin_url: str, loaded: dict[str, Any], cutover_home: Path) -> Iterator[str]:
+    """A fresh copy of the loaded target for one test."""
+    name = f"t_rc_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{loaded["template"]}"')
+    yield _db_url(pg_admin_url, name)
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _failures(url: str) -> list[tuple[str, str, str | None, str]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT table_name, legacy_id, new_id::text, kind FROM migration.validation_failure"
+            " WHERE run_id = %s ORDER BY 1, 2, 4",
+            (RUN,),
+        ).fetchall()
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def _surviving_patient(conn: psycopg.Connection[Any], patient_id: Any) -> str:
+    """The legacy id the crosswalk gives the surviving patient row."""
+    (legacy_id,) = conn.execute(
+        "SELECT legacy_id FROM migration.crosswalk WHERE legacy_table = 'patients' AND new_id = %s"
+        " AND outcome = 'migrated'",
+        (patient_id,),
+    ).fetchone()
+    return str(legacy_id)
+
+
+def _no_canary(text: str, manifest: dict[str, Any]) -> None:
+    hits = [c for c in manifest["canaries"] if str(c) and str(c) in text]
+    assert not hits, f"{len(hits)} canary values leaked"
+
+
+def test_clean_clinic_passes_with_counts_equal_to_the_extract(
+    target: str, loaded: dict[str, Any], cutover_home: Path
+) -> None:
+    report = reconcile(target, loaded["store"], RUN)
+    assert report.passed
+    assert report.failures_by_kind == {}
+    assert _failures(target) == []
+    for table, rows in loaded["manifest"]["tables"].items():
+        counts = report.tables[table]
+        assert counts["legacy_rows"] == rows, table
+        assert counts["migrated"] + counts["merged"] + counts["rejected"] == rows, table
+        assert counts["unresolved"] == 0, table
+    with psycopg.connect(target) as conn:
+        (patients,) = conn.execute("SELECT count(*) FROM pt.patient").fetchone()
+        (lines,) = conn.execute("SELECT count(*) FROM pt.procedure_line").fetchone()
+    assert report.patients_compared == patients == report.tables["patients"]["migrated"]
+    assert report.tables["patients"]["merged"] > 0
+    assert report.tables["procedures"]["target_rows"] == lines > report.tables["procedures"]["migrated"]
+    assert report.bisection["leaves"] == 0  # equal segment checksums: no chart left the target
+    evidence = (pipeline.evidence_dir(RUN) / "reconciliation.json").read_text()
+    assert json.loads(evidence)["passed"] is True
+    stored = open_store(loaded["store"]).get(f"runs/{pipeline.run_key(RUN)}/evidence/reconciliation.json")
+    assert stored.decode() == evidence
+    _no_canary(evidence, loaded["manifest"])
+
+
+def test_one_procedure_lines_units_changed_is_found_with_the_patients_legacy_id(
+    target: str, loaded: dict[str, Any]
+) -> None:
+    with psycopg.connect(target) as conn:
+        (patient_id,) = conn.execute(
+            "UPDATE pt.procedure_line l SET units = units + 1 FROM pt.visit v"
+            " WHERE l.id = (SELECT id FROM pt.procedure_line ORDER BY id LIMIT 1) AND v.id = l.visit_id"
+            " RETURNING v.patient_id"
+        ).fetchone()
+        legacy_id = _surviving_patient(conn, patient_id)
+    with pytest.raises(ReconcileFailed) as failed:
+        reconcile(target, loaded["store"], RUN)
+    assert _failures(target) == [("patients", legacy_id, str(patient_id), "chart_units")]
+    message = str(failed.value)
+    assert "chart_units 1" in message
+    assert f"patients {legacy_id}" in message
+    _no_canary(message, loaded["manifest"])
+    report = json.loads((pipeline.evidence_dir(RUN) / "reconciliation.json").read_text())
+    assert (report["passed"], report["patients_mismatched"]) == (False, 1)
+
+
+def test_one_charge_amount_changed_is_found_as_charges_and_balance(
+    target: str, loaded: dict[str, Any]
+) -> None:
+    with psycopg.connect(target) as conn:
+        (patient_id,) = conn.execute(
+            "UPDATE pt.charge SET amount_cents = amount_cents + 100"
+            " WHERE id = (SELECT id FROM pt.charge ORDER BY id DESC LIMIT 1) RETURNING patient_id"
+        ).fetchone()
+        legacy_id = _surviving_patient(conn, patient_id)
+    with pytest.raises(ReconcileFailed, match="chart_charges 1"):
+        reconcile(target, loaded["store"], RUN)
+    assert _failures(target) == [
+        ("patients", legacy_id, str(patient_id), "chart_balance"),
+        ("patients", legacy_id, str(patient_id), "chart_charges"),
+    ]
+
+
+def test_one_deleted_visit_is_missing_and_changes_its_patients_chart(
+    target: str, loaded: dict[str, Any]
+) -> None:
+    with psycopg.connect(target) as conn:
+        visit_id, patient_id = conn.execute(
+            "SELECT id, patient_id FROM pt.visit ORDER BY id LIMIT 1"
+        ).fetchone()
+        # the visit goes with everything that hangs off it, as a botched delete would take it
+        conn.execute("UPDATE pt.outcome_measure SET visit_id = NULL WHERE visit_id = %s", (visit_id,))
+        conn.execute("DELETE FROM pt.procedure_line WHERE visit_id = %s", (visit_id,))
+        conn.execute("DELETE FROM pt.charge WHERE visit_id = %s", (visit_id,))
+        conn.execute("DELETE FROM pt.visit WHERE id = %s", (visit_id,))
+        (visit_legacy_id,) = conn.execute(
+            "SELECT legacy_id FROM migration.crosswalk WHERE legacy_table = 'visits' AND new_id = %s",
+            (visit_id,),
+        ).fetchone()
+        legacy_id = _surviving_patient(conn, patient_id)
+    with pytest.raises(ReconcileFailed, match=r"missing \d+"):
+        reconcile(target, loaded["store"], RUN)
+    failures = _failures(target)
+    assert ("visits", visit_legacy_id, str(visit_id), "missing") in failures
+    assert ("patients", legacy_id, str(patient_id), "chart_visits") in failures
+    assert {f[1] for f in failures if f[0] == "patients"} == {legacy_id}  # no other chart touched
+    assert {f[3] for f in failures if f[0] != "patients"} == {"missing"}
+
+
+def test_a_target_row_without_crosswalk_is_extra(target: str, loaded: dict[str, Any]) -> None:
+    planted = uuid.uuid4()
+    with psycopg.connect(target) as conn:
+        conn.execute(
+            "INSERT INTO pt.payment (id, patient_id, amount_cents, kind)"
+            " SELECT %s, id, 1, 'payment' FROM pt.patient ORDER BY id LIMIT 1",
+            (planted,),
+        )
+    with pytest.raises(ReconcileFailed):
+        reconcile(target, loaded["store"], RUN)
+    failures = _failures(target)
+    assert ("payments", str(planted), str(planted), "extra") in failures
+    assert {f[3] for f in failures} == {"extra", "chart_payments", "chart_balance"}
+
+
+def test_a_merged_duplicates_records_count_under_the_survivor(target: str, loaded: dict[str, Any]) -> None:
+    with psycopg.connect(target) as conn:
+        survivor, merged_visits, _own_visits = conn.execute(
+            "SELECT m.merged_into, count(v.legacy_id) FILTER (WHERE v.pat = m.legacy_id),"
+            " count(v.legacy_id) FILTER (WHERE v.pat <> m.legacy_id)"
+            " FROM migration.crosswalk m"
+            " JOIN (SELECT c.legacy_id, x.legacy_id AS pat FROM migration.crosswalk c"
+            "       JOIN pt.visit t ON t.id = c.new_id"
+            "       JOIN migration.crosswalk x ON x.legacy_table = 'patients'"
+            "        AND coalesce(x.merged_into, x.new_id) = t.patient_id"
+            "      WHERE c.legacy_table = 'visits') v ON true"
+            " WHERE m.legacy_table = 'patients' AND m.outcome = 'merged' GROUP BY 1 ORDER BY 2 DESC LIMIT 1"
+        ).fetchone()
+        (target_visits,) = conn.execute(
+            "SELECT count(*) FROM pt.visit WHERE patient_id = %s", (survivor,)
+        ).fetchone()
+    assert merged_visits > 0
+    # the survivor's target chart holds the duplicate's visits; reconciliation agrees with it
+    assert target_visits >= merged_visits
+    report = reconcile(target, loaded["store"], RUN)
+    assert report.passed
+    # moving one of the survivor's visits to another patient breaks both charts
+    with psycopg.connect(target) as conn:
+        other = conn.execute(
+            "SELECT id FROM pt.patient WHERE id <> %s ORDER BY id LIMIT 1", (survivor,)
+        ).fetchone()[0]
+        conn.execute(
+            "UPDATE pt.visit SET patient_id = %s WHERE id = (SELECT id FROM pt.visit WHERE patient_id = %s"
+            " ORDER BY id LIMIT 1)",
+            (other, survivor),
+        )
+        survivor_legacy = _surviving_patient(conn, survivor)
+    with pytest.raises(ReconcileFailed):
+        reconcile(target, loaded["store"], RUN)
+    visits_failures = {(f[1], f[3]) for f in _failures(target) if f[3] == "chart_visits"}
+    assert (survivor_legacy, "chart_visits") in visits_failures
+    assert len(visits_failures) == 2
+
+
+def test_a_rerun_replaces_the_runs_failures(target: str, loaded: dict[str, Any]) -> None:
+    with psycopg.connect(target) as conn:
+        conn.execute(
+            "UPDATE pt.payment SET amount_cents = amount_cents - 1 WHERE id = (SELECT id FROM pt.payment ORDER BY id LIMIT 1)"
+        )
+    for _ in range(2):
+        with pytest.raises(ReconcileFailed):
+            reconcile(target, loaded["store"], RUN)
+    assert [f[3] for f in _failures(target)] == ["chart_balance", "chart_payments"]
+    with psycopg.connect(target) as conn:
+        conn.execute(
+            "UPDATE pt.payment SET amount_cents = amount_cents + 1 WHERE id = (SELECT id FROM pt.payment ORDER BY id LIMIT 1)"
+        )
+    assert reconcile(target, loaded["store"], RUN).passed
+    assert _failures(target) == []
+
+
+def test_a_failure_rate_within_the_threshold_passes(target: str, loaded: dict[str, Any]) -> None:
+    with psycopg.connect(target) as conn:
+        conn.execute(
+            "UPDATE pt.charge SET amount_cents = 0 WHERE id = (SELECT id FROM pt.charge ORDER BY id LIMIT 1)"
+        )
+    report = reconcile(target, loaded["store"], RUN, max_failure_rate=0.05)
+    assert report.passed
+    assert report.patients_mismatched == 1
+    assert report.failures_by_kind == {"chart_balance": 1, "chart_charges": 1}
+    assert len(_failures(target)) == 2  # written even when the gate passes

@@ -108,7 +108,16 @@ RECON = {
     "patients_compared": 1986,
     "patients_mismatched": 1,
     "failures_by_kind": {"checksum": 1, "missing": 1},
+    "failure_rate": 0.001007,
+    "max_failure_rate": 0.0,
     "seconds": 4.2,
+    "bisection": {
+        "levels": 2,
+        "segments_compared": 64,
+        "leaves": 1,
+        "chart_rows_fetched": 31,
+        "queries_per_side": 3,
+    },
 }
 
 TIMINGS = {
@@ -124,6 +133,27 @@ TIMINGS = {
         "tz": "America/New_York",
     },
     "downtime_seconds": 5400,
+}
+
+ESTIMATE = {
+    "run_id": "sample__1",
+    "sample_rows": 12000,
+    "full_rows": 120000,
+    "sample_seconds": 9.5,
+    "estimated_seconds": {"extract": 125.0, "map": 400.0, "load": 250.0, "validate": 180.0, "total": 955.0},
+    "safety_margin": 1.5,
+    "estimated_with_margin_seconds": 1432.5,
+    "window_hours": 60.0,
+    "fits_window": True,
+    "gates_passed": False,
+    "decision": "no-go",
+    "reasons": ["the sample did not pass every gate"],
+    "next_window": {
+        "start": "2026-12-04T18:00:00-05:00",
+        "end": "2026-12-07T06:00:00-05:00",
+        "timezone": "EST",
+    },
+    "note": CANARY,
 }
 
 
@@ -145,7 +175,7 @@ def full(tmp_path: Path) -> Path:
     _write(
         folder,
         "sample_estimate.json",
-        {"sample_share": 0.1, "estimated_seconds": {"load": 250.0}, "note": CANARY},
+        ESTIMATE,
     )
     _write(folder, "backup_manifest.json", {"run_key": "b1", "objects": []})
     _write(folder, "backup_verified.json", {"ok": True})
@@ -224,12 +254,17 @@ def test_full_report_renders_every_section_from_the_evidence(full: Path) -> None
     assert "+15 more" in text
     # reconciliation, timings, downtime against the window
     assert "1,986 patients compared, 1 mismatched" in text
+    assert "Failing patients 0.10 % of those compared; the run allows 0.00 %" in text
+    assert "segments compared 64" in text
     assert "checksum" in text
     assert "unresolved ids" in text
     assert "3,000" in text  # map: 120000 rows / 40 s
     assert "downtime 1 h 30 min of 60 h 0 min (2.50 %)" in text
     assert "within the window" in text
     assert "estimated_seconds.load" in text
+    assert "no-go" in text
+    assert "the sample did not pass every gate" in text
+    assert "23 min 52 s" in text  # 1432.5 s with the margin
     # links to the other evidence, the data docs entry page found below data_docs/
     assert "data_docs/local_site/index.html" in parsed.hrefs
     assert {"mapping_spec.html", "backup_manifest.json", "backup_verified.json"} <= set(parsed.hrefs)

@@ -570,7 +570,7 @@ def _timings_section(timings: Any) -> str:
         length = (end - start).total_seconds()
         within = downtime <= length
         parts.append(
-            f"<p>Window {_e(start.isoformat())} → {_e(end.isoformat())} ({_code(window.get('tz', ''))}): "
+            f"<p>Window {_e(start.isoformat())} → {_e(end.isoformat())} ({_code(window.get('tz') or window.get('timezone') or 'no time zone')}): "
             f"downtime {_e(_duration(downtime))} of {_e(_duration(length))} ({_pct(downtime, length)}) "
             f"{_badge('pass' if within else 'fail', 'within the window' if within else 'over the window')}</p>"
             + window_gauge(downtime, length)
@@ -601,6 +601,18 @@ def _recon_section(recon: Any) -> str:
             if isinstance(row, dict)
         ]
         parts.append(_table(("legacy table", *(c.replace("_", " ") for c in cols), "crosswalk"), rows))
+    rate, limit = _num(recon.get("failure_rate")), _num(recon.get("max_failure_rate"))
+    if rate is not None:
+        parts.append(
+            f"<p>Failing patients {_pct(rate, 1)} of those compared; the run allows {_pct(limit or 0, 1)}.</p>"
+        )
+    bisection = {k: v for k, v in (recon.get("bisection") or {}).items() if _num(v) is not None}
+    if bisection:
+        parts.append(
+            "<p class='muted'>Key-segmented checksums, bisected only where segments differ: "
+            + ", ".join(f"{_e(k.replace('_', ' '))} {_n(v)}" for k, v in bisection.items() if _CODE.match(k))
+            + ".</p>"
+        )
     kinds = recon.get("failures_by_kind") or {}
     if kinds:
         parts.append(
@@ -625,14 +637,57 @@ def _numbers(data: Any, prefix: str = "") -> list[tuple[str, float]]:
 
 
 def _estimate_section(estimate: Any) -> str:
+    """The trial run's extrapolation (``sample_estimate.json``): go or no-go, and against which window."""
     if estimate is None:
         return ""
+    head = "<h2>Estimate from the sample run</h2>"
+    if not isinstance(estimate, dict):
+        return head + "<p class='note'><code>sample_estimate.json</code> is not a JSON object.</p>"
+    parts = [head]
+    decision = estimate.get("decision")
+    if decision in ("go", "no-go"):
+        reasons = [r for r in estimate.get("reasons") or [] if isinstance(r, str) and _CODE.match(r)]
+        parts.append(
+            f"<p>{_badge('pass' if decision == 'go' else 'fail', decision)} "
+            + _e(
+                "; ".join(reasons)
+                if reasons
+                else "the estimate fits the window and the sample passed every gate"
+            )
+            + "</p>"
+        )
+    per_stage = {
+        k: v
+        for k, v in (estimate.get("estimated_seconds") or {}).items()
+        if k != "total" and _num(v) is not None
+    }
+    if per_stage:
+        parts.append(value_bars({k: float(v) for k, v in per_stage.items()}, _duration, colour="#8a6fb6"))
+    figures = [
+        ("sample rows", _n(estimate.get("sample_rows"))),
+        ("legacy rows in the full run", _n(estimate.get("full_rows"))),
+        ("sample run time", _duration(_num(estimate.get("sample_seconds")))),
+        ("estimated full run", _duration(_num((estimate.get("estimated_seconds") or {}).get("total")))),
+        ("safety margin", f"× {_n(estimate.get('safety_margin'))}"),
+        ("estimated with margin", _duration(_num(estimate.get("estimated_with_margin_seconds")))),
+        ("cutover window", f"{_n(estimate.get('window_hours'))} h"),
+    ]
+    window = estimate.get("next_window") or {}
+    if _window(window):
+        figures.append(("next window", f"{window['start']} → {window['end']}"))
+    rows = (f"<tr><td>{_e(k)}</td><td class='n'>{_e(v)}</td></tr>" for k, v in figures)
+    parts.append(_table(("figure", "value"), rows, narrow=True))
     leaves = [(k, v) for k, v in _numbers(estimate) if _CODE.match(k)]
-    rows = (f"<tr><td><code>{_e(k)}</code></td><td class='n'>{_n(v)}</td></tr>" for k, v in leaves)
-    return (
-        "<h2>Estimate from the sample run</h2><p class='muted'>Numbers from <code>sample_estimate.json</code>.</p>"
-        + _table(("figure", "value"), rows, narrow=True)
+    parts.append(
+        "<details><summary>Every figure of <code>sample_estimate.json</code></summary>"
+        + _table(
+            ("figure", "value"),
+            (f"<tr><td><code>{_e(k)}</code></td><td class='n'>{_n(v)}</td></tr>" for k, v in leaves),
+            narrow=True,
+        )
+        + "</details>"
     )
+    return "".join(parts)
 
 
 def _defects_section(report: Any) -> str:

@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from cutover.config import LEGACY_SYSTEM
-from cutover.errors import ConfigError
+from cutover.errors import ConfigError, TransientError
 from cutover.ids import legacy_uuid
 from cutover.mapping.specs import SPECS
 
@@ -83,9 +83,20 @@ def _check_table(legacy_table: str) -> str:
     return SPECS[legacy_table].target
 
 
+def _connect(target_url: str) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(target_url)
+    except psycopg.OperationalError as exc:  # the message may carry the host; the URL its password
+        raise TransientError(f"target database unreachable ({type(exc).__name__})") from exc
+
+
 def _audit(target_url: str, actor: str, legacy_table: str, legacy_id: str) -> None:
-    """Record the lookup in its own committed transaction, before anything is read."""
-    with psycopg.connect(target_url) as conn:
+    """Record the lookup in its own committed transaction, before anything is read.
+
+    A role that may read the ledger but not write the audit log cannot trace at all: it fails here,
+    before a single ledger row is read.
+    """
+    with _connect(target_url) as conn:
         conn.execute(
             "INSERT INTO migration.audit_log (actor, action, detail) VALUES (%s, 'trace', %s)",
             (actor, json.dumps({"legacy_table": legacy_table, "legacy_id": legacy_id})),
@@ -155,7 +166,7 @@ def trace(target_url: str, legacy_table: str, legacy_id: str, *, actor: str) -> 
         target_rows=[],
         in_target=False,
     )
-    with psycopg.connect(target_url) as conn:
+    with _connect(target_url) as conn:
         crossed = conn.execute(
             "SELECT new_table, new_id, outcome, merged_into, run_id FROM migration.crosswalk"
             " WHERE legacy_system = %(sys)s AND legacy_table = %(table)s AND legacy_id = %(id)s",

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from cutover import pipeline
-from cutover.errors import ConfigError
+from cutover.errors import ConfigError, TransientError
 from cutover.ids import legacy_uuid
 from cutover.report.bundle import publish_bundle, verify_bundle, verify_published, write_bundle_manifest
 from cutover.report.migration_report import write_report
@@ -270,3 +270,32 @@ def test_the_runs_evidence_renders_seals_and_leaks_nothing(clinic: Clinic, tmp_p
             text = path.read_bytes().decode("utf-8", errors="replace")
             hits = [c for c in canaries if c in text]
             assert not hits, (path.name, len(hits))
+
+
+def test_an_unreachable_target_is_transient_and_names_no_url() -> None:
+    with pytest.raises(TransientError, match="target database unreachable") as caught:
+        trace("postgresql://etl:s3cret@127.0.0.1:1/pt", "patients", "1", actor=ACTOR)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_a_role_that_cannot_write_the_audit_log_cannot_trace(clinic: Clinic) -> None:
+    from psycopg import sql
+
+    from cutover.security.roles import with_user
+
+    role = f"peek_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(clinic.url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA migration, pt TO {}").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA migration, pt TO {}").format(sql.Identifier(role))
+        )
+    try:
+        before = len(_audit_rows(clinic.url))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            trace(with_user(clinic.url, role), "patients", "1", actor=role)
+        assert len(_audit_rows(clinic.url)) == before
+    finally:
+        with psycopg.connect(clinic.url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -5,40 +5,51 @@ Moves the legacy practice system's records into the new system's PostgreSQL, and
 every legacy row has exactly one outcome: **migrated**, **merged** into a duplicate, or
 **rejected** with a reason.
 
+**Big bang** (trigger form, `mode` = big_bang): every clinic at once. **Phased**: one wave of
+clinics of the cutover plan (`cutover_plan.yaml`); the DAG's timetable fires at the window's start
+(Friday 18:00 in the plan's timezone) and a scheduled run migrates the wave whose go-live date it
+is, or skips cleanly when none is.
+
 ## Runbook
-1. `migrate_target_schema` creates or upgrades the target schemas (versioned migrations).
-2. `begin_run` records the run and who triggered it in `migration.run` and the audit log.
-3. `extract_table` (one mapped task per legacy table) streams the table into zstd Parquet
-   parts in the staging store, under `runs/<run>/extract/<table>/`.
-4. `map_table` (one per table) normalises the rows with the mapping specs; rejects carry a
-   reason code, never a value.
-5. `load.<table>` merges each mapped part in one transaction (COPY, resolve parents through the
+1. `choose_scope` decides what this run moves (all, or the wave of the day); skips otherwise.
+2. `require_verified_backup` refuses to start (nothing touched) without a `pt_backup` backup that
+   passed its restore test and is younger than `max_backup_age_hours`.
+3. `migrate_target_schema` creates or upgrades the target schemas (versioned migrations).
+4. `begin_run` records the run and who triggered it in `migration.run` and the audit log.
+5. `plan_scope` stages the run's scope (patients, cases, visits of the wave; all for big bang).
+6. `extract_table` (one per legacy table) streams the scope into zstd Parquet in the staging
+   store, `runs/<run>/extract/<table>/`.
+7. `map_table` (one per table) normalises the rows with the mapping specs; rejects carry a
+   reason code, never a value. With `dry_run` the run stops here.
+8. `load.<table>` merges each staged batch in one transaction (COPY, resolve parents through the
    crosswalk, upsert by deterministic id, ledger). Parents load before children. A re-run skips
-   parts the batch ledger marks loaded.
-6. `write_evidence` writes `summary.json` (per table: legacy rows, migrated, merged, rejected)
-   and fails if any legacy row has no outcome.
+   batches the ledger marks loaded.
+9. `write_evidence` writes `summary.json` (per table: legacy rows, migrated, merged, rejected)
+   and fails if any legacy row has no outcome or a table rejected more than its policy allows.
 
 **If a task fails**: read its log (ids and counts only). A *terminal* error (bad data, broken
-contract) fails at once; fix the cause, then clear the task: the run resumes from its ledger.
-A *transient* error (database, network) is retried automatically.
+contract, no verified backup) fails at once; fix the cause, then clear the task: the run resumes
+from its ledger. A *transient* error (database, network) is retried automatically.
+To undo a run, trigger `pt_rollback` with its run id.
 
 Connections: `legacy_db`, `target_db`, `staging_store`.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, get_current_context, task, task_group
+from airflow.sdk import Param, dag, get_current_context, task
+from airflow.timetables.trigger import CronTriggerTimetable
 
-from cutover.legacy.schema import LEGACY_TABLES
+from cutover.plan import load_plan
 from pt_common import DAG_SETTINGS, conn_url
+from pt_common.stages import as_of, extract_map_load
 
-# Parse time stays light: the legacy schema is plain data; the mapping (pandas, Arrow) loads in tasks.
-TABLES = list(LEGACY_TABLES)
+PLAN = load_plan()  # a local YAML file: the timetable and the defaults come from the cutover plan
 
 
 @dag(
     dag_id="pt_cutover",
-    schedule=None,
+    schedule=CronTriggerTimetable(PLAN.cron, timezone=PLAN.timezone),
     doc_md=__doc__,
     **DAG_SETTINGS,
     tags=["cutover"],
@@ -47,7 +58,23 @@ TABLES = list(LEGACY_TABLES)
             "big_bang",
             enum=["big_bang", "phased"],
             title="Cutover mode",
-            description="big_bang moves every clinic at once; phased moves one wave of clinics.",
+            description="big_bang moves every clinic at once; phased moves one wave of clinics "
+            "(scheduled runs are always phased).",
+            section="Cutover",
+        ),
+        "wave": Param(
+            "",
+            type="string",
+            title="Wave",
+            description="Phased mode: the wave of cutover_plan.yaml to migrate; empty = the wave whose "
+            "go-live date is the run's date.",
+            section="Cutover",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Extract and map (and gate) only; load nothing.",
             section="Cutover",
         ),
         "max_reject_rate": Param(
@@ -58,11 +85,51 @@ TABLES = list(LEGACY_TABLES)
             title="Reject threshold",
             description="Share of a table's legacy rows that may be rejected before the run fails "
             "(reference tables and patients keep the stricter limits of thresholds.yaml).",
-            section="Cutover",
+            section="Safety",
+        ),
+        "max_backup_age_hours": Param(
+            PLAN.backup_max_age_hours,
+            type="number",
+            minimum=0,
+            title="Backup age limit (hours)",
+            description="The run refuses to start without a verified pt_backup younger than this.",
+            section="Safety",
         ),
     },
 )
 def pt_cutover() -> None:
+    @task
+    def choose_scope(params: dict | None = None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from cutover.pipeline import NoWaveToday
+        from cutover.pipeline import choose_scope as choose
+
+        run = get_current_context()["dag_run"]
+        try:
+            return choose(
+                mode=str((params or {}).get("mode")),
+                wave=str((params or {}).get("wave") or ""),
+                scheduled=str(run.run_type).endswith("scheduled"),
+                run_date=run.logical_date or run.run_after,
+            )
+        except NoWaveToday as skip:
+            raise AirflowSkipException(str(skip)) from None
+
+    @task
+    def require_verified_backup(params: dict | None = None) -> dict:
+        from datetime import UTC, datetime, timedelta
+
+        from cutover.backup import require_verified_backup as gate
+
+        hours = float((params or {}).get("max_backup_age_hours", PLAN.backup_max_age_hours))
+        info = gate(conn_url("staging_store"), max_age=timedelta(hours=hours), now=datetime.now(UTC))
+        return {
+            "backup": info.run_key,
+            "age_hours": round(info.age.total_seconds() / 3600, 2),
+            "rows": info.rows,
+        }
+
     @task
     def migrate_target_schema() -> list[int]:
         from cutover.pipeline import prepare_target
@@ -70,25 +137,30 @@ def pt_cutover() -> None:
         return prepare_target(conn_url("target_db"))
 
     @task
-    def begin_run(run_id: str | None = None, params: dict | None = None) -> None:
+    def begin_run(scope: dict, run_id: str | None = None, params: dict | None = None) -> None:
         from cutover.pipeline import begin_run as begin
 
         user = get_current_context()["dag_run"].triggering_user_name or "system"
-        begin(conn_url("target_db"), str(run_id), "pt_cutover", dict(params or {}), user)
+        conf = {**(params or {}), "mode": scope["mode"], "wave": scope.get("wave")}
+        begin(conn_url("target_db"), str(run_id), "pt_cutover", conf, user)
 
-    @task(map_index_template="{{ table }}")
-    def extract_table(table: str, run_id: str | None = None) -> dict:
-        from cutover.pipeline import extract_table as extract
+    @task
+    def plan_scope(scope: dict, run_id: str | None = None) -> dict:
+        from cutover.pipeline import plan_scope as stage_scope
 
-        return dict(extract(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), table))
+        kind = "wave" if scope["mode"] == "phased" else "all"
+        return stage_scope(
+            conn_url("legacy_db"),
+            conn_url("staging_store"),
+            str(run_id),
+            kind=kind,
+            as_of=as_of(),
+            wave=scope.get("wave"),
+        )
 
-    @task(map_index_template="{{ manifest['table'] }}")
-    def map_table(manifest: dict, run_id: str | None = None, logical_date=None) -> dict:
-        from cutover.pipeline import map_table as map_rows
-
-        # a run triggered without a logical date (Airflow 3) maps as of its run_after
-        as_of = (logical_date or get_current_context()["dag_run"].run_after).date()
-        return dict(map_rows(conn_url("staging_store"), str(run_id), manifest["table"], as_of=as_of))
+    @task.short_circuit
+    def load_unless_dry_run(params: dict | None = None) -> bool:
+        return not (params or {}).get("dry_run", False)
 
     @task
     def write_evidence(run_id: str | None = None, params: dict | None = None) -> dict:
@@ -99,30 +171,14 @@ def pt_cutover() -> None:
             conn_url("target_db"), conn_url("staging_store"), str(run_id), "pt_cutover", max_reject_rate=limit
         )
 
-    started = begin_run()
-    migrate_target_schema() >> started
-    extracts = extract_table.expand(table=TABLES)
-    started >> extracts
-    mapped = map_table.expand(manifest=extracts)
-
-    @task_group(group_id="load")
-    def load_tables() -> None:
-        loads = {}
-        for table in TABLES:
-
-            @task(task_id=table)
-            def load_table(table: str = table, run_id: str | None = None) -> dict:
-                from cutover.pipeline import load_mapped
-
-                return load_mapped(conn_url("target_db"), conn_url("staging_store"), str(run_id), table)
-
-            loads[table] = load_table()
-        for table, load in loads.items():
-            for parent in {p for _, p in LEGACY_TABLES[table].parents if p in loads and p != table}:
-                loads[parent] >> load
-
-    loaded = load_tables()
-    mapped >> loaded
+    scope = choose_scope()
+    checked = require_verified_backup()
+    scope >> checked >> migrate_target_schema() >> (started := begin_run(scope))
+    scoped = plan_scope(scope)
+    started >> scoped
+    mapped, loaded = extract_map_load("target", scoped)
+    gate = load_unless_dry_run()
+    mapped >> gate >> loaded
     loaded >> write_evidence()
 
 

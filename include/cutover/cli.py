@@ -95,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Simulate a legacy clinic under the state folder, then run the cutover on the embedded defaults."""
+    """Simulate a legacy clinic, then back it up, run the trial and the big-bang cutover on the embedded defaults."""
     from cutover.simulate import simulate
 
     home = state_dir()
@@ -106,7 +106,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             stale.unlink(missing_ok=True)
         manifest = simulate(f"sqlite:///{legacy}", patients=args.patients, seed=args.seed)
         print(f"simulated legacy clinic: {args.patients} patients (seed {args.seed}) in {legacy}")
-    code, folder = _run_dag("pt_cutover", {"mode": "big_bang"})
+    for dag_id, conf in (("pt_backup", {}), ("pt_sample_transfer", {}), ("pt_cutover", {"mode": "big_bang"})):
+        print(f"\n== {dag_id}")
+        code, folder = _run_dag(dag_id, conf)
+        if code != 0:
+            break
     if code == 0 and manifest is not None and folder is not None:
         from cutover.embedded import default_url
         from cutover.simulate.verify import format_report, verify_run

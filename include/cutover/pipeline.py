@@ -12,12 +12,13 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cutover.config import LEGACY_SYSTEM, state_dir
 from cutover.errors import IntegrityError, PolicyError
@@ -30,8 +31,11 @@ from cutover.mapping.specs import SPECS
 from cutover.policy import evaluate
 from cutover.report.mapping_spec import write_mapping_spec
 from cutover.staging.parquet import read_manifest, read_table_objects, write_batches
-from cutover.staging.store import open_store
+from cutover.staging.store import Store, open_store
 from cutover.target import upgrade
+
+if TYPE_CHECKING:
+    from cutover.scope import Kind, Scope
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +43,14 @@ ROWS_PER_PART = 100_000
 """Rows per staged Parquet part: the unit of a load transaction and of resume."""
 
 
-class StageManifest(TypedDict):
+class StageManifest(TypedDict, total=False):
     table: str
     prefix: str
     rows: int
     parts: int
     seconds: float
+    bytes: int
+    high_water: str | None
 
 
 class TableOutcome(TypedDict):
@@ -87,22 +93,113 @@ def begin_run(target_url: str, run_id: str, dag_id: str, conf: dict[str, Any], a
         )
 
 
+class NoWaveToday(Exception):
+    """A scheduled phased run on a date no wave goes live: the run skips."""
+
+
+def choose_scope(*, mode: str, wave: str, scheduled: bool, run_date: datetime) -> dict[str, Any]:
+    """What a cutover run moves: ``big_bang`` (everything) or one wave of the cutover plan.
+
+    A scheduled run is always phased and takes the wave whose go-live date is the run's date in
+    the plan's timezone; raises :class:`NoWaveToday` when there is none. A triggered phased run
+    names its wave, or takes the day's.
+    """
+    from cutover.plan import load_plan
+
+    if not scheduled and mode != "phased":
+        return {"mode": "big_bang", "wave": None}
+    plan = load_plan()
+    if wave:
+        return {"mode": "phased", "wave": plan.wave(wave).name}
+    day = run_date.astimezone(plan.tz).date()
+    chosen = plan.wave_on(day)
+    if chosen is None:
+        upcoming = [f"{w.name} on {w.go_live}" for w in plan.waves if w.go_live > day]
+        raise NoWaveToday(f"no wave goes live on {day}; next: {', '.join(upcoming) or 'none'}")
+    return {"mode": "phased", "wave": chosen.name}
+
+
+def plan_scope(
+    legacy_url: str,
+    store_url: str,
+    run_id: str,
+    *,
+    kind: Kind,
+    as_of: date,
+    wave: str | None = None,
+    share: float = 0.02,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Decide which legacy rows this run moves and stage the decision as ``runs/<run>/scope.*``.
+
+    ``all`` for a big-bang run, one wave of the cutover plan for a phased run, a stratified
+    sample for the trial run. Returns counts only.
+    """
+    from cutover.plan import load_plan
+    from cutover.scope import Scope, sample_scope, wave_scope
+
+    if kind == "wave":
+        plan = load_plan()
+        scope = wave_scope(legacy_url, plan, plan.wave(str(wave)), as_of=as_of)
+    elif kind == "sample":
+        scope = sample_scope(legacy_url, share=share, seed=seed)
+    else:
+        scope = Scope("all")
+    scope.save(open_store(store_url), f"runs/{run_key(run_id)}")
+    log.info("scope of %s: %s %s", run_id, scope.label, scope.counts())
+    return {"kind": scope.kind, "label": scope.label, "complement": scope.complement, **scope.counts()}
+
+
+def _scope(store: Store, run_id: str) -> Scope:
+    from cutover.scope import Scope
+
+    prefix = f"runs/{run_key(run_id)}"
+    return Scope.load(store, prefix) if store.exists(f"{prefix}/scope.json") else Scope("all")
+
+
+def _write_stats(store: Store, prefix: str, manifest: StageManifest) -> None:
+    store.put(f"{prefix}/_stats.json", json.dumps(manifest).encode())
+
+
 def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> StageManifest:
-    """Stream one legacy table into zstd Parquet parts under ``runs/<run>/extract/<table>``."""
+    """Stream one legacy table (the run's scope of it) into zstd Parquet parts under ``runs/<run>/extract/<table>``.
+
+    Also records the table's high-water mark (the largest ``modified`` value read), from which
+    ``pt_delta_sync`` finds rows changed in the legacy system after this run.
+    """
     started = time.perf_counter()
     spec = LEGACY_TABLES[table]
+    store = open_store(store_url)
+    scope = _scope(store, run_id)
     prefix = f"runs/{run_key(run_id)}/extract/{table}"
-    batches = read_batches(legacy_url, table, spec.columns, spec.key)
+    tops: list[str] = []
+
+    def scoped() -> Iterator[pa.RecordBatch]:
+        for batch in read_batches(legacy_url, table, spec.columns, spec.key):
+            kept = scope.keep(table, batch)
+            if "modified" in spec.column_names and kept.num_rows:
+                tops.append(pc.max(kept.column("modified")).as_py() or "")
+            if kept.num_rows:
+                yield kept
+
     manifest = write_batches(
-        open_store(store_url), prefix, batches, schema=arrow_schema(spec.columns), rows_per_part=ROWS_PER_PART
+        store, prefix, scoped(), schema=arrow_schema(spec.columns), rows_per_part=ROWS_PER_PART
     )
     seconds = time.perf_counter() - started
     log.info(
         "extracted %s: %d rows in %d parts, %.1fs", table, manifest["rows"], len(manifest["parts"]), seconds
     )
-    return StageManifest(
-        table=table, prefix=prefix, rows=manifest["rows"], parts=len(manifest["parts"]), seconds=seconds
+    result = StageManifest(
+        table=table,
+        prefix=prefix,
+        rows=manifest["rows"],
+        parts=len(manifest["parts"]),
+        seconds=seconds,
+        bytes=sum(p["bytes"] for p in manifest["parts"]),
+        high_water=max(tops, default="") or None,
     )
+    _write_stats(store, prefix, result)
+    return result
 
 
 def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageManifest:
@@ -138,19 +235,35 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
     manifest = write_batches(store, prefix, batches, schema=spec.staged_schema, rows_per_part=ROWS_PER_PART)
     seconds = time.perf_counter() - started
     log.info("mapped %s: %d rows, %.1fs", table, manifest["rows"], seconds)
-    return StageManifest(
-        table=table, prefix=prefix, rows=manifest["rows"], parts=len(manifest["parts"]), seconds=seconds
+    result = StageManifest(
+        table=table,
+        prefix=prefix,
+        rows=manifest["rows"],
+        parts=len(manifest["parts"]),
+        seconds=seconds,
+        bytes=sum(p["bytes"] for p in manifest["parts"]),
     )
+    _write_stats(store, prefix, result)
+    return result
 
 
-def load_mapped(target_url: str, store_url: str, run_id: str, table: str) -> dict[str, Any]:
-    """Load one mapped table into the target (resumable per part)."""
+def mapped_batches(store_url: str, run_id: str, table: str) -> list[int]:
+    """The batch numbers (staged parts) of one mapped table: what the load maps over."""
+    manifest = read_manifest(open_store(store_url), f"runs/{run_key(run_id)}/mapped/{table}")
+    return list(range(len(manifest["parts"])))
+
+
+def load_mapped(
+    target_url: str, store_url: str, run_id: str, table: str, batch_nos: list[int] | None = None
+) -> dict[str, Any]:
+    """Load one mapped table (or some of its batches) into the target, resumable per batch."""
     result = load_table(
         target_url,
         open_store(store_url),
         SPECS[table],
         f"runs/{run_key(run_id)}/mapped/{table}",
         run_id=run_id,
+        batch_nos=batch_nos,
     )
     return {
         "table": table,

@@ -87,18 +87,39 @@ def test_every_dag_has_retries_and_runbook(dagbag) -> None:
             assert t.retries >= 1, f"{dag_id}.{t.task_id} has no retries"
 
 
-def test_cutover_loads_parents_before_children(dagbag) -> None:
+@pytest.mark.parametrize("dag_id", ["pt_cutover", "pt_sample_transfer"])
+def test_loads_parents_before_children(dagbag, dag_id: str) -> None:
+    """A table's first load task waits for every parent table's last load task."""
     from cutover.legacy.schema import LEGACY_TABLES
 
+    dag = dagbag.dags[dag_id]
+    tasks = {t.task_id: t for t in dag.tasks}
+    for table, spec in LEGACY_TABLES.items():
+        first = tasks[f"load.{table}.list_batches"]
+        for parent in {p for _, p in spec.parents if p != table}:
+            assert f"load.{parent}.load_batch" in first.upstream_task_ids, (table, parent)
+
+
+def test_cutover_loads_only_after_mapping_and_the_dry_run_check(dagbag) -> None:
     dag = dagbag.dags["pt_cutover"]
-    loads = {t.task_id.split(".", 1)[1]: t for t in dag.tasks if t.task_id.startswith("load.")}
-    assert loads, "no load tasks"
-    for table, t in loads.items():
-        for _, parent in LEGACY_TABLES[table].parents:
-            if parent in loads and parent != table:
-                assert parent in {
-                    u.split(".", 1)[1] for u in t.get_direct_relative_ids(upstream=True) if "." in u
-                }
+    first = dag.get_task("load.clinics.list_batches")
+    assert "load_unless_dry_run" in first.upstream_task_ids
+    assert "map_table" in dag.get_task("load_unless_dry_run").upstream_task_ids
+
+
+def test_cutover_checks_the_backup_before_touching_the_target(dagbag) -> None:
+    dag = dagbag.dags["pt_cutover"]
+    assert "require_verified_backup" in dag.get_task("migrate_target_schema").upstream_task_ids
+    assert dag.get_task("choose_scope").upstream_task_ids == set()
+
+
+def test_cutover_runs_on_the_plans_friday_timetable(dagbag) -> None:
+    from cutover.plan import load_plan
+
+    plan = load_plan()
+    timetable = dagbag.dags["pt_cutover"].timetable
+    assert plan.cron in timetable.summary
+    assert str(timetable._timezone) in (plan.timezone, f"Timezone('{plan.timezone}')")
 
 
 def test_parsing_imports_no_heavy_library() -> None:

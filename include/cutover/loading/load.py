@@ -288,11 +288,20 @@ def merge_isolating(
 
 
 def load_table(
-    target_url: str, store: Store, spec: TableSpec, prefix: str, *, run_id: str, system: str = LEGACY_SYSTEM
+    target_url: str,
+    store: Store,
+    spec: TableSpec,
+    prefix: str,
+    *,
+    run_id: str,
+    batch_nos: list[int] | None = None,
+    system: str = LEGACY_SYSTEM,
 ) -> LoadResult:
-    """Load every staged part of one mapped table, skipping parts the ledger marks loaded."""
+    """Load the staged parts of one mapped table (all, or the ``batch_nos`` given), skipping parts the
+    ledger marks loaded: each part is one transaction, so parts of a table may load side by side."""
     started = time.perf_counter()
     manifest = read_manifest(store, prefix)
+    wanted = set(range(len(manifest["parts"])) if batch_nos is None else batch_nos)
     totals = [0, 0, 0, 0]
     resumed = 0
     params = {"sys": system, "table": spec.legacy, "target": spec.target, "run_id": run_id}
@@ -302,6 +311,8 @@ def load_table(
         raise TransientError(f"target_db: cannot connect ({type(exc).__name__})") from exc
     with conn:
         for batch_no, part in enumerate(manifest["parts"]):
+            if batch_no not in wanted:
+                continue
             done = conn.execute(
                 "SELECT rows_in, migrated, merged, rejected FROM migration.batch"
                 " WHERE run_id = %s AND legacy_table = %s AND batch_no = %s AND state = 'loaded'",
@@ -348,7 +359,7 @@ def load_table(
     return LoadResult(
         legacy_table=spec.legacy,
         target_table=spec.target,
-        batches=len(manifest["parts"]),
+        batches=len(wanted),
         resumed_batches=resumed,
         rows_in=rows_in,
         migrated=migrated,

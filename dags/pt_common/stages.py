@@ -1,0 +1,97 @@
+"""The stages a cutover and its trial run share: extract → map → load, as Airflow tasks.
+
+``pt_cutover`` loads into ``target_db``; ``pt_sample_transfer`` into its scratch database on the
+same server. Tasks pass manifests of ids, keys and counts; the rows travel through the staging store.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from airflow.sdk import get_current_context, task, task_group
+
+from cutover.legacy.schema import LEGACY_TABLES
+from pt_common import conn_url
+
+# Parse time stays light: the legacy schema is plain data; the mapping (pandas, Arrow) loads in tasks.
+TABLES = list(LEGACY_TABLES)
+
+Target = Literal["target", "scratch"]
+
+
+def target_url(target: Target, run_id: str) -> str:
+    """The database a stage writes to (the scratch one is named after the run, never passed in XCom)."""
+    url = conn_url("target_db")
+    if target == "scratch":
+        from cutover.sample import scratch_url
+
+        return scratch_url(url, run_id)
+    return url
+
+
+def as_of() -> Any:
+    """The run's logical date (a run triggered without one, as Airflow 3 allows, maps as of its run_after)."""
+    run = get_current_context()["dag_run"]
+    return (run.logical_date or run.run_after).date()
+
+
+@task(map_index_template="{{ table }}")
+def extract_table(table: str, run_id: str | None = None) -> dict:
+    from cutover.pipeline import extract_table as extract
+
+    return dict(extract(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), table))
+
+
+@task(map_index_template="{{ manifest['table'] }}")
+def map_table(manifest: dict, run_id: str | None = None) -> dict:
+    from cutover.pipeline import map_table as map_rows
+
+    return dict(map_rows(conn_url("staging_store"), str(run_id), manifest["table"], as_of=as_of()))
+
+
+def load_tables(target: Target) -> Any:
+    """One group per table, parents before children; within a table, one mapped task per staged batch."""
+
+    @task_group(group_id="load")
+    def load() -> None:
+        groups: dict[str, Any] = {}
+        for table in TABLES:
+
+            @task_group(group_id=table)
+            def load_table(table: str = table) -> None:
+                @task
+                def list_batches(table: str, run_id: str | None = None) -> list[int]:
+                    from cutover.pipeline import mapped_batches
+
+                    return mapped_batches(conn_url("staging_store"), str(run_id), table)
+
+                @task(map_index_template="{{ table }} #{{ batch_no }}")
+                def load_batch(table: str, batch_no: int, run_id: str | None = None) -> dict:
+                    from cutover.pipeline import load_mapped
+
+                    return load_mapped(
+                        target_url(target, str(run_id)),
+                        conn_url("staging_store"),
+                        str(run_id),
+                        table,
+                        [batch_no],
+                    )
+
+                load_batch.partial(table=table).expand(batch_no=list_batches(table))
+
+            groups[table] = load_table()
+        for table, group in groups.items():
+            for parent in {p for _, p in LEGACY_TABLES[table].parents if p in groups and p != table}:
+                groups[parent] >> group
+
+    return load()
+
+
+def extract_map_load(target: Target, upstream: Any) -> tuple[Any, Any]:
+    """extract_table[×tables] → map_table[×tables] → load.<table>; returns (mapped, loaded)."""
+    extracts = extract_table.expand(table=TABLES)
+    upstream >> extracts
+    mapped = map_table.expand(manifest=extracts)
+    loaded = load_tables(target)
+    mapped >> loaded
+    return mapped, loaded

@@ -1,0 +1,144 @@
+"""
+# pt_sample_transfer — the trial run, the downtime estimate, go or no-go
+
+Run it days before the cutover, on the same legacy database and target server. It moves a
+stratified sample of patients (every clinic, every record kind, with all their records) through the
+cutover's own stages into a **scratch database** beside the target — the real target is not
+touched — times every stage, and extrapolates the full run.
+
+## Runbook
+1. `plan_sample` picks the sample: `sample_share` of each clinic's patients (seeded), topped up
+   so every record kind appears, with their cases, visits and everything under them.
+2. `create_scratch_target` makes a fresh scratch database on the target server (the target's
+   schemas, by the same migrations).
+3. `extract_table` → `map_table` → `load.<table>`: exactly the cutover's stages, on the sample.
+4. `check_sample` runs the cutover's accounting and reject policy on the sample
+   (`summary.json` of the trial): every sampled row migrated, merged or rejected with a reason.
+5. `estimate_downtime` scales each table's stage times to its full size, adds the plan's safety
+   margin and compares with the plan's window (default Friday 18:00 to Monday 06:00): **go** when
+   it fits and the sample passed every gate, otherwise **no-go** with the reasons. The result,
+   `sample_estimate.json`, is in the evidence folder and this task's return value; a no-go fails
+   the task (red in the grid) with its reasons.
+6. `drop_scratch_target` removes the scratch database (also after a failure).
+
+Connections: `legacy_db`, `target_db` (the server gets a scratch database), `staging_store`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, task
+
+from pt_common import DAG_SETTINGS, conn_url
+from pt_common.stages import as_of, extract_map_load
+
+
+@dag(
+    dag_id="pt_sample_transfer",
+    schedule=None,
+    doc_md=__doc__,
+    **DAG_SETTINGS,
+    tags=["cutover", "trial"],
+    params={
+        "sample_share": Param(
+            0.02,
+            type="number",
+            exclusiveMinimum=0,
+            maximum=1,
+            title="Sample share",
+            description="Share of each clinic's patients in the sample (at least one per clinic).",
+            section="Trial",
+        ),
+        "seed": Param(
+            7, type="integer", title="Seed", description="Picks the same sample again.", section="Trial"
+        ),
+        "max_reject_rate": Param(
+            0.05,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Reject threshold",
+            description="As in pt_cutover: the sample fails its gate above it.",
+            section="Trial",
+        ),
+    },
+)
+def pt_sample_transfer() -> None:
+    @task
+    def plan_sample(run_id: str | None = None, params: dict | None = None) -> dict:
+        from cutover.pipeline import plan_scope
+
+        p = params or {}
+        return plan_scope(
+            conn_url("legacy_db"),
+            conn_url("staging_store"),
+            str(run_id),
+            kind="sample",
+            as_of=as_of(),
+            share=float(p.get("sample_share", 0.02)),
+            seed=int(p.get("seed", 7)),
+        )
+
+    @task
+    def create_scratch_target(run_id: str | None = None) -> str:
+        from cutover.pipeline import begin_run
+        from cutover.sample import create_scratch, scratch_url
+
+        name = create_scratch(conn_url("target_db"), str(run_id))
+        begin_run(
+            scratch_url(conn_url("target_db"), str(run_id)), str(run_id), "pt_sample_transfer", {}, "system"
+        )
+        return name
+
+    @task
+    def check_sample(run_id: str | None = None, params: dict | None = None) -> dict:
+        from cutover.errors import CutoverError
+        from cutover.pipeline import write_summary
+        from cutover.sample import scratch_url
+
+        limit = float((params or {}).get("max_reject_rate", 0.05))
+        url = scratch_url(conn_url("target_db"), str(run_id))
+        try:
+            write_summary(
+                url, conn_url("staging_store"), str(run_id), "pt_sample_transfer", max_reject_rate=limit
+            )
+        except CutoverError as failed:  # a no-go, decided by the next task, not a crash of this one
+            return {"passed": False, "reason": type(failed).__name__}
+        return {"passed": True}
+
+    @task
+    def estimate_downtime(checked: dict, run_id: str | None = None) -> dict:
+        from datetime import UTC, datetime
+
+        from cutover.errors import PolicyError
+        from cutover.sample import decide
+
+        result = decide(
+            conn_url("legacy_db"),
+            conn_url("target_db"),
+            conn_url("staging_store"),
+            str(run_id),
+            gates_passed=bool(checked["passed"]),
+            now=datetime.now(UTC),
+        )
+        if result["decision"] != "go":
+            raise PolicyError(f"no-go: {'; '.join(result['reasons'])} (see sample_estimate.json)")
+        return result
+
+    @task
+    def drop_scratch_target(run_id: str | None = None) -> None:
+        from cutover.sample import drop_scratch
+
+        drop_scratch(conn_url("target_db"), str(run_id))
+
+    scratch = create_scratch_target()
+    sampled = plan_sample()
+    scratch >> sampled
+    _, loaded = extract_map_load("scratch", sampled)
+    checked = check_sample()
+    loaded >> checked
+    estimated = estimate_downtime(checked)
+    # a teardown: it runs after a failure too, and the run's state stays that of the work it cleans up after
+    estimated >> drop_scratch_target().as_teardown(setups=scratch)
+
+
+pt_sample_transfer()

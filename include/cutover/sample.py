@@ -1,0 +1,207 @@
+"""The trial run: a sample moved into a scratch target, timed, and extrapolated to a go/no-go.
+
+``pt_sample_transfer`` runs the cutover's own stages (extract → map → load, with the same gates)
+on a stratified sample (:func:`cutover.scope.sample_scope`) into a scratch database on the target
+server, so nothing of the real target is touched. :func:`estimate` then scales each table's
+measured stage times by that table's full size over its sample size (tables cost differently per
+row: a visit with notes is not a payer), adds the safety margin of the cutover plan and compares
+the result with the plan's downtime window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import datetime
+from typing import Any, TypedDict
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from cutover.legacy.schema import LEGACY_TABLES
+from cutover.legacy.source import count_rows
+from cutover.staging.store import open_store
+from cutover.target import upgrade
+
+log = logging.getLogger(__name__)
+
+STAGES = ("extract", "map", "load")
+
+
+class StageTiming(TypedDict):
+    rows: int
+    seconds: float
+
+
+def scratch_name(run_id: str) -> str:
+    """The scratch database of a trial run.
+
+    >>> scratch_name("manual__2026-11-27T18:00:00+00:00")
+    'cutover_trial_c9738d7849'
+    """
+    return "cutover_trial_" + hashlib.sha256(run_id.encode()).hexdigest()[:10]
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def scratch_url(target_url: str, run_id: str) -> str:
+    return _with_database(target_url, scratch_name(run_id))
+
+
+def create_scratch(target_url: str, run_id: str) -> str:
+    """A fresh scratch database beside the target with the target's schemas (a retry starts clean)."""
+    name = scratch_name(run_id)
+    with psycopg.connect(target_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = scratch_url(target_url, run_id)
+    upgrade(url)
+    return name
+
+
+def drop_scratch(target_url: str, run_id: str) -> None:
+    with psycopg.connect(target_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch_name(run_id)))
+        )
+
+
+def stage_timings(target_url: str, store_url: str, run_id: str) -> dict[str, dict[str, StageTiming]]:
+    """Per stage and legacy table: rows and seconds of one run (extract and map from their staged
+    stats, load from the batch ledger)."""
+    from cutover.pipeline import migrated_tables, run_key
+
+    store = open_store(store_url)
+    timings: dict[str, dict[str, StageTiming]] = {stage: {} for stage in STAGES}
+    for stage, folder in (("extract", "extract"), ("map", "mapped")):
+        for table in migrated_tables():
+            key = f"runs/{run_key(run_id)}/{folder}/{table}/_stats.json"
+            if store.exists(key):
+                stats = json.loads(store.get(key))
+                timings[stage][table] = StageTiming(rows=stats["rows"], seconds=stats["seconds"])
+    with psycopg.connect(target_url) as conn:
+        for table, rows, seconds in conn.execute(
+            "SELECT legacy_table, sum(rows_in), sum(extract(epoch FROM finished_at - started_at))"
+            " FROM migration.batch WHERE run_id = %s AND state = 'loaded' GROUP BY 1",
+            (run_id,),
+        ):
+            timings["load"][table] = StageTiming(rows=int(rows), seconds=float(seconds))
+    return timings
+
+
+def work_seconds(timings: dict[str, dict[str, StageTiming]]) -> dict[str, float]:
+    """Seconds spent per stage, and in all (``total``)."""
+    per = {stage: round(sum(t["seconds"] for t in timings[stage].values()), 3) for stage in STAGES}
+    return {**per, "total": round(sum(per.values()), 3)}
+
+
+def estimate(
+    sample: dict[str, dict[str, StageTiming]],
+    full_rows: dict[str, int],
+    *,
+    window_hours: float,
+    safety_margin: float,
+    gates_passed: bool,
+) -> dict[str, Any]:
+    """Extrapolate a sample run's stage times to the full tables; the go/no-go.
+
+    Each table's time scales by its full rows over its sample rows (a table the sample moved whole
+    scales by one). Loads run parents before children, so the estimate adds the stages up, as a
+    single worker would run them: a conservative figure for a wider executor.
+    """
+    per_stage: dict[str, float] = {}
+    for stage in STAGES:
+        seconds = 0.0
+        for table, timing in sample[stage].items():
+            factor = full_rows.get(table, 0) / timing["rows"] if timing["rows"] else 1.0
+            seconds += timing["seconds"] * max(factor, 1.0)
+        per_stage[stage] = round(seconds, 3)
+    total = sum(per_stage.values())
+    with_margin = total * safety_margin
+    fits = with_margin <= window_hours * 3600
+    sample_rows = sum(t["rows"] for t in sample["extract"].values())
+    return {
+        "sample_rows": sample_rows,
+        "full_rows": sum(full_rows.values()),
+        "estimated_seconds": {**per_stage, "total": round(total, 3)},
+        "safety_margin": safety_margin,
+        "estimated_with_margin_seconds": round(with_margin, 3),
+        "window_hours": window_hours,
+        "fits_window": fits,
+        "gates_passed": gates_passed,
+        "decision": "go" if fits and gates_passed else "no-go",
+        "reasons": [
+            reason
+            for reason, bad in (
+                (f"estimate {with_margin / 3600:.2f} h exceeds the {window_hours:.1f} h window", not fits),
+                ("the sample did not pass every gate", not gates_passed),
+            )
+            if bad
+        ],
+    }
+
+
+def legacy_counts(legacy_url: str) -> dict[str, int]:
+    from cutover.pipeline import migrated_tables
+
+    return {table: count_rows(legacy_url, table) for table in migrated_tables() if table in LEGACY_TABLES}
+
+
+def decide(
+    legacy_url: str,
+    target_url: str,
+    store_url: str,
+    run_id: str,
+    *,
+    gates_passed: bool,
+    now: datetime,
+) -> dict[str, Any]:
+    """The trial's result: timings, the extrapolated full run, the window it must fit, go or no-go.
+
+    Written to the evidence folder and the staging store as ``sample_estimate.json``.
+    """
+    from cutover.pipeline import evidence_dir, run_key
+    from cutover.plan import load_plan
+
+    plan = load_plan()
+    timings = stage_timings(scratch_url(target_url, run_id), store_url, run_id)
+    result = estimate(
+        timings,
+        legacy_counts(legacy_url),
+        window_hours=plan.window_hours,
+        safety_margin=plan.safety_margin,
+        gates_passed=gates_passed,
+    )
+    start, end = plan.next_window(now)
+    result |= {
+        "run_id": run_id,
+        "sample_seconds": work_seconds(timings),
+        "next_window": {"start": start.isoformat(), "end": end.isoformat(), "timezone": plan.timezone},
+        "stages": {
+            stage: {
+                "rows": sum(t["rows"] for t in timings[stage].values()),
+                "seconds": round(sum(t["seconds"] for t in timings[stage].values()), 3),
+            }
+            for stage in STAGES
+        },
+    }
+    body = json.dumps(result, indent=2, sort_keys=True).encode()
+    (evidence_dir(run_id) / "sample_estimate.json").write_bytes(body)
+    open_store(store_url).put(f"runs/{run_key(run_id)}/evidence/sample_estimate.json", body)
+    log.info(
+        "trial run: %d sample rows; full run estimated %.0f s (%.0f s with margin) against a %.0f h window: %s",
+        result["sample_rows"],
+        result["estimated_seconds"]["total"],
+        result["estimated_with_margin_seconds"],
+        plan.window_hours,
+        result["decision"],
+    )
+    return result
+
+
+__all__ = ["create_scratch", "decide", "drop_scratch", "estimate", "scratch_url", "stage_timings"]

@@ -1,0 +1,180 @@
+"""Which legacy rows a run moves: everything (big bang), one wave of clinics (phased), or a sample.
+
+A scope is three sets of legacy ids — patients, cases and visits — because every patient-linked
+legacy table reaches its patient through one of those columns (:attr:`LegacyTable.patient_key`).
+Reference tables (clinics, providers, payers, referring physicians) are always moved whole: the
+upsert makes a second copy a no-op.
+
+*Wave*: a patient belongs to the wave of their home clinic, and a duplicate patient to the wave of
+the record that survives the merge, so a person seen at clinics of two waves has one owner and
+arrives once, with every record. The last wave may take the ``remaining`` clinics: it is then the
+complement of the earlier waves, so rows that reach no patient (orphans) are accounted too.
+
+*Sample*: a share of patients from every clinic, topped up so that every record kind appears,
+with all their dependent records — the trial run of ``pt_sample_transfer``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cutover.legacy.schema import LEGACY_TABLES
+from cutover.legacy.source import arrow_schema, read_batches
+from cutover.plan import REMAINING, Plan, Wave
+from cutover.staging.store import Store
+
+log = logging.getLogger(__name__)
+
+KEY_TABLES = {"pat_id": "patients", "case_id": "cases", "visit_id": "visits"}
+"""Scope key column → the legacy table whose ids it holds."""
+
+Kind = Literal["all", "wave", "sample"]
+
+
+@dataclass(frozen=True)
+class Scope:
+    kind: Kind
+    ids: dict[str, pa.Array] = field(default_factory=dict)
+    """Scope key column → int64 legacy ids."""
+    complement: bool = False
+    """True: the scope is every row whose key is *not* in ``ids`` (the last wave)."""
+    label: str = "all"
+
+    def keep(self, table: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The rows of ``batch`` (a batch of legacy ``table``) inside the scope."""
+        column = LEGACY_TABLES[table].patient_key
+        if self.kind == "all" or column is None:
+            return batch
+        inside = pc.is_in(batch.column(column), value_set=self.ids[column])
+        mask = pc.invert(pc.fill_null(inside, False)) if self.complement else pc.fill_null(inside, False)
+        return batch.filter(mask)
+
+    def counts(self) -> dict[str, int]:
+        return {KEY_TABLES[k]: len(v) for k, v in self.ids.items()}
+
+    def save(self, store: Store, prefix: str) -> None:
+        meta = {"kind": self.kind, "complement": self.complement, "label": self.label}
+        store.put(f"{prefix}/scope.json", json.dumps(meta).encode())
+        if self.kind != "all":
+            rows = pa.table(
+                {
+                    "key": pa.array([k for k, v in self.ids.items() for _ in range(len(v))], pa.string()),
+                    "id": pa.concat_arrays([v.cast(pa.int64()) for v in self.ids.values()]),
+                }
+            )
+            sink = io.BytesIO()
+            pq.write_table(rows, sink, compression="zstd")
+            store.put(f"{prefix}/scope.parquet", sink.getvalue())
+
+    @classmethod
+    def load(cls, store: Store, prefix: str) -> Scope:
+        meta = json.loads(store.get(f"{prefix}/scope.json"))
+        if meta["kind"] == "all":
+            return cls("all")
+        rows = pq.read_table(io.BytesIO(store.get(f"{prefix}/scope.parquet")))
+        ids = {key: pc.unique(rows.filter(pc.equal(rows["key"], key))["id"]) for key in KEY_TABLES}
+        return cls(meta["kind"], ids, meta["complement"], meta["label"])
+
+
+def _column(legacy_url: str, table: str, columns: list[str]) -> pa.Table:
+    spec = LEGACY_TABLES[table]
+    cols = [(c, spec.column_type(c)) for c in columns]
+    batches = list(read_batches(legacy_url, table, cols, spec.key))
+    return (
+        pa.Table.from_batches(batches)
+        if batches
+        else pa.table({c: pa.array([], pa.int64()) for c in columns})
+    )
+
+
+def _closure(legacy_url: str, patients: pa.Array) -> dict[str, pa.Array]:
+    """Patients → the cases and visits that hang off them (through their own ``pat_id``)."""
+    ids = {"pat_id": pc.unique(patients.cast(pa.int64()))}
+    for key, table in (("case_id", "cases"), ("visit_id", "visits")):
+        rows = _column(legacy_url, table, [key, "pat_id"])
+        ids[key] = rows.filter(pc.fill_null(pc.is_in(rows["pat_id"], value_set=ids["pat_id"]), False))[
+            key
+        ].combine_chunks()
+    return ids
+
+
+def patient_owners(legacy_url: str, *, as_of: date) -> pa.Table:
+    """Every legacy patient with the clinic that owns them: the home clinic of their merge survivor.
+
+    Maps and deduplicates the whole patients table (the same code the cutover runs, so the
+    clusters are the ones the load will merge); patients are few next to visits.
+    """
+    from cutover.mapping.dedupe import dedupe
+    from cutover.mapping.engine import map_batch
+    from cutover.mapping.specs import SPECS
+
+    spec = SPECS["patients"]
+    table = LEGACY_TABLES["patients"]
+    batches = list(read_batches(legacy_url, "patients", table.columns, table.key))
+    raw = pa.Table.from_batches(batches, schema=arrow_schema(table.columns))
+    mapped, _, _ = dedupe(spec, pa.concat_tables([map_batch(spec, raw, as_of=as_of)]))
+    survivor = pc.coalesce(mapped["merge_into"], mapped["legacy_id"]).cast(pa.int64())
+    legacy_ids = mapped["legacy_id"].cast(pa.int64())
+    clinic_of = dict(zip(raw["pat_id"].to_pylist(), raw["clinic_id"].to_pylist(), strict=True))
+    owner = pa.array([clinic_of.get(s) for s in survivor.to_pylist()], pa.int64())
+    return pa.table({"pat_id": legacy_ids, "owner_clinic": owner})
+
+
+def wave_scope(legacy_url: str, plan: Plan, wave: Wave, *, as_of: date) -> Scope:
+    """The rows of one wave (see the module docstring)."""
+    owners = patient_owners(legacy_url, as_of=as_of)
+
+    def patients_of(clinics: tuple[int, ...]) -> pa.Array:
+        inside = pc.fill_null(
+            pc.is_in(owners["owner_clinic"], value_set=pa.array(clinics, pa.int64())), False
+        )
+        return owners.filter(inside)["pat_id"].combine_chunks()
+
+    if wave.clinics == REMAINING:
+        earlier = tuple(c for w in plan.earlier(wave) if w.clinics != REMAINING for c in w.clinics)
+        return Scope("wave", _closure(legacy_url, patients_of(earlier)), complement=True, label=wave.name)
+    return Scope("wave", _closure(legacy_url, patients_of(wave.clinics)), label=wave.name)
+
+
+def sample_scope(legacy_url: str, *, share: float, seed: int) -> Scope:
+    """A stratified sample: ``share`` of each clinic's patients (at least one), then one patient more
+    for every patient-linked table the sample would otherwise leave empty."""
+    rng = np.random.default_rng(seed)
+    patients = _column(legacy_url, "patients", ["pat_id", "clinic_id"]).to_pandas()
+    chosen: set[int] = set()
+    for _, group in patients.groupby(patients["clinic_id"].fillna(-1)):
+        size = max(1, round(len(group) * share))
+        chosen.update(int(p) for p in rng.choice(group["pat_id"].to_numpy(), size=size, replace=False))
+    ids = _closure(legacy_url, pa.array(sorted(chosen), pa.int64()))
+    case_owner = _column(legacy_url, "cases", ["case_id", "pat_id"])
+    visit_owner = _column(legacy_url, "visits", ["visit_id", "pat_id"])
+    owners = {"case_id": case_owner, "visit_id": visit_owner}
+    for name, table in LEGACY_TABLES.items():
+        key = table.patient_key
+        if key is None or name in KEY_TABLES.values():
+            continue
+        rows = _column(legacy_url, name, [table.key, key])
+        if len(rows) == 0 or pc.any(pc.is_in(rows[key], value_set=ids[key])).as_py():
+            continue
+        pick = rows[key][int(rng.integers(len(rows)))].as_py()
+        patient = pick if key == "pat_id" else _owner_of(owners[key], key, pick)
+        if patient is not None:
+            chosen.add(int(patient))
+            ids = _closure(legacy_url, pa.array(sorted(chosen), pa.int64()))
+    log.info("sample: %d of %d patients (share %.3f, seed %d)", len(chosen), len(patients), share, seed)
+    return Scope("sample", ids, label=f"sample {share:.1%}")
+
+
+def _owner_of(rows: pa.Table, key: str, value: int | None) -> int | None:
+    match = rows.filter(pc.equal(rows[key], value))
+    return match["pat_id"][0].as_py() if len(match) else None

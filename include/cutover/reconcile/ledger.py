@@ -145,18 +145,19 @@ SELECT DISTINCT %(run)s, e.legacy_table, e.legacy_id, NULL::uuid, 'unresolved'
 ON CONFLICT DO NOTHING
 """
 
+# One pass per table: which expected rows the target holds; the absent ones are written as missing
+# (one failure per legacy row, even when several of its exploded parts are gone), the present counted.
 _MISSING = """
-INSERT INTO migration.validation_failure (run_id, table_name, legacy_id, new_id, kind)
-SELECT DISTINCT ON (x.legacy_id) %(run)s, x.legacy_table, x.legacy_id, x.id, 'missing'
-  FROM rc_expected x
- WHERE x.legacy_table = %(table)s AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.id = x.id)
- ORDER BY x.legacy_id, x.id
-ON CONFLICT DO NOTHING
-"""
-
-_PRESENT = """
-SELECT count(DISTINCT x.id) FROM rc_expected x
- WHERE x.legacy_table = %(table)s AND EXISTS (SELECT 1 FROM {target} t WHERE t.id = x.id)
+WITH x AS (
+    SELECT x.legacy_table, x.legacy_id, x.id, EXISTS (SELECT 1 FROM {target} t WHERE t.id = x.id) AS present
+      FROM rc_expected x WHERE x.legacy_table = %(table)s
+), missing AS (
+    INSERT INTO migration.validation_failure (run_id, table_name, legacy_id, new_id, kind)
+    SELECT DISTINCT ON (legacy_id) %(run)s, legacy_table, legacy_id, id, 'missing'
+      FROM x WHERE NOT present ORDER BY legacy_id, id
+    ON CONFLICT DO NOTHING
+)
+SELECT count(DISTINCT id) FILTER (WHERE present) FROM x
 """
 
 # A target row no crosswalk row accounts for. It has no legacy id: the failure's legacy_id holds the
@@ -184,24 +185,23 @@ def check_ledger(
         for t, n in legacy_rows.items()
     }
     for table, migrated, merged, rejected, unresolved in conn.execute(_OUTCOMES, params).fetchall():
-        row = counts[table]
-        row["migrated"], row["merged"], row["rejected"], row["unresolved"] = (
-            migrated,
-            merged,
-            rejected,
-            unresolved,
-        )
+        counts[table] |= {
+            "migrated": migrated,
+            "merged": merged,
+            "rejected": rejected,
+            "unresolved": unresolved,
+        }
     conn.execute(_EXPECTED, params)
-    conn.execute("CREATE INDEX ON rc_expected (id)")
+    conn.execute("CREATE INDEX ON rc_expected (legacy_table, id)")
     conn.execute("ANALYZE rc_expected")
     conn.execute(_UNRESOLVED, params)
-    for table in legacy_rows:
+    for table, rows in legacy_rows.items():
         spec = SPECS[table]
         target = sql.Identifier("pt", spec.target)
         args = {**params, "table": table, "new_table": spec.target}
-        conn.execute(sql.SQL(_MISSING).format(target=target), args)
-        (present,) = conn.execute(sql.SQL(_PRESENT).format(target=target), args).fetchone() or (0,)
-        counts[table]["target_rows"] = int(present)
+        if rows:
+            (present,) = conn.execute(sql.SQL(_MISSING).format(target=target), args).fetchone() or (0,)
+            counts[table]["target_rows"] = int(present)
         conn.execute(sql.SQL(_EXTRA).format(target=target), args)
     return counts
 

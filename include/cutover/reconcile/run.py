@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pyarrow as pa
+from psycopg import sql
 
 from cutover.config import LEGACY_SYSTEM
 from cutover.errors import TerminalError, TransientError
@@ -53,6 +54,9 @@ class ReconcileReport:
     seconds: float
     passed: bool
     bisection: dict[str, int] = field(default_factory=dict)
+    """Levels, segments compared, leaves and chart rows fetched: how little of the target was read."""
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds per step: ledger, target_charts, legacy_charts, bisection."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,13 +78,23 @@ def _compare_charts(
     system: str,
     legacy_ids: pa.Array,
     keys: pa.Array,
+    phases: dict[str, float],
 ) -> tuple[int, dict[str, list[int]], dict[str, int]]:
-    """Build both sides' charts, bisect to the differing patients; return (patients, keys by kind, stats)."""
+    """Build both sides' charts, bisect to the differing patients; return (patients, keys by kind, stats).
+
+    Records each step's seconds in ``phases``.
+    """
     rejected = {table: rejected_ids(conn, system, table) for table in CHART_TABLES}
+    clock = time.perf_counter()
     target = TargetCharts(conn)
+    phases["target_charts"] = round(time.perf_counter() - clock, 3)
+    clock = time.perf_counter()
     legacy = ArrowCharts(LegacyCharts(open_store(store_url), prefix, legacy_ids, keys, rejected).build())
+    phases["legacy_charts"] = round(time.perf_counter() - clock, 3)
+    clock = time.perf_counter()
     ours, theirs, stats = bisect(legacy, target)
     mismatched = differing(ours, theirs, KINDS)
+    phases["bisection"] = round(time.perf_counter() - clock, 3)
     bisection = {
         "levels": stats.levels,
         "segments_compared": stats.segments_compared,
@@ -89,6 +103,33 @@ def _compare_charts(
         "queries_per_side": stats.queries_per_side,
     }
     return legacy.table.num_rows, mismatched, bisection
+
+
+STATISTICS_TABLES = (
+    "migration.crosswalk",
+    "migration.reject",
+    "pt.patient",
+    "pt.episode",
+    "pt.visit",
+    "pt.procedure_line",
+    "pt.diagnosis",
+    "pt.charge",
+    "pt.payment",
+)
+"""Tables reconciliation joins in bulk; a load that just wrote them leaves their statistics stale."""
+
+
+def _plan_for_bulk(conn: psycopg.Connection[Any]) -> None:
+    """Every query here joins whole tables: hash joins, never nested loops over a stale estimate.
+
+    Right after a load, autovacuum has not yet analysed the tables, so the planner believes the
+    crosswalk holds a few dozen rows and picks nested loops that take minutes on a million. The
+    tables are analysed first (an owner's privilege: without it PostgreSQL skips them with a
+    warning), and nested loops are off for this transaction only.
+    """
+    for table in STATISTICS_TABLES:
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(*table.split("."))))
+    conn.execute("SET LOCAL enable_nestloop = off")
 
 
 def _summary(conn: psycopg.Connection[Any], run_id: str) -> tuple[dict[str, int], list[str]]:
@@ -139,12 +180,16 @@ def reconcile(
     with conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         with conn.transaction():
+            _plan_for_bulk(conn)
             conn.execute("DELETE FROM migration.validation_failure WHERE run_id = %s", (run_id,))
+            phases: dict[str, float] = {}
             legacy_rows = stage_ids(conn, store, prefix, migrated_tables())
+            phases["stage_ids"] = round(time.perf_counter() - started, 3)
             tables = check_ledger(conn, run_id, system, legacy_rows)
             patient_ids, patient_keys = stage_patients(conn, system)
+            phases["ledger"] = round(time.perf_counter() - started - phases["stage_ids"], 3)
             compared, mismatched, bisection = _compare_charts(
-                conn, store_url, f"{prefix}/mapped", system, patient_ids, patient_keys
+                conn, store_url, f"{prefix}/mapped", system, patient_ids, patient_keys, phases
             )
             keys = [k for ks in mismatched.values() for k in ks]
             kinds = [kind for kind, ks in mismatched.items() for _ in ks]
@@ -164,6 +209,7 @@ def reconcile(
                 seconds=round(time.perf_counter() - started, 3),
                 passed=rate <= max_failure_rate,
                 bisection=bisection,
+                phases=phases,
             )
             conn.execute(
                 "INSERT INTO migration.audit_log (actor, action, run_id, detail) VALUES (%s, %s, %s, %s)",

@@ -16,8 +16,11 @@ days and timestamps microseconds since 2000-01-01, arrays carry dimensions and t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from queue import Empty, Full, Queue
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +44,9 @@ WRITE_BYTES = 8 << 20
 PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 PGCOPY_TRAILER = b"\xff\xff"
 
+AHEAD = 2
+"""Encoded pieces queued ahead of the connection (each ≤ WRITE_BYTES): encode and send overlap."""
+
 _PG_EPOCH_DAYS = 10_957  # 2000-01-01 - 1970-01-01 in days
 _PG_EPOCH_US = _PG_EPOCH_DAYS * 86_400 * 1_000_000
 _TEXT_OID = 25
@@ -63,8 +69,31 @@ _ALIASES: dict[str, str] = {
 
 _logged_fallbacks: set[str] = set()
 
-Encoder = Callable[[pa.Array], list[pa.Array]]
-"""A column of one slice → the binary pieces that, concatenated per row, are that field's bytes."""
+
+@dataclass(frozen=True)
+class Fixed:
+    """The same number of bytes in every row of a slice: row ``i`` is ``matrix[i]``.
+
+    Adjacent fixed parts of a row (the field count, integers, dates, the length prefix of a
+    nullable or text field…) are laid side by side into one block, so the row join handles one
+    piece for all of them instead of one per field. What varies per row (a text value, the value
+    of a nullable field, empty under NULL) is a binary array instead.
+    """
+
+    matrix: npt.NDArray[np.uint8]
+
+
+Part: TypeAlias = Fixed | pa.Array
+"""A piece of every row of a slice: a :class:`Fixed` block or a binary array (NULL reads as empty)."""
+
+
+@dataclass(frozen=True)
+class ColumnEncoder:
+    """A column of one slice → the parts that, concatenated per row, are that field's bytes."""
+
+    encode: Callable[[pa.Array], list[Part]]
+    variable: bool
+    """Whether the parts include a binary array; fixed-only columns are sent first so they form one block."""
 
 
 def stage_type(pg_type: str) -> str:
@@ -87,13 +116,34 @@ def _offsets(sizes: npt.NDArray[Any]) -> npt.NDArray[np.int32]:
     return out
 
 
+def _block(parts: list[Fixed]) -> pa.Array:
+    """Adjacent fixed parts side by side as one binary array (one value a row)."""
+    matrix = parts[0].matrix if len(parts) == 1 else np.hstack([p.matrix for p in parts])
+    n, width = matrix.shape
+    return _binary(np.ascontiguousarray(matrix).reshape(-1), np.arange(n + 1, dtype=np.int32) * width)
+
+
 def _ragged(matrix: npt.NDArray[np.uint8], sizes: npt.NDArray[Any]) -> pa.Array:
     """Row ``i`` of the binary array is the first ``sizes[i]`` bytes of ``matrix[i]``."""
-    width = matrix.shape[1]
-    if bool((sizes == width).all()):
-        return _binary(matrix.reshape(-1), np.arange(len(matrix) + 1, dtype=np.int32) * width)
-    keep = np.arange(width) < sizes[:, None]
+    keep = np.arange(matrix.shape[1]) < sizes[:, None]
     return _binary(matrix[keep], _offsets(sizes))
+
+
+def _pieces(parts: Iterable[Part]) -> list[pa.Array]:
+    """Parts to join: each run of adjacent fixed parts becomes one block."""
+    pieces: list[pa.Array] = []
+    run: list[Fixed] = []
+    for part in parts:
+        if isinstance(part, Fixed):
+            run.append(part)
+            continue
+        if run:
+            pieces.append(_block(run))
+            run = []
+        pieces.append(part)
+    if run:
+        pieces.append(_block(run))
+    return pieces
 
 
 def _valid(arr: pa.Array) -> npt.NDArray[np.bool_] | None:
@@ -111,18 +161,21 @@ def _raw(arr: pa.Array, dtype: str) -> npt.NDArray[Any]:
     )
 
 
-def _fixed(values: npt.NDArray[Any], valid: npt.NDArray[np.bool_] | None) -> pa.Array:
-    """Fields of a fixed-width type: ``values`` already in network byte order, one row each."""
+def _fixed(values: npt.NDArray[Any], valid: npt.NDArray[np.bool_] | None) -> list[Part]:
+    """Fields of a fixed-width type: ``values`` already in network byte order, one row each.
+
+    Without NULLs, length and value are one fixed part. With NULLs, the length (-1 under NULL)
+    stays fixed and the values become a binary array that is NULL, so joined as empty, there.
+    """
     n = len(values)
     raw = np.ascontiguousarray(values).view(np.uint8).reshape(n, -1)
     width = raw.shape[1]
-    matrix = np.empty((n, 4 + width), dtype=np.uint8)
-    matrix[:, :4] = np.array([width], dtype=">i4").view(np.uint8)
-    matrix[:, 4:] = raw
-    if valid is None:
-        return _ragged(matrix, np.full(n, 4 + width, dtype=np.int32))
-    matrix[~valid, :4] = 0xFF
-    return _ragged(matrix, np.where(valid, 4 + width, 4).astype(np.int32))
+    if valid is None:  # the block copies both once; the constant length is not even materialised
+        return [Fixed(np.broadcast_to(np.array([width], dtype=">i4").view(np.uint8), (n, 4))), Fixed(raw)]
+    lengths = _int32_fields(np.where(valid, width, -1).astype(np.int32))
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    offsets = pa.py_buffer(np.arange(n + 1, dtype=np.int32) * width)
+    return [lengths, pa.Array.from_buffers(pa.binary(), n, [bitmap, offsets, pa.py_buffer(raw)])]
 
 
 def _lengths(arr: pa.Array) -> npt.NDArray[np.int32]:
@@ -133,10 +186,9 @@ def _lengths(arr: pa.Array) -> npt.NDArray[np.int32]:
     return lengths if valid is None else np.where(valid, lengths, -1).astype(np.int32)
 
 
-def _int32_fields(values: npt.NDArray[np.int32]) -> pa.Array:
-    """A 4-byte piece per row: the int32 in network byte order (a length prefix)."""
-    be = values.astype(">i4")
-    return _binary(be.view(np.uint8), np.arange(len(values) + 1, dtype=np.int32) * 4)
+def _int32_fields(values: npt.NDArray[np.int32]) -> Fixed:
+    """A 4-byte part per row: the int32 in network byte order (a length prefix)."""
+    return Fixed(values.astype(">i4").view(np.uint8).reshape(len(values), 4))
 
 
 def _as_binary(arr: pa.Array) -> pa.Array:
@@ -159,63 +211,63 @@ def _checked(values: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_] | None,
 # --- one encoder per PostgreSQL type ---------------------------------------------------------
 
 
-def _encode_int(dtype: str, arrow_type: pa.DataType) -> Encoder:
-    def encode(arr: pa.Array) -> list[pa.Array]:
+def _encode_int(dtype: str, arrow_type: pa.DataType) -> Callable[[pa.Array], list[Part]]:
+    def encode(arr: pa.Array) -> list[Part]:
         if arr.type != arrow_type:
             arr = pc.cast(arr, arrow_type)  # safe cast: an int64 that does not fit int32 raises
-        return [_fixed(_raw(arr, dtype).astype(">" + dtype), _valid(arr))]
+        return _fixed(_raw(arr, dtype).astype(">" + dtype), _valid(arr))
 
     return encode
 
 
-def _encode_float(arr: pa.Array) -> list[pa.Array]:
+def _encode_float(arr: pa.Array) -> list[Part]:
     if arr.type != pa.float64():
         arr = pc.cast(arr, pa.float64())
-    return [_fixed(_raw(arr, "f8").astype(">f8"), _valid(arr))]
+    return _fixed(_raw(arr, "f8").astype(">f8"), _valid(arr))
 
 
-def _encode_real(arr: pa.Array) -> list[pa.Array]:
+def _encode_real(arr: pa.Array) -> list[Part]:
     if arr.type != pa.float32():
         arr = pc.cast(arr, pa.float32())
-    return [_fixed(_raw(arr, "f4").astype(">f4"), _valid(arr))]
+    return _fixed(_raw(arr, "f4").astype(">f4"), _valid(arr))
 
 
-def _encode_bool(arr: pa.Array) -> list[pa.Array]:
+def _encode_bool(arr: pa.Array) -> list[Part]:
     values = np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=np.bool_)
-    return [_fixed(values.view(np.uint8), _valid(arr))]
+    return _fixed(values.view(np.uint8), _valid(arr))
 
 
-def _encode_date(arr: pa.Array) -> list[pa.Array]:
+def _encode_date(arr: pa.Array) -> list[Part]:
     if arr.type != pa.date32():
         arr = pc.cast(arr, pa.date32())
     valid = _valid(arr)
     days = _raw(arr, "i4").astype(np.int64) - _PG_EPOCH_DAYS
     _checked(days, valid, -(2**31), 2**31 - 1)
-    return [_fixed(days.astype(">i4"), valid)]
+    return _fixed(days.astype(">i4"), valid)
 
 
-def _encode_timestamp(arr: pa.Array) -> list[pa.Array]:
+def _encode_timestamp(arr: pa.Array) -> list[Part]:
     unit_type = pa.timestamp("us", arr.type.tz)
     if arr.type != unit_type:
         arr = pc.cast(arr, unit_type)
     valid = _valid(arr)
     micros = _raw(arr, "i8")
     _checked(micros, valid, -(2**63) + _PG_EPOCH_US, 2**63 - 1)
-    return [_fixed((micros - _PG_EPOCH_US).astype(">i8"), valid)]
+    return _fixed((micros - _PG_EPOCH_US).astype(">i8"), valid)
 
 
-def _encode_uuid(arr: pa.Array) -> list[pa.Array]:
+def _encode_uuid(arr: pa.Array) -> list[Part]:
     data = np.frombuffer(arr.buffers()[1], dtype=np.uint8, count=len(arr) * 16, offset=arr.offset * 16)
-    return [_fixed(data.reshape(-1, 16), _valid(arr))]
+    return _fixed(data.reshape(-1, 16), _valid(arr))
 
 
-def _encode_bytes(arr: pa.Array) -> list[pa.Array]:
+def _encode_bytes(arr: pa.Array) -> list[Part]:
     """Text (UTF-8, the database encoding) and bytea: the value's bytes as they are."""
     arr = _as_binary(arr)
     return [_int32_fields(_lengths(arr)), arr]
 
 
-def _encode_text_array(arr: pa.Array) -> list[pa.Array]:
+def _encode_text_array(arr: pa.Array) -> list[Part]:
     """One-dimensional text[]: header (ndim, has-null, element OID, length, lower bound 1), then elements.
 
     An empty list is a zero-dimension array (its header stops after the element OID), as
@@ -242,7 +294,10 @@ def _encode_text_array(arr: pa.Array) -> list[pa.Array]:
         fields[~valid, 0] = -1
         sizes = np.where(valid, sizes, 4)
     encoded = pc.binary_join_element_wise(
-        _int32_fields(element_lengths), elements, b"", null_handling="replace", null_replacement=""
+        *_pieces([_int32_fields(element_lengths), elements]),
+        b"",
+        null_handling="replace",
+        null_replacement="",
     )
     lists = pa.ListArray.from_arrays(
         pa.array(bounds), encoded, mask=None if valid is None else pa.array(~valid)
@@ -268,60 +323,72 @@ def _is_bytes(t: pa.DataType) -> bool:
     return pa.types.is_binary(t) or pa.types.is_large_binary(t)
 
 
-def _decoded(encoder: Encoder) -> Encoder:
+def _decoded(encoder: ColumnEncoder) -> ColumnEncoder:
     """Dictionary-encoded columns (as pandas categoricals become) are encoded by their values."""
-    return lambda arr: encoder(arr.dictionary_decode())
+    return ColumnEncoder(lambda arr: encoder.encode(arr.dictionary_decode()), encoder.variable)
 
 
-def _encoder(pg_type: str, arrow_type: pa.DataType) -> Encoder | None:
+def _is_naive_timestamp(t: pa.DataType) -> bool:
+    return pa.types.is_timestamp(t) and t.tz is None
+
+
+def _is_aware_timestamp(t: pa.DataType) -> bool:
+    return pa.types.is_timestamp(t) and t.tz is not None
+
+
+def _is_uuid_bytes(t: pa.DataType) -> bool:
+    return pa.types.is_fixed_size_binary(t) and t.byte_width == 16
+
+
+_ENCODERS: dict[str, tuple[Callable[[pa.DataType], bool], ColumnEncoder]] = {
+    "text": (_is_text, ColumnEncoder(_encode_bytes, variable=True)),
+    "bytea": (_is_bytes, ColumnEncoder(_encode_bytes, variable=True)),
+    "text[]": (_is_text_list, ColumnEncoder(_encode_text_array, variable=True)),
+    "smallint": (pa.types.is_integer, ColumnEncoder(_encode_int("i2", pa.int16()), variable=False)),
+    "integer": (pa.types.is_integer, ColumnEncoder(_encode_int("i4", pa.int32()), variable=False)),
+    "bigint": (pa.types.is_integer, ColumnEncoder(_encode_int("i8", pa.int64()), variable=False)),
+    "float8": (pa.types.is_floating, ColumnEncoder(_encode_float, variable=False)),
+    "real": (pa.types.is_floating, ColumnEncoder(_encode_real, variable=False)),
+    "boolean": (pa.types.is_boolean, ColumnEncoder(_encode_bool, variable=False)),
+    "date": (pa.types.is_date, ColumnEncoder(_encode_date, variable=False)),
+    "timestamp": (_is_naive_timestamp, ColumnEncoder(_encode_timestamp, variable=False)),
+    "timestamptz": (_is_aware_timestamp, ColumnEncoder(_encode_timestamp, variable=False)),
+    "uuid": (_is_uuid_bytes, ColumnEncoder(_encode_uuid, variable=False)),
+}
+"""Staging type → (which Arrow types it takes, its encoder). Anything else goes row by row."""
+
+
+def _encoder(pg_type: str, arrow_type: pa.DataType) -> ColumnEncoder | None:
     """The encoder for this (staging type, Arrow type) pair, or None when there is none."""
     if pa.types.is_dictionary(arrow_type):
         inner = _encoder(pg_type, arrow_type.value_type)
         return None if inner is None else _decoded(inner)
     kind = _ALIASES.get(pg_type.strip().lower(), pg_type.strip().lower())
-    ints = {"smallint": ("i2", pa.int16()), "integer": ("i4", pa.int32()), "bigint": ("i8", pa.int64())}
-    if kind in ints and pa.types.is_integer(arrow_type):
-        return _encode_int(*ints[kind])
-    checks: dict[str, tuple[Callable[[pa.DataType], bool], Encoder]] = {
-        "text": (_is_text, _encode_bytes),
-        "bytea": (_is_bytes, _encode_bytes),
-        "float8": (pa.types.is_floating, _encode_float),
-        "real": (pa.types.is_floating, _encode_real),
-        "boolean": (pa.types.is_boolean, _encode_bool),
-        "date": (pa.types.is_date, _encode_date),
-        "timestamp": (lambda t: pa.types.is_timestamp(t) and t.tz is None, _encode_timestamp),
-        "timestamptz": (lambda t: pa.types.is_timestamp(t) and t.tz is not None, _encode_timestamp),
-        "uuid": (lambda t: pa.types.is_fixed_size_binary(t) and t.byte_width == 16, _encode_uuid),
-        "text[]": (_is_text_list, _encode_text_array),
-    }
-    if kind not in checks:
-        return None
-    accepts, encoder = checks[kind]
-    return encoder if accepts(arrow_type) else None
+    accepts, encoder = _ENCODERS.get(kind, (None, None))
+    return encoder if accepts is not None and accepts(arrow_type) else None
 
 
 # --- the stream ------------------------------------------------------------------------------
 
 
-def encode_rows(batch: pa.RecordBatch, encoders: Sequence[Encoder]) -> pa.Buffer:
+def encode_rows(batch: pa.RecordBatch, encoders: Sequence[ColumnEncoder]) -> pa.Buffer:
     """The binary COPY rows (no header, no trailer) of ``batch``, one contiguous buffer."""
     n = batch.num_rows
     if n == 0:
         return pa.py_buffer(b"")
-    count = np.full(n, batch.num_columns, dtype=">i2").view(np.uint8)
-    pieces = [_binary(count, np.arange(n + 1, dtype=np.int32) * 2)]
-    for column, encode in zip(batch.columns, encoders, strict=True):
-        pieces += encode(column)
-    rows = pc.binary_join_element_wise(*pieces, b"", null_handling="replace", null_replacement="")
+    parts: list[Part] = [Fixed(np.full(n, batch.num_columns, dtype=">i2").view(np.uint8).reshape(n, 2))]
+    for column, encoder in zip(batch.columns, encoders, strict=True):
+        parts += encoder.encode(column)
+    rows = pc.binary_join_element_wise(*_pieces(parts), b"", null_handling="replace", null_replacement="")
     offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32, count=n + 1, offset=rows.offset * 4)
     return rows.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
 
 
-def encoders_for(schema: pa.Schema, pg_types: Sequence[str]) -> list[Encoder] | None:
+def encoders_for(schema: pa.Schema, pg_types: Sequence[str]) -> list[ColumnEncoder] | None:
     """One encoder per column, or None when some column has none (logged once per type pair)."""
     if len(schema) != len(pg_types):
         raise TerminalError(f"binary COPY: {len(schema)} columns but {len(pg_types)} PostgreSQL types")
-    encoders: list[Encoder] = []
+    encoders: list[ColumnEncoder] = []
     for field, pg_type in zip(schema, pg_types, strict=True):
         encoder = _encoder(stage_type(pg_type), field.type)
         if encoder is None:
@@ -347,7 +414,7 @@ def _slices(data: pa.Table | pa.RecordBatch) -> Iterator[pa.RecordBatch]:
             yield batch.slice(start, step)
 
 
-def copy_stream(data: pa.Table | pa.RecordBatch, encoders: Sequence[Encoder]) -> Iterator[memoryview]:
+def copy_stream(data: pa.Table | pa.RecordBatch, encoders: Sequence[ColumnEncoder]) -> Iterator[memoryview]:
     """The whole binary COPY stream of ``data`` (header, rows, trailer) in pieces of ≤ WRITE_BYTES."""
     yield memoryview(PGCOPY_HEADER)
     for part in _slices(data):
@@ -367,6 +434,55 @@ def encode_copy(data: pa.Table | pa.RecordBatch, pg_types: Sequence[str]) -> byt
     if encoders is None:
         raise TerminalError("binary COPY: some column type has no vectorised encoder")
     return b"".join(bytes(piece) for piece in copy_stream(data, encoders))
+
+
+def _ahead(items: Iterator[memoryview], depth: int = AHEAD) -> Iterator[memoryview]:
+    """``items`` produced by a worker thread, up to ``depth`` ahead of the consumer.
+
+    Encoding (Arrow and numpy release the GIL) then overlaps sending, the way psql's reading of
+    its file overlaps the server's parsing. A failure in the worker is raised in the consumer; a
+    consumer that stops early (the server refused the data) stops the worker.
+    """
+    queue: Queue[tuple[bool, Any]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put((False, exc))
+            return
+        put((False, None))
+
+    worker = threading.Thread(target=produce, name="copy-encode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            try:
+                more, value = queue.get(timeout=1.0)
+            except Empty:
+                if not worker.is_alive():
+                    raise RuntimeError("binary COPY: the encoding thread ended without a result") from None
+                continue
+            if not more:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _copy_statement(table: str, names: Sequence[str]) -> sql.Composed:
@@ -393,7 +509,10 @@ def copy_arrow(cur: Any, table: str, data: pa.Table, pg_types: Sequence[str]) ->
     if encoders is None:
         _copy_rows(cur, table, data, pg_types)
         return data.num_rows
+    # fixed-width columns first: with the field count they form one block a row (COPY names the order)
+    order = sorted(range(len(encoders)), key=lambda i: encoders[i].variable)
+    data = data.select(order)
     with cur.copy(_copy_statement(table, data.column_names)) as copy:
-        for piece in copy_stream(data, encoders):
+        for piece in _ahead(copy_stream(data, [encoders[i] for i in order])):
             copy.write(piece)
     return data.num_rows

@@ -36,7 +36,9 @@ def state_dir() -> Path:
 
 
 def env_var(conn_id: str) -> str:
-    """>>> env_var("target_db")
+    """The environment variable Airflow reads a connection from.
+
+    >>> env_var("target_db")
     'AIRFLOW_CONN_TARGET_DB'
     """
     return f"AIRFLOW_CONN_{conn_id.upper()}"
@@ -76,7 +78,11 @@ def fields_from_env(value: str) -> ConnFields:
     if not parts.scheme:
         raise ConfigError("connection value is neither JSON nor a URI")
     scheme = parts.scheme.replace("-", "_")
-    extra = {k: v[0] if len(v) == 1 else v for k, v in _query(parts.query).items()}
+    query = _query(parts.query)
+    if EXTRA_KEY in query:  # Airflow's URI form for extras that are not plain strings
+        extras: dict[str, Any] = json.loads(query[EXTRA_KEY][0] or "{}")
+    else:
+        extras = {k: v[0] if len(v) == 1 else v for k, v in query.items()}
     return ConnFields(
         conn_type={"postgresql": "postgres"}.get(scheme, scheme),
         host=unquote(parts.hostname or "") or None,
@@ -84,8 +90,39 @@ def fields_from_env(value: str) -> ConnFields:
         login=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
         port=parts.port,
-        extra=extra,
+        extra=extras,
     )
+
+
+EXTRA_KEY = "__extra__"
+"""The query parameter of an Airflow connection URI that carries the whole extra as JSON."""
+
+LIBPQ_PARAMS = frozenset(
+    {
+        "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "require_auth",
+        "channel_binding", "connect_timeout", "client_encoding", "options", "application_name",
+        "fallback_application_name", "keepalives", "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "tcp_user_timeout", "replication", "gssencmode", "sslmode", "requiressl",
+        "sslnegotiation", "sslcompression", "sslcert", "sslkey", "sslpassword", "sslcertmode",
+        "sslrootcert", "sslcrl", "sslcrldir", "sslsni", "requirepeer", "ssl_min_protocol_version",
+        "ssl_max_protocol_version", "min_protocol_version", "max_protocol_version", "krbsrvname",
+        "gsslib", "gssdelegation", "service", "target_session_attrs", "load_balance_hosts",
+    }
+)  # fmt: skip
+"""libpq's connection parameters: what a PostgreSQL URL's query may carry (TLS: ``sslmode``,
+``sslrootcert``, ``sslcert``, ``sslkey``, …)."""
+
+
+def _libpq_query(extra: dict[str, Any]) -> dict[str, Any]:
+    """The extras libpq understands, booleans as ``1``/``0``.
+
+    An Airflow Postgres connection's extra may also hold keys for Airflow's own hook (``cursor``,
+    ``iam``, ``aws_conn_id``…) that libpq would refuse in a URL; they are left out.
+
+    >>> _libpq_query({"sslmode": "verify-full", "sslsni": True, "cursor": "dictcursor"})
+    {'sslmode': 'verify-full', 'sslsni': 1}
+    """
+    return {k: int(v) if isinstance(v, bool) else v for k, v in extra.items() if k in LIBPQ_PARAMS}
 
 
 def _query(query: str) -> dict[str, list[str]]:
@@ -101,6 +138,9 @@ def url_from_fields(conn: ConnFields) -> str:
     'sqlite:////tmp/legacy.db'
     >>> url_from_fields(ConnFields("postgres", "db", "pt", "etl", None, 5432))
     'postgresql://etl@db:5432/pt'
+    >>> url_from_fields(ConnFields("postgres", "db", "pt", "etl", None, 5432,
+    ...                            {"sslmode": "verify-full", "sslrootcert": "/etc/ca.pem"}))
+    'postgresql://etl@db:5432/pt?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem'
     >>> url_from_fields(ConnFields("aws", extra={"bucket": "stage", "endpoint_url": "http://127.0.0.1:9000"}))
     's3://stage?endpoint_url=http%3A%2F%2F127.0.0.1%3A9000'
     """
@@ -121,6 +161,8 @@ def url_from_fields(conn: ConnFields) -> str:
             auth += "@"
         port = f":{conn.port}" if conn.port else ""
         query = {k: v for k, v in conn.extra.items() if isinstance(v, str | int)}
+        if scheme == "postgresql":
+            query = _libpq_query(query)
         tail = f"?{urlencode(query)}" if query else ""
         return f"{scheme}://{auth}{conn.host or ''}{port}/{conn.schema or ''}{tail}"
     if kind in {"aws", "s3"}:
@@ -159,7 +201,9 @@ def redact(url: str) -> str:
     if parts.password:
         netloc = netloc.replace(":" + parts.password + "@", ":***@")
     query = "&".join(
-        p if not p.startswith(("aws_secret_access_key=", "password=")) else p.split("=")[0] + "=***"
+        p
+        if not p.startswith(("aws_secret_access_key=", "password=", "sslpassword="))
+        else p.split("=")[0] + "=***"
         for p in parts.query.split("&")
         if p
     )

@@ -13,8 +13,10 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from cutover.loading import copy as copy_mod
@@ -143,3 +145,38 @@ def test_bad_value_is_refused_by_the_server(pg_url: str) -> None:
     table = pa.table({"v": pa.array(["ok", "bad\x00value"])})
     with pytest.raises(psycopg.errors.DataError):
         _roundtrip(pg_url, table, ["text"])
+
+
+def test_many_slices_arrive_whole(pg_url: str) -> None:
+    """200k rows (dozens of slices at the default size, encoded ahead in a thread): aggregates match."""
+    rng = np.random.default_rng(5)
+    rows = 200_000
+    words = pa.array([("note " * k).strip() for k in range(1, 60)])
+    text = words.take(pa.array(rng.integers(0, len(words), rows)))
+    text = pc.if_else(pa.array(rng.random(rows) < 0.1), pa.scalar(None, pa.string()), text)
+    table = pa.table(
+        {
+            "id": pa.array(np.arange(rows, dtype=np.int64)),
+            "d": pa.array(rng.integers(-20_000, 30_000, rows).astype(np.int32), pa.date32()),
+            "s": text,
+            "n": pa.array(rng.integers(-5, 6, rows).astype(np.int16)),
+        }
+    )
+    cols = "id bigint, d date, s text, n smallint"
+    with psycopg.connect(pg_url) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE t ({cols})")
+        copy_arrow(cur, "t", table, ["bigint", "date", "text", "smallint"])
+        got = cur.execute(
+            "SELECT count(*), sum(id), count(s), sum(octet_length(s)), min(d), max(d), sum(n) FROM t"
+        ).fetchone()
+    lengths = pc.binary_length(table["s"])
+    expected = (
+        rows,
+        int(pc.sum(table["id"]).as_py()),
+        rows - table["s"].null_count,
+        int(pc.sum(lengths).as_py()),
+        pc.min(table["d"]).as_py(),
+        pc.max(table["d"]).as_py(),
+        int(pc.sum(table["n"]).as_py()),
+    )
+    assert got == expected

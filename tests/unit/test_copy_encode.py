@@ -8,6 +8,8 @@ round trip of the same types is in tests/integration/test_copy_arrow.py.
 from __future__ import annotations
 
 import struct
+import threading
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -193,3 +195,41 @@ def test_integer_overflow_is_an_error_not_a_wrap() -> None:
     table = pa.table({"n": pa.array([2**40], pa.int64())})
     with pytest.raises(pa.ArrowInvalid):
         encode_copy(table, ["integer"])
+
+
+def test_nanoseconds_are_truncated_to_microseconds() -> None:
+    table = pa.table({"t": pa.array([1_500, -1_500], pa.timestamp("ns"))})  # 1970-01-01 ± 1.5 µs
+    epoch = (datetime(1970, 1, 1) - datetime(2000, 1, 1)) // timedelta(microseconds=1)
+    expected = [[f(struct.pack(">q", epoch + 1))], [f(struct.pack(">q", epoch - 1))]]
+    assert encode_copy(table, ["timestamp"]) == _expected_stream(expected)
+
+
+def test_encoding_ahead_hands_over_items_and_errors() -> None:
+    """The worker thread's items arrive in order; its failure is raised in the consumer."""
+
+    def failing() -> Iterator[memoryview]:
+        yield memoryview(b"a")
+        raise ValueError("boom")
+
+    assert [bytes(x) for x in copy_mod._ahead(iter([memoryview(b"1"), memoryview(b"2")]))] == [b"1", b"2"]
+    got: list[bytes] = []
+    with pytest.raises(ValueError, match="boom"):
+        got.extend(bytes(x) for x in copy_mod._ahead(failing()))
+    assert got == [b"a"]
+
+
+def test_consumer_stopping_early_stops_the_worker() -> None:
+    """When the server refuses the COPY, the writer stops reading: the worker must not block forever."""
+    produced: list[int] = []
+
+    def endless() -> Iterator[memoryview]:
+        while True:
+            produced.append(1)
+            yield memoryview(b"x")
+
+    before = threading.active_count()
+    stream = copy_mod._ahead(endless(), depth=2)
+    next(stream)
+    stream.close()  # runs the generator's finally: stop and join the worker
+    assert threading.active_count() == before
+    assert len(produced) <= 5

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from queue import Empty, Full, Queue
 from typing import Any, TypeAlias
@@ -248,8 +249,8 @@ def _encode_date(arr: pa.Array) -> list[Part]:
 
 def _encode_timestamp(arr: pa.Array) -> list[Part]:
     unit_type = pa.timestamp("us", arr.type.tz)
-    if arr.type != unit_type:
-        arr = pc.cast(arr, unit_type)
+    if arr.type != unit_type:  # nanoseconds are truncated, as psycopg's dumper of a datetime does
+        arr = pc.cast(arr, options=pc.CastOptions(unit_type, allow_time_truncate=True))
     valid = _valid(arr)
     micros = _raw(arr, "i8")
     _checked(micros, valid, -(2**63) + _PG_EPOCH_US, 2**63 - 1)
@@ -436,7 +437,7 @@ def encode_copy(data: pa.Table | pa.RecordBatch, pg_types: Sequence[str]) -> byt
     return b"".join(bytes(piece) for piece in copy_stream(data, encoders))
 
 
-def _ahead(items: Iterator[memoryview], depth: int = AHEAD) -> Iterator[memoryview]:
+def _ahead(items: Iterator[memoryview], depth: int = AHEAD) -> Generator[memoryview, None, None]:
     """``items`` produced by a worker thread, up to ``depth`` ahead of the consumer.
 
     Encoding (Arrow and numpy release the GIL) then overlaps sending, the way psql's reading of
@@ -512,7 +513,8 @@ def copy_arrow(cur: Any, table: str, data: pa.Table, pg_types: Sequence[str]) ->
     # fixed-width columns first: with the field count they form one block a row (COPY names the order)
     order = sorted(range(len(encoders)), key=lambda i: encoders[i].variable)
     data = data.select(order)
-    with cur.copy(_copy_statement(table, data.column_names)) as copy:
-        for piece in _ahead(copy_stream(data, [encoders[i] for i in order])):
+    stream = _ahead(copy_stream(data, [encoders[i] for i in order]))
+    with cur.copy(_copy_statement(table, data.column_names)) as copy, closing(stream):
+        for piece in stream:
             copy.write(piece)
     return data.num_rows

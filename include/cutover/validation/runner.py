@@ -1,0 +1,486 @@
+"""Run one validation gate: GX Core suites over the staged Parquet (streamed) or the target (in SQL).
+
+The extract and mapped gates validate part by part: each staged part is read, reduced to the
+columns the suite needs (every other column becomes an all-NULL column of the same name, so the
+column-set checks still see it and no note text or attachment is copied into pandas), validated,
+and its counts are added up, so memory holds one part at a time. Key uniqueness across parts is
+settled on the key column alone. The mapped gate checks only rows that will load (``reason`` and
+``merge_into`` NULL). The target gate runs in PostgreSQL: one GX query asset per table, its
+rules evaluated and counted by the database; only up to ten failing ids come back.
+
+PHI: GX is asked for ids only (``unexpected_index_column_names`` with
+``exclude_unexpected_values``), and its raw results never leave memory. What is stored, rendered
+into data docs and written as JSON is rebuilt from a whitelist: counts, shares and at most ten
+record ids per expectation. The unexpected-value column of the data docs reads ``withheld``; an
+observed value (a column's minimum, a type name, a column list) is never copied. Expectation
+arguments are code sets, formats and ranges from the catalog, never a patient value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cutover.errors import TerminalError
+from cutover.legacy.schema import LEGACY_TABLES
+from cutover.mapping.specs import SPECS
+from cutover.pipeline import run_key
+from cutover.staging.parquet import read_manifest, read_part
+from cutover.staging.store import Store, open_store
+from cutover.validation.catalog import DERIVED, Check, Gate, catalog
+from cutover.validation.config import Severity, policy
+from cutover.validation.suites import build_suite, suite_name
+
+log = logging.getLogger(__name__)
+
+MAX_IDS = 10
+"""Failing record ids kept per expectation."""
+WITHHELD = "withheld"
+"""What the data docs show in place of an unexpected value."""
+
+Status = Literal["ok", "warning", "failed"]
+
+
+class GateFailed(TerminalError):
+    """A fatal expectation failed on more rows than its threshold allows; the message holds counts only."""
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    table: str
+    expectation: str
+    severity: Severity
+    threshold: float
+    element_count: int
+    """Rows the rule applied to (NULLs excluded where the rule ignores them)."""
+    unexpected_count: int
+    unexpected_share: float
+    failing_ids: tuple[str, ...]
+    """Up to ten legacy ids (target gate: legacy ids through the crosswalk, else the target uuid)."""
+    status: Status
+    """ok; warning (failures within the threshold, or a warning-severity breach); failed (fatal breach)."""
+
+
+@dataclass(frozen=True)
+class GateReport:
+    gate: Gate
+    run_id: str
+    passed: bool
+    results: tuple[ExpectationResult, ...]
+    seconds: float
+    data_docs: str
+    """Path of the data docs index page."""
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["results"] = [{**asdict(r), "failing_ids": list(r.failing_ids)} for r in self.results]
+        return out
+
+    @property
+    def failures(self) -> list[ExpectationResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def warnings(self) -> list[ExpectationResult]:
+        return [r for r in self.results if r.status == "warning"]
+
+
+@dataclass
+class _Tally:
+    """Counts of one expectation summed over parts."""
+
+    elements: int = 0
+    unexpected: int = 0
+    ids: list[str] = field(default_factory=list)
+    errors: int = 0
+
+    def add_ids(self, ids: list[str]) -> None:
+        if len(self.ids) < MAX_IDS:
+            self.ids.extend(ids[: MAX_IDS - len(self.ids)])
+
+
+# --- GX context ----------------------------------------------------------------------------------
+
+
+def _context(out_dir: Path) -> Any:
+    """An in-memory GX context whose only files are the sanitised results store and the data docs.
+
+    Datasources (and the target's credentials) stay in memory; the default temporary docs site
+    is not created.
+    """
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+        data_docs_sites={
+            "cutover": {
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(out_dir / "data_docs"),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        },
+    )
+    config.stores["validation_results_store"] = {
+        "class_name": "ValidationResultsStore",
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(out_dir / "results"),
+        },
+    }
+    return gx.get_context(project_config=config, mode="ephemeral")
+
+
+def _result_format(id_column: str, *, sql: bool) -> dict[str, Any]:
+    # pandas returns failing ids only with COMPLETE; SQL returns up to partial_unexpected_count with SUMMARY
+    # (a LIMIT in the database), so a bad target never streams every failing id into Python.
+    return {
+        "result_format": "SUMMARY" if sql else "COMPLETE",
+        "unexpected_index_column_names": [id_column],
+        "exclude_unexpected_values": True,
+        "partial_unexpected_count": MAX_IDS,
+        "include_unexpected_rows": False,
+    }
+
+
+def _ids(result: dict[str, Any], id_column: str) -> list[str]:
+    found: list[str] = []
+    for key in ("unexpected_index_list", "partial_unexpected_index_list"):
+        for entry in result.get(key) or []:
+            if isinstance(entry, dict):
+                value = entry.get(id_column)
+                found.extend(str(v) for v in (value if isinstance(value, list) else [value]))
+        if found:
+            break
+    return found[:MAX_IDS]
+
+
+def _exception_class(info: dict[str, Any]) -> str:
+    """The exception's class name from GX's traceback text; the message may quote data, so it is dropped."""
+    lines = str(info.get("exception_traceback") or "").strip().splitlines()
+    return lines[-1].split(":", 1)[0] if lines else "an exception"
+
+
+def _tally(tallies: dict[str, _Tally], validation: Any, id_column: str) -> None:
+    """Add one batch's GX results to the tallies (counts and ids only; nothing else is read)."""
+    for r in validation.results:
+        name = r.expectation_config.meta["name"]
+        tally = tallies.setdefault(name, _Tally())
+        if r.exception_info and r.exception_info.get("raised_exception"):
+            tally.errors += 1
+            tally.elements += 1
+            tally.unexpected += 1
+            log.error("gate expectation %s raised %s inside GX", name, _exception_class(r.exception_info))
+            continue
+        result = r.result or {}
+        if "unexpected_count" in result:
+            tally.elements += int(result.get("element_count") or 0) - int(result.get("missing_count") or 0)
+            tally.unexpected += int(result["unexpected_count"] or 0)
+            tally.add_ids(_ids(result, id_column))
+        else:  # a table-level expectation: one element per table
+            tally.elements = 1
+            tally.unexpected = max(tally.unexpected, 0 if r.success else 1)
+
+
+# --- Parquet gates -------------------------------------------------------------------------------
+
+
+def _loadable(table: pa.Table) -> pa.Table:
+    """Rows that will become target rows: not rejected by the mapping and not merged into a survivor."""
+    return table.filter(pc.and_(pc.is_null(table["reason"]), pc.is_null(table["merge_into"])))
+
+
+def _referenced(checks: list[Check]) -> set[str]:
+    columns = set()
+    for c in checks:
+        for key in ("column", "column_A", "column_B"):
+            if key in c.kwargs:
+                columns.add(str(c.kwargs[key]))
+    return columns
+
+
+def _frame(table: pa.Table, checks: list[Check], id_column: str) -> Any:
+    """The pandas frame GX validates: needed columns as Python objects, the rest all-NULL placeholders."""
+    needed = _referenced(checks) | {id_column}
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+    for name in table.column_names:
+        col = table[name]
+        if name not in needed:
+            columns[name] = pa.nulls(table.num_rows)
+        elif pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+            columns[name] = pc.if_else(pc.is_valid(col), True, pa.scalar(None, pa.bool_()))
+        else:
+            columns[name] = col
+    for c in checks:
+        if c.derived:
+            columns[str(c.kwargs["column"])] = DERIVED[c.derived](table)
+    frame = pa.table(columns).to_pandas(integer_object_nulls=True, date_as_object=True)
+    for name, col in columns.items():
+        if name in needed and (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            values = frame[name]
+            frame[name] = values.astype(object).where(values.notna(), None)
+    return frame
+
+
+def _parts(store: Store, prefix: str, *, mapped: bool) -> Iterator[pa.Table]:
+    for part in read_manifest(store, prefix)["parts"]:
+        table = read_part(store, part)
+        yield _loadable(table) if mapped else table
+
+
+def _unique_across_parts(keys: list[pa.Array], tally: _Tally) -> None:
+    """Replace a per-part uniqueness count by the count over all parts (key column only)."""
+    everything = pa.chunked_array(keys).combine_chunks()
+    counts = pc.value_counts(everything.drop_null())
+    dup = counts.filter(pc.greater(counts.field("counts"), 1))
+    tally.unexpected = int(pc.sum(dup.field("counts")).as_py() or 0)
+    tally.ids = [str(v).split("#")[0] for v in dup.field("values").to_pylist()[:MAX_IDS]]
+
+
+def _validate_parquet(ctx: Any, gate: Gate, table: str, store: Store, run_id: str) -> dict[str, _Tally]:
+    checks = catalog().by_gate[gate][table]
+    suite = ctx.suites.add(build_suite(gate, table))
+    asset = ctx.data_sources.add_pandas(f"{gate}_{table}").add_dataframe_asset(table)
+    definition = asset.add_batch_definition_whole_dataframe("part")
+    mapped = gate == "mapped"
+    id_column = "legacy_id" if mapped else LEGACY_TABLES[table].key
+    unique = [c for c in checks if c.expectation == "ExpectColumnValuesToBeUnique"]
+    keys: dict[str, list[pa.Array]] = {c.name: [] for c in unique}
+    tallies: dict[str, _Tally] = {}
+    parts = 0
+    prefix = f"runs/{run_key(run_id)}/{gate}/{table}"
+    for part in _parts(store, prefix, mapped=mapped):
+        parts += 1
+        batch = definition.get_batch(batch_parameters={"dataframe": _frame(part, checks, id_column)})
+        _tally(tallies, batch.validate(suite, result_format=_result_format(id_column, sql=False)), id_column)
+        for c in unique:
+            keys[c.name].append(pc.cast(part[str(c.kwargs["column"])], pa.string()).combine_chunks())
+    if parts > 1:
+        for c in unique:
+            _unique_across_parts(keys[c.name], tallies[c.name])
+    return tallies
+
+
+# --- target gate ---------------------------------------------------------------------------------
+
+
+def _sqlalchemy_url(url: str) -> str:
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+def _validate_target(ctx: Any, table: str, target_url: str) -> dict[str, _Tally]:
+    from cutover.validation.target_rules import table_query
+
+    suite = ctx.suites.add(build_suite("target", table))
+    datasource = ctx.data_sources.get("target") if "target" in ctx.data_sources.all() else None
+    if datasource is None:
+        datasource = ctx.data_sources.add_postgres("target", connection_string=_sqlalchemy_url(target_url))
+    asset = datasource.add_query_asset(table, query=table_query(table))
+    batch = asset.add_batch_definition_whole_table("all").get_batch()
+    tallies: dict[str, _Tally] = {}
+    _tally(tallies, batch.validate(suite, result_format=_result_format("id", sql=True)), "id")
+    return tallies
+
+
+def _legacy_ids(target_url: str, tallies: dict[str, dict[str, _Tally]]) -> None:
+    """Replace target uuids by legacy ids (crosswalk) in place; one small query for all failing ids."""
+    import psycopg
+
+    uuids = sorted({i for by_name in tallies.values() for t in by_name.values() for i in t.ids})
+    if not uuids:
+        return
+    with psycopg.connect(target_url) as conn:
+        rows = conn.execute(
+            "SELECT new_id::text, legacy_id FROM migration.crosswalk WHERE new_id = ANY(%s::uuid[])"
+            " AND outcome = 'migrated'",
+            (uuids,),
+        ).fetchall()
+    legacy: dict[str, str] = {str(new): str(old) for new, old in rows}
+    for by_name in tallies.values():
+        for t in by_name.values():
+            t.ids = [legacy.get(i, i) for i in t.ids]
+
+
+# --- results, data docs, verdict -----------------------------------------------------------------
+
+
+def _verdict(check: Check, tally: _Tally) -> ExpectationResult:
+    found = policy(check.name)
+    share = tally.unexpected / tally.elements if tally.elements else 0.0
+    breach = share > found.threshold
+    status: Status = "ok"
+    if tally.unexpected:
+        status = "failed" if breach and found.severity == "fatal" else "warning"
+    return ExpectationResult(
+        table=check.table,
+        expectation=check.name,
+        severity=found.severity,
+        threshold=found.threshold,
+        element_count=tally.elements,
+        unexpected_count=tally.unexpected,
+        unexpected_share=round(share, 6),
+        failing_ids=tuple(tally.ids),
+        status=status,
+    )
+
+
+def _sanitised(check: Check, result: ExpectationResult, id_column: str) -> dict[str, Any]:
+    """The only result fields that reach a file: counts, the share and ids, values withheld."""
+    if check.table_level:
+        return {"observed_value": "as expected" if not result.unexpected_count else "not as expected"}
+    out: dict[str, Any] = {
+        "element_count": result.element_count,
+        "unexpected_count": result.unexpected_count,
+        "unexpected_percent": round(100 * result.unexpected_share, 4),
+        "missing_count": 0,
+    }
+    if result.unexpected_count:
+        out["partial_unexpected_counts"] = [{"value": WITHHELD, "count": result.unexpected_count}]
+        out["partial_unexpected_list"] = [WITHHELD]
+        if result.failing_ids:
+            out["unexpected_index_column_names"] = [id_column]
+            out["unexpected_index_list"] = [{"value": WITHHELD, id_column: i} for i in result.failing_ids]
+    return out
+
+
+def _store_for_docs(ctx: Any, gate: Gate, table: str, results: list[ExpectationResult], run_id: str) -> Any:
+    """Store one suite's sanitised result for the data docs; returns its key."""
+    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    name = suite_name(gate, table)
+    suite = ctx.suites.get(name)
+    checks = {c.name: c for c in catalog().by_gate[gate][table]}
+    by_name = {r.expectation: r for r in results}
+    entries = []
+    for expectation in suite.expectations:
+        check = checks[expectation.meta["name"]]
+        result = by_name[check.name]
+        entries.append(
+            ExpectationValidationResult(
+                success=result.status != "failed",
+                expectation_config=expectation.configuration,
+                result=_sanitised(check, result, "legacy_id"),
+            )
+        )
+    ok = sum(bool(e.success) for e in entries)
+    run = RunIdentifier(run_name=run_key(run_id), run_time=datetime.now(UTC))
+    document = ExpectationSuiteValidationResult(
+        success=ok == len(entries),
+        results=entries,
+        suite_name=name,
+        statistics={
+            "evaluated_expectations": len(entries),
+            "successful_expectations": ok,
+            "unsuccessful_expectations": len(entries) - ok,
+            "success_percent": 100.0 * ok / len(entries) if entries else 100.0,
+        },
+        meta={
+            "run_id": run,
+            "active_batch_definition": {"datasource_name": gate, "data_asset_name": table},
+            "validation_time": run.run_time.isoformat(),
+        },
+    )
+    key = ValidationResultIdentifier(ExpectationSuiteIdentifier(name=name), run, f"{gate}-gate")
+    ctx.validation_results_store.set(key, document)
+    return key
+
+
+def _target_tables(tables: list[str] | None) -> list[str]:
+    known = list(catalog().by_gate["target"])
+    if tables is None:
+        return known
+    wanted = {SPECS[t].target if t in SPECS else t for t in tables}
+    return [t for t in known if t in wanted]
+
+
+def run_gate(
+    gate: Gate,
+    *,
+    store_url: str,
+    run_id: str,
+    target_url: str | None,
+    tables: list[str] | None = None,
+    out_dir: Path,
+) -> GateReport:
+    """Validate one gate of a run; write ``gate_<gate>.json`` and the GX data docs into ``out_dir``.
+
+    ``tables``: legacy tables for the extract and mapped gates (default: every mapped table);
+    target or legacy table names for the target gate (default: every table with rules). Raises
+    :class:`GateFailed` (after writing the results and docs) when a fatal expectation fails on a
+    larger share of rows than its threshold; the message names the gate, expectations, tables and
+    counts, never a value.
+    """
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = _context(out_dir)
+    if gate == "target":
+        if not target_url:
+            raise TerminalError("the target gate needs target_url")
+        names = _target_tables(tables)
+        tallies = {t: _validate_target(ctx, t, target_url) for t in names}
+        _legacy_ids(target_url, tallies)
+    else:
+        store = open_store(store_url)
+        names = [t for t in catalog().by_gate[gate] if tables is None or t in tables]
+        tallies = {t: _validate_parquet(ctx, gate, t, store, run_id) for t in names}
+    results: list[ExpectationResult] = []
+    keys = []
+    for table in names:
+        found = [_verdict(c, tallies[table].get(c.name, _Tally())) for c in catalog().by_gate[gate][table]]
+        keys.append(_store_for_docs(ctx, gate, table, found, run_id))
+        results.extend(found)
+    # only this gate's pages are rendered; the index lists every gate's results kept in out_dir
+    docs = ctx.build_data_docs(site_names=["cutover"], resource_identifiers=keys)
+    report = GateReport(
+        gate=gate,
+        run_id=run_id,
+        passed=not any(r.status == "failed" for r in results),
+        results=tuple(results),
+        seconds=round(time.perf_counter() - started, 3),
+        data_docs=str(docs.get("cutover", "")).removeprefix("file://"),
+    )
+    (out_dir / f"gate_{gate}.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    log.info(
+        "%s gate: %d expectations on %d tables, %d failed, %d warnings, %.1fs",
+        gate,
+        len(results),
+        len(names),
+        len(report.failures),
+        len(report.warnings),
+        report.seconds,
+    )
+    if not report.passed:
+        detail = "; ".join(
+            f"{r.expectation} on {r.table}: {r.unexpected_count}/{r.element_count} rows"
+            f" ({r.unexpected_share:.2%} > {r.threshold:.2%})"
+            for r in report.failures
+        )
+        raise GateFailed(f"{gate} gate failed: {detail}")
+    return report

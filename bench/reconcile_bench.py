@@ -208,18 +208,21 @@ def build(admin: str, folder: Path, data: dict[str, pa.Table]) -> tuple[str, str
             _copy(conn, f"l_{table}", data[table])
         for statement in filter(str.strip, _LOAD.split(";")):
             conn.execute(statement, {"run": RUN})  # type: ignore[arg-type]
-        # the source side for reladiff: the same normalised visits, before anything is planted
-        rows = conn.execute("SELECT id::text, patient_id::text, visit_date FROM pt.visit").fetchall()
         conn.execute("DROP TABLE l_patients, l_cases, l_visits, survivor")
         conn.execute("ANALYZE")
-    with psycopg.connect(source) as conn:
-        conn.execute(
+    # the source side for reladiff: the same normalised visits, copied before anything is planted
+    with psycopg.connect(source) as src, psycopg.connect(target) as tgt:
+        src.execute(
             "CREATE TABLE src_visit (id uuid PRIMARY KEY, patient_id uuid NOT NULL, visit_date date NOT NULL)"
         )
-        with conn.cursor() as cur, cur.copy("COPY src_visit FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        conn.execute("ANALYZE src_visit")
+        read = "COPY (SELECT id, patient_id, visit_date FROM pt.visit) TO STDOUT (FORMAT binary)"
+        with (
+            tgt.cursor().copy(read) as out,
+            src.cursor().copy("COPY src_visit FROM STDIN (FORMAT binary)") as into,
+        ):
+            for block in out:
+                into.write(block)
+        src.execute("ANALYZE src_visit")
     with psycopg.connect(target) as conn:
         for statement in filter(str.strip, _PLANT.split(";")):
             conn.execute(statement)  # type: ignore[arg-type]

@@ -132,6 +132,7 @@ def test_hashes_match_their_sql_definition() -> None:
     days = (date(2026, 11, 27) - date(1970, 1, 1)).days
     dates = pa.array([date(2026, 11, 27), date(2026, 11, 27)], pa.date32())
     assert hash_values(dates).to_pylist() == [h32(str(days))] * 2
+    assert hash_values(pa.array(["97110", None])).to_pylist() == [h32("97110"), 0]  # sum() skips NULL
     assert hash_values(pa.array(["97110", "97140", "97110"])).to_pylist() == [
         h32("97110"),
         h32("97140"),

@@ -30,6 +30,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -74,7 +75,8 @@ def hash_values(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     if pa.types.is_date32(values.type):
         values = pc.cast(values, pa.int32())
     unique = pc.unique(values)
-    hashes = pa.array([h32(str(v)) for v in unique.to_pylist()], pa.int64())
+    # a NULL adds nothing, as SQL's sum() ignores md5(NULL)
+    hashes = pa.array([0 if v is None else h32(str(v)) for v in unique.to_pylist()], pa.int64())
     return pc.take(hashes, pc.index_in(values, value_set=unique))
 
 
@@ -190,7 +192,7 @@ class LegacyCharts:
             return lookup(part.column("ref_patient_id"), self.patient_ids, self.patient_keys)
 
         def one(part: pa.Table) -> pa.Array:
-            return pa.array([1] * part.num_rows, pa.int64()) if part.num_rows else pa.array([], pa.int64())
+            return pa.array(np.ones(part.num_rows, dtype=np.int64))
 
         visits = self._sums(
             "visits",

@@ -230,10 +230,11 @@ _PATIENTS = """
 CREATE TEMP TABLE rc_patient ON COMMIT DROP AS
 SELECT s.patient_id,
        ('x' || encode(substring(uuid_send(s.patient_id) FROM 1 FOR 8), 'hex'))::bit(64)::bigint AS key,
-       (SELECT min(w.legacy_id) FROM migration.crosswalk w
-         WHERE w.legacy_system = %(sys)s AND w.legacy_table = 'patients' AND w.new_id = s.patient_id
-           AND w.outcome = 'migrated') AS legacy_id
+       w.legacy_id
   FROM (SELECT DISTINCT patient_id FROM rc_scope) AS s
+  LEFT JOIN migration.crosswalk w
+         ON w.legacy_system = %(sys)s AND w.legacy_table = 'patients' AND w.new_table = 'patient'
+        AND w.new_id = s.patient_id AND w.outcome = 'migrated'
 """
 
 

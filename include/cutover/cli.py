@@ -36,15 +36,34 @@ def _print_summary(folder: Path) -> None:
         )
 
 
-def run_dag(dag_id: str, conf: dict[str, Any]) -> int:
-    """Run one DAG in-process with ``dag.test``; 0 when the run succeeded. Ends with the evidence line."""
-    code, folder = _run_dag(dag_id, conf)
+def run_dag(dag_id: str, conf: dict[str, Any], resume: str | None = None) -> int:
+    """Run one DAG in-process with ``dag.test``; 0 when the run succeeded. Ends with the evidence line.
+
+    ``resume``: the id of an earlier run (of this state folder) to run again under the same id, so
+    its batch ledger skips every batch that run finished (after a crash or a kill).
+    """
+    code, folder = _run_dag(dag_id, conf, resume)
     if folder is not None:
         _evidence_line(folder)
     return code
 
 
-def _run_dag(dag_id: str, conf: dict[str, Any]) -> tuple[int, Path | None]:
+def _logical_date(run_id: str) -> Any:
+    """The logical date a manual run's id was made from (``manual__<ISO date>``)."""
+    from datetime import datetime
+
+    kind, _, stamp = run_id.partition("__")
+    try:
+        if kind != "manual":
+            raise ValueError(kind)
+        return datetime.fromisoformat(stamp)
+    except ValueError:
+        raise SystemExit(
+            f"--resume takes a manual run id such as manual__2026-11-27T18:00:00+00:00, not {run_id!r}"
+        ) from None
+
+
+def _run_dag(dag_id: str, conf: dict[str, Any], resume: str | None = None) -> tuple[int, Path | None]:
     from cutover.local_airflow import prepare_airflow
 
     prepare_airflow()
@@ -62,7 +81,11 @@ def _run_dag(dag_id: str, conf: dict[str, Any]) -> tuple[int, Path | None]:
     if dag is None:
         print(f"no DAG {dag_id!r}; known: {', '.join(sorted(bag.dag_ids))}", file=sys.stderr)
         return 2, None
-    run = dag.test(run_conf=conf)
+    if resume:
+        when = _logical_date(resume)
+        run = dag.test(run_conf=conf, logical_date=when, run_after=when)
+    else:
+        run = dag.test(run_conf=conf)
     folder = evidence_dir(run.run_id)
     _print_summary(folder)
     print(f"\nrun {run.run_id}: {run.state}")
@@ -91,7 +114,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     conf = json.loads(args.conf) if args.conf else {}
-    return run_dag(args.dag_id, conf)
+    return run_dag(args.dag_id, conf, args.resume)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -117,6 +140,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         report = verify_run(configured_url("target_db") or default_url("target_db"), manifest)
         (folder / "defect_verification.json").write_text(json.dumps(report, indent=2))
+        from cutover.pipeline import seal_evidence
+
+        seal_evidence(configured_url("staging_store") or default_url("staging_store"), folder.name)
         print("\nplanted defects against the simulator's ground truth:")
         print(format_report(report))
         code = 0 if all(r["ok"] for r in report.values()) else 1
@@ -156,6 +182,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if all(r["ok"] for r in report.values()) else 1
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    """Where one legacy record went; the lookup is recorded in the audit log."""
+    from cutover.trace import cmd_trace as trace
+
+    return trace(args)
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     from cutover.embedded import stop_embedded_postgres
 
@@ -189,6 +222,11 @@ def parser() -> argparse.ArgumentParser:
     )
     r.add_argument("dag_id")
     r.add_argument("--conf", help="JSON run configuration (the DAG's params)")
+    r.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="run an earlier run again under its id: its batch ledger skips the batches it finished",
+    )
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="simulate a clinic and run the cutover on the embedded defaults")
@@ -209,6 +247,13 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("manifest", help="the simulator's <legacy>.manifest.json")
     v.add_argument("--json", help="also write the report as JSON to this file")
     v.set_defaults(func=cmd_verify)
+
+    t = sub.add_parser("trace", help="where one legacy record went (new id, merge or reject reason); audited")
+    t.add_argument("legacy_table")
+    t.add_argument("legacy_id")
+    t.add_argument("--actor", help="who looks it up, for the audit log (default: the login name)")
+    t.add_argument("--json", action="store_true", help="print the result as JSON")
+    t.set_defaults(func=cmd_trace)
 
     st = sub.add_parser("stop", help="stop the embedded PostgreSQL of the state folder")
     st.set_defaults(func=cmd_stop)

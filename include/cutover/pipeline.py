@@ -359,6 +359,8 @@ def write_summary(
             "UPDATE migration.run SET state = %s, finished_at = now() WHERE run_id = %s",
             ("success" if not (unaccounted or breaches) else "failed", run_id),
         )
+    write_timings(target_url, store_url, run_id)
+    seal_evidence(store_url, run_id)
     if unaccounted:
         raise IntegrityError(f"legacy rows without an outcome, per table: {unaccounted}")
     if breaches:
@@ -367,3 +369,48 @@ def write_summary(
         )
         raise PolicyError(f"reject rate above the policy: {detail}; see migration.reject for the reasons")
     return {"evidence": str(folder), "tables": len(tables)}
+
+
+def write_timings(target_url: str, store_url: str, run_id: str) -> dict[str, Any]:
+    """``timings.json``: rows and seconds per stage, and the run's downtime against the plan's window."""
+    from cutover.plan import load_plan
+    from cutover.sample import STAGES, stage_timings
+
+    timings = stage_timings(target_url, store_url, run_id)
+    with psycopg.connect(target_url) as conn:
+        started, finished = conn.execute(
+            "SELECT started_at, coalesce(finished_at, now()) FROM migration.run WHERE run_id = %s", (run_id,)
+        ).fetchone() or (None, None)
+    result: dict[str, Any] = {
+        "run_id": run_id,
+        "stages": {
+            stage: {
+                "rows": sum(t["rows"] for t in timings[stage].values()),
+                "seconds": round(sum(t["seconds"] for t in timings[stage].values()), 3),
+            }
+            for stage in STAGES
+        },
+        "tables": timings,
+    }
+    if started is not None:
+        plan = load_plan()
+        start, end = plan.next_window(started)
+        result["downtime_seconds"] = round((finished - started).total_seconds(), 3)
+        result["window"] = {"start": start.isoformat(), "end": end.isoformat(), "tz": plan.timezone}
+    (evidence_dir(run_id) / "timings.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    return result
+
+
+def seal_evidence(store_url: str, run_id: str) -> dict[str, Any]:
+    """Render the HTML report, write ``manifest.sha256`` over the evidence folder, publish it to the store.
+
+    Called again whenever a file is added to the folder afterwards, so the manifest always covers it all.
+    """
+    from cutover.report.bundle import publish_bundle, write_bundle_manifest
+    from cutover.report.migration_report import write_report
+
+    folder = evidence_dir(run_id)
+    write_report(folder)
+    write_bundle_manifest(folder)
+    published = publish_bundle(folder, store_url, run_id)
+    return {"evidence": str(folder), "objects": published["objects"]}

@@ -110,16 +110,19 @@ def estimate(
 ) -> dict[str, Any]:
     """Extrapolate a sample run's stage times to the full tables; the go/no-go.
 
-    Each table's time scales by its full rows over its sample rows (a table the sample moved whole
-    scales by one). Loads run parents before children, so the estimate adds the stages up, as a
-    single worker would run them: a conservative figure for a wider executor.
+    Per stage, a table's time is a fixed cost (connections, transactions, a Parquet file: the
+    cheapest table's time in that stage) plus a cost per row, which scales by the table's full rows
+    over its sample rows (a table the sample moved whole scales by one). Loads run parents before
+    children, so the estimate adds the stages up, as a single worker would run them: a
+    conservative figure for a wider executor.
     """
     per_stage: dict[str, float] = {}
     for stage in STAGES:
+        fixed = min((t["seconds"] for t in sample[stage].values()), default=0.0)
         seconds = 0.0
         for table, timing in sample[stage].items():
             factor = full_rows.get(table, 0) / timing["rows"] if timing["rows"] else 1.0
-            seconds += timing["seconds"] * max(factor, 1.0)
+            seconds += fixed + (timing["seconds"] - fixed) * max(factor, 1.0)
         per_stage[stage] = round(seconds, 3)
     total = sum(per_stage.values())
     with_margin = total * safety_margin
@@ -165,7 +168,7 @@ def decide(
 
     Written to the evidence folder and the staging store as ``sample_estimate.json``.
     """
-    from cutover.pipeline import evidence_dir, run_key
+    from cutover.pipeline import evidence_dir, seal_evidence
     from cutover.plan import load_plan
 
     plan = load_plan()
@@ -192,7 +195,7 @@ def decide(
     }
     body = json.dumps(result, indent=2, sort_keys=True).encode()
     (evidence_dir(run_id) / "sample_estimate.json").write_bytes(body)
-    open_store(store_url).put(f"runs/{run_key(run_id)}/evidence/sample_estimate.json", body)
+    seal_evidence(store_url, run_id)
     log.info(
         "trial run: %d sample rows; full run estimated %.0f s (%.0f s with margin) against a %.0f h window: %s",
         result["sample_rows"],

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 KEY_TABLES = {"pat_id": "patients", "case_id": "cases", "visit_id": "visits"}
 """Scope key column → the legacy table whose ids it holds."""
 
-Kind = Literal["all", "wave", "sample"]
+Kind = Literal["all", "wave", "sample", "delta"]
 
 
 @dataclass(frozen=True)
@@ -49,41 +49,78 @@ class Scope:
     complement: bool = False
     """True: the scope is every row whose key is *not* in ``ids`` (the last wave)."""
     label: str = "all"
+    since: dict[str, str] = field(default_factory=dict)
+    """Legacy table → high-water mark: only rows ``modified`` after it (a delta sync); tables not
+    named, or without a ``modified`` column, are taken whole within the scope."""
+    members: tuple[Scope, ...] = ()
+    """A delta scope is the union of its members (one per migrated wave)."""
+
+    def mask(self, table: str, batch: pa.RecordBatch) -> pa.Array:
+        if self.members:
+            masks = [m.mask(table, batch) for m in self.members]
+            out = masks[0]
+            for other in masks[1:]:
+                out = pc.or_(out, other)
+            return out
+        column = LEGACY_TABLES[table].patient_key
+        mask = pa.array([True] * batch.num_rows, pa.bool_())
+        if self.kind != "all" and column is not None:
+            inside = pc.fill_null(pc.is_in(batch.column(column), value_set=self.ids[column]), False)
+            mask = pc.invert(inside) if self.complement else inside
+        since = self.since.get(table)
+        if since is not None and "modified" in batch.schema.names:
+            mask = pc.and_(mask, pc.fill_null(pc.greater(batch.column("modified"), since), False))
+        return mask
 
     def keep(self, table: str, batch: pa.RecordBatch) -> pa.RecordBatch:
         """The rows of ``batch`` (a batch of legacy ``table``) inside the scope."""
-        column = LEGACY_TABLES[table].patient_key
-        if self.kind == "all" or column is None:
+        if self.kind == "all" and not self.since:
             return batch
-        inside = pc.is_in(batch.column(column), value_set=self.ids[column])
-        mask = pc.invert(pc.fill_null(inside, False)) if self.complement else pc.fill_null(inside, False)
-        return batch.filter(mask)
+        return batch.filter(self.mask(table, batch))
 
     def counts(self) -> dict[str, int]:
+        if self.members:
+            return {f"{m.label}.{k}": v for m in self.members for k, v in m.counts().items()}
         return {KEY_TABLES[k]: len(v) for k, v in self.ids.items()}
 
+    def _meta(self) -> dict[str, object]:
+        return {"kind": self.kind, "complement": self.complement, "label": self.label, "since": self.since}
+
     def save(self, store: Store, prefix: str) -> None:
-        meta = {"kind": self.kind, "complement": self.complement, "label": self.label}
+        members = self.members or (self,)
+        meta = {**self._meta(), "members": [m._meta() for m in self.members]}
         store.put(f"{prefix}/scope.json", json.dumps(meta).encode())
-        if self.kind != "all":
-            rows = pa.table(
-                {
-                    "key": pa.array([k for k, v in self.ids.items() for _ in range(len(v))], pa.string()),
-                    "id": pa.concat_arrays([v.cast(pa.int64()) for v in self.ids.values()]),
-                }
-            )
-            sink = io.BytesIO()
-            pq.write_table(rows, sink, compression="zstd")
-            store.put(f"{prefix}/scope.parquet", sink.getvalue())
+        keys, ids, member = [], [], []
+        for n, m in enumerate(members):
+            for k, v in m.ids.items():
+                keys += [k] * len(v)
+                ids.append(v.cast(pa.int64()))
+                member += [n] * len(v)
+        rows = pa.table(
+            {
+                "member": pa.array(member, pa.int32()),
+                "key": pa.array(keys, pa.string()),
+                "id": pa.concat_arrays(ids) if ids else pa.array([], pa.int64()),
+            }
+        )
+        sink = io.BytesIO()
+        pq.write_table(rows, sink, compression="zstd")
+        store.put(f"{prefix}/scope.parquet", sink.getvalue())
 
     @classmethod
     def load(cls, store: Store, prefix: str) -> Scope:
         meta = json.loads(store.get(f"{prefix}/scope.json"))
-        if meta["kind"] == "all":
-            return cls("all")
         rows = pq.read_table(io.BytesIO(store.get(f"{prefix}/scope.parquet")))
-        ids = {key: pc.unique(rows.filter(pc.equal(rows["key"], key))["id"]) for key in KEY_TABLES}
-        return cls(meta["kind"], ids, meta["complement"], meta["label"])
+
+        def build(m: dict, n: int) -> Scope:
+            mine = rows.filter(pc.equal(rows["member"], n))
+            ids = {key: pc.unique(mine.filter(pc.equal(mine["key"], key))["id"]) for key in KEY_TABLES}
+            return cls(m["kind"], ids if m["kind"] != "all" else {}, m["complement"], m["label"], m["since"])
+
+        if meta["members"]:
+            members = tuple(build(m, n) for n, m in enumerate(meta["members"]))
+            return cls(meta["kind"], label=meta["label"], members=members)
+        return build(meta, 0)
 
 
 def _column(legacy_url: str, table: str, columns: list[str]) -> pa.Table:
@@ -130,8 +167,10 @@ def patient_owners(legacy_url: str, *, as_of: date) -> pa.Table:
     return pa.table({"pat_id": legacy_ids, "owner_clinic": owner})
 
 
-def wave_scope(legacy_url: str, plan: Plan, wave: Wave, *, as_of: date) -> Scope:
-    """The rows of one wave (see the module docstring)."""
+def wave_scope(
+    legacy_url: str, plan: Plan, wave: Wave, *, as_of: date, since: dict[str, str] | None = None
+) -> Scope:
+    """The rows of one wave (see the module docstring); with ``since``, only those changed after it."""
     owners = patient_owners(legacy_url, as_of=as_of)
 
     def patients_of(clinics: tuple[int, ...]) -> pa.Array:
@@ -142,8 +181,28 @@ def wave_scope(legacy_url: str, plan: Plan, wave: Wave, *, as_of: date) -> Scope
 
     if wave.clinics == REMAINING:
         earlier = tuple(c for w in plan.earlier(wave) if w.clinics != REMAINING for c in w.clinics)
-        return Scope("wave", _closure(legacy_url, patients_of(earlier)), complement=True, label=wave.name)
-    return Scope("wave", _closure(legacy_url, patients_of(wave.clinics)), label=wave.name)
+        ids = _closure(legacy_url, patients_of(earlier))
+        return Scope("wave", ids, complement=True, label=wave.name, since=since or {})
+    return Scope("wave", _closure(legacy_url, patients_of(wave.clinics)), label=wave.name, since=since or {})
+
+
+def delta_scope(legacy_url: str, plan: Plan, high_water: dict[str, dict[str, str]], *, as_of: date) -> Scope:
+    """Rows of migrated waves changed after each wave's high-water mark (``wave → table → mark``).
+
+    Patients are taken whole within each wave: the duplicate matcher must see the same people as
+    the wave's cutover did, so a changed duplicate stays merged into the same survivor.
+    """
+    members = tuple(
+        wave_scope(
+            legacy_url,
+            plan,
+            plan.wave(name),
+            as_of=as_of,
+            since={t: mark for t, mark in marks.items() if t != "patients"},
+        )
+        for name, marks in high_water.items()
+    )
+    return Scope("delta", label="delta " + ", ".join(high_water), members=members)
 
 
 def sample_scope(legacy_url: str, *, share: float, seed: int) -> Scope:

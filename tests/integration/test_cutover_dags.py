@@ -1,0 +1,247 @@
+"""The cutover DAGs end to end through `cutover run` (Airflow's dag.test), a SQLite legacy database and a
+real PostgreSQL target: the backup gate, idempotence, resume after a kill, the trial run's estimate,
+and a phased migration with a delta sync between its waves."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from cli_helpers import evidence_of, run_cutover
+from cutover.simulate import simulate
+from cutover.target.checksums import table_checksums
+
+pytestmark = pytest.mark.slow
+
+
+def _env(legacy: Path, target: str, **extra: str) -> dict[str, str]:
+    return {"AIRFLOW_CONN_LEGACY_DB": f"sqlite:///{legacy}", "AIRFLOW_CONN_TARGET_DB": target, **extra}
+
+
+def _ledger(url: str) -> dict[str, set[tuple[str, str]]]:
+    """Legacy table → {(legacy id, outcome)} over the crosswalk and the reject table."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT legacy_table, legacy_id, outcome FROM migration.crosswalk"
+            " UNION ALL SELECT legacy_table, legacy_id, 'rejected:' || reason_code FROM migration.reject"
+        ).fetchall()
+    ledger: dict[str, set[tuple[str, str]]] = {}
+    for table, legacy_id, outcome in rows:
+        ledger.setdefault(table, set()).add((legacy_id, outcome))
+    return ledger
+
+
+def _backup(home: Path, env: dict[str, str]) -> None:
+    evidence_of(run_cutover(["run", "pt_backup"], home, env))
+
+
+def test_cutover_refuses_to_start_without_a_verified_backup(home: Path, tmp_path: Path, pg_url: str) -> None:
+    legacy = tmp_path / "legacy.db"
+    simulate(f"sqlite:///{legacy}", patients=40, seed=1)
+    result = run_cutover(["run", "pt_cutover"], home, _env(legacy, pg_url))
+    assert result.returncode != 0
+    assert "refusing to start the cutover: no backup in the staging store" in result.stdout + result.stderr
+    with psycopg.connect(pg_url) as conn:  # nothing touched: not even the schemas were created
+        (schemas,) = conn.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname IN ('pt', 'migration')"
+        ).fetchone()
+    assert schemas == 0
+
+
+def test_big_bang_is_idempotent_and_a_killed_run_resumes_from_its_ledger(
+    home: Path, tmp_path: Path, pg_url: str, pg_admin_url: str
+) -> None:
+    legacy = tmp_path / "legacy.db"
+    truth = simulate(f"sqlite:///{legacy}", patients=150, seed=11)
+    env = _env(legacy, pg_url)
+    _backup(home, env)
+
+    first = evidence_of(run_cutover(["run", "pt_cutover"], home, env))
+    clean, clean_ledger = table_checksums(pg_url), _ledger(pg_url)
+    assert sum(len(v) for v in clean_ledger.values()) == sum(truth["tables"].values())
+    second = evidence_of(run_cutover(["run", "pt_cutover"], home, env))
+    assert second != first
+    assert table_checksums(pg_url) == clean  # run twice: the same target, row for row
+    assert _ledger(pg_url) == clean_ledger
+
+    # a second, empty target; kill the run in the middle of its load, then resume it
+    resumed_db = pg_url.rsplit("/", 1)[1] + "_resume"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{resumed_db}"')
+        conn.execute(f'CREATE DATABASE "{resumed_db}"')
+    resume_url = pg_url.rsplit("/", 1)[0] + f"/{resumed_db}"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    full_env |= {"CUTOVER_HOME": str(home), **_env(legacy, resume_url)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cutover.cli", "run", "pt_cutover"],
+        env=full_env,
+        cwd=home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    loaded: list[tuple[str, int, object]] = []
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with psycopg.connect(resume_url) as conn:
+                    loaded = conn.execute(
+                        "SELECT legacy_table, batch_no, finished_at FROM migration.batch WHERE state = 'loaded'"
+                    ).fetchall()
+            except psycopg.Error:
+                loaded = []  # the schemas are not there yet
+            if len(loaded) >= 5:
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert len(loaded) >= 5, "the run ended before its load could be interrupted"
+    with psycopg.connect(resume_url) as conn:
+        (run_id,) = conn.execute("SELECT run_id FROM migration.run").fetchone()
+        before = dict(
+            ((t, n), f)
+            for t, n, f in conn.execute(
+                "SELECT legacy_table, batch_no, finished_at FROM migration.batch WHERE state = 'loaded'"
+            ).fetchall()
+        )
+    assert len(before) < len(truth["tables"])  # interrupted: not every table loaded
+    result = run_cutover(["run", "pt_cutover", "--resume", run_id], home, _env(legacy, resume_url))
+    evidence_of(result)
+    assert table_checksums(resume_url) == clean
+    assert _ledger(resume_url) == clean_ledger
+    with psycopg.connect(resume_url) as conn:
+        after = dict(
+            ((t, n), f)
+            for t, n, f in conn.execute(
+                "SELECT legacy_table, batch_no, finished_at FROM migration.batch"
+            ).fetchall()
+        )
+        (runs,) = conn.execute("SELECT count(*) FROM migration.run").fetchone()
+    assert runs == 1  # the same run, resumed
+    assert {k: after[k] for k in before} == before  # the batches finished before the kill were not redone
+
+
+def test_sample_transfer_estimates_the_full_run_within_half(home: Path, tmp_path: Path, pg_url: str) -> None:
+    from cutover.sample import stage_timings, work_seconds
+
+    legacy = tmp_path / "legacy.db"
+    simulate(f"sqlite:///{legacy}", patients=600, seed=21)
+    env = _env(legacy, pg_url)
+    trial = evidence_of(
+        run_cutover(["run", "pt_sample_transfer", "--conf", '{"sample_share": 0.1}'], home, env)
+    )
+    estimate = json.loads((trial / "sample_estimate.json").read_text())
+    assert estimate["decision"] == "go", estimate["reasons"]
+    assert 0 < estimate["sample_rows"] < estimate["full_rows"]
+    assert estimate["next_window"]["timezone"] == "America/New_York"
+    with psycopg.connect(pg_url) as conn:  # the trial never touched the target
+        (schemas,) = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'pt'").fetchone()
+        (scratch,) = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'cutover_trial_%'"
+        ).fetchone()
+    assert schemas == 0
+    assert scratch == 0
+
+    _backup(home, env)
+    full = evidence_of(run_cutover(["run", "pt_cutover"], home, env))
+    run_id = json.loads((full / "summary.json").read_text())["run_id"]
+    measured = work_seconds(stage_timings(pg_url, f"file://{home / 'staging'}", run_id))["total"]
+    predicted = estimate["estimated_seconds"]["total"]
+    assert 0.5 * measured <= predicted <= 1.5 * measured, (predicted, measured)
+
+
+def _plan(path: Path) -> Path:
+    path.write_text(
+        "timezone: America/New_York\n"
+        "waves:\n"
+        "  - {name: wave-1, go_live: 2026-12-04, clinics: [1]}\n"
+        "  - {name: wave-2, go_live: 2026-12-11, clinics: remaining}\n"
+    )
+    return path
+
+
+def test_phased_waves_with_a_delta_sync_between_them(home: Path, tmp_path: Path, pg_url: str) -> None:
+    legacy = tmp_path / "legacy.db"
+    truth = simulate(f"sqlite:///{legacy}", patients=200, seed=31)
+    env = _env(legacy, pg_url, CUTOVER_PLAN=str(_plan(tmp_path / "plan.yaml")))
+    _backup(home, env)
+    db = sqlite3.connect(legacy)
+    clinic = dict(db.execute("SELECT pat_id, clinic_id FROM patients").fetchall())
+    duplicated = {
+        int(i) for d in truth["defects"] if d["kind"] == "duplicate_patient" for i in (d["legacy_id"], d["of"])
+    }
+
+    evidence_of(
+        run_cutover(["run", "pt_cutover", "--conf", '{"mode": "phased", "wave": "wave-1"}'], home, env)
+    )
+    ledger = _ledger(pg_url)
+    patients = {int(i) for i, _ in ledger["patients"]}
+    plain = {p for p in clinic if p not in duplicated}
+    assert {p for p in plain if clinic[p] == 1} <= patients  # every patient of clinic 1 is in wave 1 …
+    assert not {p for p in plain if clinic[p] != 1} & patients  # … and no other clinic's
+    visit_owner = dict(db.execute("SELECT visit_id, pat_id FROM visits").fetchall())
+    assert {visit_owner[int(v)] for v, _ in ledger["visits"]} <= patients
+
+    # late legacy edits: a wave-1 payment changes, a wave-1 patient gets a new one, a wave-2 one changes
+    pay = db.execute("SELECT payment_id, pat_id FROM payments ORDER BY payment_id").fetchall()
+    migrated_payments = {int(i) for i, o in ledger["payments"] if o == "migrated"}
+    w1_payment = next(i for i, p in pay if i in migrated_payments)
+    w2_payment = next(i for i, p in pay if clinic.get(p) not in (1, None) and p not in duplicated)
+    new_id = max(i for i, _ in pay) + 1
+    with db:
+        db.execute(
+            "UPDATE payments SET amount = '12.34', modified = '2030-01-05 10:00:00' WHERE payment_id = ?",
+            (w1_payment,),
+        )
+        db.execute(
+            "UPDATE payments SET amount = '56.78', modified = '2030-01-05 10:00:00' WHERE payment_id = ?",
+            (w2_payment,),
+        )
+        db.execute(
+            "INSERT INTO payments (payment_id, pat_id, payer_id, amount, kind, paid_on, modified)"
+            " SELECT ?, pat_id, payer_id, '99.00', kind, paid_on, '2030-01-05 11:00:00' FROM payments WHERE payment_id = ?",
+            (new_id, w1_payment),
+        )
+
+    def amount(legacy_id: int) -> object:
+        with psycopg.connect(pg_url) as conn:
+            row = conn.execute(
+                "SELECT p.amount FROM migration.crosswalk c JOIN pt.payment p ON p.id = c.new_id"
+                " WHERE c.legacy_table = 'payments' AND c.legacy_id = %s",
+                (str(legacy_id),),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    sync = evidence_of(run_cutover(["run", "pt_delta_sync"], home, env))
+    report = json.loads((sync / "delta_report.json").read_text())
+    assert report["waves"] == ["wave-1"]
+    assert report["changed_rows"]["payments"] == 2  # the edit and the new row, nothing of wave 2
+    assert amount(w1_payment) == "12.34"
+    assert amount(new_id) == "99.00"
+    assert amount(w2_payment) is None
+
+    evidence_of(
+        run_cutover(["run", "pt_cutover", "--conf", '{"mode": "phased", "wave": "wave-2"}'], home, env)
+    )
+    ledger = _ledger(pg_url)
+    counts = dict(db.execute("SELECT 'payments', count(*) FROM payments").fetchall())
+    for table, rows in truth["tables"].items():
+        expected = counts.get(table, rows)
+        assert len({i for i, _ in ledger[table]}) == expected == len(ledger[table]), table  # one outcome each
+    assert amount(w2_payment) == "56.78"
+    with psycopg.connect(pg_url) as conn:
+        (patients_in_target,) = conn.execute("SELECT count(*) FROM pt.patient").fetchone()
+    assert patients_in_target == sum(1 for _, o in ledger["patients"] if o == "migrated")  # no duplicate

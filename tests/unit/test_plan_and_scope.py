@@ -1,0 +1,138 @@
+"""The cutover plan (waves, window, timetable), the scopes built from it, and the trial's extrapolation."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from cutover.errors import ConfigError
+from cutover.pipeline import NoWaveToday, choose_scope
+from cutover.plan import load_plan, parse_plan
+from cutover.sample import estimate
+from cutover.scope import Scope
+
+WAVES = [
+    {"name": "w1", "go_live": "2026-12-04", "clinics": [1]},
+    {"name": "w2", "go_live": "2026-12-11", "clinics": [2, 3]},
+    {"name": "w3", "go_live": "2026-12-18", "clinics": "remaining"},
+]
+
+
+def test_the_repository_plan_is_valid() -> None:
+    plan = load_plan()
+    assert plan.cron == "0 18 * * 5"
+    assert plan.window_hours == 60.0
+    assert plan.waves[-1].clinics == "remaining"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"timezone": "Mars/Olympus"}, "unknown timezone"),
+        ({"window": {"start": {"weekday": "fryday"}}}, "weekday name"),
+        ({"window": {"end": {"time": "25:00"}}}, "HH:MM"),
+        ({"waves": [{"name": "a", "go_live": "2026-12-05", "clinics": [1]}]}, "goes live on Saturday"),
+        ({"waves": [{"name": "a", "clinics": [1]}]}, "needs go_live"),
+        (
+            {"waves": [{"name": "a", "go_live": "2026-12-04", "clinics": "remaining"}, WAVES[1]]},
+            "only the last",
+        ),
+        ({"waves": [WAVES[0], {**WAVES[1], "clinics": [1]}]}, "no earlier wave names"),
+        ({"waves": [WAVES[1], WAVES[0]]}, "in order"),
+    ],
+)
+def test_plan_mistakes_name_the_field(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_plan(raw)
+
+
+def test_window_and_waves_in_the_plans_timezone() -> None:
+    plan = parse_plan({"timezone": "America/New_York", "waves": WAVES})
+    # 2026-12-04 23:30 UTC is Friday 18:30 in New York: inside the window that opened at 18:00
+    start, end = plan.next_window(datetime(2026, 12, 4, 23, 30, tzinfo=UTC))
+    assert (start.isoformat(), end.isoformat()) == ("2026-12-04T18:00:00-05:00", "2026-12-07T06:00:00-05:00")
+    # after Monday 06:00 the next window is the next Friday's
+    start, _ = plan.next_window(datetime(2026, 12, 7, 12, 0, tzinfo=UTC))
+    assert start.date() == date(2026, 12, 11)
+    assert plan.wave_on(date(2026, 12, 11)).name == "w2"
+    assert plan.earlier(plan.wave("w3")) == plan.waves[:2]
+    with pytest.raises(ConfigError, match="no wave 'w9'"):
+        plan.wave("w9")
+
+
+def test_choose_scope(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        "timezone: America/New_York\nwaves:\n"
+        "  - {name: w1, go_live: 2026-12-04, clinics: [1]}\n"
+        "  - {name: w2, go_live: 2026-12-11, clinics: remaining}\n"
+    )
+    monkeypatch.setenv("CUTOVER_PLAN", str(path))
+    friday = datetime(2026, 12, 4, 23, 0, tzinfo=UTC)  # 18:00 in New York, the timetable's tick
+    assert choose_scope(mode="big_bang", wave="", scheduled=False, run_date=friday)["mode"] == "big_bang"
+    assert choose_scope(mode="big_bang", wave="", scheduled=True, run_date=friday)["wave"] == "w1"
+    assert choose_scope(mode="phased", wave="w2", scheduled=False, run_date=friday)["wave"] == "w2"
+    with pytest.raises(NoWaveToday, match=r"no wave goes live on 2026-11-27; next: w1 on 2026-12-04"):
+        choose_scope(mode="phased", wave="", scheduled=True, run_date=datetime(2026, 11, 27, 23, tzinfo=UTC))
+
+
+def _batch(**cols: list) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict(cols)
+
+
+def test_scope_keeps_rows_by_their_patient_key_and_high_water() -> None:
+    ids = {"pat_id": pa.array([1, 2]), "case_id": pa.array([10]), "visit_id": pa.array([100])}
+    wave = Scope("wave", ids, label="w1")
+    rest = Scope("wave", ids, complement=True, label="w2")
+    visits = _batch(
+        visit_id=[100, 101, 102], pat_id=[1, 3, None], modified=["2026-01-01", "2026-02-01", None]
+    )
+    assert wave.keep("visits", visits).column("visit_id").to_pylist() == [100]
+    assert rest.keep("visits", visits).column("visit_id").to_pylist() == [
+        101,
+        102,
+    ]  # orphans go with the rest
+    procedures = _batch(proc_id=[1, 2], visit_id=[100, 200])
+    assert wave.keep("procedures", procedures).column("proc_id").to_pylist() == [1]
+    clinics = _batch(clinic_id=[1, 2, 3])
+    assert wave.keep("clinics", clinics).num_rows == 3  # reference data moves whole
+    late = Scope("wave", ids, label="w1", since={"visits": "2026-01-15"})
+    delta = Scope("delta", label="delta", members=(late, Scope("wave", {**ids, "pat_id": pa.array([3])})))
+    assert late.keep("visits", visits).num_rows == 0
+    assert delta.keep("visits", visits).column("visit_id").to_pylist() == [101]
+
+
+def test_scope_round_trips_through_the_store(tmp_path: Path) -> None:
+    from cutover.staging.store import open_store
+
+    store = open_store(f"file://{tmp_path}")
+    ids = {"pat_id": pa.array([1, 2]), "case_id": pa.array([10]), "visit_id": pa.array([], pa.int64())}
+    scope = Scope(
+        "delta", label="delta w1", members=(Scope("wave", ids, label="w1", since={"visits": "2026-01-15"}),)
+    )
+    scope.save(store, "runs/x")
+    back = Scope.load(store, "runs/x")
+    assert back.label == "delta w1"
+    assert back.members[0].since == {"visits": "2026-01-15"}
+    assert back.members[0].counts() == {"patients": 2, "cases": 1, "visits": 0}
+
+
+def test_estimate_scales_each_table_by_its_own_size_above_a_fixed_cost() -> None:
+    sample = {
+        "extract": {"clinics": {"rows": 3, "seconds": 0.1}, "visits": {"rows": 100, "seconds": 1.1}},
+        "map": {"clinics": {"rows": 3, "seconds": 0.2}, "visits": {"rows": 100, "seconds": 2.2}},
+        "load": {"clinics": {"rows": 3, "seconds": 0.3}, "visits": {"rows": 100, "seconds": 0.3}},
+    }
+    full = {"clinics": 3, "visits": 1000}
+    result = estimate(sample, full, window_hours=60, safety_margin=1.5, gates_passed=True)
+    # extract: clinics 0.1 (whole), visits 0.1 + (1.1 - 0.1) × 10 = 10.1
+    assert result["estimated_seconds"]["extract"] == pytest.approx(10.2)
+    assert result["estimated_seconds"]["map"] == pytest.approx(0.2 + 0.2 + 20.0)
+    assert result["estimated_seconds"]["load"] == pytest.approx(0.6)
+    assert result["decision"] == "go"
+    tight = estimate(sample, full, window_hours=0.001, safety_margin=1.5, gates_passed=False)
+    assert tight["decision"] == "no-go"
+    assert len(tight["reasons"]) == 2

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import BaseHook, ExceptionRetryPolicy, RetryAction, RetryRule
 
+from pt_common.alerts import CutoverNotifier
+
 RETRY_POLICY = ExceptionRetryPolicy(
     rules=[
         RetryRule(
@@ -27,6 +29,8 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
     "retry_policy": RETRY_POLICY,
+    # a failed task (a failed gate named as such) alerts by webhook and/or mail: ids and counts only
+    "on_failure_callback": CutoverNotifier(),
 }
 
 

@@ -161,13 +161,14 @@ def _status_kb(field: str) -> int:
 
 
 def _load_arrow(url: str, table: pa.Table) -> dict[str, float]:
-    """copy_arrow, committed; also the client memory it added over the resident table (peak − before)."""
+    """copy_arrow, committed; also how far the client's resident memory rose above where it stood
+    (the table, and memory the allocators kept from building it) during the load: peak − before."""
     before = _status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         copy_arrow(cur, "visits_copy", table, [kind for _, kind in COLUMNS])
         conn.commit()
-    return {"added_peak_mb": round((_status_kb("VmHWM") - before) / 1024, 1)}
+    return {"rss_rise_mb": round((_status_kb("VmHWM") - before) / 1024, 1)}
 
 
 def _load_per_row(url: str, table: pa.Table) -> dict[str, float]:
@@ -254,7 +255,7 @@ def main() -> None:
         print(f"{name:12} {r['rows']:>10,} rows {r['seconds']:>8.2f} s {r['rows_per_s']:>10,} rows/s")
     for name, value in ratios.items():
         print(f"{name:24} {value:.3f}")
-    print(f"copy_arrow added peak client memory: {results['copy_arrow']['added_peak_mb']} MB")
+    print(f"copy_arrow: client RSS rose by {results['copy_arrow']['rss_rise_mb']} MB")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "copy.json").write_text(
         json.dumps(

@@ -1,11 +1,14 @@
 """Binary COPY of an Arrow table into PostgreSQL, encoded column by column with Arrow and numpy.
 
 Feeding psycopg one Python tuple per row costs a Python object per value and caps the load well
-below what the server can take. Instead each column of a slice of rows becomes one or two Arrow
-binary arrays holding, per row, that field's bytes in PostgreSQL's binary COPY layout (int32 length
-or -1 for NULL, then the big-endian value); ``binary_join_element_wise`` then concatenates them row
-by row in C++, so a row never exists as a Python object. Slices are sized to about
-:data:`WRITE_BYTES` of encoded bytes, so memory does not grow with the table.
+below what the server can take. Instead each column of a slice of rows becomes parts holding, per
+row, that field's bytes in PostgreSQL's binary COPY layout (int32 length or -1 for NULL, then the
+big-endian value): numpy matrices for what has the same width in every row, Arrow binary arrays for
+what varies. Adjacent matrices are laid side by side (fixed-width columns are sent first, so they
+and the field count form one block), and ``binary_join_element_wise`` concatenates the pieces row
+by row in C++: no row ever exists as a Python object. Slices are sized to about
+:data:`WRITE_BYTES` of encoded bytes and encoded by a worker thread a couple of slices ahead of
+the connection, so encoding overlaps sending and memory does not grow with the table.
 
 The layout (https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4): an 11-byte
 signature, int32 flags and int32 header-extension length, then per row an int16 field count and

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,18 @@ def test_demo_on_embedded_defaults(home: Path) -> None:
     summary = json.loads((folder / "summary.json").read_text())
     manifest = json.loads((home / "legacy.db.manifest.json").read_text())
     _check_accounts(summary, manifest)
-    _no_canaries(manifest, result.stdout + result.stderr, folder, home / "staging")
+    # every run of the demo (backup, trial, cutover) left evidence; none of it holds a planted value
+    _no_canaries(manifest, result.stdout + result.stderr, folder.parent, home / "staging")
+    runs = {json.loads(p.read_text())["dag_id"] for p in folder.parent.glob("*/summary.json")}
+    assert runs == {"pt_sample_transfer", "pt_cutover"}
+    (trial,) = folder.parent.glob("*/sample_estimate.json")
+    assert json.loads(trial.read_text())["decision"] == "go"
+    assert (folder / "report.html").is_file()
+    sealed = subprocess.run(
+        ["sha256sum", "-c", "--strict", "manifest.sha256"], cwd=folder, capture_output=True
+    )
+    assert sealed.returncode == 0, sealed.stdout[-2000:]
+    assert b"defect_verification.json: OK" in sealed.stdout
     verification = json.loads((folder / "defect_verification.json").read_text())
     assert set(verification) == {d["kind"] for d in manifest["defects"]}
     for kind, row in verification.items():
@@ -154,6 +166,7 @@ def test_mariadb_legacy_into_system_postgres(
     )
     assert sim.returncode == 0, sim.stderr[-3000:]
     env = {"AIRFLOW_CONN_LEGACY_DB": mariadb_url, "AIRFLOW_CONN_TARGET_DB": pg_url}
+    evidence_of(run_cutover(["run", "pt_backup"], home, env))  # mariadb-dump, restore test on the server
     folder = evidence_of(run_cutover(["run", "pt_cutover"], home, env))
     summary = json.loads((folder / "summary.json").read_text())
     manifest = json.loads(manifest_path.read_text())

@@ -224,4 +224,5 @@ def test_target_gate_stops_a_bad_load(clinic: dict[str, Any], share: float, fail
     assert found["unexpected_count"] >= n
     assert found["status"] == ("failed" if fails else "warning")
     assert {r["table"] for r in report["results"]} == {"visit"}
-    assert set(found["failing_ids"]) & legacy_ids  # legacy ids through the crosswalk, not target uuids
+    if fails:  # with 20% moved, the first ten failing ids include moved visits: legacy ids, not target uuids
+        assert set(found["failing_ids"]) & legacy_ids

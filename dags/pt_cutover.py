@@ -18,14 +18,20 @@ is, or skips cleanly when none is.
 4. `begin_run` records the run and who triggered it in `migration.run` and the audit log.
 5. `plan_scope` stages the run's scope (patients, cases, visits of the wave; all for big bang).
 6. `extract_table` (one per legacy table) streams the scope into zstd Parquet in the staging
-   store, `runs/<run>/extract/<table>/`.
+   store, `runs/<run>/extract/<table>/`; `gate_extract` (GX) checks what was read.
 7. `map_table` (one per table) normalises the rows with the mapping specs; rejects carry a
-   reason code, never a value. With `dry_run` the run stops here.
+   reason code, never a value. `gate_mapped` (GX) checks the target's contract on the rows about
+   to load: a fatal failure stops the run here, before anything is written. With `dry_run` the
+   run stops here too.
 8. `load.<table>` merges each staged batch in one transaction (COPY, resolve parents through the
    crosswalk, upsert by deterministic id, ledger). Parents load before children. A re-run skips
    batches the ledger marks loaded.
-9. `write_evidence` writes `summary.json` (per table: legacy rows, migrated, merged, rejected)
-   and fails if any legacy row has no outcome or a table rejected more than its policy allows.
+9. `gate_target` (GX on PostgreSQL: PT rules such as visits within the episode, the 8-minute
+   rule, plan-of-care certification) and `reconcile` (counts, every legacy id through the
+   crosswalk, per-patient chart checksums, mismatches in `migration.validation_failure`).
+10. `write_evidence` writes `summary.json` (per table: legacy rows, migrated, merged, rejected),
+   `timings.json`, `report.html` and `manifest.sha256`, publishes them to the staging store, and
+   fails if any legacy row has no outcome or a table rejected more than its policy allows.
 
 **If a task fails**: read its log (ids and counts only). A *terminal* error (bad data, broken
 contract, no verified backup) fails at once; fix the cause, then clear the task: the run resumes
@@ -42,7 +48,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
 from pt_common import DAG_SETTINGS, conn_url
-from pt_common.stages import as_of, extract_map_load
+from pt_common.stages import as_of, extract_map_load, validate_gate
 
 PLAN = load_plan()  # a local YAML file: the timetable and the defaults come from the cutover plan
 
@@ -85,6 +91,16 @@ PLAN = load_plan()  # a local YAML file: the timetable and the defaults come fro
             title="Reject threshold",
             description="Share of a table's legacy rows that may be rejected before the run fails "
             "(reference tables and patients keep the stricter limits of thresholds.yaml).",
+            section="Safety",
+        ),
+        "max_mismatch_rate": Param(
+            0.0,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Reconciliation limit",
+            description="Share of patients whose chart may differ between legacy and target before the run "
+            "fails (mismatches are listed in migration.validation_failure either way).",
             section="Safety",
         ),
         "max_backup_age_hours": Param(
@@ -163,6 +179,15 @@ def pt_cutover() -> None:
         return not (params or {}).get("dry_run", False)
 
     @task
+    def reconcile(run_id: str | None = None, params: dict | None = None) -> dict:
+        from cutover.pipeline import reconcile_run
+
+        limit = float((params or {}).get("max_mismatch_rate", 0.0))
+        return reconcile_run(
+            conn_url("target_db"), conn_url("staging_store"), str(run_id), max_failure_rate=limit
+        )
+
+    @task
     def write_evidence(run_id: str | None = None, params: dict | None = None) -> dict:
         from cutover.pipeline import write_summary
 
@@ -176,10 +201,10 @@ def pt_cutover() -> None:
     scope >> checked >> migrate_target_schema() >> (started := begin_run(scope))
     scoped = plan_scope(scope)
     started >> scoped
-    mapped, loaded = extract_map_load("target", scoped)
-    gate = load_unless_dry_run()
-    mapped >> gate >> loaded
-    loaded >> write_evidence()
+    gated, loaded, _ = extract_map_load("target", scoped)
+    gated >> load_unless_dry_run() >> loaded
+    target_gate = validate_gate.override(task_id="gate_target")("target")
+    loaded >> target_gate >> reconcile() >> write_evidence()
 
 
 pt_cutover()

@@ -29,7 +29,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
 from pt_common import DAG_SETTINGS, conn_url
-from pt_common.stages import as_of, extract_map_load
+from pt_common.stages import as_of, extract_map_load, validate_gate
 
 PLAN = load_plan()
 
@@ -75,8 +75,9 @@ def pt_delta_sync() -> None:
 
     planned = plan_delta()
     started = begin_run(planned)
-    _, loaded = extract_map_load("target", started)
-    loaded >> write_evidence(planned)
+    gated, loaded, _ = extract_map_load("target", started)
+    gated >> loaded
+    loaded >> validate_gate.override(task_id="gate_target")("target") >> write_evidence(planned)
 
 
 pt_delta_sync()

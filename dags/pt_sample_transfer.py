@@ -11,9 +11,12 @@ touched — times every stage, and extrapolates the full run.
    so every record kind appears, with their cases, visits and everything under them.
 2. `create_scratch_target` makes a fresh scratch database on the target server (the target's
    schemas, by the same migrations).
-3. `extract_table` → `map_table` → `load.<table>`: exactly the cutover's stages, on the sample.
+3. `extract_table` → `gate_extract` → `map_table` → `gate_mapped` → `load.<table>` →
+   `gate_target`: exactly the cutover's stages and GX gates, on the sample (a failed gate is
+   recorded for the go/no-go instead of stopping the trial).
 4. `check_sample` runs the cutover's accounting and reject policy on the sample
-   (`summary.json` of the trial): every sampled row migrated, merged or rejected with a reason.
+   (`summary.json` of the trial) and collects the gates: every sampled row migrated, merged or
+   rejected with a reason, every gate passed.
 5. `estimate_downtime` scales each table's stage times to its full size, adds the plan's safety
    margin and compares with the plan's window (default Friday 18:00 to Monday 06:00): **go** when
    it fits and the sample passed every gate, otherwise **no-go** with the reasons. The result,
@@ -29,7 +32,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 
 from pt_common import DAG_SETTINGS, conn_url
-from pt_common.stages import as_of, extract_map_load
+from pt_common.stages import as_of, extract_map_load, validate_gate
 
 
 @dag(
@@ -90,7 +93,7 @@ def pt_sample_transfer() -> None:
         return name
 
     @task
-    def check_sample(run_id: str | None = None, params: dict | None = None) -> dict:
+    def check_sample(gates: list, run_id: str | None = None, params: dict | None = None) -> dict:
         from cutover.errors import CutoverError
         from cutover.pipeline import write_summary
         from cutover.sample import scratch_url
@@ -103,7 +106,8 @@ def pt_sample_transfer() -> None:
             )
         except CutoverError as failed:  # a no-go, decided by the next task, not a crash of this one
             return {"passed": False, "reason": type(failed).__name__}
-        return {"passed": True}
+        failed = [g["gate"] for g in gates if not g["passed"]]
+        return {"passed": not failed, "failed_gates": failed}
 
     @task
     def estimate_downtime(checked: dict, run_id: str | None = None) -> dict:
@@ -133,9 +137,11 @@ def pt_sample_transfer() -> None:
     scratch = create_scratch_target()
     sampled = plan_sample()
     scratch >> sampled
-    _, loaded = extract_map_load("scratch", sampled)
-    checked = check_sample()
-    loaded >> checked
+    gated, loaded, gates = extract_map_load("scratch", sampled, strict=False)
+    gated >> loaded
+    target_gate = validate_gate.override(task_id="gate_target")("target", "scratch", False)
+    loaded >> target_gate
+    checked = check_sample([*gates, target_gate])
     estimated = estimate_downtime(checked)
     # a teardown: it runs after a failure too, and the run's state stays that of the work it cleans up after
     estimated >> drop_scratch_target().as_teardown(setups=scratch)

@@ -87,11 +87,29 @@ def load_tables(target: Target) -> Any:
     return load()
 
 
-def extract_map_load(target: Target, upstream: Any) -> tuple[Any, Any]:
-    """extract_table[×tables] → map_table[×tables] → load.<table>; returns (mapped, loaded)."""
+@task
+def validate_gate(
+    gate: str, target: Target = "target", strict: bool = True, run_id: str | None = None
+) -> dict:
+    """A GX gate: ``extract`` and ``mapped`` check the staged Parquet, ``target`` the loaded database."""
+    from cutover.pipeline import validate_gate as validate
+
+    url = target_url(target, str(run_id)) if gate == "target" else None
+    return validate(gate, conn_url("staging_store"), str(run_id), target_url=url, raise_on_failure=strict)
+
+
+def extract_map_load(target: Target, upstream: Any, *, strict: bool = True) -> tuple[Any, Any, Any]:
+    """extract_table[×tables] → gate_extract → map_table[×tables] → gate_mapped → load.<table>.
+
+    Returns (the mapped gate, the load group, the gates' results); the caller puts its own steps
+    between the mapped gate and the load. With ``strict`` off a failed gate is recorded, not raised.
+    """
     extracts = extract_table.expand(table=TABLES)
     upstream >> extracts
+    extracted = validate_gate.override(task_id="gate_extract")("extract", target, strict)
+    extracts >> extracted
     mapped = map_table.expand(manifest=extracts)
-    loaded = load_tables(target)
-    mapped >> loaded
-    return mapped, loaded
+    extracted >> mapped
+    gated = validate_gate.override(task_id="gate_mapped")("mapped", target, strict)
+    mapped >> gated
+    return gated, load_tables(target), [extracted, gated]

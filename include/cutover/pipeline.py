@@ -414,3 +414,48 @@ def seal_evidence(store_url: str, run_id: str) -> dict[str, Any]:
     write_bundle_manifest(folder)
     published = publish_bundle(folder, store_url, run_id)
     return {"evidence": str(folder), "objects": published["objects"]}
+
+
+def validate_gate(
+    gate: str, store_url: str, run_id: str, *, target_url: str | None = None, raise_on_failure: bool = True
+) -> dict[str, Any]:
+    """Run one GX gate of the run; its results go to ``gates/<gate>.json`` and ``data_docs/`` in the evidence.
+
+    Raises ``GateFailed`` (terminal) when a fatal expectation fails beyond its threshold, unless
+    ``raise_on_failure`` is off (the trial run records the failure for its go/no-go instead).
+    """
+    from cutover.validation.runner import GateFailed, run_gate
+
+    folder = evidence_dir(run_id)
+
+    def file_result() -> None:
+        produced = folder / f"gate_{gate}.json"
+        if produced.exists():
+            (folder / "gates").mkdir(exist_ok=True)
+            produced.replace(folder / "gates" / f"{gate}.json")
+
+    try:
+        report = run_gate(gate, store_url=store_url, run_id=run_id, target_url=target_url, out_dir=folder)  # type: ignore[arg-type]
+    except GateFailed:
+        file_result()
+        if raise_on_failure:
+            raise
+        return {"gate": gate, "passed": False}
+    file_result()
+    return {
+        "gate": gate,
+        "passed": report.passed,
+        "expectations": len(report.results),
+        "warnings": len(report.warnings),
+        "seconds": report.seconds,
+    }
+
+
+def reconcile_run(target_url: str, store_url: str, run_id: str, *, max_failure_rate: float) -> dict[str, Any]:
+    """Source-to-target reconciliation of the run (``reconciliation.json``); fails above the rate."""
+    from cutover.reconcile import reconcile
+
+    report = reconcile(target_url, store_url, run_id, max_failure_rate=max_failure_rate).as_dict()
+    return {
+        k: report[k] for k in ("passed", "patients_compared", "patients_mismatched", "seconds") if k in report
+    }

@@ -104,7 +104,12 @@ def test_cutover_loads_only_after_mapping_and_the_dry_run_check(dagbag) -> None:
     dag = dagbag.dags["pt_cutover"]
     first = dag.get_task("load.clinics.list_batches")
     assert "load_unless_dry_run" in first.upstream_task_ids
-    assert "map_table" in dag.get_task("load_unless_dry_run").upstream_task_ids
+    assert dag.get_task("load_unless_dry_run").upstream_task_ids == {"gate_mapped"}
+    assert "map_table" in dag.get_task("gate_mapped").upstream_task_ids
+    assert dag.get_task("gate_extract").upstream_task_ids == {"extract_table"}
+    assert "gate_extract" in dag.get_task("map_table").upstream_task_ids
+    assert "load.documents.load_batch" in dag.get_task("gate_target").upstream_task_ids
+    assert dag.get_task("write_evidence").upstream_task_ids == {"reconcile"}
 
 
 def test_cutover_checks_the_backup_before_touching_the_target(dagbag) -> None:

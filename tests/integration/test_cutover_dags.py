@@ -181,7 +181,10 @@ def test_phased_waves_with_a_delta_sync_between_them(home: Path, tmp_path: Path,
     db = sqlite3.connect(legacy)
     clinic = dict(db.execute("SELECT pat_id, clinic_id FROM patients").fetchall())
     duplicated = {
-        int(i) for d in truth["defects"] if d["kind"] == "duplicate_patient" for i in (d["legacy_id"], d["of"])
+        int(i)
+        for d in truth["defects"]
+        if d["kind"] == "duplicate_patient"
+        for i in (d["legacy_id"], d["of"])
     }
 
     evidence_of(
@@ -219,7 +222,7 @@ def test_phased_waves_with_a_delta_sync_between_them(home: Path, tmp_path: Path,
     def amount(legacy_id: int) -> object:
         with psycopg.connect(pg_url) as conn:
             row = conn.execute(
-                "SELECT p.amount FROM migration.crosswalk c JOIN pt.payment p ON p.id = c.new_id"
+                "SELECT p.amount_cents FROM migration.crosswalk c JOIN pt.payment p ON p.id = c.new_id"
                 " WHERE c.legacy_table = 'payments' AND c.legacy_id = %s",
                 (str(legacy_id),),
             ).fetchone()
@@ -229,8 +232,8 @@ def test_phased_waves_with_a_delta_sync_between_them(home: Path, tmp_path: Path,
     report = json.loads((sync / "delta_report.json").read_text())
     assert report["waves"] == ["wave-1"]
     assert report["changed_rows"]["payments"] == 2  # the edit and the new row, nothing of wave 2
-    assert amount(w1_payment) == "12.34"
-    assert amount(new_id) == "99.00"
+    assert amount(w1_payment) == "1234"
+    assert amount(new_id) == "9900"
     assert amount(w2_payment) is None
 
     evidence_of(
@@ -241,7 +244,7 @@ def test_phased_waves_with_a_delta_sync_between_them(home: Path, tmp_path: Path,
     for table, rows in truth["tables"].items():
         expected = counts.get(table, rows)
         assert len({i for i, _ in ledger[table]}) == expected == len(ledger[table]), table  # one outcome each
-    assert amount(w2_payment) == "56.78"
+    assert amount(w2_payment) == "5678"
     with psycopg.connect(pg_url) as conn:
         (patients_in_target,) = conn.execute("SELECT count(*) FROM pt.patient").fetchone()
     assert patients_in_target == sum(1 for _, o in ledger["patients"] if o == "migrated")  # no duplicate

@@ -24,8 +24,10 @@ from cutover.mapping.specs import SPECS
 from cutover.simulate import simulate
 from cutover.staging.parquet import read_table_objects, write_batches
 from cutover.staging.store import open_store
+from cutover.validation.catalog import DERIVED
 from cutover.validation.runner import GateFailed, run_gate
 from cutover.validation.suites import count_expectations
+from cutover.validation.target_rules import npi_luhn
 
 pytestmark = pytest.mark.slow
 
@@ -226,3 +228,17 @@ def test_target_gate_stops_a_bad_load(clinic: dict[str, Any], share: float, fail
     assert {r["table"] for r in report["results"]} == {"visit"}
     if fails:  # with 20% moved, the first ten failing ids include moved visits: legacy ids, not target uuids
         assert set(found["failing_ids"]) & legacy_ids
+
+
+def test_the_sql_npi_check_agrees_with_the_python_one(pg_url: str) -> None:
+    npis = ["1234567893", "1234567890", "1245319599", "1003000126", "1003000127", "12345", None]
+    expected = DERIVED["providers.npi_luhn"](pa.table({"npi": pa.array(npis, pa.string())})).to_pylist()
+    with psycopg.connect(pg_url) as conn:
+        got = [
+            conn.execute(f"SELECT {npi_luhn('t.npi')} FROM (SELECT %s::text AS npi) AS t", (npi,)).fetchone()[
+                0
+            ]  # type: ignore[index]
+            for npi in npis
+        ]
+    assert got == expected
+    assert expected[:2] == [True, False]

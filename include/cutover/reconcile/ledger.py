@@ -104,44 +104,40 @@ def stage_ids(
     return legacy_rows
 
 
+# Each extracted legacy row's outcome in the ledger (NULL: none) and the target row that should
+# carry it: its own id, or the survivor's for a merged duplicate. One join, read by every check.
 _OUTCOMES = """
-SELECT e.legacy_table,
-       count(*) FILTER (WHERE c.outcome = 'migrated'),
-       count(*) FILTER (WHERE c.outcome = 'merged'),
-       count(r.legacy_id),
-       count(*) FILTER (WHERE c.legacy_id IS NULL AND r.legacy_id IS NULL)
+CREATE TEMP TABLE rc_outcome ON COMMIT DROP AS
+SELECT e.legacy_table, e.legacy_id,
+       CASE WHEN c.legacy_id IS NOT NULL THEN c.outcome WHEN r.legacy_id IS NOT NULL THEN 'rejected' END AS outcome,
+       coalesce(c.merged_into, c.new_id) AS id
   FROM rc_extract e
   LEFT JOIN migration.crosswalk c
          ON c.legacy_system = %(sys)s AND c.legacy_table = e.legacy_table AND c.legacy_id = e.legacy_id
   LEFT JOIN migration.reject r
          ON r.legacy_system = %(sys)s AND r.legacy_table = e.legacy_table AND r.legacy_id = e.legacy_id
- GROUP BY 1
 """
 
-# The target row each migrated or merged legacy row should have: its own id, the survivor's for a
-# merged duplicate, and one id per extra part of an exploded row.
-_EXPECTED = """
-CREATE TEMP TABLE rc_expected ON COMMIT DROP AS
-SELECT e.legacy_table, e.legacy_id, coalesce(c.merged_into, c.new_id) AS id
-  FROM rc_extract e
-  JOIN migration.crosswalk c
-    ON c.legacy_system = %(sys)s AND c.legacy_table = e.legacy_table AND c.legacy_id = e.legacy_id
-UNION ALL
-SELECT p.legacy_table, p.legacy_id, migration.legacy_uuid(%(sys)s, p.legacy_table, p.row_key)
-  FROM rc_part p
-  JOIN migration.crosswalk c
-    ON c.legacy_system = %(sys)s AND c.legacy_table = p.legacy_table AND c.legacy_id = p.legacy_id
- WHERE c.outcome = 'migrated'
+# The extra parts of an exploded row have ids of their own and no crosswalk row: expected as well.
+_PARTS = """
+INSERT INTO rc_outcome (legacy_table, legacy_id, outcome, id)
+SELECT p.legacy_table, p.legacy_id, 'part', migration.legacy_uuid(%(sys)s, p.legacy_table, p.row_key)
+  FROM rc_part p JOIN rc_outcome o USING (legacy_table, legacy_id)
+ WHERE o.outcome = 'migrated'
+"""
+
+_COUNTS = """
+SELECT legacy_table,
+       count(*) FILTER (WHERE outcome = 'migrated'),
+       count(*) FILTER (WHERE outcome = 'merged'),
+       count(*) FILTER (WHERE outcome = 'rejected'),
+       count(*) FILTER (WHERE outcome IS NULL)
+  FROM rc_outcome GROUP BY 1
 """
 
 _UNRESOLVED = """
 INSERT INTO migration.validation_failure (run_id, table_name, legacy_id, new_id, kind)
-SELECT DISTINCT %(run)s, e.legacy_table, e.legacy_id, NULL::uuid, 'unresolved'
-  FROM rc_extract e
- WHERE NOT EXISTS (SELECT 1 FROM migration.crosswalk c WHERE c.legacy_system = %(sys)s
-                      AND c.legacy_table = e.legacy_table AND c.legacy_id = e.legacy_id)
-   AND NOT EXISTS (SELECT 1 FROM migration.reject r WHERE r.legacy_system = %(sys)s
-                      AND r.legacy_table = e.legacy_table AND r.legacy_id = e.legacy_id)
+SELECT DISTINCT %(run)s, legacy_table, legacy_id, NULL::uuid, 'unresolved' FROM rc_outcome WHERE outcome IS NULL
 ON CONFLICT DO NOTHING
 """
 
@@ -149,8 +145,9 @@ ON CONFLICT DO NOTHING
 # (one failure per legacy row, even when several of its exploded parts are gone), the present counted.
 _MISSING = """
 WITH x AS (
-    SELECT x.legacy_table, x.legacy_id, x.id, EXISTS (SELECT 1 FROM {target} t WHERE t.id = x.id) AS present
-      FROM rc_expected x WHERE x.legacy_table = %(table)s
+    SELECT o.legacy_table, o.legacy_id, o.id, t.id IS NOT NULL AS present
+      FROM rc_outcome o LEFT JOIN {target} t ON t.id = o.id
+     WHERE o.legacy_table = %(table)s AND o.id IS NOT NULL
 ), missing AS (
     INSERT INTO migration.validation_failure (run_id, table_name, legacy_id, new_id, kind)
     SELECT DISTINCT ON (legacy_id) %(run)s, legacy_table, legacy_id, id, 'missing'
@@ -167,9 +164,10 @@ INSERT INTO migration.validation_failure (run_id, table_name, legacy_id, new_id,
 SELECT %(run)s, %(table)s, t.id::text, t.id, 'extra'
   FROM {target} t
  WHERE NOT EXISTS (SELECT 1 FROM migration.crosswalk c WHERE c.new_table = %(new_table)s AND c.new_id = t.id)
-   AND NOT EXISTS (SELECT 1 FROM rc_expected x WHERE x.legacy_table = %(table)s AND x.id = t.id)
+   {parts}
 ON CONFLICT DO NOTHING
 """
+_NOT_A_PART = "AND NOT EXISTS (SELECT 1 FROM rc_outcome o WHERE o.legacy_table = %(table)s AND o.id = t.id)"
 
 
 def check_ledger(
@@ -177,23 +175,24 @@ def check_ledger(
 ) -> dict[str, TableCounts]:
     """Counts per table and outcome; write ``unresolved``, ``missing`` and ``extra`` failures.
 
-    Needs :func:`stage_ids` in the same session.
+    Needs :func:`stage_ids` in the same session; leaves ``rc_outcome`` for the chart checks.
     """
     params: dict[str, Any] = {"sys": system, "run": run_id}
+    conn.execute(_OUTCOMES, params)
+    conn.execute(_PARTS, params)
+    conn.execute("CREATE INDEX ON rc_outcome (legacy_table)")
+    conn.execute("ANALYZE rc_outcome")
     counts = {
         t: TableCounts(legacy_rows=n, migrated=0, merged=0, rejected=0, target_rows=0, unresolved=0)
         for t, n in legacy_rows.items()
     }
-    for table, migrated, merged, rejected, unresolved in conn.execute(_OUTCOMES, params).fetchall():
+    for table, migrated, merged, rejected, unresolved in conn.execute(_COUNTS).fetchall():
         counts[table] |= {
             "migrated": migrated,
             "merged": merged,
             "rejected": rejected,
             "unresolved": unresolved,
         }
-    conn.execute(_EXPECTED, params)
-    conn.execute("CREATE INDEX ON rc_expected (legacy_table, id)")
-    conn.execute("ANALYZE rc_expected")
     conn.execute(_UNRESOLVED, params)
     for table, rows in legacy_rows.items():
         spec = SPECS[table]
@@ -202,36 +201,28 @@ def check_ledger(
         if rows:
             (present,) = conn.execute(sql.SQL(_MISSING).format(target=target), args).fetchone() or (0,)
             counts[table]["target_rows"] = int(present)
-        conn.execute(sql.SQL(_EXTRA).format(target=target), args)
+        parts = sql.SQL(_NOT_A_PART if spec.explode is not None else "")
+        conn.execute(sql.SQL(_EXTRA).format(target=target, parts=parts), args)
     return counts
 
 
-def rejected_ids(conn: psycopg.Connection[Any], system: str, table: str) -> pa.Array:
+def rejected_ids(conn: psycopg.Connection[Any], table: str) -> pa.Array:
     """Legacy ids of one table's extract that the ledger rejected (a small share, by policy)."""
     rows = conn.execute(
-        "SELECT e.legacy_id FROM rc_extract e JOIN migration.reject r ON r.legacy_system = %s"
-        " AND r.legacy_table = e.legacy_table AND r.legacy_id = e.legacy_id WHERE e.legacy_table = %s",
-        (system, table),
+        "SELECT legacy_id FROM rc_outcome WHERE legacy_table = %s AND outcome = 'rejected'", (table,)
     ).fetchall()
     return pa.array([r[0] for r in rows], pa.string())
 
 
-_SCOPE = """
-CREATE TEMP TABLE rc_scope ON COMMIT DROP AS
-SELECT e.legacy_id, coalesce(c.merged_into, c.new_id) AS patient_id
-  FROM rc_extract e
-  JOIN migration.crosswalk c
-    ON c.legacy_system = %(sys)s AND c.legacy_table = e.legacy_table AND c.legacy_id = e.legacy_id
- WHERE e.legacy_table = 'patients'
-"""
-
-# The survivors, each with its 64-bit key (the uuid's first 8 bytes, signed) and legacy id.
+# The surviving patients in scope, each with its 64-bit key (the uuid's first 8 bytes, signed) and
+# its own legacy id.
 _PATIENTS = """
 CREATE TEMP TABLE rc_patient ON COMMIT DROP AS
 SELECT s.patient_id,
        ('x' || encode(substring(uuid_send(s.patient_id) FROM 1 FOR 8), 'hex'))::bit(64)::bigint AS key,
        w.legacy_id
-  FROM (SELECT DISTINCT patient_id FROM rc_scope) AS s
+  FROM (SELECT DISTINCT id AS patient_id FROM rc_outcome
+         WHERE legacy_table = 'patients' AND outcome IN ('migrated', 'merged')) AS s
   LEFT JOIN migration.crosswalk w
          ON w.legacy_system = %(sys)s AND w.legacy_table = 'patients' AND w.new_table = 'patient'
         AND w.new_id = s.patient_id AND w.outcome = 'migrated'
@@ -240,12 +231,11 @@ SELECT s.patient_id,
 
 def stage_patients(conn: psycopg.Connection[Any], system: str) -> tuple[pa.Array, pa.Array]:
     """Create ``rc_patient`` (the surviving patients in scope); return legacy patient id → survivor key."""
-    params = {"sys": system}
-    conn.execute(_SCOPE, params)
-    conn.execute(_PATIENTS, params)
+    conn.execute(_PATIENTS, {"sys": system})
     conn.execute("CREATE UNIQUE INDEX ON rc_patient (patient_id)")
     conn.execute("ANALYZE rc_patient")
     rows = conn.execute(
-        "SELECT s.legacy_id, p.key FROM rc_scope s JOIN rc_patient p USING (patient_id)"
+        "SELECT o.legacy_id, p.key FROM rc_outcome o JOIN rc_patient p ON p.patient_id = o.id"
+        " WHERE o.legacy_table = 'patients' AND o.outcome IN ('migrated', 'merged')"
     ).fetchall()
     return pa.array([r[0] for r in rows], pa.string()), pa.array([r[1] for r in rows], pa.int64())

@@ -84,7 +84,7 @@ def _compare_charts(
 
     Records each step's seconds in ``phases``.
     """
-    rejected = {table: rejected_ids(conn, system, table) for table in CHART_TABLES}
+    rejected = {table: rejected_ids(conn, table) for table in CHART_TABLES}
     clock = time.perf_counter()
     target = TargetCharts(conn)
     phases["target_charts"] = round(time.perf_counter() - clock, 3)

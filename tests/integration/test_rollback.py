@@ -188,46 +188,41 @@ def test_refusals(pg_url: str) -> None:
 
 
 @pytest.mark.slow
-def test_cutover_run_pt_rollback_after_pt_cutover(home: Path) -> None:
+def test_cutover_run_pt_rollback_after_pt_cutover(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     manifest = simulate(f"sqlite:///{home / 'legacy.db'}", patients=200, seed=63)
     evidence_of(run_cutover(["run", "pt_backup"], home))
     cutover = run_cutover(["run", "pt_cutover"], home)
     evidence_of(cutover)
     run_id = re.findall(r"^run (\S+): success$", cutover.stdout, re.M)[-1]
 
-    import os
-
     from cutover.embedded import embedded_postgres_url
 
-    os.environ["CUTOVER_HOME"] = str(home)
-    try:
-        target = embedded_postgres_url()
-    finally:
-        os.environ.pop("CUTOVER_HOME")
-    loaded = _state(target)
-    assert loaded["pt.patient"][0] > 100
-    if snapshot_target(target, run_id)["kept"] is False:  # until pt_cutover takes it before loading
-        with psycopg.connect(target) as conn:  # stand in for the snapshot it would have taken: empty
+    monkeypatch.setenv("CUTOVER_HOME", str(home))
+    target = embedded_postgres_url()
+    assert _state(target)["pt.patient"][0] > 100
+    if snapshot_target(target, run_id)["kept"] is False:
+        # pt_cutover does not take the snapshot before loading yet: stand in for the one it would
+        # have taken of the empty target it found
+        schema = snapshot_schema(run_id)
+        with psycopg.connect(target) as conn:
             for s, t in snapshot_tables():
-                conn.execute(f'DELETE FROM "{snapshot_schema(run_id)}".{s}__{t}')
+                conn.execute(f'DELETE FROM "{schema}".{s}__{t}')
             conn.execute(
-                f'UPDATE "{snapshot_schema(run_id)}".snapshot SET tables = '
-                "(SELECT jsonb_object_agg(k, jsonb_build_object('rows', 0, 'checksum', '0:0')) FROM jsonb_object_keys(tables) k)"
+                f'UPDATE "{schema}".snapshot SET tables = (SELECT jsonb_object_agg(k,'
+                " jsonb_build_object('rows', 0, 'checksum', '0:0')) FROM jsonb_object_keys(tables) k)"
             )
 
-    refused = run_cutover(
-        ["run", "pt_rollback", "--conf", json.dumps({"run_id": run_id, "confirm": "nope"})], home
-    )
-    assert refused.returncode != 0
-    assert _state(target) == loaded
-
-    result = run_cutover(
-        ["run", "pt_rollback", "--conf", json.dumps({"run_id": run_id, "confirm": run_id})], home
-    )
-    evidence_of(result)
+    conf = json.dumps({"run_id": run_id, "confirm": run_id})
+    result = run_cutover(["run", "pt_rollback", "--conf", conf], home)
+    folder = evidence_of(result)
     assert all(rows == 0 for rows, _ in _state(target).values())
     state, audit = _run_row(target, run_id)
     assert state == "rolled_back"
-    assert audit[-1][1] == "rollback pt_cutover"
-    output = result.stdout + result.stderr + refused.stdout + refused.stderr
+    actor, action, detail = audit[-1]
+    assert (actor, action) == ("dag_test", "rollback pt_cutover")  # the triggering user dag.test names
+    assert detail["rows_before"]["pt.patient"] > 100
+    evidence = json.loads((folder / "rollback.json").read_text())
+    assert evidence["verified"]["matched"] is True
+    assert evidence["restored"]["run_id"] == run_id
+    output = result.stdout + result.stderr + json.dumps(evidence) + json.dumps(detail)
     assert not any(c in output for c in manifest["canaries"] if len(c) >= 6)

@@ -23,12 +23,16 @@ is, or skips cleanly when none is.
    reason code, never a value. `gate_mapped` (GX) checks the target's contract on the rows about
    to load: a fatal failure stops the run here, before anything is written. With `dry_run` the
    run stops here too.
-8. `load.<table>` merges each staged batch in one transaction (COPY, resolve parents through the
+8. `snapshot_target` copies the target as it is (schema `rollback_<run>`, inside PostgreSQL) so
+   `pt_rollback` can undo this run exactly; drop it once the run is accepted.
+   `load.<table>` merges each staged batch in one transaction (COPY, resolve parents through the
    crosswalk, upsert by deterministic id, ledger). Parents load before children. A re-run skips
    batches the ledger marks loaded.
 9. `gate_target` (GX on PostgreSQL: PT rules such as visits within the episode, the 8-minute
    rule, plan-of-care certification) and `reconcile` (counts, every legacy id through the
-   crosswalk, per-patient chart checksums, mismatches in `migration.validation_failure`).
+   crosswalk, per-patient chart checksums, mismatches in `migration.validation_failure`). If
+   either rejects the loaded target, `undo_rejected_load` restores the snapshot: the target is
+   as before the run, and the run stays failed with the gate's reason.
 10. `write_evidence` writes `summary.json` (per table: legacy rows, migrated, merged, rejected),
    `timings.json`, `report.html` and `manifest.sha256`, publishes them to the staging store, and
    fails if any legacy row has no outcome or a table rejected more than its policy allows.
@@ -174,6 +178,20 @@ def pt_cutover() -> None:
             wave=scope.get("wave"),
         )
 
+    @task
+    def snapshot_target(run_id: str | None = None) -> dict:
+        from cutover.rollback import snapshot_target as snapshot
+
+        user = get_current_context()["dag_run"].triggering_user_name or "system"
+        return dict(snapshot(conn_url("target_db"), str(run_id), actor=user))
+
+    @task(trigger_rule="one_failed")
+    def undo_rejected_load(run_id: str | None = None) -> dict:
+        from cutover.pipeline import undo_if_rejected
+
+        user = get_current_context()["dag_run"].triggering_user_name or "system"
+        return undo_if_rejected(conn_url("target_db"), str(run_id), actor=user)
+
     @task.short_circuit
     def load_unless_dry_run(params: dict | None = None) -> bool:
         return not (params or {}).get("dry_run", False)
@@ -202,9 +220,11 @@ def pt_cutover() -> None:
     scoped = plan_scope(scope)
     started >> scoped
     gated, loaded, _ = extract_map_load("target", scoped)
-    gated >> load_unless_dry_run() >> loaded
+    gated >> load_unless_dry_run() >> snapshot_target() >> loaded
     target_gate = validate_gate.override(task_id="gate_target")("target")
-    loaded >> target_gate >> reconcile() >> write_evidence()
+    reconciled = reconcile()
+    loaded >> target_gate >> reconciled >> write_evidence()
+    [target_gate, reconciled] >> undo_rejected_load()
 
 
 pt_cutover()

@@ -459,3 +459,28 @@ def reconcile_run(target_url: str, store_url: str, run_id: str, *, max_failure_r
     return {
         k: report[k] for k in ("passed", "patients_compared", "patients_mismatched", "seconds") if k in report
     }
+
+
+def undo_if_rejected(target_url: str, run_id: str, *, actor: str) -> dict[str, Any]:
+    """Restore the pre-load snapshot when the target gate or the reconciliation rejected this run's load.
+
+    Runs after a failure upstream; a failure that was not a verdict on the loaded data (a load
+    task that crashed, say) leaves the target as it is, to be resumed from the ledger.
+    """
+    from cutover.rollback import rollback_run
+
+    folder = evidence_dir(run_id)
+    verdicts = {}
+    for name, path in (
+        ("gate_target", folder / "gates" / "target.json"),
+        ("reconcile", folder / "reconciliation.json"),
+    ):
+        if path.exists():
+            verdicts[name] = bool(json.loads(path.read_text()).get("passed"))
+    rejected = [name for name, passed in verdicts.items() if not passed]
+    if not rejected:
+        log.info("no verdict rejected the load of %s: the target stays for a resume", run_id)
+        return {"undone": False, "verdicts": verdicts}
+    result = rollback_run(target_url, run_id, actor=actor)
+    log.warning("%s rejected the load of %s: target restored to its pre-load snapshot", rejected, run_id)
+    return {"undone": True, "rejected_by": rejected, "rows": result["rows"]}

@@ -103,8 +103,10 @@ def test_loads_parents_before_children(dagbag, dag_id: str) -> None:
 def test_cutover_loads_only_after_mapping_and_the_dry_run_check(dagbag) -> None:
     dag = dagbag.dags["pt_cutover"]
     first = dag.get_task("load.clinics.list_batches")
-    assert "load_unless_dry_run" in first.upstream_task_ids
+    assert "snapshot_target" in first.upstream_task_ids
+    assert dag.get_task("snapshot_target").upstream_task_ids == {"load_unless_dry_run"}
     assert dag.get_task("load_unless_dry_run").upstream_task_ids == {"gate_mapped"}
+    assert dag.get_task("undo_rejected_load").upstream_task_ids == {"gate_target", "reconcile"}
     assert "map_table" in dag.get_task("gate_mapped").upstream_task_ids
     assert dag.get_task("gate_extract").upstream_task_ids == {"extract_table"}
     assert "gate_extract" in dag.get_task("map_table").upstream_task_ids

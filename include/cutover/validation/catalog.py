@@ -300,6 +300,16 @@ def extract_checks(table: str) -> list[Check]:
             "legacy keys are unique: one outcome per legacy row depends on it",
         ),
     ]
+    out.append(
+        Check(
+            "extract",
+            table,
+            f"{p}.{legacy.key}.integer",
+            "ExpectColumnValuesToBeInTypeList",
+            {"column": legacy.key, "type_list": ["int", "int64"]},
+            "legacy keys are integers",
+        )
+    )
     required = _required_parent_columns(table)
     for column, parent in legacy.parents:
         out.append(

@@ -66,6 +66,8 @@ class ExpectationResult:
     unexpected_share: float
     failing_ids: tuple[str, ...]
     """Up to ten legacy ids (target gate: legacy ids through the crosswalk, else the target uuid)."""
+    dimension: str
+    """Kahn data-quality dimension: conformance, completeness or plausibility."""
     status: Status
     """ok; warning (failures within the threshold, or a warning-severity breach); failed (fatal breach)."""
 
@@ -195,8 +197,8 @@ def _tally(tallies: dict[str, _Tally], validation: Any, id_column: str) -> None:
             tally.elements += int(result.get("element_count") or 0) - int(result.get("missing_count") or 0)
             tally.unexpected += int(result["unexpected_count"] or 0)
             tally.add_ids(_ids(result, id_column))
-        else:  # a table-level expectation: one element per table
-            tally.elements = 1
+        else:  # a table-level verdict (or a column's dtype): one element per table, failed by any part
+            tally.elements = max(tally.elements, 1)
             tally.unexpected = max(tally.unexpected, 0 if r.success else 1)
 
 
@@ -341,6 +343,7 @@ def _verdict(check: Check, tally: _Tally) -> ExpectationResult:
         unexpected_count=tally.unexpected,
         unexpected_share=round(share, 6),
         failing_ids=tuple(tally.ids),
+        dimension=check.dimension,
         status=status,
     )
 

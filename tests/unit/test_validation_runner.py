@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from cutover.errors import TransientError
 from cutover.mapping.specs import SPECS
 from cutover.pipeline import run_key
 from cutover.staging.parquet import write_batches
@@ -98,3 +99,12 @@ def test_keys_are_unique_across_parts_and_a_share_below_the_threshold_passes_wit
     score = _result(report, "mapped.outcomes.score_in_range")
     assert (score["unexpected_count"], score["element_count"], score["status"]) == (1, 200, "warning")
     assert score["failing_ids"] == ["11"]
+
+
+def test_an_unreachable_target_is_transient_and_the_error_never_quotes_the_url(tmp_path: Path) -> None:
+    url = "postgresql://cutover:S3cret-Pw-991@127.0.0.1:9/nowhere"
+    with pytest.raises(TransientError) as failed:
+        run_gate("target", store_url="", run_id=RUN, target_url=url, tables=["visits"], out_dir=tmp_path)
+    assert "S3cret-Pw-991" not in str(failed.value)
+    assert failed.value.__cause__ is None
+    assert failed.value.__suppress_context__

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cutover.errors import TerminalError
+from cutover.errors import TerminalError, TransientError
 from cutover.legacy.schema import LEGACY_TABLES
 from cutover.mapping.specs import SPECS
 from cutover.pipeline import run_key
@@ -68,6 +68,8 @@ class ExpectationResult:
     """Up to ten legacy ids (target gate: legacy ids through the crosswalk, else the target uuid)."""
     dimension: str
     """Kahn data-quality dimension: conformance, completeness or plausibility."""
+    evaluated: bool
+    """False when GX raised while evaluating it: the gate could not verify the rule, so it fails."""
     status: Status
     """ok; warning (failures within the threshold, or a warning-severity breach); failed (fatal breach)."""
 
@@ -295,11 +297,22 @@ def _validate_target(ctx: Any, table: str, target_url: str) -> dict[str, _Tally]
     from cutover.validation.target_rules import table_query
 
     suite = ctx.suites.add(build_suite("target", table))
-    datasource = ctx.data_sources.get("target") if "target" in ctx.data_sources.all() else None
-    if datasource is None:
-        datasource = ctx.data_sources.add_postgres("target", connection_string=_sqlalchemy_url(target_url))
-    asset = datasource.add_query_asset(table, query=table_query(table))
-    batch = asset.add_batch_definition_whole_table("all").get_batch()
+    try:
+        if "target" in ctx.data_sources.all():
+            datasource = ctx.data_sources.get("target")
+        else:
+            datasource = ctx.data_sources.add_postgres(
+                "target", connection_string=_sqlalchemy_url(target_url)
+            )
+        batch = (
+            datasource.add_query_asset(table, query=table_query(table))
+            .add_batch_definition_whole_table("all")
+            .get_batch()
+        )
+    except Exception as exc:  # GX's connection errors quote the URL, password included: never chain them
+        raise TransientError(
+            f"target gate: cannot reach the target database ({type(exc).__name__})"
+        ) from None
     tallies: dict[str, _Tally] = {}
     _tally(tallies, batch.validate(suite, result_format=_result_format("id", sql=True)), "id")
     return tallies
@@ -334,6 +347,8 @@ def _verdict(check: Check, tally: _Tally) -> ExpectationResult:
     status: Status = "ok"
     if tally.unexpected:
         status = "failed" if breach and found.severity == "fatal" else "warning"
+    if tally.errors:
+        status = "failed"
     return ExpectationResult(
         table=check.table,
         expectation=check.name,
@@ -344,6 +359,7 @@ def _verdict(check: Check, tally: _Tally) -> ExpectationResult:
         unexpected_share=round(share, 6),
         failing_ids=tuple(tally.ids),
         dimension=check.dimension,
+        evaluated=not tally.errors,
         status=status,
     )
 
@@ -483,6 +499,8 @@ def run_gate(
         detail = "; ".join(
             f"{r.expectation} on {r.table}: {r.unexpected_count}/{r.element_count} rows"
             f" ({r.unexpected_share:.2%} > {r.threshold:.2%})"
+            if r.evaluated
+            else f"{r.expectation} on {r.table}: could not be evaluated (GX raised; see the log)"
             for r in report.failures
         )
         raise GateFailed(f"{gate} gate failed: {detail}")

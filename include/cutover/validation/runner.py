@@ -36,7 +36,7 @@ from cutover.mapping.specs import SPECS
 from cutover.pipeline import run_key
 from cutover.staging.parquet import read_manifest, read_part
 from cutover.staging.store import Store, open_store
-from cutover.validation.catalog import DERIVED, Check, Gate, catalog
+from cutover.validation.catalog import DERIVED, GATES, Check, Gate, catalog
 from cutover.validation.config import Severity, policy
 from cutover.validation.suites import build_suite, suite_name
 
@@ -261,7 +261,7 @@ def _unique_across_parts(keys: list[pa.Array], tally: _Tally) -> None:
 
 def _validate_parquet(ctx: Any, gate: Gate, table: str, store: Store, run_id: str) -> dict[str, _Tally]:
     checks = catalog().by_gate[gate][table]
-    suite = ctx.suites.add(build_suite(gate, table))
+    suite = ctx.suites.get(suite_name(gate, table))
     asset = ctx.data_sources.add_pandas(f"{gate}_{table}").add_dataframe_asset(table)
     definition = asset.add_batch_definition_whole_dataframe("part")
     mapped = gate == "mapped"
@@ -296,7 +296,7 @@ def _sqlalchemy_url(url: str) -> str:
 def _validate_target(ctx: Any, table: str, target_url: str) -> dict[str, _Tally]:
     from cutover.validation.target_rules import table_query
 
-    suite = ctx.suites.add(build_suite("target", table))
+    suite = ctx.suites.get(suite_name("target", table))
     try:
         if "target" in ctx.data_sources.all():
             datasource = ctx.data_sources.get("target")
@@ -459,6 +459,10 @@ def run_gate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = _context(out_dir)
+    # every gate's suites, so that rebuilding the docs keeps the pages of the gates run before
+    for each in GATES:
+        for table in catalog().by_gate[each]:
+            ctx.suites.add(build_suite(each, table))
     if gate == "target":
         if not target_url:
             raise TerminalError("the target gate needs target_url")
@@ -475,7 +479,10 @@ def run_gate(
         found = [_verdict(c, tallies[table].get(c.name, _Tally())) for c in catalog().by_gate[gate][table]]
         keys.append(_store_for_docs(ctx, gate, table, found, run_id))
         results.extend(found)
-    # only this gate's pages are rendered; the index lists every gate's results kept in out_dir
+    # every suite page and this gate's result pages are rendered; the index lists every gate's results in out_dir
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    keys += [ExpectationSuiteIdentifier(name=suite_name(g, t)) for g in GATES for t in catalog().by_gate[g]]
     docs = ctx.build_data_docs(site_names=["cutover"], resource_identifiers=keys)
     report = GateReport(
         gate=gate,

@@ -162,31 +162,33 @@ class LegacyCharts:
         for part in read_columns(self.store, f"{self.prefix}/{table}", ["legacy_id", "reason", *columns]):
             yield _migrated(part, self.rejected.get(table, empty))
 
-    def _parent_map(self, table: str, parent_ref: str) -> tuple[pa.Array, pa.Array]:
-        """Legacy ids of one table → their patient's key, through the row's patient reference."""
-        ids: list[pa.Array | pa.ChunkedArray] = []
-        keys: list[pa.Array | pa.ChunkedArray] = []
-        for part in self._parts(table, [parent_ref]):
-            key = lookup(part.column(parent_ref), self.patient_ids, self.patient_keys)
-            known = pc.is_valid(key)
-            ids.append(pc.filter(part.column("legacy_id"), known))
-            keys.append(pc.filter(key, known))
-        return _concat(ids, pa.string()), _concat(keys, pa.int64())
-
     def _sums(
-        self, table: str, columns: Sequence[str], key_of: Any, values: Any, sums: Sequence[str]
+        self,
+        table: str,
+        columns: Sequence[str],
+        key_of: Any,
+        values: Any,
+        sums: Sequence[str],
+        id_map: tuple[list[Any], list[Any]] | None = None,
     ) -> pa.Table:
+        """Per-patient sums over one table's migrated rows, in one pass over its parts.
+
+        ``id_map``, when given, collects each row's legacy id and patient key on the way, so a
+        parent table (visits for procedures, cases for diagnoses) is read once.
+        """
         running: pa.Table | None = None
         for part in self._parts(table, columns):
             key = key_of(part)
+            known = pc.is_valid(key)
+            if id_map is not None:
+                id_map[0].append(pc.filter(part.column("legacy_id"), known))
+                id_map[1].append(pc.filter(key, known))
             rows = pa.table({"key": key} | {s: v for s, v in zip(sums, values(part), strict=True)})
-            running = _fold(running, rows.filter(pc.is_valid(key)), sums=sums)
+            running = _fold(running, rows.filter(known), sums=sums)
         return running if running is not None else _empty(sums)
 
     def build(self) -> pa.Table:
         """Every in-scope patient's chart (components, balance, digest), one row per survivor key."""
-        case_ids, case_keys = self._parent_map("cases", "ref_patient_id")
-        visit_ids, visit_keys = self._parent_map("visits", "ref_patient_id")
 
         def by_patient(part: pa.Table) -> pa.Array:
             return lookup(part.column("ref_patient_id"), self.patient_ids, self.patient_keys)
@@ -194,13 +196,19 @@ class LegacyCharts:
         def one(part: pa.Table) -> pa.Array:
             return pa.array(np.ones(part.num_rows, dtype=np.int64))
 
+        cases: tuple[list[Any], list[Any]] = ([], [])
+        self._sums("cases", ["ref_patient_id"], by_patient, lambda p: (), (), id_map=cases)
+        case_ids, case_keys = _concat(cases[0], pa.string()), _concat(cases[1], pa.int64())
+        visit_map: tuple[list[Any], list[Any]] = ([], [])
         visits = self._sums(
             "visits",
             ["visit_date", "ref_patient_id"],
             by_patient,
             lambda p: (one(p), hash_values(p.column("visit_date"))),
             ("visits_n", "visits_h"),
+            id_map=visit_map,
         )
+        visit_ids, visit_keys = _concat(visit_map[0], pa.string()), _concat(visit_map[1], pa.int64())
         units = self._sums(
             "procedures",
             ["cpt_code", "units", "ref_visit_id"],
@@ -249,7 +257,9 @@ class LegacyCharts:
 
 
 def _concat(arrays: Sequence[pa.Array | pa.ChunkedArray], kind: pa.DataType) -> pa.Array:
-    return pa.chunked_array([a.cast(kind) for a in arrays], type=kind).combine_chunks()
+    """One array of all chunks (``concat_arrays``: ``ChunkedArray.combine_chunks`` takes seconds on strings)."""
+    chunks = [c for a in arrays for c in (a.chunks if isinstance(a, pa.ChunkedArray) else [a])]
+    return pa.concat_arrays([c.cast(kind) for c in chunks]) if chunks else pa.array([], kind)
 
 
 def _empty(columns: Sequence[str]) -> pa.Table:

@@ -37,11 +37,11 @@ class TableCounts(TypedDict):
     unresolved: int
 
 
-def _ids(values: pa.ChunkedArray) -> pa.Array:
+def _ids(values: pa.ChunkedArray) -> pa.ChunkedArray:
     """Legacy ids as the crosswalk's text (integers without a decimal part, like the mapping engine)."""
     if pa.types.is_floating(values.type):
         values = pc.cast(values, pa.int64())
-    return pc.cast(values, pa.string()).combine_chunks()
+    return pc.cast(values, pa.string())
 
 
 def _copy_ids(cur: psycopg.Cursor[Any], table: str, data: pa.Table) -> None:
@@ -98,7 +98,6 @@ def stage_ids(
                         {"legacy_table": names, "legacy_id": data["legacy_id"], "row_key": data["row_key"]}
                     ),
                 )
-        cur.execute("CREATE INDEX ON rc_extract (legacy_table, legacy_id)")
         cur.execute("ANALYZE rc_extract")
         cur.execute("ANALYZE rc_part")
     return legacy_rows
@@ -141,33 +140,32 @@ SELECT DISTINCT %(run)s, legacy_table, legacy_id, NULL::uuid, 'unresolved' FROM 
 ON CONFLICT DO NOTHING
 """
 
-# One pass per table: which expected rows the target holds; the absent ones are written as missing
-# (one failure per legacy row, even when several of its exploded parts are gone), the present counted.
-_MISSING = """
-WITH x AS (
-    SELECT o.legacy_table, o.legacy_id, o.id, t.id IS NOT NULL AS present
-      FROM rc_outcome o LEFT JOIN {target} t ON t.id = o.id
-     WHERE o.legacy_table = %(table)s AND o.id IS NOT NULL
+# One full join per table between the rows this run should have put there and the rows there:
+# an expected row absent is missing (one failure per legacy row, even when several of its exploded
+# parts are gone); a target row not expected by this run is extra unless some crosswalk row (an
+# earlier run or wave) accounts for it. It has no legacy id: the failure's legacy_id holds the new
+# id's text (the column is part of the key and NOT NULL). Returns the target rows this run carries
+# (a merged duplicate's survivor counts once, by its own row).
+_MISSING_AND_EXTRA = """
+WITH j AS (
+    SELECT o.legacy_table, o.legacy_id, o.outcome, o.id AS expected, t.id AS present
+      FROM (SELECT * FROM rc_outcome WHERE legacy_table = %(table)s AND id IS NOT NULL) AS o
+      FULL JOIN {target} t ON t.id = o.id
 ), missing AS (
     INSERT INTO migration.validation_failure (run_id, table_name, legacy_id, new_id, kind)
-    SELECT DISTINCT ON (legacy_id) %(run)s, legacy_table, legacy_id, id, 'missing'
-      FROM x WHERE NOT present ORDER BY legacy_id, id
+    SELECT DISTINCT ON (legacy_id) %(run)s, legacy_table, legacy_id, expected, 'missing'
+      FROM j WHERE present IS NULL ORDER BY legacy_id, expected
+    ON CONFLICT DO NOTHING
+), extra AS (
+    INSERT INTO migration.validation_failure (run_id, table_name, legacy_id, new_id, kind)
+    SELECT %(run)s, %(table)s, j.present::text, j.present, 'extra'
+      FROM j
+     WHERE j.expected IS NULL
+       AND NOT EXISTS (SELECT 1 FROM migration.crosswalk c WHERE c.new_table = %(new_table)s AND c.new_id = j.present)
     ON CONFLICT DO NOTHING
 )
-SELECT count(DISTINCT id) FILTER (WHERE present) FROM x
+SELECT count(*) FILTER (WHERE present IS NOT NULL AND expected IS NOT NULL AND outcome <> 'merged') FROM j
 """
-
-# A target row no crosswalk row accounts for. It has no legacy id: the failure's legacy_id holds the
-# new id's text (the column is part of the key and NOT NULL).
-_EXTRA = """
-INSERT INTO migration.validation_failure (run_id, table_name, legacy_id, new_id, kind)
-SELECT %(run)s, %(table)s, t.id::text, t.id, 'extra'
-  FROM {target} t
- WHERE NOT EXISTS (SELECT 1 FROM migration.crosswalk c WHERE c.new_table = %(new_table)s AND c.new_id = t.id)
-   {parts}
-ON CONFLICT DO NOTHING
-"""
-_NOT_A_PART = "AND NOT EXISTS (SELECT 1 FROM rc_outcome o WHERE o.legacy_table = %(table)s AND o.id = t.id)"
 
 
 def check_ledger(
@@ -194,15 +192,12 @@ def check_ledger(
             "unresolved": unresolved,
         }
     conn.execute(_UNRESOLVED, params)
-    for table, rows in legacy_rows.items():
+    for table in legacy_rows:
         spec = SPECS[table]
-        target = sql.Identifier("pt", spec.target)
         args = {**params, "table": table, "new_table": spec.target}
-        if rows:
-            (present,) = conn.execute(sql.SQL(_MISSING).format(target=target), args).fetchone() or (0,)
-            counts[table]["target_rows"] = int(present)
-        parts = sql.SQL(_NOT_A_PART if spec.explode is not None else "")
-        conn.execute(sql.SQL(_EXTRA).format(target=target, parts=parts), args)
+        query = sql.SQL(_MISSING_AND_EXTRA).format(target=sql.Identifier("pt", spec.target))
+        (present,) = conn.execute(query, args).fetchone() or (0,)
+        counts[table]["target_rows"] = int(present)
     return counts
 
 

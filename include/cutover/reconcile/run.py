@@ -75,7 +75,6 @@ def _compare_charts(
     conn: psycopg.Connection[Any],
     store_url: str,
     prefix: str,
-    system: str,
     legacy_ids: pa.Array,
     keys: pa.Array,
     phases: dict[str, float],
@@ -105,18 +104,8 @@ def _compare_charts(
     return legacy.table.num_rows, mismatched, bisection
 
 
-STATISTICS_TABLES = (
-    "migration.crosswalk",
-    "migration.reject",
-    "pt.patient",
-    "pt.episode",
-    "pt.visit",
-    "pt.procedure_line",
-    "pt.diagnosis",
-    "pt.charge",
-    "pt.payment",
-)
-"""Tables reconciliation joins in bulk; a load that just wrote them leaves their statistics stale."""
+STATISTICS_TABLES = ("migration.crosswalk", "migration.reject")
+"""The ledger tables every check joins; a load that just wrote them leaves their statistics stale."""
 
 
 def _plan_for_bulk(conn: psycopg.Connection[Any]) -> None:
@@ -124,8 +113,8 @@ def _plan_for_bulk(conn: psycopg.Connection[Any]) -> None:
 
     Right after a load, autovacuum has not yet analysed the tables, so the planner believes the
     crosswalk holds a few dozen rows and picks nested loops that take minutes on a million. The
-    tables are analysed first (an owner's privilege: without it PostgreSQL skips them with a
-    warning), and nested loops are off for this transaction only.
+    ledger tables are analysed first (an owner's privilege: without it PostgreSQL skips them with
+    a warning), and nested loops are off for this transaction only.
     """
     for table in STATISTICS_TABLES:
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(*table.split("."))))
@@ -189,7 +178,7 @@ def reconcile(
             patient_ids, patient_keys = stage_patients(conn, system)
             phases["ledger"] = round(time.perf_counter() - started - phases["stage_ids"], 3)
             compared, mismatched, bisection = _compare_charts(
-                conn, store_url, f"{prefix}/mapped", system, patient_ids, patient_keys, phases
+                conn, store_url, f"{prefix}/mapped", patient_ids, patient_keys, phases
             )
             keys = [k for ks in mismatched.values() for k in ks]
             kinds = [kind for kind, ks in mismatched.items() for _ in ks]

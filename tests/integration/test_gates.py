@@ -24,7 +24,7 @@ from cutover.mapping.specs import SPECS
 from cutover.simulate import simulate
 from cutover.staging.parquet import read_table_objects, write_batches
 from cutover.staging.store import open_store
-from cutover.validation.catalog import DERIVED
+from cutover.validation.catalog import DERIVED, catalog
 from cutover.validation.runner import GateFailed, run_gate
 from cutover.validation.suites import count_expectations
 from cutover.validation.target_rules import npi_luhn
@@ -89,11 +89,10 @@ def test_a_clean_clinic_passes_every_gate_and_no_artifact_holds_patient_data(cli
         assert json.loads((out / f"gate_{gate}.json").read_text())["passed"] is True
     assert (out / "data_docs" / "index.html").exists()
     pages = list((out / "data_docs" / "validations").rglob("*.html"))
-    assert {p.parts[-5] for p in pages} >= {
-        "extract",
-        "mapped",
-        "target",
-    }  # validations/<gate>/<table>/run/time
+    # validations/<gate>/<table>/<run>/<time>/<batch>.html
+    assert {p.parts[-5] for p in pages} >= {"extract", "mapped", "target"}
+    suite_pages = list((out / "data_docs" / "expectations").rglob("*.html"))
+    assert len(suite_pages) == sum(len(tables) for tables in catalog().by_gate.values())  # kept across runs
     # the planted canaries, and the identifying values of every patient the results name
     patient_ids = {i for r in reports["mapped"].results if r.table == "patients" for i in r.failing_ids} | {
         i for r in reports["target"].results if r.table == "patient" for i in r.failing_ids

@@ -366,28 +366,34 @@ def local_airflow(port: int, timeout: float = 180.0) -> Iterator[LocalAirflow]:
         running.stop()
 
 
+class _Stop(Exception):
+    """Raised by the SIGTERM/SIGINT handler wherever the foreground loop is, so every path ends in stop()."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop
+
+
 def start_airflow(port: int) -> int:
     """Run the local Airflow in the foreground until Ctrl-C or SIGTERM; 1 if a component dies."""
     running = launch_airflow(port)
-    stop = False
-
-    def _on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
     try:
         running.wait_ready()
         _print_banner(running)
-        while not stop:
+        while True:
             dead = [name for name, proc in running.processes.items() if proc.poll() is not None]
             if dead:
                 log.error("Airflow component(s) %s exited; logs in %s", ", ".join(dead), running.log_dir)
                 return 1
             time.sleep(1)
+    except _Stop:
         return 0
     finally:
+        # a second Ctrl-C must not cut the orderly stop short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         running.stop()
 
 

@@ -24,9 +24,6 @@ from airflow.sdk import AsyncCallback, BaseHook, BaseNotifier, DeadlineAlert, De
 
 log = logging.getLogger(__name__)
 
-CUTOVER_WINDOW = timedelta(hours=61)
-"""Friday 18:00 to Monday 07:00: when the clinics open again on the new system."""
-
 ROLLBACK_MARGIN = timedelta(hours=4)
 """How long before the window closes the alert goes out: time left to decide, and to roll back."""
 
@@ -102,15 +99,15 @@ class CutoverNotifier(BaseNotifier):
         await asyncio.to_thread(lambda: send_alert(alert, alert_targets()))
 
 
-def on_task_failure(context: Any) -> None:
-    """``on_failure_callback`` for every Cutover task (a plain function: it survives DAG serialization)."""
-    CutoverNotifier()(context)
+def cutover_deadline(window: timedelta | None = None, margin: timedelta = ROLLBACK_MARGIN) -> DeadlineAlert:
+    """Alert when a run is still going ``margin`` before its window (counted from when it was queued) closes.
 
+    ``window`` defaults to the downtime window of the cutover plan (``cutover_plan.yaml``, a local file).
+    """
+    if window is None:
+        from cutover.plan import load_plan
 
-def cutover_deadline(
-    window: timedelta = CUTOVER_WINDOW, margin: timedelta = ROLLBACK_MARGIN
-) -> DeadlineAlert:
-    """Alert when a run is still going ``margin`` before its window (counted from when it was queued) closes."""
+        window = timedelta(hours=load_plan().window_hours)
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
         interval=window - margin,

@@ -214,9 +214,12 @@ def test_deadline_serializes_on_a_dag(tmp_path: Path, monkeypatch: pytest.Monkey
     from airflow.sdk import DAG
     from airflow.serialization.serialized_objects import DagSerialization
 
+    from cutover.plan import load_plan
     from pt_common.alerts import cutover_deadline
 
-    with DAG("deadline_probe", schedule=None, deadline=cutover_deadline()) as dag:
+    default = cutover_deadline()
+    assert default.interval == timedelta(hours=load_plan().window_hours - 4)
+    with DAG("deadline_probe", schedule=None, deadline=default) as dag:
         pass
     data = json.dumps(DagSerialization.to_dict(dag))
     assert "pt_common.alerts.CutoverNotifier" in data

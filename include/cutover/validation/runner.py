@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -300,10 +301,14 @@ def _validate_target(ctx: Any, table: str, target_url: str) -> dict[str, _Tally]
     try:
         if "target" in ctx.data_sources.all():
             datasource = ctx.data_sources.get("target")
-        else:
+        elif urlsplit(target_url).hostname:
             datasource = ctx.data_sources.add_postgres(
                 "target", connection_string=_sqlalchemy_url(target_url)
             )
+        else:
+            # a Unix-socket URL (the embedded server: ``postgresql://user@/db?host=/dir``) has no host,
+            # which GX's PostgreSQL source refuses; its generic SQL source takes any SQLAlchemy URL
+            datasource = ctx.data_sources.add_sql("target", connection_string=_sqlalchemy_url(target_url))
         batch = (
             datasource.add_query_asset(table, query=table_query(table))
             .add_batch_definition_whole_table("all")

@@ -162,20 +162,44 @@ WITH j AS (
       FROM j
      WHERE j.expected IS NULL
        AND NOT EXISTS (SELECT 1 FROM migration.crosswalk c WHERE c.new_table = %(new_table)s AND c.new_id = j.present)
+       {earlier_parts}
     ON CONFLICT DO NOTHING
 )
 SELECT count(*) FILTER (WHERE present IS NOT NULL AND expected IS NOT NULL AND outcome <> 'merged') FROM j
 """
 
 
+def _earlier_parts(spec: Any) -> sql.Composable:
+    """For a table that explodes legacy rows into parts: a part has no crosswalk row of its own, so
+    a part an earlier run (another wave) loaded is not this run's extra row. It is told apart by its
+    parent, which the crosswalk credits to that other run."""
+    if spec.explode is None or not spec.refs:
+        return sql.SQL("")
+    ref = spec.refs[0]
+    return sql.SQL(
+        "AND NOT EXISTS (SELECT 1 FROM {target} t2 JOIN migration.crosswalk p"
+        " ON p.legacy_system = %(sys)s AND p.legacy_table = {parent} AND p.new_id = t2.{column}"
+        " WHERE t2.id = j.present AND p.run_id <> %(source_run)s)"
+    ).format(
+        target=sql.Identifier("pt", spec.target),
+        parent=sql.Literal(ref.parent),
+        column=sql.Identifier(ref.column),
+    )
+
+
 def check_ledger(
-    conn: psycopg.Connection[Any], run_id: str, system: str, legacy_rows: dict[str, int]
+    conn: psycopg.Connection[Any],
+    run_id: str,
+    system: str,
+    legacy_rows: dict[str, int],
+    *,
+    source_run_id: str | None = None,
 ) -> dict[str, TableCounts]:
     """Counts per table and outcome; write ``unresolved``, ``missing`` and ``extra`` failures.
 
     Needs :func:`stage_ids` in the same session; leaves ``rc_outcome`` for the chart checks.
     """
-    params: dict[str, Any] = {"sys": system, "run": run_id}
+    params: dict[str, Any] = {"sys": system, "run": run_id, "source_run": source_run_id or run_id}
     conn.execute(_OUTCOMES, params)
     conn.execute(_PARTS, params)
     conn.execute("CREATE INDEX ON rc_outcome (legacy_table)")
@@ -195,7 +219,9 @@ def check_ledger(
     for table in legacy_rows:
         spec = SPECS[table]
         args = {**params, "table": table, "new_table": spec.target}
-        query = sql.SQL(_MISSING_AND_EXTRA).format(target=sql.Identifier("pt", spec.target))
+        query = sql.SQL(_MISSING_AND_EXTRA).format(
+            target=sql.Identifier("pt", spec.target), earlier_parts=_earlier_parts(spec)
+        )
         (present,) = conn.execute(query, args).fetchone() or (0,)
         counts[table]["target_rows"] = int(present)
     return counts

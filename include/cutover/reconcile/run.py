@@ -143,6 +143,7 @@ def reconcile(
     *,
     max_failure_rate: float = 0.0,
     system: str = LEGACY_SYSTEM,
+    source_run_id: str | None = None,
 ) -> ReconcileReport:
     """Reconcile one loaded run against its staged extract and mapped Parquet.
 
@@ -161,7 +162,9 @@ def reconcile(
     """
     started = time.perf_counter()
     store = open_store(store_url)
-    prefix = f"runs/{run_key(run_id)}"
+    # the monitor re-checks an earlier run's staged data, recording the result under its own run
+    source = source_run_id or run_id
+    prefix = f"runs/{run_key(source)}"
     try:
         conn = psycopg.connect(target_url)
     except psycopg.OperationalError as exc:
@@ -174,7 +177,7 @@ def reconcile(
             phases: dict[str, float] = {}
             legacy_rows = stage_ids(conn, store, prefix, migrated_tables())
             phases["stage_ids"] = round(time.perf_counter() - started, 3)
-            tables = check_ledger(conn, run_id, system, legacy_rows)
+            tables = check_ledger(conn, run_id, system, legacy_rows, source_run_id=source)
             patient_ids, patient_keys = stage_patients(conn, system)
             phases["ledger"] = round(time.perf_counter() - started - phases["stage_ids"], 3)
             compared, mismatched, bisection = _compare_charts(
@@ -210,7 +213,7 @@ def reconcile(
                 ),
             )
     body = json.dumps(report.as_dict(), indent=2, sort_keys=True).encode()
-    store.put(f"{prefix}/evidence/reconciliation.json", body)
+    store.put(f"runs/{run_key(run_id)}/evidence/reconciliation.json", body)
     (evidence_dir(run_id) / "reconciliation.json").write_bytes(body)
     log.info(
         "reconciled %s: %d patients compared, %d mismatched, failures %s, %.1fs",

@@ -148,7 +148,8 @@ def constraints_of(target: str) -> list[Constraint]:
 
 
 def _bool(values: np.ndarray, applies: np.ndarray) -> pa.Array:
-    return pa.array(values, pa.bool_(), mask=~applies)
+    # an empty part builds its arrays from empty lists, which numpy types as float: cast first
+    return pa.array(np.asarray(values, dtype=bool), pa.bool_(), mask=~np.asarray(applies, dtype=bool))
 
 
 def _npi_luhn(column: str) -> Callable[[pa.Table], pa.Array]:

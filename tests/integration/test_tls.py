@@ -315,6 +315,11 @@ def test_the_pipeline_loads_over_verify_full_from_an_airflow_connection(
         f"sslmode=verify-full&sslrootcert={quote(str(tls_server.ca_file), safe='')}"
     )
     assert url_from_fields(fields_from_env(uri)) == target
+    # …and so does Airflow's URI form with the whole extra as JSON in ``__extra__``
+    packed = f"postgres://tls_loader:loader-pw-1@localhost:{tls_server.port}/pt_tls?__extra__=" + quote(
+        json.dumps(extras), safe=""
+    )
+    assert url_from_fields(fields_from_env(packed)) == target
 
     assert migrate_and_grant(roles.owner_url, target)
     legacy = tmp_path / "legacy.db"

@@ -190,3 +190,110 @@ def test_a_row_the_target_refuses_is_rejected_alone(target: str, tmp_path) -> No
         ("3", "target_constraint", "clinic_timezone_iana"),
         ("4", "target_constraint", "StringDataRightTruncation"),
     ]
+
+
+def _clinics(ids: list[int], names: dict[int, str] | None = None) -> pa.Table:
+    names = names or {}
+    return pa.table(
+        {
+            "clinic_id": pa.array(ids, pa.int64()),
+            "clinic_name": [names.get(i, f"C{i}") for i in ids],
+            "tz": ["America/New_York"] * len(ids),
+        }
+    )
+
+
+def _versions(url: str) -> dict[str, tuple[str, str]]:
+    """Per clinic id: (row version, name); an upsert that changes nothing keeps the version."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT id::text, xmin::text, name FROM pt.clinic").fetchall()
+    return {i: (x, n) for i, x, n in rows}
+
+
+def _new_run(url: str, run_id: str) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO migration.run (run_id, dag_id, state) VALUES (%s, 'test', 'running')", (run_id,)
+        )
+
+
+def test_row_ids_are_the_sql_functions_ids(target: str) -> None:
+    """Ids hashed in the client for the COPY equal migration.legacy_uuid and cutover.ids."""
+    import uuid
+
+    from cutover.loading.load import row_ids
+
+    keys = ["1", "42", "42#2", "ÄÖ-é", "x" * 300, None]
+    ids = row_ids("legacy", "procedures", pa.chunked_array([keys[:3], keys[3:]]))
+    with psycopg.connect(target) as conn:
+        in_sql = [
+            conn.execute("SELECT migration.legacy_uuid('legacy', 'procedures', %s::text)", (k,)).fetchone()[0]
+            for k in keys
+        ]
+    ours = [None if v is None else uuid.UUID(bytes=v) for v in ids.to_pylist()]
+    assert ours == in_sql
+    assert ours[:5] == [legacy_uuid("legacy", "procedures", k) for k in keys[:5]]
+
+
+def test_a_batch_half_new_half_existing_updates_only_what_changed(target: str, tmp_path) -> None:
+    store = LocalStore(tmp_path / "stage")
+    _stage(store, "m/a", CLINICS, _clinics([1, 2]), rows_per_part=10)
+    load_table(target, store, CLINICS, "m/a", run_id="r1")
+    before = _versions(target)
+    # one batch: clinic 1 renamed, clinic 2 unchanged, clinics 3 and 4 new
+    _stage(store, "m/b", CLINICS, _clinics([1, 2, 3, 4], {1: "Renamed"}), rows_per_part=10)
+    _new_run(target, "r2")
+    result = load_table(target, store, CLINICS, "m/b", run_id="r2")
+    after = _versions(target)
+    assert (result.batches, result.rows_in, result.migrated, result.rejected) == (1, 4, 4, 0)
+    one, two = (str(legacy_uuid("legacy", "clinics", i)) for i in (1, 2))
+    assert after[two] == before[two]  # not rewritten
+    assert after[one][1] == "Renamed"
+    assert after[one][0] != before[one][0]
+    assert len(after) == 4
+    with psycopg.connect(target) as conn:
+        crosswalk = conn.execute(
+            "SELECT legacy_id, new_id, run_id FROM migration.crosswalk ORDER BY legacy_id"
+        ).fetchall()
+    assert crosswalk == [(str(i), legacy_uuid("legacy", "clinics", i), "r2") for i in (1, 2, 3, 4)]
+
+
+def test_a_second_clean_run_rewrites_no_target_row(target: str, staged: LocalStore) -> None:
+    load_table(target, staged, CLINICS, "m/clinics", run_id="r1")
+    first = _versions(target)
+    outcomes = _outcomes(target)
+    _new_run(target, "r2")
+    again = load_table(target, staged, CLINICS, "m/clinics", run_id="r2")
+    assert again.resumed_batches == 0
+    assert (again.migrated, again.rejected) == (2, 1)
+    assert _versions(target) == first
+    assert _outcomes(target) == outcomes
+
+
+def test_a_refused_row_in_a_batch_of_new_and_existing_rows_is_rejected_alone(target: str, tmp_path) -> None:
+    spec = TableSpec(
+        "clinics",
+        "clinic",
+        "clinic_id",
+        fields=(
+            Field("name", "text", ("clinic_name",), r.text(), required=True),
+            Field("timezone", "text", ("tz",), r.text(), required=True),
+        ),
+    )
+    store = LocalStore(tmp_path / "stage")
+    _stage(store, "m/a", spec, _clinics([1, 2]), rows_per_part=10)
+    load_table(target, store, spec, "m/a", run_id="r1")
+    before = _versions(target)
+    rows = _clinics(list(range(1, 7)))
+    rows = rows.set_column(2, "tz", pa.array(["America/New_York"] * 4 + ["Mars/Olympus", "America/New_York"]))
+    _stage(store, "m/b", spec, rows, rows_per_part=10)
+    _new_run(target, "r2")
+    result = load_table(target, store, spec, "m/b", run_id="r2")
+    assert (result.rows_in, result.migrated, result.rejected) == (6, 5, 1)
+    outcomes = _outcomes(target)
+    assert outcomes.pop(("clinics", "5")) == "target_constraint"  # the refused row alone
+    assert set(outcomes.values()) == {"migrated"}
+    assert len(outcomes) == 5
+    after = _versions(target)
+    assert {k: after[k] for k in before} == before
+    assert str(legacy_uuid("legacy", "clinics", 5)) not in after

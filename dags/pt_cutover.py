@@ -42,7 +42,8 @@ contract, no verified backup) fails at once; fix the cause, then clear the task:
 from its ledger. A *transient* error (database, network) is retried automatically.
 To undo a run, trigger `pt_rollback` with its run id.
 
-Connections: `legacy_db`, `target_db`, `staging_store`.
+Connections: `legacy_db`, `target_db`, `staging_store`; optional `target_owner_db` (the schemas'
+owner, for migrations and snapshots, so `target_db` can be a least-privilege loader).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
 from pt_common import DAG_SETTINGS, conn_url
-from pt_common.stages import as_of, extract_map_load, validate_gate
+from pt_common.stages import as_of, extract_map_load, owner_url, validate_gate
 
 PLAN = load_plan()  # a local YAML file: the timetable and the defaults come from the cutover plan
 
@@ -152,9 +153,9 @@ def pt_cutover() -> None:
 
     @task
     def migrate_target_schema() -> list[int]:
-        from cutover.pipeline import prepare_target
+        from cutover.security import migrate_and_grant
 
-        return prepare_target(conn_url("target_db"))
+        return migrate_and_grant(owner_url(), conn_url("target_db"))
 
     @task
     def begin_run(scope: dict, run_id: str | None = None, params: dict | None = None) -> None:
@@ -183,14 +184,14 @@ def pt_cutover() -> None:
         from cutover.rollback import snapshot_target as snapshot
 
         user = get_current_context()["dag_run"].triggering_user_name or "system"
-        return dict(snapshot(conn_url("target_db"), str(run_id), actor=user))
+        return dict(snapshot(owner_url(), str(run_id), actor=user))
 
     @task(trigger_rule="one_failed")
     def undo_rejected_load(run_id: str | None = None) -> dict:
         from cutover.pipeline import undo_if_rejected
 
         user = get_current_context()["dag_run"].triggering_user_name or "system"
-        return undo_if_rejected(conn_url("target_db"), str(run_id), actor=user)
+        return undo_if_rejected(owner_url(), str(run_id), actor=user)
 
     @task.short_circuit
     def load_unless_dry_run(params: dict | None = None) -> bool:

@@ -29,7 +29,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
 from pt_common import DAG_SETTINGS, conn_url
-from pt_common.stages import as_of, extract_map_load, validate_gate
+from pt_common.stages import as_of, extract_map_load, owner_url, validate_gate
 
 PLAN = load_plan()
 
@@ -48,10 +48,10 @@ def pt_delta_sync() -> None:
 
         from cutover.delta import NothingMigrated
         from cutover.delta import plan_delta as plan
-        from cutover.pipeline import prepare_target
+        from cutover.security import migrate_and_grant
 
         target = conn_url("target_db")
-        prepare_target(target)
+        migrate_and_grant(owner_url(), target)
         try:
             return plan(conn_url("legacy_db"), conn_url("staging_store"), target, str(run_id), as_of=as_of())
         except NothingMigrated as skip:

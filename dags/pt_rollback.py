@@ -42,6 +42,7 @@ from typing import Any
 from airflow.sdk import Param, dag, get_current_context, task
 
 from pt_common import DAG_SETTINGS, conn_url
+from pt_common.stages import owner_url
 
 
 @dag(
@@ -80,7 +81,7 @@ def pt_rollback() -> None:
         from cutover.rollback import rollback_run
 
         user = get_current_context()["dag_run"].triggering_user_name or "system"
-        return dict(rollback_run(conn_url("target_db"), checked["run_id"], actor=user))
+        return dict(rollback_run(owner_url(), checked["run_id"], actor=user))
 
     @task
     def verify_restored(restored: dict, run_id: str | None = None) -> dict:

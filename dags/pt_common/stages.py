@@ -29,6 +29,17 @@ def target_url(target: Target, run_id: str) -> str:
     return url
 
 
+def owner_url() -> str:
+    """The target schemas' owner (connection ``target_owner_db``) for DDL — migrations, rollback
+    snapshots — so ``target_db`` can be a least-privilege loader; ``target_db`` when it is not set."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return conn_url("target_owner_db")
+    except AirflowNotFoundException:
+        return conn_url("target_db")
+
+
 def as_of() -> Any:
     """The run's logical date (a run triggered without one, as Airflow 3 allows, maps as of its run_after)."""
     run = get_current_context()["dag_run"]

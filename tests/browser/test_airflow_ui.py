@@ -102,13 +102,18 @@ def _wait_for_run(served: Served, token: str, run_id: str) -> str:
 
 
 @pytest.mark.slow
-def test_engineer_triggers_and_watches_auditor_is_refused(home: Path, browser: Any, shots: Path) -> None:
+def test_engineer_triggers_and_watches_auditor_is_refused(
+    home: Path, pg_url: str, browser: Any, shots: Path
+) -> None:
     started = time.monotonic()
+    # the target is a fresh database of the test PostgreSQL server: an embedded one under pytest's
+    # temporary folder stops answering when another pytest session on the machine resets that folder
+    target = {"AIRFLOW_CONN_TARGET_DB": pg_url}
     simulated = run_cutover(["simulate", "--patients", "200", "--out", str(home / "legacy.db")], home)
     assert simulated.returncode == 0, simulated.stderr[-2000:]
-    evidence_of(run_cutover(["run", "pt_backup"], home))  # pt_cutover refuses to start without it
+    evidence_of(run_cutover(["run", "pt_backup"], home, target))  # pt_cutover refuses to start without it
 
-    with served_airflow(home) as served:
+    with served_airflow(home, target) as served:
         engineer = served.token("engineer")
         before = {run["dag_run_id"] for run in _manual_runs(served, engineer)}
 

@@ -57,15 +57,38 @@ def test_cutover_refuses_to_start_without_a_verified_backup(home: Path, tmp_path
     assert schemas == 0
 
 
-def test_big_bang_is_idempotent_and_a_killed_run_resumes_from_its_ledger(
+def test_trial_then_big_bang_idempotent_and_a_killed_run_resumes_from_its_ledger(
     home: Path, tmp_path: Path, pg_url: str, pg_admin_url: str
 ) -> None:
-    legacy = tmp_path / "legacy.db"
-    truth = simulate(f"sqlite:///{legacy}", patients=150, seed=11)
-    env = _env(legacy, pg_url)
-    _backup(home, env)
+    from cutover.sample import stage_timings, work_seconds
 
+    legacy = tmp_path / "legacy.db"
+    truth = simulate(f"sqlite:///{legacy}", patients=400, seed=11)
+    env = _env(legacy, pg_url)
+
+    # the trial run: a 10% sample into a scratch database, never the target
+    trial = evidence_of(
+        run_cutover(["run", "pt_sample_transfer", "--conf", '{"sample_share": 0.1}'], home, env)
+    )
+    estimate = json.loads((trial / "sample_estimate.json").read_text())
+    assert estimate["decision"] == "go", estimate["reasons"]
+    assert 0 < estimate["sample_rows"] < estimate["full_rows"] == sum(truth["tables"].values())
+    assert estimate["next_window"]["timezone"] == "America/New_York"
+    with psycopg.connect(pg_url) as conn:
+        (schemas,) = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'pt'").fetchone()
+        (scratch,) = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'cutover_trial_%'"
+        ).fetchone()
+    assert schemas == 0
+    assert scratch == 0
+
+    _backup(home, env)
     first = evidence_of(run_cutover(["run", "pt_cutover"], home, env))
+    run_id = json.loads((first / "summary.json").read_text())["run_id"]
+    # the trial's estimate of the work, against the work the full run measured (within ±50%)
+    measured = work_seconds(stage_timings(pg_url, f"file://{home / 'staging'}", run_id))["total"]
+    predicted = estimate["estimated_seconds"]["total"]
+    assert 0.5 * measured <= predicted <= 1.5 * measured, (predicted, measured)
     clean, clean_ledger = table_checksums(pg_url), _ledger(pg_url)
     assert sum(len(v) for v in clean_ledger.values()) == sum(truth["tables"].values())
     second = evidence_of(run_cutover(["run", "pt_cutover"], home, env))
@@ -132,35 +155,6 @@ def test_big_bang_is_idempotent_and_a_killed_run_resumes_from_its_ledger(
         (runs,) = conn.execute("SELECT count(*) FROM migration.run").fetchone()
     assert runs == 1  # the same run, resumed
     assert {k: after[k] for k in before} == before  # the batches finished before the kill were not redone
-
-
-def test_sample_transfer_estimates_the_full_run_within_half(home: Path, tmp_path: Path, pg_url: str) -> None:
-    from cutover.sample import stage_timings, work_seconds
-
-    legacy = tmp_path / "legacy.db"
-    simulate(f"sqlite:///{legacy}", patients=600, seed=21)
-    env = _env(legacy, pg_url)
-    trial = evidence_of(
-        run_cutover(["run", "pt_sample_transfer", "--conf", '{"sample_share": 0.1}'], home, env)
-    )
-    estimate = json.loads((trial / "sample_estimate.json").read_text())
-    assert estimate["decision"] == "go", estimate["reasons"]
-    assert 0 < estimate["sample_rows"] < estimate["full_rows"]
-    assert estimate["next_window"]["timezone"] == "America/New_York"
-    with psycopg.connect(pg_url) as conn:  # the trial never touched the target
-        (schemas,) = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'pt'").fetchone()
-        (scratch,) = conn.execute(
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'cutover_trial_%'"
-        ).fetchone()
-    assert schemas == 0
-    assert scratch == 0
-
-    _backup(home, env)
-    full = evidence_of(run_cutover(["run", "pt_cutover"], home, env))
-    run_id = json.loads((full / "summary.json").read_text())["run_id"]
-    measured = work_seconds(stage_timings(pg_url, f"file://{home / 'staging'}", run_id))["total"]
-    predicted = estimate["estimated_seconds"]["total"]
-    assert 0.5 * measured <= predicted <= 1.5 * measured, (predicted, measured)
 
 
 def _plan(path: Path) -> Path:

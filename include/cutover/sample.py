@@ -100,6 +100,28 @@ def work_seconds(timings: dict[str, dict[str, StageTiming]]) -> dict[str, float]
     return {**per, "total": round(sum(per.values()), 3)}
 
 
+def _fit(rows: list[int], seconds: list[float]) -> tuple[float, float]:
+    """(fixed seconds per table, seconds per row): least squares, both kept non-negative.
+
+    >>> _fit([10, 110], [1.0, 2.0])
+    (0.9, 0.01)
+    """
+    if not rows:
+        return 0.0, 0.0
+    n = len(rows)
+    mean_r, mean_s = sum(rows) / n, sum(seconds) / n
+    var = sum((r - mean_r) ** 2 for r in rows)
+    per_row = (
+        max(0.0, sum((r - mean_r) * (t - mean_s) for r, t in zip(rows, seconds, strict=True)) / var)
+        if var
+        else 0.0
+    )
+    fixed = mean_s - per_row * mean_r
+    if fixed < 0:  # no fixed cost visible: all of it per row
+        fixed, per_row = 0.0, sum(seconds) / max(1, sum(rows))
+    return round(fixed, 9), round(per_row, 9)
+
+
 def estimate(
     sample: dict[str, dict[str, StageTiming]],
     full_rows: dict[str, int],
@@ -110,20 +132,23 @@ def estimate(
 ) -> dict[str, Any]:
     """Extrapolate a sample run's stage times to the full tables; the go/no-go.
 
-    Per stage, a table's time is a fixed cost (connections, transactions, a Parquet file: the
-    cheapest table's time in that stage) plus a cost per row, which scales by the table's full rows
-    over its sample rows (a table the sample moved whole scales by one). Loads run parents before
-    children, so the estimate adds the stages up, as a single worker would run them: a
+    Per stage, a table costs a fixed time (connections, transactions, Parquet files, the mapping's
+    set-up) plus a time per row. In a sample the fixed part dominates, so the two are fitted over
+    all tables of the stage at once (least squares of seconds on rows, both non-negative) rather
+    than read off one table: the full stage is then ``tables × fixed + per_row × full rows``. The
+    extract is not scaled: the trial's extract already reads every legacy row to pick the sample's. Loads
+    run parents before children, so the stages add up, as one worker would run them: a
     conservative figure for a wider executor.
     """
     per_stage: dict[str, float] = {}
     for stage in STAGES:
-        fixed = min((t["seconds"] for t in sample[stage].values()), default=0.0)
-        seconds = 0.0
-        for table, timing in sample[stage].items():
-            factor = full_rows.get(table, 0) / timing["rows"] if timing["rows"] else 1.0
-            seconds += fixed + (timing["seconds"] - fixed) * max(factor, 1.0)
-        per_stage[stage] = round(seconds, 3)
+        timings = list(sample[stage].values())
+        if stage == "extract":  # the trial's extract already scans every legacy row (the scope filters after)
+            per_stage[stage] = round(sum(t["seconds"] for t in timings), 3)
+            continue
+        fixed, per_row = _fit([t["rows"] for t in timings], [t["seconds"] for t in timings])
+        rows = sum(full_rows.get(table, t["rows"]) for table, t in sample[stage].items())
+        per_stage[stage] = round(len(timings) * fixed + per_row * rows, 3)
     total = sum(per_stage.values())
     with_margin = total * safety_margin
     fits = with_margin <= window_hours * 3600

@@ -120,18 +120,23 @@ def test_scope_round_trips_through_the_store(tmp_path: Path) -> None:
     assert back.members[0].counts() == {"patients": 2, "cases": 1, "visits": 0}
 
 
-def test_estimate_scales_each_table_by_its_own_size_above_a_fixed_cost() -> None:
+def test_estimate_fits_a_fixed_cost_per_table_and_a_cost_per_row() -> None:
+    # each stage: 0.5 s per table plus 1 ms per row, measured exactly on the sample
     sample = {
-        "extract": {"clinics": {"rows": 3, "seconds": 0.1}, "visits": {"rows": 100, "seconds": 1.1}},
-        "map": {"clinics": {"rows": 3, "seconds": 0.2}, "visits": {"rows": 100, "seconds": 2.2}},
-        "load": {"clinics": {"rows": 3, "seconds": 0.3}, "visits": {"rows": 100, "seconds": 0.3}},
+        stage: {
+            "clinics": {"rows": 3, "seconds": 0.503},
+            "visits": {"rows": 100, "seconds": 0.6},
+            "notes": {"rows": 500, "seconds": 1.0},
+        }
+        for stage in ("extract", "map", "load")
     }
-    full = {"clinics": 3, "visits": 1000}
+    full = {"clinics": 3, "visits": 1000, "notes": 5000}
     result = estimate(sample, full, window_hours=60, safety_margin=1.5, gates_passed=True)
-    # extract: clinics 0.1 (whole), visits 0.1 + (1.1 - 0.1) × 10 = 10.1
-    assert result["estimated_seconds"]["extract"] == pytest.approx(10.2)
-    assert result["estimated_seconds"]["map"] == pytest.approx(0.2 + 0.2 + 20.0)
-    assert result["estimated_seconds"]["load"] == pytest.approx(0.6)
+    assert result["estimated_seconds"]["map"] == pytest.approx(3 * 0.5 + 0.001 * 6003)
+    assert result["estimated_seconds"]["extract"] == pytest.approx(0.503 + 0.6 + 1.0)  # a full scan already
+    assert result["estimated_seconds"]["total"] == pytest.approx(2.103 + 2 * (1.5 + 6.003))
+    margin = 1.5 * result["estimated_seconds"]["total"]
+    assert result["estimated_with_margin_seconds"] == pytest.approx(margin, abs=1e-3)
     assert result["decision"] == "go"
     tight = estimate(sample, full, window_hours=0.001, safety_margin=1.5, gates_passed=False)
     assert tight["decision"] == "no-go"

@@ -82,8 +82,18 @@ def _run_dag(dag_id: str, conf: dict[str, Any], resume: str | None = None) -> tu
         print(f"no DAG {dag_id!r}; known: {', '.join(sorted(bag.dag_ids))}", file=sys.stderr)
         return 2, None
     if resume:
+        # dag.test names a run after its run_after and replaces the run of the same logical date:
+        # give it both of the killed run's, so the resumed run has the same id (and the same ledger)
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
         when = _logical_date(resume)
-        run = dag.test(run_conf=conf, logical_date=when, run_after=when)
+        with create_session() as session:
+            logical = session.scalar(
+                select(DagRun.logical_date).where(DagRun.dag_id == dag_id, DagRun.run_id == resume)
+            )
+        run = dag.test(run_conf=conf, logical_date=logical or when, run_after=when)
     else:
         run = dag.test(run_conf=conf)
     folder = evidence_dir(run.run_id)

@@ -53,6 +53,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
 from pt_common import DAG_SETTINGS, conn_url
+from pt_common.alerts import cutover_deadline
 from pt_common.stages import as_of, extract_map_load, owner_url, validate_gate
 
 PLAN = load_plan()  # a local YAML file: the timetable and the defaults come from the cutover plan
@@ -64,6 +65,7 @@ PLAN = load_plan()  # a local YAML file: the timetable and the defaults come fro
     doc_md=__doc__,
     **DAG_SETTINGS,
     tags=["cutover"],
+    deadline=cutover_deadline(),  # alert when the run is about to overrun the plan's window
     params={
         "mode": Param(
             "big_bang",
@@ -74,8 +76,8 @@ PLAN = load_plan()  # a local YAML file: the timetable and the defaults come fro
             section="Cutover",
         ),
         "wave": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Wave",
             description="Phased mode: the wave of cutover_plan.yaml to migrate; empty = the wave whose "
             "go-live date is the run's date.",
@@ -131,7 +133,7 @@ def pt_cutover() -> None:
             return choose(
                 mode=str((params or {}).get("mode")),
                 wave=str((params or {}).get("wave") or ""),
-                scheduled=str(run.run_type).endswith("scheduled"),
+                scheduled=run.run_type == "scheduled",  # a str enum: str() gives 'DagRunType.SCHEDULED'
                 run_date=run.logical_date or run.run_after,
             )
         except NoWaveToday as skip:

@@ -123,6 +123,9 @@ def _context(out_dir: Path) -> Any:
     is not created.
     """
     import great_expectations as gx
+
+    # GX logs every expectation it registers (hundreds of lines per gate task): keep its warnings only
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         InMemoryStoreBackendDefaults,

@@ -53,7 +53,6 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
 from pt_common import DAG_SETTINGS, conn_url
-from pt_common.alerts import cutover_deadline
 from pt_common.stages import as_of, extract_map_load, owner_url, validate_gate
 
 PLAN = load_plan()  # a local YAML file: the timetable and the defaults come from the cutover plan
@@ -65,7 +64,6 @@ PLAN = load_plan()  # a local YAML file: the timetable and the defaults come fro
     doc_md=__doc__,
     **DAG_SETTINGS,
     tags=["cutover"],
-    deadline=cutover_deadline(),  # alert when the run is about to overrun the plan's window
     params={
         "mode": Param(
             "big_bang",

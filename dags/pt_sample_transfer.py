@@ -94,20 +94,24 @@ def pt_sample_transfer() -> None:
 
     @task
     def check_sample(gates: list, run_id: str | None = None, params: dict | None = None) -> dict:
-        from cutover.errors import CutoverError
+        from cutover.errors import CutoverError, PolicyError
         from cutover.pipeline import write_summary
         from cutover.sample import scratch_url
 
         limit = float((params or {}).get("max_reject_rate", 0.05))
         url = scratch_url(conn_url("target_db"), str(run_id))
+        policy = "ok"
         try:
             write_summary(
                 url, conn_url("staging_store"), str(run_id), "pt_sample_transfer", max_reject_rate=limit
             )
-        except CutoverError as failed:  # a no-go, decided by the next task, not a crash of this one
+        except PolicyError:
+            # a sample's reject rates are noisy (a few rows a table): reported; the cutover enforces them
+            policy = "above the limit on the sample (see summary.json)"
+        except CutoverError as failed:  # rows without an outcome: a no-go, decided by the next task
             return {"passed": False, "reason": type(failed).__name__}
         failed = [g["gate"] for g in gates if not g["passed"]]
-        return {"passed": not failed, "failed_gates": failed}
+        return {"passed": not failed, "failed_gates": failed, "reject_policy": policy}
 
     @task
     def estimate_downtime(checked: dict, run_id: str | None = None) -> dict:

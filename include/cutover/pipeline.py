@@ -157,8 +157,22 @@ def _scope(store: Store, run_id: str) -> Scope:
     return Scope.load(store, prefix) if store.exists(f"{prefix}/scope.json") else Scope("all")
 
 
-def _write_stats(store: Store, prefix: str, manifest: StageManifest) -> None:
-    store.put(f"{prefix}/_stats.json", json.dumps(manifest).encode())
+def _staged(
+    store: Store, table: str, prefix: str, manifest: Any, seconds: float, *, high_water: str | None = None
+) -> StageManifest:
+    """A stage's manifest for XCom (counts only), also kept beside its parts as ``_stats.json``."""
+    result = StageManifest(
+        table=table,
+        prefix=prefix,
+        rows=manifest["rows"],
+        parts=len(manifest["parts"]),
+        seconds=seconds,
+        bytes=sum(p["bytes"] for p in manifest["parts"]),
+    )
+    if high_water is not None:
+        result["high_water"] = high_water
+    store.put(f"{prefix}/_stats.json", json.dumps(result).encode())
+    return result
 
 
 def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> StageManifest:
@@ -189,17 +203,7 @@ def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> S
     log.info(
         "extracted %s: %d rows in %d parts, %.1fs", table, manifest["rows"], len(manifest["parts"]), seconds
     )
-    result = StageManifest(
-        table=table,
-        prefix=prefix,
-        rows=manifest["rows"],
-        parts=len(manifest["parts"]),
-        seconds=seconds,
-        bytes=sum(p["bytes"] for p in manifest["parts"]),
-        high_water=max(tops, default="") or None,
-    )
-    _write_stats(store, prefix, result)
-    return result
+    return _staged(store, table, prefix, manifest, seconds, high_water=max(tops, default="") or None)
 
 
 def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageManifest:
@@ -235,16 +239,7 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
     manifest = write_batches(store, prefix, batches, schema=spec.staged_schema, rows_per_part=ROWS_PER_PART)
     seconds = time.perf_counter() - started
     log.info("mapped %s: %d rows, %.1fs", table, manifest["rows"], seconds)
-    result = StageManifest(
-        table=table,
-        prefix=prefix,
-        rows=manifest["rows"],
-        parts=len(manifest["parts"]),
-        seconds=seconds,
-        bytes=sum(p["bytes"] for p in manifest["parts"]),
-    )
-    _write_stats(store, prefix, result)
-    return result
+    return _staged(store, table, prefix, manifest, seconds)
 
 
 def mapped_batches(store_url: str, run_id: str, table: str) -> list[int]:

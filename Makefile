@@ -13,9 +13,11 @@ SEED   ?= 7
 venv: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
+	@# --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (as on CI) nothing caches bytecode,
+	@# and every task process would recompile Airflow, GX and pandas from source (import pandas 2.1 s → 0.7 s)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 

@@ -25,9 +25,11 @@ is, or skips cleanly when none is.
    run stops here too.
 8. `snapshot_target` copies the target as it is (schema `rollback_<run>`, inside PostgreSQL) so
    `pt_rollback` can undo this run exactly; drop it once the run is accepted.
-   `load.<table>` merges each staged batch in one transaction (COPY, resolve parents through the
-   crosswalk, upsert by deterministic id, ledger). Parents load before children. A re-run skips
-   batches the ledger marks loaded.
+   `defer_constraints`: into an empty target (big bang, first wave) the foreign keys and secondary
+   indexes are set aside, and `restore_constraints` puts them back after the last batch (also after
+   a failed one), checked set-based. `load.<table>` merges each staged batch in one transaction
+   (COPY, resolve parents through the crosswalk, upsert by deterministic id, ledger). Parents load
+   before children. A re-run skips batches the ledger marks loaded.
 9. `gate_target` (GX on PostgreSQL: PT rules such as visits within the episode, the 8-minute
    rule, plan-of-care certification) and `reconcile` (counts, every legacy id through the
    crosswalk, per-patient chart checksums, mismatches in `migration.validation_failure`). If
@@ -220,11 +222,11 @@ def pt_cutover() -> None:
     scope >> checked >> migrate_target_schema() >> (started := begin_run(scope))
     scoped = plan_scope(scope)
     started >> scoped
-    gated, loaded, _ = extract_map_load("target", scoped)
-    gated >> load_unless_dry_run() >> snapshot_target() >> loaded
+    gated, load, _ = extract_map_load("target", scoped)
+    gated >> load_unless_dry_run() >> snapshot_target() >> load.start
     target_gate = validate_gate.override(task_id="gate_target")("target")
     reconciled = reconcile()
-    loaded >> target_gate >> reconciled >> write_evidence()
+    [load.tables, load.done] >> target_gate >> reconciled >> write_evidence()
     [target_gate, reconciled] >> undo_rejected_load()
 
 

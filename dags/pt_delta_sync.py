@@ -75,9 +75,13 @@ def pt_delta_sync() -> None:
 
     planned = plan_delta()
     started = begin_run(planned)
-    gated, loaded, _ = extract_map_load("target", started)
-    gated >> loaded
-    loaded >> validate_gate.override(task_id="gate_target")("target") >> write_evidence(planned)
+    gated, load, _ = extract_map_load("target", started)
+    gated >> load.start
+    (
+        [load.tables, load.done]
+        >> validate_gate.override(task_id="gate_target")("target")
+        >> write_evidence(planned)
+    )
 
 
 pt_delta_sync()

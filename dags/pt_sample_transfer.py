@@ -141,10 +141,10 @@ def pt_sample_transfer() -> None:
     scratch = create_scratch_target()
     sampled = plan_sample()
     scratch >> sampled
-    gated, loaded, gates = extract_map_load("scratch", sampled, strict=False)
-    gated >> loaded
+    gated, load, gates = extract_map_load("scratch", sampled, strict=False)
+    gated >> load.start
     target_gate = validate_gate.override(task_id="gate_target")("target", "scratch", False)
-    loaded >> target_gate
+    [load.tables, load.done] >> target_gate
     checked = check_sample([*gates, target_gate])
     estimated = estimate_downtime(checked)
     # a teardown: it runs after a failure too, and the run's state stays that of the work it cleans up after

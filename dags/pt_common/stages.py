@@ -6,7 +6,7 @@ same server. Tasks pass manifests of ids, keys and counts; the rows travel throu
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from airflow.sdk import get_current_context, task, task_group
 
@@ -60,8 +60,39 @@ def map_table(manifest: dict, run_id: str | None = None) -> dict:
     return dict(map_rows(conn_url("staging_store"), str(run_id), manifest["table"], as_of=as_of()))
 
 
-def load_tables(target: Target) -> Any:
-    """One group per table, parents before children; within a table, one mapped task per staged batch."""
+def ddl_url(target: Target, run_id: str) -> str:
+    """Who may change the schema where a stage writes: the owner of the target, the creator of the scratch."""
+    return owner_url() if target == "target" else target_url(target, run_id)
+
+
+@task
+def defer_constraints(target: Target = "target", run_id: str | None = None) -> dict:
+    """A first load into an empty target: foreign keys and secondary indexes aside until the last batch."""
+    from cutover.loading.bulk import defer_constraints as defer
+
+    return dict(defer(ddl_url(target, str(run_id)), str(run_id)))
+
+
+@task(trigger_rule="all_done")
+def restore_constraints(target: Target = "target", run_id: str | None = None) -> dict:
+    """Put every set-aside constraint back, whether the load succeeded or not (all_done)."""
+    from cutover.loading.bulk import restore_constraints as restore
+
+    return dict(restore(ddl_url(target, str(run_id)), str(run_id)))
+
+
+class LoadStage(NamedTuple):
+    """``start`` → ``tables`` → ``done``: what follows a load waits for ``tables`` *and* ``done``, since
+    ``done`` (the constraints' restore) also runs after a failed batch."""
+
+    start: Any
+    tables: Any
+    done: Any
+
+
+def load_tables(target: Target) -> LoadStage:
+    """Constraints aside on a first load; one group per table, parents before children, within a
+    table one mapped task per staged batch; the constraints back."""
 
     @task_group(group_id="load")
     def load() -> None:
@@ -95,7 +126,9 @@ def load_tables(target: Target) -> Any:
             for parent in {p for _, p in LEGACY_TABLES[table].parents if p in groups and p != table}:
                 groups[parent] >> group
 
-    return load()
+    start, tables, done = defer_constraints(target), load(), restore_constraints(target)
+    start >> tables >> done
+    return LoadStage(start, tables, done)
 
 
 @task
@@ -109,10 +142,10 @@ def validate_gate(
     return validate(gate, conn_url("staging_store"), str(run_id), target_url=url, raise_on_failure=strict)
 
 
-def extract_map_load(target: Target, upstream: Any, *, strict: bool = True) -> tuple[Any, Any, Any]:
-    """extract_table[×tables] → gate_extract → map_table[×tables] → gate_mapped → load.<table>.
+def extract_map_load(target: Target, upstream: Any, *, strict: bool = True) -> tuple[Any, LoadStage, Any]:
+    """extract_table[×tables] → gate_extract → map_table[×tables] → gate_mapped → load.
 
-    Returns (the mapped gate, the load group, the gates' results); the caller puts its own steps
+    Returns (the mapped gate, the load stage, the gates' results); the caller puts its own steps
     between the mapped gate and the load. With ``strict`` off a failed gate is recorded, not raised.
     """
     extracts = extract_table.expand(table=TABLES)

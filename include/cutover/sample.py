@@ -22,6 +22,7 @@ from psycopg import sql
 
 from cutover.legacy.schema import LEGACY_TABLES
 from cutover.legacy.source import count_rows
+from cutover.loading.bulk import restore_seconds
 from cutover.staging.store import open_store
 from cutover.target import upgrade
 
@@ -73,7 +74,7 @@ def drop_scratch(target_url: str, run_id: str) -> None:
 
 def stage_timings(target_url: str, store_url: str, run_id: str) -> dict[str, dict[str, StageTiming]]:
     """Per stage and legacy table: rows and seconds of one run (extract and map from their staged
-    stats, load from the batch ledger)."""
+    stats, load from the batch ledger and a first load's constraint restore)."""
     from cutover.pipeline import migrated_tables, run_key
 
     store = open_store(store_url)
@@ -91,7 +92,28 @@ def stage_timings(target_url: str, store_url: str, run_id: str) -> dict[str, dic
             (run_id,),
         ):
             timings["load"][table] = StageTiming(rows=int(rows), seconds=float(seconds))
+    _add_restore(timings["load"], restore_seconds(target_url, run_id))
     return timings
+
+
+def _add_restore(load: dict[str, StageTiming], restored: dict[str, float]) -> None:
+    """Count a first load's constraint restore in the load: a ``pt`` table's to the legacy tables
+    loaded into it, the ledger's (crosswalk indexes) to every table by its share of rows."""
+    from cutover.mapping.specs import SPECS
+    from cutover.target import TARGET_SCHEMA
+
+    total_rows = sum(t["rows"] for t in load.values()) or 1
+    for name, seconds in restored.items():
+        schema, table = name.split(".", 1)
+        into = [legacy for legacy in load if schema == TARGET_SCHEMA and SPECS[legacy].target == table]
+        for legacy in load:
+            if schema != TARGET_SCHEMA:
+                share = seconds * load[legacy]["rows"] / total_rows
+            elif legacy in into:
+                share = seconds / len(into)
+            else:
+                continue
+            load[legacy] = StageTiming(rows=load[legacy]["rows"], seconds=load[legacy]["seconds"] + share)
 
 
 def work_seconds(timings: dict[str, dict[str, StageTiming]]) -> dict[str, float]:

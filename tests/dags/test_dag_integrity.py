@@ -103,7 +103,8 @@ def test_loads_parents_before_children(dagbag, dag_id: str) -> None:
 def test_cutover_loads_only_after_mapping_and_the_dry_run_check(dagbag) -> None:
     dag = dagbag.dags["pt_cutover"]
     first = dag.get_task("load.clinics.list_batches")
-    assert "snapshot_target" in first.upstream_task_ids
+    assert first.upstream_task_ids == {"defer_constraints"}
+    assert dag.get_task("defer_constraints").upstream_task_ids == {"snapshot_target"}
     assert dag.get_task("snapshot_target").upstream_task_ids == {"load_unless_dry_run"}
     assert dag.get_task("load_unless_dry_run").upstream_task_ids == {"gate_mapped"}
     assert dag.get_task("undo_rejected_load").upstream_task_ids == {"gate_target", "reconcile"}
@@ -111,7 +112,22 @@ def test_cutover_loads_only_after_mapping_and_the_dry_run_check(dagbag) -> None:
     assert dag.get_task("gate_extract").upstream_task_ids == {"extract_table"}
     assert "gate_extract" in dag.get_task("map_table").upstream_task_ids
     assert "load.documents.load_batch" in dag.get_task("gate_target").upstream_task_ids
+    assert "restore_constraints" in dag.get_task("gate_target").upstream_task_ids
     assert dag.get_task("write_evidence").upstream_task_ids == {"reconcile"}
+
+
+@pytest.mark.parametrize("dag_id", ["pt_cutover", "pt_sample_transfer", "pt_delta_sync"])
+def test_constraints_set_aside_for_a_load_come_back_even_after_a_failed_batch(dagbag, dag_id: str) -> None:
+    dag = dagbag.dags[dag_id]
+    restore = dag.get_task("restore_constraints")
+    assert restore.trigger_rule == "all_done"
+    batches = {t.task_id for t in dag.tasks if t.task_id.endswith(".load_batch")}
+    assert batches <= restore.get_flat_relative_ids(upstream=True)
+    assert dag.get_task("defer_constraints").get_flat_relative_ids(upstream=False) >= batches
+    # whatever reads the loaded target waits for the batches themselves too, not only for the restore
+    gate = dag.get_task("gate_target")
+    assert gate.trigger_rule == "all_success"
+    assert {"restore_constraints"} < gate.upstream_task_ids
 
 
 def test_cutover_checks_the_backup_before_touching_the_target(dagbag) -> None:

@@ -1,0 +1,173 @@
+"""A first load into an empty target: constraints set aside and restored, against a real PostgreSQL.
+
+The bulk path must give exactly the target and ledger of the per-row path, and the schema must
+come back exactly as it was, also after a killed run or a foreign key the rows break.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from cutover import pipeline
+from cutover.errors import IntegrityError
+from cutover.loading.bulk import defer_constraints, restore_constraints, restore_seconds
+from cutover.simulate import simulate
+from cutover.target.checksums import table_checksums
+
+pytestmark = [pytest.mark.services]
+
+_SCHEMA = """
+SELECT 'fk', c.relname, k.conname, pg_get_constraintdef(k.oid), k.convalidated::text
+  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE k.contype = 'f' AND n.nspname = 'pt'
+UNION ALL
+SELECT 'index', c.relname, i.relname, pg_get_indexdef(i.oid), ''
+  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'pt' OR (n.nspname, c.relname) = ('migration', 'crosswalk')
+ ORDER BY 1, 2, 3
+"""
+
+
+def _schema(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(_SCHEMA).fetchall()
+
+
+def _ledger(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT 'c', legacy_table, legacy_id, new_id::text, outcome, merged_into::text FROM migration.crosswalk"
+            " UNION ALL SELECT 'r', legacy_table, legacy_id, reason_code, stage, detail FROM migration.reject"
+            " UNION ALL SELECT 'f', legacy_table, legacy_id, flag_code, NULL, NULL FROM migration.flag"
+            " ORDER BY 1, 2, 3, 4"
+        ).fetchall()
+
+
+@pytest.fixture
+def target(pg_url: str) -> str:
+    pipeline.prepare_target(pg_url)
+    return pg_url
+
+
+def test_constraints_come_back_exactly_and_a_deferral_is_idempotent(target: str) -> None:
+    before = _schema(target)
+    assert sum(1 for row in before if row[0] == "fk") >= 20
+
+    first = defer_constraints(target, "run-a")
+    assert first["deferred"]
+    assert first["foreign_keys"] == sum(1 for r in before if r[0] == "fk")
+    left = _schema(target)
+    assert not [r for r in left if r[0] == "fk"]
+    assert {r[2] for r in left} == {r[2] for r in before if r[0] == "index" and "_pkey" in r[2]}
+
+    again = defer_constraints(target, "run-a")  # a retried task
+    assert again["deferred"]
+    assert again["reason"] == "already set aside"
+    assert again["indexes"] == 0
+
+    restored = restore_constraints(target, "run-a")
+    assert restored["foreign_keys"] == first["foreign_keys"]
+    assert restored["indexes"] == first["indexes"]
+    assert _schema(target) == before
+    assert sum(restore_seconds(target, "run-a").values()) > 0
+    assert restore_constraints(target, "run-a")["foreign_keys"] == 0  # nothing pending any more
+
+
+def test_a_target_with_rows_keeps_its_constraints(target: str) -> None:
+    with psycopg.connect(target) as conn:
+        conn.execute(
+            "INSERT INTO pt.payer (id, name, payer_type) VALUES (%s, 'Acme', 'commercial')", (uuid.uuid4(),)
+        )
+    before = _schema(target)
+    assert defer_constraints(target, "run-b") == {
+        "run_id": "run-b",
+        "deferred": False,
+        "reason": "target holds rows",
+        "indexes": 0,
+        "foreign_keys": 0,
+    }
+    assert _schema(target) == before
+
+
+def test_a_killed_runs_constraints_are_restored_by_the_next_run(target: str) -> None:
+    before = _schema(target)
+    defer_constraints(target, "killed")
+    # the killed run never restores; the next run's deferral restores them first, then sets them aside anew
+    assert defer_constraints(target, "next")["deferred"]
+    with psycopg.connect(target) as conn:
+        pending = conn.execute(
+            "SELECT run_id, count(*) FROM migration.deferred_constraint WHERE restored_at IS NULL GROUP BY 1"
+        ).fetchall()
+    assert [run for run, _ in pending] == ["next"]
+    restore_constraints(target, "next")
+    assert _schema(target) == before
+
+
+def test_a_foreign_key_the_rows_break_is_named_and_kept_not_valid(target: str) -> None:
+    defer_constraints(target, "run-c")
+    with psycopg.connect(target) as conn:
+        conn.execute(
+            "INSERT INTO pt.provider (id, clinic_id, family_name, npi, active) VALUES (%s, %s, 'X', '1234567893', true)",
+            (uuid.uuid4(), uuid.uuid4()),  # a clinic that does not exist
+        )
+    with pytest.raises(IntegrityError, match=r"pt\.provider\.provider_clinic_id_fkey") as raised:
+        restore_constraints(target, "run-c")
+    assert "1234567893" not in str(raised.value)
+    schema = {(r[0], r[2]): r[4] for r in _schema(target)}
+    assert schema[("fk", "provider_clinic_id_fkey")] == "false"  # back, enforced for new rows, not validated
+    assert all(
+        valid == "true" for (kind, name), valid in schema.items() if kind == "fk" and "provider" not in name
+    )
+    with psycopg.connect(target) as conn, pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute(
+            "INSERT INTO pt.provider (id, clinic_id, family_name, npi, active) VALUES (%s, %s, 'Y', '1234567893', true)",
+            (uuid.uuid4(), uuid.uuid4()),
+        )
+
+
+def test_the_bulk_path_gives_the_per_row_paths_target_and_ledger(
+    pg_admin_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUTOVER_HOME", str(tmp_path / "home"))
+    legacy = f"sqlite:///{tmp_path / 'legacy.db'}"
+    simulate(legacy, patients=150, seed=31)
+    store = f"file://{tmp_path / 'stage'}"
+    run = "bulk__1"
+    tables = pipeline.migrated_tables()
+    for table in tables:
+        pipeline.extract_table(legacy, store, run, table)
+        pipeline.map_table(store, run, table, as_of=date(2026, 11, 27))
+    urls: dict[str, str] = {}
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        for path in ("bulk", "per_row"):
+            name = f"t_{path}_{uuid.uuid4().hex[:8]}"
+            conn.execute(f'CREATE DATABASE "{name}"')
+            urls[path] = urlsplit(pg_admin_url)._replace(path="/" + name).geturl()
+    try:
+        for path, url in urls.items():
+            pipeline.prepare_target(url)
+            pipeline.begin_run(url, run, "test", {}, "tester")
+            if path == "bulk":
+                assert defer_constraints(url, run)["deferred"]
+            for table in tables:
+                pipeline.load_mapped(url, store, run, table)
+            if path == "bulk":
+                restore_constraints(url, run)
+        assert table_checksums(urls["bulk"]) == table_checksums(urls["per_row"])
+        assert _ledger(urls["bulk"]) == _ledger(urls["per_row"])
+        assert _schema(urls["bulk"]) == _schema(urls["per_row"])
+        with psycopg.connect(urls["bulk"]) as conn:
+            (visits,) = conn.execute("SELECT count(*) FROM pt.visit").fetchone() or (0,)
+        assert visits > 500
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            for url in urls.values():
+                conn.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')

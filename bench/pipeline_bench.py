@@ -7,8 +7,9 @@ Run: ``python -m bench pipeline`` (``make bench``; never by the tests). ``BENCH_
 2. A fresh subprocess runs the pipeline's stages as ``pt_cutover`` does, without Airflow's
    scheduling: **extract** (legacy → zstd Parquet in a local staging folder), **map** (normalise,
    deduplicate, stage the mapped Parquet), **stage** (read back and SHA-256-verify every staged
-   part, the check the load makes before it trusts an object), **load** (COPY + resolve + upsert +
-   crosswalk, one transaction a batch, into a fresh target database) and **validate** (the mapped
+   part, the check the load makes before it trusts an object), **load** (constraints set aside as
+   for a first load, COPY + resolve + upsert + crosswalk one transaction a batch into a fresh target
+   database, constraints restored and checked) and **validate** (the mapped
    and target GX gates and the source-to-target reconciliation). It reports rows/s and MB/s
    (Parquet bytes written or read) per stage, and its peak resident memory (VmHWM).
 3. *psql \\copy*: the rows our load wrote, exported per table to CSV and to PostgreSQL's binary
@@ -94,6 +95,7 @@ def child(legacy_url: str, store_url: str, target_url: str, evidence: str) -> di
     """Our pipeline's stages in this process; per stage rows, bytes, seconds; peak memory."""
     os.environ["CUTOVER_HOME"] = evidence
     from cutover import pipeline
+    from cutover.loading.bulk import defer_constraints, restore_constraints
     from cutover.staging.parquet import read_manifest, read_part
     from cutover.staging.store import open_store
 
@@ -123,10 +125,16 @@ def child(legacy_url: str, store_url: str, target_url: str, evidence: str) -> di
             nbytes += part["bytes"]
     add("stage", rows, nbytes, time.perf_counter() - started)
     load_tables: dict[str, float] = {}
+    # as pt_cutover does into an empty target: constraints aside, the batches, the constraints back
+    _, s = _timed(defer_constraints, target_url, RUN_ID)
+    add("load", 0, 0, s)
     for table in tables:
         r, s = _timed(pipeline.load_mapped, target_url, store_url, RUN_ID, table)
         add("load", r["rows_in"], 0, s)
         load_tables[table] = round(r["rows_in"] / s, 1) if s else 0.0
+    _, s = _timed(restore_constraints, target_url, RUN_ID)
+    add("load", 0, 0, s)
+    load_tables["restore_constraints_seconds"] = round(s, 2)
     stages["load"]["bytes"] = stages["stage"]["bytes"]
     validated: dict[str, Any] = {}
     validate_seconds: dict[str, float] = {}

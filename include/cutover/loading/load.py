@@ -387,8 +387,10 @@ def load_table(
     try:
         conn = psycopg.connect(target_url)
         # before the session's first temporary table: room for a batch's two temporary tables in
-        # memory, which otherwise go through a temporary file on every pass over them
+        # memory, which otherwise go through a temporary file on every pass over them; and for the
+        # hash of a parent table's crosswalk rows (162k appointments split in two batches at 4MB)
         conn.execute("SET temp_buffers = '64MB'")
+        conn.execute("SET work_mem = '64MB'")
         conn.commit()
     except psycopg.OperationalError as exc:
         raise TransientError(f"target_db: cannot connect ({type(exc).__name__})") from exc

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-shot initialisation of the Airflow metadata database, run by the `airflow-init` service
+# One-shot initialisation of the Airflow metadata database and the cutover roles, run by the `airflow-init` service
 # before any other Airflow component starts (they wait for it with service_completed_successfully).
 #
 # Idempotent: `airflow db migrate` applies only missing migrations, and `airflow users create`
@@ -26,6 +26,10 @@ print(f"airflow-init: {len(keys)} Fernet key(s) valid")
 PY
 
 airflow db migrate
+
+# The cutover roles (DataEngineer triggers, Operator clears and retries, Auditor reads), exactly as
+# `cutover airflow` has them; an admin gives people their role in Security → Users.
+python -c "from cutover.local_airflow import sync_roles; sync_roles()"
 
 airflow users create \
   --username "${AIRFLOW_ADMIN_USERNAME}" \

@@ -216,23 +216,38 @@ def sync_access() -> None:
         subprocess.run([sys.executable, "-c", code], env=os.environ, stdout=out, stderr=out, check=True)
 
 
+def _sync_roles(sm: Any) -> None:
+    """FAB's default roles (Admin, Viewer, User, Op, Public), then :data:`ROLES` exactly."""
+    sm.sync_roles()
+    for name, wanted in ROLES.items():
+        role = sm.find_role(name) or sm.add_role(name)
+        for perm in list(role.permissions):
+            if (perm.action.name, perm.resource.name) not in wanted:
+                sm.remove_permission_from_role(role, perm)
+        for action, resource in wanted:
+            perm = sm.get_permission(action, resource) or sm.create_permission(action, resource)
+            if perm not in role.permissions:
+                sm.add_permission_to_role(role, perm)
+
+
+def sync_roles() -> None:
+    """The cutover roles in an Airflow deployment's metadata database (``docker/airflow-init.sh``);
+    run inside Airflow's configuration. People get their role from an admin, in Security → Users."""
+    from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+
+    with get_application_builder() as appbuilder:
+        _sync_roles(appbuilder.sm)
+    log.info("synced roles %s", ", ".join(ROLES))
+
+
 def _sync_access_here() -> None:
-    """Runs inside Airflow's configuration: default roles, then ours exactly, then the users."""
+    """Runs inside Airflow's configuration: the roles, then the local stack's users."""
     from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
 
     logins = ui_logins()
     with get_application_builder() as appbuilder:
         sm = appbuilder.sm
-        sm.sync_roles()  # Admin, Viewer, User, Op, Public
-        for name, wanted in ROLES.items():
-            role = sm.find_role(name) or sm.add_role(name)
-            for perm in list(role.permissions):
-                if (perm.action.name, perm.resource.name) not in wanted:
-                    sm.remove_permission_from_role(role, perm)
-            for action, resource in wanted:
-                perm = sm.get_permission(action, resource) or sm.create_permission(action, resource)
-                if perm not in role.permissions:
-                    sm.add_permission_to_role(role, perm)
+        _sync_roles(sm)
         for user_name, role_name in USERS.items():
             role = sm.find_role(role_name)
             user = sm.find_user(username=user_name)

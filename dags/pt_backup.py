@@ -21,7 +21,8 @@ start without a backup that passed its restore test recently.
    on the legacy server), recomputes every table's fingerprint, compares it with the manifest and
    drops the scratch database.
 4. `mark_verified` writes `verified.json` beside the manifest (and `backup_verified.json` to the
-   evidence) only if every table matched.
+   evidence) only if every table matched, then seals the evidence folder (`manifest.sha256`) and
+   publishes it to `runs/<run>/evidence/` in the staging store.
 
 **Key**: the `backup_key` extra of the `staging_store` connection, else `CUTOVER_BACKUP_KEY`
 (base64 of 32 bytes), else the state folder's `backup.key` (0600, created once: fine for a
@@ -101,11 +102,16 @@ def pt_backup() -> None:
 
         from cutover.backup import VerifyResult, mark_verified
         from cutover.pipeline import evidence_dir
+        from cutover.report.bundle import publish_bundle, write_bundle_manifest
 
         verified = mark_verified(
             conn_url("staging_store"), VerifyResult.from_dict(result), now=datetime.now(UTC)
         )
-        (evidence_dir(str(run_id)) / "backup_verified.json").write_text(json.dumps(verified, indent=1))
+        folder = evidence_dir(str(run_id))
+        (folder / "backup_verified.json").write_text(json.dumps(verified, indent=1))
+        # sealed like a cutover's evidence: manifest.sha256 over the folder, published to the store
+        write_bundle_manifest(folder)
+        publish_bundle(folder, conn_url("staging_store"), str(run_id))
         return {
             "run_key": verified["run_key"],
             "verified_at": verified["verified_at"],

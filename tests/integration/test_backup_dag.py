@@ -12,6 +12,7 @@ import pytest
 
 from cli_helpers import evidence_of, run_cutover
 from cutover.backup import require_verified_backup
+from cutover.report.bundle import verify_bundle
 from cutover.simulate import simulate
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
@@ -62,5 +63,8 @@ def test_cutover_run_pt_backup(home: Path, tmp_path: Path) -> None:
         f"file://{home / 'staging'}", max_age=timedelta(hours=1), now=datetime.now(UTC)
     )
     assert info.run_key == folder.name
+    assert verify_bundle(folder) == []  # sealed: manifest.sha256 over the evidence folder
+    published = home / "staging" / "runs" / folder.name / "evidence"
+    assert (published / "manifest.sha256").read_bytes() == (folder / "manifest.sha256").read_bytes()
     for text in (result.stdout, result.stderr, json.dumps(manifest), json.dumps(verified)):
         assert not any(c in text for c in truth["canaries"])

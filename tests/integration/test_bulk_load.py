@@ -171,3 +171,24 @@ def test_the_bulk_path_gives_the_per_row_paths_target_and_ledger(
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
             for url in urls.values():
                 conn.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
+
+
+def test_a_loader_without_ownership_keeps_the_constraints(target: str) -> None:
+    role = f"bulk_loader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        for schema in ("pt", "migration"):
+            conn.execute(f'GRANT USAGE ON SCHEMA {schema} TO "{role}"')
+            conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO "{role}"')
+    try:
+        before = _schema(target)
+        parts = urlsplit(target)
+        loader = parts._replace(netloc=f"{role}@{parts.netloc.rsplit('@', 1)[-1]}").geturl()
+        result = defer_constraints(loader, "run-d")
+        assert result["deferred"] is False
+        assert result["reason"] == "not the tables' owner"
+        assert _schema(target) == before
+    finally:
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')

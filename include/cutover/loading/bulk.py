@@ -118,6 +118,18 @@ def defer_constraints(owner_url: str, run_id: str) -> Deferral:
             return Deferral(
                 run_id=run_id, deferred=False, reason="target holds rows", indexes=0, foreign_keys=0
             )
+        (owner,) = conn.execute(
+            "SELECT bool_and(pg_has_role(c.relowner, 'USAGE')) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+            (TARGET_SCHEMA,),
+        ).fetchone() or (False,)
+        if not owner:
+            log.warning(
+                "first load without the schema owner (target_owner_db): constraints stay, rows check one by one"
+            )
+            return Deferral(
+                run_id=run_id, deferred=False, reason="not the tables' owner", indexes=0, foreign_keys=0
+            )
         found = conn.execute(
             _SET_ASIDE,
             {"pt": TARGET_SCHEMA, "ledger_schema": LEDGER_INDEXED[0], "ledger_table": LEDGER_INDEXED[1]},

@@ -89,3 +89,46 @@ def test_attachment_tables_are_read_in_small_batches(tmp_path) -> None:
     ]
     assert max(sizes) == BLOB_BATCH_ROWS
     assert sum(sizes) == 2_500
+
+
+def _decoded_one_by_one(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")
+
+
+def test_sqlite_text_is_decoded_column_wise_as_value_by_value(tmp_path) -> None:
+    """SQLite keeps the bytes a legacy system wrote: UTF-8, raw Latin-1/cp1252, NUL, a multi-byte
+    character cut in two across neighbouring rows, an integer column holding text. Read column-wise,
+    every value is what decoding it alone gives (UTF-8, else cp1252)."""
+    import sqlite3
+
+    from cutover.legacy.source import read_batches
+
+    notes = [
+        "plain ascii".encode(),
+        "café, naïve".encode(),
+        b"caf\xe9 au lait",  # Latin-1
+        b"ends with a lead byte \xc3",
+        b"\xa9 starts with a continuation byte",  # with the row before, a valid "é" if glued
+        b"nul\x00inside",
+        b"\x81\x8d undefined in cp1252",
+        None,
+        b"",
+    ]
+    db = tmp_path / "l.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE notes (note_id INTEGER PRIMARY KEY, ref_id INTEGER, body TEXT)")
+        conn.executemany(
+            "INSERT INTO notes VALUES (?, ?, CAST(? AS TEXT))",
+            [(i, i if i % 3 else "not a number", n) for i, n in enumerate(notes, start=1)],
+        )
+    columns = [("note_id", "int"), ("ref_id", "int"), ("body", "text")]
+    for batch_rows in (2, 100):
+        table = pa.Table.from_batches(
+            list(read_batches(f"sqlite:///{db}", "notes", columns, "note_id", batch_rows=batch_rows))
+        )
+        assert table.column("body").to_pylist() == [None if n is None else _decoded_one_by_one(n) for n in notes]
+        assert table.column("ref_id").to_pylist() == [None if i % 3 == 0 else i for i in range(1, len(notes) + 1)]
+        assert table.schema.field("body").type == pa.string()

@@ -107,7 +107,7 @@ def test_sqlite_text_is_decoded_column_wise_as_value_by_value(tmp_path) -> None:
     from cutover.legacy.source import read_batches
 
     notes = [
-        "plain ascii".encode(),
+        b"plain ascii",
         "café, naïve".encode(),
         b"caf\xe9 au lait",  # Latin-1
         b"ends with a lead byte \xc3",
@@ -129,6 +129,10 @@ def test_sqlite_text_is_decoded_column_wise_as_value_by_value(tmp_path) -> None:
         table = pa.Table.from_batches(
             list(read_batches(f"sqlite:///{db}", "notes", columns, "note_id", batch_rows=batch_rows))
         )
-        assert table.column("body").to_pylist() == [None if n is None else _decoded_one_by_one(n) for n in notes]
-        assert table.column("ref_id").to_pylist() == [None if i % 3 == 0 else i for i in range(1, len(notes) + 1)]
+        assert table.column("body").to_pylist() == [
+            None if n is None else _decoded_one_by_one(n) for n in notes
+        ]
+        assert table.column("ref_id").to_pylist() == [
+            None if i % 3 == 0 else i for i in range(1, len(notes) + 1)
+        ]
         assert table.schema.field("body").type == pa.string()

@@ -31,6 +31,7 @@ import psycopg
 from psycopg import sql
 
 from cutover.errors import IntegrityError, TerminalError, TransientError
+from cutover.loading.bulk import restore_pending
 from cutover.target import TARGET_SCHEMA, TARGET_TABLES
 from cutover.target.checksums import TableChecksum, table_checksum
 
@@ -416,7 +417,8 @@ def rollback_run(target_url: str, run_id: str, *, actor: str) -> RollbackResult:
     before the run (the usual first cutover) and, elsewhere, deletes and re-inserts only the rows
     that differ from the snapshot. Before committing it compares every table's rows and checksum
     with the snapshot and raises :class:`IntegrityError` (naming tables and counts; nothing is
-    committed) if one differs. Then marks the run ``rolled_back`` and appends to the audit log.
+    committed) if one differs. It puts back the constraints a killed first load left aside. Then
+    marks the run ``rolled_back`` and appends to the audit log.
     Running it again on a rolled-back run changes nothing and logs the attempt.
     """
     started = time.perf_counter()
@@ -484,6 +486,9 @@ def rollback_run(target_url: str, run_id: str, *, actor: str) -> RollbackResult:
             ) from exc
         actual = _checksums(conn, tables)
         differ = _compare(expected, actual)
+        # a first load killed before its restore left the target's foreign keys and indexes aside
+        if broken := restore_pending(conn):
+            differ.append(f"foreign keys {', '.join(broken)} do not hold")
         if differ:
             raise IntegrityError(
                 f"rollback of {run_id!r} does not match its snapshot, nothing committed: {'; '.join(differ)}"

@@ -7,6 +7,7 @@ come back exactly as it was, also after a killed run or a foreign key the rows b
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -133,44 +134,83 @@ def test_a_foreign_key_the_rows_break_is_named_and_kept_not_valid(target: str) -
         )
 
 
+RUN = "bulk__1"
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A simulated practice extracted and mapped once (the load reads only the staging store)."""
+    folder = tmp_path_factory.mktemp("bulk")
+    legacy = f"sqlite:///{folder / 'legacy.db'}"
+    simulate(legacy, patients=150, seed=31)
+    store = f"file://{folder / 'stage'}"
+    for table in pipeline.migrated_tables():
+        pipeline.extract_table(legacy, store, RUN, table)
+        pipeline.map_table(store, RUN, table, as_of=date(2026, 11, 27))
+    return store
+
+
+@pytest.fixture
+def fresh_db(pg_admin_url: str) -> Iterator[Callable[[], str]]:
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"t_bulk_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        url = urlsplit(pg_admin_url)._replace(path="/" + name).geturl()
+        pipeline.prepare_target(url)
+        pipeline.begin_run(url, RUN, "test", {}, "tester")
+        return url
+
+    yield make
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        for name in made:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def test_the_bulk_path_gives_the_per_row_paths_target_and_ledger(
-    pg_admin_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    staged: str, fresh_db: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CUTOVER_HOME", str(tmp_path / "home"))
-    legacy = f"sqlite:///{tmp_path / 'legacy.db'}"
-    simulate(legacy, patients=150, seed=31)
-    store = f"file://{tmp_path / 'stage'}"
-    run = "bulk__1"
-    tables = pipeline.migrated_tables()
-    for table in tables:
-        pipeline.extract_table(legacy, store, run, table)
-        pipeline.map_table(store, run, table, as_of=date(2026, 11, 27))
-    urls: dict[str, str] = {}
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        for path in ("bulk", "per_row"):
-            name = f"t_{path}_{uuid.uuid4().hex[:8]}"
-            conn.execute(f'CREATE DATABASE "{name}"')
-            urls[path] = urlsplit(pg_admin_url)._replace(path="/" + name).geturl()
-    try:
-        for path, url in urls.items():
-            pipeline.prepare_target(url)
-            pipeline.begin_run(url, run, "test", {}, "tester")
-            if path == "bulk":
-                assert defer_constraints(url, run)["deferred"]
-            for table in tables:
-                pipeline.load_mapped(url, store, run, table)
-            if path == "bulk":
-                restore_constraints(url, run)
-        assert table_checksums(urls["bulk"]) == table_checksums(urls["per_row"])
-        assert _ledger(urls["bulk"]) == _ledger(urls["per_row"])
-        assert _schema(urls["bulk"]) == _schema(urls["per_row"])
-        with psycopg.connect(urls["bulk"]) as conn:
-            (visits,) = conn.execute("SELECT count(*) FROM pt.visit").fetchone() or (0,)
-        assert visits > 500
-    finally:
-        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-            for url in urls.values():
-                conn.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
+    urls = {"bulk": fresh_db(), "per_row": fresh_db()}
+    for path, url in urls.items():
+        if path == "bulk":
+            assert defer_constraints(url, RUN)["deferred"]
+        for table in pipeline.migrated_tables():
+            pipeline.load_mapped(url, staged, RUN, table)
+        if path == "bulk":
+            restore_constraints(url, RUN)
+    assert table_checksums(urls["bulk"]) == table_checksums(urls["per_row"])
+    assert _ledger(urls["bulk"]) == _ledger(urls["per_row"])
+    assert _schema(urls["bulk"]) == _schema(urls["per_row"])
+    with psycopg.connect(urls["bulk"]) as conn:
+        (visits,) = conn.execute("SELECT count(*) FROM pt.visit").fetchone() or (0,)
+    assert visits > 500
+
+
+def test_rolling_back_a_killed_first_load_puts_the_constraints_back(
+    staged: str, fresh_db: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cutover.rollback import rollback_run, snapshot_target
+
+    monkeypatch.setenv("CUTOVER_HOME", str(tmp_path / "home"))
+    url = fresh_db()
+    before = _schema(url)
+    snapshot_target(url, RUN)
+    assert defer_constraints(url, RUN)["deferred"]
+    for table in pipeline.migrated_tables()[:8]:  # killed during the load: no restore ran
+        pipeline.load_mapped(url, staged, RUN, table)
+    assert _schema(url) != before
+    rollback_run(url, RUN, actor="tester")
+    assert _schema(url) == before
+    assert all(c["rows"] == 0 for c in table_checksums(url).values())
+    with psycopg.connect(url) as conn:
+        (pending,) = conn.execute(
+            "SELECT count(*) FROM migration.deferred_constraint WHERE restored_at IS NULL"
+        ).fetchone() or (1,)
+    assert pending == 0
 
 
 def test_a_loader_without_ownership_keeps_the_constraints(target: str) -> None:

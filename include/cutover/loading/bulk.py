@@ -189,6 +189,13 @@ def _restore(
     return done["index"], done["foreign_key"], broken
 
 
+def restore_pending(conn: psycopg.Connection[Any]) -> list[str]:
+    """Inside the caller's transaction (a rollback): put back every constraint still set aside;
+    the foreign keys the rows break, which are back ``NOT VALID``."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+    return _restore(conn, _pending(conn))[2]
+
+
 def restore_constraints(owner_url: str, run_id: str) -> Restore:
     """Put back every constraint still set aside (this run's, and a killed run's), in one transaction.
 

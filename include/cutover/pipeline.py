@@ -26,11 +26,11 @@ from cutover.legacy.schema import LEGACY_TABLES
 from cutover.legacy.source import arrow_schema, read_batches
 from cutover.loading.load import load_table
 from cutover.mapping.dedupe import dedupe, review_records
-from cutover.mapping.engine import map_batch
+from cutover.mapping.engine import MAP_BATCH_ROWS, map_batch
 from cutover.mapping.specs import SPECS
 from cutover.policy import evaluate
 from cutover.report.mapping_spec import write_mapping_spec
-from cutover.staging.parquet import read_manifest, read_table_objects, write_batches
+from cutover.staging.parquet import iter_batches, read_manifest, write_batches
 from cutover.staging.store import Store, open_store
 from cutover.target import upgrade
 
@@ -220,7 +220,7 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
     source = f"runs/{run_key(run_id)}/extract/{table}"
     prefix = f"runs/{run_key(run_id)}/mapped/{table}"
     mapped: Iterator[pa.Table] = (
-        map_batch(spec, part, as_of=as_of) for _, part in read_table_objects(store, source)
+        map_batch(spec, batch, as_of=as_of) for batch in iter_batches(store, source, max_rows=MAP_BATCH_ROWS)
     )
     if spec.merges:
         whole, counts, review = dedupe(spec, pa.concat_tables(list(mapped)))

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from cutover.errors import IntegrityError
-from cutover.staging.parquet import read_manifest, read_part, read_table_objects, write_batches
+from cutover.staging.parquet import iter_batches, read_manifest, read_part, read_table_objects, write_batches
 from cutover.staging.store import LocalStore, open_store
 
 SCHEMA = pa.schema([("id", pa.int64()), ("note", pa.string())])
@@ -27,6 +27,31 @@ def test_parts_are_bounded_and_complete(tmp_path) -> None:
     assert manifest["rows"] == 2_500
     ids = [i for _, t in read_table_objects(store, "runs/r1/extract/t") for i in t.column("id").to_pylist()]
     assert ids == list(range(2_500))
+
+
+def test_iter_batches_streams_every_row_in_bounded_batches(tmp_path, monkeypatch) -> None:
+    import cutover.staging.parquet as parquet
+
+    store = LocalStore(tmp_path)
+    write_batches(store, "t", _batches(2_500, 700), schema=SCHEMA, rows_per_part=1_000)
+    batches = list(iter_batches(store, "t", max_rows=300))
+    assert max(b.num_rows for b in batches) == 300
+    assert [i for b in batches for i in b.column("id").to_pylist()] == list(range(2_500))
+    # wide rows: the byte bound cuts batches below max_rows
+    monkeypatch.setattr(parquet, "MAX_BATCH_BYTES", 1_000)
+    assert max(b.num_rows for b in iter_batches(store, "t", max_rows=300)) < 300
+    assert sum(b.num_rows for b in iter_batches(store, "t", max_rows=300)) == 2_500
+
+
+def test_iter_batches_refuses_a_tampered_part(tmp_path) -> None:
+    store = LocalStore(tmp_path)
+    manifest = write_batches(store, "t", _batches(10, 10), schema=SCHEMA, rows_per_part=10)
+    path = tmp_path / manifest["parts"][0]["key"]
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="checksum"):
+        list(iter_batches(store, "t", max_rows=5))
 
 
 def test_empty_table_stages_its_schema(tmp_path) -> None:

@@ -34,6 +34,13 @@ PG_TO_ARROW: dict[str, pa.DataType] = {
     "bytea": pa.binary(),
 }
 
+MAP_BATCH_ROWS = 50_000
+"""Rows mapped at a time: a staged part is mapped in slices, so the mapping's working set (pandas
+frames, each rule's intermediates) is bounded by this, not by the part (visits, 20k patients:
+425 MB peak RSS mapping whole 100,000-row parts, 360 MB at 50,000). Smaller slices cost time in
+per-slice overhead (procedures: 2.6 s at 100,000, 3.5 s at 50,000, 4.4 s at 25,000). Every rule
+is row-local, so the slicing never changes a mapped value."""
+
 
 class Batch:
     """One batch of legacy rows, with the run's as-of date and a per-batch cache.

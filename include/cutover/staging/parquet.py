@@ -22,6 +22,8 @@ from cutover.staging.store import Store
 MANIFEST = "_manifest.json"
 MAX_PART_BYTES = 64 * 1024 * 1024
 """A part is also cut at this many bytes of Arrow data, so wide rows (attachments) stay bounded."""
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+""":func:`iter_batches` yields batches of at most about this many bytes of Arrow data."""
 
 
 class PartInfo(TypedDict):
@@ -102,3 +104,23 @@ def read_table_objects(store: Store, prefix: str) -> Iterator[tuple[int, pa.Tabl
     """Every part of a staged table, in order, as (part number, table)."""
     for number, part in enumerate(read_manifest(store, prefix)["parts"]):
         yield number, read_part(store, part)
+
+
+def iter_batches(store: Store, prefix: str, *, max_rows: int) -> Iterator[pa.RecordBatch]:
+    """Every row of a staged table, in order, in batches of at most ``max_rows`` rows (fewer for wide rows).
+
+    A part is verified against its manifest checksum and row count, then decoded a batch at a
+    time: memory holds the part's Parquet bytes and one batch, not the whole part as Arrow.
+    """
+    for part in read_manifest(store, prefix)["parts"]:
+        parquet = pq.ParquetFile(io.BytesIO(store.get(part["key"], sha256=part["sha256"])))
+        meta = parquet.metadata
+        if meta.num_rows != part["rows"]:
+            raise IntegrityError(
+                f"staged part {part['key']} has {meta.num_rows} rows, manifest says {part['rows']}"
+            )
+        if not meta.num_rows:
+            continue
+        arrow_bytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        rows = max(1, min(max_rows, MAX_BATCH_BYTES * meta.num_rows // max(1, arrow_bytes)))
+        yield from parquet.iter_batches(batch_size=rows)

@@ -25,7 +25,7 @@ from cutover.errors import IntegrityError, PolicyError
 from cutover.legacy.schema import LEGACY_TABLES
 from cutover.legacy.source import arrow_schema, read_batches
 from cutover.loading.load import load_table
-from cutover.mapping.dedupe import dedupe, review_records
+from cutover.mapping.dedupe import apply_merges, plan_merges, review_records
 from cutover.mapping.engine import MAP_BATCH_ROWS, map_batch
 from cutover.mapping.specs import SPECS
 from cutover.policy import evaluate
@@ -210,9 +210,14 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
     """Map every extracted part of one table; stage the mapped parts under ``runs/<run>/mapped``.
 
     ``as_of`` is the run's logical date: it decides two-digit years and "date in the future", so
-    two runs of the same data map it the same way whatever the clock says. A table whose spec
-    merges duplicates (patients) is deduplicated as a whole before it is staged; the review list
-    (legacy ids and scores) is staged beside it as ``_review.json``.
+    two runs of the same data map it the same way whatever the clock says.
+
+    Memory is bounded by a batch (:data:`~cutover.mapping.engine.MAP_BATCH_ROWS` rows), not by
+    the table: parts are read as a stream of batches and mapped one batch at a time. A table
+    whose spec merges duplicates (patients) is staged aside (``_unmerged``), deduplicated over
+    all its rows holding only the matcher's columns (:func:`~cutover.mapping.dedupe.plan_merges`),
+    then marked batch by batch; the review list (legacy ids and scores) is staged beside it as
+    ``_review.json``.
     """
     started = time.perf_counter()
     spec = SPECS[table]
@@ -222,10 +227,22 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
     mapped: Iterator[pa.Table] = (
         map_batch(spec, batch, as_of=as_of) for batch in iter_batches(store, source, max_rows=MAP_BATCH_ROWS)
     )
+    unmerged = f"{prefix}/_unmerged"
     if spec.merges:
-        whole, counts, review = dedupe(spec, pa.concat_tables(list(mapped)))
+        # the one global step: the mapped rows are staged aside, the merges decided over them
+        # (holding only the matcher's columns), then applied batch by batch
+        write_batches(
+            store,
+            unmerged,
+            (batch for part in mapped for batch in part.to_batches()),
+            schema=spec.staged_schema,
+            rows_per_part=ROWS_PER_PART,
+        )
+        plan = plan_merges(spec, lambda: iter_batches(store, unmerged, max_rows=MAP_BATCH_ROWS))
+        counts = plan.summary
         store.put(
-            f"{prefix}/_review.json", json.dumps({"counts": counts, "pairs": review_records(review)}).encode()
+            f"{prefix}/_review.json",
+            json.dumps({"counts": counts, "pairs": review_records(plan.review)}).encode(),
         )
         log.info(
             "deduplicated %s: %d clusters, %d merged, %d pairs for review",
@@ -234,9 +251,14 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
             counts["merged"],
             counts["review"],
         )
-        mapped = iter([whole])
+        mapped = (
+            apply_merges(spec, batch, plan)
+            for batch in iter_batches(store, unmerged, max_rows=MAP_BATCH_ROWS)
+        )
     batches = (batch for part in mapped for batch in part.to_batches())
     manifest = write_batches(store, prefix, batches, schema=spec.staged_schema, rows_per_part=ROWS_PER_PART)
+    if spec.merges:
+        store.delete_prefix(unmerged)
     seconds = time.perf_counter() - started
     log.info("mapped %s: %d rows, %.1fs", table, manifest["rows"], seconds)
     return _staged(store, table, prefix, manifest, seconds)

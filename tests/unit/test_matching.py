@@ -428,3 +428,56 @@ def test_path_accepts_str_and_path(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(a, b)
     assert set(REQUIRED_COLUMNS) <= set(a.columns)
     assert a["sex"].isin(["female", "male", "unknown"]).all()
+
+
+def _marked_whole(spec: Any, mapped: Any) -> Any:
+    """The whole-table marking as the mapping stage first did it: every survivor (singletons too) takes
+    its winning values, over one frame of every field of every patient. The reference for the batch-wise one."""
+    import pyarrow as pa
+
+    frame = mapped.to_pandas(types_mapper=pd.ArrowDtype)
+    fields = [name for name, _ in spec.columns]
+    ok = frame[frame["reason"].isna()]
+    people = ok[["legacy_id", *fields]].copy()
+    people["home_clinic_legacy_id"] = ok["ref_home_clinic_id"]
+    people["legacy_id"] = people["legacy_id"].astype(str)
+    survivor = match_patients(people).survivor.astype(str)
+    moved = survivor[survivor.index != survivor.to_numpy()]
+    by_id = pd.Series(frame.index, index=frame["legacy_id"].astype(str))
+    frame.loc[by_id[moved.index].to_numpy(), "merge_into"] = moved.to_numpy()
+    winners = survive_values(people, survivor)
+    rows = by_id[winners.index.astype(str)].to_numpy()
+    for column in [c for c in fields if c in winners.columns]:
+        frame.loc[rows, column] = winners[column].to_numpy()
+    return pa.Table.from_pandas(frame, schema=spec.staged_schema, preserve_index=False)
+
+
+def test_batch_wise_dedupe_marks_what_the_whole_table_marking_did(tmp_path: Path) -> None:
+    """Deduplication holds only the matcher's columns and marks batch by batch; the rows it stages
+    are those of marking one frame of the whole table, whatever the batch size."""
+    import pyarrow as pa
+
+    from cutover.legacy.schema import LEGACY_TABLES
+    from cutover.legacy.source import read_batches
+    from cutover.mapping.dedupe import MATCH_COLUMNS, apply_merges, plan_merges
+    from cutover.mapping.engine import map_batch
+    from cutover.mapping.specs import SPECS
+
+    path = tmp_path / "legacy.db"
+    simulate(f"sqlite:///{path}", patients=400, seed=4105)
+    spec, table = SPECS["patients"], LEGACY_TABLES["patients"]
+    raw = pa.Table.from_batches(list(read_batches(f"sqlite:///{path}", "patients", table.columns, table.key)))
+    mapped = map_batch(spec, raw, as_of=date.fromisoformat(AS_OF))
+    expected = _marked_whole(spec, mapped)
+    assert _merged(expected) > 10  # the sample has duplicates to merge
+    assert len(MATCH_COLUMNS) < len(spec.staged_schema)
+    for rows in (37, 1_000):
+        batches = mapped.to_batches(max_chunksize=rows)
+        plan = plan_merges(spec, lambda batches=batches: batches)  # type: ignore[misc]
+        marked = pa.concat_tables([apply_merges(spec, batch, plan) for batch in batches])
+        assert marked.equals(expected), f"batches of {rows} rows"
+        assert plan.summary["merged"] == _merged(expected)
+
+
+def _merged(table: Any) -> int:
+    return int(len(table) - table.column("merge_into").null_count)

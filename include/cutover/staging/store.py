@@ -99,6 +99,11 @@ class LocalStore:
         keys = self.list(prefix)
         for key in keys:
             self._path(key).unlink()
+        # folders the deletion emptied go too, as on S3 where a prefix without objects is gone
+        for folder in sorted({self._path(key).parent for key in keys}, key=lambda p: -len(p.parts)):
+            while folder != self.root and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
         return len(keys)
 
 

@@ -11,6 +11,7 @@ so a row whose parent was rejected or never existed is rejected there, in the sa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import date
@@ -18,6 +19,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cutover.mapping.normalize import REASON_DISPOSITION, Normalized
 
@@ -196,36 +198,56 @@ def _na(index: pd.Index) -> pd.Series:
     return pd.Series(pd.NA, index=index, dtype="string")
 
 
+def _text(values: pd.Series) -> pa.Array:
+    return _combine(pa.array(values.astype("string"), type=pa.large_string()))
+
+
+def _combine(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _string_series(arr: pa.Array, index: pd.Index) -> pd.Series:
+    return pd.Series(pd.StringDtype("pyarrow").__from_arrow__(arr), index=index, copy=False)
+
+
 def first_of(*codes: pd.Series) -> pd.Series:
     """The first non-missing code per row.
 
     >>> first_of(pd.Series([None, "a"]), pd.Series(["b", "c"])).tolist()
     ['b', 'a']
     """
-    out = _na(codes[0].index)
-    for code in codes:
-        out = out.fillna(code.astype("string"))
-    return out
+    return _string_series(pc.coalesce(*[_text(code) for code in codes]), codes[0].index)
 
 
 def join_flags(*flags: pd.Series) -> pd.Series:
-    """All non-missing flags per row, comma-joined and deduplicated, NA where none.
-
-    Only flagged rows (a minority) are joined one by one.
+    """All non-missing flags per row, comma-joined and deduplicated (first occurrence kept), NA where none.
 
     >>> join_flags(pd.Series([None, "a"]), pd.Series(["b", "a"])).tolist()
     ['b', 'a']
     """
-    stacked = pd.concat([f.astype("string") for f in flags], axis=1, ignore_index=True)
-    out = _na(stacked.index)
-    flagged = stacked[stacked.notna().any(axis=1)]
-    if len(flagged):
-        joined = [
-            ",".join(dict.fromkeys(v for v in row if isinstance(v, str)))
-            for row in flagged.itertuples(index=False)
-        ]
-        out.loc[flagged.index] = joined
-    return out
+    index = flags[0].index
+    columns = [c for c in map(_text, flags) if c.null_count < len(c)]  # most rules flag nothing
+    if not columns:
+        return _na(index)
+    # a flag equal to one of an earlier column in its row is dropped; the rest joined, nulls skipped
+    kept = [
+        pc.if_else(
+            pc.fill_null(
+                functools.reduce(pc.or_kleene, (pc.equal(column, earlier) for earlier in columns[:i])), False
+            ),
+            pa.scalar(None, pa.large_string()),
+            column,
+        )
+        if i
+        else column
+        for i, column in enumerate(columns)
+    ]
+    # pairwise, not null_handling="skip": pyarrow 26 drops the rows where every input is null
+    comma = pa.scalar(",", pa.large_string())
+    joined = functools.reduce(
+        lambda left, right: pc.coalesce(pc.binary_join_element_wise(left, right, comma), left, right), kept
+    )
+    return _string_series(joined, index)
 
 
 def _as_series(values: Any, index: pd.Index) -> pd.Series:

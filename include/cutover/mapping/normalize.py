@@ -201,13 +201,20 @@ def _nullify_tokens(arr: pa.Array) -> pa.Array:
     return pc.if_else(is_token, pa.scalar(None, _STR), arr)
 
 
-def _prepare(s: pd.Series) -> pa.Array:
-    """Text, control characters removed, trimmed, null tokens as null: the start of every normaliser."""
-    arr = _as_text(s)
+def _prepare_values(arr: pa.Array) -> pa.Array:
     arr = pc.replace_substring_regex(arr, _LINE_BREAK_RE, " ")
     arr = pc.replace_substring_regex(arr, _CONTROL_RE, "")
     arr = pc.utf8_trim_whitespace(arr)
     return _nullify_tokens(arr)
+
+
+def _prepare(s: pd.Series) -> pa.Array:
+    """Text, control characters removed, trimmed, null tokens as null: the start of every normaliser.
+
+    The regular expressions run over the distinct values (legacy columns repeat a lot).
+    """
+    uniques, indices = _distinct(_as_text(s))
+    return _prepare_values(uniques).take(indices)
 
 
 def _distinct(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -249,10 +256,18 @@ def _by_distinct(
     prepared: pa.Array | None = None,
 ) -> Normalized:
     """Run ``fn`` over the distinct prepared values of ``s`` and spread the results back."""
-    arr = _prepare(s) if prepared is None else prepared
-    uniques, indices = _distinct(arr)
+    if prepared is None:
+        # one pass over the rows: the distinct raw values are prepared, then told apart again
+        # (" 12" and "12" prepare alike), and the rows index through both
+        raw, raw_indices = _distinct(_as_text(s))
+        uniques, indices = _distinct(_prepare_values(raw))
+        indices = indices.take(raw_indices)
+        n = len(raw_indices)
+    else:
+        uniques, indices = _distinct(prepared)
+        n = len(prepared)
     values, reasons, flags = fn(uniques)
-    out_flags = flags.take(indices) if flags is not None else pa.nulls(len(arr), _STR)
+    out_flags = flags.take(indices) if flags is not None else pa.nulls(n, _STR)
     return Normalized(
         values=_to_series(values.take(indices), s.index, dtype),
         reasons=_to_series(reasons.take(indices), s.index, TEXT),
@@ -290,10 +305,7 @@ def _fix_mojibake(uniques: pa.Array) -> pa.Array:
     import ftfy
 
     fixed = [ftfy.fix_encoding(t) for t in uniques.take(pa.array(positions)).to_pylist()]
-    values = uniques.to_pylist()
-    for pos, text in zip(positions.tolist(), fixed, strict=True):
-        values[pos] = text
-    return pa.array(values, type=_STR)
+    return pc.replace_with_mask(uniques, suspect, pa.array(fixed, type=uniques.type))
 
 
 _C0_RE = r"[\x00-\x08\x0e-\x1f\x7f]"

@@ -27,7 +27,7 @@ from cutover.staging.store import open_store
 from cutover.validation.catalog import DERIVED, catalog
 from cutover.validation.runner import GateFailed, run_gate
 from cutover.validation.suites import count_expectations
-from cutover.validation.target_rules import npi_luhn
+from cutover.validation.target_rules import RULES, npi_luhn, table_query
 
 pytestmark = pytest.mark.slow
 
@@ -241,3 +241,15 @@ def test_the_sql_npi_check_agrees_with_the_python_one(pg_url: str) -> None:
         ]
     assert got == expected
     assert expected[:2] == [True, False]
+
+
+def test_every_rule_query_has_one_row_per_target_row(clinic: dict[str, Any]) -> None:
+    # the joins bring a parent by its key or children aggregated per row: never a second row for one t
+    with psycopg.connect(clinic["target"]) as conn:
+        for table in {r.table for r in RULES}:
+            (rows,) = conn.execute(f"SELECT count(*) FROM ({table_query(table)}) AS q").fetchone()  # type: ignore[misc]
+            (distinct,) = conn.execute(
+                f"SELECT count(DISTINCT id) FROM ({table_query(table)}) AS q"
+            ).fetchone()  # type: ignore[misc]
+            (expected,) = conn.execute(f'SELECT count(*) FROM pt."{table}"').fetchone()  # type: ignore[misc]
+            assert rows == distinct == expected > 0, table

@@ -353,7 +353,7 @@ def extract_checks(table: str) -> list[Check]:
 # --- mapped gate ---------------------------------------------------------------------------------
 
 _TYPE_LISTS: dict[str, list[str]] = {
-    "text": ["str"],
+    "text": ["str", "StringDtype"],
     "date": ["date"],
     "timestamp": ["datetime64[us]", "datetime64[ns]", "Timestamp"],
     "boolean": ["bool"],

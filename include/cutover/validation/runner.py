@@ -1,12 +1,16 @@
 """Run one validation gate: GX Core suites over the staged Parquet (streamed) or the target (in SQL).
 
-The extract and mapped gates validate part by part: each staged part is read, reduced to the
-columns the suite needs (every other column becomes an all-NULL column of the same name, so the
-column-set checks still see it and no note text or attachment is copied into pandas), validated,
-and its counts are added up, so memory holds one part at a time. Key uniqueness across parts is
-settled on the key column alone. The mapped gate checks only rows that will load (``reason`` and
-``merge_into`` NULL). The target gate runs in PostgreSQL: one GX query asset per table, its
-rules evaluated and counted by the database; only up to ten failing ids come back.
+The extract and mapped gates validate batch by batch: staged parts are read and joined into
+batches of at most :data:`BATCH_ROWS` rows, each reduced to the columns the suite needs (every
+other column becomes an all-NULL column of the same name, so the column-set checks still see it
+and no attachment is copied into pandas), validated, and its counts are added up, so memory holds
+one batch at a time. Checked columns keep pandas dtypes wherever GX allows (text as Arrow-backed
+strings, see :func:`_column`), so GX evaluates a million rows in vectorised pandas and Arrow rather
+than a Python call per value; what remains is GX's fixed cost per expectation and batch. Key
+uniqueness across batches is settled on the key column alone. The mapped gate checks only rows
+that will load (``reason`` and ``merge_into`` NULL). The target gate runs in PostgreSQL: one GX
+query asset per table, which GX materialises once into a temporary table, its rules evaluated
+and counted by the database; only up to ten failing ids come back.
 
 PHI: GX is asked for ids only (``unexpected_index_column_names`` with
 ``exclude_unexpected_values``), and its raw results never leave memory. What is stored, rendered
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -47,6 +52,10 @@ MAX_IDS = 10
 """Failing record ids kept per expectation."""
 WITHHELD = "withheld"
 """What the data docs show in place of an unexpected value."""
+
+BATCH_ROWS = 250_000
+"""Rows GX validates at once: staged parts are joined up to this many rows. GX's cost per
+expectation and batch is fixed, so a big table is validated in few batches; memory holds one."""
 
 Status = Literal["ok", "warning", "failed"]
 
@@ -109,8 +118,10 @@ class _Tally:
     errors: int = 0
 
     def add_ids(self, ids: list[str]) -> None:
-        if len(self.ids) < MAX_IDS:
-            self.ids.extend(ids[: MAX_IDS - len(self.ids)])
+        """Keep the first ten distinct ids (the rows of one legacy record, or a duplicated key, share one)."""
+        for i in ids:
+            if len(self.ids) < MAX_IDS and i not in self.ids:
+                self.ids.append(i)
 
 
 # --- GX context ----------------------------------------------------------------------------------
@@ -157,16 +168,33 @@ def _context(out_dir: Path) -> Any:
     return gx.get_context(project_config=config, mode="ephemeral")
 
 
-def _result_format(id_column: str, *, sql: bool) -> dict[str, Any]:
-    # pandas returns failing ids only with COMPLETE; SQL returns up to partial_unexpected_count with SUMMARY
-    # (a LIMIT in the database), so a bad target never streams every failing id into Python.
+def _result_format(id_column: str) -> dict[str, Any]:
+    # SUMMARY: counts and up to partial_unexpected_count failing ids (a LIMIT in the database, a slice in
+    # pandas), so a bad batch never streams every failing id into Python; no index query (for pandas it
+    # would list every failing index)
     return {
-        "result_format": "SUMMARY" if sql else "COMPLETE",
+        "result_format": "SUMMARY",
         "unexpected_index_column_names": [id_column],
         "exclude_unexpected_values": True,
         "partial_unexpected_count": MAX_IDS,
         "include_unexpected_rows": False,
+        "return_unexpected_index_query": False,
     }
+
+
+def _validator(definition: Any, id_column: str, **batch_parameters: Any) -> Any:
+    """GX's validator of one batch (``validate_expectation_suite``), which gets its batch once.
+
+    GX's ``Batch.validate`` builds the batch a second time: for pandas it hashes the whole frame
+    again, for a query asset it materialises the query again.
+    """
+    from great_expectations.validator.v1_validator import Validator
+
+    return Validator(
+        batch_definition=definition,
+        batch_parameters=batch_parameters or None,
+        result_format=_result_format(id_column),
+    )
 
 
 def _ids(result: dict[str, Any], id_column: str) -> list[str]:
@@ -225,37 +253,67 @@ def _referenced(checks: list[Check]) -> set[str]:
     return columns
 
 
+def _column(values: pa.ChunkedArray) -> Any:
+    """One checked column as GX's pandas engine reads it fastest without changing what a check means.
+
+    GX checks a column's type once when the column has a pandas dtype, and each value's Python type
+    when it holds Python objects; it compares ranges vectorised on int64 and float64 only.
+
+    - text: pandas' string dtype (Arrow-backed, ``StringDtype`` in the suites' type lists): nulls,
+      code sets, patterns and duplicates are found in Arrow, not one Python call per value;
+    - integers and booleans without NULLs: numpy (int16 and int32 widened to int64, which every
+      integer type list names); with NULLs: Python objects, type-checked value by value;
+    - dates: ``datetime.date`` objects (GX's ``date`` is a Python type);
+    - binary: whether a value is there, never the bytes.
+    """
+    import pandas as pd
+
+    kind = values.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return values.to_pandas(types_mapper=lambda _: pd.StringDtype())
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return pc.if_else(pc.is_valid(values), True, pa.scalar(None, pa.bool_())).to_pandas()
+    if pa.types.is_integer(kind) and not values.null_count:
+        return values.to_pandas().astype("int64")
+    return values.to_pandas(integer_object_nulls=True, date_as_object=True)
+
+
 def _frame(table: pa.Table, checks: list[Check], id_column: str) -> Any:
-    """The pandas frame GX validates: needed columns as Python objects, the rest all-NULL placeholders."""
+    """The pandas frame GX validates: the checked columns (see :func:`_column`) and derived checks;
+    every other column an all-NULL placeholder of the same name, for the column-set check."""
+    import pandas as pd
+
     needed = _referenced(checks) | {id_column}
-    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
-    for name in table.column_names:
-        col = table[name]
-        if name not in needed:
-            columns[name] = pa.nulls(table.num_rows)
-        elif pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
-            columns[name] = pc.if_else(pc.is_valid(col), True, pa.scalar(None, pa.bool_()))
-        else:
-            columns[name] = col
+    placeholder = np.full(table.num_rows, np.nan)
+    columns: dict[str, Any] = {
+        name: _column(table[name]) if name in needed else placeholder for name in table.column_names
+    }
     for c in checks:
         if c.derived:
-            columns[str(c.kwargs["column"])] = DERIVED[c.derived](table)
-    frame = pa.table(columns).to_pandas(integer_object_nulls=True, date_as_object=True)
-    for name, col in columns.items():
-        if name in needed and (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-            values = frame[name]
-            frame[name] = values.astype(object).where(values.notna(), None)
-    return frame
+            flags = DERIVED[c.derived](table)
+            columns[str(c.kwargs["column"])] = flags.to_pandas(types_mapper=lambda _: pd.BooleanDtype())
+    return pd.DataFrame(columns)
 
 
-def _parts(store: Store, prefix: str, *, mapped: bool) -> Iterator[pa.Table]:
+def _batches(store: Store, prefix: str, *, mapped: bool, max_rows: int) -> Iterator[pa.Table]:
+    """The staged parts of a table, joined into batches of at most ``max_rows`` rows (a part larger
+    than that is a batch of its own); at least one batch when the table has a part."""
+    pending: list[pa.Table] = []
+    rows = 0
     for part in read_manifest(store, prefix)["parts"]:
         table = read_part(store, part)
-        yield _loadable(table) if mapped else table
+        table = _loadable(table) if mapped else table
+        if pending and rows + table.num_rows > max_rows:
+            yield pa.concat_tables(pending)
+            pending, rows = [], 0
+        pending.append(table)
+        rows += table.num_rows
+    if pending:
+        yield pa.concat_tables(pending)
 
 
-def _unique_across_parts(keys: list[pa.Array], tally: _Tally) -> None:
-    """Replace a per-part uniqueness count by the count over all parts (key column only)."""
+def _unique_across_batches(keys: list[pa.Array], tally: _Tally) -> None:
+    """Replace a per-batch uniqueness count by the count over all batches (key column only)."""
     everything = pa.chunked_array(keys).combine_chunks()
     counts = pc.value_counts(everything.drop_null())
     dup = counts.filter(pc.greater(counts.field("counts"), 1))
@@ -266,24 +324,27 @@ def _unique_across_parts(keys: list[pa.Array], tally: _Tally) -> None:
 def _validate_parquet(ctx: Any, gate: Gate, table: str, store: Store, run_id: str) -> dict[str, _Tally]:
     checks = catalog().by_gate[gate][table]
     suite = ctx.suites.get(suite_name(gate, table))
-    asset = ctx.data_sources.add_pandas(f"{gate}_{table}").add_dataframe_asset(table)
-    definition = asset.add_batch_definition_whole_dataframe("part")
+    source = ctx.data_sources.add_pandas(f"{gate}_{table}")
+    definition = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("batch")
     mapped = gate == "mapped"
     id_column = "legacy_id" if mapped else LEGACY_TABLES[table].key
     unique = [c for c in checks if c.expectation == "ExpectColumnValuesToBeUnique"]
     keys: dict[str, list[pa.Array]] = {c.name: [] for c in unique}
     tallies: dict[str, _Tally] = {}
-    parts = 0
+    batches = 0
     prefix = f"runs/{run_key(run_id)}/{gate}/{table}"
-    for part in _parts(store, prefix, mapped=mapped):
-        parts += 1
-        batch = definition.get_batch(batch_parameters={"dataframe": _frame(part, checks, id_column)})
-        _tally(tallies, batch.validate(suite, result_format=_result_format(id_column, sql=False)), id_column)
+    for batch in _batches(store, prefix, mapped=mapped, max_rows=BATCH_ROWS):
+        batches += 1
+        frame = _frame(batch, checks, id_column)
+        validation = _validator(definition, id_column, dataframe=frame).validate_expectation_suite(suite)
+        _tally(tallies, validation, id_column)
         for c in unique:
-            keys[c.name].append(pc.cast(part[str(c.kwargs["column"])], pa.string()).combine_chunks())
-    if parts > 1:
+            keys[c.name].append(pc.cast(batch[str(c.kwargs["column"])], pa.string()).combine_chunks())
+    if batches > 1:
         for c in unique:
-            _unique_across_parts(keys[c.name], tallies[c.name])
+            _unique_across_batches(keys[c.name], tallies[c.name])
+    # the data source's execution engine keeps its last batch (the frame) cached: let it go
+    ctx.data_sources.delete(source.name)
     return tallies
 
 
@@ -297,32 +358,59 @@ def _sqlalchemy_url(url: str) -> str:
     return url
 
 
-def _validate_target(ctx: Any, table: str, target_url: str) -> dict[str, _Tally]:
-    from cutover.validation.target_rules import table_query
+def _target_source(ctx: Any, target_url: str) -> Any:
+    """The target as a GX SQL data source whose query assets GX materialises (``create_temp_table``).
 
-    suite = ctx.suites.get(suite_name("target", table))
+    GX runs a table's rule query once, into a temporary table of the session, and computes every
+    metric of the suite (counts, failing ids) from that table; without it, each expectation's
+    counts and ids would run the whole query (every rule, every join) again. A temporary table
+    needs no privilege beyond the database's default TEMP, and goes with the session.
+    """
     try:
-        if "target" in ctx.data_sources.all():
-            datasource = ctx.data_sources.get("target")
-        elif urlsplit(target_url).hostname:
-            datasource = ctx.data_sources.add_postgres(
-                "target", connection_string=_sqlalchemy_url(target_url)
+        if urlsplit(target_url).hostname:
+            return ctx.data_sources.add_postgres(
+                "target", connection_string=_sqlalchemy_url(target_url), create_temp_table=True
             )
-        else:
-            # a Unix-socket URL (the embedded server: ``postgresql://user@/db?host=/dir``) has no host,
-            # which GX's PostgreSQL source refuses; its generic SQL source takes any SQLAlchemy URL
-            datasource = ctx.data_sources.add_sql("target", connection_string=_sqlalchemy_url(target_url))
-        batch = (
-            datasource.add_query_asset(table, query=table_query(table))
-            .add_batch_definition_whole_table("all")
-            .get_batch()
+        # a Unix-socket URL (the embedded server: ``postgresql://user@/db?host=/dir``) has no host,
+        # which GX's PostgreSQL source refuses; its generic SQL source takes any SQLAlchemy URL
+        return ctx.data_sources.add_sql(
+            "target", connection_string=_sqlalchemy_url(target_url), create_temp_table=True
         )
     except Exception as exc:  # GX's connection errors quote the URL, password included: never chain them
         raise TransientError(
             f"target gate: cannot reach the target database ({type(exc).__name__})"
         ) from None
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a database error is about the connection (a retry may help) rather than the query."""
+    import sqlalchemy.exc
+
+    return isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError) or bool(
+        getattr(exc, "connection_invalidated", False)
+    )
+
+
+def _validate_target(ctx: Any, source: Any, table: str) -> dict[str, _Tally]:
+    from cutover.validation.target_rules import table_query
+
+    suite = ctx.suites.get(suite_name("target", table))
+    definition = source.add_query_asset(table, query=table_query(table)).add_batch_definition_whole_table(
+        "all"
+    )
+    validator = _validator(definition, "id")
+    try:
+        validator.active_batch_id  # noqa: B018 - loads the batch: GX materialises the rule columns here
+    except Exception as exc:  # the message quotes the SQL: only the class name is kept
+        if _unreachable(exc):
+            raise TransientError(
+                f"target gate: cannot reach the target database ({type(exc).__name__})"
+            ) from None
+        log.error("target gate: the rules of %s could not be evaluated (%s)", table, type(exc).__name__)
+        checks = catalog().by_gate["target"][table]
+        return {c.name: _Tally(elements=1, unexpected=1, errors=1) for c in checks}
     tallies: dict[str, _Tally] = {}
-    _tally(tallies, batch.validate(suite, result_format=_result_format("id", sql=True)), "id")
+    _tally(tallies, validator.validate_expectation_suite(suite), "id")
     return tallies
 
 
@@ -438,6 +526,23 @@ def _store_for_docs(ctx: Any, gate: Gate, table: str, results: list[ExpectationR
     return key
 
 
+def _suite_pages(out_dir: Path, gate: Gate) -> list[Any]:
+    """The suite pages to render: this gate's, and another gate's where ``out_dir`` does not hold it yet.
+
+    A suite page shows the suite alone, which is generated from the code: the pages an earlier gate of
+    the run rendered into the folder are the same pages (rendering all 48 took about a second a gate).
+    """
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    pages = out_dir / "data_docs" / "expectations"
+    return [
+        ExpectationSuiteIdentifier(name=suite_name(g, t))
+        for g in GATES
+        for t in catalog().by_gate[g]
+        if g == gate or not (pages / g / f"{t}.html").exists()
+    ]
+
+
 def _target_tables(tables: list[str] | None) -> list[str]:
     known = list(catalog().by_gate["target"])
     if tables is None:
@@ -475,7 +580,11 @@ def run_gate(
         if not target_url:
             raise TerminalError("the target gate needs target_url")
         names = _target_tables(tables)
-        tallies = {t: _validate_target(ctx, t, target_url) for t in names}
+        source = _target_source(ctx, target_url)
+        try:
+            tallies = {t: _validate_target(ctx, source, t) for t in names}
+        finally:
+            source.get_engine().dispose()  # closes the session: its temporary tables go with it
         _legacy_ids(target_url, tallies)
     else:
         store = open_store(store_url)
@@ -487,10 +596,9 @@ def run_gate(
         found = [_verdict(c, tallies[table].get(c.name, _Tally())) for c in catalog().by_gate[gate][table]]
         keys.append(_store_for_docs(ctx, gate, table, found, run_id))
         results.extend(found)
-    # every suite page and this gate's result pages are rendered; the index lists every gate's results in out_dir
-    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
-
-    keys += [ExpectationSuiteIdentifier(name=suite_name(g, t)) for g in GATES for t in catalog().by_gate[g]]
+    # this gate's result and suite pages are rendered, and the other gates' suite pages the folder lacks;
+    # the index lists every gate's suites and results in out_dir
+    keys += _suite_pages(out_dir, gate)
     docs = ctx.build_data_docs(site_names=["cutover"], resource_identifiers=keys)
     report = GateReport(
         gate=gate,

@@ -2,10 +2,12 @@
 
 Each rule is a boolean SQL expression over one row ``t`` of a target table: true passes, false
 fails, NULL means the rule does not apply to the row (an open episode has no discharge to
-check). The gate builds one query per table, ``SELECT t.id, <rule> AS <name>, … FROM pt.<table>
-t``, hands it to GX as a query asset on a PostgreSQL datasource, and expects every rule column to
-be true: PostgreSQL evaluates the rules and counts the failures, and only the ids of up to ten
-failing rows come back.
+check). What a rule reads beyond its row comes through the :data:`JOINS` it names: the row's
+parent on its primary key, or the row's children aggregated per row, joined once per table. The
+gate builds one query per table, ``SELECT t.id, <rule> AS <name>, … FROM pt.<table> t <joins>``,
+hands it to GX as a query asset on a PostgreSQL datasource, and expects every rule column to be
+true: PostgreSQL evaluates the rules once per table (GX materialises the query into a temporary
+table) and counts the failures, and only the ids of up to ten failing rows come back.
 
 What the schema's CHECK constraints already enforce (formats, code sets, discharge after start,
 score ranges) is repeated here only where a PT rule names it, so the evidence shows it was
@@ -34,9 +36,12 @@ class TargetRule:
     """Target table (``pt.<table>``); the rule's row is ``t``."""
     name: str
     sql: str
-    """Boolean SQL over ``t``: true passes, false fails, NULL does not apply."""
+    """Boolean SQL over ``t`` and the joins it names: true passes, false fails, NULL does not apply."""
     why: str
     dimension: Dimension = "plausibility"
+    joins: tuple[str, ...] = ()
+    """Keys of :data:`JOINS` the rule reads: the row's parent (by its id) or a per-row aggregate of its
+    children; a table's query joins each once, however many of its rules read it."""
 
 
 def _in_list(values: frozenset[str] | set[str]) -> str:
@@ -48,12 +53,17 @@ def npi_luhn(column: str) -> str:
 
     Digits 1, 3, 5, 7, 9 are doubled (their digit sum taken); the rest are added as they are. ``mod()``
     rather than ``%``: the query passes through SQLAlchemy and psycopg, where ``%`` starts a parameter.
+    Written out digit by digit, so it is arithmetic on the row rather than a subquery per row.
     """
-    return (
-        f"CASE WHEN {column} ~ '^[0-9]{{10}}$' THEN mod(24 + (SELECT sum(CASE WHEN mod(i, 2) = 1"
-        f" THEN 2 * d - CASE WHEN d > 4 THEN 9 ELSE 0 END ELSE d END)"
-        f" FROM (SELECT i, substr({column}, i, 1)::int AS d FROM generate_series(1, 10) AS i) AS n), 10) = 0 END"
+
+    def digit(i: int) -> str:
+        return f"substr({column}, {i}, 1)::int"
+
+    doubled = " + ".join(
+        f"2 * {digit(i)} - CASE WHEN {digit(i)} > 4 THEN 9 ELSE 0 END" for i in (1, 3, 5, 7, 9)
     )
+    plain = " + ".join(digit(i) for i in (2, 4, 6, 8, 10))
+    return f"CASE WHEN {column} ~ '^[0-9]{{10}}$' THEN mod(24 + {doubled} + {plain}, 10) = 0 END"
 
 
 def _score_in_range() -> str:
@@ -76,13 +86,45 @@ def _icd10cm(column: str) -> str:
 
 _EVALUATION_OR_REPORT = "('initial_evaluation', 'progress_report', 're_evaluation')"
 _TREATMENT_NOTES = "('initial_evaluation', 'daily_note', 'progress_report', 're_evaluation')"
+_TIMED = f"minutes IS NOT NULL AND cpt_code IN ({_in_list(codes.TIMED_CODES)})"
+# an episode's visits in chart order: by date, an evaluation first among a day's notes, then by id
+_VISIT_ORDER = "visit_date, (note_type = 'initial_evaluation') DESC, id"
+
+JOINS: dict[str, str] = {
+    "episode": "LEFT JOIN pt.episode AS e ON e.id = t.episode_id",
+    "patient": "LEFT JOIN pt.patient AS p ON p.id = t.patient_id",
+    "visit": "LEFT JOIN pt.visit AS v ON v.id = t.visit_id",
+    "episodes_of_patient": "LEFT JOIN (SELECT DISTINCT patient_id FROM pt.episode) AS pe ON pe.patient_id = t.id",
+    "first_visit": "LEFT JOIN (SELECT DISTINCT ON (episode_id) episode_id,"
+                   " note_type = 'initial_evaluation' AS is_evaluation FROM pt.visit"
+                   f" ORDER BY episode_id, {_VISIT_ORDER}) AS fv ON fv.episode_id = t.id",
+    # the visits since the last evaluation, re-evaluation or progress report form a run; the longest run
+    "progress_runs": "LEFT JOIN (SELECT episode_id, max(n) AS longest FROM (SELECT episode_id, count(*) AS n"
+                     " FROM (SELECT episode_id, sum(CASE WHEN note_type IN"
+                     f" {_EVALUATION_OR_REPORT} THEN 1 ELSE 0 END) OVER (PARTITION BY episode_id ORDER BY"
+                     f" {_VISIT_ORDER}) AS run FROM pt.visit) AS s GROUP BY episode_id, run) AS r"
+                     " GROUP BY episode_id) AS pr ON pr.episode_id = t.id",
+    "visits_in_authorization": "LEFT JOIN (SELECT a.id, count(*) AS n FROM pt.\"authorization\" AS a"
+                               " JOIN pt.visit AS v ON v.episode_id = a.episode_id AND v.visit_date BETWEEN"
+                               " coalesce(a.start_date, '-infinity'::date) AND coalesce(a.end_date, 'infinity'::date)"
+                               " GROUP BY a.id) AS av ON av.id = t.id",
+    "procedure_lines": "LEFT JOIN (SELECT visit_id, count(*) FILTER (WHERE timed) AS timed_lines, sum(units)"
+                       " FILTER (WHERE timed) AS timed_units, sum(minutes) FILTER (WHERE timed) AS timed_minutes"
+                       f" FROM (SELECT visit_id, units, minutes, {_TIMED} AS timed FROM pt.procedure_line) AS l"
+                       " GROUP BY visit_id) AS pl ON pl.visit_id = t.id",
+}  # fmt: skip
+"""What rules read beyond their own row, as joins that keep one row per ``t``: a parent on its primary
+key, or children aggregated per parent. A parent's value is only read where the parent row exists
+(``CASE WHEN e.id IS NOT NULL``), as a scalar subquery reads NULL where it finds no row. PostgreSQL
+joins and aggregates each once per table (hash joins), where a subquery per rule and row would probe
+an index for every row."""
 
 RULES: tuple[TargetRule, ...] = (
     # patient
     TargetRule("patient", "birth_date_plausible", "t.birth_date BETWEEN DATE '1900-01-01' AND current_date",
                "a date of birth between 1900 and today"),
-    TargetRule("patient", "has_episode", "EXISTS (SELECT 1 FROM pt.episode e WHERE e.patient_id = t.id)",
-               "a migrated patient has at least one episode of care", "completeness"),
+    TargetRule("patient", "has_episode", "pe.patient_id IS NOT NULL",
+               "a migrated patient has at least one episode of care", "completeness", ("episodes_of_patient",)),
     TargetRule("patient", "has_contact", "coalesce(t.phone_home, t.phone_mobile, t.email) IS NOT NULL",
                "a patient can be reached: a phone or an e-mail", "completeness"),
     # provider, referring physician
@@ -95,39 +137,29 @@ RULES: tuple[TargetRule, ...] = (
     # episode
     TargetRule("episode", "discharge_after_start", "t.discharge_date >= t.start_date",
                "discharge is on or after the start of the episode"),
-    TargetRule("episode", "start_after_birth",
-               "(SELECT t.start_date >= p.birth_date FROM pt.patient p WHERE p.id = t.patient_id)",
-               "an episode starts after the patient's birth"),
+    TargetRule("episode", "start_after_birth", "CASE WHEN p.id IS NOT NULL THEN t.start_date >= p.birth_date END",
+               "an episode starts after the patient's birth", joins=("patient",)),
     TargetRule("episode", "discharged_has_date",
                "CASE WHEN t.status = 'discharged' THEN t.discharge_date IS NOT NULL END",
                "a discharged episode records its discharge date", "completeness"),
-    TargetRule("episode", "opens_with_evaluation",
-               "(SELECT v.note_type = 'initial_evaluation' FROM pt.visit v WHERE v.episode_id = t.id"
-               " ORDER BY v.visit_date, (v.note_type = 'initial_evaluation') DESC, v.id LIMIT 1)",
-               "an initial evaluation opens every episode (its first visit)", "completeness"),
-    TargetRule("episode", "progress_note_every_10_visits",
-               "(SELECT max(n) <= 10 FROM (SELECT count(*) AS n FROM (SELECT sum(CASE WHEN v.note_type IN "
-               f"{_EVALUATION_OR_REPORT} THEN 1 ELSE 0 END) OVER (ORDER BY v.visit_date,"
-               " (v.note_type = 'initial_evaluation') DESC, v.id) AS g FROM pt.visit v WHERE v.episode_id = t.id)"
-               " AS s GROUP BY g) AS c)",
+    TargetRule("episode", "opens_with_evaluation", "fv.is_evaluation",
+               "an initial evaluation opens every episode (its first visit)", "completeness", ("first_visit",)),
+    TargetRule("episode", "progress_note_every_10_visits", "pr.longest <= 10",
                "an evaluation, re-evaluation or progress report at least every 10 visits (Medicare)",
-               "completeness"),
+               "completeness", ("progress_runs",)),
     # authorization
     TargetRule("authorization", "used_within_authorized", "t.visits_used <= t.visits_authorized",
                "visits used (as recorded) do not exceed the visits authorized"),
-    TargetRule("authorization", "visits_within_authorized",
-               "(SELECT count(*) FROM pt.visit v WHERE v.episode_id = t.episode_id AND v.visit_date"
-               " BETWEEN coalesce(t.start_date, '-infinity'::date) AND coalesce(t.end_date, 'infinity'::date))"
-               " <= t.visits_authorized",
-               "the episode's visits in the authorization's dates do not exceed the visits authorized"),
+    TargetRule("authorization", "visits_within_authorized", "coalesce(av.n, 0) <= t.visits_authorized",
+               "the episode's visits in the authorization's dates do not exceed the visits authorized",
+               joins=("visits_in_authorization",)),
     TargetRule("authorization", "dates_ordered", "t.end_date >= t.start_date",
                "an authorization ends on or after its start"),
     # plan of care
     TargetRule("plan_of_care", "certified_within_30_days",
-               "(SELECT t.certified_on IS NOT NULL AND t.certified_on <= e.start_date + 30"
-               " FROM pt.episode e WHERE e.id = t.episode_id)",
+               "CASE WHEN e.id IS NOT NULL THEN t.certified_on IS NOT NULL AND t.certified_on <= e.start_date + 30 END",
                "a physician certified the plan of care within 30 days of the episode's start (Medicare)",
-               "completeness"),
+               "completeness", ("episode",)),
     TargetRule("plan_of_care", "recertified_within_90_days", "t.recertified_on <= t.certified_on + 90",
                "a recertification comes at most 90 days after the certification (Medicare)"),
     TargetRule("plan_of_care", "certifying_npi_luhn", npi_luhn("t.certifying_npi"),
@@ -136,26 +168,24 @@ RULES: tuple[TargetRule, ...] = (
                "a plan of care names at least one diagnosis", "completeness"),
     # visit
     TargetRule("visit", "within_episode",
-               "(SELECT t.visit_date >= e.start_date AND (e.discharge_date IS NULL OR t.visit_date <= e.discharge_date)"
-               " FROM pt.episode e WHERE e.id = t.episode_id)",
-               "a visit falls within its episode's dates (reopened cases are flagged visit_after_discharge)"),
-    TargetRule("visit", "after_birth",
-               "(SELECT t.visit_date >= p.birth_date FROM pt.patient p WHERE p.id = t.patient_id)",
-               "a visit is after the patient's birth"),
-    TargetRule("visit", "patient_matches_episode",
-               "(SELECT e.patient_id = t.patient_id FROM pt.episode e WHERE e.id = t.episode_id)",
-               "a visit belongs to the same patient as its episode (after duplicate merges)", "conformance"),
+               "CASE WHEN e.id IS NOT NULL THEN t.visit_date >= e.start_date"
+               " AND (e.discharge_date IS NULL OR t.visit_date <= e.discharge_date) END",
+               "a visit falls within its episode's dates (reopened cases are flagged visit_after_discharge)",
+               joins=("episode",)),
+    TargetRule("visit", "after_birth", "CASE WHEN p.id IS NOT NULL THEN t.visit_date >= p.birth_date END",
+               "a visit is after the patient's birth", joins=("patient",)),
+    TargetRule("visit", "patient_matches_episode", "CASE WHEN e.id IS NOT NULL THEN e.patient_id = t.patient_id END",
+               "a visit belongs to the same patient as its episode (after duplicate merges)", "conformance",
+               ("episode",)),
     TargetRule("visit", "signed_on_or_after_visit", "t.signed_on >= t.visit_date",
                "a note is signed on or after the visit"),
     TargetRule("visit", "has_procedure",
-               f"CASE WHEN t.note_type IN {_TREATMENT_NOTES} THEN EXISTS (SELECT 1 FROM pt.procedure_line pl"
-               " WHERE pl.visit_id = t.id) END",
-               "a treatment visit bills at least one procedure line", "completeness"),
+               f"CASE WHEN t.note_type IN {_TREATMENT_NOTES} THEN pl.visit_id IS NOT NULL END",
+               "a treatment visit bills at least one procedure line", "completeness", ("procedure_lines",)),
     TargetRule("visit", "timed_units_8_minute",
-               "(SELECT CASE WHEN count(*) > 0 THEN sum(pl.units) <= (sum(pl.minutes) + 7) / 15 END"
-               " FROM pt.procedure_line pl WHERE pl.visit_id = t.id AND pl.minutes IS NOT NULL"
-               f" AND pl.cpt_code IN ({_in_list(codes.TIMED_CODES)}))",
-               "a visit's timed units do not exceed what its total timed minutes allow (Medicare 8-minute rule)"),
+               "CASE WHEN pl.timed_lines > 0 THEN pl.timed_units <= (pl.timed_minutes + 7) / 15 END",
+               "a visit's timed units do not exceed what its total timed minutes allow (Medicare 8-minute rule)",
+               joins=("procedure_lines",)),
     # procedure line
     TargetRule("procedure_line", "untimed_one_unit",
                f"CASE WHEN t.cpt_code IN ({_in_list(codes.ONE_UNIT_CODES)}) THEN t.units <= 1 END",
@@ -169,14 +199,14 @@ RULES: tuple[TargetRule, ...] = (
     TargetRule("outcome_measure", "score_in_range", _score_in_range(),
                "scores lie in the instrument's range: LEFS 0-80, ODI 0-100, NDI 0-50, QuickDASH 0-100, PSFS 0-10"),
     TargetRule("outcome_measure", "measured_within_episode",
-               "(SELECT t.measured_on >= e.start_date AND (e.discharge_date IS NULL OR t.measured_on <= e.discharge_date)"
-               " FROM pt.episode e WHERE e.id = t.episode_id)",
-               "an outcome is measured within its episode"),
+               "CASE WHEN e.id IS NOT NULL THEN t.measured_on >= e.start_date"
+               " AND (e.discharge_date IS NULL OR t.measured_on <= e.discharge_date) END",
+               "an outcome is measured within its episode", joins=("episode",)),
     # charge
     TargetRule("charge", "amount_positive", "t.amount_cents > 0", "a charge is a positive amount"),
-    TargetRule("charge", "patient_matches_visit",
-               "(SELECT v.patient_id = t.patient_id FROM pt.visit v WHERE v.id = t.visit_id)",
-               "a charge belongs to the same patient as its visit (after duplicate merges)", "conformance"),
+    TargetRule("charge", "patient_matches_visit", "CASE WHEN v.id IS NOT NULL THEN v.patient_id = t.patient_id END",
+               "a charge belongs to the same patient as its visit (after duplicate merges)", "conformance",
+               ("visit",)),
 )  # fmt: skip
 """Every target rule, grouped by table in load order."""
 
@@ -187,10 +217,15 @@ def rule_column(rule: TargetRule) -> str:
 
 @cache
 def table_query(table: str) -> str:
-    """One query per target table: the row id and one boolean column per rule."""
+    """One query per target table: the row id and one boolean column per rule, one row per row of the table.
+
+    >>> table_query("charge").split(" FROM ")[1]
+    'pt."charge" AS t LEFT JOIN pt.visit AS v ON v.id = t.visit_id'
+    """
     rules = [r for r in RULES if r.table == table]
     columns = ", ".join(f"({r.sql}) AS {rule_column(r)}" for r in rules)
-    return f'SELECT t.id, {columns} FROM pt."{table}" AS t'
+    joins = "".join(f" {JOINS[j]}" for j in dict.fromkeys(j for r in rules for j in r.joins))
+    return f'SELECT t.id, {columns} FROM pt."{table}" AS t{joins}'
 
 
 def target_checks(table: str) -> list[Check]:

@@ -669,15 +669,17 @@ def split_person_name(s: pd.Series) -> pd.DataFrame:
 def join_person_name(parts: pd.DataFrame) -> pd.Series:
     """The inverse of :func:`split_person_name`: ``Family, Given Middle Suffix`` (NA without a family).
 
-    >>> join_person_name(split_person_name(pd.Series(["SMITH JR, JOHN A"]))).tolist()
-    ['Smith, John A Jr']
+    A family name alone keeps its comma (``Na,``): alone, ``Na`` or ``-`` would read as a null token.
+
+    >>> join_person_name(split_person_name(pd.Series(["SMITH JR, JOHN A", "NA,"]))).tolist()
+    ['Smith, John A Jr', 'Na,']
     """
     tail = (
         (parts["given"].fillna("").str.cat([parts["middle"].fillna(""), parts["suffix"].fillna("")], sep=" "))
         .str.replace(r" +", " ", regex=True)
         .str.strip()
     )
-    joined = parts["family"].str.cat(tail, sep=", ").str.rstrip(", ")
+    joined = parts["family"].str.cat(tail, sep=", ").str.rstrip(" ")
     return joined.astype(TEXT)
 
 
@@ -716,11 +718,93 @@ def sex_code(s: pd.Series) -> Normalized:
     return _by_distinct(s, run, TEXT)
 
 
+_NANP_RE = (
+    r"^(?:\+1[ .-]?|1[ .-]?)?(?:\((?P<a>[2-9][0-9]{2})\)|(?P<b>[2-9][0-9]{2}))[ .-]?"
+    r"(?P<x>[0-9]{3})[ .-]?(?P<y>[0-9]{4})$"
+)
+"""A North American number written plainly (``617-234-5678``, ``(617) 234-5678``, ``617.234.5678``,
+``6172345678``, ``+1 617 234 5678``): ``phonenumbers`` reads it as country code 1 and these ten
+digits, so it is read here without it (extensions and anything else still go through it)."""
+
+_NUMBER_TYPES: Final = (
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "fixed_line",
+    "mobile",
+)
+
+
+def _desc_matches(digits: pa.Array, desc: object) -> np.ndarray:
+    """``phonenumbers``' ``_is_number_matching_desc`` over an array: a possible length and a full match."""
+    n = len(digits)
+    pattern = getattr(desc, "national_number_pattern", None) if desc is not None else None
+    if not pattern:
+        return np.zeros(n, dtype=bool)
+    lengths = getattr(desc, "possible_length", ()) or ()
+    ok = _np(pc.match_substring_regex(digits, f"^(?:{pattern})$"))
+    if lengths:
+        ok &= np.isin(pc.utf8_length(digits).to_numpy(zero_copy_only=False), list(lengths))
+    return ok
+
+
+def _known_type(digits: pa.Array, metadata: object) -> np.ndarray:
+    """``phonenumbers``' ``_number_type_helper(...) != UNKNOWN``: the general pattern and any type's."""
+    known = _desc_matches(digits, getattr(metadata, "general_desc", None))
+    if known.any():
+        typed = np.zeros(len(digits), dtype=bool)
+        for name in _NUMBER_TYPES:
+            typed |= _desc_matches(digits, getattr(metadata, name, None))
+        known &= typed
+    return known
+
+
+def _nanp_valid(digits: pa.Array) -> np.ndarray:
+    """``phonenumbers.is_valid_number`` for country code 1 and these national numbers, over an array.
+
+    As ``phonenumbers`` does: the number's region is the first of the code's regions whose leading
+    digits it starts with (or, for a region without leading digits, whose patterns it matches), and
+    it is valid when it matches one of that region's number types. Same metadata, RE2 instead of
+    ``re`` (the patterns are plain digit classes and alternations, which both read alike).
+    """
+    from phonenumbers import PhoneMetadata
+    from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+    valid = np.zeros(len(digits), dtype=bool)
+    open_ = np.ones(len(digits), dtype=bool)  # region not decided yet
+    for region in COUNTRY_CODE_TO_REGION_CODE[1]:
+        rows = np.flatnonzero(open_)
+        if rows.size == 0:
+            break
+        metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
+        if metadata is None:
+            continue
+        sub = digits.take(pa.array(rows))
+        if metadata.leading_digits is not None:
+            mine = _np(pc.match_substring_regex(sub, f"^(?:{metadata.leading_digits})"))
+            mine_rows = rows[mine]
+            valid[mine_rows] = _known_type(sub.filter(pa.array(mine)), metadata)
+        else:
+            known = _known_type(sub, metadata)
+            mine_rows = rows[known]
+            valid[mine_rows] = True
+        open_[mine_rows] = False
+    return valid
+
+
 def phone_e164(s: pd.Series, region: str = "US") -> Normalized:
     """Any written phone number -> E.164 (``+15551234567``) via ``phonenumbers``, once per distinct value.
 
     An extension (``x12``) is dropped, flagged ``phone_extension_dropped``. A number
     ``phonenumbers`` cannot parse or does not hold valid for its region -> ``phone_invalid``.
+    With ``region="US"``, numbers written plainly (:data:`_NANP_RE`, nearly all of them) are read and
+    validated over the whole array with ``phonenumbers``' own metadata (:func:`_nanp_valid`), the
+    same answer at a fraction of its cost per number (~40 µs).
 
     >>> r = phone_e164(pd.Series(["(212) 555-0123", "212-555-0123 x12", "12345"]))
     >>> r.values.tolist(), r.flags.tolist()
@@ -728,7 +812,7 @@ def phone_e164(s: pd.Series, region: str = "US") -> Normalized:
     """
     import phonenumbers
 
-    def run(u: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+    def one_by_one(u: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
         values: list[str | None] = []
         reasons: list[str | None] = []
         flags: list[str | None] = []
@@ -747,6 +831,27 @@ def phone_e164(s: pd.Series, region: str = "US") -> Normalized:
             reasons.append(None)
             flags.append("phone_extension_dropped" if number.extension else None)
         return pa.array(values, _STR), pa.array(reasons, _STR), pa.array(flags, _STR)
+
+    def run(u: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+        if region != "US":
+            return one_by_one(u)
+        parts = pc.extract_regex(u, _NANP_RE)
+        plain = pc.is_valid(parts)
+        digits = _concat(
+            pc.coalesce(_field(parts, "a"), _field(parts, "b")), _field(parts, "x"), _field(parts, "y")
+        )
+        valid = _np(plain) & _nanp_valid(pc.fill_null(digits, ""))
+        values = _null_where(_concat(pa.scalar("+1", _STR), digits), ~valid)
+        reasons = _choose(len(u), [(_np(plain) & ~valid, "phone_invalid")])
+        flags = pa.nulls(len(u), _STR)
+        rest = pc.invert(plain)
+        if pc.any(rest).as_py():
+            more = one_by_one(u.filter(rest))
+            values, reasons, flags = (
+                pc.replace_with_mask(out, rest, add)
+                for out, add in zip((values, reasons, flags), more, strict=True)
+            )
+        return values, reasons, flags
 
     return _by_distinct(s, run, TEXT)
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cutover.mapping import normalize as nz
 from cutover.mapping.engine import Batch, Rule
@@ -208,13 +210,21 @@ def icd_list() -> Rule:
 
     def run(b: Batch, src: tuple[str, ...]) -> Normalized:
         raw = _text(b, src[0])
-        parts = raw.str.split(r"\s*[,;]\s*", regex=True).explode()
-        parts = parts[parts.notna() & (parts != "")]
-        coded = nz.icd10(parts.astype("string").reset_index(drop=True))
-        coded.index = parts.index
-        bad = coded["reason"].notna().groupby(level=0).any().reindex(raw.index, fill_value=False)
-        lists = coded["code"].dropna().groupby(level=0).agg(list).reindex(raw.index)
-        values = pd.Series([v if isinstance(v, list) else [] for v in lists], index=raw.index, dtype=object)
+        n = len(raw)
+        # one row per listed code (Arrow's split and flatten), coded at once, then regrouped by offsets
+        listed = pc.split_pattern_regex(pa.array(raw.array, type=pa.large_string()), r"\s*[,;]\s*")
+        codes, rows = pc.list_flatten(listed), pc.list_parent_indices(listed)
+        present = pc.and_(pc.is_valid(codes), pc.not_equal(codes, ""))
+        codes, rows = codes.filter(present), rows.filter(present).to_numpy(zero_copy_only=False)
+        coded = nz.icd10(pd.Series(codes, dtype=nz.TEXT))
+        bad = np.zeros(n, dtype=bool)
+        bad[rows[coded["reason"].notna().to_numpy()]] = True
+        mapped = coded["code"].notna().to_numpy()
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(rows[mapped], minlength=n))]).astype(np.int32)
+        kept = pa.array(coded["code"].array, type=pa.large_string()).filter(pa.array(mapped))
+        values = pd.Series(
+            pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(pa.array(offsets), kept)), index=raw.index
+        )
         reasons = pd.Series(pd.NA, index=raw.index, dtype="string").mask(bad, "icd_invalid")
         return Normalized(values=values, reasons=reasons)
 

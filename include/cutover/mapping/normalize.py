@@ -389,10 +389,23 @@ class _DateParts:
     valid: np.ndarray  # ... and names a real calendar date and time
 
 
-def _date_parts(u: pa.Array, role: DateRole, today: date) -> _DateParts:
+_DATE_FIELDS: Final = ("Y", "M", "MON", "D", "H", "MI", "S", "AP")
+_PLAIN_ISO_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(?: [0-9]{2}:[0-9]{2}:[0-9]{2})?$"
+"""``2019-03-07`` or ``2019-03-07 09:30:00``: what the ``iso`` format reads, at fixed positions."""
+_PLAIN_ISO_SLICES: Final = {
+    "Y": (0, 4),
+    "M": (5, 7),
+    "D": (8, 10),
+    "H": (11, 13),
+    "MI": (14, 16),
+    "S": (17, 19),
+}
+
+
+def _date_fields(u: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
+    """The groups of the first of :data:`_DATE_FORMATS` each text matches (null where none), and whether one did."""
     n = len(u)
-    fields = ("Y", "M", "MON", "D", "H", "MI", "S", "AP")
-    got: dict[str, pa.Array] = {f: pa.nulls(n, _STR) for f in fields}
+    got: dict[str, pa.Array] = {f: pa.nulls(n, _STR) for f in _DATE_FIELDS}
     matched = pa.array(np.zeros(n, dtype=bool))
     for _name, pattern in _DATE_FORMATS:
         extracted = pc.extract_regex(u, pattern)
@@ -401,6 +414,28 @@ def _date_parts(u: pa.Array, role: DateRole, today: date) -> _DateParts:
         for f, i in names.items():
             got[f] = pc.if_else(hit, pc.struct_field(extracted, [i]), got[f])
         matched = pc.or_(matched, hit)
+    return got, matched
+
+
+def _date_parts(u: pa.Array, role: DateRole, today: date) -> _DateParts:
+    n = len(u)
+    # Most legacy dates and stamps are plain ISO: their fields are cut at fixed positions (as the
+    # iso format would read them; "" for a group it would not fill), only the rest go through
+    # the formats' regular expressions.
+    plain = pc.fill_null(pc.match_substring_regex(u, _PLAIN_ISO_RE), False)
+    rest = pc.invert(plain)
+    if pc.any(plain).as_py():
+        got = {f: pa.nulls(n, _STR) for f in _DATE_FIELDS}
+        for f, (start, stop) in _PLAIN_ISO_SLICES.items():
+            got[f] = pc.utf8_slice_codeunits(u, start, stop)
+        got["AP"] = pa.repeat(pa.scalar("", _STR), n)
+        matched = plain
+        if pc.any(rest).as_py():
+            rest_got, rest_matched = _date_fields(u.filter(rest))
+            got = {f: pc.replace_with_mask(got[f], rest, rest_got[f]) for f in _DATE_FIELDS}
+            matched = pc.replace_with_mask(matched, rest, rest_matched)
+    else:
+        got, matched = _date_fields(u)
 
     ymatch = matched.to_numpy(zero_copy_only=False)
     y_text = got["Y"]

@@ -196,9 +196,16 @@ _CONTROL_RE = r"[\x00-\x08\x0e-\x1f\x7f-\x{9f}]"
 _LINE_BREAK_RE = r"\r\n|[\r\x0b\x0c\x{85}\x{2028}\x{2029}]"
 
 
+_TOKEN_BYTES: Final = max(len(t.encode()) for t in NULL_TOKENS)
+
+
 def _nullify_tokens(arr: pa.Array) -> pa.Array:
-    is_token = pc.is_in(pc.utf8_lower(arr), value_set=pa.array(NULL_TOKENS, type=_STR))
-    return pc.if_else(is_token, pa.scalar(None, _STR), arr)
+    # Only a value as short as a token can be one (tokens are ASCII, and no non-ASCII character
+    # lower-cases into their letters): notes are not lower-cased just to be compared.
+    short = pc.less_equal(pc.binary_length(arr), _TOKEN_BYTES)
+    candidates = pc.if_else(short, arr, pa.scalar(None, arr.type))
+    is_token = pc.is_in(pc.utf8_lower(candidates), value_set=pa.array(NULL_TOKENS, type=arr.type))
+    return pc.if_else(pc.fill_null(is_token, False), pa.scalar(None, arr.type), arr)
 
 
 def _prepare_values(arr: pa.Array) -> pa.Array:
@@ -338,12 +345,25 @@ def clean_text(s: pd.Series) -> Normalized:
     uniques, indices = _distinct(arr)
     u = uniques
     # Each step can expose work for another (a control character inside a mojibake pair): repeat
-    # to a fixed point, which is what makes clean_text idempotent. Two passes in practice.
+    # to a fixed point, which is what makes clean_text idempotent. A value a pass left unchanged
+    # is at its fixed point, so each further pass (at most four in all) takes only the values
+    # the last one changed.
+    todo = u
+    positions: pa.Array | None = None  # of todo's values in u; None: all of u
     for _ in range(4):
-        cleaned = _clean_pass(u)
-        if cleaned.equals(u):
+        cleaned = _clean_pass(todo)
+        changed = pc.fill_null(pc.not_equal(cleaned, todo), True)
+        if not pc.any(changed).as_py():
             break
-        u = cleaned
+        if positions is None:
+            u = cleaned
+            positions = pc.indices_nonzero(changed)
+        else:
+            positions = positions.filter(changed)
+            mask = np.zeros(len(u), dtype=bool)
+            mask[positions.to_numpy(zero_copy_only=False)] = True
+            u = pc.replace_with_mask(u, pa.array(mask), cleaned.filter(changed))
+        todo = u.take(positions)
     u = _nullify_tokens(u)
     values = u.take(indices)
     return Normalized(_to_series(values, s.index, TEXT), _to_series(pa.nulls(len(arr), _STR), s.index, TEXT))

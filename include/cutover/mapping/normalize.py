@@ -1406,8 +1406,9 @@ def eight_minute_units(total_timed_minutes: pd.Series) -> pd.Series:
 
 def _ints_from(col: pd.Series) -> np.ndarray:
     """Leading digits of a legacy number column (``45``, ``45 min``, ``45.0``) as float (NaN if none)."""
-    m = pc.extract_regex(_prepare(col), r"^(?P<n>[0-9]{1,6})(?:\.0*)?(?:\s*[A-Za-z]*)?$")
-    return pc.cast(_field(m, "n"), pa.float64()).to_numpy(zero_copy_only=False)
+    uniques, indices = _distinct(_as_text(col))  # a handful of distinct values
+    m = pc.extract_regex(_prepare_values(uniques), r"^(?P<n>[0-9]{1,6})(?:\.0*)?(?:\s*[A-Za-z]*)?$")
+    return pc.cast(_field(m, "n"), pa.float64()).take(indices).to_numpy(zero_copy_only=False)
 
 
 def _apportion(total: np.ndarray, weight: np.ndarray, line: np.ndarray) -> np.ndarray:

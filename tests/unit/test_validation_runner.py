@@ -15,7 +15,6 @@ from cutover.mapping.specs import SPECS
 from cutover.pipeline import run_key
 from cutover.staging.parquet import write_batches
 from cutover.staging.store import open_store
-from cutover.validation import runner
 from cutover.validation.runner import GateFailed, run_gate
 
 CANARY = "Qzxv-Canary-Instrument-4417"
@@ -109,19 +108,3 @@ def test_an_unreachable_target_is_transient_and_the_error_never_quotes_the_url(t
     assert "S3cret-Pw-991" not in str(failed.value)
     assert failed.value.__cause__ is None
     assert failed.value.__suppress_context__
-
-
-def test_a_key_repeated_in_a_later_batch_is_found_across_batches(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(runner, "BATCH_ROWS", 64)  # parts of 64 rows: four GX batches
-    rows = [_outcome(str(i), "ODI", 30.0) for i in range(1, 201)]
-    rows[150] = _outcome("7", "ODI", 30.0)  # the key of row 7 again, two batches later
-    url = _stage(tmp_path, rows, rows_per_part=64)
-    out = tmp_path / "out"
-    with pytest.raises(GateFailed, match=r"mapped\.outcomes\.row_key\.key_unique on outcomes: 2/200 rows"):
-        run_gate("mapped", store_url=url, run_id=RUN, target_url=None, tables=["outcomes"], out_dir=out)
-    report = json.loads((out / "gate_mapped.json").read_text())
-    assert _result(report, "mapped.outcomes.row_key.key_unique")["failing_ids"] == ["7"]
-    # every other expectation is counted over the four batches
-    assert _result(report, "mapped.outcomes.legacy_id.key_present")["element_count"] == 200

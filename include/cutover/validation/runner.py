@@ -1,16 +1,16 @@
 """Run one validation gate: GX Core suites over the staged Parquet (streamed) or the target (in SQL).
 
-The extract and mapped gates validate batch by batch: staged parts are read and joined into
-batches of at most :data:`BATCH_ROWS` rows, each reduced to the columns the suite needs (every
-other column becomes an all-NULL column of the same name, so the column-set checks still see it
-and no attachment is copied into pandas), validated, and its counts are added up, so memory holds
-one batch at a time. Checked columns keep pandas dtypes wherever GX allows (text as Arrow-backed
-strings, see :func:`_column`), so GX evaluates a million rows in vectorised pandas and Arrow rather
-than a Python call per value; what remains is GX's fixed cost per expectation and batch. Key
-uniqueness across batches is settled on the key column alone. The mapped gate checks only rows
-that will load (``reason`` and ``merge_into`` NULL). The target gate runs in PostgreSQL: one GX
-query asset per table, which GX materialises once into a temporary table, its rules evaluated
-and counted by the database; only up to ten failing ids come back.
+The extract and mapped gates validate part by part: each staged part is read, reduced to the
+columns the suite needs (every other column becomes an all-NULL column of the same name, so the
+column-set checks still see it and no attachment is copied into pandas), validated, and its
+counts are added up, so memory holds one part at a time. Checked columns keep pandas dtypes
+wherever GX allows (text as Arrow-backed strings, see :func:`_column`), so GX evaluates a million
+rows in vectorised pandas and Arrow rather than a Python call per value; what remains is GX's
+fixed cost per expectation and part. Key uniqueness across parts is settled on the key column
+alone. The mapped gate checks only rows that will load (``reason`` and ``merge_into`` NULL). The
+target gate runs in PostgreSQL: one GX query asset per table, which GX materialises once into a
+temporary table, its rules evaluated and counted by the database; only up to ten failing ids
+come back.
 
 PHI: GX is asked for ids only (``unexpected_index_column_names`` with
 ``exclude_unexpected_values``), and its raw results never leave memory. What is stored, rendered
@@ -52,10 +52,6 @@ MAX_IDS = 10
 """Failing record ids kept per expectation."""
 WITHHELD = "withheld"
 """What the data docs show in place of an unexpected value."""
-
-BATCH_ROWS = 250_000
-"""Rows GX validates at once: staged parts are joined up to this many rows. GX's cost per
-expectation and batch is fixed, so a big table is validated in few batches; memory holds one."""
 
 Status = Literal["ok", "warning", "failed"]
 
@@ -295,25 +291,14 @@ def _frame(table: pa.Table, checks: list[Check], id_column: str) -> Any:
     return pd.DataFrame(columns)
 
 
-def _batches(store: Store, prefix: str, *, mapped: bool, max_rows: int) -> Iterator[pa.Table]:
-    """The staged parts of a table, joined into batches of at most ``max_rows`` rows (a part larger
-    than that is a batch of its own); at least one batch when the table has a part."""
-    pending: list[pa.Table] = []
-    rows = 0
+def _parts(store: Store, prefix: str, *, mapped: bool) -> Iterator[pa.Table]:
     for part in read_manifest(store, prefix)["parts"]:
         table = read_part(store, part)
-        table = _loadable(table) if mapped else table
-        if pending and rows + table.num_rows > max_rows:
-            yield pa.concat_tables(pending)
-            pending, rows = [], 0
-        pending.append(table)
-        rows += table.num_rows
-    if pending:
-        yield pa.concat_tables(pending)
+        yield _loadable(table) if mapped else table
 
 
-def _unique_across_batches(keys: list[pa.Array], tally: _Tally) -> None:
-    """Replace a per-batch uniqueness count by the count over all batches (key column only)."""
+def _unique_across_parts(keys: list[pa.Array], tally: _Tally) -> None:
+    """Replace a per-part uniqueness count by the count over all parts (key column only)."""
     everything = pa.chunked_array(keys).combine_chunks()
     counts = pc.value_counts(everything.drop_null())
     dup = counts.filter(pc.greater(counts.field("counts"), 1))
@@ -325,24 +310,24 @@ def _validate_parquet(ctx: Any, gate: Gate, table: str, store: Store, run_id: st
     checks = catalog().by_gate[gate][table]
     suite = ctx.suites.get(suite_name(gate, table))
     source = ctx.data_sources.add_pandas(f"{gate}_{table}")
-    definition = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("batch")
+    definition = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("part")
     mapped = gate == "mapped"
     id_column = "legacy_id" if mapped else LEGACY_TABLES[table].key
     unique = [c for c in checks if c.expectation == "ExpectColumnValuesToBeUnique"]
     keys: dict[str, list[pa.Array]] = {c.name: [] for c in unique}
     tallies: dict[str, _Tally] = {}
-    batches = 0
+    parts = 0
     prefix = f"runs/{run_key(run_id)}/{gate}/{table}"
-    for batch in _batches(store, prefix, mapped=mapped, max_rows=BATCH_ROWS):
-        batches += 1
-        frame = _frame(batch, checks, id_column)
+    for part in _parts(store, prefix, mapped=mapped):
+        parts += 1
+        frame = _frame(part, checks, id_column)
         validation = _validator(definition, id_column, dataframe=frame).validate_expectation_suite(suite)
         _tally(tallies, validation, id_column)
         for c in unique:
-            keys[c.name].append(pc.cast(batch[str(c.kwargs["column"])], pa.string()).combine_chunks())
-    if batches > 1:
+            keys[c.name].append(pc.cast(part[str(c.kwargs["column"])], pa.string()).combine_chunks())
+    if parts > 1:
         for c in unique:
-            _unique_across_batches(keys[c.name], tallies[c.name])
+            _unique_across_parts(keys[c.name], tallies[c.name])
     # the data source's execution engine keeps its last batch (the frame) cached: let it go
     ctx.data_sources.delete(source.name)
     return tallies

@@ -253,3 +253,31 @@ def test_every_rule_query_has_one_row_per_target_row(clinic: dict[str, Any]) -> 
             ).fetchone()  # type: ignore[misc]
             (expected,) = conn.execute(f'SELECT count(*) FROM pt."{table}"').fetchone()  # type: ignore[misc]
             assert rows == distinct == expected > 0, table
+
+
+def test_rules_the_database_cannot_evaluate_fail_the_gate_without_quoting_the_sql(
+    clinic: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cutover.validation import target_rules
+
+    names = [r.name for r in RULES if r.table == "visit"]
+    broken = f"SELECT t.id, {', '.join(f'(1 / 0 = 1) AS {n}' for n in names)} FROM pt.visit AS t"
+    monkeypatch.setattr(target_rules, "table_query", lambda table: broken)
+    out = clinic["work"] / "broken-rules"
+    with pytest.raises(
+        GateFailed, match=r"target\.visit\.within_episode on visit: could not be evaluated"
+    ) as failed:
+        run_gate(
+            "target",
+            store_url=clinic["store"],
+            run_id=RUN,
+            target_url=clinic["target"],
+            tables=["visits"],
+            out_dir=out,
+        )
+    assert "SELECT" not in str(failed.value)
+    report = json.loads((out / "gate_target.json").read_text())
+    assert {r["expectation"] for r in report["results"] if not r["evaluated"]} == {
+        f"target.visit.{n}" for n in names
+    }
+    assert all(r["status"] == "failed" for r in report["results"])

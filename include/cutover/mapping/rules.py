@@ -263,7 +263,21 @@ def sha256() -> Rule:
             if not isinstance(content.dtype, pd.ArrowDtype)
             else content.array._pa_array
         )
-        digests = [None if v is None else hashlib.sha256(v).hexdigest() for v in arr.to_pylist()]
+        digests: list[str | None] = []
+        for chunk in arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]:
+            # hashed in place in Arrow's buffer: no Python copy of every document's bytes
+            width = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+            offsets = np.frombuffer(chunk.buffers()[1], dtype=width)[
+                chunk.offset : chunk.offset + len(chunk) + 1
+            ]
+            data = memoryview(chunk.buffers()[2] or b"")
+            valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+            digests += [
+                hashlib.sha256(data[start:end]).hexdigest() if ok else None
+                for start, end, ok in zip(
+                    offsets[:-1].tolist(), offsets[1:].tolist(), valid.tolist(), strict=True
+                )
+            ]
         return _ok(pd.Series(digests, index=content.index, dtype="string"))
 
     return Rule("SHA-256 of the document's bytes (verified again by the target's CHECK)", run)

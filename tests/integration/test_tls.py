@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+from conftest import require
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -176,11 +177,10 @@ hostnossl all  all  ::/0            reject
 def tls_server() -> Iterator[TlsServer]:
     """initdb + ``ssl=on`` on a free loopback port; as root, the cluster runs as an unprivileged user."""
     bins = postgres_bin()
-    if not built_with_ssl(bins):
-        reason = f"no PostgreSQL server built with SSL here ({bins} lacks it; install Debian's postgresql)"
-        if os.environ.get("CI", "").lower() == "true" and os.environ.get("CUTOVER_TEST_EMBEDDED_ONLY") != "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require(
+        built_with_ssl(bins),
+        f"no PostgreSQL server built with SSL here ({bins} lacks it; install Debian's postgresql)",
+    )
     folder = Path(tempfile.mkdtemp(prefix="cutover-tls-"))  # not under pytest's 0700 root-only tree
     as_user: str | None = None
     if os.geteuid() == 0:  # initdb and postgres refuse to run as root

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from cutover.errors import IntegrityError
 from cutover.report.bundle import (
@@ -25,7 +26,13 @@ from cutover.staging.store import S3Store, open_store
 RUN_ID = "manual__2026-11-27T18:00:00+00:00"
 RUN_KEY = "manual__2026-11-27T18-00-00-00-00"
 
-needs_sha256sum = pytest.mark.skipif(shutil.which("sha256sum") is None, reason="coreutils sha256sum missing")
+needs_sha256sum = pytest.mark.usefixtures("coreutils_sha256sum")
+
+
+@pytest.fixture
+def coreutils_sha256sum() -> None:
+    """The real ``sha256sum``: skipped where coreutils lacks it, a failure in CI."""
+    require(shutil.which("sha256sum") is not None, "coreutils sha256sum is missing")
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from conftest import require
 
 from cutover.report import migration_report
 from cutover.report.migration_report import REPORT, gate_status, render_report, write_report
@@ -323,8 +324,8 @@ def test_doctests() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="no headless chromium on this machine")
 def test_headless_chromium_renders_the_page(full: Path, tmp_path: Path) -> None:
+    require(Path("/usr/bin/chromium").exists(), "Debian's chromium is not installed at /usr/bin/chromium")
     page = write_report(full)
     shot = tmp_path / "report.png"
     profile = tmp_path / "chromium-profile"

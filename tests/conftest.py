@@ -9,7 +9,10 @@ without one the MariaDB tests skip on a laptop and fail in CI (``CI=true``), whe
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +26,55 @@ SYSTEM_PG = os.environ.get("CUTOVER_TEST_PG", "postgresql://postgres@127.0.0.1:5
 SYSTEM_MARIADB = os.environ.get("CUTOVER_TEST_MARIADB", "mysql://root@127.0.0.1:3306/")
 
 
+HEAVIEST = (
+    "tests/browser/test_airflow_ui.py::",
+    "tests/integration/test_cutover_dags.py::test_trial_then_big_bang",
+    "tests/integration/test_celery.py::test_assess_backup_and_cutover",
+    "tests/integration/test_demo.py::test_demo_on_embedded_defaults",
+    "tests/integration/test_cutover_dags.py::test_phased_waves",
+    "tests/integration/test_cutover_dags.py::test_cutover_refuses_to_start",
+    "tests/integration/test_rollback.py::test_cutover_run_pt_rollback_after_pt_cutover",
+    "tests/integration/test_demo.py::test_mariadb_legacy_into_system_postgres",
+    "tests/integration/test_backup_dag.py::test_cutover_run_pt_backup",
+    "tests/integration/test_assess_dag.py::test_cutover_run_pt_assess",
+    "tests/integration/test_airflow_access.py::test_roles_enforced_by_the_api",
+)
+"""Tests that take minutes (longest first, as measured on a busy 2-core machine); see
+:func:`pytest_collection_modifyitems`."""
+
+
+def _heaviness(item: pytest.Item) -> int:
+    return next(
+        (rank for rank, prefix in enumerate(HEAVIEST) if item.nodeid.startswith(prefix)), len(HEAVIEST)
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, start the heaviest tests first on every worker, so that none of them is left for the end.
+
+    ``--dist worksteal`` (pyproject's addopts) hands worker *i* of *n* the *i*-th contiguous share of
+    this order and lets a worker that runs dry take tests from the back of another's share. Each
+    share therefore begins with its turn of :data:`HEAVIEST` (dealt round-robin, longest first) and is
+    filled up with the other tests in their collected order: a worker ends on short tests, which
+    balance to within seconds. Without xdist the collected order stays.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers <= 1:
+        return
+    heavy = sorted((i for i in items if _heaviness(i) < len(HEAVIEST)), key=_heaviness)
+    light = [i for i in items if _heaviness(i) == len(HEAVIEST)]
+    shares: list[list[pytest.Item]] = [heavy[w::workers] for w in range(workers)]
+    left = len(items)
+    for w, share in enumerate(shares):  # worksteal's first split: len(pending) // workers remaining
+        size = left // (workers - w)
+        left -= size
+        take = max(0, size - len(share))
+        share.extend(light[:take])
+        del light[:take]
+    shares[-1].extend(light)
+    items[:] = [item for share in shares for item in share]
+
+
 def _answers(host: str, port: int) -> bool:
     if os.environ.get("CUTOVER_TEST_EMBEDDED_ONLY") == "1":
         return False  # behave as on a fresh machine: embedded PostgreSQL, no MariaDB
@@ -33,13 +85,19 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
-def require_service(name: str, host: str, port: int) -> None:
-    """Skip on a developer's machine without the service; fail in CI, where it must run."""
-    if _answers(host, port):
+def require(present: bool, missing: str) -> None:
+    """Skip on a developer's machine that lacks what a test needs; fail in CI (``CI=true``), where every
+    test must run. ``missing`` says what is missing."""
+    if present:
         return
     if IN_CI:
-        pytest.fail(f"{name} is not running on {host}:{port}, and CI=true requires it")
-    pytest.skip(f"{name} is not running on {host}:{port}")
+        pytest.fail(f"{missing}, and CI=true requires it")
+    pytest.skip(missing)
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip on a developer's machine without the service; fail in CI, where it must run."""
+    require(_answers(host, port), f"{name} is not running on {host}:{port}")
 
 
 @pytest.fixture(scope="session")
@@ -101,9 +159,60 @@ def cutover_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(scope="session")
+def airflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state folder whose Airflow metadata database ``cutover`` has migrated, once per test process.
+
+    ``airflow db migrate`` on a fresh SQLite file costs 10–15 s on a busy 2-core machine; every test
+    that runs DAGs in a state folder of its own starts from a copy of this one instead
+    (:func:`seed_airflow_home`). The migration itself is ``prepare_airflow``'s, as a user's first run.
+    """
+    folder = tmp_path_factory.mktemp("airflow-template")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
+    env.update(
+        {
+            "CUTOVER_HOME": str(folder),
+            # the embedded defaults would start a PostgreSQL for the target: nothing connects here
+            "AIRFLOW_CONN_LEGACY_DB": f"sqlite:///{folder / 'unused.db'}",
+            "AIRFLOW_CONN_TARGET_DB": "postgresql://unused@127.0.0.1:9/unused",
+            "AIRFLOW_CONN_STAGING_STORE": f"file://{folder / 'staging'}",
+        }
+    )
+    code = "from cutover.local_airflow import prepare_airflow; prepare_airflow()"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=folder, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (folder / "airflow" / ".db-migrated").is_file()
+    return folder / "airflow"
+
+
+def seed_airflow_home(state: Path, template: Path) -> None:
+    """Give the state folder ``state`` a copy of the migrated metadata database (and its version stamp).
+
+    Only the database is copied: Airflow writes a fresh ``airflow.cfg`` for the new folder on first use,
+    and ``prepare_airflow`` migrates again if the stamp names another Airflow version or auth manager.
+    """
+    target = state / "airflow"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("airflow.db", ".db-migrated"):
+        shutil.copy2(template / name, target / name)
+
+
 @pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    """A state folder for ``cutover`` runs; its embedded PostgreSQL, if a run started one, is stopped afterwards."""
+def home(tmp_path: Path, airflow_template: Path) -> Iterator[Path]:
+    """A state folder for ``cutover`` runs, its Airflow metadata database already migrated; its embedded
+    PostgreSQL, if a run started one, is stopped afterwards."""
+    folder = tmp_path / "state"
+    folder.mkdir()
+    seed_airflow_home(folder, airflow_template)
+    yield folder
+    run_cutover(["stop"], folder)
+
+
+@pytest.fixture
+def fresh_home(tmp_path: Path) -> Iterator[Path]:
+    """An empty state folder, as on a user's first run (Airflow's metadata database not yet made)."""
     folder = tmp_path / "state"
     folder.mkdir()
     yield folder

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import seed_airflow_home
 
 from cutover.legacy.schema import LEGACY_TABLES
 from cutover.simulate import simulate
@@ -37,9 +38,11 @@ def _cutover(args: list[str], home: Path, env: dict[str, str]) -> subprocess.Com
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One state folder for the module's runs: Airflow's metadata database is migrated once."""
-    return tmp_path_factory.mktemp("state")
+def home(tmp_path_factory: pytest.TempPathFactory, airflow_template: Path) -> Path:
+    """One state folder for the module's runs, Airflow's metadata database already migrated."""
+    folder = tmp_path_factory.mktemp("state")
+    seed_airflow_home(folder, airflow_template)
+    return folder
 
 
 def test_dag_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,7 +48,8 @@ def test_cutover_refuses_to_start_without_a_verified_backup(home: Path, tmp_path
     legacy = tmp_path / "legacy.db"
     simulate(f"sqlite:///{legacy}", patients=40, seed=1)
     result = run_cutover(["run", "pt_cutover"], home, _env(legacy, pg_url))
-    assert result.returncode != 0
+    assert result.returncode != 0  # a failed run exits non-zero …
+    assert result.stdout.strip().splitlines()[-1].startswith("evidence: ")  # … and still names its evidence
     assert "refusing to start the cutover: no backup in the staging store" in result.stdout + result.stderr
     with psycopg.connect(pg_url) as conn:  # nothing touched: not even the schemas were created
         (schemas,) = conn.execute(
@@ -60,7 +61,7 @@ def test_cutover_refuses_to_start_without_a_verified_backup(home: Path, tmp_path
 def test_trial_then_big_bang_idempotent_and_a_killed_run_resumes_from_its_ledger(
     home: Path, tmp_path: Path, pg_url: str, pg_admin_url: str
 ) -> None:
-    from cutover.sample import stage_timings, work_seconds
+    from cutover.sample import scratch_name, stage_timings, work_seconds
 
     legacy = tmp_path / "legacy.db"
     truth = simulate(f"sqlite:///{legacy}", patients=400, seed=11)
@@ -74,10 +75,12 @@ def test_trial_then_big_bang_idempotent_and_a_killed_run_resumes_from_its_ledger
     assert estimate["decision"] == "go", estimate["reasons"]
     assert 0 < estimate["sample_rows"] < estimate["full_rows"] == sum(truth["tables"].values())
     assert estimate["next_window"]["timezone"] == "America/New_York"
+    trial_run = json.loads((trial / "summary.json").read_text())["run_id"]
     with psycopg.connect(pg_url) as conn:
         (schemas,) = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'pt'").fetchone()
+        # this trial's own scratch database (another session's trial on the server may be running)
         (scratch,) = conn.execute(
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'cutover_trial_%'"
+            "SELECT count(*) FROM pg_database WHERE datname = %s", (scratch_name(trial_run),)
         ).fetchone()
     assert schemas == 0
     assert scratch == 0

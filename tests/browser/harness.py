@@ -65,12 +65,22 @@ def _healthy(url: str) -> bool:
     return all((report.get(part) or {}).get("status") == "healthy" for part in parts)
 
 
+TEST_SETTINGS = {
+    # only the runs a test triggers: unpausing pt_cutover (the UI's trigger does) would otherwise start
+    # the latest run of its Friday timetable first, and max_active_runs=1 queues the test's run behind it
+    "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+    # the DAG files do not change during a test: parse them once, not every 30 s beside the tasks
+    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
+}
+"""Settings of the served Airflow under test (a test's ``env`` may override them)."""
+
+
 @contextmanager
 def served_airflow(home: Path, env: dict[str, str] | None = None, timeout: float = 300) -> Iterator[Served]:
     """``cutover airflow`` on a free port with ``home`` as its state folder, healthy, until the block ends."""
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
-    full_env.update({"CUTOVER_HOME": str(home), **(env or {})})
+    full_env.update({"CUTOVER_HOME": str(home), **TEST_SETTINGS, **(env or {})})
     output = home / "cutover-airflow.out"
     with open(output, "wb") as out:
         proc = subprocess.Popen(

@@ -190,7 +190,14 @@ NULLED_REASONS = tuple(r for r, d in REASON_DISPOSITION.items() if d == "null")
 
 
 def legacy_ids(values: pd.Series) -> pd.Series:
-    """Legacy ids as text, the crosswalk's key type (integers without a trailing .0)."""
+    """Legacy ids as text, the crosswalk's key type (integers without a trailing .0).
+
+    >>> legacy_ids(pd.Series([7, None], dtype=pd.ArrowDtype(pa.int64()))).tolist()
+    ['7', <NA>]
+    """
+    if isinstance(values.dtype, pd.ArrowDtype) and pa.types.is_integer(values.dtype.pyarrow_dtype):
+        # the extracted ids are Arrow int64 already: one cast, no round trip through pandas' Int64
+        return _string_series(pc.cast(_combine(pa.array(values.array)), pa.large_string()), values.index)
     return values.astype("Int64").astype("string")
 
 

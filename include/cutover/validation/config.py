@@ -6,7 +6,7 @@
 that matches a name wins; a name no rule matches is refused, so a new check cannot slip in
 without a decision.
 
->>> policy("extract.visits.visit_id.unique")
+>>> policy("extract.visits.visit_id.key_unique")
 Policy(severity='fatal', threshold=0.0)
 """
 

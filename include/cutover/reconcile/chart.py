@@ -65,7 +65,7 @@ def h32(text: str) -> int:
     """First 32 bits of MD5, signed: SQL ``('x' || left(md5(text), 8))::bit(32)::int``.
 
     >>> h32("97110")
-    -1410758380
+    -1606415818
     """
     return int.from_bytes(hashlib.md5(text.encode()).digest()[:4], "big", signed=True)
 

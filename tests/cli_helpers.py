@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +25,23 @@ def run_cutover(
     )
 
 
+def failure_of(result: subprocess.CompletedProcess[str]) -> str:
+    """What a failed run's output says went wrong: the exceptions its tasks raised (each once, in
+    order) and the output's last lines; a task's own error is often far from the end."""
+    output = result.stdout + result.stderr
+    raised = [
+        line.strip()
+        for line in output.splitlines()
+        # a traceback's last line: module.path.ExceptionName: message, or a builtin's ValueError: …
+        if re.match(r"^(?:[a-z_]\w*\.)+[A-Z]\w*: |^[A-Z]\w*(?:Error|Exception): ", line)
+    ]
+    first = "\n".join(dict.fromkeys(raised))
+    return f"exit {result.returncode}; raised:\n{first[-3000:]}\n--- last output:\n{output[-3000:]}"
+
+
 def evidence_of(result: subprocess.CompletedProcess[str]) -> Path:
     """The folder named by a successful run's closing ``evidence:`` line."""
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert result.returncode == 0, failure_of(result)
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("evidence: "), last
     folder = Path(last.removeprefix("evidence: "))

@@ -8,7 +8,9 @@ without one the MariaDB tests skip on a laptop and fail in CI (``CI=true``), whe
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -165,7 +167,8 @@ def airflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     ``airflow db migrate`` on a fresh SQLite file costs 10–15 s on a busy 2-core machine; every test
     that runs DAGs in a state folder of its own starts from a copy of this one instead
-    (:func:`seed_airflow_home`). The migration itself is ``prepare_airflow``'s, as a user's first run.
+    (:func:`seed_airflow_home`). The migration itself is ``prepare_airflow``'s, as on a user's first
+    run, and so is the ``airflow.cfg`` it leaves (written by the ``airflow`` command it runs).
     """
     folder = tmp_path_factory.mktemp("airflow-template")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
@@ -183,20 +186,37 @@ def airflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [sys.executable, "-c", code], env=env, cwd=folder, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (folder / "airflow" / ".db-migrated").is_file()
+    for name in (".db-migrated", "airflow.db", "airflow.cfg"):
+        assert (folder / "airflow" / name).is_file(), name
     return folder / "airflow"
 
 
 def seed_airflow_home(state: Path, template: Path) -> None:
-    """Give the state folder ``state`` a copy of the migrated metadata database (and its version stamp).
+    """Give the state folder ``state`` a copy of the migrated metadata database, its version stamp and
+    the ``airflow.cfg`` that ``airflow db migrate`` wrote beside it.
 
-    Only the database is copied: Airflow writes a fresh ``airflow.cfg`` for the new folder on first use,
-    and ``prepare_airflow`` migrates again if the stamp names another Airflow version or auth manager.
+    The configuration is the one a fresh folder gets: its paths name ``state``, and its secrets are
+    new (Airflow's own forms: a Fernet key, 16 random bytes in base64). Without the file, the local
+    UI's components would start at once and each generate a JWT secret of its own, and the scheduler's
+    task tokens would not pass the API server. ``prepare_airflow`` still migrates again if the stamp
+    names another Airflow version or auth manager.
     """
     target = state / "airflow"
     target.mkdir(parents=True, exist_ok=True)
     for name in ("airflow.db", ".db-migrated"):
         shutil.copy2(template / name, target / name)
+    secrets = {
+        "fernet_key": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "secret_key": base64.b64encode(os.urandom(16)).decode(),
+        "jwt_secret": base64.b64encode(os.urandom(16)).decode(),
+    }
+    cfg = (template / "airflow.cfg").read_text().replace(str(template), str(target))
+    for key, value in secrets.items():
+        cfg, found = re.subn(rf"^{key} = .*$", f"{key} = {value}", cfg, count=1, flags=re.M)
+        assert found == 1, f"no {key} in the template's airflow.cfg"
+    fd = os.open(target / "airflow.cfg", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(cfg)
 
 
 @pytest.fixture

@@ -112,16 +112,18 @@ def defer_constraints(owner_url: str, run_id: str) -> Deferral:
             return Deferral(
                 run_id=run_id, deferred=True, reason="already set aside", indexes=0, foreign_keys=0
             )
-        if pending:
-            _restore(conn, pending)  # a killed run's: put them back before judging emptiness
+        # a killed run's: put them back before judging emptiness
+        if pending and (broken := _restore(conn, pending)[2]):
+            log.warning("foreign keys %s came back NOT VALID: loaded rows break them", ", ".join(broken))
         if not _empty(conn):
             return Deferral(
                 run_id=run_id, deferred=False, reason="target holds rows", indexes=0, foreign_keys=0
             )
         (owner,) = conn.execute(
             "SELECT bool_and(pg_has_role(c.relowner, 'USAGE')) FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
-            (TARGET_SCHEMA,),
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'"
+            " AND (n.nspname = %s OR (n.nspname, c.relname) = (%s, %s))",
+            (TARGET_SCHEMA, *LEDGER_INDEXED),
         ).fetchone() or (False,)
         if not owner:
             log.warning(

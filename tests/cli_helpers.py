@@ -12,8 +12,12 @@ from pathlib import Path
 def run_cutover(
     args: list[str], home: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the ``cutover`` command as a user would, with its own state folder and only ``env``'s connections."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    """Run the ``cutover`` command as a user would, with its own state folder and only ``env``'s connections.
+
+    No Airflow setting of the test process reaches the command (a test that prepared Airflow in-process
+    leaves ``AIRFLOW_HOME`` and others behind): its Airflow is the state folder's, configured by ``env``.
+    """
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     full_env.update({"CUTOVER_HOME": str(home), **(env or {})})
     return subprocess.run(
         [sys.executable, "-m", "cutover.cli", *args],

@@ -40,6 +40,7 @@ HEAVIEST = (
     "tests/integration/test_backup_dag.py::test_cutover_run_pt_backup",
     "tests/integration/test_assess_dag.py::test_cutover_run_pt_assess",
     "tests/integration/test_airflow_access.py::test_roles_enforced_by_the_api",
+    "tests/integration/test_compose_roles.py::test_airflow_init_syncs_the_cutover_roles",
 )
 """Tests that take minutes (longest first, as measured on a busy 2-core machine); see
 :func:`pytest_collection_modifyitems`."""

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser.harness import Served, served_airflow
+from browser.harness import Served, served_airflow, wait_for_dag
 from conftest import require
 
-from cli_helpers import evidence_of, run_cutover
+from cli_helpers import run_cutover
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("CUTOVER_ARTIFACTS") or Path(__file__).parent / "artifacts")
@@ -85,16 +85,27 @@ def _manual_runs(served: Served, token: str) -> list[dict[str, Any]]:
     return [run for run in body["dag_runs"] if run["run_type"] == "manual"]
 
 
-def _wait_for_run(served: Served, token: str, run_id: str) -> str:
+def _wait_for_run(served: Served, token: str, run_id: str, dag_id: str = "pt_cutover") -> str:
     deadline = time.monotonic() + RUN_TIMEOUT_S
-    path = f"/api/v2/dags/pt_cutover/dagRuns/{run_id}"
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
     while time.monotonic() < deadline:
         status, body = served.api("GET", path, token)
         assert status == 200, body
         if body["state"] in ("success", "failed"):
             return str(body["state"])
         time.sleep(2)
-    raise AssertionError(f"pt_cutover run {run_id} not finished after {RUN_TIMEOUT_S} s")
+    raise AssertionError(f"{dag_id} run {run_id} not finished after {RUN_TIMEOUT_S} s")
+
+
+def _back_up(served: Served, token: str) -> None:
+    """pt_backup through the REST API, as the engineer: pt_cutover refuses to start without a verified
+    backup (run by the served Airflow itself, no second Airflow process to start)."""
+    wait_for_dag(served, token, "pt_backup")
+    status, body = served.api("PATCH", "/api/v2/dags/pt_backup", token, {"is_paused": False})
+    assert status == 200, body
+    status, run = served.api("POST", "/api/v2/dags/pt_backup/dagRuns", token, {"logical_date": None})
+    assert status == 200, run
+    assert _wait_for_run(served, token, run["dag_run_id"], "pt_backup") == "success"
 
 
 @pytest.mark.slow
@@ -107,10 +118,10 @@ def test_engineer_triggers_and_watches_auditor_is_refused(
     target = {"AIRFLOW_CONN_TARGET_DB": pg_url}
     simulated = run_cutover(["simulate", "--patients", "200", "--out", str(home / "legacy.db")], home)
     assert simulated.returncode == 0, simulated.stderr[-2000:]
-    evidence_of(run_cutover(["run", "pt_backup"], home, target))  # pt_cutover refuses to start without it
 
     with served_airflow(home, target) as served:
         engineer = served.token("engineer")
+        _back_up(served, engineer)
         before = {run["dag_run_id"] for run in _manual_runs(served, engineer)}
 
         # the data engineer: the DAG page, the trigger form, a run that succeeds, a gate's log

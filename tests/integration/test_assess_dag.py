@@ -25,7 +25,7 @@ UNUSED_TARGET = "postgresql://unused@127.0.0.1:9/unused"
 
 
 def _cutover(args: list[str], home: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     full_env.update({"CUTOVER_HOME": str(home), "AIRFLOW_CONN_TARGET_DB": UNUSED_TARGET, **env})
     return subprocess.run(
         [sys.executable, "-m", "cutover.cli", *args],

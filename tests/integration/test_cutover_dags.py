@@ -105,7 +105,7 @@ def test_trial_then_big_bang_idempotent_and_a_killed_run_resumes_from_its_ledger
         conn.execute(f'DROP DATABASE IF EXISTS "{resumed_db}"')
         conn.execute(f'CREATE DATABASE "{resumed_db}"')
     resume_url = pg_url.rsplit("/", 1)[0] + f"/{resumed_db}"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     full_env |= {"CUTOVER_HOME": str(home), **_env(legacy, resume_url)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "cutover.cli", "run", "pt_cutover"],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cutover.local_airflow import ROLES, prepare_airflow
+from cutover.local_airflow import ROLES, airflow_env, prepare_airflow
 
 INIT = Path(__file__).parents[2] / "docker" / "airflow-init.sh"
 
@@ -27,6 +27,13 @@ with get_application_builder() as appbuilder:
 def test_airflow_init_syncs_the_cutover_roles(cutover_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     call = next(line for line in INIT.read_text().splitlines() if "sync_roles" in line)
     assert call.startswith("python -c "), call
+    for name in list(
+        os.environ
+    ):  # prepare_airflow sets Airflow's settings in this process: undone after the test
+        if name.startswith("AIRFLOW"):
+            monkeypatch.setenv(name, os.environ[name])
+    for name in airflow_env():
+        monkeypatch.delenv(name, raising=False)
     env = {**os.environ, **prepare_airflow()}  # a fresh metadata database, migrated, no user synced yet
     code = call.split("python -c ", 1)[1].strip().strip('"')
     for _ in range(2):  # idempotent: a second init changes nothing

@@ -2,7 +2,8 @@
 
 Run: ``python -m bench memory`` (never by the tests). ``BENCH_MEMORY_PATIENTS`` (default
 ``5000,20000``) names the sizes; ``BENCH_MEMORY_STAGES`` (default ``extract,map,load,gates``)
-the stages measured.
+the stages measured; ``BENCH_MEMORY_CACHE`` a folder keeping the simulated legacy databases between
+runs; ``BENCH_MEMORY_DB`` (default ``mapper_memory``) the prefix of the target databases it creates.
 
 For each size the simulator writes a legacy SQLite database; then, as the ``pt_cutover`` DAG runs
 them, every stage of every table runs in a fresh process of its own: ``extract_table`` and
@@ -42,6 +43,7 @@ RUN_ID = "bench__memory"
 RESULTS = Path(__file__).parent / "results"
 SYSTEM_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 GATES = ("extract", "mapped", "target")
+DB_PREFIX = os.environ.get("BENCH_MEMORY_DB", "mapper_memory")
 
 
 def _status_mb(field: str) -> float:
@@ -147,7 +149,7 @@ def measure(patients: int, admin: str) -> dict[str, Any]:
                 out[f"map/{table}"] = _run("map", store_url, table, env=env)
                 print(f"  {patients} map/{table}: {out[f'map/{table}']}", flush=True)
         if "load" in STAGES or "gates" in STAGES:
-            name = f"mapper_memory_{patients}"
+            name = f"{DB_PREFIX}_{patients}"
             target = _fresh_db(admin, name)
             try:
                 from cutover import pipeline

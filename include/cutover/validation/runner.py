@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,12 +35,13 @@ from urllib.parse import urlsplit
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from cutover.errors import TerminalError, TransientError
+from cutover.errors import IntegrityError, TerminalError, TransientError
 from cutover.legacy.schema import LEGACY_TABLES
 from cutover.mapping.specs import SPECS
 from cutover.pipeline import run_key
-from cutover.staging.parquet import read_manifest, read_part
+from cutover.staging.parquet import PartInfo, StageManifest, read_manifest
 from cutover.staging.store import Store, open_store
 from cutover.validation.catalog import DERIVED, GATES, Check, Gate, catalog
 from cutover.validation.config import Severity, policy
@@ -291,19 +292,138 @@ def _frame(table: pa.Table, checks: list[Check], id_column: str) -> Any:
     return pd.DataFrame(columns)
 
 
-def _parts(store: Store, prefix: str, *, mapped: bool) -> Iterator[pa.Table]:
-    for part in read_manifest(store, prefix)["parts"]:
-        table = read_part(store, part)
+def _read(
+    store: Store, part: PartInfo, *, columns: list[str] | None = None, whole: Collection[str] = ()
+) -> pa.Table:
+    """One staged part, verified against its manifest, decoded only as far as the gate needs it.
+
+    ``columns``: the columns decoded (default: every one). A binary column (an attachment) not
+    named in ``whole`` arrives as whether a value is there (``True`` or NULL, what
+    :func:`_column` makes of it), decoded a few thousand rows at a time, so it is never held whole.
+    """
+    parquet = pq.ParquetFile(pa.BufferReader(pa.py_buffer(store.get(part["key"], sha256=part["sha256"]))))
+    if parquet.metadata.num_rows != part["rows"]:
+        raise IntegrityError(
+            f"staged part {part['key']} has {parquet.metadata.num_rows} rows, manifest says {part['rows']}"
+        )
+    schema = parquet.schema_arrow
+    names = schema.names if columns is None else columns
+    present = {
+        n
+        for n in names
+        if n not in whole
+        and (pa.types.is_binary(schema.field(n).type) or pa.types.is_large_binary(schema.field(n).type))
+    }
+    table = parquet.read(columns=[n for n in names if n not in present])
+    for name in sorted(present):
+        flags = [
+            pc.if_else(pc.is_valid(batch.column(0)), True, pa.scalar(None, pa.bool_()))
+            for batch in parquet.iter_batches(batch_size=_PRESENT_BATCH, columns=[name])
+        ]
+        table = table.append_column(name, pa.chunked_array(flags, pa.bool_()))
+    return table.select(names)
+
+
+_PRESENT_BATCH = 4096
+"""Rows of a binary column decoded at a time when only whether a value is there matters."""
+
+
+def _parts(
+    store: Store, manifest: StageManifest, *, mapped: bool, whole: Collection[str]
+) -> Iterator[pa.Table]:
+    for part in manifest["parts"]:
+        table = _read(store, part, whole=whole)
         yield _loadable(table) if mapped else table
 
 
-def _unique_across_parts(keys: list[pa.Array], tally: _Tally) -> None:
-    """Replace a per-part uniqueness count by the count over all parts (key column only)."""
-    everything = pa.chunked_array(keys).combine_chunks()
-    counts = pc.value_counts(everything.drop_null())
-    dup = counts.filter(pc.greater(counts.field("counts"), 1))
-    tally.unexpected = int(pc.sum(dup.field("counts")).as_py() or 0)
-    tally.ids = [str(v).split("#")[0] for v in dup.field("values").to_pylist()[:MAX_IDS]]
+def _key_values(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A key column's non-NULL values, in row order."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values.drop_null()
+
+
+_MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+_BYTE_WEIGHT = np.uint64(0x100000001B3)
+
+
+def _mix64(h: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: spreads every input bit over the 64 output bits (in place)."""
+    with np.errstate(over="ignore"):
+        h ^= h >> np.uint64(30)
+        h *= _MIX[0]
+        h ^= h >> np.uint64(27)
+        h *= _MIX[1]
+        h ^= h >> np.uint64(31)
+    return h
+
+
+def _key_hashes(values: pa.Array) -> np.ndarray:
+    """A 64-bit hash (``uint64``, 8 bytes a row) of each key of :func:`_key_values`, in row order.
+
+    Keys are compared as text (an integer key by its value, which is the same); equal keys get
+    equal hashes, two different keys rarely do, and :func:`_settle_duplicates` compares the keys
+    behind every repeated hash exactly, so a collision never counts as a duplicate.
+    """
+    if pa.types.is_integer(values.type):
+        wide = pa.uint64() if pa.types.is_unsigned_integer(values.type) else pa.int64()
+        return _mix64(pc.cast(values, wide).to_numpy().astype(np.uint64))
+    text = pc.cast(values, pa.large_string())
+    n = len(text)
+    if not n:
+        return np.zeros(0, np.uint64)
+    offsets = np.frombuffer(text.buffers()[1], np.int64)[text.offset : text.offset + n + 1]
+    first = int(offsets[0])
+    raw = np.frombuffer(text.buffers()[2] or b"", np.uint8)[first : int(offsets[-1])]
+    lengths = np.diff(offsets)
+    starts = offsets[:-1] - first
+    # a polynomial hash of each key's bytes: byte i of a key is weighted by W**i (mod 2**64)
+    weights = np.cumprod(np.full(int(lengths.max()) + 1, _BYTE_WEIGHT, np.uint64)) if raw.size else None
+    with np.errstate(over="ignore"):
+        sums = np.zeros(n + 1, np.uint64)
+        if weights is not None:
+            position = np.arange(raw.size, dtype=np.int64) - np.repeat(starts, lengths)
+            terms = (raw.astype(np.uint64) + np.uint64(1)) * weights[position]
+            cumulative = np.concatenate([np.zeros(1, np.uint64), np.cumsum(terms, dtype=np.uint64)])
+            sums[:n] = cumulative[starts + lengths] - cumulative[starts]
+        h = sums[:n] ^ (lengths.astype(np.uint64) * _MIX[1])
+    return _mix64(h)
+
+
+def _repeated(hashes: list[np.ndarray]) -> np.ndarray:
+    """The hashes that occur more than once over all parts, sorted."""
+    every = np.sort(np.concatenate(hashes)) if hashes else np.zeros(0, np.uint64)
+    return np.unique(every[1:][every[1:] == every[:-1]])
+
+
+def _settle_duplicates(
+    store: Store, manifest: StageManifest, column: str, repeated: np.ndarray, tally: _Tally, *, mapped: bool
+) -> None:
+    """Replace a per-part uniqueness count by the count over all parts, from the keys whose hash repeats.
+
+    Only those keys are read back (the key column, and what says whether a row loads); they are
+    counted exactly, in order of first appearance, so the count and the first ten duplicated keys
+    are those of counting every key at once.
+    """
+    counts: dict[str, int] = {}
+    if repeated.size:
+        columns = [column, "reason", "merge_into"] if mapped else [column]
+        for part in manifest["parts"]:
+            table = _read(store, part, columns=list(dict.fromkeys(columns)), whole=[column])
+            keys = _key_values((_loadable(table) if mapped else table)[column])
+            hashes = _key_hashes(keys)
+            found = np.searchsorted(repeated, hashes)
+            hit = repeated[np.minimum(found, repeated.size - 1)] == hashes
+            if not hit.any():
+                continue
+            part_counts = pc.value_counts(pc.cast(keys.filter(pa.array(hit)), pa.string()))
+            for value, count in zip(
+                part_counts.field("values").to_pylist(), part_counts.field("counts").to_pylist(), strict=True
+            ):
+                counts[value] = counts.get(value, 0) + count
+    dup = [value for value, count in counts.items() if count > 1]
+    tally.unexpected = sum(counts[value] for value in dup)
+    tally.ids = [str(value).split("#")[0] for value in dup[:MAX_IDS]]
 
 
 def _validate_parquet(ctx: Any, gate: Gate, table: str, store: Store, run_id: str) -> dict[str, _Tally]:
@@ -314,20 +434,23 @@ def _validate_parquet(ctx: Any, gate: Gate, table: str, store: Store, run_id: st
     mapped = gate == "mapped"
     id_column = "legacy_id" if mapped else LEGACY_TABLES[table].key
     unique = [c for c in checks if c.expectation == "ExpectColumnValuesToBeUnique"]
-    keys: dict[str, list[pa.Array]] = {c.name: [] for c in unique}
+    hashes: dict[str, list[np.ndarray]] = {c.name: [] for c in unique}
     tallies: dict[str, _Tally] = {}
-    parts = 0
-    prefix = f"runs/{run_key(run_id)}/{gate}/{table}"
-    for part in _parts(store, prefix, mapped=mapped):
-        parts += 1
+    manifest = read_manifest(store, f"runs/{run_key(run_id)}/{gate}/{table}")
+    whole = {id_column} | {str(c.kwargs["column"]) for c in unique}
+    for part in _parts(store, manifest, mapped=mapped, whole=whole):
         frame = _frame(part, checks, id_column)
         validation = _validator(definition, id_column, dataframe=frame).validate_expectation_suite(suite)
+        del frame
         _tally(tallies, validation, id_column)
         for c in unique:
-            keys[c.name].append(pc.cast(part[str(c.kwargs["column"])], pa.string()).combine_chunks())
-    if parts > 1:
+            hashes[c.name].append(_key_hashes(_key_values(part[str(c.kwargs["column"])])))
+    if len(manifest["parts"]) > 1:
         for c in unique:
-            _unique_across_parts(keys[c.name], tallies[c.name])
+            repeated = _repeated(hashes.pop(c.name))
+            _settle_duplicates(
+                store, manifest, str(c.kwargs["column"]), repeated, tallies[c.name], mapped=mapped
+            )
     # the data source's execution engine keeps its last batch (the frame) cached: let it go
     ctx.data_sources.delete(source.name)
     return tallies

@@ -102,15 +102,42 @@ def _task(job: tuple[str, ...]) -> tuple[int, int, float]:
     return r["rows_in"], 0, _peak_mb()
 
 
-def _levels(tables: list[str]) -> list[list[str]]:
-    """Tables grouped so each group's parents are in earlier groups (the DAG's load order)."""
+def _parents(tables: list[str]) -> dict[str, set[str]]:
+    """Each table's parent tables among ``tables``: the DAG's load groups wait for exactly these."""
     from cutover.legacy.schema import LEGACY_TABLES
 
-    level: dict[str, int] = {}
-    for table in tables:  # LEGACY_TABLES order: parents first
-        parents = [p for _, p in LEGACY_TABLES[table].parents if p != table and p in level]
-        level[table] = 1 + max((level[p] for p in parents), default=-1)
-    return [[t for t in tables if level[t] == n] for n in range(max(level.values()) + 1)]
+    return {t: {p for _, p in LEGACY_TABLES[t].parents if p != t and p in tables} for t in tables}
+
+
+def _load_as_the_dag_does(
+    pool: Any, tables: list[str], urls: tuple[str, str, str], stages: dict[str, Any], peaks: list[float]
+) -> None:
+    """Every batch of a table is submitted once all its parent tables are loaded."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from cutover import pipeline
+
+    parents = _parents(tables)
+    waiting = {t: pipeline.mapped_batches(urls[1], RUN_ID, t) for t in tables}
+    running: dict[Any, str] = {}
+    left = {t: len(b) for t, b in waiting.items()}
+    done: set[str] = {t for t, n in left.items() if n == 0}
+    started = time.perf_counter()
+    row = stages["load"]
+    while waiting or running:
+        for table in [t for t in waiting if parents[t] <= done]:
+            for batch in waiting.pop(table):
+                running[pool.submit(_task, ("load", table, *urls, str(batch)))] = table
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            table = running.pop(future)
+            rows, _, peak = future.result()
+            row["rows"] += rows
+            peaks.append(peak)
+            left[table] -= 1
+            if left[table] == 0:
+                done.add(table)
+    row["seconds"] += time.perf_counter() - started
 
 
 def child(legacy_url: str, store_url: str, target_url: str, evidence: str) -> dict[str, Any]:
@@ -118,7 +145,8 @@ def child(legacy_url: str, store_url: str, target_url: str, evidence: str) -> di
 
     Each stage's mapped tasks (a table to extract or map, a staged batch to load) run on
     ``LOAD_WORKERS`` worker processes, as the DAG's tasks do on an executor with that many slots;
-    a load level starts when its parents' level is loaded, as the DAG orders the load groups.
+    a table's batches start once its parent tables are loaded, as the DAG's load groups wait
+    for their parents' groups (no other barrier).
     """
     os.environ["CUTOVER_HOME"] = evidence
     from concurrent.futures import ProcessPoolExecutor
@@ -163,9 +191,7 @@ def child(legacy_url: str, store_url: str, target_url: str, evidence: str) -> di
     started = time.perf_counter()
     defer_constraints(target_url, RUN_ID)
     stages["load"] = {"rows": 0, "bytes": 0, "seconds": time.perf_counter() - started}
-    for level in _levels(tables):
-        batches = [(t, str(b)) for t in level for b in pipeline.mapped_batches(store_url, RUN_ID, t)]
-        run("load", [("load", t, *urls, b) for t, b in batches])
+    _load_as_the_dag_does(pool, tables, urls, stages, peaks)
     started = time.perf_counter()
     restore_constraints(target_url, RUN_ID)
     restore_seconds = time.perf_counter() - started

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypedDict
 
 import psycopg
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 LEDGER_INDEXED = ("migration", "crosswalk")
 """The ledger table whose secondary indexes (by new id, merged_into, run) no load reads."""
+
+RESTORE_CONNECTIONS = 2
+"""Indexes :func:`restore_constraints` builds side by side, each on its own connection."""
 
 _LOCK = 0x6375_7430_6266_6B31 & 0x7FFF_FFFF_FFFF_FFFF
 """Advisory lock serialising deferrals and restores."""
@@ -74,6 +78,10 @@ class Restore(TypedDict):
     seconds: float
 
 
+Pending = tuple[str, str, str, str, str, str]
+"""A set-aside constraint: (run_id, schema, table, name, kind, definition)."""
+
+
 def _connect(url: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(url)
@@ -81,7 +89,7 @@ def _connect(url: str) -> psycopg.Connection[Any]:
         raise TransientError(f"target_db: cannot connect ({type(exc).__name__})") from exc
 
 
-def _pending(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str, str, str, str]]:
+def _pending(conn: psycopg.Connection[Any]) -> list[Pending]:
     return list(
         conn.execute(
             "SELECT run_id, schema_name, table_name, name, kind, definition FROM migration.deferred_constraint"
@@ -161,34 +169,83 @@ def defer_constraints(owner_url: str, run_id: str) -> Deferral:
     )
 
 
-def _restore(
-    conn: psycopg.Connection[Any], pending: list[tuple[str, str, str, str, str, str]]
-) -> tuple[int, int, list[str]]:
-    """Rebuild the pending indexes, then add the foreign keys back; (indexes, keys, keys that did not hold)."""
-    conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
-    broken: list[str] = []
-    done = {"index": 0, "foreign_key": 0}
-    for run_id, schema, table, name, kind, definition in pending:
-        started = time.perf_counter()
-        if kind == "index":
-            conn.execute(sql.SQL(definition))  # pg_get_indexdef's text, from the catalog
-        else:
-            add = sql.SQL("ALTER TABLE {}.{} ADD CONSTRAINT {} ").format(
-                sql.Identifier(schema), sql.Identifier(table), sql.Identifier(name)
-            ) + sql.SQL(definition)  # pg_get_constraintdef's text, from the catalog
-            try:
+def _mark(conn: psycopg.Connection[Any], entry: Pending, seconds: float) -> None:
+    run_id, schema, table, name = entry[:4]
+    conn.execute(
+        "UPDATE migration.deferred_constraint SET restored_at = clock_timestamp(), restore_seconds = %s"
+        " WHERE run_id = %s AND schema_name = %s AND table_name = %s AND name = %s",
+        (seconds, run_id, schema, table, name),
+    )
+
+
+def _build_index(conn: psycopg.Connection[Any], entry: Pending) -> None:
+    started = time.perf_counter()
+    conn.execute(sql.SQL(entry[5]))  # pg_get_indexdef's text, from the catalog
+    _mark(conn, entry, time.perf_counter() - started)
+
+
+def _build_side_by_side(owner_url: str, indexes: list[Pending]) -> None:
+    """Build ``indexes`` on :data:`RESTORE_CONNECTIONS` connections, each index and its record in
+    one transaction (a build killed halfway leaves it pending), the largest tables first."""
+
+    def build(entries: list[Pending]) -> None:
+        with _connect(owner_url) as conn:
+            conn.execute("SET maintenance_work_mem = '256MB'")
+            conn.commit()
+            for entry in entries:
                 with conn.transaction():
-                    conn.execute(add)
-            except psycopg.errors.ForeignKeyViolation:
-                conn.execute(add + sql.SQL(" NOT VALID"))
-                broken.append(f"{schema}.{table}.{name}")
-        done[kind] += 1
+                    _build_index(conn, entry)
+
+    lanes: list[list[Pending]] = [[] for _ in range(RESTORE_CONNECTIONS)]
+    for n, entry in enumerate(indexes):
+        lanes[n % RESTORE_CONNECTIONS].append(entry)
+    with ThreadPoolExecutor(RESTORE_CONNECTIONS, thread_name_prefix="restore-index") as pool:
+        for done in [pool.submit(build, lane) for lane in lanes if lane]:
+            done.result()
+
+
+def _by_size(conn: psycopg.Connection[Any], entries: list[Pending]) -> list[Pending]:
+    """``entries`` with the largest tables first (their builds take longest)."""
+    sizes = dict(
         conn.execute(
-            "UPDATE migration.deferred_constraint SET restored_at = clock_timestamp(), restore_seconds = %s"
-            " WHERE run_id = %s AND schema_name = %s AND table_name = %s AND name = %s",
-            (time.perf_counter() - started, run_id, schema, table, name),
-        )
-    return done["index"], done["foreign_key"], broken
+            "SELECT t, pg_relation_size(to_regclass(t)) FROM unnest(%s::text[]) AS t",
+            ([f'"{e[1]}"."{e[2]}"' for e in entries],),
+        ).fetchall()
+    )
+    return sorted(entries, key=lambda e: -(sizes.get(f'"{e[1]}"."{e[2]}"') or 0))
+
+
+def _restore(
+    conn: psycopg.Connection[Any], pending: list[Pending], owner_url: str | None = None
+) -> tuple[int, int, list[str]]:
+    """Rebuild the pending indexes, then add the foreign keys back; (indexes, keys, keys that did not hold).
+
+    With ``owner_url`` the indexes are built side by side on connections of their own (see
+    :func:`_build_side_by_side`); without, in ``conn``'s transaction, one after the other.
+    """
+    conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+    indexes = [entry for entry in pending if entry[4] == "index"]
+    keys = [entry for entry in pending if entry[4] == "foreign_key"]
+    if owner_url is not None and len(indexes) > 1:
+        _build_side_by_side(owner_url, _by_size(conn, indexes))
+    else:
+        for entry in indexes:
+            _build_index(conn, entry)
+    broken: list[str] = []
+    for entry in keys:
+        _, schema, table, name, _, definition = entry
+        started = time.perf_counter()
+        add = sql.SQL("ALTER TABLE {}.{} ADD CONSTRAINT {} ").format(
+            sql.Identifier(schema), sql.Identifier(table), sql.Identifier(name)
+        ) + sql.SQL(definition)  # pg_get_constraintdef's text, from the catalog
+        try:
+            with conn.transaction():
+                conn.execute(add)
+        except psycopg.errors.ForeignKeyViolation:
+            conn.execute(add + sql.SQL(" NOT VALID"))
+            broken.append(f"{schema}.{table}.{name}")
+        _mark(conn, entry, time.perf_counter() - started)
+    return len(indexes), len(keys), broken
 
 
 def restore_pending(conn: psycopg.Connection[Any]) -> list[str]:
@@ -208,7 +265,7 @@ def restore_constraints(owner_url: str, run_id: str) -> Restore:
     with _connect(owner_url) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
         pending = _pending(conn)
-        indexes, keys, broken = _restore(conn, pending)
+        indexes, keys, broken = _restore(conn, pending, owner_url)
     seconds = round(time.perf_counter() - started, 3)
     if broken:
         raise IntegrityError(

@@ -199,13 +199,25 @@ SELECT %(sys)s, %(table)s, legacy_id, %(target)s, id,
        %(run_id)s
 FROM resolved WHERE load_reason IS NULL AND row_key = legacy_id
 """
-_CROSSWALK = (
-    _CROSSWALK_INSERT
-    + """ON CONFLICT (legacy_system, legacy_table, legacy_id) DO UPDATE
+_CROSSWALK_UPSERT = """ON CONFLICT (legacy_system, legacy_table, legacy_id) DO UPDATE
 SET new_table = EXCLUDED.new_table, new_id = EXCLUDED.new_id, outcome = EXCLUDED.outcome,
     merged_into = EXCLUDED.merged_into, run_id = EXCLUDED.run_id
 """
-)
+
+
+def _counted(insert: str) -> sql.SQL:
+    """The crosswalk write, returning the legacy rows it migrated and merged.
+
+    Every part of a legacy row shares its reasons, parents and merge target, and its first part
+    (``row_key = legacy_id``) is the one recorded, so these are the batch's migrated and merged
+    legacy rows, counted as they are written instead of by another pass over ``resolved``.
+    """
+    return sql.SQL(
+        f"WITH written AS ({insert} RETURNING outcome)"
+        " SELECT count(*) FILTER (WHERE outcome = 'migrated'), count(*) FILTER (WHERE outcome = 'merged')"
+        " FROM written"
+    )
+
 
 _FLAGS = """
 INSERT INTO migration.flag (legacy_system, legacy_table, legacy_id, flag_code, run_id)
@@ -228,33 +240,27 @@ WHERE coalesce(s.reason, x.load_reason) IS NOT NULL
   AND c.legacy_system = %(sys)s AND c.legacy_table = %(table)s AND c.legacy_id = s.legacy_id
 """
 
-# Legacy rows with a migrated (merged) part, one hash aggregate instead of a sort per count(DISTINCT).
-_COUNTS = """
-SELECT count(*) FILTER (WHERE migrated), count(*) FILTER (WHERE merged)
-FROM (SELECT bool_or(load_reason IS NULL AND merge_into IS NULL) AS migrated,
-             bool_or(load_reason IS NULL AND merge_into IS NOT NULL) AS merged
-      FROM resolved GROUP BY legacy_id) AS per_row
-"""
-
 
 def _insert_or_upsert(
     cur: psycopg.Cursor[Any],
     plain: sql.Composed | sql.SQL,
     upsert: sql.Composed | sql.SQL,
     params: dict[str, Any],
-) -> None:
+) -> tuple[Any, ...] | None:
     """Run ``plain`` (an INSERT); if a row already exists, undo it and run ``upsert`` instead.
 
     On a first load no row exists, and a plain INSERT skips the speculative insertion that
     ``ON CONFLICT`` does for every row. Any unique violation (the row exists, or another unique
     rule) rolls the attempt back to its savepoint and the upsert runs exactly as it always did,
-    so the outcome is the upsert's; a re-run pays only for the first conflicting row.
+    so the outcome is the upsert's; a re-run pays only for the first conflicting row. Returns the
+    statement's result row, if it has one.
     """
     try:
         with cur.connection.transaction():
             cur.execute(plain, params)
     except psycopg.errors.UniqueViolation:
         cur.execute(upsert, params)
+    return cur.fetchone() if cur.description else None
 
 
 def merge_part(
@@ -305,10 +311,10 @@ def merge_part(
         cur.execute("SET LOCAL enable_nestloop = off")
         _insert_or_upsert(cur, _upsert_sql(spec, plain=True), _upsert_sql(spec), params)
         cur.execute(_CLEAR_REJECTS, params)
-        _insert_or_upsert(cur, sql.SQL(_CROSSWALK_INSERT), sql.SQL(_CROSSWALK), params)
+        migrated, merged = _insert_or_upsert(
+            cur, _counted(_CROSSWALK_INSERT), _counted(_CROSSWALK_INSERT + _CROSSWALK_UPSERT), params
+        ) or (0, 0)
         cur.execute(_FLAGS, params)
-        cur.execute(_COUNTS)
-        migrated, merged = cur.fetchone() or (0, 0)
     rows_in = pc.count_distinct(data.column("legacy_id")).as_py()
     return BatchCounts(rows_in, migrated, merged, rows_in - migrated - merged)
 

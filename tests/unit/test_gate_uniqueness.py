@@ -147,8 +147,10 @@ def test_an_attachment_column_is_read_as_whether_a_value_is_there(tmp_path: Path
     store = open_store(url)
     manifest = write_batches(store, "t", table.to_batches(), schema=table.schema, rows_per_part=100_000)
     part = manifest["parts"][0]
-    flags = runner._read(store, part)
-    assert flags.column_names == ["id", "content"]
+    flags, names = runner._read(store, part)
+    assert flags.column_names == names == ["id", "content"]
     assert flags["content"].to_pylist() == [True if v is not None else None for v in content]
-    assert runner._read(store, part, whole=["content"])["content"].to_pylist() == content
+    assert runner._read(store, part, whole=["content"])[0]["content"].to_pylist() == content
+    only, names = runner._read(store, part, columns=["content", "missing"])
+    assert (only.column_names, names) == (["content"], ["id", "content"])
     assert runner._column(flags["content"]).tolist() == runner._column(table["content"]).tolist()

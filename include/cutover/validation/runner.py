@@ -275,15 +275,17 @@ def _column(values: pa.ChunkedArray) -> Any:
     return values.to_pandas(integer_object_nulls=True, date_as_object=True)
 
 
-def _frame(table: pa.Table, checks: list[Check], id_column: str) -> Any:
+def _frame(table: pa.Table, checks: list[Check], id_column: str, names: list[str] | None = None) -> Any:
     """The pandas frame GX validates: the checked columns (see :func:`_column`) and derived checks;
-    every other column an all-NULL placeholder of the same name, for the column-set check."""
+    every other column of ``names`` (default: the table's) an all-NULL placeholder of the same name,
+    for the column-set check, whether or not ``table`` holds it."""
     import pandas as pd
 
     needed = _referenced(checks) | {id_column}
     placeholder = np.full(table.num_rows, np.nan)
     columns: dict[str, Any] = {
-        name: _column(table[name]) if name in needed else placeholder for name in table.column_names
+        name: _column(table[name]) if name in needed else placeholder
+        for name in (table.column_names if names is None else names)
     }
     for c in checks:
         if c.derived:
@@ -294,10 +296,11 @@ def _frame(table: pa.Table, checks: list[Check], id_column: str) -> Any:
 
 def _read(
     store: Store, part: PartInfo, *, columns: list[str] | None = None, whole: Collection[str] = ()
-) -> pa.Table:
-    """One staged part, verified against its manifest, decoded only as far as the gate needs it.
+) -> tuple[pa.Table, list[str]]:
+    """One staged part, verified against its manifest, decoded only as far as the gate needs it,
+    and the names of all its columns.
 
-    ``columns``: the columns decoded (default: every one). A binary column (an attachment) not
+    ``columns``: the columns decoded, those the part has (default: every one). A binary column (an attachment) not
     named in ``whole`` arrives as whether a value is there (``True`` or NULL, what
     :func:`_column` makes of it), decoded a few thousand rows at a time, so it is never held whole.
     """
@@ -307,7 +310,7 @@ def _read(
             f"staged part {part['key']} has {parquet.metadata.num_rows} rows, manifest says {part['rows']}"
         )
     schema = parquet.schema_arrow
-    names = schema.names if columns is None else columns
+    names = schema.names if columns is None else [n for n in columns if n in schema.names]
     present = {
         n
         for n in names
@@ -321,7 +324,7 @@ def _read(
             for batch in parquet.iter_batches(batch_size=_PRESENT_BATCH, columns=[name])
         ]
         table = table.append_column(name, pa.chunked_array(flags, pa.bool_()))
-    return table.select(names)
+    return table.select(names), schema.names
 
 
 _PRESENT_BATCH = 4096
@@ -329,11 +332,15 @@ _PRESENT_BATCH = 4096
 
 
 def _parts(
-    store: Store, manifest: StageManifest, *, mapped: bool, whole: Collection[str]
-) -> Iterator[pa.Table]:
+    store: Store, manifest: StageManifest, *, mapped: bool, columns: list[str] | None, whole: Collection[str]
+) -> Iterator[tuple[list[str], pa.Table]]:
+    """Each part's column names, and its rows (the mapped gate: loadable ones) in ``columns``."""
     for part in manifest["parts"]:
-        table = _read(store, part, whole=whole)
-        yield _loadable(table) if mapped else table
+        table, names = _read(store, part, columns=columns, whole=whole)
+        if mapped:
+            table = _loadable(table)
+        yield names, table
+        del table  # before the next part is read
 
 
 def _key_values(values: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -409,7 +416,7 @@ def _settle_duplicates(
     if repeated.size:
         columns = [column, "reason", "merge_into"] if mapped else [column]
         for part in manifest["parts"]:
-            table = _read(store, part, columns=list(dict.fromkeys(columns)), whole=[column])
+            table, _ = _read(store, part, columns=list(dict.fromkeys(columns)), whole=[column])
             keys = _key_values((_loadable(table) if mapped else table)[column])
             hashes = _key_hashes(keys)
             found = np.searchsorted(repeated, hashes)
@@ -426,6 +433,19 @@ def _settle_duplicates(
     tally.ids = [str(value).split("#")[0] for value in dup[:MAX_IDS]]
 
 
+def _forget_batch(source: Any) -> None:
+    """Let the part just validated go before the next is read.
+
+    The data source's execution engine keeps its last batch (the frame, and the Arrow data it
+    wraps) until the next one replaces it, which would hold two parts at once; Arrow's allocator
+    keeps freed pages for reuse unless asked to give them back.
+    """
+    manager = source.get_execution_engine().batch_manager
+    manager.batch_data_cache.clear()
+    manager.reset_batch_cache()
+    pa.default_memory_pool().release_unused()
+
+
 def _validate_parquet(ctx: Any, gate: Gate, table: str, store: Store, run_id: str) -> dict[str, _Tally]:
     checks = catalog().by_gate[gate][table]
     suite = ctx.suites.get(suite_name(gate, table))
@@ -438,13 +458,18 @@ def _validate_parquet(ctx: Any, gate: Gate, table: str, store: Store, run_id: st
     tallies: dict[str, _Tally] = {}
     manifest = read_manifest(store, f"runs/{run_key(run_id)}/{gate}/{table}")
     whole = {id_column} | {str(c.kwargs["column"]) for c in unique}
-    for part in _parts(store, manifest, mapped=mapped, whole=whole):
-        frame = _frame(part, checks, id_column)
+    # the columns a check reads, and what says whether a row loads; a derived check reads the table
+    columns = None
+    if not any(c.derived for c in checks):
+        columns = sorted(_referenced(checks) | whole | ({"reason", "merge_into"} if mapped else set()))
+    for names, part in _parts(store, manifest, mapped=mapped, columns=columns, whole=whole):
+        frame = _frame(part, checks, id_column, names)
         validation = _validator(definition, id_column, dataframe=frame).validate_expectation_suite(suite)
-        del frame
         _tally(tallies, validation, id_column)
         for c in unique:
             hashes[c.name].append(_key_hashes(_key_values(part[str(c.kwargs["column"])])))
+        del frame, part, validation
+        _forget_batch(source)
     if len(manifest["parts"]) > 1:
         for c in unique:
             repeated = _repeated(hashes.pop(c.name))

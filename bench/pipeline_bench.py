@@ -9,8 +9,9 @@ Run: ``python -m bench pipeline`` (``make bench``; never by the tests). ``BENCH_
    deduplicate, stage the mapped Parquet), **stage** (read back and SHA-256-verify every staged
    part, the check the load makes before it trusts an object), **load** (constraints set aside as
    for a first load, COPY + resolve + upsert + crosswalk one transaction a batch into a fresh target
-   database, constraints restored and checked) and **validate** (the mapped
-   and target GX gates and the source-to-target reconciliation). It reports rows/s and MB/s
+   database, constraints restored and checked) and **validate** (the extract,
+   mapped and target GX gates and the source-to-target reconciliation, as the DAG runs them: the
+   extract gate sits between extract and map there, and is counted under validate here). It reports rows/s and MB/s
    (Parquet bytes written or read) per stage, and its peak resident memory (VmHWM).
 3. *psql \\copy*: the rows our load wrote, exported per table to CSV and to PostgreSQL's binary
    format, then loaded by one ``psql`` process into unconstrained copies of the target tables:
@@ -204,7 +205,7 @@ def child(legacy_url: str, store_url: str, target_url: str, evidence: str) -> di
     try:
         from cutover.validation.runner import GateFailed, run_gate
 
-        for gate in ("mapped", "target"):
+        for gate in ("extract", "mapped", "target"):
             began = time.perf_counter()
             try:
                 report = run_gate(

@@ -1,13 +1,15 @@
-"""The validation steps of a cutover (mapped gate, target gate, reconciliation) on a simulated clinic.
+"""The validation steps of a cutover (extract, mapped and target gates, reconciliation) on a simulated clinic.
 
 Run: ``python -m bench gates`` (never by the tests). ``BENCH_PATIENTS`` (default 10,000 ≈ 1.07M
-legacy rows) sets the size, ``BENCH_REPEATS`` (default 3) how often each step is timed.
+legacy rows) sets the size, ``BENCH_REPEATS`` (default 3) how often each step is timed,
+``BENCH_GATES_STEPS`` (default every step) which steps run, ``BENCH_GATES_DB`` (default
+``gates_bench``) the name of the database it creates.
 
 1. The simulator writes a legacy SQLite database; the pipeline extracts, maps and loads it into a
    fresh database ``gates_bench`` on the PostgreSQL server (127.0.0.1:5432 when it answers, else
    the embedded one), constraints set aside and restored as ``pt_cutover`` does into an empty target.
 2. Each step runs ``BENCH_REPEATS`` times, each time in a fresh process (as an Airflow task does),
-   after its imports: ``mapped_gate`` and ``target_gate`` (:func:`cutover.validation.runner.run_gate`,
+   after its imports: ``extract_gate``, ``mapped_gate`` and ``target_gate`` (:func:`cutover.validation.runner.run_gate`,
    results and data docs written) and ``reconciliation`` (:func:`cutover.reconcile.reconcile`).
    Reported per step: the median wall seconds, the CPU seconds of the process, and its peak
    resident memory (VmHWM), which must not grow with the data.
@@ -42,9 +44,10 @@ REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 SEED = 17
 AS_OF = date(2026, 11, 27)
 RUN_ID = "bench__gates"
-DATABASE = "gates_bench"
+DATABASE = os.environ.get("BENCH_GATES_DB", "gates_bench")
 RESULTS = Path(__file__).parent / "results"
-STEPS = ("mapped_gate", "target_gate", "reconciliation")
+ALL_STEPS = ("extract_gate", "mapped_gate", "target_gate", "reconciliation")
+STEPS = tuple(s for s in os.environ.get("BENCH_GATES_STEPS", ",".join(ALL_STEPS)).split(",") if s)
 
 
 def _peak_mb() -> float:
@@ -120,7 +123,7 @@ def step(name: str, store_url: str, target_url: str, out_dir: str) -> dict[str, 
         # a failed gate is a finding about the simulated clinic's defects: it ran to the end all the same
         with contextlib.suppress(GateFailed):
             run_gate(
-                "mapped" if name == "mapped_gate" else "target",
+                name.removesuffix("_gate"),  # type: ignore[arg-type]
                 store_url=store_url,
                 run_id=RUN_ID,
                 target_url=target_url,

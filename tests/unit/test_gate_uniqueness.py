@@ -154,3 +154,16 @@ def test_an_attachment_column_is_read_as_whether_a_value_is_there(tmp_path: Path
     only, names = runner._read(store, part, columns=["content", "missing"])
     assert (only.column_names, names) == (["content"], ["id", "content"])
     assert runner._column(flags["content"]).tolist() == runner._column(table["content"]).tolist()
+
+
+def test_a_text_column_whose_type_alone_is_checked_is_not_decoded(tmp_path: Path) -> None:
+    url = f"file://{tmp_path / 'stage'}"
+    table = pa.table(
+        {"id": pa.array([1, 2, 3]), "note": pa.array(["a", None, "c"]), "n": pa.array([1, 2, 3])}
+    )
+    store = open_store(url)
+    part = write_batches(store, "t", table.to_batches(), schema=table.schema, rows_per_part=10)["parts"][0]
+    read, _ = runner._read(store, part, typed=["note", "n", "missing"])
+    assert read["note"].null_count == 3
+    assert read["n"].to_pylist() == [1, 2, 3]  # only text: a number's NULLs decide its pandas dtype
+    assert runner._column(read["note"]).dtype == runner._column(table["note"]).dtype

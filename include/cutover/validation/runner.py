@@ -299,14 +299,21 @@ def _frame(table: pa.Table, checks: list[Check], id_column: str, names: list[str
 
 
 def _read(
-    store: Store, part: PartInfo, *, columns: list[str] | None = None, whole: Collection[str] = ()
+    store: Store,
+    part: PartInfo,
+    *,
+    columns: list[str] | None = None,
+    whole: Collection[str] = (),
+    typed: Collection[str] = (),
 ) -> tuple[pa.Table, list[str]]:
     """One staged part, verified against its manifest, decoded only as far as the gate needs it,
     and the names of all its columns.
 
-    ``columns``: the columns decoded, those the part has (default: every one). A binary column (an attachment) not
-    named in ``whole`` arrives as whether a value is there (``True`` or NULL, what
-    :func:`_column` makes of it), decoded a few thousand rows at a time, so it is never held whole.
+    ``columns``: the columns decoded, those the part has (default: every one). A binary column
+    (an attachment) not named in ``whole`` arrives as whether a value is there (``True`` or NULL,
+    what :func:`_column` makes of it), decoded a few thousand rows at a time, so it is never held
+    whole. A text column named in ``typed`` (only its type is checked, which for pandas' string
+    dtype GX reads from the dtype, never the values) is not decoded: it arrives all NULL.
     """
     parquet = pq.ParquetFile(pa.BufferReader(pa.py_buffer(store.get(part["key"], sha256=part["sha256"]))))
     if parquet.metadata.num_rows != part["rows"]:
@@ -315,19 +322,26 @@ def _read(
         )
     schema = parquet.schema_arrow
     names = schema.names if columns is None else [n for n in columns if n in schema.names]
+    kinds = {n: schema.field(n).type for n in names}
     present = {
         n
         for n in names
-        if n not in whole
-        and (pa.types.is_binary(schema.field(n).type) or pa.types.is_large_binary(schema.field(n).type))
+        if n not in whole and (pa.types.is_binary(kinds[n]) or pa.types.is_large_binary(kinds[n]))
     }
-    table = parquet.read(columns=[n for n in names if n not in present])
+    empty = {
+        n
+        for n in typed
+        if n in kinds and (pa.types.is_string(kinds[n]) or pa.types.is_large_string(kinds[n]))
+    }
+    table = parquet.read(columns=[n for n in names if n not in present | empty])
     for name in sorted(present):
         flags = [
             pc.if_else(pc.is_valid(batch.column(0)), True, pa.scalar(None, pa.bool_()))
             for batch in parquet.iter_batches(batch_size=_PRESENT_BATCH, columns=[name])
         ]
         table = table.append_column(name, pa.chunked_array(flags, pa.bool_()))
+    for name in sorted(empty):
+        table = table.append_column(name, pa.nulls(table.num_rows, kinds[name]))
     return table.select(names), schema.names
 
 
@@ -336,11 +350,17 @@ _PRESENT_BATCH = 4096
 
 
 def _parts(
-    store: Store, manifest: StageManifest, *, mapped: bool, columns: list[str] | None, whole: Collection[str]
+    store: Store,
+    manifest: StageManifest,
+    *,
+    mapped: bool,
+    columns: list[str] | None,
+    whole: Collection[str],
+    typed: Collection[str],
 ) -> Iterator[tuple[list[str], pa.Table]]:
-    """Each part's column names, and its rows (the mapped gate: loadable ones) in ``columns``."""
+    """Each part's column names, and its rows (the mapped gate: loadable ones) as :func:`_read` gives them."""
     for part in manifest["parts"]:
-        table, names = _read(store, part, columns=columns, whole=whole)
+        table, names = _read(store, part, columns=columns, whole=whole, typed=typed)
         if mapped:
             table = _loadable(table)
         yield names, table
@@ -478,10 +498,14 @@ def _validate_parquet(ctx: Any, gate: Gate, table: str, store: Store, run_id: st
     manifest = read_manifest(store, f"runs/{run_key(run_id)}/{gate}/{table}")
     whole = {id_column} | {str(c.kwargs["column"]) for c in unique}
     # the columns a check reads, and what says whether a row loads; a derived check reads the table
-    columns = None
+    columns, typed = None, set()
     if not any(c.derived for c in checks):
         columns = sorted(_referenced(checks) | whole | ({"reason", "merge_into"} if mapped else set()))
-    for names, part in _parts(store, manifest, mapped=mapped, columns=columns, whole=whole):
+        typed = _referenced([c for c in checks if c.expectation == "ExpectColumnValuesToBeInTypeList"])
+        typed -= (
+            _referenced([c for c in checks if c.expectation != "ExpectColumnValuesToBeInTypeList"]) | whole
+        )
+    for names, part in _parts(store, manifest, mapped=mapped, columns=columns, whole=whole, typed=typed):
         frame = _frame(part, checks, id_column, names)
         validation = _validator(definition, id_column, dataframe=frame).validate_expectation_suite(suite)
         _tally(tallies, validation, id_column)

@@ -291,6 +291,7 @@ def load_mapped(
         "migrated": result.migrated,
         "merged": result.merged,
         "rejected": result.rejected,
+        "direct_batches": result.direct_batches,
         "seconds": round(result.seconds, 3),
     }
 

@@ -175,19 +175,57 @@ def test_the_bulk_path_gives_the_per_row_paths_target_and_ledger(
 ) -> None:
     monkeypatch.setenv("CUTOVER_HOME", str(tmp_path / "home"))
     urls = {"bulk": fresh_db(), "per_row": fresh_db()}
+    direct: dict[str, dict[str, int]] = {}
     for path, url in urls.items():
         if path == "bulk":
             assert defer_constraints(url, RUN)["deferred"]
         for table in pipeline.migrated_tables():
-            pipeline.load_mapped(url, staged, RUN, table)
+            direct.setdefault(path, {})[table] = pipeline.load_mapped(url, staged, RUN, table)[
+                "direct_batches"
+            ]
         if path == "bulk":
             restore_constraints(url, RUN)
+    # the first load wrote every batch by COPY alone, but for the table with a numeric column
+    assert {t for t, n in direct["bulk"].items() if n == 0} == {"outcomes"}
+    assert all(n > 0 for t, n in direct["bulk"].items() if t != "outcomes")
+    assert not any(direct["per_row"].values())
     assert table_checksums(urls["bulk"]) == table_checksums(urls["per_row"])
     assert _ledger(urls["bulk"]) == _ledger(urls["per_row"])
     assert _schema(urls["bulk"]) == _schema(urls["per_row"])
     with psycopg.connect(urls["bulk"]) as conn:
         (visits,) = conn.execute("SELECT count(*) FROM pt.visit").fetchone() or (0,)
     assert visits > 500
+
+
+def test_a_first_load_the_ledger_refuses_is_merged_the_general_way(
+    staged: str, fresh_db: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An earlier run rejected a clinic the target is still empty of: the direct COPY of its
+    crosswalk row breaks the one-outcome rule, so the batch is merged the general way, which
+    moves the row from reject to crosswalk, as a re-run must."""
+    monkeypatch.setenv("CUTOVER_HOME", str(tmp_path / "home"))
+    url = fresh_db()
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO migration.reject (legacy_system, legacy_table, legacy_id, reason_code, stage, run_id)"
+            " SELECT legacy_system, legacy_table, legacy_id, 'orphan', 'load', 'earlier'"
+            " FROM (VALUES ('legacy', 'clinics', '1'), ('legacy', 'payers', '1')) AS v (legacy_system, legacy_table, legacy_id)"
+        )
+    assert defer_constraints(url, RUN)["deferred"]
+    loaded = {
+        table: pipeline.load_mapped(url, staged, RUN, table) for table in ("clinics", "payers", "providers")
+    }
+    restore_constraints(url, RUN)
+    assert loaded["clinics"]["direct_batches"] == loaded["payers"]["direct_batches"] == 0
+    assert loaded["providers"]["direct_batches"] == 1
+    with psycopg.connect(url) as conn:
+        outcomes = conn.execute(
+            "SELECT legacy_table, 'crosswalk' FROM migration.crosswalk WHERE legacy_id = '1'"
+            " AND legacy_table IN ('clinics', 'payers')"
+            " UNION ALL SELECT legacy_table, 'reject' FROM migration.reject WHERE legacy_id = '1'"
+            " AND legacy_table IN ('clinics', 'payers') ORDER BY 1"
+        ).fetchall()
+    assert outcomes == [("clinics", "crosswalk"), ("payers", "crosswalk")]
 
 
 def test_rolling_back_a_killed_first_load_puts_the_constraints_back(

@@ -388,6 +388,11 @@ def encode_rows(batch: pa.RecordBatch, encoders: Sequence[ColumnEncoder]) -> pa.
     return rows.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
 
 
+def encodable(pg_type: str, arrow_type: pa.DataType) -> bool:
+    """Whether a column of ``arrow_type`` is written into a ``pg_type`` column as it is (no staging type)."""
+    return pg_type not in STAGE_TYPES and _encoder(pg_type, arrow_type) is not None
+
+
 def encoders_for(schema: pa.Schema, pg_types: Sequence[str]) -> list[ColumnEncoder] | None:
     """One encoder per column, or None when some column has none (logged once per type pair)."""
     if len(schema) != len(pg_types):
@@ -489,12 +494,17 @@ def _ahead(items: Iterator[memoryview], depth: int = AHEAD) -> Generator[memoryv
         worker.join()
 
 
-def _copy_statement(table: str, names: Sequence[str]) -> sql.Composed:
+Relation: TypeAlias = str | tuple[str, str]
+"""A table: its name (a temporary or search-path table), or (schema, name)."""
+
+
+def _copy_statement(table: Relation, names: Sequence[str]) -> sql.Composed:
     columns = sql.SQL(", ").join(sql.Identifier(name) for name in names)
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(table), columns)
+    relation = sql.Identifier(table) if isinstance(table, str) else sql.Identifier(*table)
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(relation, columns)
 
 
-def _copy_rows(cur: Any, table: str, data: pa.Table, pg_types: Sequence[str]) -> None:
+def _copy_rows(cur: Any, table: Relation, data: pa.Table, pg_types: Sequence[str]) -> None:
     """Per-row path through psycopg's dumpers, for a column type the encoder does not know."""
     with cur.copy(_copy_statement(table, data.column_names)) as copy:
         copy.set_types([stage_type(t) for t in pg_types])
@@ -503,7 +513,7 @@ def _copy_rows(cur: Any, table: str, data: pa.Table, pg_types: Sequence[str]) ->
                 copy.write_row(row)
 
 
-def copy_arrow(cur: Any, table: str, data: pa.Table, pg_types: Sequence[str]) -> int:
+def copy_arrow(cur: Any, table: Relation, data: pa.Table, pg_types: Sequence[str]) -> int:
     """COPY ``data`` into ``table`` (columns named as the Arrow fields) in binary format.
 
     ``pg_types`` are the target columns' types (``numeric`` is staged as ``float8``, see

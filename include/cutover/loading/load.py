@@ -21,13 +21,11 @@ written with plain INSERTs, the upserts running only when a row does.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import astuple, dataclass
 from typing import Any
 
-import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,7 +33,9 @@ from psycopg import sql
 
 from cutover.config import LEGACY_SYSTEM
 from cutover.errors import TransientError
+from cutover.ids import row_ids
 from cutover.loading.copy import copy_arrow, stage_type
+from cutover.loading.direct import Parent, eligible, merge_direct
 from cutover.mapping.engine import TableSpec
 from cutover.staging.parquet import read_manifest, read_part
 from cutover.staging.store import Store
@@ -49,6 +49,8 @@ class BatchCounts:
     migrated: int
     merged: int
     rejected: int
+    direct: int = 0
+    """Parts written by :mod:`cutover.loading.direct` (the others merged the general way)."""
 
 
 @dataclass(frozen=True)
@@ -62,36 +64,7 @@ class LoadResult:
     merged: int
     rejected: int
     seconds: float
-
-
-def row_ids(system: str, table: str, keys: pa.Array | pa.ChunkedArray) -> pa.FixedSizeBinaryArray:
-    """The deterministic target id of each row key, as 16-byte uuids (NULL for a NULL key).
-
-    The same scheme as :func:`cutover.ids.legacy_uuid` and ``migration.legacy_uuid`` (first 16
-    bytes of SHA-256 over ``system/table/key``, version 8 and variant bits set), computed in the
-    client because the SQL function costs ~20 µs of server time a row and hashing here ~1 µs.
-
-    >>> import uuid
-    >>> from cutover.ids import legacy_uuid
-    >>> ids = row_ids("legacy", "visits", pa.array(["7", None]))
-    >>> uuid.UUID(bytes=ids[0].as_py()) == legacy_uuid("legacy", "visits", 7), ids[1].is_valid
-    (True, False)
-    """
-    if isinstance(keys, pa.ChunkedArray):
-        keys = keys.combine_chunks()
-    prefix = f"{system}/{table}/".encode()
-    sha256 = hashlib.sha256
-    digests = b"".join(
-        sha256(prefix + key.encode()).digest()[:16] if key is not None else bytes(16)
-        for key in keys.to_pylist()
-    )
-    matrix = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 16).copy()
-    matrix[:, 6] = (matrix[:, 6] & 0x0F) | 0x80
-    matrix[:, 8] = (matrix[:, 8] & 0x3F) | 0x80
-    ids = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(keys), [None, pa.py_buffer(matrix)])
-    if keys.null_count:
-        ids = pc.if_else(pc.is_valid(keys), ids, pa.scalar(None, pa.binary(16)))
-    return ids
+    direct_batches: int = 0
 
 
 def _stage_table(spec: TableSpec) -> list[tuple[str, str]]:
@@ -264,11 +237,28 @@ def _insert_or_upsert(
 
 
 def merge_part(
-    conn: psycopg.Connection[Any], spec: TableSpec, data: pa.Table, params: dict[str, Any]
+    conn: psycopg.Connection[Any],
+    spec: TableSpec,
+    data: pa.Table,
+    params: dict[str, Any],
+    direct: dict[str, Parent] | None = None,
 ) -> BatchCounts:
-    """Merge one mapped part inside the caller's transaction."""
-    stage = _stage_table(spec)
+    """Merge one mapped part inside the caller's transaction.
+
+    With ``direct`` (a first load, see :mod:`cutover.loading.direct`; the dict caches the parents'
+    outcomes) the part is first written by COPY alone, in a savepoint; if the target or the ledger
+    refuses that, the savepoint is rolled back and the part merged the general way.
+    """
     data = data.append_column("id", row_ids(params["sys"], params["table"], data.column("row_key")))
+    rows_in = pc.count_distinct(data.column("legacy_id")).as_py()
+    if direct is not None:
+        try:
+            with conn.transaction():
+                migrated, merged = merge_direct(conn, spec, data, params, direct)
+            return BatchCounts(rows_in, migrated, merged, rows_in - migrated - merged, direct=1)
+        except psycopg.Error as exc:  # the general merge decides, exactly as without this path
+            log.info("%s: merged the general way (%s)", spec.legacy, refused_by(exc))
+    stage = _stage_table(spec)
     with conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS stage_rows, resolved")
         # Joins over the whole batch: a nested loop is never the right plan for them, yet the planner
@@ -315,7 +305,6 @@ def merge_part(
             cur, _counted(_CROSSWALK_INSERT), _counted(_CROSSWALK_INSERT + _CROSSWALK_UPSERT), params
         ) or (0, 0)
         cur.execute(_FLAGS, params)
-    rows_in = pc.count_distinct(data.column("legacy_id")).as_py()
     return BatchCounts(rows_in, migrated, merged, rows_in - migrated - merged)
 
 
@@ -345,7 +334,11 @@ def _reject_whole(
 
 
 def merge_isolating(
-    conn: psycopg.Connection[Any], spec: TableSpec, data: pa.Table, params: dict[str, Any]
+    conn: psycopg.Connection[Any],
+    spec: TableSpec,
+    data: pa.Table,
+    params: dict[str, Any],
+    direct: dict[str, Parent] | None = None,
 ) -> BatchCounts:
     """Merge a part; if the target refuses some row, bisect by legacy id to reject only the rows it refuses.
 
@@ -355,7 +348,7 @@ def merge_isolating(
     """
     try:
         with conn.transaction():
-            return merge_part(conn, spec, data, params)
+            return merge_part(conn, spec, data, params, direct)
     except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
         ids = pc.unique(data.column("legacy_id"))
         if len(ids) == 1:
@@ -364,12 +357,22 @@ def merge_isolating(
             )
             return _reject_whole(conn, ids[0].as_py(), exc, params)
         half = len(ids) // 2
-        total = BatchCounts(0, 0, 0, 0)
+        total = BatchCounts(0, 0, 0, 0, 0)
         for part_ids in (ids[:half], ids[half:]):
             part = data.filter(pc.is_in(data.column("legacy_id"), value_set=part_ids))
-            counts = merge_isolating(conn, spec, part, params)
+            counts = merge_isolating(conn, spec, part, params, direct)
             total = BatchCounts(*(a + b for a, b in zip(astuple(total), astuple(counts), strict=True)))
         return total
+
+
+def _first_load(conn: psycopg.Connection[Any], run_id: str) -> bool:
+    """Whether this run set the target's constraints aside: its batches load into an empty target."""
+    (deferred,) = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM migration.deferred_constraint WHERE run_id = %s AND restored_at IS NULL)",
+        (run_id,),
+    ).fetchone() or (False,)
+    conn.commit()
+    return bool(deferred)
 
 
 def load_table(
@@ -388,6 +391,7 @@ def load_table(
     manifest = read_manifest(store, prefix)
     wanted = set(range(len(manifest["parts"])) if batch_nos is None else batch_nos)
     totals = [0, 0, 0, 0]
+    direct_batches = 0
     resumed = 0
     params = {"sys": system, "table": spec.legacy, "target": spec.target, "run_id": run_id}
     try:
@@ -401,6 +405,7 @@ def load_table(
     except psycopg.OperationalError as exc:
         raise TransientError(f"target_db: cannot connect ({type(exc).__name__})") from exc
     with conn:
+        direct: dict[str, Parent] | None = {} if eligible(spec) and _first_load(conn, run_id) else None
         for batch_no, part in enumerate(manifest["parts"]):
             if batch_no not in wanted:
                 continue
@@ -415,7 +420,7 @@ def load_table(
                 counts = BatchCounts(*done)
             else:
                 with conn.transaction():
-                    counts = merge_isolating(conn, spec, read_part(store, part), params)
+                    counts = merge_isolating(conn, spec, read_part(store, part), params, direct)
                     conn.execute(
                         "INSERT INTO migration.batch (run_id, legacy_table, batch_no, state, rows_in, migrated,"
                         " merged, rejected, staged_object, sha256, started_at, finished_at)"
@@ -446,6 +451,7 @@ def load_table(
                 )
             for i, value in enumerate((counts.rows_in, counts.migrated, counts.merged, counts.rejected)):
                 totals[i] += value
+            direct_batches += counts.direct > 0
     rows_in, migrated, merged, rejected = totals
     return LoadResult(
         legacy_table=spec.legacy,
@@ -457,4 +463,5 @@ def load_table(
         merged=merged,
         rejected=rejected,
         seconds=time.perf_counter() - started,
+        direct_batches=direct_batches,
     )

@@ -1,0 +1,307 @@
+"""A first load's fast path: a batch resolved in Arrow and written by binary COPY alone.
+
+The general merge (:func:`cutover.loading.load.merge_part`) copies a batch into a temporary
+table, resolves its parents by joining the crosswalk, and writes the target, the crosswalk, the
+rejects and the flags with INSERT … SELECT, each a pass over the batch on the server. On a first
+load (the run's constraints set aside, see :mod:`cutover.loading.bulk`) none of the batch's rows
+can exist yet in the target or the ledger, so the same outcome is reached with less work: the
+client reads each parent's outcomes once (its crosswalk keys and ids, its rejected keys), resolves
+the batch's references with Arrow hash lookups, and writes each destination with one binary
+COPY of exactly its rows. The server's part is the COPY, the primary keys and the ledger's
+single-outcome triggers, as for psql's ``\\copy``.
+
+Exactly the general merge's outcome, or nothing: :func:`merge_direct` runs in the caller's
+savepoint, and any refusal (a row that already exists, a CHECK the target holds, a type the
+encoder does not know) raises, so the caller rolls it back and merges the batch the general way.
+``tests/integration/test_bulk_load.py`` checks that both give the same target and ledger.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from psycopg import sql
+
+from cutover.ids import row_ids
+from cutover.loading.copy import copy_arrow, encodable
+from cutover.mapping.engine import Ref, TableSpec
+
+log = logging.getLogger(__name__)
+
+_HEX = np.full(256, 255, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
+
+_UUID = pa.binary(16)
+
+
+@dataclass(frozen=True)
+class Parent:
+    """One parent table's outcomes so far: its crosswalk keys with the id a child points to
+    (the survivor's, for a merged row), and its rejected keys."""
+
+    keys: pa.Array
+    ids: pa.Array
+    rejected: pa.Array
+
+
+def _uuids(hex32: pa.Array) -> pa.Array:
+    """32-character lower-case hex strings (no NULL) → 16-byte uuids, in numpy."""
+    n = len(hex32)
+    if n == 0:
+        return pa.array([], _UUID)
+    offsets = np.frombuffer(hex32.buffers()[1], dtype=np.int32, count=n + 1, offset=hex32.offset * 4)
+    if offsets[-1] - offsets[0] != 32 * n:
+        raise ValueError("crosswalk ids: not one 32-digit hex string a row")
+    chars = np.frombuffer(hex32.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(n, 32)
+    nibbles = _HEX[chars]
+    if (nibbles == 255).any():
+        raise ValueError("crosswalk ids: not hex")
+    data = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+    return pa.FixedSizeBinaryArray.from_buffers(_UUID, n, [None, pa.py_buffer(np.ascontiguousarray(data))])
+
+
+def _csv(cur: psycopg.Cursor[Any], query: sql.Composed, names: list[str]) -> pa.Table:
+    """The rows of ``query`` as an Arrow table of strings, fetched through ``COPY … TO STDOUT`` in CSV."""
+    out = io.BytesIO()
+    with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query)) as copy:
+        for chunk in copy:
+            out.write(chunk)
+    if out.tell() == 0:
+        return pa.table({name: pa.array([], pa.string()) for name in names})
+    return pacsv.read_csv(
+        io.BytesIO(out.getvalue()),
+        read_options=pacsv.ReadOptions(column_names=names),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+def parent_outcomes(cur: psycopg.Cursor[Any], system: str, parent: str) -> Parent:
+    """What the ledger holds for ``parent`` (a legacy table) at this point of the load."""
+    where = sql.SQL("legacy_system = {} AND legacy_table = {}").format(
+        sql.Literal(system), sql.Literal(parent)
+    )
+    walked = _csv(
+        cur,
+        sql.SQL(
+            "SELECT legacy_id, replace(coalesce(merged_into, new_id)::text, '-', '') FROM migration.crosswalk WHERE {}"
+        ).format(where),
+        ["key", "id"],
+    )
+    rejected = _csv(cur, sql.SQL("SELECT legacy_id FROM migration.reject WHERE {}").format(where), ["key"])
+    return Parent(
+        keys=walked["key"].combine_chunks(),
+        ids=_uuids(walked["id"].combine_chunks()),
+        rejected=rejected["key"].combine_chunks(),
+    )
+
+
+def _constant(value: str, n: int) -> pa.Array:
+    return pa.array([value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int64)))
+
+
+def _first(*reasons: pa.Array) -> pa.Array:
+    out = reasons[0]
+    for reason in reasons[1:]:
+        out = pc.coalesce(out, reason)
+    return out
+
+
+def _resolve(ref: Ref, src: pa.Array, parent: Parent) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """(the parent id or NULL, the load reason or NULL, the ``<column>_unresolved`` flag or NULL)
+    of every row, as the general merge's CASE expressions decide them."""
+    n = len(src)
+    at = pc.index_in(src, value_set=parent.keys)
+    ids = parent.ids.take(at)
+    found = pc.is_valid(at)
+    given = pc.is_valid(src)
+    null = pa.nulls(n, pa.string())
+    unresolved = pc.if_else(
+        pc.fill_null(pc.is_in(src, value_set=parent.rejected), False),
+        _constant("parent_rejected", n),
+        _constant("orphan", n),
+    )
+    missing = pc.if_else(found, null, unresolved)
+    if ref.required:
+        return ids, pc.if_else(given, missing, _constant("ref_missing", n)), null
+    if ref.strict:
+        return ids, pc.if_else(given, missing, null), null
+    flag = pc.if_else(pc.and_(given, pc.invert(found)), _constant(f"{ref.column}_unresolved", n), null)
+    return ids, null, flag
+
+
+def eligible(spec: TableSpec) -> bool:
+    """Whether every target column of ``spec`` can be written by the binary COPY as it is staged.
+
+    A spec with rules that read the target and merges too is left to the general merge: there the
+    rules also judge merged rows, which this path does not write to the target.
+    """
+    staged = spec.staged_schema
+    typed = all(encodable(kind, staged.field(name).type) for name, kind in spec.columns)
+    return typed and not (spec.load_flags and spec.merges)
+
+
+def _copy(cur: psycopg.Cursor[Any], schema: str, table: str, data: pa.Table, types: list[str]) -> None:
+    if data.num_rows:
+        copy_arrow(cur, (schema, table), data, types)
+
+
+def _rejects(legacy_ids: pa.Array | pa.ChunkedArray, reasons: pa.Array, stage: str) -> pa.Table:
+    """One (legacy id, reason, stage) per rejected legacy row: the parts of a legacy row agree on
+    their reason (:func:`cutover.mapping.engine.map_batch`), so any part's is the row's."""
+    grouped = pa.table({"legacy_id": legacy_ids, "reason": reasons}).group_by("legacy_id", use_threads=False)
+    out = grouped.aggregate([("reason", "min")]).rename_columns(["legacy_id", "reason"])
+    return out.append_column("stage", _constant(stage, out.num_rows))
+
+
+def _survivors(system: str, table: str, merge_into: pa.Array) -> pa.Array:
+    """The survivor's id of each merged row (NULL for the others): ``migration.legacy_uuid``."""
+    return row_ids(system, table, merge_into)
+
+
+def _flag_codes(legacy_ids: pa.Array, flags: list[pa.Array]) -> pa.Table:
+    """Distinct (legacy id, code) of comma-separated flag lists, empty codes dropped."""
+    pieces = []
+    for listed in flags:
+        split = pc.split_pattern(listed, ",")
+        codes = pc.list_flatten(split)
+        owners = legacy_ids.take(pc.list_parent_indices(split))
+        pieces.append(pa.table({"legacy_id": owners, "code": codes}))
+    found = pa.concat_tables(pieces)
+    found = found.filter(pc.and_(pc.is_valid(found["code"]), pc.not_equal(found["code"], "")))
+    return found.group_by(["legacy_id", "code"], use_threads=False).aggregate([])
+
+
+def _load_flags(
+    cur: psycopg.Cursor[Any], spec: TableSpec, migrated: pa.Table, params: dict[str, Any]
+) -> None:
+    """The rules that read the target (a parent's values), over the batch's rows just written."""
+    cur.execute("DROP TABLE IF EXISTS direct_rows")
+    cur.execute("CREATE TEMP TABLE direct_rows (id uuid, legacy_id text) ON COMMIT DROP")
+    copy_arrow(cur, "direct_rows", migrated.select(["id", "legacy_id"]), ["uuid", "text"])
+    for rule in spec.load_flags:
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO migration.flag (legacy_system, legacy_table, legacy_id, flag_code, run_id)"
+                " SELECT DISTINCT %(sys)s, %(table)s, k.legacy_id, {code}, %(run_id)s"
+                " FROM direct_rows k JOIN pt.{target} r ON r.id = k.id WHERE {pred}"
+                " ON CONFLICT (legacy_system, legacy_table, legacy_id, flag_code) DO UPDATE SET run_id = EXCLUDED.run_id"
+            ).format(
+                code=sql.Literal(rule.code), target=sql.Identifier(spec.target), pred=sql.SQL(rule.predicate)
+            ),
+            params,
+        )
+
+
+def merge_direct(
+    conn: psycopg.Connection[Any],
+    spec: TableSpec,
+    data: pa.Table,
+    params: dict[str, Any],
+    parents: dict[str, Parent],
+) -> tuple[int, int]:
+    """Write one batch (with its ``id`` column) by COPY; (migrated, merged) legacy rows.
+
+    ``parents`` caches :func:`parent_outcomes` per parent table for the connection's batches.
+    """
+    system, table, run_id = params["sys"], params["table"], params["run_id"]
+    with conn.cursor() as cur:
+        for ref in spec.refs:
+            if ref.parent not in parents:
+                parents[ref.parent] = parent_outcomes(cur, system, ref.parent)
+        mapped_reason = data["reason"].combine_chunks()
+        rows = data.filter(pc.is_null(mapped_reason))
+        ids: dict[str, pa.Array] = {}
+        reasons: list[pa.Array] = []
+        flags: list[pa.Array] = [rows["flags"].combine_chunks()]
+        for ref in spec.refs:
+            ref_ids, reason, flag = _resolve(
+                ref, rows[f"ref_{ref.column}"].combine_chunks(), parents[ref.parent]
+            )
+            ids[ref.column] = ref_ids
+            reasons.append(reason)
+            flags.append(flag)
+        load_reason = _first(*reasons) if reasons else pa.nulls(rows.num_rows, pa.string())
+        kept = pc.is_null(load_reason)
+        migrating = pc.and_(kept, pc.is_null(rows["merge_into"]))
+        # the target rows
+        names = ["id", *(name for name, _ in spec.columns), *(ref.column for ref in spec.refs)]
+        types = ["uuid", *(kind for _, kind in spec.columns), *("uuid" for _ in spec.refs)]
+        target = pa.table(
+            [rows["id"], *(rows[name] for name, _ in spec.columns), *(ids[ref.column] for ref in spec.refs)],
+            names=names,
+        ).filter(migrating)
+        _copy(cur, "pt", spec.target, target, types)
+        # the crosswalk: one row per legacy row (an exploded row by its first part)
+        first = rows.filter(pc.and_(kept, pc.equal(rows["row_key"], rows["legacy_id"])))
+        merged = pc.is_valid(first["merge_into"])
+        n = first.num_rows
+        crosswalk = pa.table(
+            {
+                "legacy_system": _constant(system, n),
+                "legacy_table": _constant(table, n),
+                "legacy_id": first["legacy_id"],
+                "new_table": _constant(spec.target, n),
+                "new_id": first["id"],
+                "outcome": pc.if_else(merged, _constant("merged", n), _constant("migrated", n)),
+                "merged_into": _survivors(system, table, first["merge_into"].combine_chunks()),
+                "run_id": _constant(run_id, n),
+            }
+        )
+        _copy(cur, "migration", "crosswalk", crosswalk, ["text"] * 4 + ["uuid", "text", "uuid", "text"])
+        # the rejects: the mapping's, then the load's
+        refused = pc.invert(kept)
+        rejected = pa.concat_tables(
+            [
+                _rejects(
+                    data["legacy_id"].filter(pc.is_valid(mapped_reason)), mapped_reason.drop_null(), "map"
+                ),
+                _rejects(rows["legacy_id"].filter(refused), load_reason.filter(refused), "load"),
+            ]
+        )
+        m = rejected.num_rows
+        rejects = pa.table(
+            {
+                "legacy_system": _constant(system, m),
+                "legacy_table": _constant(table, m),
+                "legacy_id": rejected["legacy_id"],
+                "reason_code": rejected["reason"],
+                "stage": rejected["stage"],
+                "run_id": _constant(run_id, m),
+            }
+        )
+        _copy(cur, "migration", "reject", rejects, ["text"] * 6)
+        # the flags of the rows that migrate or merge
+        codes = _flag_codes(rows.filter(kept)["legacy_id"].combine_chunks(), [f.filter(kept) for f in flags])
+        k = codes.num_rows
+        _copy(
+            cur,
+            "migration",
+            "flag",
+            pa.table(
+                {
+                    "legacy_system": _constant(system, k),
+                    "legacy_table": _constant(table, k),
+                    "legacy_id": codes["legacy_id"],
+                    "flag_code": codes["code"],
+                    "run_id": _constant(run_id, k),
+                }
+            ),
+            ["text"] * 5,
+        )
+        if spec.load_flags and target.num_rows:
+            _load_flags(cur, spec, rows.filter(migrating), params)
+    migrated = int(pc.sum(pc.invert(merged)).as_py() or 0)
+    return migrated, n - migrated

@@ -156,6 +156,20 @@ def test_an_attachment_column_is_read_as_whether_a_value_is_there(tmp_path: Path
     assert runner._column(flags["content"]).tolist() == runner._column(table["content"]).tolist()
 
 
+@pytest.mark.parametrize(
+    "content",
+    [[b"x", b"yy"] * 3000, [None, None] * 3000, [b"x", None] * 3000],
+    ids=["all-present", "all-null", "mixed"],
+)
+def test_attachment_presence_from_statistics_or_values(tmp_path: Path, content: list[bytes | None]) -> None:
+    table = pa.table({"content": pa.array(content, pa.binary())})
+    store = open_store(f"file://{tmp_path / 'stage'}")
+    manifest = write_batches(store, "t", table.to_batches(), schema=table.schema, rows_per_part=100_000)
+    flags, _ = runner._read(store, manifest["parts"][0])
+    assert flags["content"].to_pylist() == [True if v is not None else None for v in content]
+    assert runner._column(flags["content"]).tolist() == runner._column(table["content"]).tolist()
+
+
 def test_a_text_column_whose_type_alone_is_checked_is_not_decoded(tmp_path: Path) -> None:
     url = f"file://{tmp_path / 'stage'}"
     table = pa.table(

@@ -335,11 +335,7 @@ def _read(
     }
     table = parquet.read(columns=[n for n in names if n not in present | empty])
     for name in sorted(present):
-        flags = [
-            pc.if_else(pc.is_valid(batch.column(0)), True, pa.scalar(None, pa.bool_()))
-            for batch in parquet.iter_batches(batch_size=_PRESENT_BATCH, columns=[name])
-        ]
-        table = table.append_column(name, pa.chunked_array(flags, pa.bool_()))
+        table = table.append_column(name, _presence(parquet, name))
     for name in sorted(empty):
         table = table.append_column(name, pa.nulls(table.num_rows, kinds[name]))
     return table.select(names), schema.names
@@ -347,6 +343,31 @@ def _read(
 
 _PRESENT_BATCH = 4096
 """Rows of a binary column decoded at a time when only whether a value is there matters."""
+
+
+def _presence(parquet: pq.ParquetFile, name: str) -> pa.ChunkedArray:
+    """Whether each row of a binary column has a value (``True``) or not (NULL).
+
+    A row group whose statistics count no NULL (or only NULLs) is answered from them, undecoded;
+    any other is decoded a few thousand rows at a time.
+    """
+    meta = parquet.metadata
+    index = parquet.schema_arrow.get_field_index(name)
+    chunks: list[pa.Array] = []
+    for group in range(meta.num_row_groups):
+        rows = meta.row_group(group).num_rows
+        stats = meta.row_group(group).column(index).statistics
+        nulls = stats.null_count if stats is not None and stats.has_null_count else None
+        if nulls == 0:
+            chunks.append(pa.array(np.ones(rows, np.bool_)))
+        elif nulls == rows:
+            chunks.append(pa.nulls(rows, pa.bool_()))
+        else:
+            batches = parquet.iter_batches(batch_size=_PRESENT_BATCH, row_groups=[group], columns=[name])
+            chunks.extend(
+                pc.if_else(pc.is_valid(b.column(0)), True, pa.scalar(None, pa.bool_())) for b in batches
+            )
+    return pa.chunked_array(chunks, pa.bool_())
 
 
 def _parts(
@@ -422,8 +443,11 @@ def _key_hashes(values: pa.Array) -> np.ndarray:
 
 
 def _repeated(hashes: list[np.ndarray]) -> np.ndarray:
-    """The hashes that occur more than once over all parts, sorted."""
-    every = np.sort(np.concatenate(hashes)) if hashes else np.zeros(0, np.uint64)
+    """The hashes that occur more than once over all parts, sorted; empties ``hashes``, whose
+    arrays go as soon as they are joined (one copy of 8 bytes a row, sorted in place)."""
+    every = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+    hashes.clear()
+    every.sort()
     return np.unique(every[1:][every[1:] == every[:-1]])
 
 
@@ -468,6 +492,17 @@ def _forget_batch(source: Any) -> None:
     manager.batch_data_cache.clear()
     manager.reset_batch_cache()
     pa.default_memory_pool().release_unused()
+    _trim()
+
+
+def _trim() -> None:
+    """Give the C heap's free pages back to the system (glibc only), so that what one part freed
+    does not stay resident under the next."""
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 @contextlib.contextmanager

@@ -181,3 +181,31 @@ def test_a_text_column_whose_type_alone_is_checked_is_not_decoded(tmp_path: Path
     assert read["note"].null_count == 3
     assert read["n"].to_pylist() == [1, 2, 3]  # only text: a number's NULLs decide its pandas dtype
     assert runner._column(read["note"]).dtype == runner._column(table["note"]).dtype
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_integer_legacy_keys_duplicated_across_parts_fail_the_extract_gate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collide: bool
+) -> None:
+    from cutover.legacy.schema import LEGACY_TABLES
+    from cutover.legacy.source import arrow_schema
+
+    if collide:
+        monkeypatch.setattr(runner, "_key_hashes", lambda values: np.zeros(len(values), np.uint64))
+    schema = arrow_schema(LEGACY_TABLES["payers"].columns)
+    ids = [*range(1, 41), 5, 30, 5]  # 5 three times, 30 twice: the last three rows are the last part
+    rows = [{"payer_id": i, "payer_name": "Payer", "payer_type": "commercial"} for i in ids]
+    url = f"file://{tmp_path / 'stage'}"
+    write_batches(
+        open_store(url),
+        f"runs/{run_key(RUN)}/extract/payers",
+        pa.Table.from_pylist(rows, schema=schema).to_batches(),
+        schema=schema,
+        rows_per_part=20,
+    )
+    out = tmp_path / "out"
+    with contextlib.suppress(GateFailed):
+        run_gate("extract", store_url=url, run_id=RUN, target_url=None, tables=["payers"], out_dir=out)
+    report = json.loads((out / "gate_extract.json").read_text())
+    found = next(r for r in report["results"] if r["expectation"].endswith("payer_id.key_unique"))
+    assert (found["unexpected_count"], found["failing_ids"], found["element_count"]) == (5, ["5", "30"], 43)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from queue import Empty, Queue
 from typing import Any, TypedDict
 
 import psycopg
@@ -38,7 +39,7 @@ LEDGER_INDEXED = ("migration", "crosswalk")
 """The ledger table whose secondary indexes (by new id, merged_into, run) no load reads."""
 
 RESTORE_CONNECTIONS = 2
-"""Indexes :func:`restore_constraints` builds side by side, each on its own connection."""
+"""Connections :func:`restore_constraints` puts indexes and keys back on, side by side."""
 
 _LOCK = 0x6375_7430_6266_6B31 & 0x7FFF_FFFF_FFFF_FFFF
 """Advisory lock serialising deferrals and restores."""
@@ -178,63 +179,15 @@ def _mark(conn: psycopg.Connection[Any], entry: Pending, seconds: float) -> None
     )
 
 
-def _build_index(conn: psycopg.Connection[Any], entry: Pending) -> None:
+def _put_back(conn: psycopg.Connection[Any], entry: Pending) -> str | None:
+    """Rebuild one index or add one foreign key back, and record it; a key the rows break comes
+    back ``NOT VALID`` (enforced for new rows) and its name is returned."""
+    _, schema, table, name, kind, definition = entry
     started = time.perf_counter()
-    conn.execute(sql.SQL(entry[5]))  # pg_get_indexdef's text, from the catalog
-    _mark(conn, entry, time.perf_counter() - started)
-
-
-def _build_side_by_side(owner_url: str, indexes: list[Pending]) -> None:
-    """Build ``indexes`` on :data:`RESTORE_CONNECTIONS` connections, each index and its record in
-    one transaction (a build killed halfway leaves it pending), the largest tables first."""
-
-    def build(entries: list[Pending]) -> None:
-        with _connect(owner_url) as conn:
-            conn.execute("SET maintenance_work_mem = '256MB'")
-            conn.commit()
-            for entry in entries:
-                with conn.transaction():
-                    _build_index(conn, entry)
-
-    lanes: list[list[Pending]] = [[] for _ in range(RESTORE_CONNECTIONS)]
-    for n, entry in enumerate(indexes):
-        lanes[n % RESTORE_CONNECTIONS].append(entry)
-    with ThreadPoolExecutor(RESTORE_CONNECTIONS, thread_name_prefix="restore-index") as pool:
-        for done in [pool.submit(build, lane) for lane in lanes if lane]:
-            done.result()
-
-
-def _by_size(conn: psycopg.Connection[Any], entries: list[Pending]) -> list[Pending]:
-    """``entries`` with the largest tables first (their builds take longest)."""
-    sizes = dict(
-        conn.execute(
-            "SELECT t, pg_relation_size(to_regclass(t)) FROM unnest(%s::text[]) AS t",
-            ([f'"{e[1]}"."{e[2]}"' for e in entries],),
-        ).fetchall()
-    )
-    return sorted(entries, key=lambda e: -(sizes.get(f'"{e[1]}"."{e[2]}"') or 0))
-
-
-def _restore(
-    conn: psycopg.Connection[Any], pending: list[Pending], owner_url: str | None = None
-) -> tuple[int, int, list[str]]:
-    """Rebuild the pending indexes, then add the foreign keys back; (indexes, keys, keys that did not hold).
-
-    With ``owner_url`` the indexes are built side by side on connections of their own (see
-    :func:`_build_side_by_side`); without, in ``conn``'s transaction, one after the other.
-    """
-    conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
-    indexes = [entry for entry in pending if entry[4] == "index"]
-    keys = [entry for entry in pending if entry[4] == "foreign_key"]
-    if owner_url is not None and len(indexes) > 1:
-        _build_side_by_side(owner_url, _by_size(conn, indexes))
+    broken = None
+    if kind == "index":
+        conn.execute(sql.SQL(definition))  # pg_get_indexdef's text, from the catalog
     else:
-        for entry in indexes:
-            _build_index(conn, entry)
-    broken: list[str] = []
-    for entry in keys:
-        _, schema, table, name, _, definition = entry
-        started = time.perf_counter()
         add = sql.SQL("ALTER TABLE {}.{} ADD CONSTRAINT {} ").format(
             sql.Identifier(schema), sql.Identifier(table), sql.Identifier(name)
         ) + sql.SQL(definition)  # pg_get_constraintdef's text, from the catalog
@@ -243,9 +196,69 @@ def _restore(
                 conn.execute(add)
         except psycopg.errors.ForeignKeyViolation:
             conn.execute(add + sql.SQL(" NOT VALID"))
-            broken.append(f"{schema}.{table}.{name}")
-        _mark(conn, entry, time.perf_counter() - started)
-    return len(indexes), len(keys), broken
+            broken = f"{schema}.{table}.{name}"
+    _mark(conn, entry, time.perf_counter() - started)
+    return broken
+
+
+def _side_by_side(owner_url: str, entries: list[Pending]) -> list[str]:
+    """Put ``entries`` back on :data:`RESTORE_CONNECTIONS` connections, each taking the next one
+    when done, each entry with its record in one transaction (one killed halfway stays pending);
+    the foreign keys that did not hold.
+
+    An index build and a key check on the same table wait for each other (their locks conflict);
+    two key checks never wait in a cycle, since the tables' references have none.
+    """
+    todo: Queue[Pending] = Queue()
+    for entry in entries:
+        todo.put(entry)
+    broken: list[str] = []
+
+    def lane() -> None:
+        with _connect(owner_url) as conn:
+            conn.execute("SET maintenance_work_mem = '256MB'")
+            conn.commit()
+            while True:
+                try:
+                    entry = todo.get_nowait()
+                except Empty:
+                    return
+                with conn.transaction():
+                    if (name := _put_back(conn, entry)) is not None:
+                        broken.append(name)
+
+    with ThreadPoolExecutor(RESTORE_CONNECTIONS, thread_name_prefix="restore") as pool:
+        for done in [pool.submit(lane) for _ in range(RESTORE_CONNECTIONS)]:
+            done.result()
+    return sorted(broken)
+
+
+def _by_size(conn: psycopg.Connection[Any], entries: list[Pending]) -> list[Pending]:
+    """``entries``, indexes before keys, each with the largest tables first (they take longest)."""
+    sizes = dict(
+        conn.execute(
+            "SELECT t, pg_relation_size(to_regclass(t)) FROM unnest(%s::text[]) AS t",
+            ([f'"{e[1]}"."{e[2]}"' for e in entries],),
+        ).fetchall()
+    )
+    return sorted(entries, key=lambda e: (e[4] != "index", -(sizes.get(f'"{e[1]}"."{e[2]}"') or 0)))
+
+
+def _restore(
+    conn: psycopg.Connection[Any], pending: list[Pending], owner_url: str | None = None
+) -> tuple[int, int, list[str]]:
+    """Rebuild the pending indexes, then add the foreign keys back; (indexes, keys, keys that did not hold).
+
+    With ``owner_url`` they are put back side by side on connections of their own (see
+    :func:`_side_by_side`); without, in ``conn``'s transaction, one after the other.
+    """
+    conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+    if owner_url is not None and len(pending) > 1:
+        broken = _side_by_side(owner_url, _by_size(conn, pending))
+    else:
+        broken = [name for entry in pending if (name := _put_back(conn, entry)) is not None]
+    indexes = sum(1 for entry in pending if entry[4] == "index")
+    return indexes, len(pending) - indexes, broken
 
 
 def restore_pending(conn: psycopg.Connection[Any]) -> list[str]:
@@ -256,7 +269,10 @@ def restore_pending(conn: psycopg.Connection[Any]) -> list[str]:
 
 
 def restore_constraints(owner_url: str, run_id: str) -> Restore:
-    """Put back every constraint still set aside (this run's, and a killed run's), in one transaction.
+    """Put back every constraint still set aside (this run's, and a killed run's), side by side.
+
+    Each index or key is put back with its record in a transaction of its own, so a restore
+    killed halfway leaves exactly the rest pending, for the next restore.
 
     Raises :class:`IntegrityError` naming each foreign key the loaded rows break (never a value);
     that key is then back as ``NOT VALID``, enforced for new rows, and everything else restored.

@@ -28,8 +28,9 @@ is, or skips cleanly when none is.
    `defer_constraints`: into an empty target (big bang, first wave) the foreign keys and secondary
    indexes are set aside, and `restore_constraints` puts them back after the last batch (also after
    a failed one), checked set-based. `load.<table>` merges each staged batch in one transaction
-   (COPY, resolve parents through the crosswalk, upsert by deterministic id, ledger). Parents load
-   before children. A re-run skips batches the ledger marks loaded.
+   (COPY, resolve parents through the crosswalk, upsert by deterministic id, ledger; on a first
+   load, parents resolved in Arrow and every row written by COPY). Parents load before children.
+   A re-run skips batches the ledger marks loaded.
 9. `gate_target` (GX on PostgreSQL: PT rules such as visits within the episode, the 8-minute
    rule, plan-of-care certification) and `reconcile` (counts, every legacy id through the
    crosswalk, per-patient chart checksums, mismatches in `migration.validation_failure`). If

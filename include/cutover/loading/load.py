@@ -7,6 +7,10 @@ record the crosswalk, and mark the batch loaded in the ledger — all in one tra
 batch already marked loaded for the run is skipped, so a killed run resumes where it stopped
 and a re-run leaves the target exactly as one clean run does.
 
+On a first load (the run set the target's constraints aside, :mod:`cutover.loading.bulk`) a batch
+is first written by :mod:`cutover.loading.direct`: the same outcome, by COPY alone, falling back
+to the merge below whenever the database refuses it.
+
 Where the time goes (``python -m bench pipeline``; server CPU per statement on 317k legacy rows):
 the target's foreign keys are checked by PostgreSQL one row at a time (an index probe and a row
 lock per reference), which a loader without owner rights cannot avoid, and together with the

@@ -5,8 +5,9 @@ table, resolves its parents by joining the crosswalk, and writes the target, the
 rejects and the flags with INSERT … SELECT, each a pass over the batch on the server. On a first
 load (the run's constraints set aside, see :mod:`cutover.loading.bulk`) none of the batch's rows
 can exist yet in the target or the ledger, so the same outcome is reached with less work: the
-client reads each parent's outcomes once (its crosswalk keys and ids, its rejected keys), resolves
-the batch's references with Arrow hash lookups, and writes each destination with one binary
+client reads what the ledger holds for the parents the batch refers to (their ids, or that they
+were rejected), resolves the references with Arrow hash lookups, and writes each destination with
+one binary
 COPY of exactly its rows. The server's part is the COPY, the primary keys and the ledger's
 single-outcome triggers, as for psql's ``\\copy``.
 
@@ -44,8 +45,8 @@ _UUID = pa.binary(16)
 
 @dataclass(frozen=True)
 class Parent:
-    """One parent table's outcomes so far: its crosswalk keys with the id a child points to
-    (the survivor's, for a merged row), and its rejected keys."""
+    """What the ledger holds so far for some legacy ids of a parent table: those in the crosswalk
+    with the id a child points to (the survivor's, for a merged row), and those rejected."""
 
     keys: pa.Array
     ids: pa.Array
@@ -68,10 +69,10 @@ def _uuids(hex32: pa.Array) -> pa.Array:
     return pa.FixedSizeBinaryArray.from_buffers(_UUID, n, [None, pa.py_buffer(np.ascontiguousarray(data))])
 
 
-def _csv(cur: psycopg.Cursor[Any], query: sql.Composed, names: list[str]) -> pa.Table:
+def _csv(cur: psycopg.Cursor[Any], query: sql.Composable, params: Any, names: list[str]) -> pa.Table:
     """The rows of ``query`` as an Arrow table of strings, fetched through ``COPY … TO STDOUT`` in CSV."""
     out = io.BytesIO()
-    with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query)) as copy:
+    with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query), params) as copy:
         for chunk in copy:
             out.write(chunk)
     if out.tell() == 0:
@@ -88,19 +89,21 @@ def _csv(cur: psycopg.Cursor[Any], query: sql.Composed, names: list[str]) -> pa.
     )
 
 
-def parent_outcomes(cur: psycopg.Cursor[Any], system: str, parent: str) -> Parent:
-    """What the ledger holds for ``parent`` (a legacy table) at this point of the load."""
-    where = sql.SQL("legacy_system = {} AND legacy_table = {}").format(
-        sql.Literal(system), sql.Literal(parent)
-    )
-    walked = _csv(
-        cur,
-        sql.SQL(
-            "SELECT legacy_id, replace(coalesce(merged_into, new_id)::text, '-', '') FROM migration.crosswalk WHERE {}"
-        ).format(where),
-        ["key", "id"],
-    )
-    rejected = _csv(cur, sql.SQL("SELECT legacy_id FROM migration.reject WHERE {}").format(where), ["key"])
+_WALKED = sql.SQL(
+    "SELECT legacy_id, replace(coalesce(merged_into, new_id)::text, '-', '') FROM migration.crosswalk"
+    " WHERE legacy_system = %s AND legacy_table = %s AND legacy_id = ANY(%s)"
+)
+_REJECTED = sql.SQL(
+    "SELECT legacy_id FROM migration.reject WHERE legacy_system = %s AND legacy_table = %s AND legacy_id = ANY(%s)"
+)
+
+
+def parent_outcomes(cur: psycopg.Cursor[Any], system: str, parent: str, keys: pa.Array) -> Parent:
+    """What the ledger holds for these legacy ids of ``parent`` (a legacy table) at this point of
+    the load: only the batch's references travel, so memory is bounded by the batch."""
+    wanted = (system, parent, pc.unique(keys.drop_null()).to_pylist())
+    walked = _csv(cur, _WALKED, wanted, ["key", "id"])
+    rejected = _csv(cur, _REJECTED, wanted, ["key"])
     return Parent(
         keys=walked["key"].combine_chunks(),
         ids=_uuids(walked["id"].combine_chunks()),
@@ -210,26 +213,21 @@ def merge_direct(
     spec: TableSpec,
     data: pa.Table,
     params: dict[str, Any],
-    parents: dict[str, Parent],
 ) -> tuple[int, int]:
     """Write one batch (with its ``id`` column) by COPY; (migrated, merged) legacy rows.
 
-    ``parents`` caches :func:`parent_outcomes` per parent table for the connection's batches.
+    Each reference's parents are looked up for the batch's own ids (:func:`parent_outcomes`).
     """
     system, table, run_id = params["sys"], params["table"], params["run_id"]
     with conn.cursor() as cur:
-        for ref in spec.refs:
-            if ref.parent not in parents:
-                parents[ref.parent] = parent_outcomes(cur, system, ref.parent)
         mapped_reason = data["reason"].combine_chunks()
         rows = data.filter(pc.is_null(mapped_reason))
         ids: dict[str, pa.Array] = {}
         reasons: list[pa.Array] = []
         flags: list[pa.Array] = [rows["flags"].combine_chunks()]
         for ref in spec.refs:
-            ref_ids, reason, flag = _resolve(
-                ref, rows[f"ref_{ref.column}"].combine_chunks(), parents[ref.parent]
-            )
+            src = rows[f"ref_{ref.column}"].combine_chunks()
+            ref_ids, reason, flag = _resolve(ref, src, parent_outcomes(cur, system, ref.parent, src))
             ids[ref.column] = ref_ids
             reasons.append(reason)
             flags.append(flag)

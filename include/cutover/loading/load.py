@@ -39,7 +39,7 @@ from cutover.config import LEGACY_SYSTEM
 from cutover.errors import TransientError
 from cutover.ids import row_ids
 from cutover.loading.copy import copy_arrow, stage_type
-from cutover.loading.direct import Parent, eligible, merge_direct
+from cutover.loading.direct import eligible, merge_direct
 from cutover.mapping.engine import TableSpec
 from cutover.staging.parquet import read_manifest, read_part
 from cutover.staging.store import Store
@@ -245,20 +245,20 @@ def merge_part(
     spec: TableSpec,
     data: pa.Table,
     params: dict[str, Any],
-    direct: dict[str, Parent] | None = None,
+    direct: bool = False,
 ) -> BatchCounts:
     """Merge one mapped part inside the caller's transaction.
 
-    With ``direct`` (a first load, see :mod:`cutover.loading.direct`; the dict caches the parents'
-    outcomes) the part is first written by COPY alone, in a savepoint; if the target or the ledger
+    With ``direct`` (a first load, see :mod:`cutover.loading.direct`) the part is first written by
+    COPY alone, in a savepoint; if the target or the ledger
     refuses that, the savepoint is rolled back and the part merged the general way.
     """
     data = data.append_column("id", row_ids(params["sys"], params["table"], data.column("row_key")))
     rows_in = pc.count_distinct(data.column("legacy_id")).as_py()
-    if direct is not None:
+    if direct:
         try:
             with conn.transaction():
-                migrated, merged = merge_direct(conn, spec, data, params, direct)
+                migrated, merged = merge_direct(conn, spec, data, params)
             return BatchCounts(rows_in, migrated, merged, rows_in - migrated - merged, direct=1)
         except psycopg.Error as exc:  # the general merge decides, exactly as without this path
             log.info("%s: merged the general way (%s)", spec.legacy, refused_by(exc))
@@ -342,7 +342,7 @@ def merge_isolating(
     spec: TableSpec,
     data: pa.Table,
     params: dict[str, Any],
-    direct: dict[str, Parent] | None = None,
+    direct: bool = False,
 ) -> BatchCounts:
     """Merge a part; if the target refuses some row, bisect by legacy id to reject only the rows it refuses.
 
@@ -409,7 +409,7 @@ def load_table(
     except psycopg.OperationalError as exc:
         raise TransientError(f"target_db: cannot connect ({type(exc).__name__})") from exc
     with conn:
-        direct: dict[str, Parent] | None = {} if eligible(spec) and _first_load(conn, run_id) else None
+        direct = eligible(spec) and _first_load(conn, run_id)
         for batch_no, part in enumerate(manifest["parts"]):
             if batch_no not in wanted:
                 continue

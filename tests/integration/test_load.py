@@ -11,6 +11,7 @@ import pytest
 
 from cutover.ids import legacy_uuid
 from cutover.loading import load_table
+from cutover.loading.bulk import defer_constraints, restore_constraints
 from cutover.mapping import rules as r
 from cutover.mapping.engine import Field, Ref, TableSpec, map_batch
 from cutover.staging.parquet import write_batches
@@ -159,7 +160,9 @@ def test_a_killed_batch_leaves_no_trace_and_resumes(target: str, staged: LocalSt
     assert (resumed.migrated, resumed.rejected) == (2, 3)
 
 
-def test_a_row_the_target_refuses_is_rejected_alone(target: str, tmp_path) -> None:
+@pytest.mark.parametrize("first_load", [False, True], ids=["merge", "first_load"])
+def test_a_row_the_target_refuses_is_rejected_alone(target: str, tmp_path, first_load: bool) -> None:
+    """Also on a first load, whose COPY-only write the refused rows send back to the general merge."""
     spec = TableSpec(
         "clinics",
         "clinic",
@@ -180,8 +183,13 @@ def test_a_row_the_target_refuses_is_rejected_alone(target: str, tmp_path) -> No
         }
     )
     _stage(store, "m/clinics", spec, rows, rows_per_part=10)
+    if first_load:
+        assert defer_constraints(target, "r1")["deferred"]
     result = load_table(target, store, spec, "m/clinics", run_id="r1")
+    if first_load:
+        restore_constraints(target, "r1")
     assert (result.rows_in, result.migrated, result.rejected) == (7, 5, 2)
+    assert result.direct_batches == (1 if first_load else 0)  # the good rows' halves went by COPY alone
     with psycopg.connect(target) as conn:
         refused = conn.execute(
             "SELECT legacy_id, reason_code, detail FROM migration.reject ORDER BY legacy_id::int"

@@ -91,10 +91,10 @@ def _csv(cur: psycopg.Cursor[Any], query: sql.Composable, params: Any, names: li
 
 _WALKED = sql.SQL(
     "SELECT legacy_id, replace(coalesce(merged_into, new_id)::text, '-', '') FROM migration.crosswalk"
-    " WHERE legacy_system = %s AND legacy_table = %s AND legacy_id = ANY(%s)"
+    " WHERE legacy_system = %s AND legacy_table = %s AND legacy_id = ANY(%s::text[])"
 )
 _REJECTED = sql.SQL(
-    "SELECT legacy_id FROM migration.reject WHERE legacy_system = %s AND legacy_table = %s AND legacy_id = ANY(%s)"
+    "SELECT legacy_id FROM migration.reject WHERE legacy_system = %s AND legacy_table = %s AND legacy_id = ANY(%s::text[])"
 )
 
 

@@ -188,7 +188,10 @@ def child(legacy_url: str, store_url: str, target_url: str, evidence: str) -> di
             rows += read_part(store, part).num_rows
             nbytes += part["bytes"]
     stages["stage"] = {"rows": rows, "bytes": nbytes, "seconds": time.perf_counter() - started}
-    # as pt_cutover does into an empty target: constraints aside, the batches, the constraints back
+    # as pt_cutover does into an empty target: constraints aside, the batches, the constraints back;
+    # from a checkpoint, as each psql reference starts (see _psql_seconds)
+    with psycopg.connect(target_url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
     started = time.perf_counter()
     defer_constraints(target_url, RUN_ID)
     stages["load"] = {"rows": 0, "bytes": 0, "seconds": time.perf_counter() - started}

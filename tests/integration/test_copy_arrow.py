@@ -105,6 +105,21 @@ def test_all_types_in_one_table_sliced_and_chunked(pg_url: str, monkeypatch: pyt
         assert [row[i] for row in rows] == _expected(CASES[name][0], table.column(name).to_pylist()), name
 
 
+def test_a_mask_copies_exactly_its_rows_slice_by_slice(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows where the mask holds, in order, across chunks and tiny slices (never a filtered copy)."""
+    monkeypatch.setattr(copy_mod, "WRITE_BYTES", 64)
+    one = pa.table({"n": pa.array(range(50), pa.int32()), "s": [f"row {i}" for i in range(50)]})
+    table = pa.concat_tables([one.slice(0, 20), one.slice(20)])  # two chunks
+    mask = pa.chunked_array(
+        [pa.array([i % 3 == 0 for i in range(20)]), pa.array([i % 3 == 0 for i in range(20, 50)])]
+    )
+    with psycopg.connect(pg_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE masked (_ord serial, n integer, s text)")
+        assert copy_arrow(cur, "masked", table, ["integer", "text"], mask=mask) == 17
+        rows = cur.execute("SELECT n, s FROM masked ORDER BY _ord").fetchall()
+    assert rows == [(i, f"row {i}") for i in range(0, 50, 3)]
+
+
 def test_empty_table_copies_nothing(pg_url: str) -> None:
     table = pa.table({"a": pa.array([], pa.string()), "b": pa.array([], pa.int32())})
     assert _roundtrip(pg_url, table, ["text", "integer"]) == []

@@ -410,23 +410,35 @@ def encoders_for(schema: pa.Schema, pg_types: Sequence[str]) -> list[ColumnEncod
     return encoders
 
 
-def _slices(data: pa.Table | pa.RecordBatch) -> Iterator[pa.RecordBatch]:
-    """Slices of about WRITE_BYTES encoded bytes: rows per slice from the Arrow bytes per row."""
+def _slices(data: pa.Table | pa.RecordBatch, mask: pa.Array | None = None) -> Iterator[pa.RecordBatch]:
+    """Slices of about WRITE_BYTES encoded bytes: rows per slice from the Arrow bytes per row.
+
+    With ``mask`` (a boolean per row of ``data``), each slice keeps only its rows where the mask
+    holds: the selection is made a slice at a time, never as a copy of the whole table.
+    """
     batches = data.to_batches() if isinstance(data, pa.Table) else [data]
     fields = len(data.schema)
+    offset = 0
     for batch in batches:
         if batch.num_rows == 0:
             continue
         per_row = batch.nbytes / batch.num_rows + 2 + 4 * fields
         step = max(1, int(WRITE_BYTES // per_row))
         for start in range(0, batch.num_rows, step):
-            yield batch.slice(start, step)
+            piece = batch.slice(start, step)
+            if mask is not None:
+                piece = piece.filter(mask.slice(offset + start, piece.num_rows))
+            if piece.num_rows:
+                yield piece
+        offset += batch.num_rows
 
 
-def copy_stream(data: pa.Table | pa.RecordBatch, encoders: Sequence[ColumnEncoder]) -> Iterator[memoryview]:
+def copy_stream(
+    data: pa.Table | pa.RecordBatch, encoders: Sequence[ColumnEncoder], mask: pa.Array | None = None
+) -> Iterator[memoryview]:
     """The whole binary COPY stream of ``data`` (header, rows, trailer) in pieces of ≤ WRITE_BYTES."""
     yield memoryview(PGCOPY_HEADER)
-    for part in _slices(data):
+    for part in _slices(data, mask):
         rows = memoryview(encode_rows(part, encoders))
         for start in range(0, len(rows), WRITE_BYTES):
             yield rows[start : start + WRITE_BYTES]
@@ -513,21 +525,28 @@ def _copy_rows(cur: Any, table: Relation, data: pa.Table, pg_types: Sequence[str
                 copy.write_row(row)
 
 
-def copy_arrow(cur: Any, table: Relation, data: pa.Table, pg_types: Sequence[str]) -> int:
-    """COPY ``data`` into ``table`` (columns named as the Arrow fields) in binary format.
+def copy_arrow(
+    cur: Any, table: Relation, data: pa.Table, pg_types: Sequence[str], mask: pa.Array | None = None
+) -> int:
+    """COPY ``data`` (only its rows where ``mask`` holds, if given) into ``table`` (columns named
+    as the Arrow fields) in binary format; the rows copied.
 
     ``pg_types`` are the target columns' types (``numeric`` is staged as ``float8``, see
-    :func:`stage_type`). Encoded bytes exist for one slice at a time, so memory stays bounded.
+    :func:`stage_type`). Encoded bytes, and the masked selection, exist for one slice at a time,
+    so memory stays bounded.
     """
+    if mask is not None and isinstance(mask, pa.ChunkedArray):
+        mask = mask.combine_chunks()
     encoders = encoders_for(data.schema, pg_types)
     if encoders is None:
+        data = data if mask is None else data.filter(mask)
         _copy_rows(cur, table, data, pg_types)
         return data.num_rows
     # fixed-width columns first: with the field count they form one block a row (COPY names the order)
     order = sorted(range(len(encoders)), key=lambda i: encoders[i].variable)
     data = data.select(order)
-    stream = _ahead(copy_stream(data, [encoders[i] for i in order]))
+    stream = _ahead(copy_stream(data, [encoders[i] for i in order], mask))
     with cur.copy(_copy_statement(table, data.column_names)) as copy, closing(stream):
         for piece in stream:
             copy.write(piece)
-    return data.num_rows
+    return data.num_rows if mask is None else int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)

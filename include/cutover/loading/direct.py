@@ -115,6 +115,12 @@ def _constant(value: str, n: int) -> pa.Array:
     return pa.array([value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int64)))
 
 
+def _spread(values: pa.Array, where: pa.Array) -> pa.Array:
+    """``values`` (one per row where ``where`` holds) back at those rows, NULL at the others."""
+    at = pc.subtract(pc.cumulative_sum(pc.cast(where, pa.int64())), 1)
+    return values.take(pc.if_else(where, at, pa.scalar(None, pa.int64())))
+
+
 def _first(*reasons: pa.Array) -> pa.Array:
     out = reasons[0]
     for reason in reasons[1:]:
@@ -217,33 +223,37 @@ def merge_direct(
     """Write one batch (with its ``id`` column) by COPY; (migrated, merged) legacy rows.
 
     Each reference's parents are looked up for the batch's own ids (:func:`parent_outcomes`).
+    The batch is never copied whole: which rows go where is a mask per destination, applied by
+    the COPY a slice at a time (a part of documents holds up to 64 MB of files).
     """
     system, table, run_id = params["sys"], params["table"], params["run_id"]
     with conn.cursor() as cur:
-        mapped_reason = data["reason"].combine_chunks()
-        rows = data.filter(pc.is_null(mapped_reason))
+        mapped = pc.is_null(data["reason"].combine_chunks())  # the rows the mapping kept
+        legacy_ids = data["legacy_id"].combine_chunks()
         ids: dict[str, pa.Array] = {}
         reasons: list[pa.Array] = []
-        flags: list[pa.Array] = [rows["flags"].combine_chunks()]
+        flags: list[pa.Array] = [data["flags"].combine_chunks()]
         for ref in spec.refs:
-            src = rows[f"ref_{ref.column}"].combine_chunks()
+            src = data[f"ref_{ref.column}"].combine_chunks().filter(mapped)
             ref_ids, reason, flag = _resolve(ref, src, parent_outcomes(cur, system, ref.parent, src))
-            ids[ref.column] = ref_ids
+            ids[ref.column], reason, flag = (_spread(x, mapped) for x in (ref_ids, reason, flag))
             reasons.append(reason)
             flags.append(flag)
-        load_reason = _first(*reasons) if reasons else pa.nulls(rows.num_rows, pa.string())
-        kept = pc.is_null(load_reason)
-        migrating = pc.and_(kept, pc.is_null(rows["merge_into"]))
+        load_reason = _first(*reasons) if reasons else pa.nulls(data.num_rows, pa.string())
+        kept = pc.and_(mapped, pc.is_null(load_reason))
+        migrating = pc.and_(kept, pc.is_null(data["merge_into"].combine_chunks()))
         # the target rows
         names = ["id", *(name for name, _ in spec.columns), *(ref.column for ref in spec.refs)]
         types = ["uuid", *(kind for _, kind in spec.columns), *("uuid" for _ in spec.refs)]
         target = pa.table(
-            [rows["id"], *(rows[name] for name, _ in spec.columns), *(ids[ref.column] for ref in spec.refs)],
+            [data["id"], *(data[name] for name, _ in spec.columns), *(ids[ref.column] for ref in spec.refs)],
             names=names,
-        ).filter(migrating)
-        _copy(cur, "pt", spec.target, target, types)
+        )
+        copy_arrow(cur, ("pt", spec.target), target, types, mask=migrating)
         # the crosswalk: one row per legacy row (an exploded row by its first part)
-        first = rows.filter(pc.and_(kept, pc.equal(rows["row_key"], rows["legacy_id"])))
+        first = data.select(["legacy_id", "id", "merge_into"]).filter(
+            pc.and_(kept, pc.equal(data["row_key"], data["legacy_id"]))
+        )
         merged = pc.is_valid(first["merge_into"])
         n = first.num_rows
         crosswalk = pa.table(
@@ -260,13 +270,14 @@ def merge_direct(
         )
         _copy(cur, "migration", "crosswalk", crosswalk, ["text"] * 4 + ["uuid", "text", "uuid", "text"])
         # the rejects: the mapping's, then the load's
-        refused = pc.invert(kept)
+        refused = pc.and_(mapped, pc.is_valid(load_reason))
+        unmapped = pc.invert(mapped)
         rejected = pa.concat_tables(
             [
                 _rejects(
-                    data["legacy_id"].filter(pc.is_valid(mapped_reason)), mapped_reason.drop_null(), "map"
+                    legacy_ids.filter(unmapped), data["reason"].combine_chunks().filter(unmapped), "map"
                 ),
-                _rejects(rows["legacy_id"].filter(refused), load_reason.filter(refused), "load"),
+                _rejects(legacy_ids.filter(refused), load_reason.filter(refused), "load"),
             ]
         )
         m = rejected.num_rows
@@ -282,7 +293,7 @@ def merge_direct(
         )
         _copy(cur, "migration", "reject", rejects, ["text"] * 6)
         # the flags of the rows that migrate or merge
-        codes = _flag_codes(rows.filter(kept)["legacy_id"].combine_chunks(), [f.filter(kept) for f in flags])
+        codes = _flag_codes(legacy_ids.filter(kept), [f.filter(kept) for f in flags])
         k = codes.num_rows
         _copy(
             cur,
@@ -299,7 +310,7 @@ def merge_direct(
             ),
             ["text"] * 5,
         )
-        if spec.load_flags and target.num_rows:
-            _load_flags(cur, spec, rows.filter(migrating), params)
+        if spec.load_flags and pc.any(migrating).as_py():
+            _load_flags(cur, spec, data.select(["id", "legacy_id"]).filter(migrating), params)
     migrated = int(pc.sum(pc.invert(merged)).as_py() or 0)
     return migrated, n - migrated

@@ -250,8 +250,8 @@ def merge_part(
     """Merge one mapped part inside the caller's transaction.
 
     With ``direct`` (a first load, see :mod:`cutover.loading.direct`) the part is first written by
-    COPY alone, in a savepoint; if the target or the ledger
-    refuses that, the savepoint is rolled back and the part merged the general way.
+    COPY alone, in a savepoint; if the target or the ledger refuses that, the savepoint is rolled
+    back and the part merged the general way. Only the constraint's name is logged, never a value.
     """
     data = data.append_column("id", row_ids(params["sys"], params["table"], data.column("row_key")))
     rows_in = pc.count_distinct(data.column("legacy_id")).as_py()

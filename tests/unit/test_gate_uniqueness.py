@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from staged_outcomes import outcome, stage_outcomes
 
-from cutover.mapping.specs import SPECS
 from cutover.pipeline import run_key
 from cutover.staging.parquet import write_batches
 from cutover.staging.store import open_store
@@ -29,47 +28,18 @@ RUN = "unit-unique"
 KEY_UNIQUE = "mapped.outcomes.row_key.key_unique"
 
 
-def _outcome(legacy_id: str, row_key: str | None = None, **extra: Any) -> dict[str, Any]:
-    row = {
-        "legacy_id": legacy_id,
-        "row_key": legacy_id if row_key is None else row_key,
-        "instrument": "ODI",
-        "score": 30.0,
-        "measured_on": date(2025, 3, 1),
-        "ref_episode_id": "1",
-        "ref_visit_id": None,
-        "merge_into": None,
-        "reason": None,
-        "flags": None,
-    }
-    return row | extra
-
-
-def _stage(tmp_path: Path, rows: list[dict[str, Any]], *, rows_per_part: int) -> str:
-    url = f"file://{tmp_path / 'stage'}"
-    schema = SPECS["outcomes"].staged_schema
-    write_batches(
-        open_store(url),
-        f"runs/{run_key(RUN)}/mapped/outcomes",
-        pa.Table.from_pylist(rows, schema=schema).to_batches(),
-        schema=schema,
-        rows_per_part=rows_per_part,
-    )
-    return url
-
-
 def _rows() -> list[dict[str, Any]]:
     """300 outcomes in five parts of 64: keys repeated within a part, across parts, three times, and
     on rows that do not load (rejected, merged), which do not count."""
-    rows = [_outcome(str(i)) for i in range(1, 301)]
-    rows[100] = _outcome("100-b", row_key="7#2")  # part 1; "7#2" again in part 4
-    rows[260] = _outcome("260-b", row_key="7#2")
-    rows[70] = _outcome("70-b", row_key="12")  # part 1, the key of row 12 (part 0)
-    rows[200] = _outcome("200-b", row_key="150")  # part 3, the key of row 150 (part 2): and again
-    rows[290] = _outcome("290-b", row_key="150")
-    rows[25] = _outcome("25-b", row_key="21")  # part 0, the key of row 21 in the same part
-    rows[280] = _outcome("280-b", row_key="33", reason="measure_unknown")  # rejected: not loaded
-    rows[281] = _outcome("281-b", row_key="34", merge_into="9")  # merged: not loaded
+    rows = [outcome(str(i)) for i in range(1, 301)]
+    rows[100] = outcome("100-b", row_key="7#2")  # part 1; "7#2" again in part 4
+    rows[260] = outcome("260-b", row_key="7#2")
+    rows[70] = outcome("70-b", row_key="12")  # part 1, the key of row 12 (part 0)
+    rows[200] = outcome("200-b", row_key="150")  # part 3, the key of row 150 (part 2): and again
+    rows[290] = outcome("290-b", row_key="150")
+    rows[25] = outcome("25-b", row_key="21")  # part 0, the key of row 21 in the same part
+    rows[280] = outcome("280-b", row_key="33", reason="measure_unknown")  # rejected: not loaded
+    rows[281] = outcome("281-b", row_key="34", merge_into="9")  # merged: not loaded
     return rows
 
 
@@ -86,7 +56,7 @@ def _expected(rows: list[dict[str, Any]]) -> tuple[int, list[str]]:
 
 
 def _key_unique(tmp_path: Path, rows: list[dict[str, Any]], *, rows_per_part: int) -> dict[str, Any]:
-    url = _stage(tmp_path, rows, rows_per_part=rows_per_part)
+    url = stage_outcomes(tmp_path, rows, run_id=RUN, rows_per_part=rows_per_part)
     out = tmp_path / "out"
     with contextlib.suppress(GateFailed):
         run_gate("mapped", store_url=url, run_id=RUN, target_url=None, tables=["outcomes"], out_dir=out)
@@ -112,7 +82,7 @@ def test_colliding_hashes_are_confirmed_on_the_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duplicated: bool
 ) -> None:
     """With every key hashed alike, only keys that really repeat count, in order of first appearance."""
-    rows = _rows() if duplicated else [_outcome(str(i)) for i in range(1, 301)]
+    rows = _rows() if duplicated else [outcome(str(i)) for i in range(1, 301)]
     monkeypatch.setattr(runner, "_key_hashes", lambda values: np.full(len(values), 42, np.uint64))
     found = _key_unique(tmp_path, rows, rows_per_part=64)
     assert (found["unexpected_count"], found["failing_ids"]) == _expected(rows)
@@ -120,9 +90,9 @@ def test_colliding_hashes_are_confirmed_on_the_keys(
 
 
 def test_more_than_ten_duplicated_keys_name_the_first_ten(tmp_path: Path) -> None:
-    rows = [_outcome(str(i)) for i in range(1, 201)]
+    rows = [outcome(str(i)) for i in range(1, 201)]
     for n in range(15):  # keys 1..15 again in the last part, in reverse order
-        rows[199 - n] = _outcome(f"dup-{n}", row_key=str(15 - n))
+        rows[199 - n] = outcome(f"dup-{n}", row_key=str(15 - n))
     found = _key_unique(tmp_path, rows, rows_per_part=50)
     assert (found["unexpected_count"], found["failing_ids"]) == _expected(rows)
     assert found["failing_ids"] == [str(i) for i in range(1, 11)]

@@ -3,52 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
+from staged_outcomes import outcome, stage_outcomes
 
 from cutover.errors import TransientError
-from cutover.mapping.specs import SPECS
-from cutover.pipeline import run_key
-from cutover.staging.parquet import write_batches
-from cutover.staging.store import open_store
 from cutover.validation.runner import GateFailed, run_gate
 
 CANARY = "Qzxv-Canary-Instrument-4417"
 RUN = "unit-run"
-
-
-def _outcome(legacy_id: str, instrument: str, score: float, **extra: Any) -> dict[str, Any]:
-    row = {
-        "legacy_id": legacy_id,
-        "row_key": legacy_id,
-        "instrument": instrument,
-        "score": score,
-        "measured_on": date(2025, 3, 1),
-        "ref_episode_id": "1",
-        "ref_visit_id": None,
-        "merge_into": None,
-        "reason": None,
-        "flags": None,
-    }
-    return row | extra
-
-
-def _stage(tmp_path: Path, rows: list[dict[str, Any]], *, rows_per_part: int) -> str:
-    url = f"file://{tmp_path / 'stage'}"
-    schema = SPECS["outcomes"].staged_schema
-    table = pa.Table.from_pylist(rows, schema=schema)
-    write_batches(
-        open_store(url),
-        f"runs/{run_key(RUN)}/mapped/outcomes",
-        table.to_batches(),
-        schema=schema,
-        rows_per_part=rows_per_part,
-    )
-    return url
 
 
 def _files_text(folder: Path) -> str:
@@ -60,11 +25,11 @@ def _result(report: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def test_mapped_gate_fails_on_a_bad_code_naming_ids_and_counts_never_the_value(tmp_path: Path) -> None:
-    rows = [_outcome(str(i), "LEFS", 40.0) for i in range(1, 8)]
-    rows[2] = _outcome("3", CANARY, 40.0)
+    rows = [outcome(str(i), instrument="LEFS", score=40.0) for i in range(1, 8)]
+    rows[2] = outcome("3", instrument=CANARY, score=40.0)
     # a rejected row is not loaded, so its bad value is not the gate's business
-    rows.append(_outcome("99", "Qzxv-Rejected-Value", 500.0, reason="measure_unknown"))
-    url = _stage(tmp_path, rows, rows_per_part=3)
+    rows.append(outcome("99", instrument="Qzxv-Rejected-Value", score=500.0, reason="measure_unknown"))
+    url = stage_outcomes(tmp_path, rows, run_id=RUN, rows_per_part=3)
     out = tmp_path / "out"
     with pytest.raises(GateFailed) as failed:
         run_gate("mapped", store_url=url, run_id=RUN, target_url=None, tables=["outcomes"], out_dir=out)
@@ -87,10 +52,12 @@ def test_mapped_gate_fails_on_a_bad_code_naming_ids_and_counts_never_the_value(t
 def test_keys_are_unique_across_parts_and_a_share_below_the_threshold_passes_with_a_warning(
     tmp_path: Path,
 ) -> None:
-    rows = [_outcome(str(i), "ODI", 30.0) for i in range(1, 201)]
-    rows[150] = _outcome("7", "ODI", 30.0)  # the key of row 7 again, in another part
-    rows[10] = _outcome("11", "NDI", 51.0)  # NDI is 0-50: 1 of 200 (0.5%) under the 1% threshold
-    url = _stage(tmp_path, rows, rows_per_part=64)
+    rows = [outcome(str(i), instrument="ODI", score=30.0) for i in range(1, 201)]
+    rows[150] = outcome("7", instrument="ODI", score=30.0)  # the key of row 7 again, in another part
+    rows[10] = outcome(
+        "11", instrument="NDI", score=51.0
+    )  # NDI is 0-50: 1 of 200 (0.5%) under the 1% threshold
+    url = stage_outcomes(tmp_path, rows, run_id=RUN, rows_per_part=64)
     out = tmp_path / "out"
     with pytest.raises(GateFailed, match=r"mapped\.outcomes\.row_key\.key_unique on outcomes: 2/200 rows"):
         run_gate("mapped", store_url=url, run_id=RUN, target_url=None, tables=["outcomes"], out_dir=out)

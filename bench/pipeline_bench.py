@@ -9,10 +9,10 @@ Run: ``python -m bench pipeline`` (``make bench``; never by the tests). ``BENCH_
    deduplicate, stage the mapped Parquet), **stage** (read back and SHA-256-verify every staged
    part, the check the load makes before it trusts an object), **load** (constraints set aside as
    for a first load, COPY + resolve + upsert + crosswalk one transaction a batch into a fresh target
-   database, constraints restored and checked) and **validate** (the extract,
-   mapped and target GX gates and the source-to-target reconciliation, as the DAG runs them: the
-   extract gate sits between extract and map there, and is counted under validate here). It reports rows/s and MB/s
-   (Parquet bytes written or read) per stage, and its peak resident memory (VmHWM).
+   database, constraints restored and checked) and **validate** (the extract, mapped and target GX
+   gates and the source-to-target reconciliation; the DAG runs the extract gate between extract
+   and map, the bench counts it here). It reports rows/s and MB/s (Parquet bytes written or read)
+   per stage, and its peak resident memory (VmHWM).
 3. *psql \\copy*: the rows our load wrote, exported per table to CSV and to PostgreSQL's binary
    format, then loaded by one ``psql`` process into unconstrained copies of the target tables:
    ``load_vs_psql_copy`` = our load's rows/s ÷ psql's (CSV and binary). A third reference,

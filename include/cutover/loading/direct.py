@@ -175,11 +175,6 @@ def _rejects(legacy_ids: pa.Array | pa.ChunkedArray, reasons: pa.Array, stage: s
     return out.append_column("stage", _constant(stage, out.num_rows))
 
 
-def _survivors(system: str, table: str, merge_into: pa.Array) -> pa.Array:
-    """The survivor's id of each merged row (NULL for the others): ``migration.legacy_uuid``."""
-    return row_ids(system, table, merge_into)
-
-
 def _flag_codes(legacy_ids: pa.Array, flags: list[pa.Array]) -> pa.Table:
     """Distinct (legacy id, code) of comma-separated flag lists, empty codes dropped."""
     pieces = []
@@ -228,7 +223,8 @@ def merge_direct(
     """
     system, table, run_id = params["sys"], params["table"], params["run_id"]
     with conn.cursor() as cur:
-        mapped = pc.is_null(data["reason"].combine_chunks())  # the rows the mapping kept
+        mapped_reason = data["reason"].combine_chunks()
+        mapped = pc.is_null(mapped_reason)  # the rows the mapping kept
         legacy_ids = data["legacy_id"].combine_chunks()
         ids: dict[str, pa.Array] = {}
         reasons: list[pa.Array] = []
@@ -264,7 +260,7 @@ def merge_direct(
                 "new_table": _constant(spec.target, n),
                 "new_id": first["id"],
                 "outcome": pc.if_else(merged, _constant("merged", n), _constant("migrated", n)),
-                "merged_into": _survivors(system, table, first["merge_into"].combine_chunks()),
+                "merged_into": row_ids(system, table, first["merge_into"]),  # the survivor's id
                 "run_id": _constant(run_id, n),
             }
         )
@@ -274,9 +270,7 @@ def merge_direct(
         unmapped = pc.invert(mapped)
         rejected = pa.concat_tables(
             [
-                _rejects(
-                    legacy_ids.filter(unmapped), data["reason"].combine_chunks().filter(unmapped), "map"
-                ),
+                _rejects(legacy_ids.filter(unmapped), mapped_reason.filter(unmapped), "map"),
                 _rejects(legacy_ids.filter(refused), load_reason.filter(refused), "load"),
             ]
         )

@@ -56,6 +56,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
 from pt_common import DAG_SETTINGS, conn_url
+from pt_common.alerts import cutover_deadline
 from pt_common.stages import as_of, extract_map_load, owner_url, validate_gate
 
 PLAN = load_plan()  # a local YAML file: the timetable and the defaults come from the cutover plan
@@ -67,6 +68,7 @@ PLAN = load_plan()  # a local YAML file: the timetable and the defaults come fro
     doc_md=__doc__,
     **DAG_SETTINGS,
     tags=["cutover"],
+    deadline=cutover_deadline(),  # alert while there is still time to roll back inside the window
     params={
         "mode": Param(
             "big_bang",

@@ -21,6 +21,7 @@ from browser.harness import Served, served_airflow, wait_for_dag
 from conftest import require
 
 from cli_helpers import run_cutover
+from cutover.plan import load_plan
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("CUTOVER_ARTIFACTS") or Path(__file__).parent / "artifacts")
@@ -144,6 +145,12 @@ def test_engineer_triggers_and_watches_auditor_is_refused(
         # the grid polls the API every few seconds: open it once the run is over, not for all of it
         page.goto("about:blank")
         assert _wait_for_run(served, engineer, run_id) == "success"
+        # the scheduler ran it with the plan's window as its deadline (cutover run's dag.test cannot)
+        status, alerts = served.api("GET", "/ui/dags/pt_cutover/deadlineAlerts", engineer)
+        assert status == 200, alerts
+        (alert,) = alerts["deadline_alerts"]
+        assert (alert["name"], alert["reference_type"]) == ("cutover_window", "DagRunQueuedAtDeadline")
+        assert alert["interval"] == (load_plan().window_hours - 4) * 3600
         page.goto(f"{served.url}/dags/pt_cutover/runs/{run_id}")
         header = page.get_by_text(run_id, exact=True).last.locator("xpath=..")
         header.get_by_text("Success").wait_for()

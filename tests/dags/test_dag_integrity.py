@@ -162,3 +162,16 @@ def test_parsing_imports_no_heavy_library() -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "HEAVY []" in out.stdout, out.stdout[-500:]
+
+
+def test_cutover_alerts_before_its_window_closes(dagbag) -> None:
+    """pt_cutover carries the plan's window as a deadline: the scheduler's triggerer alerts while a
+    rollback still fits (``cutover run``'s in-process ``dag.test`` leaves it out)."""
+    from datetime import timedelta
+
+    from cutover.plan import load_plan
+
+    (alert,) = dagbag.dags["pt_cutover"].deadline
+    assert alert.interval == timedelta(hours=load_plan().window_hours - 4)
+    assert alert.callback.path == "pt_common.alerts.CutoverNotifier"
+    assert alert.callback.kwargs == {"kind": "deadline"}

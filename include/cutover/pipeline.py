@@ -66,6 +66,9 @@ class StageManifest(TypedDict, total=False):
     seconds: float
     bytes: int
     high_water: str | None
+    unstamped: int
+    """A delta sync's extract: rows taken because they differ from their snapshot though their
+    ``modified`` is not newer than the wave's mark (an edit the legacy system did not stamp)."""
 
 
 class TableOutcome(TypedDict):
@@ -173,7 +176,14 @@ def _scope(store: Store, run_id: str) -> Scope:
 
 
 def _staged(
-    store: Store, table: str, prefix: str, manifest: Any, seconds: float, *, high_water: str | None = None
+    store: Store,
+    table: str,
+    prefix: str,
+    manifest: Any,
+    seconds: float,
+    *,
+    high_water: str | None = None,
+    unstamped: int | None = None,
 ) -> StageManifest:
     """A stage's manifest for XCom (counts only), also kept beside its parts as ``_stats.json``."""
     result = StageManifest(
@@ -186,6 +196,8 @@ def _staged(
     )
     if high_water is not None:
         result["high_water"] = high_water
+    if unstamped is not None:
+        result["unstamped"] = unstamped
     store.put(f"{prefix}/_stats.json", json.dumps(result).encode())
     return result
 
@@ -194,18 +206,23 @@ def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> S
     """Stream one legacy table (the run's scope of it) into zstd Parquet parts under ``runs/<run>/extract/<table>``.
 
     Also records the table's high-water mark (the largest ``modified`` value read), from which
-    ``pt_delta_sync`` finds rows changed in the legacy system after this run.
+    ``pt_delta_sync`` finds rows changed in the legacy system after this run; the parts themselves
+    are the snapshot a later sync compares rows with (:mod:`cutover.snapshot`).
     """
     started = time.perf_counter()
     spec = LEGACY_TABLES[table]
     store = open_store(store_url)
     scope = _scope(store, run_id)
+    snapshots = scope.snapshots(store, table)
     prefix = f"runs/{run_key(run_id)}/extract/{table}"
     tops: list[str] = []
+    unstamped = 0
 
     def scoped() -> Iterator[pa.RecordBatch]:
+        nonlocal unstamped
         for batch in read_batches(legacy_url, table, spec.columns, spec.key):
-            kept = scope.keep(table, batch)
+            kept, changed_unstamped = scope.select(table, batch, snapshots)
+            unstamped += changed_unstamped
             if "modified" in spec.column_names and kept.num_rows:
                 tops.append(pc.max(kept.column("modified")).as_py() or "")
             if kept.num_rows:
@@ -218,7 +235,15 @@ def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> S
     log.info(
         "extracted %s: %d rows in %d parts, %.1fs", table, manifest["rows"], len(manifest["parts"]), seconds
     )
-    return _staged(store, table, prefix, manifest, seconds, high_water=max(tops, default="") or None)
+    return _staged(
+        store,
+        table,
+        prefix,
+        manifest,
+        seconds,
+        high_water=max(tops, default="") or None,
+        unstamped=unstamped if snapshots else None,
+    )
 
 
 def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageManifest:

@@ -19,8 +19,10 @@ from __future__ import annotations
 import io
 import json
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import reduce
 from typing import Literal
 
 import numpy as np
@@ -31,12 +33,17 @@ import pyarrow.parquet as pq
 from cutover.legacy.schema import LEGACY_TABLES
 from cutover.legacy.source import arrow_schema, read_batches
 from cutover.plan import REMAINING, Plan, Wave
+from cutover.snapshot import Snapshot
 from cutover.staging.store import Store
 
 log = logging.getLogger(__name__)
 
 KEY_TABLES = {"pat_id": "patients", "case_id": "cases", "visit_id": "visits"}
 """Scope key column → the legacy table whose ids it holds."""
+
+WHOLE_IN_DELTA = frozenset({"patients"})
+"""Tables a delta sync takes whole within its waves: the duplicate matcher must see the same people
+as the wave's cutover did, so that a changed duplicate stays merged into the same survivor."""
 
 Kind = Literal["all", "wave", "sample", "delta"]
 
@@ -54,29 +61,64 @@ class Scope:
     named, or without a ``modified`` column, are taken whole within the scope."""
     members: tuple[Scope, ...] = ()
     """A delta scope is the union of its members (one per migrated wave)."""
+    runs: tuple[str, ...] = ()
+    """A delta member: the runs (store keys, oldest first) whose extracts are its wave's snapshot; a
+    row that differs from it has changed, whatever its ``modified`` says (:mod:`cutover.snapshot`)."""
 
-    def mask(self, table: str, batch: pa.RecordBatch) -> pa.Array:
+    def mask(
+        self, table: str, batch: pa.RecordBatch, snapshots: Mapping[str, Snapshot] | None = None
+    ) -> pa.Array:
+        return self._masks(table, batch, snapshots or {})[0]
+
+    def _masks(
+        self, table: str, batch: pa.RecordBatch, snapshots: Mapping[str, Snapshot]
+    ) -> tuple[pa.Array, pa.Array]:
+        """The rows of ``batch`` inside the scope, and those of them inside only because they differ
+        from their wave's snapshot (changed without a newer ``modified``)."""
         if self.members:
-            masks = [m.mask(table, batch) for m in self.members]
-            out = masks[0]
-            for other in masks[1:]:
-                out = pc.or_(out, other)
-            return out
+            pairs = [m._masks(table, batch, snapshots) for m in self.members]
+            return reduce(pc.or_, (p[0] for p in pairs)), reduce(pc.or_, (p[1] for p in pairs))
         column = LEGACY_TABLES[table].patient_key
-        mask = pa.array([True] * batch.num_rows, pa.bool_())
+        mask = pa.array(np.ones(batch.num_rows, bool))
         if self.kind != "all" and column is not None:
             inside = pc.fill_null(pc.is_in(batch.column(column), value_set=self.ids[column]), False)
             mask = pc.invert(inside) if self.complement else inside
         since = self.since.get(table)
+        stamped = None
         if since is not None and "modified" in batch.schema.names:
-            mask = pc.and_(mask, pc.fill_null(pc.greater(batch.column("modified"), since), False))
-        return mask
+            stamped = pc.fill_null(pc.greater(batch.column("modified"), since), False)
+        snapshot = snapshots.get(self.label)
+        if snapshot is None:
+            unchanged = pa.array(np.zeros(batch.num_rows, bool))
+            return (mask if stamped is None else pc.and_(mask, stamped)), unchanged
+        differs = snapshot.differs(batch, LEGACY_TABLES[table].key)
+        if stamped is None:
+            return pc.and_(mask, differs), pc.and_(mask, differs)
+        return pc.and_(mask, pc.or_(differs, stamped)), pc.and_(mask, pc.and_(differs, pc.invert(stamped)))
 
-    def keep(self, table: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+    def keep(
+        self, table: str, batch: pa.RecordBatch, snapshots: Mapping[str, Snapshot] | None = None
+    ) -> pa.RecordBatch:
         """The rows of ``batch`` (a batch of legacy ``table``) inside the scope."""
+        return self.select(table, batch, snapshots)[0]
+
+    def select(
+        self, table: str, batch: pa.RecordBatch, snapshots: Mapping[str, Snapshot] | None = None
+    ) -> tuple[pa.RecordBatch, int]:
+        """The rows of ``batch`` inside the scope, and how many of them are inside only because they
+        differ from their snapshot (``snapshots``: wave → :class:`~cutover.snapshot.Snapshot`)."""
         if self.kind == "all" and not self.since:
-            return batch
-        return batch.filter(self.mask(table, batch))
+            return batch, 0
+        inside, unstamped = self._masks(table, batch, snapshots or {})
+        return batch.filter(inside), pc.sum(unstamped).as_py() or 0
+
+    def snapshots(self, store: Store, table: str) -> dict[str, Snapshot]:
+        """Per wave of a delta scope, ``table``'s rows as the wave's runs last extracted them; none for
+        the tables a delta takes whole (patients)."""
+        if table in WHOLE_IN_DELTA:
+            return {}
+        found = {m.label: Snapshot.of_runs(store, m.runs, table) for m in self.members if m.runs}
+        return {label: snapshot for label, snapshot in found.items() if snapshot is not None}
 
     def counts(self) -> dict[str, int]:
         if self.members:
@@ -84,7 +126,13 @@ class Scope:
         return {KEY_TABLES[k]: len(v) for k, v in self.ids.items()}
 
     def _meta(self) -> dict[str, object]:
-        return {"kind": self.kind, "complement": self.complement, "label": self.label, "since": self.since}
+        return {
+            "kind": self.kind,
+            "complement": self.complement,
+            "label": self.label,
+            "since": self.since,
+            "runs": list(self.runs),
+        }
 
     def save(self, store: Store, prefix: str) -> None:
         members = self.members or (self,)
@@ -115,7 +163,8 @@ class Scope:
         def build(m: dict, n: int) -> Scope:
             mine = rows.filter(pc.equal(rows["member"], n))
             ids = {key: pc.unique(mine.filter(pc.equal(mine["key"], key))["id"]) for key in KEY_TABLES}
-            return cls(m["kind"], ids if m["kind"] != "all" else {}, m["complement"], m["label"], m["since"])
+            ids = ids if m["kind"] != "all" else {}
+            return cls(m["kind"], ids, m["complement"], m["label"], m["since"], runs=tuple(m.get("runs", ())))
 
         if meta["members"]:
             members = tuple(build(m, n) for n, m in enumerate(meta["members"]))
@@ -186,19 +235,30 @@ def wave_scope(
     return Scope("wave", _closure(legacy_url, patients_of(wave.clinics)), label=wave.name, since=since or {})
 
 
-def delta_scope(legacy_url: str, plan: Plan, high_water: dict[str, dict[str, str]], *, as_of: date) -> Scope:
-    """Rows of migrated waves changed after each wave's high-water mark (``wave → table → mark``).
+def delta_scope(
+    legacy_url: str,
+    plan: Plan,
+    high_water: dict[str, dict[str, str]],
+    *,
+    as_of: date,
+    runs: Mapping[str, list[str]] | None = None,
+) -> Scope:
+    """Rows of migrated waves changed since their last run (``high_water``: wave → table → mark).
 
-    Patients are taken whole within each wave: the duplicate matcher must see the same people as
-    the wave's cutover did, so a changed duplicate stays merged into the same survivor.
+    A row changed if its ``modified`` is above the wave's mark or, with ``runs`` (wave → the store
+    keys of the runs that covered it, oldest first), if it differs from the copy those runs last
+    extracted (:mod:`cutover.snapshot`). Tables in :data:`WHOLE_IN_DELTA` are taken whole.
     """
     members = tuple(
-        wave_scope(
-            legacy_url,
-            plan,
-            plan.wave(name),
-            as_of=as_of,
-            since={t: mark for t, mark in marks.items() if t != "patients"},
+        replace(
+            wave_scope(
+                legacy_url,
+                plan,
+                plan.wave(name),
+                as_of=as_of,
+                since={t: mark for t, mark in marks.items() if t not in WHOLE_IN_DELTA},
+            ),
+            runs=tuple((runs or {}).get(name, ())),
         )
         for name, marks in high_water.items()
     )

@@ -141,3 +141,72 @@ def test_estimate_fits_a_fixed_cost_per_table_and_a_cost_per_row() -> None:
     tight = estimate(sample, full, window_hours=0.001, safety_margin=1.5, gates_passed=False)
     assert tight["decision"] == "no-go"
     assert len(tight["reasons"]) == 2
+
+
+def _visits(rows: list[dict]) -> pa.RecordBatch:
+    from cutover.legacy.schema import LEGACY_TABLES
+    from cutover.legacy.source import arrow_schema
+
+    schema = arrow_schema(LEGACY_TABLES["visits"].columns)
+    return pa.RecordBatch.from_pylist(rows, schema=schema)
+
+
+def test_a_delta_takes_rows_that_differ_from_their_snapshot_even_without_a_newer_modified(
+    tmp_path: Path,
+) -> None:
+    """What the wave's runs extracted is the snapshot: an edit the legacy system did not stamp is caught."""
+    from cutover.snapshot import Snapshot
+    from cutover.staging.parquet import write_batches
+    from cutover.staging.store import open_store
+
+    store = open_store(f"file://{tmp_path}")
+    base = {"case_id": 10, "pat_id": 1, "visit_date": "2026-01-05", "modified": "2026-01-05 10:00:00"}
+    cutover = [{**base, "visit_id": v, "subjective": f"note {v}"} for v in (100, 101, 102)]
+    synced = [{**cutover[1], "subjective": "amended", "modified": "2026-01-20 09:00:00"}]
+    schema = _visits(cutover).schema
+    write_batches(store, "runs/r1/extract/visits", [_visits(cutover)], schema=schema, rows_per_part=2)
+    write_batches(store, "runs/r2/extract/visits", [_visits(synced)], schema=schema, rows_per_part=2)
+
+    now = _visits(
+        [
+            {**cutover[0], "modified": "2026-01-25 08:00:00"},  # stamped: modified after the mark
+            synced[0],  # as the last sync left it
+            {**cutover[2], "subjective": "fixed by a script"},  # edited, modified untouched
+            {**base, "visit_id": 103, "modified": "2026-01-02 00:00:00"},  # new, back-dated
+            {**base, "visit_id": 104, "pat_id": 3},  # another wave's patient
+        ]
+    )
+    ids = {"pat_id": pa.array([1, 2]), "case_id": pa.array([10]), "visit_id": pa.array([100])}
+    wave = Scope("wave", ids, label="w1", since={"visits": "2026-01-20 09:00:00"}, runs=("r1", "r2", "gone"))
+    delta = Scope("delta", label="delta w1", members=(wave,))
+
+    snapshots = delta.snapshots(store, "visits")
+    assert len(snapshots["w1"].keys) == 3
+    kept, unstamped = delta.select("visits", now, snapshots)
+    assert kept.column("visit_id").to_pylist() == [100, 102, 103]
+    assert unstamped == 2
+    # without a snapshot only the timestamp tells, as before
+    assert delta.keep("visits", now).column("visit_id").to_pylist() == [100]
+    assert Snapshot.of_runs(store, ("gone",), "visits") is None
+    # patients are taken whole (the matcher must see the wave's people), so they have no snapshot
+    assert delta.snapshots(store, "patients") == {}
+
+    delta.save(store, "runs/r3")
+    assert Scope.load(store, "runs/r3").members[0].runs == ("r1", "r2", "gone")
+
+
+def test_a_row_read_back_from_its_staged_part_has_the_same_fingerprint(tmp_path: Path) -> None:
+    from cutover.snapshot import fingerprints
+    from cutover.staging.parquet import iter_batches, write_batches
+    from cutover.staging.store import open_store
+
+    store = open_store(f"file://{tmp_path}")
+    rows = [{"visit_id": v, "pat_id": v % 3 or None, "subjective": None if v % 2 else "x"} for v in range(50)]
+    batch = _visits(rows)
+    write_batches(store, "runs/r/extract/visits", [batch], schema=batch.schema, rows_per_part=20)
+    back = pa.Table.from_batches(list(iter_batches(store, "runs/r/extract/visits", max_rows=7)))
+    assert fingerprints(back).equals(fingerprints(batch))
+    assert len(set(fingerprints(batch).to_pylist())) == 50
+    edited = _visits([{**rows[0], "subjective": "y"}, *rows[1:]])
+    assert fingerprints(edited).to_pylist()[1:] == fingerprints(batch).to_pylist()[1:]
+    assert fingerprints(edited)[0] != fingerprints(batch)[0]

@@ -17,9 +17,14 @@ It runs nightly in the plan's timezone, and skips when no wave has been migrated
 4. `write_evidence` accounts for every changed row (migrated, merged or rejected) and writes
    `delta_report.json` (changed rows per table, the marks used); the next sync starts from the
    marks this one raised.
+5. `write_evidence` also finds the legacy rows of migrated waves deleted in the legacy system
+   after they were migrated (the ledger's migrated and merged rows whose legacy id is gone):
+   `deleted_rows` per table in `delta_report.json`, their ids (legacy id, new id, wave) in
+   `deleted_rows.csv`, the total in its result. Nothing is deleted in the new system: a deleted
+   clinical record needs a person's decision, and the row is reported by every sync until then.
 
-Deleted legacy rows and edits that did not touch `modified` are not carried: reconciliation
-reports them. Connections: `legacy_db`, `target_db`, `staging_store`.
+Edits that did not touch `modified` are not carried: reconciliation reports them.
+Connections: `legacy_db`, `target_db`, `staging_store`.
 """
 
 from __future__ import annotations
@@ -69,7 +74,13 @@ def pt_delta_sync() -> None:
         from cutover.delta import write_delta_report
         from cutover.pipeline import write_summary
 
-        report = write_delta_report(conn_url("staging_store"), str(run_id), planned)
+        report = write_delta_report(
+            conn_url("staging_store"),
+            str(run_id),
+            planned,
+            legacy_url=conn_url("legacy_db"),
+            target_url=conn_url("target_db"),
+        )
         write_summary(conn_url("target_db"), conn_url("staging_store"), str(run_id), "pt_delta_sync")
         return report
 

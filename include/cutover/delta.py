@@ -8,23 +8,40 @@ the wave (its cutover or a later delta sync) changed afterwards — or is new. T
 exactly those rows through the same map and load (upsert by deterministic id: a changed row
 updates its target row, a new one is inserted), then raises the marks.
 
-What this does not see: a row *deleted* in the legacy system (no row, no timestamp) and an edit
-that did not touch ``modified``. Both are reported by the reconciliation, not carried.
+A row *deleted* in the legacy system leaves no row and no timestamp: :func:`deleted_rows` finds it
+by comparing the ledger with the legacy ids. Every legacy row the ledger accounts as migrated or
+merged by a run that covered a migrated wave, and whose id the legacy table no longer holds, is
+reported (``deleted_rows`` in ``delta_report.json``, ids in ``deleted_rows.csv``) — never deleted
+from the target: removing a clinical record needs a person's decision. Such a row is reported by
+every later sync until that decision is made. Rejected rows are not reported: they never reached
+the target, so their deletion leaves nothing to decide.
+
+What this does not see: an edit that did not touch ``modified``; the reconciliation reports it.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from datetime import date
 from typing import Any
 
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
+from cutover.config import LEGACY_SYSTEM
+from cutover.legacy.schema import LEGACY_TABLES
+from cutover.legacy.source import read_batches
+from cutover.loading.copy import copy_arrow
 from cutover.pipeline import evidence_dir, migrated_tables, run_key
 from cutover.plan import load_plan
-from cutover.scope import delta_scope
-from cutover.staging.store import open_store
+from cutover.scope import Scope, delta_scope
+from cutover.staging.parquet import MANIFEST, read_manifest
+from cutover.staging.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +97,204 @@ def plan_delta(
     return {"waves": sorted(waves), "since": marks, "last_runs": {w: r[-1] for w, r in waves.items()}}
 
 
-def write_delta_report(store_url: str, run_id: str, planned: dict[str, Any]) -> dict[str, Any]:
-    """``delta_report.json``: per table, how many rows changed since each wave's mark (counts only)."""
+DELETED_SCHEMA = pa.schema(
+    [
+        pa.field("legacy_table", pa.string()),
+        pa.field("legacy_id", pa.string()),
+        pa.field("new_id", pa.string()),
+        pa.field("wave", pa.string()),
+    ]
+)
+"""``deleted_rows.csv``, ids only: ``new_id`` is the ``pt`` row that carries the legacy row (the
+surviving patient for a merged duplicate); ``wave`` is empty for reference data (clinics,
+providers, payers, referring physicians), which belongs to every wave."""
+
+
+def covering_runs(target_url: str) -> dict[str, list[str]]:
+    """Run → the migrated waves it covered: the runs whose crosswalk rows are rows of migrated waves.
+
+    A re-upsert stamps a crosswalk row with the run that wrote it last, so a row first migrated
+    by wave 1's cutover and updated by a delta sync carries the sync's run id. Every run that
+    covered a migrated wave counts, whatever its state: a failed run's loaded rows stay in the
+    target (a phased cutover of the wave that failed before the one that succeeded, a failed
+    sync), and the sync in progress is still running. A delta sync only ever covers waves
+    already migrated; a wave whose cutover has not yet succeeded is not migrated.
+    """
+    migrated = set(migrated_waves(target_url))
+    with psycopg.connect(target_url) as conn:
+        rows = conn.execute(
+            "SELECT run_id, dag_id, conf FROM migration.run"
+            " WHERE dag_id IN ('pt_cutover', 'pt_delta_sync') ORDER BY started_at, run_id"
+        ).fetchall()
+    runs: dict[str, list[str]] = {}
+    for run_id, dag_id, conf in rows:
+        conf = conf or {}
+        if dag_id == "pt_cutover":
+            waves = [conf["wave"]] if conf.get("mode") == "phased" and conf.get("wave") else []
+        else:
+            waves = list(conf.get("waves") or [])
+        if covered := sorted(w for w in waves if w in migrated):
+            runs[run_id] = covered
+    return runs
+
+
+# The ledger's migrated and merged rows of one legacy table that the legacy ids (legacy_ids, a
+# temporary table) no longer hold: one hash anti-join in the database, ids only.
+_GONE = """
+SELECT c.legacy_id, coalesce(c.merged_into, c.new_id)::text, c.run_id
+  FROM migration.crosswalk AS c
+ WHERE c.legacy_system = %(sys)s AND c.legacy_table = %(table)s
+   AND c.outcome IN ('migrated', 'merged')
+   AND (%(whole)s OR c.run_id = ANY(%(runs)s))
+   AND NOT EXISTS (SELECT 1 FROM legacy_ids AS l WHERE l.legacy_id = c.legacy_id)
+ ORDER BY length(c.legacy_id), c.legacy_id
+"""
+
+
+def _gone(
+    conn: psycopg.Connection[Any], legacy_url: str, table: str, runs: list[str]
+) -> list[tuple[Any, ...]]:
+    """(legacy id, new id, run id) of ``table``'s ledger rows whose legacy row is gone.
+
+    The legacy ids are streamed a batch at a time into a temporary table (binary COPY), so
+    memory holds one batch of ids; the comparison is the database's.
+    """
+    spec = LEGACY_TABLES[table]
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("CREATE TEMPORARY TABLE legacy_ids (legacy_id text) ON COMMIT DROP")
+        for batch in read_batches(legacy_url, table, [(spec.key, "int")], spec.key):
+            ids = pc.cast(batch.column(0), pa.string())
+            copy_arrow(cur, "legacy_ids", pa.table({"legacy_id": ids}), ["text"])
+        cur.execute("ANALYZE legacy_ids")
+        # an anti-join over whole tables: a nested loop is never the right plan, yet the planner
+        # picks one when the crosswalk, just loaded, has no statistics yet (minutes at 500k rows)
+        cur.execute("SET LOCAL enable_nestloop = off")
+        # reference data is moved whole by every run, a later wave's too: all its rows count
+        whole = spec.patient_key is None
+        cur.execute(_GONE, {"sys": LEGACY_SYSTEM, "table": table, "whole": whole, "runs": runs})
+        return cur.fetchall()
+
+
+def _waves_by_scope(store: Store, run: str, table: str, legacy_ids: pa.Array) -> pa.Array | None:
+    """The wave of each of ``legacy_ids`` as ``run`` (a sync of several waves) scoped it, or None
+    when the run's scope or extract is no longer staged.
+
+    The legacy row is gone, but the run's extract holds its patient key, and the run's scope the
+    ids of each wave's patients, cases and visits at the time.
+    """
+    prefix = f"runs/{run_key(run)}"
+    extract = f"{prefix}/extract/{table}"
+    if not (store.exists(f"{prefix}/scope.json") and store.exists(f"{extract}/{MANIFEST}")):
+        return None
+    spec = LEGACY_TABLES[table]
+    scope = Scope.load(store, prefix)
+    members = scope.members or (scope,)
+    wanted = pc.cast(legacy_ids, pa.int64())
+    keys: list[pa.Array] = []
+    labels: list[pa.Array] = []
+    columns = list(dict.fromkeys([spec.key, str(spec.patient_key)]))
+    for part in read_manifest(store, extract)["parts"]:
+        parquet = pq.ParquetFile(io.BytesIO(store.get(part["key"], sha256=part["sha256"])))
+        for batch in parquet.iter_batches(columns=columns):
+            batch = batch.filter(pc.fill_null(pc.is_in(batch.column(spec.key), value_set=wanted), False))
+            if not batch.num_rows:
+                continue
+            label = pa.nulls(batch.num_rows, pa.string())
+            for member in reversed(members):  # the first wave that holds the row names it
+                label = pc.if_else(member.mask(table, batch), pa.scalar(member.label), label)
+            keys.append(batch.column(spec.key))
+            labels.append(label)
+    if not keys:
+        return None
+    found = pc.index_in(wanted, value_set=pa.concat_arrays(keys))
+    return pa.concat_arrays(labels).take(found)
+
+
+def _wave_column(
+    store: Store, table: str, run_ids: pa.Array, legacy_ids: pa.Array, runs: dict[str, list[str]]
+) -> pa.Array:
+    """The wave of each gone row: its run's wave when the run covered one, else from the run's scope."""
+    if LEGACY_TABLES[table].patient_key is None:
+        return pa.array([""] * len(run_ids), pa.string())
+    waves = pa.nulls(len(run_ids), pa.string())
+    for run in pc.unique(run_ids).to_pylist():
+        mine = pc.equal(run_ids, run)
+        covered = runs.get(run, [])
+        named: pa.Array | None = None
+        if len(covered) > 1:
+            named = _waves_by_scope(store, run, table, legacy_ids.filter(mine))
+        fallback = ";".join(covered)  # the run's waves, when its staged scope cannot tell
+        if named is None:
+            named = pa.array([fallback] * int(pc.sum(mine).as_py() or 0), pa.string())
+        else:
+            named = pc.fill_null(named, fallback)
+        waves = pc.replace_with_mask(waves, mine, named)
+    return waves
+
+
+def deleted_rows(legacy_url: str, target_url: str, store_url: str) -> pa.Table:
+    """Legacy rows of migrated waves deleted in the legacy system after they were migrated (ids only).
+
+    Per migrated table: the rows the ledger accounts as migrated or merged by a run that covered
+    a migrated wave (:func:`covering_runs`; for reference data, every migrated row) whose id the
+    legacy table no longer holds. A row of a wave not yet migrated is not in the ledger, and a
+    rejected row never reached the target: neither is reported. Nothing is deleted here.
+    Returns a table of :data:`DELETED_SCHEMA`, ordered by table (load order) and legacy id.
+    """
+    runs = covering_runs(target_url)
+    store = open_store(store_url)
+    parts = []
+    with psycopg.connect(target_url, autocommit=True) as conn:
+        for table in migrated_tables():
+            gone = _gone(conn, legacy_url, table, sorted(runs))
+            if not gone:
+                continue
+            legacy_id, new_id, run_id = (pa.array(c, pa.string()) for c in zip(*gone, strict=True))
+            parts.append(
+                pa.table(
+                    [
+                        pa.array([table] * len(gone), pa.string()),
+                        legacy_id,
+                        new_id,
+                        _wave_column(store, table, run_id, legacy_id, runs),
+                    ],
+                    schema=DELETED_SCHEMA,
+                )
+            )
+    return pa.concat_tables(parts) if parts else DELETED_SCHEMA.empty_table()
+
+
+def write_delta_report(
+    store_url: str, run_id: str, planned: dict[str, Any], *, legacy_url: str, target_url: str
+) -> dict[str, Any]:
+    """``delta_report.json``: per table, how many rows changed since each wave's mark and how many
+    migrated rows were deleted in the legacy system since (counts only); the deleted rows' ids in
+    ``deleted_rows.csv``. Nothing is deleted in the target."""
     store = open_store(store_url)
     changed = {}
     for table in migrated_tables():
         key = f"runs/{run_key(run_id)}/extract/{table}/_stats.json"
         if store.exists(key):
             changed[table] = json.loads(store.get(key))["rows"]
-    report = {**planned, "run_id": run_id, "changed_rows": changed}
+    gone = deleted_rows(legacy_url, target_url, store_url)
+    deleted = dict.fromkeys(migrated_tables(), 0)
+    for row in gone.group_by("legacy_table").aggregate([("legacy_id", "count")]).to_pylist():
+        deleted[row["legacy_table"]] = row["legacy_id_count"]
+    report = {**planned, "run_id": run_id, "changed_rows": changed, "deleted_rows": deleted}
     body = json.dumps(report, indent=2, sort_keys=True).encode()
-    (evidence_dir(run_id) / "delta_report.json").write_bytes(body)
-    return {"changed_rows": sum(changed.values()), "waves": planned["waves"]}
+    folder = evidence_dir(run_id)
+    (folder / "delta_report.json").write_bytes(body)
+    pacsv.write_csv(
+        gone, folder / "deleted_rows.csv", write_options=pacsv.WriteOptions(quoting_style="needed")
+    )
+    total = gone.num_rows
+    if not total:
+        log.info("delta sync %s: no migrated legacy row deleted in the legacy system", run_id)
+    else:
+        log.warning(
+            "delta sync %s: %d migrated legacy rows deleted in the legacy system (%s); reported, not deleted",
+            run_id,
+            total,
+            ", ".join(f"{t} {n}" for t, n in deleted.items() if n),
+        )
+    return {"changed_rows": sum(changed.values()), "waves": planned["waves"], "deleted_rows": total}

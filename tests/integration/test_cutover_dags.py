@@ -229,6 +229,7 @@ def test_phased_waves_with_a_delta_sync_between_them(home: Path, tmp_path: Path,
     report = json.loads((sync / "delta_report.json").read_text())
     assert report["waves"] == ["wave-1"]
     assert report["changed_rows"]["payments"] == 2  # the edit and the new row, nothing of wave 2
+    assert report["deleted_rows"] == dict.fromkeys(report["changed_rows"], 0)  # every table, none deleted
     assert amount(w1_payment) == "1234"
     assert amount(new_id) == "9900"
     assert amount(w2_payment) is None

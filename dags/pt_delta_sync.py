@@ -4,26 +4,26 @@
 Between the waves of a phased migration, the clinics of a migrated wave may still see edits in
 the legacy system (late-signed notes, payments posted after the weekend). This DAG finds the rows
 of every migrated wave changed after the last run that covered the wave — its `modified` above
-that run's high-water mark — and moves exactly those through the cutover's own map and load.
+that run's high-water mark, or the row different from the copy that run extracted (an edit the
+legacy system did not stamp) — and moves exactly those through the cutover's own map and load.
 It runs nightly in the plan's timezone, and skips when no wave has been migrated yet.
 
 ## Runbook
 1. `plan_delta` lists the migrated waves (successful phased `pt_cutover` runs and earlier syncs)
-   and stages the scope: each wave's rows changed since its mark (its patients whole, so the
-   duplicate matcher decides as the cutover did).
+   and stages the scope: each wave's rows changed since its mark or its runs' extract (its
+   patients whole, so the duplicate matcher decides as the cutover did).
 2. `begin_run` records the sync, its waves and who triggered it.
 3. `extract_table` → `map_table` → `load.<table>`: the cutover's stages, on the changed rows
    (an upsert by deterministic id: a changed row updates its target row, a new one is inserted).
 4. `write_evidence` accounts for every changed row (migrated, merged or rejected) and writes
-   `delta_report.json` (changed rows per table, the marks used); the next sync starts from the
-   marks this one raised.
+   `delta_report.json` (changed rows per table, of them `unstamped_rows` without a newer
+   `modified`, the marks used); the next sync starts from the marks and the extract of this one.
 5. `write_evidence` also finds the legacy rows of migrated waves deleted in the legacy system
    after they were migrated (the ledger's migrated and merged rows whose legacy id is gone):
    `deleted_rows` per table in `delta_report.json`, their ids (legacy id, new id, wave) in
    `deleted_rows.csv`, the total in its result. Nothing is deleted in the new system: a deleted
    clinical record needs a person's decision, and the row is reported by every sync until then.
 
-Edits that did not touch `modified` are not carried: reconciliation reports them.
 Connections: `legacy_db`, `target_db`, `staging_store`.
 """
 

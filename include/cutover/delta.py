@@ -4,9 +4,12 @@ During a phased migration the later waves' clinics still work in the legacy syst
 already migrated may still see late edits there (a note signed late, a payment posted on
 Monday). Every extract records each table's high-water mark: the largest ``modified`` value it
 read. A row of a migrated wave whose ``modified`` is above the mark of the last run that covered
-the wave (its cutover or a later delta sync) changed afterwards — or is new. The delta sync moves
-exactly those rows through the same map and load (upsert by deterministic id: a changed row
-updates its target row, a new one is inserted), then raises the marks.
+the wave (its cutover or a later delta sync) changed afterwards — or is new. So is a row that
+differs from the copy those runs last extracted, whatever its ``modified`` says: an edit the
+legacy system did not stamp (a script's bulk fix) is caught by its row fingerprint
+(:mod:`cutover.snapshot`) and counted apart (``unstamped_rows``). The delta sync moves exactly
+those rows through the same map and load (upsert by deterministic id: a changed row updates its
+target row, a new one is inserted), then raises the marks.
 
 A row *deleted* in the legacy system leaves no row and no timestamp: :func:`deleted_rows` finds it
 by comparing the ledger with the legacy ids. Every legacy row the ledger accounts as migrated or
@@ -15,8 +18,6 @@ reported (``deleted_rows`` in ``delta_report.json``, ids in ``deleted_rows.csv``
 from the target: removing a clinical record needs a person's decision. Such a row is reported by
 every later sync until that decision is made. Rejected rows are not reported: they never reached
 the target, so their deletion leaves nothing to decide.
-
-What this does not see: an edit that did not touch ``modified``; the reconciliation reports it.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def plan_delta(
         raise NothingMigrated("no wave has been migrated yet: nothing to sync")
     plan = load_plan()
     marks = {wave: high_water(store_url, runs) for wave, runs in waves.items()}
-    scope = delta_scope(legacy_url, plan, marks, as_of=as_of)
+    snapshots = {wave: [run_key(r) for r in runs] for wave, runs in waves.items()}
+    scope = delta_scope(legacy_url, plan, marks, as_of=as_of, runs=snapshots)
     scope.save(open_store(store_url), f"runs/{run_key(run_id)}")
     log.info("delta sync %s: waves %s since their last runs", run_id, ", ".join(waves))
     return {"waves": sorted(waves), "since": marks, "last_runs": {w: r[-1] for w, r in waves.items()}}
@@ -267,20 +269,28 @@ def deleted_rows(legacy_url: str, target_url: str, store_url: str) -> pa.Table:
 def write_delta_report(
     store_url: str, run_id: str, planned: dict[str, Any], *, legacy_url: str, target_url: str
 ) -> dict[str, Any]:
-    """``delta_report.json``: per table, how many rows changed since each wave's mark and how many
-    migrated rows were deleted in the legacy system since (counts only); the deleted rows' ids in
+    """``delta_report.json``: per table, how many rows changed since each wave's last run (of them,
+    ``unstamped_rows`` without a newer ``modified``) and how many migrated rows were deleted in the legacy system since (counts only); the deleted rows' ids in
     ``deleted_rows.csv``. Nothing is deleted in the target."""
     store = open_store(store_url)
-    changed = {}
+    changed, unstamped = {}, {}
     for table in migrated_tables():
         key = f"runs/{run_key(run_id)}/extract/{table}/_stats.json"
         if store.exists(key):
-            changed[table] = json.loads(store.get(key))["rows"]
+            stats = json.loads(store.get(key))
+            changed[table] = stats["rows"]
+            unstamped[table] = stats.get("unstamped", 0)
     gone = deleted_rows(legacy_url, target_url, store_url)
     deleted = dict.fromkeys(migrated_tables(), 0)
     for row in gone.group_by("legacy_table").aggregate([("legacy_id", "count")]).to_pylist():
         deleted[row["legacy_table"]] = row["legacy_id_count"]
-    report = {**planned, "run_id": run_id, "changed_rows": changed, "deleted_rows": deleted}
+    report = {
+        **planned,
+        "run_id": run_id,
+        "changed_rows": changed,
+        "unstamped_rows": unstamped,
+        "deleted_rows": deleted,
+    }
     body = json.dumps(report, indent=2, sort_keys=True).encode()
     folder = evidence_dir(run_id)
     (folder / "delta_report.json").write_bytes(body)

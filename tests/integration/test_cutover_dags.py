@@ -198,7 +198,7 @@ def test_phased_waves_with_a_delta_sync_between_them(home: Path, tmp_path: Path,
     # late legacy edits: a wave-1 payment changes, a wave-1 patient gets a new one, a wave-2 one changes
     pay = db.execute("SELECT payment_id, pat_id FROM payments ORDER BY payment_id").fetchall()
     migrated_payments = {int(i) for i, o in ledger["payments"] if o == "migrated"}
-    w1_payment = next(i for i, p in pay if i in migrated_payments)
+    w1_payment, w1_quiet = [i for i, p in pay if i in migrated_payments][:2]
     w2_payment = next(i for i, p in pay if clinic.get(p) not in (1, None) and p not in duplicated)
     new_id = max(i for i, _ in pay) + 1
     with db:
@@ -210,6 +210,8 @@ def test_phased_waves_with_a_delta_sync_between_them(home: Path, tmp_path: Path,
             "UPDATE payments SET amount = '56.78', modified = '2030-01-05 10:00:00' WHERE payment_id = ?",
             (w2_payment,),
         )
+        # a script's fix that the legacy system does not stamp: only its fingerprint tells
+        db.execute("UPDATE payments SET amount = '7.00' WHERE payment_id = ?", (w1_quiet,))
         db.execute(
             "INSERT INTO payments (payment_id, pat_id, payer_id, amount, kind, paid_on, modified)"
             " SELECT ?, pat_id, payer_id, '99.00', kind, paid_on, '2030-01-05 11:00:00' FROM payments WHERE payment_id = ?",
@@ -228,10 +230,13 @@ def test_phased_waves_with_a_delta_sync_between_them(home: Path, tmp_path: Path,
     sync = evidence_of(run_cutover(["run", "pt_delta_sync"], home, env))
     report = json.loads((sync / "delta_report.json").read_text())
     assert report["waves"] == ["wave-1"]
-    assert report["changed_rows"]["payments"] == 2  # the edit and the new row, nothing of wave 2
+    assert report["changed_rows"]["payments"] == 3  # two edits and the new row, nothing of wave 2
+    assert report["unstamped_rows"]["payments"] == 1
+    assert sum(report["changed_rows"].values()) == 3 + report["changed_rows"]["patients"]
     assert report["deleted_rows"] == dict.fromkeys(report["changed_rows"], 0)  # every table, none deleted
     assert amount(w1_payment) == "1234"
     assert amount(new_id) == "9900"
+    assert amount(w1_quiet) == "700"
     assert amount(w2_payment) is None
 
     evidence_of(

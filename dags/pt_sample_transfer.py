@@ -12,16 +12,18 @@ touched — times every stage, and extrapolates the full run.
 2. `create_scratch_target` makes a fresh scratch database on the target server (the target's
    schemas, by the same migrations).
 3. `extract_table` → `gate_extract` → `map_table` → `gate_mapped` → `load.<table>` →
-   `gate_target`: exactly the cutover's stages and GX gates, on the sample (a failed gate is
-   recorded for the go/no-go instead of stopping the trial).
+   `gate_target` → `reconcile_sample`: exactly the cutover's stages, GX gates and
+   reconciliation, on the sample (a failed gate or a mismatch is recorded for the go/no-go
+   instead of stopping the trial).
 4. `check_sample` runs the cutover's accounting and reject policy on the sample
    (`summary.json` of the trial) and collects the gates: every sampled row migrated, merged or
    rejected with a reason, every gate passed.
-5. `estimate_downtime` scales each table's stage times to its full size, adds the plan's safety
-   margin and compares with the plan's window (default Friday 18:00 to Monday 06:00): **go** when
-   it fits and the sample passed every gate, otherwise **no-go** with the reasons. The result,
-   `sample_estimate.json`, is in the evidence folder and this task's return value; a no-go fails
-   the task (red in the grid) with its reasons.
+5. `estimate_downtime` scales each table's stage times to its full size (the validation too:
+   each gate's time per table and the reconciliation's by rows; a gate's own set-up as it was),
+   adds the plan's safety margin and compares with the plan's window (default Friday 18:00 to
+   Monday 06:00): **go** when it fits and the sample passed every gate and the reconciliation,
+   otherwise **no-go** with the reasons. The result, `sample_estimate.json`, is in the evidence
+   folder and this task's return value; a no-go fails the task (red in the grid) with its reasons.
 6. `drop_scratch_target` removes the scratch database (also after a failure).
 
 Connections: `legacy_db`, `target_db` (the server gets a scratch database), `staging_store`.
@@ -93,6 +95,21 @@ def pt_sample_transfer() -> None:
         return name
 
     @task
+    def reconcile_sample(run_id: str | None = None) -> dict:
+        """The cutover's reconciliation, on the scratch target: timed for the estimate, and a
+        mismatch is a no-go (recorded, as a failed gate is)."""
+        from cutover.pipeline import reconcile_run
+        from cutover.reconcile.run import ReconcileFailed
+        from cutover.sample import scratch_url
+
+        url = scratch_url(conn_url("target_db"), str(run_id))
+        try:
+            result = reconcile_run(url, conn_url("staging_store"), str(run_id), max_failure_rate=0.0)
+        except ReconcileFailed:
+            return {"gate": "reconciliation", "passed": False}
+        return {"gate": "reconciliation", **result}
+
+    @task
     def check_sample(gates: list, run_id: str | None = None, params: dict | None = None) -> dict:
         from cutover.errors import CutoverError, PolicyError
         from cutover.pipeline import write_summary
@@ -145,7 +162,9 @@ def pt_sample_transfer() -> None:
     gated >> load.start
     target_gate = validate_gate.override(task_id="gate_target")("target", "scratch", False)
     [load.tables, load.done] >> target_gate
-    checked = check_sample([*gates, target_gate])
+    reconciled = reconcile_sample()
+    target_gate >> reconciled
+    checked = check_sample([*gates, target_gate, reconciled])
     estimated = estimate_downtime(checked)
     # a teardown: it runs after a failure too, and the run's state stays that of the work it cleans up after
     estimated >> drop_scratch_target().as_teardown(setups=scratch)

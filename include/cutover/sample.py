@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,7 +29,8 @@ from cutover.target import upgrade
 
 log = logging.getLogger(__name__)
 
-STAGES = ("extract", "map", "load")
+STAGES = ("extract", "map", "load", "validate")
+GATES = ("extract", "mapped", "target")
 
 
 class StageTiming(TypedDict):
@@ -74,8 +76,9 @@ def drop_scratch(target_url: str, run_id: str) -> None:
 
 def stage_timings(target_url: str, store_url: str, run_id: str) -> dict[str, dict[str, StageTiming]]:
     """Per stage and legacy table: rows and seconds of one run (extract and map from their staged
-    stats, load from the batch ledger and a first load's constraint restore)."""
-    from cutover.pipeline import migrated_tables, run_key
+    stats, load from the batch ledger and a first load's constraint restore, validate from the
+    gates' and the reconciliation's reports, see :func:`validation_timings`)."""
+    from cutover.pipeline import evidence_dir, migrated_tables, run_key
 
     store = open_store(store_url)
     timings: dict[str, dict[str, StageTiming]] = {stage: {} for stage in STAGES}
@@ -93,7 +96,54 @@ def stage_timings(target_url: str, store_url: str, run_id: str) -> dict[str, dic
         ):
             timings["load"][table] = StageTiming(rows=int(rows), seconds=float(seconds))
     _add_restore(timings["load"], restore_seconds(target_url, run_id))
+    timings["validate"] = validation_timings(evidence_dir(run_id))
     return timings
+
+
+def validation_timings(evidence: Path) -> dict[str, StageTiming]:
+    """The validation's work in a run's evidence folder: ``<gate>:<table>`` per table a gate checked
+    (rows: its largest element count), ``<gate>:`` for the gate's own cost (GX's context, the data
+    docs: rows 0, not scaled), and ``reconciliation`` (rows: the legacy rows it accounted)."""
+    out: dict[str, StageTiming] = {}
+    for gate in GATES:
+        path = evidence / "gates" / f"{gate}.json"
+        if not path.exists():
+            continue
+        report = json.loads(path.read_text())
+        rows: dict[str, int] = {}
+        for result in report["results"]:
+            rows[result["table"]] = max(rows.get(result["table"], 0), int(result["element_count"]))
+        spent = report.get("table_seconds", {})
+        for table, seconds in spent.items():
+            out[f"{gate}:{table}"] = StageTiming(rows=rows.get(table, 0), seconds=seconds)
+        out[f"{gate}:"] = StageTiming(
+            rows=0, seconds=round(max(report["seconds"] - sum(spent.values()), 0), 3)
+        )
+    path = evidence / "reconciliation.json"
+    if path.exists():
+        report = json.loads(path.read_text())
+        accounted = sum(int(t["legacy_rows"]) for t in report["tables"].values())
+        out["reconciliation"] = StageTiming(rows=accounted, seconds=float(report["seconds"]))
+    return out
+
+
+def validation_rows(validate: dict[str, StageTiming], legacy: dict[str, int]) -> dict[str, int]:
+    """The full run's rows for each entry of :func:`validation_timings`, from the legacy tables' rows:
+    a target table's are those of the legacy tables loaded into it."""
+    from cutover.mapping.specs import SPECS
+
+    full: dict[str, int] = {}
+    for key, timing in validate.items():
+        table = key.partition(":")[2]
+        if key == "reconciliation":
+            full[key] = sum(legacy.values())
+        elif not timing["rows"]:
+            full[key] = 0
+        elif table in legacy:
+            full[key] = legacy[table]
+        else:
+            full[key] = sum(n for t, n in legacy.items() if t in SPECS and SPECS[t].target == table)
+    return full
 
 
 def _add_restore(load: dict[str, StageTiming], restored: dict[str, float]) -> None:
@@ -118,7 +168,7 @@ def _add_restore(load: dict[str, StageTiming], restored: dict[str, float]) -> No
 
 def work_seconds(timings: dict[str, dict[str, StageTiming]]) -> dict[str, float]:
     """Seconds spent per stage, and in all (``total``)."""
-    per = {stage: round(sum(t["seconds"] for t in timings[stage].values()), 3) for stage in STAGES}
+    per = {stage: round(sum(t["seconds"] for t in timings.get(stage, {}).values()), 3) for stage in STAGES}
     return {**per, "total": round(sum(per.values()), 3)}
 
 
@@ -154,6 +204,9 @@ def estimate(
 ) -> dict[str, Any]:
     """Extrapolate a sample run's stage times to the full tables; the go/no-go.
 
+    ``sample["validate"]``, keyed as :func:`validation_timings` keys it, needs its full rows in
+    ``full_rows`` under the same keys (:func:`validation_rows`).
+
     Per stage, a table costs a fixed time (connections, transactions, Parquet files, the mapping's
     set-up) plus a time per row. In a sample the fixed part dominates, so the two are fitted over
     all tables of the stage at once (least squares of seconds on rows, both non-negative) rather
@@ -164,20 +217,23 @@ def estimate(
     """
     per_stage: dict[str, float] = {}
     for stage in STAGES:
-        timings = list(sample[stage].values())
+        timings = list(sample.get(stage, {}).values())
         if stage == "extract":  # the trial's extract already scans every legacy row (the scope filters after)
             per_stage[stage] = round(sum(t["seconds"] for t in timings), 3)
             continue
-        fixed, per_row = _fit([t["rows"] for t in timings], [t["seconds"] for t in timings])
-        rows = sum(full_rows.get(table, t["rows"]) for table, t in sample[stage].items())
-        per_stage[stage] = round(len(timings) * fixed + per_row * rows, 3)
+        # a cost that does not grow with rows (a gate's own: GX's context, its data docs) stays as it is
+        flat = sum(t["seconds"] for t in timings if not t["rows"])
+        scaled = {table: t for table, t in sample.get(stage, {}).items() if t["rows"]}
+        fixed, per_row = _fit([t["rows"] for t in scaled.values()], [t["seconds"] for t in scaled.values()])
+        rows = sum(full_rows.get(table, t["rows"]) for table, t in scaled.items())
+        per_stage[stage] = round(flat + len(scaled) * fixed + per_row * rows, 3)
     total = sum(per_stage.values())
     with_margin = total * safety_margin
     fits = with_margin <= window_hours * 3600
     sample_rows = sum(t["rows"] for t in sample["extract"].values())
     return {
         "sample_rows": sample_rows,
-        "full_rows": sum(full_rows.values()),
+        "full_rows": sum(n for table, n in full_rows.items() if table in LEGACY_TABLES),
         "estimated_seconds": {**per_stage, "total": round(total, 3)},
         "safety_margin": safety_margin,
         "estimated_with_margin_seconds": round(with_margin, 3),
@@ -220,9 +276,10 @@ def decide(
 
     plan = load_plan()
     timings = stage_timings(scratch_url(target_url, run_id), store_url, run_id)
+    full = legacy_counts(legacy_url)
     result = estimate(
         timings,
-        legacy_counts(legacy_url),
+        full | validation_rows(timings["validate"], full),
         window_hours=plan.window_hours,
         safety_margin=plan.safety_margin,
         gates_passed=gates_passed,

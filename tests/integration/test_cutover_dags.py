@@ -59,7 +59,7 @@ def test_cutover_refuses_to_start_without_a_verified_backup(home: Path, tmp_path
 
 
 def test_trial_then_big_bang_idempotent_and_a_killed_run_resumes_from_its_ledger(
-    home: Path, tmp_path: Path, pg_url: str, pg_admin_url: str
+    home: Path, tmp_path: Path, pg_url: str, pg_admin_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cutover.sample import scratch_name, stage_timings, work_seconds
 
@@ -75,6 +75,9 @@ def test_trial_then_big_bang_idempotent_and_a_killed_run_resumes_from_its_ledger
     assert estimate["decision"] == "go", estimate["reasons"]
     assert 0 < estimate["sample_rows"] < estimate["full_rows"] == sum(truth["tables"].values())
     assert estimate["next_window"]["timezone"] == "America/New_York"
+    # the trial validates as the cutover does, reconciliation included, and its estimate counts it
+    assert json.loads((trial / "reconciliation.json").read_text())["passed"]
+    assert estimate["estimated_seconds"]["validate"] > estimate["sample_seconds"]["validate"] > 0
     trial_run = json.loads((trial / "summary.json").read_text())["run_id"]
     with psycopg.connect(pg_url) as conn:
         (schemas,) = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'pt'").fetchone()
@@ -88,8 +91,12 @@ def test_trial_then_big_bang_idempotent_and_a_killed_run_resumes_from_its_ledger
     _backup(home, env)
     first = evidence_of(run_cutover(["run", "pt_cutover"], home, env))
     run_id = json.loads((first / "summary.json").read_text())["run_id"]
-    # the trial's estimate of the work, against the work the full run measured (within ±50%)
-    measured = work_seconds(stage_timings(pg_url, f"file://{home / 'staging'}", run_id))["total"]
+    # the trial's estimate of the work, against the work the full run measured (within ±50%),
+    # the gates' and the reconciliation's too (their reports are in the run's evidence)
+    monkeypatch.setenv("CUTOVER_HOME", str(home))
+    timings = stage_timings(pg_url, f"file://{home / 'staging'}", run_id)
+    assert timings["validate"]["reconciliation"]["rows"] == sum(truth["tables"].values())
+    measured = work_seconds(timings)["total"]
     predicted = estimate["estimated_seconds"]["total"]
     assert 0.5 * measured <= predicted <= 1.5 * measured, (predicted, measured)
     clean, clean_ledger = table_checksums(pg_url), _ledger(pg_url)

@@ -143,6 +143,50 @@ def test_estimate_fits_a_fixed_cost_per_table_and_a_cost_per_row() -> None:
     assert len(tight["reasons"]) == 2
 
 
+def test_the_estimate_scales_each_gates_tables_and_the_reconciliation_but_not_a_gates_set_up(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from cutover.sample import validation_rows, validation_timings
+
+    def gate(name: str, tables: dict[str, tuple[int, float]], own: float) -> None:
+        results = [{"table": t, "element_count": n, "expectation": "e"} for t, (n, _) in tables.items()]
+        spent = {t: s for t, (_, s) in tables.items()}
+        report = {
+            "gate": name,
+            "results": results,
+            "table_seconds": spent,
+            "seconds": own + sum(spent.values()),
+        }
+        (tmp_path / "gates").mkdir(exist_ok=True)
+        (tmp_path / "gates" / f"{name}.json").write_text(json.dumps(report))
+
+    # 0.5 s per table and 1 ms per row, as the other stages; each gate 3 s of its own
+    gate("extract", {"visits": (100, 0.6), "documents": (500, 1.0)}, own=3.0)
+    gate("mapped", {"visits": (100, 0.6), "documents": (500, 1.0)}, own=3.0)
+    gate("target", {"visit": (100, 0.6)}, own=3.0)
+    legacy_rows = {"visits": {"legacy_rows": 100}, "documents": {"legacy_rows": 500}}
+    (tmp_path / "reconciliation.json").write_text(json.dumps({"tables": legacy_rows, "seconds": 1.1}))
+
+    validate = validation_timings(tmp_path)
+    assert validate["target:visit"] == {"rows": 100, "seconds": 0.6}
+    assert validate["mapped:"] == {"rows": 0, "seconds": 3.0}
+    assert validate["reconciliation"] == {"rows": 600, "seconds": 1.1}
+    legacy = {"visits": 1000, "documents": 5000}
+    full = validation_rows(validate, legacy)
+    assert full["target:visit"] == 1000  # the legacy tables loaded into pt.visit
+    assert full["reconciliation"] == 6000
+    assert full["extract:"] == 0
+
+    stage = {"visits": {"rows": 100, "seconds": 0.6}, "documents": {"rows": 500, "seconds": 1.0}}
+    sample = {"extract": stage, "map": stage, "load": stage, "validate": validate}
+    result = estimate(sample, legacy | full, window_hours=60, safety_margin=1.5, gates_passed=True)
+    # 3 gates' own 9 s as they were; 6 entries at 0.5 s + 1 ms × (1000 + 5000 + 1000 + 5000 + 1000 + 6000)
+    assert result["estimated_seconds"]["validate"] == pytest.approx(9 + 6 * 0.5 + 0.001 * 19000)
+    assert result["full_rows"] == 6000
+
+
 def _visits(rows: list[dict]) -> pa.RecordBatch:
     from cutover.legacy.schema import LEGACY_TABLES
     from cutover.legacy.source import arrow_schema

@@ -58,7 +58,8 @@ class Scope:
     label: str = "all"
     since: dict[str, str] = field(default_factory=dict)
     """Legacy table → high-water mark: only rows ``modified`` after it (a delta sync); tables not
-    named, or without a ``modified`` column, are taken whole within the scope."""
+    named, or without a ``modified`` column, are taken whole within the scope, unless the member
+    has a snapshot (``runs``)."""
     members: tuple[Scope, ...] = ()
     """A delta scope is the union of its members (one per migrated wave)."""
     runs: tuple[str, ...] = ()
@@ -89,8 +90,8 @@ class Scope:
             stamped = pc.fill_null(pc.greater(batch.column("modified"), since), False)
         snapshot = snapshots.get(self.label)
         if snapshot is None:
-            unchanged = pa.array(np.zeros(batch.num_rows, bool))
-            return (mask if stamped is None else pc.and_(mask, stamped)), unchanged
+            none = pa.array(np.zeros(batch.num_rows, bool))
+            return (mask if stamped is None else pc.and_(mask, stamped)), none
         differs = snapshot.differs(batch, LEGACY_TABLES[table].key)
         if stamped is None:
             return pc.and_(mask, differs), pc.and_(mask, differs)

@@ -12,6 +12,10 @@ run the cutover again.
   wait, then fail and retry.
 - Only the **latest** run can be undone. If another run loaded after it (a later wave, a
   re-run), roll that one back first: the DAG refuses and names it.
+- In a phased migration the clinics of earlier waves already work in the new system. The
+  restore brings every table back to the snapshot, so whatever they entered after the snapshot
+  was taken (a visit charted on Saturday) is undone too, and no check tells it from the run's
+  own rows. Stop their writes, and export what they entered since, before you roll back.
 - The run id is on the cutover run's page (e.g. `manual__2026-11-27T18:00:00+00:00`). Type it
   twice: once as `run_id`, once as `confirm`.
 

@@ -35,7 +35,9 @@ is, or skips cleanly when none is.
    rule, plan-of-care certification) and `reconcile` (counts, every legacy id through the
    crosswalk, per-patient chart checksums, mismatches in `migration.validation_failure`). If
    either rejects the loaded target, `undo_rejected_load` restores the snapshot: the target is
-   as before the run, and the run stays failed with the gate's reason.
+   as before the run, and the run stays failed with the gate's reason. It refuses, leaving the
+   load in place, when rows of patients the run did not load changed meanwhile (an earlier
+   wave's clinics at work): then decide with `pt_rollback`.
 10. `write_evidence` writes `summary.json` (per table: legacy rows, migrated, merged, rejected),
    `timings.json`, `report.html` and `manifest.sha256`, publishes them to the staging store, and
    fails if any legacy row has no outcome or a table rejected more than its policy allows.

@@ -13,16 +13,18 @@ run the cutover again.
 - Only the **latest** run can be undone. If another run loaded after it (a later wave, a
   re-run), roll that one back first: the DAG refuses and names it.
 - In a phased migration the clinics of earlier waves already work in the new system. The
-  restore brings every table back to the snapshot, so whatever they entered after the snapshot
-  was taken (a visit charted on Saturday) is undone too, and no check tells it from the run's
-  own rows. Stop their writes, and export what they entered since, before you roll back.
+  restore brings every table back to the snapshot, so whatever they entered since (a visit
+  charted on Saturday) would be undone too. The DAG refuses when rows of patients the run did
+  not load changed since its snapshot, and names the tables and counts: stop those writes,
+  export what was entered, then trigger again with `undo_outside_changes` on.
 - The run id is on the cutover run's page (e.g. `manual__2026-11-27T18:00:00+00:00`). Type it
   twice: once as `run_id`, once as `confirm`.
 
 ## Runbook
 1. `check_rollback` refuses, touching nothing, when the confirmation differs from the run id,
    the run is unknown, it has no snapshot (never taken, or dropped after the run was accepted),
-   or a later run loaded on top of it.
+   a later run loaded on top of it, or (unless `undo_outside_changes`) rows of patients it did
+   not load changed since its snapshot.
 2. `restore_target` restores every table in one transaction: tables that were empty before the
    run are truncated, others get back exactly their rows (only the rows that differ are written).
    Before committing it compares every table's rows and checksum with the snapshot; on any
@@ -70,6 +72,16 @@ from pt_common.stages import owner_url
             description="Must equal the run id above, or nothing happens.",
             section="Rollback",
         ),
+        "undo_outside_changes": Param(
+            False,
+            type="boolean",
+            title="Also undo what others entered since",
+            description=(
+                "Off: refuse when rows of patients this run did not load changed since its snapshot "
+                "(entered in the new system meanwhile). On: restore anyway, undoing them too."
+            ),
+            section="Rollback",
+        ),
     },
 )
 def pt_rollback() -> None:
@@ -78,14 +90,22 @@ def pt_rollback() -> None:
         from cutover.rollback import check_rollback as check
 
         p = params or {}
-        return dict(check(conn_url("target_db"), str(p["run_id"]), confirm=str(p.get("confirm") or "")))
+        return dict(
+            check(
+                conn_url("target_db"),
+                str(p["run_id"]),
+                confirm=str(p.get("confirm") or ""),
+                undo_outside_changes=bool(p.get("undo_outside_changes")),
+            )
+        )
 
     @task
-    def restore_target(checked: dict) -> dict:
+    def restore_target(checked: dict, params: dict | None = None) -> dict:
         from cutover.rollback import rollback_run
 
         user = get_current_context()["dag_run"].triggering_user_name or "system"
-        return dict(rollback_run(owner_url(), checked["run_id"], actor=user))
+        undo = bool((params or {}).get("undo_outside_changes"))
+        return dict(rollback_run(owner_url(), checked["run_id"], actor=user, undo_outside_changes=undo))
 
     @task
     def verify_restored(restored: dict, run_id: str | None = None) -> dict:

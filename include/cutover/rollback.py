@@ -50,6 +50,24 @@ LOCK_TIMEOUT = "30s"
 
 Table = tuple[str, str]
 
+PATIENT_PATH: dict[str, tuple[str, str | None]] = {
+    "patient": ("id", None),
+    **dict.fromkeys(
+        ("appointment", "charge", "coverage", "document", "episode", "payment", "referral", "visit"),
+        ("patient_id", None),
+    ),
+    **{
+        t: ("episode_id", "episode")
+        for t in ("authorization", "diagnosis", "outcome_measure", "plan_of_care")
+    },
+    "procedure_line": ("visit_id", "visit"),
+}
+"""How a row of a ``pt`` table leads to its patient: a column holding the patient's id, or one holding
+the id of a row of the given table that holds it. The other ``pt`` tables are reference data
+(:data:`REFERENCE_TABLES`), shared by every patient."""
+
+REFERENCE_TABLES = frozenset({"clinic", "payer", "provider", "referring_physician"})
+
 
 class SnapshotResult(TypedDict):
     run_id: str
@@ -246,8 +264,11 @@ def _audit(
     )
 
 
-def _check(conn: psycopg.Connection[Any], run_id: str) -> tuple[RollbackCheck, dict[str, TableChecksum]]:
-    """The refusals, inside the caller's transaction: unknown run, no snapshot, a later run on top."""
+def _check(
+    conn: psycopg.Connection[Any], run_id: str, *, undo_outside_changes: bool = False
+) -> tuple[RollbackCheck, dict[str, TableChecksum]]:
+    """The refusals, inside the caller's transaction: unknown run, no snapshot, a later run on top,
+    and (unless ``undo_outside_changes``) rows of other patients changed since the snapshot."""
     known = conn.execute("SELECT to_regclass('migration.run') IS NOT NULL").fetchone()
     run = (
         conn.execute("SELECT dag_id, state FROM migration.run WHERE run_id = %s", (run_id,)).fetchone()
@@ -285,6 +306,14 @@ def _check(conn: psycopg.Connection[Any], run_id: str) -> tuple[RollbackCheck, d
             f"refused: run(s) {names} loaded on top of {run_id!r} after its snapshot; rolling {run_id!r} "
             "back would undo them too. Roll back the latest run first."
         )
+    outside = {} if undo_outside_changes else changed_outside(conn, run_id, schema)
+    if outside:
+        where = ", ".join(f"{t} {n}" for t, n in outside.items())
+        raise TerminalError(
+            f"refused: {sum(outside.values())} rows of patients that {run_id!r} did not load changed "
+            f"since its snapshot ({where}), entered in the new system meanwhile; the restore would undo "
+            "them. Export them, then roll back with undo_outside_changes."
+        )
     check = RollbackCheck(
         run_id=recorded,
         dag_id=str(run[0]),
@@ -296,17 +325,70 @@ def _check(conn: psycopg.Connection[Any], run_id: str) -> tuple[RollbackCheck, d
     return check, sums
 
 
-def check_rollback(target_url: str, run_id: str, *, confirm: str | None = None) -> RollbackCheck:
+def changed_outside(conn: psycopg.Connection[Any], run_id: str, schema: str) -> dict[str, int]:
+    """``pt`` table → rows that differ from the snapshot (new, changed or gone) and belong to a
+    patient ``run_id`` did not load: in a phased migration, what the earlier waves' clinics entered
+    in the new system since the snapshot, which a restore would undo.
+
+    The run's patients are the legacy patients its ledger accounts (migrated, merged into a
+    survivor, whose id counts too, or rejected: a rejected patient's earlier rows may have changed
+    with it); a row whose patient reference is empty is not counted. Counts only, tables in load
+    order.
+    """
+    conn.execute(
+        "CREATE TEMPORARY TABLE run_patient ON COMMIT DROP AS"
+        " SELECT new_id AS id FROM migration.crosswalk WHERE run_id = %(run)s AND legacy_table = 'patients'"
+        " UNION SELECT merged_into FROM migration.crosswalk"
+        " WHERE run_id = %(run)s AND legacy_table = 'patients' AND merged_into IS NOT NULL"
+        " UNION SELECT migration.legacy_uuid(legacy_system, legacy_table, legacy_id) FROM migration.reject"
+        " WHERE run_id = %(run)s AND legacy_table = 'patients'",
+        {"run": run_id},
+    )
+    counts: dict[str, int] = {}
+    for name in TARGET_TABLES:
+        if name not in PATIENT_PATH:
+            continue
+        column, via = PATIENT_PATH[name]
+        live, copy = (TARGET_SCHEMA, name), (schema, _copy_name((TARGET_SCHEMA, name)))
+        owner: sql.Composable = sql.SQL("c.{}").format(sql.Identifier(column))
+        lookup: sql.Composable = sql.SQL("")
+        if via is not None:
+            owner = sql.SQL("o.patient_id")
+            lookup = sql.SQL(
+                "JOIN (SELECT id, patient_id FROM {} UNION SELECT id, patient_id FROM {}) AS o ON o.id = c.{}"
+            ).format(
+                sql.Identifier(TARGET_SCHEMA, via),
+                sql.Identifier(schema, _copy_name((TARGET_SCHEMA, via))),
+                sql.Identifier(column),
+            )
+        (n,) = conn.execute(
+            sql.SQL(
+                "SELECT count(DISTINCT c.id) FROM ((TABLE {live} EXCEPT TABLE {copy})"
+                " UNION ALL (TABLE {copy} EXCEPT TABLE {live})) AS c {lookup}"
+                " WHERE NOT EXISTS (SELECT 1 FROM run_patient r WHERE r.id = {owner}) AND {owner} IS NOT NULL"
+            ).format(live=sql.Identifier(*live), copy=sql.Identifier(*copy), lookup=lookup, owner=owner)
+        ).fetchone() or (0,)
+        if n:
+            counts[_label(live)] = int(n)
+    conn.execute("DROP TABLE run_patient")
+    return counts
+
+
+def check_rollback(
+    target_url: str, run_id: str, *, confirm: str | None = None, undo_outside_changes: bool = False
+) -> RollbackCheck:
     """Say whether ``run_id`` can be rolled back, without changing anything; raise TerminalError if not.
 
     ``confirm`` is the operator's typed confirmation: it must equal the run id.
+    ``undo_outside_changes``: roll back even though rows of other patients changed since the
+    snapshot (:func:`changed_outside`); the restore undoes them too.
     """
     if not run_id:
         raise TerminalError("no run id given: name the cutover run to undo")
     if confirm is not None and confirm != run_id:
         raise TerminalError("confirmation does not match: type the run id to roll back exactly as given")
     with _connect(target_url) as conn, conn.transaction():
-        check, _ = _check(conn, run_id)
+        check, _ = _check(conn, run_id, undo_outside_changes=undo_outside_changes)
     return check
 
 
@@ -408,7 +490,9 @@ def _compare(expected: dict[str, TableChecksum], actual: dict[str, TableChecksum
     return differ
 
 
-def rollback_run(target_url: str, run_id: str, *, actor: str) -> RollbackResult:
+def rollback_run(
+    target_url: str, run_id: str, *, actor: str, undo_outside_changes: bool = False
+) -> RollbackResult:
     """Restore the target to its state before ``run_id`` loaded, in one transaction, verified.
 
     Locks every table a load writes (a load still running makes this wait, at most
@@ -418,7 +502,8 @@ def rollback_run(target_url: str, run_id: str, *, actor: str) -> RollbackResult:
     that differ from the snapshot. Before committing it compares every table's rows and checksum
     with the snapshot and raises :class:`IntegrityError` (naming tables and counts; nothing is
     committed) if one differs. It puts back the constraints a killed first load left aside. Then
-    marks the run ``rolled_back`` and appends to the audit log.
+    marks the run ``rolled_back`` and appends to the audit log (with ``undo_outside_changes``, the
+    rows of other patients it undid, per table).
     Running it again on a rolled-back run changes nothing and logs the attempt.
     """
     started = time.perf_counter()
@@ -437,8 +522,9 @@ def rollback_run(target_url: str, run_id: str, *, actor: str) -> RollbackResult:
             ) from exc
         except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
             raise TerminalError(f"unknown run {run_id!r}: the target has no cutover schema") from exc
-        check, expected = _check(conn, run_id)
+        check, expected = _check(conn, run_id, undo_outside_changes=undo_outside_changes)
         schema = check["schema"]
+        outside = changed_outside(conn, run_id, schema) if undo_outside_changes else {}
         for table in tables:
             if _columns(conn, *table) != _columns(conn, schema, _copy_name(table)):
                 raise TerminalError(f"{_label(table)}: its columns differ from the snapshot's copy")
@@ -512,6 +598,7 @@ def rollback_run(target_url: str, run_id: str, *, actor: str) -> RollbackResult:
                 "deleted": deleted,
                 "inserted": inserted,
                 "truncated": truncated,
+                "outside_changes_undone": outside,
             },
         )
     seconds = round(time.perf_counter() - started, 3)

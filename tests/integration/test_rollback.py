@@ -166,6 +166,51 @@ def test_rollback_restores_the_target_exactly_before_each_run(
         check_rollback(pg_url, "run-a")
 
 
+def test_rollback_refuses_to_undo_what_others_entered_since_its_snapshot(
+    staged: tuple[str, dict[str, list[str]]], pg_url: str
+) -> None:
+    """A later wave's rollback must not silently undo what an earlier wave's clinic charted since."""
+    store, canaries = staged
+    _load(pg_url, store, "run-a")
+    after_a = _state(pg_url)
+    pipeline.begin_run(pg_url, "run-b", "pt_cutover", {"mode": "phased", "wave": "w2"}, "tester")
+    snapshot_target(pg_url, "run-b")
+    for table in pipeline.migrated_tables():
+        pipeline.load_mapped(pg_url, store, "run-b", table)
+    with psycopg.connect(pg_url) as conn:
+        # the new system at work: a patient registered there, with an appointment, and an edit to a
+        # visit of a patient run-b loaded (that one is the run's to undo, so not counted)
+        conn.execute(
+            "INSERT INTO pt.patient SELECT (json_populate_record(p, json_build_object("
+            "'id', '00000000-0000-4000-8000-000000000001', 'mrn', 'NEW-1'))).* FROM pt.patient p LIMIT 1"
+        )
+        conn.execute(
+            "INSERT INTO pt.appointment SELECT (json_populate_record(a, json_build_object("
+            "'id', gen_random_uuid(), 'patient_id', '00000000-0000-4000-8000-000000000001', 'episode_id', NULL"
+            "))).* FROM pt.appointment a LIMIT 1"
+        )
+        conn.execute(
+            "UPDATE pt.visit SET plan = 'amended' WHERE id = (SELECT min(id::text)::uuid FROM pt.visit)"
+        )
+    edited = _state(pg_url)
+
+    refusal = r"refused: 2 rows of patients that 'run-b' did not load changed since its snapshot \(pt\.patient 1, pt\.appointment 1\)"
+    with pytest.raises(TerminalError, match=refusal):
+        check_rollback(pg_url, "run-b", confirm="run-b")
+    with pytest.raises(TerminalError, match=refusal):
+        rollback_run(pg_url, "run-b", actor="ops@clinic")
+    assert _state(pg_url) == edited
+    assert _run_row(pg_url, "run-b")[0] == "running"
+
+    check_rollback(pg_url, "run-b", undo_outside_changes=True)
+    rollback_run(pg_url, "run-b", actor="ops@clinic", undo_outside_changes=True)
+    assert _state(pg_url) == after_a
+    actor, action, detail = _run_row(pg_url, "run-b")[1][-1]
+    assert (actor, action) == ("ops@clinic", "rollback pt_cutover")
+    assert detail["outside_changes_undone"] == {"pt.patient": 1, "pt.appointment": 1}
+    assert not any(c in json.dumps(detail) for c in canaries["run-a"] + canaries["run-b"])
+
+
 def test_refusals(pg_url: str) -> None:
     with pytest.raises(TerminalError, match="unknown run 'run-x'"):
         check_rollback(pg_url, "run-x")  # not even a cutover schema yet

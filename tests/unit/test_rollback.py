@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from cutover.errors import TerminalError
-from cutover.rollback import _compare, check_rollback, snapshot_schema, snapshot_tables, truncatable
+from cutover.rollback import (
+    PATIENT_PATH,
+    REFERENCE_TABLES,
+    _compare,
+    check_rollback,
+    snapshot_schema,
+    snapshot_tables,
+    truncatable,
+)
 from cutover.target import TARGET_TABLES
 from cutover.target.checksums import TableChecksum
 
@@ -117,10 +125,20 @@ def test_dag_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert tasks["restore_target"].upstream_task_ids == {"check_rollback"}
     assert tasks["verify_restored"].upstream_task_ids == {"restore_target"}
     params = dag.params.dump()
-    assert set(params) == {"run_id", "confirm"}
+    assert set(params) == {"run_id", "confirm", "undo_outside_changes"}
+    assert params["undo_outside_changes"] is False  # refusing is the default
     for name in params:
         param = dag.params.get_param(name)
         assert param.schema["title"]
         assert param.description
         assert param.schema["section"] == "Rollback"
-        assert param.schema["minLength"] == 1  # required: the form cannot be sent without it
+        if name != "undo_outside_changes":
+            assert param.schema["minLength"] == 1  # required: the form cannot be sent without it
+
+
+def test_every_pt_table_leads_to_its_patient_or_is_reference_data() -> None:
+    """A table the outside-changes check does not know would be restored without the check."""
+    assert set(PATIENT_PATH) | REFERENCE_TABLES == set(TARGET_TABLES)
+    assert not set(PATIENT_PATH) & REFERENCE_TABLES
+    for _, via in PATIENT_PATH.values():
+        assert via is None or PATIENT_PATH[via] == ("patient_id", None)

@@ -361,12 +361,22 @@ def changed_outside(conn: psycopg.Connection[Any], run_id: str, schema: str) -> 
                 sql.Identifier(schema, _copy_name((TARGET_SCHEMA, via))),
                 sql.Identifier(column),
             )
+        (empty,) = conn.execute(
+            sql.SQL("SELECT NOT EXISTS (TABLE {})").format(sql.Identifier(*copy))
+        ).fetchone() or (True,)
+        # every row differs from an empty copy (a first load's): no need to compare them
+        rows = (
+            sql.SQL("{}").format(sql.Identifier(*live))
+            if empty
+            else sql.SQL(
+                "((TABLE {live} EXCEPT TABLE {copy}) UNION ALL (TABLE {copy} EXCEPT TABLE {live}))"
+            ).format(live=sql.Identifier(*live), copy=sql.Identifier(*copy))
+        )
         (n,) = conn.execute(
             sql.SQL(
-                "SELECT count(DISTINCT c.id) FROM ((TABLE {live} EXCEPT TABLE {copy})"
-                " UNION ALL (TABLE {copy} EXCEPT TABLE {live})) AS c {lookup}"
+                "SELECT count(DISTINCT c.id) FROM {rows} AS c {lookup}"
                 " WHERE NOT EXISTS (SELECT 1 FROM run_patient r WHERE r.id = {owner}) AND {owner} IS NOT NULL"
-            ).format(live=sql.Identifier(*live), copy=sql.Identifier(*copy), lookup=lookup, owner=owner)
+            ).format(rows=rows, lookup=lookup, owner=owner)
         ).fetchone() or (0,)
         if n:
             counts[_label(live)] = int(n)

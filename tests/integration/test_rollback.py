@@ -210,6 +210,15 @@ def test_rollback_refuses_to_undo_what_others_entered_since_its_snapshot(
     assert detail["outside_changes_undone"] == {"pt.patient": 1, "pt.appointment": 1}
     assert not any(c in json.dumps(detail) for c in canaries["run-a"] + canaries["run-b"])
 
+    # a first load's snapshot is empty: every row is new, and only the run's own patients' rows are its
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(
+            "INSERT INTO pt.patient SELECT (json_populate_record(p, json_build_object("
+            "'id', '00000000-0000-4000-8000-000000000002', 'mrn', 'NEW-2'))).* FROM pt.patient p LIMIT 1"
+        )
+    with pytest.raises(TerminalError, match=r"refused: 1 rows .* \(pt\.patient 1\)"):
+        rollback_run(pg_url, "run-a", actor="ops@clinic")
+
 
 def test_refusals(pg_url: str) -> None:
     with pytest.raises(TerminalError, match="unknown run 'run-x'"):

@@ -4,7 +4,7 @@
 Between the waves of a phased migration, the clinics of a migrated wave may still see edits in
 the legacy system (late-signed notes, payments posted after the weekend). This DAG finds the rows
 of every migrated wave changed after the last run that covered the wave — its `modified` above
-that run's high-water mark, or the row different from the copy that run extracted (an edit the
+that run's high-water mark, or the row differs from the copy that run extracted (an edit the
 legacy system did not stamp) — and moves exactly those through the cutover's own map and load.
 It runs nightly in the plan's timezone, and skips when no wave has been migrated yet.
 

@@ -51,20 +51,30 @@ class NothingMigrated(Exception):
     """No wave has been migrated yet: there is nothing to sync."""
 
 
+def _wave_runs(target_url: str) -> list[tuple[str, str, list[str]]]:
+    """Every phased cutover and delta sync, oldest first: (run id, state, the waves it covered)."""
+    with psycopg.connect(target_url) as conn:
+        rows = conn.execute(
+            "SELECT run_id, state, dag_id, conf FROM migration.run"
+            " WHERE dag_id IN ('pt_cutover', 'pt_delta_sync') ORDER BY started_at, run_id"
+        ).fetchall()
+    runs = []
+    for run_id, state, dag_id, conf in rows:
+        conf = conf or {}
+        if dag_id == "pt_cutover":
+            waves = [conf["wave"]] if conf.get("mode") == "phased" and conf.get("wave") else []
+        else:
+            waves = list(conf.get("waves") or [])
+        runs.append((run_id, state, waves))
+    return runs
+
+
 def migrated_waves(target_url: str) -> dict[str, list[str]]:
     """Wave → the successful runs that covered it (its cutover, then delta syncs), oldest first."""
     waves: dict[str, list[str]] = {}
-    with psycopg.connect(target_url) as conn:
-        rows = conn.execute(
-            "SELECT run_id, dag_id, conf FROM migration.run WHERE state = 'success'"
-            " AND dag_id IN ('pt_cutover', 'pt_delta_sync') ORDER BY started_at, run_id"
-        ).fetchall()
-    for run_id, dag_id, conf in rows:
-        conf = conf or {}
-        if dag_id == "pt_cutover" and conf.get("mode") == "phased" and conf.get("wave"):
-            waves.setdefault(conf["wave"], []).append(run_id)
-        elif dag_id == "pt_delta_sync":
-            for wave in conf.get("waves") or []:
+    for run_id, state, covered in _wave_runs(target_url):
+        if state == "success":
+            for wave in covered:
                 waves.setdefault(wave, []).append(run_id)
     return waves
 
@@ -122,19 +132,10 @@ def covering_runs(target_url: str) -> dict[str, list[str]]:
     sync), and the sync in progress is still running. A delta sync only ever covers waves
     already migrated; a wave whose cutover has not yet succeeded is not migrated.
     """
-    migrated = set(migrated_waves(target_url))
-    with psycopg.connect(target_url) as conn:
-        rows = conn.execute(
-            "SELECT run_id, dag_id, conf FROM migration.run"
-            " WHERE dag_id IN ('pt_cutover', 'pt_delta_sync') ORDER BY started_at, run_id"
-        ).fetchall()
+    every = _wave_runs(target_url)
+    migrated = {wave for _, state, covered in every if state == "success" for wave in covered}
     runs: dict[str, list[str]] = {}
-    for run_id, dag_id, conf in rows:
-        conf = conf or {}
-        if dag_id == "pt_cutover":
-            waves = [conf["wave"]] if conf.get("mode") == "phased" and conf.get("wave") else []
-        else:
-            waves = list(conf.get("waves") or [])
+    for run_id, _, waves in every:
         if covered := sorted(w for w in waves if w in migrated):
             runs[run_id] = covered
     return runs

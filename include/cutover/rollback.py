@@ -306,7 +306,7 @@ def _check(
             f"refused: run(s) {names} loaded on top of {run_id!r} after its snapshot; rolling {run_id!r} "
             "back would undo them too. Roll back the latest run first."
         )
-    outside = {} if undo_outside_changes else changed_outside(conn, run_id, schema)
+    outside = {} if undo_outside_changes else changed_outside(conn, run_id, schema, sums)
     if outside:
         where = ", ".join(f"{t} {n}" for t, n in outside.items())
         raise TerminalError(
@@ -325,15 +325,17 @@ def _check(
     return check, sums
 
 
-def changed_outside(conn: psycopg.Connection[Any], run_id: str, schema: str) -> dict[str, int]:
+def changed_outside(
+    conn: psycopg.Connection[Any], run_id: str, schema: str, snapshot: dict[str, TableChecksum]
+) -> dict[str, int]:
     """``pt`` table → rows that differ from the snapshot (new, changed or gone) and belong to a
     patient ``run_id`` did not load: in a phased migration, what the earlier waves' clinics entered
     in the new system since the snapshot, which a restore would undo.
 
     The run's patients are the legacy patients its ledger accounts (migrated, merged into a
     survivor, whose id counts too, or rejected: a rejected patient's earlier rows may have changed
-    with it); a row whose patient reference is empty is not counted. Counts only, tables in load
-    order.
+    with it); a row whose patient reference is empty is not counted. ``snapshot``: the rows and
+    checksums the snapshot recorded per table. Counts only, tables in load order.
     """
     conn.execute(
         "CREATE TEMPORARY TABLE run_patient ON COMMIT DROP AS"
@@ -361,13 +363,10 @@ def changed_outside(conn: psycopg.Connection[Any], run_id: str, schema: str) -> 
                 sql.Identifier(schema, _copy_name((TARGET_SCHEMA, via))),
                 sql.Identifier(column),
             )
-        (empty,) = conn.execute(
-            sql.SQL("SELECT NOT EXISTS (TABLE {})").format(sql.Identifier(*copy))
-        ).fetchone() or (True,)
         # every row differs from an empty copy (a first load's): no need to compare them
         rows = (
             sql.SQL("{}").format(sql.Identifier(*live))
-            if empty
+            if snapshot[_label(live)]["rows"] == 0
             else sql.SQL(
                 "((TABLE {live} EXCEPT TABLE {copy}) UNION ALL (TABLE {copy} EXCEPT TABLE {live}))"
             ).format(live=sql.Identifier(*live), copy=sql.Identifier(*copy))
@@ -534,7 +533,7 @@ def rollback_run(
             raise TerminalError(f"unknown run {run_id!r}: the target has no cutover schema") from exc
         check, expected = _check(conn, run_id, undo_outside_changes=undo_outside_changes)
         schema = check["schema"]
-        outside = changed_outside(conn, run_id, schema) if undo_outside_changes else {}
+        outside = changed_outside(conn, run_id, schema, expected) if undo_outside_changes else {}
         for table in tables:
             if _columns(conn, *table) != _columns(conn, schema, _copy_name(table)):
                 raise TerminalError(f"{_label(table)}: its columns differ from the snapshot's copy")

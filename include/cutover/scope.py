@@ -92,10 +92,10 @@ class Scope:
         if snapshot is None:
             none = pa.array(np.zeros(batch.num_rows, bool))
             return (mask if stamped is None else pc.and_(mask, stamped)), none
-        differs = snapshot.differs(batch, LEGACY_TABLES[table].key)
+        differs = pc.and_(mask, snapshot.differs(batch, LEGACY_TABLES[table].key))
         if stamped is None:
-            return pc.and_(mask, differs), pc.and_(mask, differs)
-        return pc.and_(mask, pc.or_(differs, stamped)), pc.and_(mask, pc.and_(differs, pc.invert(stamped)))
+            return differs, differs
+        return pc.or_(differs, pc.and_(mask, stamped)), pc.and_(differs, pc.invert(stamped))
 
     def keep(
         self, table: str, batch: pa.RecordBatch, snapshots: Mapping[str, Snapshot] | None = None

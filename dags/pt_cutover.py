@@ -21,8 +21,10 @@ is, or skips cleanly when none is.
    store, `runs/<run>/extract/<table>/`; `gate_extract` (GX) checks what was read.
 7. `map_table` (one per table) normalises the rows with the mapping specs; rejects carry a
    reason code, never a value. `gate_mapped` (GX) checks the target's contract on the rows about
-   to load: a fatal failure stops the run here, before anything is written. With `dry_run` the
-   run stops here too.
+   to load: a fatal failure stops the run here, before anything is written. `gate_rejects`
+   counts what the load would reject (the mapping's rejects and their cascades: rows of a rejected
+   parent, orphans) against `thresholds.yaml`: a breach stops the run here too, target untouched
+   (`gates/rejects.json`). With `dry_run` the run stops here too.
 8. `snapshot_target` copies the target as it is (schema `rollback_<run>`, inside PostgreSQL) so
    `pt_rollback` can undo this run exactly; drop it once the run is accepted.
    `defer_constraints`: into an empty target (big bang, first wave) the foreign keys and secondary
@@ -33,7 +35,9 @@ is, or skips cleanly when none is.
    A re-run skips batches the ledger marks loaded.
 9. `gate_target` (GX on PostgreSQL: PT rules such as visits within the episode, the 8-minute
    rule, plan-of-care certification) and `reconcile` (counts, every legacy id through the
-   crosswalk, per-patient chart checksums, mismatches in `migration.validation_failure`). If
+   crosswalk, per-patient chart checksums, mismatches in `migration.validation_failure`; the
+   outcome counts against the legacy counts and the reject policy, so a mass rejection is a
+   finding, not a match). If
    either rejects the loaded target, `undo_rejected_load` restores the snapshot: the target is
    as before the run, and the run stays failed with the gate's reason. It refuses, leaving the
    load in place, when rows of patients the run did not load changed meanwhile (an earlier
@@ -210,7 +214,12 @@ def pt_cutover() -> None:
 
         limit = float((params or {}).get("max_mismatch_rate", 0.0))
         return reconcile_run(
-            conn_url("target_db"), conn_url("staging_store"), str(run_id), max_failure_rate=limit
+            conn_url("target_db"),
+            conn_url("staging_store"),
+            str(run_id),
+            max_failure_rate=limit,
+            reject_policy=True,
+            max_reject_rate=float((params or {}).get("max_reject_rate", 0.05)),
         )
 
     @task

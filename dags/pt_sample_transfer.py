@@ -11,7 +11,7 @@ touched — times every stage, and extrapolates the full run.
    so every record kind appears, with their cases, visits and everything under them.
 2. `create_scratch_target` makes a fresh scratch database on the target server (the target's
    schemas, by the same migrations).
-3. `extract_table` → `gate_extract` → `map_table` → `gate_mapped` → `load.<table>` →
+3. `extract_table` → `gate_extract` → `map_table` → `gate_mapped` → `gate_rejects` → `load.<table>` →
    `gate_target` → `reconcile_sample`: exactly the cutover's stages, GX gates and
    reconciliation, on the sample (a failed gate or a mismatch is recorded for the go/no-go
    instead of stopping the trial).
@@ -127,7 +127,10 @@ def pt_sample_transfer() -> None:
             policy = "above the limit on the sample (see summary.json)"
         except CutoverError as failed:  # rows without an outcome: a no-go, decided by the next task
             return {"passed": False, "reason": type(failed).__name__}
-        failed = [g["gate"] for g in gates if not g["passed"]]
+        # the reject gate's verdict is the same policy, projected before the load: reported likewise
+        if any(g["gate"] == "rejects" and not g["passed"] for g in gates):
+            policy = "above the limit on the sample (see gates/rejects.json)"
+        failed = [g["gate"] for g in gates if not g["passed"] and g["gate"] != "rejects"]
         return {"passed": not failed, "failed_gates": failed, "reject_policy": policy}
 
     @task

@@ -142,11 +142,28 @@ def validate_gate(
     return validate(gate, conn_url("staging_store"), str(run_id), target_url=url, raise_on_failure=strict)
 
 
-def extract_map_load(target: Target, upstream: Any, *, strict: bool = True) -> tuple[Any, LoadStage, Any]:
-    """extract_table[×tables] → gate_extract → map_table[×tables] → gate_mapped → load.
+@task
+def gate_rejects(
+    target: Target = "target", strict: bool = True, run_id: str | None = None, params: dict | None = None
+) -> dict:
+    """The reject policy before any write: what the load would reject, from the staged rows."""
+    from cutover.pipeline import gate_rejects as check
 
-    Returns (the mapped gate, the load stage, the gates' results); the caller puts its own steps
-    between the mapped gate and the load. With ``strict`` off a failed gate is recorded, not raised.
+    limit = (params or {}).get("max_reject_rate")
+    return check(
+        conn_url("staging_store"),
+        str(run_id),
+        target_url=target_url(target, str(run_id)),
+        max_reject_rate=None if limit is None else float(limit),
+        raise_on_failure=strict,
+    )
+
+
+def extract_map_load(target: Target, upstream: Any, *, strict: bool = True) -> tuple[Any, LoadStage, Any]:
+    """extract_table[×tables] → gate_extract → map_table[×tables] → gate_mapped → gate_rejects → load.
+
+    Returns (the last gate before the load, the load stage, the gates' results); the caller puts its
+    own steps between that gate and the load. With ``strict`` off a failed gate is recorded, not raised.
     """
     extracts = extract_table.expand(table=TABLES)
     upstream >> extracts
@@ -156,4 +173,6 @@ def extract_map_load(target: Target, upstream: Any, *, strict: bool = True) -> t
     extracted >> mapped
     gated = validate_gate.override(task_id="gate_mapped")("mapped", target, strict)
     mapped >> gated
-    return gated, load_tables(target), [extracted, gated]
+    rejects = gate_rejects(target, strict)
+    gated >> rejects
+    return rejects, load_tables(target), [extracted, gated, rejects]

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from cutover.config import LEGACY_SYSTEM, state_dir
 from cutover.errors import IntegrityError, PolicyError
 from cutover.legacy.schema import LEGACY_TABLES
-from cutover.legacy.source import arrow_schema, read_batches
+from cutover.legacy.source import extract_schema, read_batches
 from cutover.loading.load import load_table
 from cutover.mapping.dedupe import apply_merges, plan_merges, review_records
 from cutover.mapping.engine import MAP_BATCH_ROWS, map_batch
@@ -220,7 +220,7 @@ def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> S
 
     def scoped() -> Iterator[pa.RecordBatch]:
         nonlocal unstamped
-        for batch in read_batches(legacy_url, table, spec.columns, spec.key):
+        for batch in read_batches(legacy_url, table, spec.columns, spec.key, invalid_ids=True):
             kept, changed_unstamped = scope.select(table, batch, snapshots)
             unstamped += changed_unstamped
             if "modified" in spec.column_names and kept.num_rows:
@@ -229,7 +229,7 @@ def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> S
                 yield kept
 
     manifest = write_batches(
-        store, prefix, scoped(), schema=arrow_schema(spec.columns), rows_per_part=ROWS_PER_PART
+        store, prefix, scoped(), schema=extract_schema(spec.columns), rows_per_part=ROWS_PER_PART
     )
     seconds = time.perf_counter() - started
     log.info(
@@ -510,11 +510,62 @@ def validate_gate(
     }
 
 
-def reconcile_run(target_url: str, store_url: str, run_id: str, *, max_failure_rate: float) -> dict[str, Any]:
-    """Source-to-target reconciliation of the run (``reconciliation.json``); fails above the rate."""
+def gate_rejects(
+    store_url: str,
+    run_id: str,
+    *,
+    target_url: str | None,
+    max_reject_rate: float | None = None,
+    raise_on_failure: bool = True,
+) -> dict[str, Any]:
+    """The reject policy before any write (:mod:`cutover.reject_gate`), its report ``gates/rejects.json``
+    in the evidence. A breach fails the run here, with the target untouched, and marks the run failed;
+    without ``raise_on_failure`` (the trial run) it is recorded for the go/no-go instead."""
+    from cutover.reject_gate import breach_message, check_rejects
+
+    report = check_rejects(
+        open_store(store_url),
+        f"runs/{run_key(run_id)}",
+        SPECS,
+        migrated_tables(),
+        target_url=target_url,
+        max_reject_rate=max_reject_rate,
+    )
+    folder = evidence_dir(run_id) / "gates"
+    folder.mkdir(exist_ok=True)
+    (folder / "rejects.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    if not report["passed"] and raise_on_failure:
+        if target_url is not None:
+            with psycopg.connect(target_url) as conn:
+                conn.execute(
+                    "UPDATE migration.run SET state = 'failed', finished_at = now() WHERE run_id = %s",
+                    (run_id,),
+                )
+        raise PolicyError(breach_message(report))
+    return {"gate": "rejects", "passed": report["passed"]}
+
+
+def reconcile_run(
+    target_url: str,
+    store_url: str,
+    run_id: str,
+    *,
+    max_failure_rate: float,
+    reject_policy: bool = False,
+    max_reject_rate: float | None = None,
+) -> dict[str, Any]:
+    """Source-to-target reconciliation of the run (``reconciliation.json``); fails above the rate, and,
+    with ``reject_policy``, when a table rejected more of its legacy rows than the policy allows."""
     from cutover.reconcile import reconcile
 
-    report = reconcile(target_url, store_url, run_id, max_failure_rate=max_failure_rate).as_dict()
+    report = reconcile(
+        target_url,
+        store_url,
+        run_id,
+        max_failure_rate=max_failure_rate,
+        reject_policy=reject_policy,
+        max_reject_rate=max_reject_rate,
+    ).as_dict()
     return {
         k: report[k] for k in ("passed", "patients_compared", "patients_mismatched", "seconds") if k in report
     }

@@ -106,7 +106,8 @@ def test_cutover_loads_only_after_mapping_and_the_dry_run_check(dagbag) -> None:
     assert first.upstream_task_ids == {"defer_constraints"}
     assert dag.get_task("defer_constraints").upstream_task_ids == {"snapshot_target"}
     assert dag.get_task("snapshot_target").upstream_task_ids == {"load_unless_dry_run"}
-    assert dag.get_task("load_unless_dry_run").upstream_task_ids == {"gate_mapped"}
+    assert dag.get_task("load_unless_dry_run").upstream_task_ids == {"gate_rejects"}
+    assert dag.get_task("gate_rejects").upstream_task_ids == {"gate_mapped"}
     assert dag.get_task("undo_rejected_load").upstream_task_ids == {"gate_target", "reconcile"}
     assert "map_table" in dag.get_task("gate_mapped").upstream_task_ids
     assert dag.get_task("gate_extract").upstream_task_ids == {"extract_table"}

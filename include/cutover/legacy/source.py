@@ -8,8 +8,11 @@ cp1252 here, so Arrow can carry it; cleaning is the mapping stage's job.
 from __future__ import annotations
 
 import contextlib
+import math
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -57,15 +60,43 @@ def _as_text(value: Any) -> Any:
     return value if value is None or isinstance(value, str) else str(value)
 
 
-def _as_int(value: Any) -> Any:
-    if value is None or isinstance(value, int):
-        return value
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INVALID_IDS = "_invalid_ids"
+"""The extract's sidecar column: per row, the id columns (comma-joined) whose legacy value was not
+a whole number within int64 (fractional, beyond int64, text). Such a value is never truncated nor
+guessed: it is read as NULL and named here, and the mapping rejects the row (``id_invalid``)."""
+_WHOLE = re.compile(r"^\s*[+-]?\d+\s*$")
+
+
+def _as_int(value: Any) -> tuple[int | None, bool]:
+    """A legacy id as an int64 and whether it was valid; blank text is a missing id, not an invalid one.
+
+    >>> [_as_int(v) for v in (7, 7.0, 2431.5, 1e20, " 42 ", "", "12abc", 2**63, None)]
+    [(7, True), (7, True), (None, False), (None, False), (42, True), (None, True), (None, False), (None, False), (None, True)]
+    """
+    if value is None:
+        return None, True
     if isinstance(value, bytes | bytearray | memoryview):
         value = _decode(bytes(value))
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+    if isinstance(value, bool):
+        return None, False
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            return None, False
+        value = int(value)
+    elif isinstance(value, Decimal):
+        if not value.is_finite() or value != value.to_integral_value():
+            return None, False
+        value = int(value)
+    elif isinstance(value, str):
+        if not value.strip():
+            return None, True
+        if not _WHOLE.match(value):
+            return None, False
+        value = int(value)
+    if not isinstance(value, int):
+        return None, False
+    return (value, True) if INT64_MIN <= value <= INT64_MAX else (None, False)
 
 
 def _kinds(values: Sequence[Any]) -> set[type]:
@@ -100,6 +131,28 @@ def utf8_text(raw: pa.Array) -> pa.Array:
     return fixed.cast(pa.string())
 
 
+def _blob(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    return (
+        value.encode()
+        if isinstance(value, str)
+        else str(value).encode()
+        if isinstance(value, int | float)
+        else bytes(value)
+    )
+
+
+def _ids(values: Sequence[Any]) -> tuple[pa.Array, np.ndarray | None]:
+    """An id column as int64, and a mask of the values that were not valid ids (None when all were)."""
+    if _kinds(values) <= {int}:
+        with contextlib.suppress(OverflowError, pa.ArrowInvalid):
+            return pa.array(values, type=pa.int64()), None  # the usual case: one C-level pass
+    checked = [_as_int(v) for v in values]
+    invalid = np.fromiter((not ok for _, ok in checked), dtype=bool, count=len(checked))
+    return pa.array([v for v, _ in checked], type=pa.int64()), invalid if invalid.any() else None
+
+
 def _column(values: Sequence[Any], kind: pa.DataType) -> pa.Array:
     kinds = _kinds(values)
     if pa.types.is_string(kind):
@@ -107,26 +160,52 @@ def _column(values: Sequence[Any], kind: pa.DataType) -> pa.Array:
             return utf8_text(pa.array(values, pa.binary()))
         if not kinds <= {str}:
             values = list(map(_as_text, values))
-    elif pa.types.is_integer(kind):
-        if not kinds <= {int}:
-            values = list(map(_as_int, values))
     elif pa.types.is_binary(kind) and not kinds <= {bytes}:
-        values = [None if v is None else bytes(v) for v in values]
+        values = list(map(_blob, values))
     return pa.array(values, type=kind)
 
 
 def to_batch(rows: Sequence[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
     """Column-wise conversion of DB-API rows into one Arrow batch of ``schema``.
 
-    Text may arrive as ``str`` or as UTF-8/cp1252 ``bytes`` (SQLite); ids as ``int`` or text.
+    Text may arrive as ``str`` or as UTF-8/cp1252 ``bytes`` (SQLite); ids as ``int``, ``float``,
+    ``Decimal`` or text: an id that is not a whole number within int64 is read as NULL, never
+    truncated, and when ``schema`` ends with the :data:`INVALID_IDS` column (:func:`extract_schema`)
+    that column names it. No value of any type raises here.
+
+    >>> schema = extract_schema([("visit_id", "int"), ("case_id", "int"), ("note", "text")])
+    >>> to_batch([(1, 2431.5, "a"), (2, 7, None), (3, 1e20, b"x")], schema).to_pydict()
+    {'visit_id': [1, 2, 3], 'case_id': [None, 7, None], 'note': ['a', None, 'x'], '_invalid_ids': ['case_id', None, 'case_id']}
     """
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
-    arrays = [_column(values, field.type) for values, field in zip(columns, schema, strict=True)]
+    sidecar = schema.names[-1:] == [INVALID_IDS]
+    fields = list(schema)[:-1] if sidecar else list(schema)
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in fields]
+    arrays: list[pa.Array] = []
+    invalid: list[tuple[str, np.ndarray]] = []
+    for values, field in zip(columns, fields, strict=True):
+        if pa.types.is_integer(field.type):
+            array, bad = _ids(values)
+            if bad is not None:
+                invalid.append((field.name, bad))
+            arrays.append(array)
+        else:
+            arrays.append(_column(values, field.type))
+    if sidecar:
+        named: list[str | None] = [None] * len(rows)
+        for name, bad in invalid:
+            for row in np.flatnonzero(bad).tolist():
+                named[row] = name if named[row] is None else f"{named[row]},{name}"
+        arrays.append(pa.array(named, type=pa.string()))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def arrow_schema(columns: Sequence[tuple[str, str]]) -> pa.Schema:
     return pa.schema([pa.field(name, ARROW_TYPES[kind]) for name, kind in columns])
+
+
+def extract_schema(columns: Sequence[tuple[str, str]]) -> pa.Schema:
+    """The extract's schema: the legacy columns and the :data:`INVALID_IDS` sidecar."""
+    return arrow_schema(columns).append(pa.field(INVALID_IDS, pa.string()))
 
 
 @contextlib.contextmanager
@@ -183,13 +262,24 @@ BLOB_BATCH_ROWS = 1_000
 
 
 def read_batches(
-    url: str, table: str, columns: Sequence[tuple[str, str]], key: str, *, batch_rows: int = BATCH_ROWS
+    url: str,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    key: str,
+    *,
+    batch_rows: int = BATCH_ROWS,
+    invalid_ids: bool = False,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream a legacy table ordered by its key, ``batch_rows`` rows at a time (fewer for attachments)."""
+    """Stream a legacy table ordered by its key, ``batch_rows`` rows at a time (fewer for attachments).
+
+    With ``invalid_ids`` each batch ends with the :data:`INVALID_IDS` column (:func:`extract_schema`).
+    The cursor and the connection are closed on every exit path, a consumer that stops early or
+    fails included, so nothing the read opened outlives it.
+    """
     if any(kind == "blob" for _, kind in columns):
         batch_rows = min(batch_rows, BLOB_BATCH_ROWS)
     dialect = dialect_of(url)
-    schema = arrow_schema(columns)
+    schema = extract_schema(columns) if invalid_ids else arrow_schema(columns)
     cols = ", ".join(_quote(dialect, name) for name, _ in columns)
     sql = f"SELECT {cols} FROM {_quote(dialect, table)} ORDER BY {_quote(dialect, key)}"
     with connect(url) as conn:
@@ -198,10 +288,10 @@ def read_batches(
             cur.itersize = batch_rows
         else:
             cur = conn.cursor()
-        cur.execute(sql)
-        while rows := cur.fetchmany(batch_rows):
-            yield to_batch(rows, schema)
-        cur.close()
+        with contextlib.closing(cur):
+            cur.execute(sql)
+            while rows := cur.fetchmany(batch_rows):
+                yield to_batch(rows, schema)
 
 
 def count_rows(url: str, table: str) -> int:

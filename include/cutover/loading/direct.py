@@ -128,6 +128,18 @@ def _first(*reasons: pa.Array) -> pa.Array:
     return out
 
 
+def _chosen(reasons: list[pa.Array], details: list[pa.Array]) -> list[pa.Array]:
+    """Each detail kept only where no earlier reason was given, so the first of them is the first reason's."""
+    out, earlier = [], None
+    for reason, detail in zip(reasons, details, strict=True):
+        out.append(
+            detail if earlier is None else pc.if_else(earlier, pa.nulls(len(detail), pa.string()), detail)
+        )
+        given = pc.is_valid(reason)
+        earlier = given if earlier is None else pc.or_(earlier, given)
+    return out
+
+
 def _resolve(ref: Ref, src: pa.Array, parent: Parent) -> tuple[pa.Array, pa.Array, pa.Array]:
     """(the parent id or NULL, the load reason or NULL, the ``<column>_unresolved`` flag or NULL)
     of every row, as the general merge's CASE expressions decide them."""
@@ -167,12 +179,62 @@ def _copy(cur: psycopg.Cursor[Any], schema: str, table: str, data: pa.Table, typ
         copy_arrow(cur, (schema, table), data, types)
 
 
-def _rejects(legacy_ids: pa.Array | pa.ChunkedArray, reasons: pa.Array, stage: str) -> pa.Table:
-    """One (legacy id, reason, stage) per rejected legacy row: the parts of a legacy row agree on
-    their reason (:func:`cutover.mapping.engine.map_batch`), so any part's is the row's."""
-    grouped = pa.table({"legacy_id": legacy_ids, "reason": reasons}).group_by("legacy_id", use_threads=False)
-    out = grouped.aggregate([("reason", "min")]).rename_columns(["legacy_id", "reason"])
+def _rejects(
+    legacy_ids: pa.Array | pa.ChunkedArray, reasons: pa.Array, details: pa.Array, stage: str
+) -> pa.Table:
+    """One (legacy id, reason, detail, stage) per rejected legacy row: the parts of a legacy row agree
+    on their reason and detail (:func:`cutover.mapping.engine.map_batch`), so any part's is the row's."""
+    grouped = pa.table({"legacy_id": legacy_ids, "reason": reasons, "detail": details}).group_by(
+        "legacy_id", use_threads=False
+    )
+    out = grouped.aggregate([("reason", "min"), ("detail", "min")]).rename_columns(
+        ["legacy_id", "reason", "detail"]
+    )
     return out.append_column("stage", _constant(stage, out.num_rows))
+
+
+def _about(reason: pa.Array, column: str) -> pa.Array:
+    """``column`` where ``reason`` is given: the legacy column a load reason is about."""
+    return pc.if_else(pc.is_valid(reason), _constant(column, len(reason)), pa.nulls(len(reason), pa.string()))
+
+
+_PATIENT_OF = sql.SQL(
+    "SELECT replace(id::text, '-', ''), replace(patient_id::text, '-', '') FROM pt.{}"
+    " WHERE id = ANY(%s::uuid[]) AND patient_id IS NOT NULL"
+)
+
+
+def _patient_mismatch(
+    cur: psycopg.Cursor[Any], spec: TableSpec, ids: dict[str, pa.Array]
+) -> list[tuple[pa.Array, str]]:
+    """Per :attr:`~cutover.mapping.engine.TableSpec.same_patient` reference: ``patient_mismatch`` where
+    the parent row (as the target holds it, merges applied) belongs to another patient than the row."""
+    from cutover.mapping.specs import SPECS
+
+    out = []
+    mine = ids.get("patient_id")
+    for column in spec.same_patient:
+        ref = next(r for r in spec.refs if r.column == column)
+        parents = ids[column]
+        wanted = pc.unique(parents.drop_null())
+        found = _csv(
+            cur,
+            _PATIENT_OF.format(sql.Identifier(SPECS[ref.parent].target)),
+            ([bytes(v).hex() for v in wanted.to_pylist()],),
+            ["id", "patient"],
+        )
+        owner = _uuids(found["patient"].combine_chunks()).take(
+            pc.index_in(parents, value_set=_uuids(found["id"].combine_chunks()))
+        )
+        differs = pc.fill_null(pc.not_equal(owner, mine), False) if mine is not None else None
+        n = len(parents)
+        reason = (
+            pc.if_else(differs, _constant("patient_mismatch", n), pa.nulls(n, pa.string()))
+            if differs is not None
+            else pa.nulls(n, pa.string())
+        )
+        out.append((reason, ref.source))
+    return out
 
 
 def _flag_codes(legacy_ids: pa.Array, flags: list[pa.Array]) -> pa.Table:
@@ -228,14 +290,20 @@ def merge_direct(
         legacy_ids = data["legacy_id"].combine_chunks()
         ids: dict[str, pa.Array] = {}
         reasons: list[pa.Array] = []
+        details: list[pa.Array] = []
         flags: list[pa.Array] = [data["flags"].combine_chunks()]
         for ref in spec.refs:
             src = data[f"ref_{ref.column}"].combine_chunks().filter(mapped)
             ref_ids, reason, flag = _resolve(ref, src, parent_outcomes(cur, system, ref.parent, src))
             ids[ref.column], reason, flag = (_spread(x, mapped) for x in (ref_ids, reason, flag))
             reasons.append(reason)
+            details.append(_about(reason, ref.source))
             flags.append(flag)
+        for reason, column in _patient_mismatch(cur, spec, ids):
+            reasons.append(reason)
+            details.append(_about(reason, column))
         load_reason = _first(*reasons) if reasons else pa.nulls(data.num_rows, pa.string())
+        load_detail = _first(*_chosen(reasons, details)) if reasons else pa.nulls(data.num_rows, pa.string())
         kept = pc.and_(mapped, pc.is_null(load_reason))
         migrating = pc.and_(kept, pc.is_null(data["merge_into"].combine_chunks()))
         # the target rows
@@ -270,8 +338,18 @@ def merge_direct(
         unmapped = pc.invert(mapped)
         rejected = pa.concat_tables(
             [
-                _rejects(legacy_ids.filter(unmapped), mapped_reason.filter(unmapped), "map"),
-                _rejects(legacy_ids.filter(refused), load_reason.filter(refused), "load"),
+                _rejects(
+                    legacy_ids.filter(unmapped),
+                    mapped_reason.filter(unmapped),
+                    data["detail"].combine_chunks().filter(unmapped),
+                    "map",
+                ),
+                _rejects(
+                    legacy_ids.filter(refused),
+                    load_reason.filter(refused),
+                    load_detail.filter(refused),
+                    "load",
+                ),
             ]
         )
         m = rejected.num_rows
@@ -282,10 +360,11 @@ def merge_direct(
                 "legacy_id": rejected["legacy_id"],
                 "reason_code": rejected["reason"],
                 "stage": rejected["stage"],
+                "detail": rejected["detail"],
                 "run_id": _constant(run_id, m),
             }
         )
-        _copy(cur, "migration", "reject", rejects, ["text"] * 6)
+        _copy(cur, "migration", "reject", rejects, ["text"] * 7)
         # the flags of the rows that migrate or merge
         codes = _flag_codes(legacy_ids.filter(kept), [f.filter(kept) for f in flags])
         k = codes.num_rows

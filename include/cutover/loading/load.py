@@ -75,16 +75,20 @@ def _stage_table(spec: TableSpec) -> list[tuple[str, str]]:
     cols = [("legacy_id", "text"), ("row_key", "text"), ("id", "uuid")]
     cols += list(spec.columns)
     cols += [(f"ref_{ref.column}", "text") for ref in spec.refs]
-    cols += [("merge_into", "text"), ("reason", "text"), ("flags", "text")]
+    cols += [("merge_into", "text"), ("reason", "text"), ("detail", "text"), ("flags", "text")]
     return cols
 
 
 def _resolve_sql(spec: TableSpec) -> sql.Composed:
-    """SELECT of the staged rows with parent ids resolved, a load-stage reason and reference flags."""
+    """SELECT of the staged rows with parent ids resolved, a load-stage reason (and the legacy column
+    it is about, ``load_detail``) and reference flags."""
+    from cutover.mapping.specs import SPECS
+
     joins: list[sql.Composable] = []
     picks: list[sql.Composable] = []
-    misses: list[sql.Composable] = []
+    misses: list[tuple[sql.Composable, str]] = []
     loose: list[sql.Composable] = []
+    resolved: dict[str, sql.Composable] = {}
     for n, ref in enumerate(spec.refs):
         cw, rj = sql.Identifier(f"cw{n}"), sql.Identifier(f"rj{n}")
         src = sql.SQL("s.{}").format(sql.Identifier(f"ref_{ref.column}"))
@@ -96,37 +100,74 @@ def _resolve_sql(spec: TableSpec) -> sql.Composed:
                 " AND {rj}.legacy_table = {parent} AND {rj}.legacy_id = {src}"
             ).format(cw=cw, rj=rj, parent=sql.Literal(ref.parent), src=src)
         )
-        picks.append(
-            sql.SQL("coalesce({cw}.merged_into, {cw}.new_id) AS {col}").format(
-                cw=cw, col=sql.Identifier(ref.column)
-            )
-        )
+        resolved[ref.column] = sql.SQL("coalesce({cw}.merged_into, {cw}.new_id)").format(cw=cw)
+        picks.append(sql.SQL("{} AS {}").format(resolved[ref.column], sql.Identifier(ref.column)))
         unresolved = sql.SQL(
             "WHEN {cw}.new_id IS NOT NULL THEN NULL WHEN {rj}.legacy_id IS NOT NULL THEN 'parent_rejected' ELSE 'orphan'"
         ).format(cw=cw, rj=rj)
         if ref.required:
             misses.append(
-                sql.SQL("CASE WHEN {src} IS NULL THEN 'ref_missing' {u} END").format(src=src, u=unresolved)
+                (
+                    sql.SQL("CASE WHEN {src} IS NULL THEN 'ref_missing' {u} END").format(
+                        src=src, u=unresolved
+                    ),
+                    ref.source,
+                )
             )
         elif ref.strict:
-            misses.append(sql.SQL("CASE WHEN {src} IS NULL THEN NULL {u} END").format(src=src, u=unresolved))
+            misses.append(
+                (
+                    sql.SQL("CASE WHEN {src} IS NULL THEN NULL {u} END").format(src=src, u=unresolved),
+                    ref.source,
+                )
+            )
         else:
             loose.append(
                 sql.SQL("CASE WHEN {src} IS NOT NULL AND {cw}.new_id IS NULL THEN {flag} END").format(
                     src=src, cw=cw, flag=sql.Literal(f"{ref.column}_unresolved")
                 )
             )
-    miss = sql.SQL("coalesce({})").format(sql.SQL(", ").join(misses)) if misses else sql.SQL("NULL::text")
+    for n, column in enumerate(spec.same_patient):
+        ref = next(r for r in spec.refs if r.column == column)
+        owner = sql.Identifier(f"sp{n}")
+        joins.append(
+            sql.SQL("LEFT JOIN pt.{target} {owner} ON {owner}.id = {parent}").format(
+                target=sql.Identifier(SPECS[ref.parent].target), owner=owner, parent=resolved[column]
+            )
+        )
+        misses.append(
+            (
+                sql.SQL("CASE WHEN {owner}.patient_id <> {mine} THEN 'patient_mismatch' END").format(
+                    owner=owner, mine=resolved["patient_id"]
+                ),
+                ref.source,
+            )
+        )
+    miss = (
+        sql.SQL("coalesce({})").format(sql.SQL(", ").join(m for m, _ in misses))
+        if misses
+        else sql.SQL("NULL::text")
+    )
+    about = (
+        sql.SQL("CASE {} END").format(
+            sql.SQL(" ").join(
+                sql.SQL("WHEN {} IS NOT NULL THEN {}").format(m, sql.Literal(column)) for m, column in misses
+            )
+        )
+        if misses
+        else sql.SQL("NULL::text")
+    )
     flags = sql.SQL("concat_ws(',', s.flags{})").format(sql.SQL("").join(sql.SQL(", ") + f for f in loose))
     cols = sql.SQL("").join(sql.SQL(", s.{}").format(sql.Identifier(name)) for name, _ in spec.columns)
     return sql.SQL(
         "SELECT s.legacy_id, s.row_key, s.merge_into, s.id"
-        "{cols}{picks}, {miss} AS load_reason, {flags} AS flags"
+        "{cols}{picks}, {miss} AS load_reason, {about} AS load_detail, {flags} AS flags"
         " FROM stage_rows s {joins} WHERE s.reason IS NULL"
     ).format(
         cols=cols,
         picks=sql.SQL("").join(sql.SQL(", ") + p for p in picks),
         miss=miss,
+        about=about,
         flags=flags,
         joins=sql.SQL(" ").join(joins),
     )
@@ -160,11 +201,11 @@ def _upsert_sql(spec: TableSpec, *, plain: bool = False) -> sql.Composed:
 
 
 _REJECT = """
-INSERT INTO migration.reject (legacy_system, legacy_table, legacy_id, reason_code, stage, run_id)
-SELECT DISTINCT ON (legacy_id) %(sys)s, %(table)s, legacy_id, {reason}, {stage}, %(run_id)s
+INSERT INTO migration.reject (legacy_system, legacy_table, legacy_id, reason_code, stage, detail, run_id)
+SELECT DISTINCT ON (legacy_id) %(sys)s, %(table)s, legacy_id, {reason}, {stage}, {detail}, %(run_id)s
 FROM {source} WHERE {reason} IS NOT NULL ORDER BY legacy_id, row_key
 ON CONFLICT (legacy_system, legacy_table, legacy_id) DO UPDATE
-SET reason_code = EXCLUDED.reason_code, stage = EXCLUDED.stage, detail = NULL, run_id = EXCLUDED.run_id
+SET reason_code = EXCLUDED.reason_code, stage = EXCLUDED.stage, detail = EXCLUDED.detail, run_id = EXCLUDED.run_id
 """
 
 # One crosswalk row per legacy row: an exploded row is represented by its first part.
@@ -292,13 +333,16 @@ def merge_part(
         # The reject inserts join nothing, but the single-outcome trigger they fire looks each new
         # reject up in the whole crosswalk: by index (a nested loop), not by hashing the crosswalk.
         cur.execute("SET LOCAL enable_nestloop = on")
-        for reason, stage_name, source in (
-            ("reason", "map", "stage_rows"),
-            ("load_reason", "load", "resolved"),
+        for reason, detail, stage_name, source in (
+            ("reason", "detail", "map", "stage_rows"),
+            ("load_reason", "load_detail", "load", "resolved"),
         ):
             cur.execute(
                 sql.SQL(_REJECT).format(
-                    reason=sql.SQL(reason), stage=sql.Literal(stage_name), source=sql.SQL(source)
+                    reason=sql.SQL(reason),
+                    detail=sql.SQL(detail),
+                    stage=sql.Literal(stage_name),
+                    source=sql.SQL(source),
                 ),
                 params,
             )

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cutover.legacy.source import INVALID_IDS
 from cutover.mapping.normalize import REASON_DISPOSITION, Normalized
 
 PG_TO_ARROW: dict[str, pa.DataType] = {
@@ -159,6 +160,10 @@ class TableSpec:
     load_flags: tuple[LoadFlag, ...] = ()
     merges: bool = False
     """Rows may be merged into a surviving duplicate (the staged ``merge_into`` column)."""
+    same_patient: tuple[str, ...] = ()
+    """References (target columns) whose parent must belong to the row's own patient (``patient_id``),
+    merges applied: a visit whose case is another patient's is rejected ``patient_mismatch`` when it is
+    resolved, before it is written, so a chart never mixes two patients."""
     doc: str = ""
 
     @property
@@ -173,13 +178,15 @@ class TableSpec:
 
     @property
     def staged_schema(self) -> pa.Schema:
-        """The mapped Parquet's schema: keys, target columns, parent legacy ids, outcome columns."""
+        """The mapped Parquet's schema: keys, target columns, parent legacy ids, outcome columns
+        (``detail`` names the legacy column(s) a reject is about, never a value)."""
         fields = [pa.field("legacy_id", pa.string(), nullable=False), pa.field("row_key", pa.string())]
         fields += [pa.field(name, PG_TO_ARROW[kind]) for name, kind in self.columns]
         fields += [pa.field(f"ref_{ref.column}", pa.string()) for ref in self.refs]
         fields += [
             pa.field("merge_into", pa.string()),
             pa.field("reason", pa.string()),
+            pa.field("detail", pa.string()),
             pa.field("flags", pa.string()),
         ]
         return pa.schema(fields)
@@ -261,21 +268,65 @@ def _as_series(values: Any, index: pd.Index) -> pd.Series:
     return values if isinstance(values, pd.Series) else pd.Series(values, index=index)
 
 
+def _first_detail(reasons: list[pd.Series], details: list[pd.Series], index: pd.Index) -> pd.Series:
+    """The detail of each row's first reason (the one :func:`first_of` keeps)."""
+    detail, decided = _na(index), pd.Series(False, index=index)
+    for reason, about in zip(reasons, details, strict=True):
+        given = reason.notna().to_numpy(dtype=bool, na_value=False)
+        detail = detail.mask(given & ~decided.to_numpy(), about)
+        decided |= given
+    return detail
+
+
 def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date) -> pa.Table:
     """Map one batch of legacy rows.
 
     Every legacy row yields exactly one output row, or, with an explode step, one per part; the
-    outcome columns (``reason``) agree across the parts of a legacy row.
+    outcome columns (``reason``, ``detail``) agree across the parts of a legacy row. A row whose
+    id columns held a value that is not an id (the extract's :data:`~cutover.legacy.source.INVALID_IDS`)
+    is rejected ``id_invalid``, and one without a required parent id ``ref_missing`` (an orphan),
+    before any rule reads it; ``detail`` names the column.
     """
     frame = batch.to_pandas(types_mapper=pd.ArrowDtype)
     reasons: list[pd.Series] = []
+    details: list[pd.Series] = []
     flags: list[pd.Series] = []
+
+    def reject(reason: pd.Series, about: pd.Series | str) -> None:
+        reasons.append(reason)
+        details.append(
+            about.astype("string")
+            if isinstance(about, pd.Series)
+            else _na(reason.index).mask(reason.notna(), about)
+        )
+
+    if INVALID_IDS in frame:
+        invalid = frame[INVALID_IDS].astype("string")
+        frame = frame.drop(columns=[INVALID_IDS])
+    else:
+        invalid = None
     if spec.explode is not None:
+        if invalid is not None:
+            frame = frame.assign(**{INVALID_IDS: invalid})
         frame = spec.explode.fn(frame).reset_index(drop=True)
+        if invalid is not None:
+            invalid = frame.pop(INVALID_IDS).astype("string")
+    index = frame.index
+    if invalid is not None:
+        reject(_na(index).mask(invalid.notna(), "id_invalid"), invalid)
+    for ref in spec.refs:
+        if ref.required:
+            missing = frame[ref.source].isna().to_numpy(dtype=bool)
+            if invalid is not None:
+                missing = missing & invalid.isna().to_numpy(dtype=bool)
+            reject(_na(index).mask(missing, "ref_missing"), ref.source)
+    if spec.explode is not None:
         for column, into in (("reason", reasons), ("flag", flags)):
             if column in frame:
-                into.append(frame[column].astype("string"))
-    index = frame.index
+                if into is reasons:
+                    reject(frame[column].astype("string"), ",".join(spec.explode.sources))
+                else:
+                    into.append(frame[column].astype("string"))
     b = Batch(frame, as_of)
     out: dict[str, Any] = {"legacy_id": legacy_ids(frame[spec.key])}
     out["row_key"] = (
@@ -297,9 +348,9 @@ def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date)
             flags.append(reason)
             values = values.mask(reason.notna())
         else:
-            reasons.append(reason)
+            reject(reason, ",".join(f.sources))
         if f.required:
-            reasons.append(_na(index).mask(values.isna() & reason.isna(), f"{f.name}_missing"))
+            reject(_na(index).mask(values.isna() & reason.isna(), f"{f.name}_missing"), ",".join(f.sources))
         if result.flags is not None:
             flags.append(_as_series(result.flags, index).astype("string"))
         mapped[f.name] = values
@@ -307,11 +358,18 @@ def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date)
         view = pd.DataFrame({**{c: frame[c] for c in frame.columns}, **mapped}, index=index)
         for check in spec.checks:
             fires = check.fn(view).fillna(False).astype(bool)
-            (reasons if check.action == "reject" else flags).append(_na(index).mask(fires, check.code))
+            if check.action == "reject":
+                reject(_na(index).mask(fires, check.code), "")
+            else:
+                flags.append(_na(index).mask(fires, check.code))
     reason = first_of(*reasons) if reasons else _na(index)
+    detail = _first_detail(reasons, details, index).mask(reason.isna()) if reasons else _na(index)
+    detail = detail.mask(detail == "")
     if spec.explode is not None:
         # one outcome per legacy row: a rejected part rejects every part of its row
-        reason = reason.groupby(out["legacy_id"]).transform("first").astype("string")
+        grouped = pd.DataFrame({"reason": reason, "detail": detail}).groupby(out["legacy_id"])
+        reason = grouped["reason"].transform("first").astype("string")
+        detail = grouped["detail"].transform("first").astype("string").mask(reason.isna())
     result_frame = pd.DataFrame(out, index=index)
     for name in mapped:
         result_frame[name] = mapped[name]
@@ -319,5 +377,6 @@ def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date)
         result_frame[f"ref_{ref.column}"] = legacy_ids(frame[ref.source])
     result_frame["merge_into"] = _na(index)
     result_frame["reason"] = reason
+    result_frame["detail"] = detail
     result_frame["flags"] = join_flags(*flags) if flags else _na(index)
     return pa.Table.from_pandas(result_frame, schema=spec.staged_schema, preserve_index=False)

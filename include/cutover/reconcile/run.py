@@ -24,6 +24,7 @@ from psycopg import sql
 from cutover.config import LEGACY_SYSTEM
 from cutover.errors import TerminalError, TransientError
 from cutover.pipeline import evidence_dir, migrated_tables, run_key
+from cutover.policy import evaluate
 from cutover.reconcile.chart import CHART_TABLES, KINDS, LegacyCharts, TargetCharts
 from cutover.reconcile.ledger import TableCounts, check_ledger, rejected_ids, stage_ids, stage_patients
 from cutover.reconcile.segments import ArrowCharts, bisect, differing
@@ -58,6 +59,10 @@ class ReconcileReport:
     """Levels, segments compared, leaves and chart rows fetched: how little of the target was read."""
     phases: dict[str, float] = field(default_factory=dict)
     """Seconds per step: ledger, target_charts, legacy_charts, bisection."""
+    reject_policy: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per table, when asked: the outcome counts against the legacy counts and ``thresholds.yaml``. A
+    mass rejection is a finding, not a match: the rows that did load agree with their source, but a
+    run that lost more rows than its policy allows does not reconcile."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,6 +164,8 @@ def reconcile(
     max_failure_rate: float = 0.0,
     system: str = LEGACY_SYSTEM,
     source_run_id: str | None = None,
+    reject_policy: bool = False,
+    max_reject_rate: float | None = None,
 ) -> ReconcileReport:
     """Reconcile one loaded run against its staged extract and mapped Parquet.
 
@@ -169,8 +176,12 @@ def reconcile(
        mismatches as ``chart_visits``, ``chart_units``, ``chart_dx``, ``chart_charges``,
        ``chart_payments``, ``chart_balance`` against the surviving patient;
     c. the run's rows of ``migration.validation_failure`` replaced by this result;
-    d. :class:`ReconcileFailed` when the failing share of patients exceeds ``max_failure_rate``,
-       raised after the failures and the report (``reconciliation.json`` in the evidence) are written.
+    d. with ``reject_policy``, every table's rejected share of its legacy rows against
+       ``thresholds.yaml`` (``max_reject_rate`` overriding the default), so a run whose load lost
+       too many rows fails here however well the rows that loaded match;
+    e. :class:`ReconcileFailed` when the failing share of patients exceeds ``max_failure_rate`` or a
+       table breaks its reject policy, raised after the failures and the report
+       (``reconciliation.json`` in the evidence) are written.
 
     The target is read in one repeatable-read snapshot, so a concurrent writer cannot make the
     two sides disagree half-way.
@@ -205,6 +216,7 @@ def reconcile(
             patients_mismatched = len(set(keys))
             ledger_failures = sum(by_kind.get(k, 0) for k in LEDGER_KINDS)
             rate = (patients_mismatched + ledger_failures) / max(1, compared)
+            policy = evaluate(dict(tables), max_reject_rate) if reject_policy else []
             report = ReconcileReport(
                 run_id=run_id,
                 tables=tables,
@@ -214,9 +226,13 @@ def reconcile(
                 failure_rate=round(rate, 6),
                 max_failure_rate=max_failure_rate,
                 seconds=round(time.perf_counter() - started, 3),
-                passed=rate <= max_failure_rate,
+                passed=rate <= max_failure_rate and all(p.ok for p in policy),
                 bisection=bisection,
                 phases=phases,
+                reject_policy={
+                    p.table: {"legacy_rows": p.legacy_rows, "rejected": p.rejected, **p.as_dict()}
+                    for p in policy
+                },
             )
             conn.execute(
                 "INSERT INTO migration.audit_log (actor, action, run_id, detail) VALUES (%s, %s, %s, %s)",
@@ -238,6 +254,13 @@ def reconcile(
         by_kind,
         report.seconds,
     )
+    breaches = [p for p in policy if not p.ok]
+    if breaches:
+        raise ReconcileFailed(
+            f"reconciliation of run {run_id} failed: more rows rejected than the policy allows: "
+            + ", ".join(f"{p.table} {p.rejected}/{p.legacy_rows} (limit {p.limit:.1%})" for p in breaches)
+            + "; see migration.reject for the reasons"
+        )
     if not report.passed:
         detail = ", ".join(f"{kind} {n}" for kind, n in by_kind.items())
         raise ReconcileFailed(

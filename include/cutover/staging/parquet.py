@@ -106,8 +106,11 @@ def read_table_objects(store: Store, prefix: str) -> Iterator[tuple[int, pa.Tabl
         yield number, read_part(store, part)
 
 
-def iter_batches(store: Store, prefix: str, *, max_rows: int) -> Iterator[pa.RecordBatch]:
-    """Every row of a staged table, in order, in batches of at most ``max_rows`` rows (fewer for wide rows).
+def iter_batches(
+    store: Store, prefix: str, *, max_rows: int, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Every row of a staged table, in order, in batches of at most ``max_rows`` rows (fewer for wide
+    rows); only ``columns`` of it, if given.
 
     A part is verified against its manifest checksum and row count, then decoded a batch at a
     time: memory holds the part's Parquet bytes and one batch, not the whole part as Arrow.
@@ -123,4 +126,4 @@ def iter_batches(store: Store, prefix: str, *, max_rows: int) -> Iterator[pa.Rec
             continue
         arrow_bytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
         rows = max(1, min(max_rows, MAX_BATCH_BYTES * meta.num_rows // max(1, arrow_bytes)))
-        yield from parquet.iter_batches(batch_size=rows)
+        yield from parquet.iter_batches(batch_size=rows, columns=columns)

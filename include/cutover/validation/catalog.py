@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cutover.legacy.schema import LEGACY_TABLES
+from cutover.legacy.source import INVALID_IDS
 from cutover.mapping import codes
 from cutover.mapping.engine import TableSpec
 from cutover.mapping.specs import SPECS
@@ -279,9 +280,18 @@ def extract_checks(table: str) -> list[Check]:
             table,
             f"{p}.columns",
             "ExpectTableColumnsToMatchSet",
-            {"column_set": list(legacy.column_names), "exact_match": True},
-            "the extract carries exactly the legacy table's columns",
+            {"column_set": [*legacy.column_names, INVALID_IDS], "exact_match": True},
+            "the extract carries exactly the legacy table's columns (and the reader's list of invalid ids)",
             table_level=True,
+        ),
+        Check(
+            "extract",
+            table,
+            f"{p}.{INVALID_IDS}.ids_valid",
+            "ExpectColumnValuesToBeNull",
+            {"column": INVALID_IDS},
+            "every id column holds a whole number within int64; a row with a fractional, oversized or"
+            " text id is rejected id_invalid, naming the column",
         ),
         Check(
             "extract",

@@ -61,9 +61,9 @@ INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Hostile:
-    """One hostile value of the catalogue."""
+    """One hostile value of the catalogue (its ``repr`` names the kind only, never the value)."""
 
     kind: str
     """Short code naming the value in tests, reports and the corrupter's record; never the value."""
@@ -80,6 +80,9 @@ class Hostile:
     huge: bool = False
     """Megabytes: :func:`corrupt` plants only a few."""
     note: str = ""
+
+    def __repr__(self) -> str:
+        return f"Hostile({self.kind!r})"
 
     def value_for(self, current: Value) -> Value:
         """The hostile value replacing ``current``."""

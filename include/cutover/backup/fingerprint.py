@@ -8,14 +8,20 @@ digest depends neither on batch sizes nor on how an engine formats a row, and ``
 from an empty string. One caveat: the reader decodes text that is not UTF-8 as cp1252, so two
 invalid byte sequences that decode alike are not told apart; for SQLite the restore test also
 compares the SHA-256 of the whole database file.
+
+The reader's connection is closed as soon as a table is done or fails (the generator is closed
+explicitly, not whenever the garbage collector gets to it), and an unexpected error is re-raised
+as a TerminalError naming the table and the rows read before it, never a value.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypedDict
 
+from cutover.errors import CutoverError, TerminalError, TransientError
 from cutover.legacy.schema import LEGACY_TABLES
 from cutover.legacy.source import read_batches
 
@@ -45,13 +51,45 @@ def canonical_row(row: Sequence[Any]) -> bytes:
     return b"R%d|" % len(row) + b"".join(_cell(v) for v in row)
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A lost connection, a lock, a timeout (every driver's ``OperationalError``, an ``OSError``):
+    a retry may succeed; anything else is about the data or the code.
+
+    >>> is_transient(ConnectionResetError()), is_transient(OverflowError())
+    (True, False)
+    """
+    return isinstance(exc, OSError) or type(exc).__name__ == "OperationalError"
+
+
+@contextmanager
+def closed_after(batches: Iterator[Any]) -> Iterator[Iterator[Any]]:
+    """``batches``, closed on leaving the block however it is left: a reader's generator closes its
+    database connection then, not when the garbage collector gets to it (a failed try's frames may
+    keep it alive, and its lock with it)."""
+    try:
+        yield batches
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
 def table_fingerprint(url: str, table: str) -> TableFingerprint:
     spec = LEGACY_TABLES[table]
     digest, rows = hashlib.sha256(), 0
-    for batch in read_batches(url, table, spec.columns, spec.key):
-        for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
-            digest.update(canonical_row(row))
-        rows += batch.num_rows
+    try:
+        with closed_after(read_batches(url, table, spec.columns, spec.key)) as batches:
+            for batch in batches:
+                for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+                    digest.update(canonical_row(row))
+                rows += batch.num_rows
+    except CutoverError:
+        raise
+    except Exception as exc:  # the type only: a driver's or Arrow's message may quote a value
+        kind = TransientError if is_transient(exc) else TerminalError
+        raise kind(
+            f"fingerprint of legacy table {table} failed after {rows} rows ({type(exc).__name__})"
+        ) from exc
     return TableFingerprint(rows=rows, sha256=digest.hexdigest())
 
 

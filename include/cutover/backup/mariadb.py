@@ -8,6 +8,7 @@ packages (``mariadb-client``); ``mysqldump``/``mysql`` are used where the MariaD
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import tempfile
@@ -19,6 +20,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from cutover.errors import ConfigError, TerminalError
+
+log = logging.getLogger(__name__)
 
 
 def _client(*names: str) -> str:
@@ -74,13 +77,26 @@ def restore(files: list[Path], scratch_url: str) -> None:
 
 @contextmanager
 def scratch(server_url: str) -> Iterator[str]:
-    """A fresh database on ``server_url``'s server, dropped afterwards."""
+    """A fresh database on ``server_url``'s server, dropped afterwards.
+
+    It holds a restored copy of the legacy data, so it is dropped on every exit; when the drop
+    fails while another error propagates, that error wins and the leftover is logged by name.
+    """
     client = _client("mariadb", "mysql")
     name = f"cutover_restore_{uuid.uuid4().hex[:10]}"
     with _options(server_url) as (conn, _):
         _run(client, [*conn, "-e", f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"])
+    finished = False
     try:
         yield urlsplit(server_url)._replace(path="/" + name).geturl()
+        finished = True
     finally:
-        with _options(server_url) as (conn, _):
-            _run(client, [*conn, "-e", f"DROP DATABASE IF EXISTS `{name}`"])
+        try:
+            with _options(server_url) as (conn, _):
+                _run(client, [*conn, "-e", f"DROP DATABASE IF EXISTS `{name}`"])
+        except (TerminalError, OSError) as exc:
+            if finished:
+                raise
+            log.warning(
+                "could not drop the scratch database %s (%s): drop it by hand", name, type(exc).__name__
+            )

@@ -116,7 +116,11 @@ def restore(files: list[Path], scratch_url: str) -> None:
 
 @contextmanager
 def scratch(server_url: str) -> Iterator[str]:
-    """A fresh database on ``server_url``'s server (needs CREATEDB), dropped afterwards."""
+    """A fresh database on ``server_url``'s server (needs CREATEDB), dropped afterwards.
+
+    It holds a restored copy of the legacy data, so it is dropped on every exit; when the drop
+    fails while another error propagates, that error wins and the leftover is logged by name.
+    """
     name = f"cutover_restore_{uuid.uuid4().hex[:10]}"
     try:
         with psycopg.connect(_url(server_url), autocommit=True) as admin:
@@ -126,8 +130,24 @@ def scratch(server_url: str) -> Iterator[str]:
             "restore test: the legacy_db user may not create a scratch database; grant CREATEDB "
             "or set backup_scratch_url in the staging_store connection extra"
         ) from exc
+    except psycopg.OperationalError as exc:
+        raise TransientError(
+            f"restore test: cannot connect to the scratch server ({type(exc).__name__})"
+        ) from exc
+    finished = False
     try:
         yield urlsplit(_url(server_url))._replace(path="/" + name).geturl()
+        finished = True
     finally:
-        with psycopg.connect(_url(server_url), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        try:
+            with psycopg.connect(_url(server_url), autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except psycopg.Error as exc:
+            if finished:
+                raise TransientError(
+                    f"restore test: could not drop the scratch database {name} ({type(exc).__name__}); "
+                    "drop it by hand (it holds legacy data)"
+                ) from exc
+            log.warning(
+                "could not drop the scratch database %s (%s): drop it by hand", name, type(exc).__name__
+            )

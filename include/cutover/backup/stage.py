@@ -17,6 +17,14 @@ Consistency: the snapshot is consistent by itself (online backup API, pg_dump's 
 the dump, outside its snapshot: if the legacy application writes in between, the restore test
 fails (a false alarm, never a false pass). Take the backup once the practice has stopped
 entering data, as the cutover runbook says anyway.
+
+Plaintext on disk: the snapshot waits in ``<state folder>/backup-work/<run key>/`` (0700) only
+between ``snapshot_legacy`` and ``encrypt_and_store``. A snapshot or fingerprint that fails
+removes its folder before the error propagates, ``encrypt_and_store`` and the restore test remove
+theirs on every exit, and each new snapshot first removes whatever a killed process left in
+``backup-work/`` (``pt_backup`` runs one at a time: ``max_active_runs`` is 1), logging paths only.
+An unexpected error while snapshotting or fingerprinting is re-raised as a Cutover error naming the
+table (ids and counts, never a value).
 """
 
 from __future__ import annotations
@@ -37,9 +45,9 @@ from typing import Any, TypedDict
 
 from cutover.backup import mariadb, postgres, sqlite
 from cutover.backup.crypto import CHUNK, backup_key, decrypt_file, encrypt_file, key_id
-from cutover.backup.fingerprint import TableFingerprint, fingerprint
+from cutover.backup.fingerprint import TableFingerprint, fingerprint, is_transient
 from cutover.config import state_dir
-from cutover.errors import ConfigError, IntegrityError, TerminalError, TransientError
+from cutover.errors import ConfigError, CutoverError, IntegrityError, TerminalError, TransientError
 from cutover.legacy.schema import Dialect
 from cutover.legacy.source import dialect_of
 from cutover.pipeline import run_key
@@ -140,34 +148,82 @@ def prefix(run_id: str) -> str:
     return f"runs/{run_key(run_id)}/backup"
 
 
+def work_root() -> Path:
+    """``<state folder>/backup-work``: the only place a backup writes plaintext."""
+    return state_dir() / "backup-work"
+
+
 def work_dir(run_id: str) -> Path:
     """Where the plaintext snapshot waits to be encrypted: under the state folder, mode 0700."""
-    folder = state_dir() / "backup-work" / run_key(run_id)
+    folder = work_root() / run_key(run_id)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(folder, 0o700)
     return folder
 
 
+def remove_work(path: Path) -> bool:
+    """Remove a work folder or file (it may hold plaintext); True when it is gone. Logs the path only."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+    if path.exists() or path.is_symlink():
+        log.warning("could not remove the backup work path %s: remove it by hand (it may hold PHI)", path)
+        return False
+    return True
+
+
+def sweep_work() -> list[str]:
+    """Remove everything under ``backup-work/`` (dot-files included): what failed or killed backups
+    left there. Returns the names removed; logs each path, never a content."""
+    root = work_root()
+    if not root.is_dir():
+        return []
+    removed = []
+    for leftover in sorted(root.iterdir()):
+        if remove_work(leftover):
+            log.warning("removed a leftover of an earlier backup: %s", leftover)
+            removed.append(leftover.name)
+    return removed
+
+
 def snapshot(legacy_url: str, workdir: Path) -> list[Path]:
-    """A consistent snapshot of the whole legacy database as files in ``workdir`` (plaintext: PHI)."""
-    return list(_ENGINES[dialect_of(legacy_url)].snapshot(legacy_url, workdir))
+    """A consistent snapshot of the whole legacy database as files in ``workdir`` (plaintext: PHI).
+
+    An error that is not a Cutover error is re-raised as one (transient for a lost connection or
+    a lock, else terminal), naming the engine and the error's type, never its message.
+    """
+    dialect = dialect_of(legacy_url)
+    try:
+        return list(_ENGINES[dialect].snapshot(legacy_url, workdir))
+    except CutoverError:
+        raise
+    except Exception as exc:
+        kind = TransientError if is_transient(exc) else TerminalError
+        raise kind(f"snapshot of the {dialect} legacy database failed ({type(exc).__name__})") from exc
 
 
 def snapshot_legacy(legacy_url: str, run_id: str) -> SnapshotInfo:
-    """Snapshot into the run's work folder and fingerprint the source (stage 1 of pt_backup)."""
+    """Snapshot into the run's work folder and fingerprint the source (stage 1 of pt_backup).
+
+    Starts from an empty ``backup-work/`` (:func:`sweep_work`); on any failure the run's folder is
+    removed before the error propagates, so no plaintext is left and nothing blocks a retry.
+    """
     started = time.perf_counter()
     dialect = dialect_of(legacy_url)
+    sweep_work()
     folder = work_dir(run_id)
     try:
         files = snapshot(legacy_url, folder)
+        # SQLite: the snapshot file is the source at one instant, so fingerprint it, not the live file
+        tables = fingerprint(f"sqlite:///{files[0]}" if dialect == "sqlite" else legacy_url)
+        (folder / "snapshot.json").write_text(
+            json.dumps({"dialect": dialect, "files": [f.name for f in files], "tables": tables})
+        )
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)  # no partial plaintext left behind
+        if remove_work(folder):  # no plaintext left behind
+            log.info("snapshot %s failed: removed its work folder %s", run_key(run_id), folder)
         raise
-    # SQLite: the snapshot file is the source at one instant, so fingerprint it, not the live file
-    tables = fingerprint(f"sqlite:///{files[0]}" if dialect == "sqlite" else legacy_url)
-    (folder / "snapshot.json").write_text(
-        json.dumps({"dialect": dialect, "files": [f.name for f in files], "tables": tables})
-    )
     log.info(
         "snapshot %s of the %s legacy database: %d files, %d bytes, %d tables, %.1fs",
         run_key(run_id),
@@ -200,8 +256,11 @@ def _put_file(store: Store, key: str, path: Path, sha256: str) -> None:
         target = store.root / key
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, target)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
         return
     if isinstance(store, S3Store):
         from botocore.exceptions import BotoCoreError, ClientError
@@ -270,10 +329,10 @@ def encrypt_and_store(
             f"no snapshot of run {run_key(run_id)} on this machine: run snapshot_legacy here first "
             "(the plaintext snapshot never leaves the worker that took it)"
         )
-    store = open_store(store_url)
-    taken = json.loads((folder / "snapshot.json").read_text())
     objects: list[ObjectEntry] = []
     try:
+        store = open_store(store_url)
+        taken = json.loads((folder / "snapshot.json").read_text())
         for name in taken["files"]:
             plain, sealed_path = folder / name, folder / f"{name}.enc"
             sealed = encrypt_file(plain, sealed_path, key, chunk=chunk)
@@ -301,7 +360,7 @@ def encrypt_and_store(
         )
         store.put(f"{prefix(run_id)}/manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_work(folder)
     log.info(
         "stored backup %s: %d objects, %d bytes",
         run_key(run_id),
@@ -364,10 +423,19 @@ def restore_test(
             sealed.unlink()
             files.append(plain)
         with scratch_url_factory(dialect) as scratch_url:
-            _ENGINES[dialect].restore(files, scratch_url)
+            try:
+                _ENGINES[dialect].restore(files, scratch_url)
+            except CutoverError:
+                raise
+            except Exception as exc:
+                kind = TransientError if is_transient(exc) else TerminalError
+                raise kind(
+                    f"restore test of backup {manifest['run_key']}: restoring into the scratch "
+                    f"{dialect} database failed ({type(exc).__name__})"
+                ) from exc
             restored = fingerprint(scratch_url)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_work(folder)
     tables = {
         t: {"rows": fp["rows"], "sha256": fp["sha256"], "match": restored.get(t) == fp}
         for t, fp in manifest["tables"].items()

@@ -83,8 +83,12 @@ def _run_names(cases: list[dict[str, Any]], kwargs: dict[str, Any]) -> list[dict
     assert frame.index.equals(s.index)
     out = []
     for _, row in frame.iterrows():
-        parts = {k: _py(row[k]) for k in ("family", "given", "middle", "suffix") if _py(row[k]) is not None}
-        out.append({"expected": parts, "reason": _py(row["reason"]), "flag": None})
+        parts = {
+            k: _py(row[k])
+            for k in ("family", "given", "middle", "suffix", "credential")
+            if _py(row[k]) is not None
+        }
+        out.append({"expected": parts, "reason": _py(row["reason"]), "flag": _py(row["flag"])})
     return out
 
 
@@ -245,7 +249,9 @@ def test_empty_series() -> None:
         "given",
         "middle",
         "suffix",
+        "credential",
         "reason",
+        "flag",
     ]
 
 

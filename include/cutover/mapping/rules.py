@@ -74,11 +74,26 @@ def flag_yn() -> Rule:
 
 
 def date(role: nz.DateRole) -> Rule:
-    what = "a future year means the previous century" if role == "birth" else "pivot year 70"
+    """A date; for ``role="birth"`` a second source, the record's created stamp, places two-digit years."""
+    if role == "birth":
+        what = (
+            "two-digit years: the century in which the birth follows neither the record's created date "
+            "nor the as-of date and gives an age under 115; when both centuries fit, the later, flagged "
+            "birth_year_ambiguous"
+        )
+    else:
+        what = "two-digit years: pivot year 70, never after the as-of date"
+        if role == "service":
+            what += "; a date after the run's as-of date is flagged date_future (kept)"
+
+    def run(b: Batch, src: tuple[str, ...]) -> Normalized:
+        created = b[src[1]] if role == "birth" and len(src) > 1 else None
+        return nz.parse_date(b[src[0]], role=role, today=b.as_of, created=created)
+
     return Rule(
-        f"date in mixed formats (ISO, MM/DD/YYYY, DD-Mon-YYYY, YYYYMMDD; two-digit years: {what}); "
+        f"date in mixed formats (ISO, MM/DD/YYYY, DD-Mon-YYYY, YYYYMMDD; {what}); "
         "impossible dates (Feb 30, 0000-00-00) are date_impossible, never guessed",
-        lambda b, src: nz.parse_date(b[src[0]], role=role, today=b.as_of),
+        run,
     )
 
 
@@ -89,17 +104,40 @@ def timestamp() -> Rule:
     )
 
 
-def _name(b: Batch, column: str) -> pd.DataFrame:
-    return b.once(("name", column), lambda: nz.split_person_name(b[column]))
+def _name(b: Batch, column: str, credentials: bool) -> pd.DataFrame:
+    return b.once(
+        ("name", column, credentials), lambda: nz.split_person_name(b[column], credentials=credentials)
+    )
 
 
-def name_part(part: str) -> Rule:
+NAME_PARTS = ("family", "given", "middle", "suffix", "credential")
+
+
+def name_part(part: str, *, credentials: bool = False) -> Rule:
+    """One part of a person name; the family part carries the name's reason and flags (once per row)."""
+    if part not in NAME_PARTS:
+        raise ValueError(f"unknown name part {part}")
+
     def run(b: Batch, src: tuple[str, ...]) -> Normalized:
-        parts = _name(b, src[0])
-        reason = parts["reason"] if part == "family" else pd.Series(pd.NA, index=parts.index, dtype="string")
-        return Normalized(values=parts[part], reasons=reason)
+        parts = _name(b, src[0], credentials)
+        none = pd.Series(pd.NA, index=parts.index, dtype="string")
+        family = part == "family"
+        return Normalized(
+            values=parts[part],
+            reasons=parts["reason"] if family else none,
+            flags=parts["flag"] if family else None,
+        )
 
-    return Rule(f"person name 'LAST, FIRST MIDDLE' or 'FIRST LAST' split; the {part} part, proper-cased", run)
+    shown = {
+        "suffix": "the generational suffix (Jr, Sr, II, III, IV)",
+        "credential": "the post-nominal credentials after the last comma (MD, DO, PA-C, DPT…)",
+    }.get(part, f"the {part} part, proper-cased")
+    form = "'LAST, FIRST MIDDLE' or 'FIRST LAST'" + (", 'CREDENTIAL'" if credentials else "")
+    return Rule(
+        f"person name {form} split; {shown}; bidi control characters removed (text_bidi_control), "
+        "look-alike letters of mixed scripts flagged (name_confusable)",
+        run,
+    )
 
 
 def phone() -> Rule:
@@ -157,28 +195,53 @@ def money() -> Rule:
     )
 
 
-def integer() -> Rule:
+_INT_BITS = {"smallint": 16, "integer": 32, "bigint": 64}
+"""Width of each PostgreSQL integer type: a legacy number that does not fit is a reason, never an overflow."""
+
+
+def _whole_numbers(digits: pd.Series, kind: str) -> Normalized:
+    """Digit strings (``-``, leading zeros allowed) as integers of ``kind``; too long or outside its range
+    → NA, ``integer_out_of_range``."""
+    bits = _INT_BITS[kind]
+    # 19 digits may pass int64: only those up to 18 are parsed, longer ones are out of any range here
+    short = digits.str.lstrip("-").str.lstrip("0").str.len().le(18).fillna(False).astype(bool)
+    numbers = pd.to_numeric(digits.where(short), errors="coerce").astype("Int64")
+    fits = numbers.between(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1).fillna(False).astype(bool)
+    out = (digits.notna() & ~(short & fits)).to_numpy(dtype=bool)
+    return Normalized(
+        values=numbers.mask(out),
+        reasons=pd.Series(pd.NA, index=digits.index, dtype="string").mask(out, "integer_out_of_range"),
+    )
+
+
+def integer(kind: str = "bigint") -> Rule:
+    """A whole number that fits the target's ``kind`` (``smallint``, ``integer``, ``bigint``)."""
+    if kind not in _INT_BITS:
+        raise ValueError(f"unknown integer type {kind}")
+
     def run(b: Batch, src: tuple[str, ...]) -> Normalized:
         raw = _text(b, src[0])
-        values = pd.to_numeric(raw.str.extract(r"^\s*(-?\d+)\s*$", expand=False), errors="coerce").astype(
-            "Int64"
-        )
-        reasons = pd.Series(pd.NA, index=raw.index, dtype="string").mask(
-            raw.notna() & values.isna(), "integer_invalid"
-        )
-        return Normalized(values=values, reasons=reasons)
+        digits = raw.str.extract(r"^\s*(-?\d+)\s*$", expand=False).astype("string")
+        parsed = _whole_numbers(digits, kind)
+        reasons = parsed.reasons.mask((raw.notna() & digits.isna()).to_numpy(dtype=bool), "integer_invalid")
+        return Normalized(values=parsed.values, reasons=reasons)
 
-    return Rule("whole number; anything else is integer_invalid", run)
-
-
-def leading_integer() -> Rule:
     return Rule(
-        "the leading whole number of a text such as '2x/wk'",
-        lambda b, src: _ok(
-            pd.to_numeric(_text(b, src[0]).str.extract(r"(\d+)", expand=False), errors="coerce").astype(
-                "Int64"
-            )
-        ),
+        f"whole number ({kind}); anything else is integer_invalid, one too large integer_out_of_range", run
+    )
+
+
+def leading_integer(kind: str = "bigint") -> Rule:
+    """The leading whole number of a text; one too large for ``kind`` is ``integer_out_of_range``."""
+    if kind not in _INT_BITS:
+        raise ValueError(f"unknown integer type {kind}")
+
+    def run(b: Batch, src: tuple[str, ...]) -> Normalized:
+        return _whole_numbers(_text(b, src[0]).str.extract(r"(\d+)", expand=False).astype("string"), kind)
+
+    return Rule(
+        f"the leading whole number of a text such as '2x/wk' ({kind}; one too large is integer_out_of_range)",
+        run,
     )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from cutover.mapping import normalize as nz
 from cutover.mapping import rules as r
@@ -57,6 +59,74 @@ def _cpt_lines(frame: pd.DataFrame) -> pd.DataFrame:
     return lines.merge(rest, on="proc_id", how="left", validate="many_to_one")
 
 
+def _first_entry_order(view: pd.DataFrame, key: str) -> pd.Index:
+    """The view's index in legacy-id order: of two identical rows, the lower legacy id was entered first."""
+    ids = pd.to_numeric(view[key], errors="coerce")
+    return view.assign(_id=ids).sort_values(["_id", key], kind="stable").index
+
+
+def _entered_twice(key: str, columns: tuple[str, ...]) -> Callable[[pd.DataFrame], pd.Series]:
+    """Rows equal to an earlier legacy row (lower id) of the same visit in ``columns``: the later ones fire.
+
+    A check sees one mapping batch (:data:`cutover.mapping.engine.MAP_BATCH_ROWS`, 50,000 legacy
+    rows): a row re-entered so much later that it falls in another batch is not found.
+    """
+
+    def fires(view: pd.DataFrame) -> pd.Series:
+        ordered = view.loc[_first_entry_order(view, key), list(columns)]
+        repeated = ordered.duplicated(keep="first") & ordered["visit_id"].notna()
+        return repeated.reindex(view.index).fillna(False).astype(bool)
+
+    return fires
+
+
+def _text(value: str) -> pa.Scalar:
+    return pa.scalar(value, pa.large_string())
+
+
+def _procedure_entered_twice(view: pd.DataFrame) -> pd.Series:
+    """Procedure lines of a legacy row identical to an earlier legacy row (lower ``proc_id``) of its visit.
+
+    Two legacy rows are compared by all their lines (code, units, minutes, modifiers, in text
+    order): the normalised lines, so ``97110x2`` and ``97110 X 2`` are one entry. Every line of the
+    later row fires. One mapping batch at a time (50,000 legacy rows): a repeat entered so much
+    later that it lands in another batch is not found.
+    """
+    ordered = view.loc[_first_entry_order(view.assign(_seq=pd.to_numeric(view["seq"])), "proc_id")]
+    modifiers = pc.binary_join(
+        pc.cast(pa.chunked_array([pa.array(ordered["modifiers"].array)]), pa.list_(pa.large_string())),
+        _text("+"),
+    )
+    lines = pa.table(
+        {
+            "proc_id": pa.array(ordered["proc_id"].astype("string").array),
+            "visit_id": pa.array(ordered["visit_id"].astype("string").array),
+            "line": pc.binary_join_element_wise(
+                *(
+                    pc.fill_null(pc.cast(pa.array(ordered[c].array), pa.large_string()), "")
+                    for c in ("seq", "cpt_code", "units", "minutes")
+                ),
+                pc.fill_null(modifiers, ""),
+                _text("|"),
+            ),
+        }
+    )
+    # one text per legacy row, its lines in order (an ordered, single-threaded aggregation)
+    rows = lines.group_by("proc_id", use_threads=False).aggregate([("visit_id", "first"), ("line", "list")])
+    entries = pd.DataFrame(
+        {
+            "proc_id": rows["proc_id"].to_pandas(types_mapper=pd.ArrowDtype),
+            "visit_id": rows["visit_id_first"].to_pandas(types_mapper=pd.ArrowDtype),
+            "entry": pc.binary_join(rows["line_list"], _text("\n")).to_pandas(types_mapper=pd.ArrowDtype),
+        }
+    )
+    entries = entries.loc[_first_entry_order(entries, "proc_id")]
+    repeated = entries.duplicated(["visit_id", "entry"], keep="first") & entries["visit_id"].notna()
+    later = pa.array(entries.loc[repeated, "proc_id"].array)
+    fires = pc.is_in(pa.array(view["proc_id"].astype("string").array), value_set=later)
+    return pd.Series(fires.to_numpy(zero_copy_only=False), index=view.index).fillna(False).astype(bool)
+
+
 def _units_finding(code: str) -> Callable[[pd.DataFrame], pd.Series]:
     """Rows where the unit rules (8-minute rule, one-unit untimed codes) report ``code``."""
 
@@ -89,27 +159,45 @@ SPECS: dict[str, TableSpec] = {
             "provider",
             "provider_id",
             fields=(
-                Field("family_name", "text", ("prov_name",), r.name_part("family"), required=True),
-                Field("given_name", "text", ("prov_name",), r.name_part("given")),
+                Field(
+                    "family_name",
+                    "text",
+                    ("prov_name",),
+                    r.name_part("family", credentials=True),
+                    required=True,
+                ),
+                Field("given_name", "text", ("prov_name",), r.name_part("given", credentials=True)),
+                Field("name_suffix", "text", ("prov_name",), r.name_part("suffix", credentials=True)),
                 Field("credential", "text", ("credential",), r.code(CREDENTIALS, "credential_unknown")),
                 Field("npi", "text", ("npi",), r.npi_digits(), required=True),
                 Field("active", "boolean", ("active",), r.flag_yn()),
             ),
             refs=(Ref("clinic_id", "clinic_id", "clinics", required=False),),
-            doc="A treating therapist (PT, PTA, DPT). An NPI failing its check digit migrates, flagged.",
+            doc=(
+                "A treating therapist (PT, PTA, DPT). An NPI failing its check digit migrates, flagged. A "
+                "credential written after the name is not kept from the name: the credential column carries it."
+            ),
         ),
         TableSpec(
             "ref_physicians",
             "referring_physician",
             "ref_phys_id",
             fields=(
-                Field("family_name", "text", ("phys_name",), r.name_part("family"), required=True),
-                Field("given_name", "text", ("phys_name",), r.name_part("given")),
+                Field(
+                    "family_name",
+                    "text",
+                    ("phys_name",),
+                    r.name_part("family", credentials=True),
+                    required=True,
+                ),
+                Field("given_name", "text", ("phys_name",), r.name_part("given", credentials=True)),
+                Field("name_suffix", "text", ("phys_name",), r.name_part("suffix", credentials=True)),
+                Field("credential", "text", ("phys_name",), r.name_part("credential", credentials=True)),
                 Field("npi", "text", ("npi",), r.npi_digits()),
                 Field("fax", "text", ("fax",), r.phone(), invalid="flag"),
                 Field("phone", "text", ("phone",), r.phone(), invalid="flag"),
             ),
-            doc="A referring physician.",
+            doc="A referring physician; the credentials written after the name ('Anil Patel, MD') kept apart.",
         ),
         TableSpec(
             "payers",
@@ -130,7 +218,8 @@ SPECS: dict[str, TableSpec] = {
                 Field("family_name", "text", ("pat_name",), r.name_part("family"), required=True),
                 Field("given_name", "text", ("pat_name",), r.name_part("given"), required=True),
                 Field("middle_name", "text", ("pat_name",), r.name_part("middle")),
-                Field("birth_date", "date", ("dob",), r.date("birth"), required=True),
+                Field("name_suffix", "text", ("pat_name",), r.name_part("suffix")),
+                Field("birth_date", "date", ("dob", "created"), r.date("birth"), required=True),
                 Field("sex", "text", ("sex",), r.sex(), invalid="flag"),
                 Field("ssn", "text", ("ssn",), r.ssn(), invalid="flag"),
                 Field("address_line1", "text", ("addr1",), r.text()),
@@ -157,7 +246,7 @@ SPECS: dict[str, TableSpec] = {
             fields=(
                 Field("member_id", "text", ("member_id",), r.text()),
                 Field("group_number", "text", ("group_no",), r.text()),
-                Field("priority", "smallint", ("priority",), r.integer()),
+                Field("priority", "smallint", ("priority",), r.integer("smallint")),
                 Field("effective_date", "date", ("eff_date",), r.date("event")),
                 Field("termination_date", "date", ("term_date",), r.date("event")),
             ),
@@ -216,8 +305,8 @@ SPECS: dict[str, TableSpec] = {
             "authorization",
             "auth_id",
             fields=(
-                Field("visits_authorized", "integer", ("visits_authorized",), r.integer()),
-                Field("visits_used", "integer", ("visits_used",), r.integer()),
+                Field("visits_authorized", "integer", ("visits_authorized",), r.integer("integer")),
+                Field("visits_used", "integer", ("visits_used",), r.integer("integer")),
                 Field("start_date", "date", ("start_date",), r.date("event")),
                 Field("end_date", "date", ("end_date",), r.date("event")),
             ),
@@ -242,8 +331,8 @@ SPECS: dict[str, TableSpec] = {
             fields=(
                 Field("diagnosis_codes", "text[]", ("dx_codes",), r.icd_list()),
                 Field("goals", "text", ("goals",), r.text()),
-                Field("frequency_per_week", "smallint", ("frequency",), r.leading_integer()),
-                Field("duration_weeks", "smallint", ("duration_weeks",), r.integer()),
+                Field("frequency_per_week", "smallint", ("frequency",), r.leading_integer("smallint")),
+                Field("duration_weeks", "smallint", ("duration_weeks",), r.integer("smallint")),
                 Field("certified_on", "date", ("cert_date",), r.date("event")),
                 Field("certifying_npi", "text", ("certified_by",), r.npi_digits()),
                 Field("recertified_on", "date", ("recert_date",), r.date("event")),
@@ -272,7 +361,7 @@ SPECS: dict[str, TableSpec] = {
             "visit",
             "visit_id",
             fields=(
-                Field("visit_date", "date", ("visit_date",), r.date("event"), required=True),
+                Field("visit_date", "date", ("visit_date",), r.date("service"), required=True),
                 Field(
                     "note_type",
                     "text",
@@ -284,7 +373,7 @@ SPECS: dict[str, TableSpec] = {
                 Field("objective", "text", ("objective",), r.text()),
                 Field("assessment", "text", ("assessment",), r.text()),
                 Field("plan", "text", ("plan",), r.text()),
-                Field("signed_on", "date", ("signed_date",), r.date("event"), invalid="flag"),
+                Field("signed_on", "date", ("signed_date",), r.date("service"), invalid="flag"),
             ),
             refs=(
                 Ref("episode_id", "case_id", "cases"),
@@ -292,6 +381,7 @@ SPECS: dict[str, TableSpec] = {
                 Ref("appointment_id", "appt_id", "appointments", required=False),
                 Ref("provider_id", "provider_id", "providers", required=False),
             ),
+            same_patient=("episode_id",),
             checks=(
                 Check(
                     "note_without_appointment",
@@ -344,8 +434,19 @@ SPECS: dict[str, TableSpec] = {
                     _units_finding("untimed_multiple_units"),
                     action="flag",
                 ),
+                Check(
+                    "duplicate_entry",
+                    "a legacy row identical to an earlier one (lower id) of the same visit: same codes, units, "
+                    "minutes and modifiers (entered twice; migrated, the first one unflagged; compared within "
+                    "one mapping batch of 50,000 legacy rows)",
+                    _procedure_entered_twice,
+                    action="flag",
+                ),
             ),
-            doc="A billed procedure line: CPT/HCPCS code, minutes, units, modifiers.",
+            doc=(
+                "A billed procedure line: CPT/HCPCS code, minutes, units, modifiers. Its date is its visit's "
+                "(a future one is flagged on the visit)."
+            ),
         ),
         TableSpec(
             "diagnoses",
@@ -356,7 +457,7 @@ SPECS: dict[str, TableSpec] = {
                 Field("source_code", "text", ("icd_code",), r.icd("source_code")),
                 Field("source_system", "text", ("icd_code",), r.icd("source_system")),
                 Field("gem_approximate", "boolean", ("icd_code",), r.icd("gem_approximate")),
-                Field("sequence", "smallint", ("seq",), r.integer()),
+                Field("sequence", "smallint", ("seq",), r.integer("smallint")),
             ),
             refs=(Ref("episode_id", "case_id", "cases"),),
             doc="An episode's diagnosis as ICD-10-CM; ICD-9-CM codes mapped with the CMS GEMs.",
@@ -368,7 +469,7 @@ SPECS: dict[str, TableSpec] = {
             fields=(
                 Field("instrument", "text", ("measure",), r.measure(), required=True),
                 Field("score", "numeric", ("measure", "score"), r.score(), required=True),
-                Field("measured_on", "date", ("measured_on",), r.date("event")),
+                Field("measured_on", "date", ("measured_on",), r.date("service")),
             ),
             refs=(
                 Ref("episode_id", "case_id", "cases"),
@@ -383,9 +484,20 @@ SPECS: dict[str, TableSpec] = {
             fields=(
                 Field("cpt_code", "text", ("cpt_code",), r.upper()),
                 Field("amount_cents", "bigint", ("amount",), r.money(), required=True),
-                Field("posted_on", "date", ("posted",), r.date("event")),
+                Field("posted_on", "date", ("posted",), r.date("service")),
             ),
             refs=(Ref("visit_id", "visit_id", "visits"), Ref("patient_id", "pat_id", "patients")),
+            same_patient=("visit_id",),
+            checks=(
+                Check(
+                    "duplicate_entry",
+                    "a charge identical to an earlier one (lower id): same visit, code, amount and posted date "
+                    "(entered twice; migrated, the first one unflagged; compared within one mapping batch of "
+                    "50,000 legacy rows)",
+                    _entered_twice("charge_id", ("visit_id", "cpt_code", "amount_cents", "posted_on")),
+                    action="flag",
+                ),
+            ),
             doc="A charge for a visit, in cents.",
         ),
         TableSpec(
@@ -395,7 +507,7 @@ SPECS: dict[str, TableSpec] = {
             fields=(
                 Field("amount_cents", "bigint", ("amount",), r.money(), required=True),
                 Field("kind", "text", ("kind",), r.code(PAYMENT_KINDS, "payment_kind_unknown")),
-                Field("paid_on", "date", ("paid_on",), r.date("event")),
+                Field("paid_on", "date", ("paid_on",), r.date("service")),
             ),
             refs=(
                 Ref("patient_id", "pat_id", "patients"),

@@ -59,3 +59,26 @@ def test_precision_and_recall_against_the_manifest(tmp_path: Path, seed: int) ->
     values = survive_values(patients, result.survivor)
     assert len(values) == result.survivor.nunique() == len(patients) - result.merged
     assert result.merged >= metrics.true_positives // 2  # a cluster of k records is k - 1 merges
+
+
+def test_swapped_names_in_a_simulated_clinic_are_found(tmp_path: Path) -> None:
+    """Copies of patients with family and given name swapped, otherwise identical, added to a clinic:
+    each is merged with its original or reviewed against it, and no other merge changes."""
+    import pandas as pd
+
+    path = tmp_path / "legacy.db"
+    simulate(f"sqlite:///{path}", patients=400, seed=4113)
+    patients = normalised_patients(path, today=date.fromisoformat(AS_OF))
+    before = predicted_pairs(match_patients(patients).survivor)
+    originals = patients[patients["family_name"] != patients["given_name"]].iloc[[5, 50, 150]]
+    copies = originals.assign(
+        legacy_id=[f"swap{i}" for i in range(len(originals))],
+        family_name=originals["given_name"].to_numpy(),
+        given_name=originals["family_name"].to_numpy(),
+    )
+    result = match_patients(pd.concat([patients, copies], ignore_index=True))
+    reviewed = {frozenset(p) for p in zip(result.review["left_id"], result.review["right_id"], strict=True)}
+    for original, copy in zip(originals["legacy_id"], copies["legacy_id"], strict=True):
+        assert result.survivor[original] == result.survivor[copy] or frozenset((original, copy)) in reviewed
+    after = {p for p in predicted_pairs(result.survivor) if not any(i.startswith("swap") for i in p)}
+    assert after == before

@@ -130,6 +130,57 @@ GOLDEN: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
         },
         "distinct",
     ),
+    (
+        "family and given name swapped, everything else equal",
+        {},
+        {"family_name": "Margaret", "given_name": "Kowalski"},
+        "merge",
+    ),
+    (
+        "names swapped with a typo in one of them",
+        {"ssn": None},
+        {"family_name": "Margeret", "given_name": "Kowalski", "ssn": None},
+        "merge",
+    ),
+    (
+        "names swapped, no SSN or e-mail: the phone and address corroborate",
+        {"ssn": None, "email": None},
+        {"family_name": "Margaret", "given_name": "Kowalski", "ssn": None, "email": None},
+        "merge",
+    ),
+    (
+        "names swapped and nothing but birth date and sex in common: a human decides",
+        {"ssn": None, "email": None, "phone_home": None, "phone_mobile": None},
+        {
+            "family_name": "Margaret",
+            "given_name": "Kowalski",
+            "ssn": None,
+            "email": None,
+            "phone_home": None,
+            "phone_mobile": None,
+            "address_line1": "900 Lake Shore Dr",
+            "postal_code": "60611",
+        },
+        "review",
+    ),
+    (
+        "Jr and Sr, everything else equal (one birth date typed for both): never merged",
+        {"sex": "male", "given_name": "Robert", "name_suffix": "Sr", "ssn": None, "email": None},
+        {"sex": "male", "given_name": "Robert", "name_suffix": "Jr", "ssn": None, "email": None},
+        "distinct",
+    ),
+    (
+        "II and III with the same SSN: a conflict a human resolves, never a merge",
+        {"sex": "male", "given_name": "Robert", "name_suffix": "II"},
+        {"sex": "male", "given_name": "Robert", "name_suffix": "III"},
+        "review",
+    ),
+    (
+        "a suffix on one side only is no conflict (clerks leave it out)",
+        {"sex": "male", "given_name": "Robert", "name_suffix": "Jr"},
+        {"sex": "male", "given_name": "Robert", "name_suffix": None},
+        "merge",
+    ),
     ("conflicting real SSNs, everything else equal", {}, {"ssn": "521447803"}, "distinct"),
     ("SSN one digit off, everything else equal: a human decides", {}, {"ssn": "214357680"}, "review"),
     ("female against male, no SSN", {"ssn": None}, {"sex": "male"}, "distinct"),
@@ -162,6 +213,42 @@ def test_golden_pairs(title: str, first: dict[str, Any], second: dict[str, Any],
     assert merged == (expected == "merge")
     assert result.clusters == (1 if expected == "merge" else 0)
     assert (len(result.review) == 1) == (expected == "review")
+
+
+def test_three_swapped_name_pairs_are_each_merged_or_reviewed() -> None:
+    """The issue's case: three patients entered twice with family and given name swapped, otherwise
+    identical (with and without SSN and contacts); none may stay two patients without a review entry."""
+    people = []
+    for i, (family, given, extra) in enumerate(
+        [
+            ("Kowalski", "Margaret", {}),
+            ("Thomas", "James", {"ssn": None, "sex": "male"}),
+            ("Lee", "Jordan", {"ssn": None, "email": None, "phone_mobile": None, "sex": "unknown"}),
+        ]
+    ):
+        row = {
+            **BASE,
+            "birth_date": date(1950 + i, 2, 3),
+            "phone_home": f"+1617555020{i}",
+            "email": f"p{i}@mail.example",
+            "address_line1": f"{i + 1} Elm St",
+            **extra,
+        }
+        if row.get("ssn"):
+            row["ssn"] = f"21435768{i}"
+        people += [
+            {**row, "family_name": family, "given_name": given},
+            {**row, "family_name": given, "given_name": family},
+        ]
+    patients = pd.DataFrame([{**p, "legacy_id": str(i + 1)} for i, p in enumerate(people)])
+    result = match_patients(patients)
+    reviewed = set(zip(result.review["left_id"], result.review["right_id"], strict=True))
+    for left, right in (("1", "2"), ("3", "4"), ("5", "6")):
+        row = pair_row(result, left, right)
+        assert (row["family_name_level"], row["given_name_level"]) == ("swapped", "swapped")
+        assert not row["veto"]
+        assert result.survivor[left] == result.survivor[right] or (left, right) in reviewed
+    assert result.merged == 3
 
 
 def test_placeholder_ssns_do_not_link_strangers() -> None:
@@ -479,5 +566,67 @@ def test_batch_wise_dedupe_marks_what_the_whole_table_marking_did(tmp_path: Path
         assert plan.summary["merged"] == _merged(expected)
 
 
+def test_mapped_suffix_and_swapped_names_reach_the_matcher() -> None:
+    """Through the mapping: a father and son (SR/JR) at one address stay two patients; a patient
+    entered twice with the names swapped becomes one."""
+    import pyarrow as pa
+
+    from cutover.legacy.schema import LEGACY_TABLES
+    from cutover.legacy.source import arrow_schema
+    from cutover.mapping.dedupe import dedupe
+    from cutover.mapping.engine import map_batch
+    from cutover.mapping.specs import SPECS
+
+    common = {
+        "dob": "1955-03-12",
+        "sex": "M",
+        "addr1": "14 Linden Street",
+        "zip": "02134",
+        "state": "MA",
+        "home_phone": "617-555-0134",
+    }
+    rows = [
+        {"pat_id": 1, "pat_name": "SMITH, ROBERT SR", **common},
+        {"pat_id": 2, "pat_name": "SMITH, ROBERT JR", **common},
+        {"pat_id": 3, "pat_name": "OKAFOR, CHIDI", **common, "dob": "1990-07-01"},
+        {"pat_id": 4, "pat_name": "CHIDI, OKAFOR", **common, "dob": "1990-07-01"},
+    ]
+    legacy = LEGACY_TABLES["patients"]
+    batch = pa.table(
+        {name: [row.get(name) for row in rows] for name in legacy.column_names},
+        schema=arrow_schema(legacy.columns),
+    )
+    spec = SPECS["patients"]
+    mapped = map_batch(spec, batch, as_of=date.fromisoformat(AS_OF))
+    assert mapped.column("name_suffix").to_pylist() == ["Sr", "Jr", None, None]
+    marked, summary, _review = dedupe(spec, mapped)
+    assert marked.column("merge_into").to_pylist() == [None, None, None, "3"]
+    assert summary["merged"] == 1
+
+
 def _merged(table: Any) -> int:
     return int(len(table) - table.column("merge_into").null_count)
+
+
+def test_birth_date_blocking_pairs_births_before_1970() -> None:
+    """Days before 1970 are negative; a negative block key means no key, so they are shifted."""
+    people = frame(
+        {
+            "birth_date": date(1931, 5, 2),
+            "ssn": None,
+            "email": None,
+            "phone_home": None,
+            "phone_mobile": None,
+        },
+        {
+            "birth_date": date(1931, 5, 2),
+            "family_name": "Alvarez",
+            "given_name": "Rosa",
+            "ssn": None,
+            "email": None,
+            "phone_home": None,
+            "phone_mobile": None,
+        },
+    )
+    left, right = candidate_pairs(prepare(people), ("birth_date",), 10)
+    assert (left.tolist(), right.tolist()) == ([0], [1])

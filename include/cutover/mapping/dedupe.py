@@ -31,8 +31,9 @@ import pyarrow.compute as pc
 from cutover.mapping.engine import TableSpec
 from cutover.matching.prepare import REQUIRED_COLUMNS
 
-MATCH_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS
-"""Mapped patient columns the matcher reads: ``legacy_id`` and the compared fields."""
+MATCH_COLUMNS: tuple[str, ...] = (*REQUIRED_COLUMNS, "name_suffix")
+"""Mapped patient columns the matcher reads: ``legacy_id`` and the compared fields (``name_suffix``
+too: records with different suffixes, a father and son, are never merged)."""
 
 
 class DedupeSummary(TypedDict):

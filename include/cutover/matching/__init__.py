@@ -11,7 +11,8 @@ How pairs are found and decided (:func:`match_patients`):
    the family name and birth year; Soundex of family and given names; a shared phone; the same SSN;
    the same e-mail. Never all pairs; a block over ``max_block_size`` records is skipped and logged.
 2. **Comparison** (:mod:`~cutover.matching.compare`): each pair gets a level per field (names:
-   exact/typo/similar/disagree with Jaro-Winkler and OSA from ``rapidfuzz``; birth date:
+   exact/typo/similar/disagree with Jaro-Winkler and OSA from ``rapidfuzz``, or swapped when family
+   and given name are each other's, a clerk's slip that is neither a disagreement nor a veto; birth date:
    exact/swapped/typo/disagree; middle name: exact/initial/disagree/missing; sex, SSN, phones,
    address, e-mail), and a score: the sum of fixed Fellegi-Sunter weights log2(m/u)
    (:mod:`~cutover.matching.config`). Deterministic: no training.
@@ -19,7 +20,7 @@ How pairs are found and decided (:func:`match_patients`):
    identifier (SSN, a phone, e-mail, address or ZIP: strangers with a common name and the same
    birth date score as high as a duplicate), ``review`` in the band down to ``review_threshold``
    or when uncorroborated, else ``distinct``. A **conflict** (different real SSNs, female vs male,
-   Jr vs Sr) or a **veto** (given names or birth dates that disagree: the household agrees, the
+   different name suffixes such as Jr vs Sr: a father and son share name, address and phone) or a **veto** (given names or birth dates that disagree: the household agrees, the
    person does not, as for twins or a father and son) never merges; such a pair goes to review
    only when its SSNs agree (or are one digit apart) and its score is in the band or above.
 4. **Clusters** (:mod:`~cutover.matching.cluster`): merge pairs join transitively, strongest

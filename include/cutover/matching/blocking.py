@@ -79,7 +79,8 @@ def block_keys(prep: Prepared, rule: BlockingRule) -> tuple[np.ndarray, np.ndarr
     rows = np.arange(n, dtype=np.int64)
     days = prep.birth_days
     has_birth = days != np.iinfo(np.int64).min
-    birth = np.where(has_birth, days, -1)
+    # days since 1970 are negative before 1970, and a negative key is no key: shift them to 0 and up
+    birth = np.where(has_birth, days - (days[has_birth].min() if has_birth.any() else 0), -1)
     year = np.where(has_birth, prep.birth_digits[:, :4].astype(np.int64) @ np.array([1000, 100, 10, 1]), -1)
     if rule == "birth_date":
         return rows, birth

@@ -15,6 +15,10 @@ Two kinds of disagreement stop an automatic merge whatever the score:
   the *person* disagrees even if the *household* agrees. Phone, address, e-mail and family name
   are shared by twins and by a father and son, so their evidence, however strong, must not merge
   two people whose given names or birth dates differ.
+
+Family and given name **swapped** between two records (``SMITH, JOHN`` and ``JOHN, SMITH``: a
+clerk typed them into each other's fields) are one level of both comparisons, not a disagreement:
+the pair is scored on the swap's evidence and on everything else, and is no veto.
 """
 
 from __future__ import annotations
@@ -189,13 +193,68 @@ def address_levels(prep: Prepared, left: np.ndarray, right: np.ndarray) -> np.nd
     ).astype(np.int8)
 
 
+def _close(texts: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Codes (one codebook, ``texts[code]`` its key) that are equal or a typo of each other (the name
+    levels' rule), computed once per distinct pair."""
+    out = (a >= 0) & (a == b)
+    todo = np.flatnonzero((a >= 0) & (b >= 0) & (a != b))
+    if len(todo) == 0:
+        return out
+    pairs = np.unique(np.stack([a[todo], b[todo]], axis=1), axis=0)
+    qa, qb = texts[pairs[:, 0]].tolist(), texts[pairs[:, 1]].tolist()
+    jw = np.asarray(process.cpdist(qa, qb, scorer=JaroWinkler.similarity, workers=-1, dtype=np.float64))
+    osa = np.asarray(process.cpdist(qa, qb, scorer=OSA.distance, workers=-1, dtype=np.float64))
+    shortest = np.minimum([len(t) for t in qa], [len(t) for t in qb])
+    typo = (jw >= TYPO_JW) | ((osa <= 1) & (shortest >= 3))
+    width = int(max(a.max(), b.max())) + 1
+    found = np.zeros(width * width, bool)
+    found[pairs[typo, 0] * width + pairs[typo, 1]] = True
+    out[todo] = found[a[todo] * width + b[todo]]
+    return out
+
+
+def swapped_names(
+    prep: Prepared, left: np.ndarray, right: np.ndarray, family: np.ndarray, given: np.ndarray
+) -> np.ndarray:
+    """Pairs whose family and given names are each other's: crosswise equal or a typo (``SMITH, JOHN``
+    against ``JON, SMITH``), where the names compared straight do not agree.
+
+    ``family`` and ``given`` are the straight levels. Family and given keys share one codebook, so
+    the crosswise comparison is of codes, with the string metrics once per distinct pair.
+    """
+    agree = (_level("family_name", "exact"), _level("family_name", "typo"))
+    todo = np.flatnonzero(
+        ~np.isin(family, agree)
+        & (family != _level("family_name", "missing"))
+        & (given != _level("given_name", "missing"))
+        & (given != _level("given_name", "exact"))
+    )
+    out = np.zeros(len(left), bool)
+    if len(todo) == 0:
+        return out
+    size = int(max(prep.family_code.max(), prep.given_code.max())) + 1
+    texts = np.empty(size, dtype=object)
+    for keys, codes in ((prep.family, prep.family_code), (prep.given, prep.given_code)):
+        known = codes >= 0
+        texts[codes[known]] = keys[known]
+    lo, hi = left[todo], right[todo]
+    fa, ga, fb, gb = prep.family_code[lo], prep.given_code[lo], prep.family_code[hi], prep.given_code[hi]
+    out[todo] = (fa != ga) & _close(texts, fa, gb) & _close(texts, ga, fb)
+    return out
+
+
 def compare(
     prep: Prepared, left: np.ndarray, right: np.ndarray, config: MatchConfig
 ) -> dict[Comparison, np.ndarray]:
     """The level of every comparison for every pair."""
+    family = name_levels("family_name", prep.family, prep.family_code, left, right)
+    given = name_levels("given_name", prep.given, prep.given_code, left, right)
+    swapped = swapped_names(prep, left, right, family, given)
+    family[swapped] = _level("family_name", "swapped")
+    given[swapped] = _level("given_name", "swapped")
     return {
-        "family_name": name_levels("family_name", prep.family, prep.family_code, left, right),
-        "given_name": name_levels("given_name", prep.given, prep.given_code, left, right),
+        "family_name": family,
+        "given_name": given,
         "middle_name": middle_levels(prep, left, right),
         "birth_date": birth_levels(prep, left, right, config),
         "sex": sex_levels(prep, left, right),
@@ -219,7 +278,14 @@ def score(levels: dict[Comparison, np.ndarray], config: MatchConfig) -> np.ndarr
 def conflicts(
     prep: Prepared, levels: dict[Comparison, np.ndarray], left: np.ndarray, right: np.ndarray
 ) -> np.ndarray:
-    """Pairs that are clearly two people: different real SSNs, female vs male, different suffixes."""
+    """Pairs that are clearly two people: different real SSNs, female vs male, different suffixes.
+
+    Suffixes: a father and son (Robert Smith Sr and Robert Smith Jr, or II and III) share the name,
+    the address, the phone and often the e-mail, and a clerk who mistypes a birth date can make
+    their records score like one person's. The suffix is the one recorded fact that tells them
+    apart, so two *different* suffixes are never merged (at most reviewed, when the SSNs agree).
+    One side without a suffix is no conflict: clerks leave it out.
+    """
     ssn = levels["ssn"]
     sa, sb = prep.suffix_code[left], prep.suffix_code[right]
     return (

@@ -48,9 +48,11 @@ COMPARISONS: Final[tuple[Comparison, ...]] = get_args(Comparison)
 LEVELS: Final[Mapping[Comparison, tuple[str, ...]]] = MappingProxyType(
     {
         # typo: one edit or one swap of adjacent letters (OSA distance 1), or Jaro-Winkler >= 0.92;
-        # similar: Jaro-Winkler >= 0.80; initial: one side is the other's initial only.
-        "family_name": ("exact", "typo", "similar", "disagree", "missing"),
-        "given_name": ("exact", "typo", "similar", "initial", "disagree", "missing"),
+        # similar: Jaro-Winkler >= 0.80; initial: one side is the other's initial only;
+        # swapped: family and given name swapped between the records (a clerk typed them into the
+        # wrong fields), each equal to the other record's after normalisation.
+        "family_name": ("exact", "typo", "similar", "swapped", "disagree", "missing"),
+        "given_name": ("exact", "typo", "similar", "initial", "swapped", "disagree", "missing"),
         # initial: an initial on one side, a full name with that initial on the other;
         # missing: either side has none (written or not is the clerk's habit, not evidence).
         "middle_name": ("exact", "initial", "disagree", "missing"),
@@ -80,7 +82,11 @@ DEFAULT_M_U: Final[Mapping[Comparison, Mapping[str, MU]]] = MappingProxyType(
                 "exact": (0.86, 0.004),
                 "typo": (0.10, 0.002),
                 "similar": (0.02, 0.02),
-                "disagree": (0.02, 0.974),
+                # a swap is both names agreeing crosswise: its evidence is counted here, once (the given
+                # name's swapped level weighs 0); about 1 in 200 duplicates, and for two different people
+                # rarer than sharing both names (it needs a name that is a given and a family name, twice)
+                "swapped": (0.005, 0.000001),
+                "disagree": (0.015, 0.973999),
             }
         ),
         "given_name": MappingProxyType(
@@ -114,7 +120,8 @@ DEFAULT_M_U: Final[Mapping[Comparison, Mapping[str, MU]]] = MappingProxyType(
         "email": MappingProxyType({"agree": (0.90, 0.002), "disagree": (0.10, 0.998)}),
     }
 )
-"""Fixed (m, u) per comparison and level; ``missing`` is not listed (weight 0)."""
+"""Fixed (m, u) per comparison and level; ``missing`` and the given name's ``swapped`` are not listed
+(weight 0: a swap's evidence is the family name's)."""
 
 BlockingRule = Literal[
     "birth_date",

@@ -40,7 +40,7 @@ def normalised_patients(legacy_sqlite_path: str | Path, *, today: date | None = 
     with sqlite3.connect(f"file:{Path(legacy_sqlite_path)}?mode=ro", uri=True) as conn:
         raw = pd.read_sql_query("SELECT * FROM patients ORDER BY pat_id", conn, dtype=object)
     names = nz.split_person_name(raw["pat_name"])
-    birth = nz.parse_date(raw["dob"], role="birth", today=today)
+    birth = nz.parse_date(raw["dob"], role="birth", today=today, created=raw["created"])
     sex = nz.sex_code(raw["sex"]).values.fillna("unknown")
     out = pd.DataFrame(
         {

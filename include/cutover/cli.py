@@ -3,6 +3,10 @@
 Every command works on the embedded defaults when nothing is configured: a SQLite legacy
 database, an embedded PostgreSQL target, a local staging folder and SQLite for Airflow's
 metadata, all under the state folder (``CUTOVER_HOME``, default ``./.state``).
+
+A user's mistake is one line: a Cutover error (:mod:`cutover.errors`), a missing file, an unknown
+DAG or legacy table prints ``error: …`` on stderr and exits with 2; ``cutover --debug …`` shows
+the traceback instead. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cutover.config import configured_url, redact, state_dir
+from cutover.errors import ConfigError, CutoverError, UnknownNameError
 
 log = logging.getLogger("cutover")
 
@@ -58,7 +63,7 @@ def _logical_date(run_id: str) -> Any:
             raise ValueError(kind)
         return datetime.fromisoformat(stamp)
     except ValueError:
-        raise SystemExit(
+        raise ConfigError(
             f"--resume takes a manual run id such as manual__2026-11-27T18:00:00+00:00, not {run_id!r}"
         ) from None
 
@@ -74,13 +79,16 @@ def _run_dag(dag_id: str, conf: dict[str, Any], resume: str | None = None) -> tu
     folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     bag = BundleDagBag(dag_folder=folder, bundle_path=folder)
     if bag.import_errors:
-        for path in bag.import_errors:
-            print(f"DAG import error in {path}", file=sys.stderr)
-        return 2, None
+        error = ConfigError(
+            f"DAG import errors in {', '.join(Path(p).name for p in sorted(bag.import_errors))} "
+            "(cutover --debug shows them)"
+        )
+        for path, text in sorted(bag.import_errors.items()):
+            error.add_note(f"{path}:\n{text}")  # printed with the traceback under --debug
+        raise error
+    if dag_id not in bag.dag_ids:
+        raise UnknownNameError("DAG", dag_id, sorted(bag.dag_ids))
     dag = bag.get_dag(dag_id)
-    if dag is None:
-        print(f"no DAG {dag_id!r}; known: {', '.join(sorted(bag.dag_ids))}", file=sys.stderr)
-        return 2, None
     # Airflow 3.3.2's dag.test cannot run a DAG with a DeadlineAlert (it fails as the run ends,
     # pruning the deadlines). Nothing would watch it in-process anyway: deadlines are the
     # scheduler's and the triggerer's, so a scheduled deployment keeps pt_cutover's.
@@ -108,12 +116,18 @@ def _run_dag(dag_id: str, conf: dict[str, Any], resume: str | None = None) -> tu
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from cutover.simulate import simulate
+    from cutover.simulate.practice import MIN_PATIENTS
+
+    if args.patients < MIN_PATIENTS:
+        raise ConfigError(f"--patients must be at least {MIN_PATIENTS} (a clinic of every record kind)")
 
     if args.url:
+        from cutover.simulate.writers import require_sqlite_folder
+
         url, manifest = args.url, args.manifest
         if manifest is None:
-            print("--manifest PATH is required with --url", file=sys.stderr)
-            return 2
+            raise ConfigError("--manifest PATH is required with --url")
+        require_sqlite_folder(url)
     else:
         out = Path(args.out).resolve()
         url, manifest = f"sqlite:///{out}", args.manifest
@@ -127,7 +141,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    conf = json.loads(args.conf) if args.conf else {}
+    try:
+        conf = json.loads(args.conf) if args.conf else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--conf is not valid JSON ({exc.msg} at character {exc.pos})") from exc
+    if not isinstance(conf, dict):
+        raise ConfigError('--conf must be a JSON object, such as \'{"mode": "big_bang"}\'')
     return run_dag(args.dag_id, conf, args.resume)
 
 
@@ -220,6 +239,7 @@ def cmd_airflow(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cutover", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help="show an error's traceback instead of one line")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="write a simulated legacy PT practice database and its manifest")
@@ -227,7 +247,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=7)
     target = s.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", help="SQLite file to write (manifest: <out>.manifest.json)")
-    target.add_argument("--url", help="PostgreSQL or MariaDB/MySQL URL of the legacy database to write")
+    target.add_argument(
+        "--url", help="URL of an existing legacy database to (re)write: PostgreSQL, MariaDB/MySQL or SQLite"
+    )
     s.add_argument("--manifest", help="where to write the manifest (required with --url)")
     s.set_defaults(func=cmd_simulate)
 
@@ -275,13 +297,45 @@ def parser() -> argparse.ArgumentParser:
     a = sub.add_parser("airflow", help="start a local Airflow with the UI on the embedded defaults")
     a.add_argument("--port", type=int, default=8080)
     a.set_defaults(func=cmd_airflow)
+    for command in sub.choices.values():  # --debug after the command too; SUPPRESS keeps the global one
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return p
 
 
+def user_error(exc: BaseException) -> str | None:
+    """The one line that tells a user what went wrong, or None for an error that is a bug.
+
+    >>> user_error(FileNotFoundError(2, "No such file or directory", "m.json"))
+    'no such file: m.json'
+    >>> user_error(ConfigError("legacy_db: unsupported scheme 'ftp'"))
+    "legacy_db: unsupported scheme 'ftp'"
+    >>> user_error(KeyError("x")) is None
+    True
+    """
+    if isinstance(exc, CutoverError):
+        return " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, FileNotFoundError | NotADirectoryError):
+        return f"no such file: {exc.filename}" if exc.filename else "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return f"a folder, not a file: {exc.filename}"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename}" if exc.filename else "permission denied"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except Exception as exc:
+        line = user_error(exc)
+        if line is None or args.debug:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from cutover.config import LEGACY_SYSTEM
-from cutover.errors import ConfigError, TransientError
+from cutover.errors import ConfigError, TransientError, UnknownNameError
 from cutover.ids import legacy_uuid
 from cutover.mapping.specs import SPECS
 
@@ -78,8 +78,9 @@ def _actor() -> str:
 
 
 def _check_table(legacy_table: str) -> str:
+    """The target table of a legacy table; an unknown name is refused with the known ones, closest first."""
     if legacy_table not in SPECS:
-        raise ConfigError(f"unknown legacy table {legacy_table!r}; known: {', '.join(SPECS)}")
+        raise UnknownNameError("legacy table", legacy_table, SPECS)
     return SPECS[legacy_table].target
 
 
@@ -97,10 +98,16 @@ def _audit(target_url: str, actor: str, legacy_table: str, legacy_id: str) -> No
     before a single ledger row is read.
     """
     with _connect(target_url) as conn:
-        conn.execute(
-            "INSERT INTO migration.audit_log (actor, action, detail) VALUES (%s, 'trace', %s)",
-            (actor, json.dumps({"legacy_table": legacy_table, "legacy_id": legacy_id})),
-        )
+        try:
+            conn.execute(
+                "INSERT INTO migration.audit_log (actor, action, detail) VALUES (%s, 'trace', %s)",
+                (actor, json.dumps({"legacy_table": legacy_table, "legacy_id": legacy_id})),
+            )
+        except psycopg.errors.UndefinedTable as exc:
+            raise ConfigError(
+                "the target database has no migration ledger (migration.audit_log): "
+                "no cutover has run against it; run `cutover migrate` or a cutover first"
+            ) from exc
 
 
 def _exploded_parts(
@@ -274,6 +281,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from cutover.config import configured_url
     from cutover.embedded import default_url
 
+    _check_table(args.legacy_table)  # a typo is refused before the target database is started or reached
     url = configured_url("target_db") or default_url("target_db")
     result = trace(url, args.legacy_table, args.legacy_id, actor=args.actor or _actor())
     out = json.dumps(result, indent=2) if args.json else format_trace(result)

@@ -32,6 +32,8 @@ from cutover.simulate.practice import Legacy
 log = logging.getLogger(__name__)
 
 MYSQL_BATCH_ROWS = 2_000
+UNKNOWN_DATABASE = 1049
+"""MariaDB/MySQL's error number for a database that does not exist (ER_BAD_DB_ERROR)."""
 
 
 def sqlite_path(url: str) -> Path:
@@ -40,6 +42,16 @@ def sqlite_path(url: str) -> Path:
     if not path or path == "/":
         raise ConfigError("legacy database URL: a SQLite URL needs a file path")
     return Path(path[1:])
+
+
+def require_sqlite_folder(url: str) -> None:
+    """A SQLite URL given as the database to write must name a file in an existing folder (a typo in
+    the folder is a missing database, as with a server; only ``cutover simulate --out`` makes folders)."""
+    if dialect_of(url) == "sqlite" and not sqlite_path(url).parent.is_dir():
+        raise ConfigError(
+            f"legacy database: no folder {sqlite_path(url).parent} for the SQLite file "
+            f"{sqlite_path(url).name}; create the folder first"
+        )
 
 
 def to_server_text(value: Any, dialect: Dialect) -> Any:
@@ -102,7 +114,22 @@ def write_postgresql(url: str, legacy: Legacy) -> None:
     try:
         conn = psycopg.connect(url.replace("postgres://", "postgresql://", 1))
     except psycopg.OperationalError as exc:
-        raise TransientError(f"legacy database: cannot connect to PostgreSQL ({type(exc).__name__})") from exc
+        parts = urlsplit(url)
+        database = unquote(parts.path.lstrip("/"))
+        if f'database "{database}" does not exist' in str(exc):  # the server's words, not a value
+            raise ConfigError(
+                f"legacy database: the PostgreSQL server at {parts.hostname}:{parts.port or 5432} has no "
+                f"database {database!r}; create it first (createdb {database})"
+            ) from exc
+        server = f"{parts.hostname}:{parts.port or 5432}"
+        user = unquote(parts.username or "")
+        if user and f'role "{user}" does not exist' in str(exc):
+            raise ConfigError(
+                f"legacy database: the PostgreSQL server at {server} has no role {user!r}"
+            ) from exc
+        raise TransientError(
+            f"legacy database: cannot connect to PostgreSQL at {server} ({type(exc).__name__})"
+        ) from exc
     with conn:
         with conn.cursor() as cur:
             for statement in drop_ddl("postgresql") + ddl("postgresql"):
@@ -149,9 +176,15 @@ def write_mysql(url: str, legacy: Legacy) -> None:
     multi-row INSERTs); one commit at the end."""
     import pymysql
 
+    params = mysql_params(url)
     try:
-        conn = pymysql.connect(autocommit=False, **mysql_params(url))
+        conn = pymysql.connect(autocommit=False, **params)
     except pymysql.err.OperationalError as exc:
+        if exc.args and exc.args[0] == UNKNOWN_DATABASE:
+            raise ConfigError(
+                f"legacy database: the MariaDB server at {params['host']}:{params['port']} has no database "
+                f"{params['database']!r}; create it first (CREATE DATABASE `{params['database']}`)"
+            ) from exc
         raise TransientError(f"legacy database: cannot connect to MariaDB ({type(exc).__name__})") from exc
     try:
         with conn.cursor() as cur:

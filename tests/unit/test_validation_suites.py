@@ -8,8 +8,9 @@ import pyarrow as pa
 import pytest
 
 from cutover.errors import ConfigError
+from cutover.target.constraints import target_constraints
 from cutover.validation import config
-from cutover.validation.catalog import DERIVED, GATES, catalog, target_constraints
+from cutover.validation.catalog import DERIVED, GATES, catalog
 from cutover.validation.suites import build_suite, count_expectations, suite_documents
 from cutover.validation.target_rules import RULES, table_query
 

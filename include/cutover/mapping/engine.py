@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from cutover.legacy.source import INVALID_IDS
 from cutover.mapping.normalize import REASON_DISPOSITION, Normalized
+from cutover.target.constraints import Constraint, constraints_of, non_capturing
 
 PG_TO_ARROW: dict[str, pa.DataType] = {
     "text": pa.string(),
@@ -268,6 +270,42 @@ def _as_series(values: Any, index: pd.Index) -> pd.Series:
     return values if isinstance(values, pd.Series) else pd.Series(values, index=index)
 
 
+@functools.cache
+def _constraints(target: str, column: str) -> tuple[Constraint, ...]:
+    return tuple(c for c in constraints_of(target) if c.column == column)
+
+
+_INT_RANGES = {"smallint": 2**15, "integer": 2**31, "bigint": 2**63}
+"""Target integer types by their bound: a value must lie in [-bound, bound)."""
+
+
+def _breaks(target: str, f: Field, values: pd.Series) -> pd.Series:
+    """``<field>_invalid`` where a mapped value would not fit its target column: outside its integer
+    type's range, not finite, or breaking the column's CHECK (a format, a code set, ``>= 0``); else NA.
+
+    Every rule normalises what it recognises; this holds whatever a rule let through (a hostile legacy
+    value it did not foresee, a number of 40 digits) to the target's own contract, so it is rejected or
+    flagged by the field's policy here instead of failing the batch's conversion or the load.
+    """
+    broken = np.zeros(len(values), dtype=bool)
+    present = values.notna().to_numpy(dtype=bool)
+    if f.type in _INT_RANGES or f.type == "numeric":
+        number = pd.to_numeric(values, errors="coerce").astype("float64")
+        bound = float(_INT_RANGES.get(f.type, 2**1023))
+        ok = np.isfinite(number) & (number >= -bound) & (number < bound)
+        broken |= present & ~ok.fillna(False).to_numpy(dtype=bool)
+    for c in _constraints(target, f.name):
+        if c.kind == "regex":
+            text = values.astype("string")
+            matches = text.str.contains(non_capturing(c.arg), regex=True).fillna(True)
+            broken |= present & ~matches.to_numpy(dtype=bool)
+        elif c.kind == "in_set":
+            broken |= present & ~values.isin(c.arg).fillna(True).to_numpy(dtype=bool)
+        elif c.kind == "nonnegative":
+            broken |= present & (values < 0).fillna(False).to_numpy(dtype=bool)
+    return _na(values.index).mask(broken, f"{f.name}_invalid")
+
+
 def _first_detail(reasons: list[pd.Series], details: list[pd.Series], index: pd.Index) -> pd.Series:
     """The detail of each row's first reason (the one :func:`first_of` keeps)."""
     detail, decided = _na(index), pd.Series(False, index=index)
@@ -341,6 +379,9 @@ def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date)
         result = f.rule.fn(b, f.sources)
         values = _as_series(result.values, index)
         reason = _as_series(result.reasons, index).astype("string")
+        broken = _breaks(spec.target, f, values)
+        values = values.mask(broken.notna().to_numpy(dtype=bool))  # never staged: it would not even convert
+        reason = reason.fillna(broken)
         nulled = reason.isin(NULLED_REASONS).fillna(False).astype(bool)
         flags.append(reason.where(nulled))
         reason = reason.mask(nulled)
@@ -362,6 +403,18 @@ def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date)
                 reject(_na(index).mask(fires, check.code), "")
             else:
                 flags.append(_na(index).mask(fires, check.code))
+    for f in spec.fields:
+        # a pair of fields the target orders (discharge on or after start), where no check of the spec
+        # already says so: the later one is invalid
+        for c in _constraints(spec.target, f.name):
+            if c.kind == "ordered" and c.arg in mapped:
+                broken = (mapped[f.name] < mapped[c.arg]).fillna(False).to_numpy(dtype=bool)
+                code = f"{f.name}_before_{c.arg}"
+                if f.invalid == "flag":
+                    flags.append(_na(index).mask(broken, code))
+                    mapped[f.name] = mapped[f.name].mask(broken)
+                else:
+                    reject(_na(index).mask(broken, code), ",".join(f.sources))
     reason = first_of(*reasons) if reasons else _na(index)
     detail = _first_detail(reasons, details, index).mask(reason.isna()) if reasons else _na(index)
     detail = detail.mask(detail == "")

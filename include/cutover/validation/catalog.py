@@ -27,11 +27,9 @@ only ever shown as a boolean, never its value.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -43,6 +41,7 @@ from cutover.legacy.source import INVALID_IDS
 from cutover.mapping import codes
 from cutover.mapping.engine import TableSpec
 from cutover.mapping.specs import SPECS
+from cutover.target.constraints import constraints_of, non_capturing
 
 Gate = Literal["extract", "mapped", "target"]
 GATES: tuple[Gate, ...] = get_args(Gate)
@@ -50,8 +49,6 @@ Dimension = Literal["conformance", "completeness", "plausibility"]
 
 DERIVED_PREFIX = "check__"
 """Columns a gate computes before validation (booleans: true passes, false fails, NULL not applicable)."""
-
-MIGRATIONS = Path(__file__).resolve().parent.parent / "target" / "migrations"
 
 
 @dataclass(frozen=True)
@@ -81,69 +78,6 @@ class Check:
 
 
 # --- the target's CHECK constraints, read from the migrations ------------------------------------
-
-_TABLE_RE = re.compile(r'(?:CREATE|ALTER) TABLE (\w+)\."?(\w+)"?')
-_CONSTRAINT_RE = re.compile(r"CONSTRAINT (\w+)\s+CHECK \(")
-_REGEX_RE = re.compile(r"^\(?(\w+) ~ '([^']+)'\)?$")
-_IN_RE = re.compile(r"^(\w+) IN \((.*)\)$", re.S)
-_NONNEG_RE = re.compile(r"^(\w+) >= 0$")
-_ORDERED_RE = re.compile(r"^(\w+) >= (\w+)$")
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """A column rule of the target schema that a staged value must meet to load."""
-
-    table: str
-    name: str
-    kind: Literal["regex", "in_set", "nonnegative", "ordered"]
-    column: str
-    arg: Any = None
-
-
-@cache
-def target_constraints() -> dict[tuple[str, str], Constraint]:
-    """Single-column CHECK constraints of ``pt`` by (table, constraint name); later migrations win.
-
-    Only the shapes a staged row can be checked against are read (a regex, a value list, ``>= 0``,
-    one column ``>=`` another); the rest stays the database's job.
-    """
-    found: dict[tuple[str, str], Constraint] = {}
-    for path in sorted(MIGRATIONS.glob("V*.sql")):
-        text = re.sub(r"--[^\n]*", "", path.read_text())
-        starts = [(m.start(), m.group(1), m.group(2)) for m in _TABLE_RE.finditer(text)]
-        for c in _CONSTRAINT_RE.finditer(text):
-            owner = [(schema, table) for at, schema, table in starts if at < c.start()]
-            if not owner or owner[-1][0] != "pt":
-                continue
-            table = owner[-1][1]
-            name, body = c.group(1), " ".join(_balanced(text, c.end()).split())
-            if m := _REGEX_RE.match(body):
-                found[(table, name)] = Constraint(table, name, "regex", m.group(1), m.group(2))
-            elif m := _IN_RE.match(body):
-                values = [v.strip().strip("'") for v in m.group(2).split(",")]
-                typed: list[Any] = [int(v) for v in values] if all(v.isdigit() for v in values) else values
-                found[(table, name)] = Constraint(table, name, "in_set", m.group(1), typed)
-            elif m := _NONNEG_RE.match(body):
-                found[(table, name)] = Constraint(table, name, "nonnegative", m.group(1))
-            elif m := _ORDERED_RE.match(body):
-                found[(table, name)] = Constraint(table, name, "ordered", m.group(1), m.group(2))
-    return found
-
-
-def _balanced(text: str, start: int) -> str:
-    """The text from ``start`` up to the parenthesis that closes the one just before it."""
-    depth = 1
-    for i in range(start, len(text)):
-        depth += {"(": 1, ")": -1}.get(text[i], 0)
-        if depth == 0:
-            return text[start:i]
-    return text[start:]
-
-
-def constraints_of(target: str) -> list[Constraint]:
-    return [c for (table, _), c in target_constraints().items() if table == target]
-
 
 # --- derived columns (mapped gate) ---------------------------------------------------------------
 
@@ -401,11 +335,6 @@ def _derived_columns(table: str) -> list[str]:
     return [DERIVED_PREFIX + key.split(".")[1] for key in DERIVED if key.split(".")[0] == table]
 
 
-def _non_capturing(regex: str) -> str:
-    """The same pattern with ``(?:…)`` groups: pandas warns on capture groups; PostgreSQL reads both alike."""
-    return re.sub(r"\((?!\?)", "(?:", regex)
-
-
 def _mapped_contract(spec: TableSpec) -> list[Check]:
     p = f"mapped.{spec.legacy}"
     t = spec.legacy
@@ -492,7 +421,7 @@ def _mapped_constraints(spec: TableSpec) -> list[Check]:
         if c.kind == "regex":
             out.append(
                 Check("mapped", t, f"{p}.{c.column}.format", "ExpectColumnValuesToMatchRegex",
-                      {"column": c.column, "regex": _non_capturing(c.arg)}, why)
+                      {"column": c.column, "regex": non_capturing(c.arg)}, why)
             )  # fmt: skip
         elif c.kind == "in_set":
             out.append(

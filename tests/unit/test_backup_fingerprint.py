@@ -70,3 +70,11 @@ def test_one_changed_cell_changes_only_its_table(legacy: Path, tmp_path: Path, t
     assert changed == 1
     assert [t for t in before if before[t] != after[t]] == [table]
     assert after[table]["rows"] == before[table]["rows"]
+
+
+def test_doctests() -> None:
+    import doctest
+
+    failures, tried = doctest.testmod(fp_module)
+    assert tried
+    assert not failures

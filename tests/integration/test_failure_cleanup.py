@@ -49,7 +49,7 @@ def _work_files(home: Path) -> list[Path]:
 
 
 @contextmanager
-def _fail_mid_table(table: str, leaks: list[sqlite3.Connection]) -> Iterator[None]:
+def _fail_mid_table(table: str, leaks: list[sqlite3.Cursor]) -> Iterator[None]:
     """Within the block, the reader fails on the second batch of ``table`` (50-row batches), as the
     1e20 id did, after opening a reader of the snapshot copy that it never closes (the handle a
     failed try leaves behind)."""
@@ -60,8 +60,9 @@ def _fail_mid_table(table: str, leaks: list[sqlite3.Connection]) -> Iterator[Non
         state["table"], state["batches"] = name, 0
         if name == table and not leaks:
             leaked = sqlite3.connect(f"file:{source.sqlite_path(url)}?mode=ro", uri=True)
-            leaked.execute(f'SELECT * FROM "{table}"').fetchmany(1)  # mid-statement: a read lock
-            leaks.append(leaked)
+            cursor = leaked.execute(f'SELECT * FROM "{table}"')
+            cursor.fetchmany(1)  # mid-statement, so it holds a read lock on the copy until closed
+            leaks.append(cursor)
         return real_read(url, name, *args, **{**kw, "batch_rows": 50})
 
     def to_batch(rows: Sequence[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
@@ -76,12 +77,12 @@ def _fail_mid_table(table: str, leaks: list[sqlite3.Connection]) -> Iterator[Non
         yield
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120, method="thread")  # a hang in C code ignores SIGALRM too
 def test_failed_snapshot_leaves_no_plaintext_and_its_retry_completes(
     legacy: tuple[str, dict[str, Any]], cutover_home: Path
 ) -> None:
     url, truth = legacy
-    leaks: list[sqlite3.Connection] = []
+    leaks: list[sqlite3.Cursor] = []
     with _fail_mid_table("visits", leaks), pytest.raises(TerminalError) as failed:
         snapshot_legacy(url, "r1")
     kept = failed.value  # as Airflow keeps a failed try's exception, and with it its frames
@@ -100,16 +101,17 @@ def test_failed_snapshot_leaves_no_plaintext_and_its_retry_completes(
     assert info["tables"] == truth["tables"]
     assert [p.name for p in _work_files(cutover_home)] == ["legacy.db", "snapshot.json"]
     assert (cutover_home / "backup-work" / "r1" / "legacy.db").stat().st_mode & 0o077 == 0
-    leaks[0].close()
+    assert leaks[0].fetchone() is not None  # the leaked reader was mid-statement all along
+    leaks[0].connection.close()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120, method="thread")  # a hang in C code ignores SIGALRM too
 def test_failed_backup_then_full_backup_verifies(
     legacy: tuple[str, dict[str, Any]], cutover_home: Path, tmp_path: Path
 ) -> None:
     url, truth = legacy
     store_url = f"file://{tmp_path / 'stage'}"
-    leaks: list[sqlite3.Connection] = []
+    leaks: list[sqlite3.Cursor] = []
     with _fail_mid_table("charges", leaks), pytest.raises(TerminalError, match="legacy table charges"):
         back_up(url, store_url, "r2", KEY, now=NOW)
     assert _work_files(cutover_home) == []
@@ -117,7 +119,8 @@ def test_failed_backup_then_full_backup_verifies(
     assert {t: f["rows"] for t, f in made["tables"].items()} == truth["tables"]
     assert verify_backup(store_url, "r2", scratch_on(None), key=KEY, now=NOW).ok
     assert _work_files(cutover_home) == []
-    leaks[0].close()
+    assert leaks[0].fetchone() is not None  # the leaked reader was mid-statement all along
+    leaks[0].connection.close()
 
 
 def test_engine_failure_is_named_and_leaves_nothing(
@@ -159,7 +162,7 @@ def test_leftovers_of_killed_backups_are_removed(
     assert not any(c in r.getMessage() for r in caplog.records for c in truth["canaries"])
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(60, method="thread")
 def test_a_locked_database_fails_the_snapshot_in_bounded_time(
     legacy: tuple[str, dict[str, Any]], tmp_path: Path
 ) -> None:

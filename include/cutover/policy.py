@@ -1,11 +1,13 @@
 """Run policy: how many rejects a table may have before the run fails.
 
-The limits live in ``thresholds.yaml`` beside this module (one source of truth); a run may
-tighten or loosen the default through its ``max_reject_rate`` parameter.
+The limits live in ``thresholds.yaml`` beside this module (one source of truth), or in the file
+``CUTOVER_THRESHOLDS`` names (a clinic group's own policy, in the same form); a run may tighten or
+loosen the default through its ``max_reject_rate`` parameter.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -13,13 +15,34 @@ from typing import Any
 
 import yaml
 
+from cutover.errors import ConfigError
+
 THRESHOLDS = Path(__file__).with_name("thresholds.yaml")
 
 
-@cache
+def thresholds_path() -> Path:
+    """The policy file: ``CUTOVER_THRESHOLDS`` when set (a clinic group's own policy), else the package's."""
+    chosen = os.environ.get("CUTOVER_THRESHOLDS")
+    return Path(chosen) if chosen else THRESHOLDS
+
+
 def thresholds() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(THRESHOLDS.read_text())
-    return data
+    return _read(thresholds_path())
+
+
+@cache
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"CUTOVER_THRESHOLDS: no policy file at {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+        float(data["reject_rate"]["default"])
+        {str(t): float(v) for t, v in (data["reject_rate"].get("tables") or {}).items()}
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"{path.name}: not a reject policy (reject_rate.default and reject_rate.tables: table → share)"
+        ) from exc
+    return dict(data)
 
 
 def reject_limit(table: str, override: float | None = None) -> float:
@@ -29,7 +52,7 @@ def reject_limit(table: str, override: float | None = None) -> float:
     (0.0, 0.05, 0.1)
     """
     rates = thresholds()["reject_rate"]
-    if table in rates.get("tables", {}):
+    if table in (rates.get("tables") or {}):
         return float(rates["tables"][table])
     return float(override if override is not None else rates["default"])
 

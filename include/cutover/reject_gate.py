@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from cutover.config import LEGACY_SYSTEM
 from cutover.mapping.engine import MAP_BATCH_ROWS, TableSpec
-from cutover.policy import evaluate
+from cutover.policy import evaluate, thresholds_path
 from cutover.staging.parquet import iter_batches, read_manifest
 from cutover.staging.store import Store
 
@@ -148,6 +148,7 @@ def check_rejects(
             )  # fmt: skip
     return {
         "gate": "rejects",
+        "policy": thresholds_path().name,
         "passed": all(p.ok for p in policy.values()),
         "tables": {
             t: {
@@ -171,6 +172,6 @@ def breach_message(report: dict[str, Any]) -> str:
         if not o["ok"]
     )
     return (
-        f"reject gate: the load would reject more rows than thresholds.yaml allows: {over}; nothing was"
-        " written to the target (gates/rejects.json has the causes per table)"
+        f"reject gate: the load would reject more rows than the reject policy ({report['policy']}) allows:"
+        f" {over}; nothing was written to the target (gates/rejects.json has the causes per table)"
     )

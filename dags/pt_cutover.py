@@ -63,7 +63,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from cutover.plan import load_plan
 from pt_common import DAG_SETTINGS, conn_url
 from pt_common.alerts import cutover_deadline
-from pt_common.stages import as_of, extract_map_load, owner_url, validate_gate
+from pt_common.stages import as_of, extract_map_load, owner_url, reject_rate, validate_gate
 
 PLAN = load_plan()  # a local YAML file: the timetable and the defaults come from the cutover plan
 
@@ -100,13 +100,14 @@ PLAN = load_plan()  # a local YAML file: the timetable and the defaults come fro
             section="Cutover",
         ),
         "max_reject_rate": Param(
-            0.05,
-            type="number",
+            None,
+            type=["null", "number"],
             minimum=0,
             maximum=1,
             title="Reject threshold",
-            description="Share of a table's legacy rows that may be rejected before the run fails "
-            "(reference tables and patients keep the stricter limits of thresholds.yaml).",
+            description="Share of a table's legacy rows that may be rejected before the run fails; "
+            "empty = the reject policy's default (thresholds.yaml, or CUTOVER_THRESHOLDS); reference "
+            "tables and patients keep the policy's stricter limits.",
             section="Safety",
         ),
         "max_mismatch_rate": Param(
@@ -219,14 +220,14 @@ def pt_cutover() -> None:
             str(run_id),
             max_failure_rate=limit,
             reject_policy=True,
-            max_reject_rate=float((params or {}).get("max_reject_rate", 0.05)),
+            max_reject_rate=reject_rate(params),
         )
 
     @task
     def write_evidence(run_id: str | None = None, params: dict | None = None) -> dict:
         from cutover.pipeline import write_summary
 
-        limit = float((params or {}).get("max_reject_rate", 0.05))
+        limit = reject_rate(params)
         return write_summary(
             conn_url("target_db"), conn_url("staging_store"), str(run_id), "pt_cutover", max_reject_rate=limit
         )

@@ -34,7 +34,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 
 from pt_common import DAG_SETTINGS, conn_url
-from pt_common.stages import as_of, extract_map_load, validate_gate
+from pt_common.stages import as_of, extract_map_load, reject_rate, validate_gate
 
 
 @dag(
@@ -57,8 +57,8 @@ from pt_common.stages import as_of, extract_map_load, validate_gate
             7, type="integer", title="Seed", description="Picks the same sample again.", section="Trial"
         ),
         "max_reject_rate": Param(
-            0.05,
-            type="number",
+            None,
+            type=["null", "number"],
             minimum=0,
             maximum=1,
             title="Reject threshold",
@@ -115,7 +115,7 @@ def pt_sample_transfer() -> None:
         from cutover.pipeline import write_summary
         from cutover.sample import scratch_url
 
-        limit = float((params or {}).get("max_reject_rate", 0.05))
+        limit = reject_rate(params)
         url = scratch_url(conn_url("target_db"), str(run_id))
         policy = "ok"
         try:

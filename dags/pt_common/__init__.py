@@ -7,21 +7,35 @@ tasks only.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from airflow.sdk import BaseHook, ExceptionRetryPolicy, RetryAction, RetryRule
+from airflow.sdk import BaseHook
+from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 
 from pt_common.alerts import CutoverNotifier
 
-RETRY_POLICY = ExceptionRetryPolicy(
-    rules=[
-        RetryRule(
-            exception="cutover.errors.TerminalError",
-            action=RetryAction.FAIL,
-            match_subclasses=True,
-            reason="bad data or a broken contract: a retry cannot help",
-        ),
-    ],
-)
+
+class CutoverRetryPolicy(RetryPolicy):
+    """Terminal errors fail at once, with their one line as the reason; outages are retried.
+
+    Decided by :func:`cutover.errors.retry_can_help` over the exception and its causes, so a wrong
+    password or a corrupt SQLite file fails on its first try even where a driver's connection error
+    was wrapped as transient, while a refused connection or a restarting server is retried with
+    the task's backoff.
+    """
+
+    def evaluate(
+        self, exception: BaseException, try_number: int, max_tries: int, context: Any = None
+    ) -> RetryDecision:
+        from cutover.errors import one_line, retry_can_help
+
+        if retry_can_help(exception):
+            return RetryDecision.default()
+        return RetryDecision.fail(reason=f"terminal, not retried: {one_line(exception)}")
+
+
+RETRY_POLICY = CutoverRetryPolicy()
+
 
 DEFAULT_ARGS = {
     "owner": "data-engineering",

@@ -40,6 +40,12 @@ def owner_url() -> str:
         return conn_url("target_db")
 
 
+def reject_rate(params: dict | None) -> float | None:
+    """The run's ``max_reject_rate`` parameter, or None: the reject policy file's default."""
+    limit = (params or {}).get("max_reject_rate")
+    return None if limit is None else float(limit)
+
+
 def as_of() -> Any:
     """The run's logical date (a run triggered without one, as Airflow 3 allows, maps as of its run_after)."""
     run = get_current_context()["dag_run"]
@@ -149,12 +155,11 @@ def gate_rejects(
     """The reject policy before any write: what the load would reject, from the staged rows."""
     from cutover.pipeline import gate_rejects as check
 
-    limit = (params or {}).get("max_reject_rate")
     return check(
         conn_url("staging_store"),
         str(run_id),
         target_url=target_url(target, str(run_id)),
-        max_reject_rate=None if limit is None else float(limit),
+        max_reject_rate=reject_rate(params),
         raise_on_failure=strict,
     )
 

@@ -306,6 +306,26 @@ def _breaks(target: str, f: Field, values: pd.Series) -> pd.Series:
     return _na(values.index).mask(broken, f"{f.name}_invalid")
 
 
+_KEYLESS = "_keyless_id"
+KEYLESS_PREFIX = "invalid-key-"
+"""The legacy id of a row whose key is not an id (text, fractional, blank, in a legacy table whose
+key column is untyped): ``invalid-key-`` and 16 hex digits of a hash of the row's other values, with
+``-<n>`` for the n-th repeat of an identical row. Such a row is rejected ``id_invalid`` under that
+id, so it is counted and traceable; the id carries no value of the row."""
+
+
+def _keyless_ids(frame: pd.DataFrame, key: str) -> pd.Series | None:
+    """Surrogate legacy ids for the rows whose key is missing (see :data:`KEYLESS_PREFIX`), else None."""
+    missing = frame[key].isna().to_numpy(dtype=bool)
+    if not missing.any():
+        return None
+    rows = frame.loc[missing].drop(columns=[key]).astype("string")
+    digests = pd.util.hash_pandas_object(rows, index=False).map(lambda h: f"{KEYLESS_PREFIX}{int(h):016x}")
+    repeat = digests.groupby(digests).cumcount()
+    named = digests.where(repeat == 0, digests + "-" + repeat.astype(str))
+    return _na(frame.index).mask(missing, pd.Series(named.to_numpy(), index=frame.index[missing]))
+
+
 def _first_detail(reasons: list[pd.Series], details: list[pd.Series], index: pd.Index) -> pd.Series:
     """The detail of each row's first reason (the one :func:`first_of` keeps)."""
     detail, decided = _na(index), pd.Series(False, index=index)
@@ -343,13 +363,20 @@ def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date)
         frame = frame.drop(columns=[INVALID_IDS])
     else:
         invalid = None
+    keyless = _keyless_ids(frame, spec.key)
     if spec.explode is not None:
         if invalid is not None:
             frame = frame.assign(**{INVALID_IDS: invalid})
+        if keyless is not None:
+            frame = frame.assign(**{_KEYLESS: keyless})
         frame = spec.explode.fn(frame).reset_index(drop=True)
         if invalid is not None:
             invalid = frame.pop(INVALID_IDS).astype("string")
+        if keyless is not None:
+            keyless = frame.pop(_KEYLESS).astype("string")
     index = frame.index
+    if keyless is not None:
+        reject(_na(index).mask(keyless.notna(), "id_invalid"), spec.key)
     if invalid is not None:
         reject(_na(index).mask(invalid.notna(), "id_invalid"), invalid)
     for ref in spec.refs:
@@ -367,6 +394,8 @@ def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date)
                     into.append(frame[column].astype("string"))
     b = Batch(frame, as_of)
     out: dict[str, Any] = {"legacy_id": legacy_ids(frame[spec.key])}
+    if keyless is not None:
+        out["legacy_id"] = out["legacy_id"].fillna(keyless)
     out["row_key"] = (
         out["legacy_id"].where(
             frame["seq"].astype("Int64") == 1, out["legacy_id"] + "#" + frame["seq"].astype("string")

@@ -110,6 +110,14 @@ PLAN = load_plan()  # a local YAML file: the timetable and the defaults come fro
             "tables and patients keep the policy's stricter limits.",
             section="Safety",
         ),
+        "reload_changed": Param(
+            False,
+            type="boolean",
+            title="Resume: reload changed batches",
+            description="A resumed run refuses when the legacy data of batches it loaded before it was "
+            "stopped has changed since; ticked, it loads exactly those batches again.",
+            section="Safety",
+        ),
         "max_mismatch_rate": Param(
             0.0,
             type="number",

@@ -152,9 +152,18 @@ def validate_gate(
 def gate_rejects(
     target: Target = "target", strict: bool = True, run_id: str | None = None, params: dict | None = None
 ) -> dict:
-    """The reject policy before any write: what the load would reject, from the staged rows."""
+    """Before any write: a resumed run's loaded batches still match the legacy data, and the reject
+    policy holds for what the load would reject (from the staged rows)."""
+    from cutover.pipeline import check_resume
     from cutover.pipeline import gate_rejects as check
 
+    if target == "target":  # a resumed run: the batches it loaded before the kill must still be current
+        check_resume(
+            target_url(target, str(run_id)),
+            conn_url("staging_store"),
+            str(run_id),
+            reload_changed=bool((params or {}).get("reload_changed")),
+        )
     return check(
         conn_url("staging_store"),
         str(run_id),

@@ -237,6 +237,43 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return trace(args)
 
 
+def _target_url() -> str:
+    from cutover.embedded import default_url
+
+    return configured_url("target_db") or default_url("target_db")
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """The target's runs, newest first; a run that was killed is marked failed first."""
+    from cutover.runs import list_runs
+
+    rows = list_runs(_target_url())
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    print(f"{'run id':<40} {'dag':<20} {'mode/wave':<18} {'state':<12} {'started':<20} {'finished':<20} by")
+    for r in rows:
+        scope = "/".join(str(v) for v in (r["mode"], r["wave"]) if v) or "-"
+        times = [f"{t:%Y-%m-%d %H:%M:%S}" if t else "-" for t in (r["started"], r["finished"])]
+        state = r["state"] + ("*" if r["holds_target"] else "")
+        print(
+            f"{r['run_id']:<40} {r['dag_id']:<20} {scope:<18} {state:<12} {times[0]:<20} {times[1]:<20} "
+            f"{r['triggered_by'] or '-'}"
+        )
+    if any(r["holds_target"] for r in rows):
+        print("* holds the target")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Recompute the audit log's hash chain: one line, OK with the head or the first broken entry."""
+    from cutover.audit import parse_anchor, verify
+
+    report = verify(_target_url(), anchor=parse_anchor(args.anchor) if args.anchor else None)
+    print(json.dumps(report.as_dict()) if args.json else report.line())
+    return 0 if report.ok else 1
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     from cutover.embedded import stop_embedded_postgres
 
@@ -305,6 +342,22 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--actor", help="who looks it up, for the audit log (default: the login name)")
     t.add_argument("--json", action="store_true", help="print the result as JSON")
     t.set_defaults(func=cmd_trace)
+
+    rs = sub.add_parser("runs", help="the target's runs and their states (a killed run is marked failed)")
+    rs.add_argument("--json", action="store_true", help="print the runs as JSON")
+    rs.set_defaults(func=cmd_runs)
+
+    au = sub.add_parser("audit", help="the target's audit log")
+    audit_sub = au.add_subparsers(dest="audit_command", required=True)
+    av = audit_sub.add_parser(
+        "verify", help="recompute the audit log's hash chain; non-zero exit when broken"
+    )
+    av.add_argument(
+        "--anchor", metavar="ID:HASH", help="a head printed earlier: that entry must be unchanged"
+    )
+    av.add_argument("--json", action="store_true", help="print the result as JSON")
+    av.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    av.set_defaults(func=cmd_audit_verify)
 
     st = sub.add_parser("stop", help="stop the embedded PostgreSQL of the state folder")
     st.set_defaults(func=cmd_stop)

@@ -221,6 +221,9 @@ def end_run(target_url: str, run_id: str, *, failed: bool) -> str:
     """The run's last word (its DAG's final task, whatever happened before): release the target and,
     when the run is still ``running``, set it ``failed`` or ``success``. Returns the run's state."""
     with _connect(target_url) as conn, conn.transaction():
+        present = conn.execute("SELECT to_regclass('migration.run_lock') IS NOT NULL").fetchone()
+        if not present or not present[0]:
+            return "unknown"  # a target the run never reached
         conn.execute(_CLAIM)
         row = conn.execute(
             "UPDATE migration.run SET state = CASE WHEN state = 'running' THEN %s ELSE state END,"

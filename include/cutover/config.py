@@ -28,11 +28,62 @@ LEGACY_SYSTEM = "legacy"
 def state_dir() -> Path:
     """The folder for embedded services, staging, evidence and Airflow's metadata.
 
-    ``CUTOVER_HOME`` when set, else ``.state`` in the current directory.
+    ``CUTOVER_HOME`` when set, else ``.state`` in the current directory; created mode 0700 (it
+    holds PHI: the simulator's legacy file, staged data, backups' work files). The entry points
+    (the ``cutover`` command, the DAGs) also set the umask to 0077, so that everything else
+    created under it (by Airflow, SQLite, pg_dump) is private to its owner too.
     """
     path = Path(os.environ.get("CUTOVER_HOME") or Path.cwd() / ".state").resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
+
+
+KEY_ENV = "CUTOVER_BACKUP_KEY"
+KEY_FILE = "backup.key"
+
+
+def key_text(configured: str | None = None) -> str:
+    """The base64 text of the backup key: ``configured`` (a connection extra), else
+    ``CUTOVER_BACKUP_KEY``, else the embedded default ``<state folder>/backup.key``.
+
+    The default file is created once, mode 0600, atomically (written aside, then linked into
+    place: a task starting at the same time never reads a half-written key); a key file that
+    group or others can read is refused.
+    """
+    value = configured or os.environ.get(KEY_ENV)
+    if value:
+        return value
+    path = state_dir() / KEY_FILE
+    if not path.exists():
+        import base64
+        import logging
+        import tempfile
+
+        fd, aside = tempfile.mkstemp(prefix=".backup.key.", dir=path.parent)  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+            os.link(aside, path)  # fails if another process created it first: theirs wins
+            logging.getLogger(__name__).warning(
+                "created the backup key %s (mode 0600): keep a copy offline", path
+            )
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(aside)
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(f"backup key file {path} is readable by others; chmod 600 it")
+    return path.read_text()
+
+
+def connection_extra(conn_id: str) -> dict[str, Any]:
+    """The extra of ``conn_id`` as configured through ``AIRFLOW_CONN_*`` ({} when unset).
+
+    >>> connection_extra("no_such_connection")
+    {}
+    """
+    value = os.environ.get(env_var(conn_id))
+    return dict(fields_from_env(value).extra) if value else {}
 
 
 def env_var(conn_id: str) -> str:

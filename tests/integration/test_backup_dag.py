@@ -60,7 +60,7 @@ def test_cutover_run_pt_backup(home: Path, tmp_path: Path) -> None:
     assert not list((home / "backup-work").rglob("*.db"))  # no plaintext left behind
     assert not (home / "pg").exists()  # the target was never needed
     info = require_verified_backup(
-        f"file://{home / 'staging'}", max_age=timedelta(hours=1), now=datetime.now(UTC)
+        f"file://{home / 'staging'}", f"sqlite:///{legacy}", max_age=timedelta(hours=1), now=datetime.now(UTC)
     )
     assert info.run_key == folder.name
     assert verify_bundle(folder) == []  # sealed: manifest.sha256 over the evidence folder

@@ -31,7 +31,7 @@ def test_postgres_backup_round_trip(
     result = verify_backup(store_url, "pg1", scratch_on(pg_admin_url), key=key, now=NOW)
     assert result.ok
     assert len(result.tables) == len(truth["tables"])
-    assert require_verified_backup(store_url, max_age=timedelta(hours=1), now=NOW).run_key == "pg1"
+    assert require_verified_backup(store_url, pg_url, max_age=timedelta(hours=1), now=NOW).run_key == "pg1"
     with psycopg.connect(pg_admin_url) as conn:
         left = conn.execute(
             "SELECT count(*) FROM pg_database WHERE datname LIKE 'cutover_restore_%'"

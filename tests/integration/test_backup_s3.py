@@ -64,11 +64,11 @@ def test_backup_objects_are_encrypted_checksummed_and_locked(
     [obj] = manifest["objects"]
     assert base64.b64decode(store.head(obj["key"])["ChecksumSHA256"]).hex() == obj["sha256"]
 
-    with pytest.raises(BackupGateError, match="none verified"):
-        require_verified_backup(url, max_age=timedelta(hours=1), now=NOW)
+    with pytest.raises(BackupGateError, match="backup s3run: not verified"):
+        require_verified_backup(url, legacy[0], max_age=timedelta(hours=1), now=NOW)
     assert verify_backup(url, "s3run", scratch_on(None), key=KEY, now=NOW).ok
     assert store.head("runs/s3run/backup/verified.json")["ObjectLockMode"] == "COMPLIANCE"
-    assert require_verified_backup(url, max_age=timedelta(hours=1), now=NOW).run_key == "s3run"
+    assert require_verified_backup(url, legacy[0], max_age=timedelta(hours=1), now=NOW).run_key == "s3run"
 
 
 def test_replaced_object_fails_the_restore_test(

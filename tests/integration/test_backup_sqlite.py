@@ -60,8 +60,8 @@ def test_backup_then_restore_test_marks_it_verified(
     manifest_text = (folder / "runs/r1/backup/manifest.json").read_text()
     assert not any(c in manifest_text for c in truth["canaries"])
 
-    with pytest.raises(BackupGateError, match=r"1 backup\(s\), none verified: r1 \(0.0 h old\)"):
-        require_verified_backup(store_url, max_age=DAY, now=NOW)
+    with pytest.raises(BackupGateError, match=r"among 1 in the staging store: backup r1: not verified"):
+        require_verified_backup(store_url, url, max_age=DAY, now=NOW)
     result = verify_backup(store_url, "r1", scratch_on(None), key=KEY, now=NOW)
     assert result.ok
     assert set(result.tables) == set(truth["tables"])
@@ -70,25 +70,29 @@ def test_backup_then_restore_test_marks_it_verified(
     assert verified["verified_at"] == NOW.isoformat()
     assert verified["mismatched"] == []
 
-    info = require_verified_backup(store_url, max_age=DAY, now=NOW + timedelta(hours=3))
+    info = require_verified_backup(store_url, url, max_age=DAY, now=NOW + timedelta(hours=3))
     assert (info.run_key, info.dialect, info.age) == ("r1", "sqlite", timedelta(hours=3))
     assert info.rows == sum(truth["tables"].values())
-    with pytest.raises(BackupGateError, match=r"r1 was taken 48.0 h ago, more than the 24.0 h allowed"):
-        require_verified_backup(store_url, max_age=DAY, now=NOW + 2 * DAY)
+    with pytest.raises(BackupGateError, match=r"backup r1: taken 48.0 h ago, more than the 24.0 h allowed"):
+        require_verified_backup(store_url, url, max_age=DAY, now=NOW + 2 * DAY)
 
     # a newer backup, not yet verified: the gate still takes the verified one
     back_up(url, store_url, "r2", KEY, now=NOW + timedelta(hours=1))
-    assert require_verified_backup(store_url, max_age=DAY, now=NOW + timedelta(hours=2)).run_key == "r1"
+    info = require_verified_backup(store_url, url, max_age=DAY, now=NOW + timedelta(hours=2))
+    assert (info.run_key, info.refused) == (
+        "r1",
+        ("backup r2: not verified (its restore test has not passed)",),
+    )
     # a manifest altered after verification no longer counts as verified
     manifest = folder / "runs/r1/backup/manifest.json"
     manifest.write_text(manifest.read_text().replace('"rows": ', '"rows":  '))
-    with pytest.raises(BackupGateError, match="none verified"):
-        require_verified_backup(store_url, max_age=DAY, now=NOW)
+    with pytest.raises(BackupGateError, match="backup r1: not verified"):
+        require_verified_backup(store_url, url, max_age=DAY, now=NOW)
 
 
-def test_gate_refuses_without_any_backup(store: tuple[str, Path]) -> None:
+def test_gate_refuses_without_any_backup(legacy: tuple[str, dict[str, Any]], store: tuple[str, Path]) -> None:
     with pytest.raises(BackupGateError, match="no backup in the staging store"):
-        require_verified_backup(store[0], max_age=DAY, now=NOW)
+        require_verified_backup(store[0], legacy[0], max_age=DAY, now=NOW)
 
 
 @pytest.mark.parametrize("where", ["sealed", "plain-table"])

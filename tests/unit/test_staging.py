@@ -50,7 +50,7 @@ def test_iter_batches_refuses_a_tampered_part(tmp_path) -> None:
     data = bytearray(path.read_bytes())
     data[-20] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match="checksum"):
+    with pytest.raises(IntegrityError, match="fails authentication"):  # sealed: the GCM tag refuses it
         list(iter_batches(store, "t", max_rows=5))
 
 
@@ -68,6 +68,11 @@ def test_tampered_part_is_refused(tmp_path) -> None:
     data = bytearray(path.read_bytes())
     data[-20] ^= 0xFF
     path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="fails authentication"):
+        read_part(store, read_manifest(store, "t")["parts"][0])
+    # the store's plaintext checksum still guards what the key opens: a part staged again under the
+    # same key (a valid seal) but not the one the manifest recorded is refused
+    store.put(manifest["parts"][0]["key"], b"PAR1 another part")
     with pytest.raises(IntegrityError, match="checksum"):
         read_part(store, read_manifest(store, "t")["parts"][0])
 
@@ -161,3 +166,104 @@ def test_sqlite_text_is_decoded_column_wise_as_value_by_value(tmp_path) -> None:
             None if i % 3 == 0 else i for i in range(1, len(notes) + 1)
         ]
         assert table.schema.field("body").type == pa.string()
+
+
+# --- the local store at rest: sealed objects, private modes, leftovers removed ------------------
+
+
+def test_a_staged_part_on_disk_is_not_parquet_without_the_key(tmp_path) -> None:
+    from cutover.staging.store import SEAL_OVERHEAD, staging_key
+
+    store = LocalStore(tmp_path, key=staging_key())
+    manifest = write_batches(store, "runs/r1/extract/t", _batches(50, 50), schema=SCHEMA, rows_per_part=50)
+    part = manifest["parts"][0]
+    on_disk = (tmp_path / part["key"]).read_bytes()
+    assert not on_disk.startswith(b"PAR1")
+    assert b"n49" not in on_disk
+    assert len(on_disk) == part["bytes"] + SEAL_OVERHEAD  # the manifest keeps the plaintext's size
+    other = LocalStore(tmp_path, key=bytes(32))  # another key opens nothing
+    with pytest.raises(IntegrityError, match="sealed under another key"):
+        other.get(part["key"])
+    # the stages read it through the store as before
+    assert read_part(store, part).column("id").to_pylist() == list(range(50))
+    assert store.get(part["key"], sha256=part["sha256"]).startswith(b"PAR1")
+
+
+def test_a_sealed_part_moved_to_another_key_is_refused(tmp_path) -> None:
+    store = LocalStore(tmp_path, key=bytes(range(32)))
+    manifest = write_batches(store, "t", _batches(20, 10), schema=SCHEMA, rows_per_part=10)
+    first, second = (tmp_path / p["key"] for p in manifest["parts"])
+    second.write_bytes(first.read_bytes())
+    with pytest.raises(IntegrityError, match="moved"):
+        read_part(store, manifest["parts"][1])
+
+
+def test_plaintext_where_a_sealed_object_belongs_is_refused(tmp_path) -> None:
+    store = LocalStore(tmp_path, key=bytes(32))
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "part-00000.parquet").write_bytes(b"PAR1 written around the store")
+    with pytest.raises(IntegrityError, match="not sealed"):
+        store.get("t/part-00000.parquet")
+
+
+def test_manifests_evidence_and_backup_objects_are_kept_as_they_are(tmp_path) -> None:
+    store = LocalStore(tmp_path, key=bytes(32))
+    for key in ("t/_manifest.json", "runs/r1/evidence/report.html", "runs/r1/backup/legacy.db.enc"):
+        store.put(key, b"as is")
+        assert (tmp_path / key).read_bytes() == b"as is"
+        assert store.get(key) == b"as is"
+
+
+def test_files_0600_and_folders_0700_whatever_the_umask(tmp_path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0)
+    try:
+        store = LocalStore(tmp_path / "stage", key=bytes(32))
+        store.put("runs/r1/mapped/visits/part-00000.parquet", b"x")
+        store.put("runs/r1/mapped/visits/_manifest.json", b"{}")
+        source = tmp_path / "big.enc"
+        source.write_bytes(b"y" * 3_000_000)
+        store.put_file("runs/r1/backup/legacy.db.enc", source)
+    finally:
+        os.umask(old)
+    root = tmp_path / "stage"
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    for path in root.rglob("*"):
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+    assert (root / "runs/r1/backup/legacy.db.enc").read_bytes() == b"y" * 3_000_000
+
+
+def test_cleanup_removes_leftover_dot_and_tmp_files(tmp_path, caplog) -> None:
+    store = LocalStore(tmp_path, key=bytes(32))
+    write_batches(store, "runs/r1/extract/t", _batches(20, 10), schema=SCHEMA, rows_per_part=10)
+    folder = tmp_path / "runs/r1/extract/t"
+    # what a full disk or a kill -9 leaves: a hidden temporary part, a stray tmp file
+    (folder / ".part-00002.parquet.4242.tmp").write_bytes(b"half a part")
+    (folder / "part-00003.parquet.tmp").write_bytes(b"stray")
+    (folder / ".hidden").mkdir()
+    (folder / ".hidden" / "x").write_bytes(b"x")
+    assert store.list("runs/r1/extract/t") == sorted(
+        f"runs/r1/extract/t/{n}" for n in ("_manifest.json", "part-00000.parquet", "part-00001.parquet")
+    )
+    with caplog.at_level("WARNING", logger="cutover.staging.store"):
+        assert store.delete_prefix("runs/r1/extract/t") == 3
+    assert not folder.exists()
+    assert not (tmp_path / "runs").exists()  # emptied folders go too
+    logged = caplog.text
+    assert ".part-00002.parquet.4242.tmp" in logged and "half a part" not in logged
+    # a write that fails (a full disk) leaves no temporary file behind
+    import cutover.staging.store as store_module
+
+    def full(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    real = store_module.os.replace
+    store_module.os.replace = full
+    try:
+        with pytest.raises(OSError):
+            store.put("runs/r2/extract/t/part-00000.parquet", b"x" * 100)
+    finally:
+        store_module.os.replace = real
+    assert not [p for p in (tmp_path / "runs/r2/extract/t").iterdir()]

@@ -2,7 +2,8 @@
 
 Stages (the tasks of ``pt_backup``): :func:`snapshot_legacy` → :func:`encrypt_and_store` →
 :func:`restore_test` → :func:`mark_verified`; :func:`verify_backup` runs the last two.
-:func:`require_verified_backup` is the gate ``pt_cutover`` calls before it touches anything.
+:func:`require_verified_backup` is the gate ``pt_cutover`` calls before it touches anything: a
+verified, recent backup of the very legacy database the run reads.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from cutover.backup.stage import (
     BackupManifest,
     ScratchFactory,
     SnapshotInfo,
+    SourceFingerprint,
     VerifyResult,
     back_up,
     encrypt_and_store,
@@ -32,6 +34,7 @@ __all__ = [
     "BackupManifest",
     "ScratchFactory",
     "SnapshotInfo",
+    "SourceFingerprint",
     "VerifyResult",
     "back_up",
     "backup_key",

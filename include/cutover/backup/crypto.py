@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 import os
 import struct
 from collections.abc import Iterator
@@ -38,15 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from cutover.config import KEY_ENV as KEY_ENV  # re-exported: where the key is configured
+from cutover.config import key_text
 from cutover.errors import ConfigError, IntegrityError
-
-log = logging.getLogger(__name__)
 
 MAGIC = b"CUTOVERBK1"
 CHUNK = 4 * 1024 * 1024
 TAG = 16
 HEADER = len(MAGIC) + 4 + 8
-KEY_ENV = "CUTOVER_BACKUP_KEY"
 
 
 @dataclass(frozen=True)
@@ -86,26 +84,9 @@ def key_id(key: bytes) -> str:
 
 
 def backup_key(configured: str | None = None) -> bytes:
-    """The backup key: ``configured`` (a connection extra), ``CUTOVER_BACKUP_KEY``, else the state file."""
-    value = configured or os.environ.get(KEY_ENV)
-    if value:
-        return load_key(value)
-    from cutover.config import state_dir
-
-    path = state_dir() / "backup.key"
-    if not path.exists():
-        # O_EXCL: two tasks starting at once cannot both create (and overwrite) the key
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as out:
-                out.write(new_key() + "\n")
-            log.warning("created the backup key %s (mode 0600): keep a copy offline", path)
-    if path.stat().st_mode & 0o077:
-        raise ConfigError(f"backup key file {path} is readable by others; chmod 600 it")
-    return load_key(path.read_text())
+    """The backup key: ``configured`` (a connection extra), ``CUTOVER_BACKUP_KEY``, else the state
+    file (:func:`cutover.config.key_text`)."""
+    return load_key(key_text(configured))
 
 
 def _chunks(src: BinaryIO, size: int) -> Iterator[tuple[bytes, bool]]:

@@ -1,8 +1,11 @@
-"""Per-table fingerprints of a legacy database: row count and a SHA-256 over the rows in key order.
+"""Per-table fingerprints of a legacy database: row count and a SHA-256 over the rows in key order;
+and the database's identity. Together they bind a backup to its source.
 
 The same function runs on the source and on a restored copy; equal fingerprints prove that the
 copy holds the same rows, cell for cell. Rows are read through the legacy reader
-(:func:`cutover.legacy.source.read_batches`, ordered by the table's key) and each row is hashed
+(:func:`cutover.legacy.source.read_batches`, ordered by the table's key), id columns as their raw
+text (:func:`raw_columns`: the extract reads an id that is not a whole int64 as NULL, which
+would make ``1e20``, ``2e20`` and NULL hash alike), and each row is hashed
 through a canonical, type-tagged and length-prefixed encoding (:func:`canonical_row`), so the
 digest depends neither on batch sizes nor on how an engine formats a row, and ``NULL`` differs
 from an empty string. One caveat: the reader decodes text that is not UTF-8 as cp1252, so two
@@ -22,13 +25,26 @@ from contextlib import contextmanager
 from typing import Any, TypedDict
 
 from cutover.errors import CutoverError, TerminalError, TransientError
-from cutover.legacy.schema import LEGACY_TABLES
-from cutover.legacy.source import read_batches
+from cutover.legacy.schema import LEGACY_TABLES, ColumnType, LegacyTable
+from cutover.legacy.source import connect, dialect_of, read_batches, sqlite_path
+
+VERSION = 2
+"""The fingerprint's definition. 2: id columns hashed as their raw text (1: as int64, an invalid
+id as NULL). Fingerprints of different versions are not comparable."""
 
 
 class TableFingerprint(TypedDict):
     rows: int
     sha256: str
+
+
+def raw_columns(spec: LegacyTable) -> list[tuple[str, ColumnType]]:
+    """The columns a fingerprint reads: id columns as text, so any change of a cell changes the digest.
+
+    >>> raw_columns(LEGACY_TABLES["procedures"])[:3]
+    [('proc_id', 'text'), ('visit_id', 'text'), ('cpt_text', 'text')]
+    """
+    return [(name, "text" if kind == "int" else kind) for name, kind in spec.columns]
 
 
 def _cell(value: Any) -> bytes:
@@ -78,7 +94,7 @@ def table_fingerprint(url: str, table: str) -> TableFingerprint:
     spec = LEGACY_TABLES[table]
     digest, rows = hashlib.sha256(), 0
     try:
-        with closed_after(read_batches(url, table, spec.columns, spec.key)) as batches:
+        with closed_after(read_batches(url, table, raw_columns(spec), spec.key)) as batches:
             for batch in batches:
                 for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
                     digest.update(canonical_row(row))
@@ -96,3 +112,54 @@ def table_fingerprint(url: str, table: str) -> TableFingerprint:
 def fingerprint(url: str) -> dict[str, TableFingerprint]:
     """Fingerprints of every legacy table."""
     return {table: table_fingerprint(url, table) for table in LEGACY_TABLES}
+
+
+def identity(url: str) -> dict[str, str]:
+    """Which database ``url`` names, as the server knows it (ids only, never a value).
+
+    PostgreSQL: the cluster's ``system_identifier`` (``pg_control_system()``), the database's name
+    and oid. MariaDB/MySQL: ``@@server_uuid`` where the server has one (MySQL; MariaDB has not),
+    else its host name, port and data folder, with ``@@server_id``; and the schema's name. SQLite:
+    the file's path, recorded only: a file has no identity of its own (a copy is the same
+    database), so a SQLite backup is bound by its contents (every table's count and checksum).
+    """
+    dialect = dialect_of(url)
+    if dialect == "sqlite":
+        return {"file": sqlite_path(url)}
+    try:
+        with connect(url) as conn:
+            cur = conn.cursor()
+            if dialect == "postgresql":
+                cur.execute(
+                    "SELECT (SELECT system_identifier FROM pg_control_system())::text,"
+                    " current_database(), (SELECT oid FROM pg_database WHERE datname = current_database())::text"
+                )
+                row = cur.fetchone()
+            else:
+                cur.execute("SHOW GLOBAL VARIABLES LIKE 'server_uuid'")  # MySQL; none on MariaDB
+                uuid = cur.fetchall()
+                cur.execute("SELECT CONCAT_WS(':', @@hostname, @@port, @@datadir, @@server_id), DATABASE()")
+                server, database = cur.fetchone()
+                row = (uuid[0][1] if uuid else server, database)
+            cur.close()
+    except CutoverError:
+        raise
+    except Exception as exc:
+        kind = TransientError if is_transient(exc) else TerminalError
+        raise kind(f"identity of the {dialect} legacy database: query failed ({type(exc).__name__})") from exc
+    if dialect == "postgresql":
+        return {"system_identifier": str(row[0]), "database": str(row[1]), "oid": str(row[2])}
+    return {"server": str(row[0]), "database": str(row[1])}
+
+
+def count(url: str, table: str) -> int:
+    """A table's row count: the cheap half of a comparison, read before any checksum."""
+    from cutover.legacy.source import count_rows
+
+    try:
+        return count_rows(url, table)
+    except CutoverError:
+        raise
+    except Exception as exc:
+        kind = TransientError if is_transient(exc) else TerminalError
+        raise kind(f"count of legacy table {table} failed ({type(exc).__name__})") from exc

@@ -9,6 +9,7 @@ packages (``mariadb-client``); ``mysqldump``/``mysql`` are used where the MariaD
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
@@ -65,7 +66,10 @@ def snapshot(legacy_url: str, workdir: Path) -> list[Path]:
     """A consistent SQL dump of the legacy database into ``workdir/legacy.sql``."""
     dump = workdir / "legacy.sql"
     dumper = _client("mariadb-dump", "mysqldump")
-    with _options(legacy_url) as (conn, database), dump.open("wb") as out:
+    dump.unlink(missing_ok=True)
+    fd = os.open(dump, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # PHI: private whatever the umask
+    os.fchmod(fd, 0o600)
+    with _options(legacy_url) as (conn, database), os.fdopen(fd, "wb") as out:
         _run(dumper, [*conn, "--single-transaction", "--hex-blob", "--routines", database], stdout=out)
     return [dump]
 

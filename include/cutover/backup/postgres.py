@@ -100,6 +100,10 @@ def snapshot(legacy_url: str, workdir: Path) -> list[Path]:
     """``pg_dump --format=custom`` of the whole legacy database into ``workdir/legacy.dump``."""
     dump = workdir / "legacy.dump"
     program = pg_bin("pg_dump", server_major(legacy_url))
+    # created 0600 before pg_dump writes PHI into it (pg_dump truncates it and keeps its mode)
+    dump.unlink(missing_ok=True)
+    os.close(os.open(dump, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    os.chmod(dump, 0o600)
     log.info("pg_dump: %s", program)
     url, env = _conninfo(legacy_url)
     run_client([program, "--format=custom", "--no-owner", "--no-privileges", f"--file={dump}", url], env)

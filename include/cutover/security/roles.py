@@ -6,13 +6,18 @@ Three roles, each able to do its own step and nothing else:
   versioned migrations (``migrate_target_schema`` only). It may create schemas in the target
   database, nothing else: no superuser, no CREATEDB, no CREATEROLE.
 * **loader** (``cutover_loader``) is what every other task connects as: read and write rows in ``pt``
-  and ``migration``; INSERT and SELECT only on ``migration.audit_log`` (the log is append-only by
-  grant, and by trigger); SELECT only on ``migration.schema_version``; temporary tables (the
-  loader stages each batch in one) but no DDL anywhere else: no CREATE on the database or on
-  ``public``, no USAGE on any other schema.
+  and ``migration``; INSERT and SELECT only on ``migration.audit_log`` (append-only by grant and by
+  trigger, and, not being the table's owner, the loader cannot disable the trigger); SELECT only on
+  ``migration.schema_version``; temporary tables (the loader stages each batch in one) but no DDL
+  anywhere else: no CREATE on the database or on ``public``, no USAGE on any other schema.
 * **reader** (``cutover_reader``) reads the legacy database: SELECT only, on PostgreSQL with
   ``default_transaction_read_only`` on; on MariaDB SELECT and SHOW VIEW, which is all
   ``mariadb-dump --single-transaction`` needs for tables and views.
+
+The owner is the one role the audit log's grants and trigger do not bind (it owns the table: it may
+disable the trigger and change rows), and it writes audit entries of its own (snapshots, rollbacks). That it cannot do so without a trace is the hash chain's part
+(V007, :mod:`cutover.audit`): ``cutover audit verify`` names the first deleted or altered entry, and a
+chain rewritten as a whole no longer matches the head recorded in each run's evidence.
 
 Everything here is idempotent: re-running converges the roles to these privileges (extra grants
 found on the roles' objects are revoked first). Passwords are sent as verifiers hashed on the

@@ -35,6 +35,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from cutover.legacy.schema import LEGACY_TABLES
 from pt_common import DAG_SETTINGS, conn_url
+from pt_common.stages import check_configuration
 
 TABLES = list(LEGACY_TABLES)
 
@@ -81,7 +82,9 @@ def pt_assess() -> None:
         # the profiles and check results come from the staging store, not through XCom
         return dict(report_from_store(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), TABLES))
 
-    [profile_table.expand(table=TABLES), run_checks()] >> write_report()
+    checked = check_configuration(target=False)
+    checked >> [profiled := profile_table.expand(table=TABLES), checks := run_checks()]
+    [profiled, checks] >> write_report()
 
 
 pt_assess()

@@ -44,6 +44,7 @@ from typing import Any
 from airflow.sdk import dag, task
 
 from pt_common import DAG_SETTINGS, conn_url
+from pt_common.stages import check_configuration
 
 
 def _key() -> bytes:
@@ -120,7 +121,7 @@ def pt_backup() -> None:
 
     # the snapshot waits on the worker's disk, the manifest in the store: only the comparison is passed on
     tested = restore_test()
-    snapshot_legacy() >> encrypt_and_store() >> tested
+    check_configuration(target=False) >> snapshot_legacy() >> encrypt_and_store() >> tested
     mark_verified(tested)
 
 

@@ -63,7 +63,15 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from cutover.plan import load_plan
 from pt_common import DAG_SETTINGS, conn_url
 from pt_common.alerts import cutover_deadline
-from pt_common.stages import as_of, extract_map_load, owner_url, reject_rate, validate_gate
+from pt_common.stages import (
+    as_of,
+    check_configuration,
+    end_run,
+    extract_map_load,
+    owner_url,
+    reject_rate,
+    validate_gate,
+)
 
 PLAN = load_plan()  # a local YAML file: the timetable and the defaults come from the cutover plan
 
@@ -164,11 +172,17 @@ def pt_cutover() -> None:
         from cutover.backup import require_verified_backup as gate
 
         hours = float((params or {}).get("max_backup_age_hours", PLAN.backup_max_age_hours))
-        info = gate(conn_url("staging_store"), max_age=timedelta(hours=hours), now=datetime.now(UTC))
+        info = gate(
+            conn_url("staging_store"),
+            conn_url("legacy_db"),  # a backup of this legacy database, as it is now
+            max_age=timedelta(hours=hours),
+            now=datetime.now(UTC),
+        )
         return {
             "backup": info.run_key,
             "age_hours": round(info.age.total_seconds() / 3600, 2),
             "rows": info.rows,
+            "refused": list(info.refused),
         }
 
     @task
@@ -241,6 +255,7 @@ def pt_cutover() -> None:
         )
 
     scope = choose_scope()
+    check_configuration(plan=True) >> scope
     checked = require_verified_backup()
     scope >> checked >> migrate_target_schema() >> (started := begin_run(scope))
     scoped = plan_scope(scope)
@@ -249,8 +264,9 @@ def pt_cutover() -> None:
     gated >> load_unless_dry_run() >> snapshot_target() >> load.start
     target_gate = validate_gate.override(task_id="gate_target")("target")
     reconciled = reconcile()
-    [load.tables, load.done] >> target_gate >> reconciled >> write_evidence()
-    [target_gate, reconciled] >> undo_rejected_load()
+    [load.tables, load.done] >> target_gate >> reconciled >> (written := write_evidence())
+    [target_gate, reconciled] >> (undone := undo_rejected_load())
+    [written, undone] >> end_run("pt_cutover").as_teardown(setups=started)  # the target is free again
 
 
 pt_cutover()

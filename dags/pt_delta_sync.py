@@ -34,7 +34,14 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
 from pt_common import DAG_SETTINGS, conn_url
-from pt_common.stages import as_of, extract_map_load, owner_url, validate_gate
+from pt_common.stages import (
+    as_of,
+    check_configuration,
+    end_run,
+    extract_map_load,
+    owner_url,
+    validate_gate,
+)
 
 PLAN = load_plan()
 
@@ -85,6 +92,7 @@ def pt_delta_sync() -> None:
         return report
 
     planned = plan_delta()
+    check_configuration(plan=True) >> planned
     started = begin_run(planned)
     gated, load, _ = extract_map_load("target", started)
     gated >> load.start
@@ -92,6 +100,7 @@ def pt_delta_sync() -> None:
         [load.tables, load.done]
         >> validate_gate.override(task_id="gate_target")("target")
         >> write_evidence(planned)
+        >> end_run("pt_delta_sync").as_teardown(setups=started)  # the target is free again
     )
 
 

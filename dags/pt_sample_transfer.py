@@ -34,7 +34,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 
 from pt_common import DAG_SETTINGS, conn_url
-from pt_common.stages import as_of, extract_map_load, reject_rate, validate_gate
+from pt_common.stages import as_of, check_configuration, extract_map_load, reject_rate, validate_gate
 
 
 @dag(
@@ -159,6 +159,7 @@ def pt_sample_transfer() -> None:
         drop_scratch(conn_url("target_db"), str(run_id))
 
     scratch = create_scratch_target()
+    check_configuration(plan=True) >> scratch
     sampled = plan_sample()
     scratch >> sampled
     gated, load, gates = extract_map_load("scratch", sampled, strict=False)

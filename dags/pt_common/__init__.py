@@ -6,6 +6,7 @@ tasks only.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,8 @@ from airflow.sdk import BaseHook
 from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 
 from pt_common.alerts import CutoverNotifier
+
+os.umask(0o077)  # what a task creates (staged data, dumps, evidence) is its owner's only
 
 
 class CutoverRetryPolicy(RetryPolicy):

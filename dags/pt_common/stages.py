@@ -52,18 +52,27 @@ def as_of() -> Any:
     return (run.logical_date or run.run_after).date()
 
 
+def held(target: Target, run_id: str) -> Any:
+    """The run holds the target while a task works for it; another run holding it refuses the task."""
+    from cutover.runs import hold_lock
+
+    return hold_lock(target_url(target, run_id), run_id)
+
+
 @task(map_index_template="{{ table }}")
-def extract_table(table: str, run_id: str | None = None) -> dict:
+def extract_table(table: str, target: Target = "target", run_id: str | None = None) -> dict:
     from cutover.pipeline import extract_table as extract
 
-    return dict(extract(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), table))
+    with held(target, str(run_id)):
+        return dict(extract(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), table))
 
 
 @task(map_index_template="{{ manifest['table'] }}")
-def map_table(manifest: dict, run_id: str | None = None) -> dict:
+def map_table(manifest: dict, target: Target = "target", run_id: str | None = None) -> dict:
     from cutover.pipeline import map_table as map_rows
 
-    return dict(map_rows(conn_url("staging_store"), str(run_id), manifest["table"], as_of=as_of()))
+    with held(target, str(run_id)):
+        return dict(map_rows(conn_url("staging_store"), str(run_id), manifest["table"], as_of=as_of()))
 
 
 def ddl_url(target: Target, run_id: str) -> str:
@@ -76,7 +85,8 @@ def defer_constraints(target: Target = "target", run_id: str | None = None) -> d
     """A first load into an empty target: foreign keys and secondary indexes aside until the last batch."""
     from cutover.loading.bulk import defer_constraints as defer
 
-    return dict(defer(ddl_url(target, str(run_id)), str(run_id)))
+    with held(target, str(run_id)):
+        return dict(defer(ddl_url(target, str(run_id)), str(run_id)))
 
 
 @task(trigger_rule="all_done")
@@ -117,13 +127,14 @@ def load_tables(target: Target) -> LoadStage:
                 def load_batch(table: str, batch_no: int, run_id: str | None = None) -> dict:
                     from cutover.pipeline import load_mapped
 
-                    return load_mapped(
-                        target_url(target, str(run_id)),
-                        conn_url("staging_store"),
-                        str(run_id),
-                        table,
-                        [batch_no],
-                    )
+                    with held(target, str(run_id)):
+                        return load_mapped(
+                            target_url(target, str(run_id)),
+                            conn_url("staging_store"),
+                            str(run_id),
+                            table,
+                            [batch_no],
+                        )
 
                 load_batch.partial(table=table).expand(batch_no=list_batches(table))
 
@@ -145,7 +156,8 @@ def validate_gate(
     from cutover.pipeline import validate_gate as validate
 
     url = target_url(target, str(run_id)) if gate == "target" else None
-    return validate(gate, conn_url("staging_store"), str(run_id), target_url=url, raise_on_failure=strict)
+    with held(target, str(run_id)):
+        return validate(gate, conn_url("staging_store"), str(run_id), target_url=url, raise_on_failure=strict)
 
 
 @task
@@ -157,20 +169,35 @@ def gate_rejects(
     from cutover.pipeline import check_resume
     from cutover.pipeline import gate_rejects as check
 
-    if target == "target":  # a resumed run: the batches it loaded before the kill must still be current
-        check_resume(
-            target_url(target, str(run_id)),
+    with held(target, str(run_id)):
+        if target == "target":  # a resumed run: the batches it loaded before the kill must still be current
+            check_resume(
+                target_url(target, str(run_id)),
+                conn_url("staging_store"),
+                str(run_id),
+                reload_changed=bool((params or {}).get("reload_changed")),
+            )
+        return check(
             conn_url("staging_store"),
             str(run_id),
-            reload_changed=bool((params or {}).get("reload_changed")),
+            target_url=target_url(target, str(run_id)),
+            max_reject_rate=reject_rate(params),
+            raise_on_failure=strict,
         )
-    return check(
-        conn_url("staging_store"),
-        str(run_id),
-        target_url=target_url(target, str(run_id)),
-        max_reject_rate=reject_rate(params),
-        raise_on_failure=strict,
-    )
+
+
+@task
+def end_run(dag_id: str, run_id: str | None = None) -> str:
+    """The run's teardown (also after a failure): the target is free again; a run still ``running``
+    here ends ``failed`` when one of its tasks failed, else ``success`` (a dry run)."""
+    from cutover.runs import end_run as end
+
+    try:
+        states = get_current_context()["ti"].get_task_states(dag_id=dag_id, run_ids=[str(run_id)])
+        failed = any(s in ("failed", "upstream_failed") for s in states.get(str(run_id), {}).values())
+    except Exception:  # no task states to read: a run that did not end its own state did not succeed
+        failed = True
+    return end(target_url("target", str(run_id)), str(run_id), failed=failed)
 
 
 def extract_map_load(target: Target, upstream: Any, *, strict: bool = True) -> tuple[Any, LoadStage, Any]:
@@ -179,14 +206,34 @@ def extract_map_load(target: Target, upstream: Any, *, strict: bool = True) -> t
     Returns (the last gate before the load, the load stage, the gates' results); the caller puts its
     own steps between that gate and the load. With ``strict`` off a failed gate is recorded, not raised.
     """
-    extracts = extract_table.expand(table=TABLES)
+    extracts = extract_table.partial(target=target).expand(table=TABLES)
     upstream >> extracts
     extracted = validate_gate.override(task_id="gate_extract")("extract", target, strict)
     extracts >> extracted
-    mapped = map_table.expand(manifest=extracts)
+    mapped = map_table.partial(target=target).expand(manifest=extracts)
     extracted >> mapped
     gated = validate_gate.override(task_id="gate_mapped")("mapped", target, strict)
     mapped >> gated
     rejects = gate_rejects(target, strict)
     gated >> rejects
     return rejects, load_tables(target), [extracted, gated, rejects]
+
+
+@task
+def check_configuration(
+    legacy: bool = True,
+    target: bool = True,
+    store: bool = True,
+    plan: bool = False,
+    run_id: str | None = None,
+) -> dict:
+    """The DAG's first task: every connection it needs reachable (and the plan valid, if it uses it);
+    a mistake fails here in one line, before anything is touched (:mod:`cutover.preflight`)."""
+    from cutover.preflight import check_configuration as check
+
+    return check(
+        legacy_url=conn_url("legacy_db") if legacy else None,
+        target_url=conn_url("target_db") if target else None,
+        store_url=conn_url("staging_store") if store else None,
+        plan=plan,
+    )

@@ -134,7 +134,16 @@ def test_constraints_set_aside_for_a_load_come_back_even_after_a_failed_batch(da
 def test_cutover_checks_the_backup_before_touching_the_target(dagbag) -> None:
     dag = dagbag.dags["pt_cutover"]
     assert "require_verified_backup" in dag.get_task("migrate_target_schema").upstream_task_ids
-    assert dag.get_task("choose_scope").upstream_task_ids == set()
+    assert dag.get_task("choose_scope").upstream_task_ids == {"check_configuration"}
+
+
+@pytest.mark.parametrize(
+    "dag_id", ["pt_assess", "pt_backup", "pt_sample_transfer", "pt_cutover", "pt_delta_sync"]
+)
+def test_every_dag_checks_its_configuration_in_its_first_task(dagbag, dag_id: str) -> None:
+    dag = dagbag.dags[dag_id]
+    roots = [t.task_id for t in dag.tasks if not t.upstream_task_ids]
+    assert roots == ["check_configuration"], roots
 
 
 def test_cutover_runs_on_the_plans_friday_timetable(dagbag) -> None:

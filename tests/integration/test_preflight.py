@@ -1,0 +1,70 @@
+"""A user's mistake fails a DAG in its first task, in one line, not retried (issue 14, item 5)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import IN_CI, SYSTEM_MARIADB, _answers
+
+from cli_helpers import run_cutover
+from cutover.errors import ConfigError, TransientError
+from cutover.preflight import check_configuration
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_refused_password_fails_pt_backup_at_once_in_one_line(home: Path) -> None:
+    if not _answers("127.0.0.1", 3306):
+        assert not IN_CI, "MariaDB must run in CI"
+        pytest.skip("no MariaDB server at 127.0.0.1:3306")
+    url = SYSTEM_MARIADB.replace("root@", "root:not-the-password@").rstrip("/") + "/test"
+    started = time.perf_counter()
+    result = run_cutover(["run", "pt_backup"], home, {"AIRFLOW_CONN_LEGACY_DB": url})
+    seconds = time.perf_counter() - started
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    lines = [line for line in output.splitlines() if line.startswith("cutover.errors.ConfigError: ")]
+    assert lines, output[-3000:]
+    assert lines[0].startswith("cutover.errors.ConfigError: configuration check failed: legacy_db")
+    assert "the credentials were refused" in lines[0]
+    assert "not-the-password" not in output
+    # terminal: the retry policy fails the task on its first try, and nothing after it runs
+    assert "action=fail" in output
+    assert "UP_FOR_RETRY" not in output.upper().replace(" ", "_")
+    assert "snapshot_legacy" not in output.split("Retry policy decision", 1)[1]
+    assert seconds < 60, seconds  # Airflow's start included; the check itself is below a second (next test)
+
+
+def test_the_check_names_each_mistake_and_takes_seconds(tmp_path: Path, pg_url: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as refused:
+        check_configuration(
+            legacy_url=f"sqlite:///{tmp_path / 'missing.db'}",
+            target_url=pg_url.replace("postgres@", "nosuchrole@"),
+            store_url=f"file://{tmp_path / 'stage'}",
+        )
+    assert time.perf_counter() - started < 10
+    message = str(refused.value)
+    assert message.count("\n") == 0
+    assert "legacy_db" in message
+    assert "target_db" in message
+    assert "staging_store" not in message
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(ConfigError, match="legacy_db"):
+        check_configuration(legacy_url=f"sqlite:///{corrupt}")
+    # a server that is not there (yet) is an outage: transient, retried
+    with pytest.raises(TransientError, match="target_db"):
+        check_configuration(target_url="postgresql://postgres@127.0.0.1:1/postgres")
+    bad_plan = tmp_path / "plan.yaml"
+    bad_plan.write_text("timezone: [not, a, zone\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CUTOVER_PLAN", str(bad_plan))
+        with pytest.raises(ConfigError, match="cutover plan"):
+            check_configuration(plan=True)
+    assert check_configuration(target_url=pg_url, store_url=f"file://{tmp_path / 'stage'}") == {
+        "target_db": "ok",
+        "staging_store": "ok",
+    }

@@ -16,7 +16,14 @@ def available() -> list[str]:
     return sorted(p.stem.removesuffix("_bench") for p in Path(__file__).parent.glob("*_bench.py"))
 
 
-def main(names: list[str]) -> int:
+def main(argv: list[str]) -> int:
+    """Benchmarks by name; options after the names (``--patients 2000``) go to a benchmark whose
+    ``main`` takes them (one name only)."""
+    at = next((i for i, arg in enumerate(argv) if arg.startswith("-")), len(argv))
+    names, options = argv[:at], argv[at:]
+    if options and len(names) != 1:
+        print("options need exactly one benchmark name before them", file=sys.stderr)
+        return 2
     known = available()
     unknown = [name for name in names if name not in known]
     if unknown:
@@ -29,7 +36,10 @@ def main(names: list[str]) -> int:
             print(f"== {name}: no main(), skipped (run bench/{name}_bench.py as a script)")
             continue
         print(f"== {name}", flush=True)
-        run()
+        if options:
+            run(options)
+        else:
+            run()
     return 0
 
 

@@ -78,3 +78,20 @@ def test_doctests() -> None:
     failures, tried = doctest.testmod(fp_module)
     assert tried
     assert not failures
+
+
+def test_ids_are_hashed_as_their_raw_text(legacy: Path, tmp_path: Path) -> None:
+    """The extract reads an id that is no int64 as NULL; the fingerprint tells 1e20, 2e20, '12abc'
+    and NULL apart, so any change of a cell changes the checksum."""
+    copy = tmp_path / "copy.db"
+    shutil.copy(legacy, copy)
+    seen = []
+    for value in ("1e20", "2e20", "'12abc'", "NULL", "1e20"):
+        with sqlite3.connect(copy) as conn:
+            conn.execute(
+                f"UPDATE procedures SET visit_id = {value} WHERE proc_id = (SELECT min(proc_id) FROM procedures)"
+            )
+        seen.append(fp_module.table_fingerprint(f"sqlite:///{copy}", "procedures")["sha256"])
+    assert len(set(seen[:4])) == 4
+    assert seen[4] == seen[0]  # the same value again: the same checksum
+    assert all(kind == "text" for _, kind in fp_module.raw_columns(LEGACY_TABLES["procedures"]))

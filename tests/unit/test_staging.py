@@ -235,7 +235,9 @@ def test_files_0600_and_folders_0700_whatever_the_umask(tmp_path) -> None:
     assert (root / "runs/r1/backup/legacy.db.enc").read_bytes() == b"y" * 3_000_000
 
 
-def test_cleanup_removes_leftover_dot_and_tmp_files(tmp_path, caplog) -> None:
+def test_cleanup_removes_leftover_dot_and_tmp_files(tmp_path, caplog, monkeypatch) -> None:
+    import os
+
     store = LocalStore(tmp_path, key=bytes(32))
     write_batches(store, "runs/r1/extract/t", _batches(20, 10), schema=SCHEMA, rows_per_part=10)
     folder = tmp_path / "runs/r1/extract/t"
@@ -252,18 +254,15 @@ def test_cleanup_removes_leftover_dot_and_tmp_files(tmp_path, caplog) -> None:
     assert not folder.exists()
     assert not (tmp_path / "runs").exists()  # emptied folders go too
     logged = caplog.text
-    assert ".part-00002.parquet.4242.tmp" in logged and "half a part" not in logged
-    # a write that fails (a full disk) leaves no temporary file behind
-    import cutover.staging.store as store_module
+    assert ".part-00002.parquet.4242.tmp" in logged
+    assert "half a part" not in logged
 
+    # a write that fails (a full disk) leaves no temporary file behind
     def full(*_a, **_k):
         raise OSError(28, "No space left on device")
 
-    real = store_module.os.replace
-    store_module.os.replace = full
-    try:
-        with pytest.raises(OSError):
-            store.put("runs/r2/extract/t/part-00000.parquet", b"x" * 100)
-    finally:
-        store_module.os.replace = real
-    assert not [p for p in (tmp_path / "runs/r2/extract/t").iterdir()]
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError, match="No space left"):
+        store.put("runs/r2/extract/t/part-00000.parquet", b"x" * 100)
+    monkeypatch.undo()
+    assert not list((tmp_path / "runs/r2/extract/t").iterdir())

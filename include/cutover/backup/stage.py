@@ -565,9 +565,10 @@ class LiveSource:
             changed = {t: (f["rows"], f["rows"]) for t, f in recorded.items() if self.table(t) != f}
         if not changed:
             return None
-        if self.dialect == "sqlite" and len(changed) == len(recorded):
-            # a file has no identity but its contents: nothing in common is another file
-            return f"another database (contents differ in all {len(recorded)} tables)"
+        if self.dialect == "sqlite" and source["identity"] != self.identity():
+            # a file's contents are its identity (a copy is accepted above); its path only tells
+            # a run pointed at another file from a file edited since the snapshot
+            return "another database (another file, contents differ)"
         listed = ", ".join(
             f"{t} (rows {old} → {now})" if old != now else f"{t} (rows {old}, contents differ)"
             for t, (old, now) in list(changed.items())[:4]

@@ -183,9 +183,12 @@ class LocalStore:
     (``staging/parquet.py``), so one object in memory is what ``get`` held before. S3 keeps its
     server-side encryption.
 
-    Cost, measured on a 2,000-patient simulated clinic (212,575 legacy rows; extract, map, load,
-    three gates and reconciliation through ``bench.pipeline_bench``'s child, 2 workers):
-    MEASURED.
+    Cost, measured on a 2,000-patient simulated clinic (212,575 legacy rows; extract and map of
+    every table, 109 objects, 8.10 MB of plaintext staged): 38 bytes more a sealed object (1,370
+    bytes in all, +0.02%); AES-GCM took 0.015 s to seal all of it and 0.03 s to open it, and a
+    cutover reads each part about four times (gates, load, reconciliation): about 0.15 s added to
+    a run whose extract and map alone took 3.3–5.2 s, below the noise of three alternating runs
+    with and without (3.3–5.2 s plain, 3.3–4.3 s sealed).
     """
 
     def __init__(self, root: Path, *, key: bytes | None = None) -> None:

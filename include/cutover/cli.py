@@ -394,6 +394,7 @@ def user_error(exc: BaseException) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)  # everything created under the state folder (and by Airflow, SQLite, pg_dump) is private
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -60,25 +60,25 @@ def test_an_untouched_log_verifies_with_its_head(
     logged: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     head = audit_head(logged)
-    assert head["count"] == 7  # 3 before the chain, its seal, 3 runs
+    assert head["count"] == 6  # 3 before the chain, 3 runs
     code, line = _verify(logged, monkeypatch, capsys)
     assert code == 0
-    assert line == f"audit log OK: 7 entries, head id {head['last_id']} hash {head['last_hash']}"
+    assert line == f"audit log OK: 6 entries, head id {head['last_id']} hash {head['last_hash']}"
     with psycopg.connect(logged) as conn:
         ids = [r[0] for r in conn.execute("SELECT id FROM migration.audit_log ORDER BY id")]
         actions = [r[0] for r in conn.execute("SELECT action FROM migration.audit_log ORDER BY id")]
-    assert ids == list(range(1, 8))  # consecutive, in chain order
-    assert actions[3] == "audit chain sealed"
+    assert ids == list(range(1, 7))  # consecutive, in chain order
+    assert actions[3] == "start pt_cutover"
     assert _verify(logged, monkeypatch, capsys, "--anchor", f"{head['last_id']}:{head['last_hash']}")[0] == 0
 
 
 def test_a_deleted_entry_is_named(
     logged: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _owner(logged, "DELETE FROM migration.audit_log WHERE id = 5")
+    _owner(logged, "DELETE FROM migration.audit_log WHERE id = 4")
     code, line = _verify(logged, monkeypatch, capsys)
     assert code == 1
-    assert line == "audit log BROKEN at id 5: missing: entry 5 is gone (entry 6 chains to it)"
+    assert line == "audit log BROKEN at id 4: missing: entry 4 is gone (entry 5 chains to it)"
     # the first entry too
     _owner(logged, "DELETE FROM migration.audit_log WHERE id = 1")
     assert _verify(logged, monkeypatch, capsys)[1].startswith("audit log BROKEN at id 1: missing")
@@ -87,20 +87,20 @@ def test_a_deleted_entry_is_named(
 def test_an_altered_entry_is_named_even_with_its_hash_recomputed(
     logged: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _owner(logged, "UPDATE migration.audit_log SET actor = 'someone else' WHERE id = 6")
+    _owner(logged, "UPDATE migration.audit_log SET actor = 'someone else' WHERE id = 5")
     code, line = _verify(logged, monkeypatch, capsys)
-    assert (code, line) == (1, "audit log BROKEN at id 6: altered: its content does not match its hash")
+    assert (code, line) == (1, "audit log BROKEN at id 5: altered: its content does not match its hash")
     # the owner recomputes that entry's hash with the database's own function: the next entry still
     # chains to the old one
     _owner(
         logged,
         "UPDATE migration.audit_log SET hash = encode(sha256(convert_to(prev_hash || migration.audit_content("
-        "id, prev_id, at, actor, action, run_id, detail), 'UTF8')), 'hex') WHERE id = 6",
+        "id, prev_id, at, actor, action, run_id, detail), 'UTF8')), 'hex') WHERE id = 5",
     )
     code, line = _verify(logged, monkeypatch, capsys)
     assert (code, line) == (
         1,
-        "audit log BROKEN at id 6: altered: its hash is not the one entry 7 chained to",
+        "audit log BROKEN at id 5: altered: its hash is not the one entry 6 chained to",
     )
 
 
@@ -158,4 +158,4 @@ def test_the_loader_may_only_append(roles: tuple[str, str]) -> None:
             conn.execute(statement)
     report = verify(loader)
     assert report.ok
-    assert report.count == 3  # the seal, the run's start, the probe
+    assert report.count == 2  # the run's start, the probe

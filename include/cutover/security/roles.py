@@ -125,13 +125,14 @@ REVOKE ALL ON SCHEMA public FROM {loader};
 _RESTRICT_CONNECT = "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC;"
 
 # Objects of the target schemas, to hand to the owner when another role (a superuser, before these
-# roles existed) created them. Identity and serial sequences follow their table.
+# roles existed) created them. Identity and serial sequences follow their table. relname is cast to
+# text: a UNION of it would type the column `name` and cut a routine's signature at 63 bytes.
 _FOREIGN_OBJECTS = """
 SELECT 'SCHEMA', n.nspname, NULL FROM pg_namespace n
  WHERE n.nspname = ANY(%(schemas)s) AND n.nspowner <> (SELECT oid FROM pg_roles WHERE rolname = %(owner)s)
 UNION ALL
 SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-                      ELSE 'TABLE' END, n.nspname, c.relname
+                      ELSE 'TABLE' END, n.nspname, c.relname::text
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
    AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = %(owner)s)

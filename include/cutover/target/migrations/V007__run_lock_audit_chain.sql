@@ -27,9 +27,10 @@ COMMENT ON COLUMN migration.run.heartbeat_at IS 'When a task of the run last ref
 
 CREATE TABLE migration.run_lock (
     target   text        PRIMARY KEY DEFAULT 'target' CONSTRAINT run_lock_one_row CHECK (target = 'target'),
-    run_id   text        NOT NULL REFERENCES migration.run (run_id),
+    run_id   text        NOT NULL REFERENCES migration.run (run_id) DEFERRABLE INITIALLY IMMEDIATE,
     taken_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX run_lock_run_id_idx ON migration.run_lock (run_id);
 COMMENT ON TABLE migration.run_lock IS
     'The target''s lease: the run that holds it (cutover.runs). One row at most; no row means no run holds the target.';
 
@@ -77,7 +78,8 @@ $$;
 COMMENT ON FUNCTION migration.audit_chain() IS
     'Chains each new audit entry to the last one (id, prev_id, prev_hash, hash), under a transaction advisory lock.';
 
--- Existing entries get their hashes here, in id order: the one rewrite of the log, itself logged below.
+-- Existing entries get their hashes here, in id order: the one rewrite of the log (migration.schema_version
+-- records when it ran).
 ALTER TABLE migration.audit_log DISABLE TRIGGER audit_log_append_only;
 DO $$
 DECLARE
@@ -102,5 +104,3 @@ CREATE UNIQUE INDEX audit_log_prev_id_key ON migration.audit_log (prev_id);
 CREATE TRIGGER audit_log_chain BEFORE INSERT ON migration.audit_log
     FOR EACH ROW EXECUTE FUNCTION migration.audit_chain();
 
-INSERT INTO migration.audit_log (actor, action, detail)
-SELECT current_user, 'audit chain sealed', jsonb_build_object('entries_before', count(*)) FROM migration.audit_log;

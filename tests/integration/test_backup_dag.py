@@ -32,7 +32,14 @@ def test_dag_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert type(dag.timetable).__name__ == "NullTimetable"
     assert "## Runbook" in (dag.doc_md or "")
     tasks = {t.task_id: t for t in dag.tasks}
-    assert set(tasks) == {"snapshot_legacy", "encrypt_and_store", "restore_test", "mark_verified"}
+    assert set(tasks) == {
+        "check_configuration",
+        "snapshot_legacy",
+        "encrypt_and_store",
+        "restore_test",
+        "mark_verified",
+    }
+    assert tasks["snapshot_legacy"].upstream_task_ids == {"check_configuration"}
     assert tasks["encrypt_and_store"].upstream_task_ids == {"snapshot_legacy"}
     assert tasks["restore_test"].upstream_task_ids == {"encrypt_and_store"}
     assert tasks["mark_verified"].upstream_task_ids == {"restore_test"}

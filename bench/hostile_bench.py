@@ -32,10 +32,13 @@ from typing import Any
 import psycopg
 
 RESULTS = Path(__file__).parent / "results" / "hostile.json"
-LENIENT = "reject_rate:\n  default: 0.3\n  tables: {}\n"
-"""With 1% of every column's cells hostile a wide table loses several percent of its rows and the
-reference tables one row or more: the package's policy stops such a clinic, rightly. This bench is
-about the accounting and the gate, so the hostile runs use 30% for every table."""
+LENIENT = (
+    "reject_rate:\n  default: 0.4\n"
+    "  tables: {clinics: 0.5, providers: 0.5, ref_physicians: 0.5, payers: 0.5}\n"
+)
+"""With 1% of every column's cells hostile a wide table loses 15-20% of its rows and a reference table
+a row or more: the package's policy stops such a clinic, rightly. This bench is about the accounting
+and the gate, so the hostile runs allow 40% (50% of the small reference tables)."""
 
 
 def _run(args: list[str], home: Path, env: dict[str, str]) -> tuple[int, float, str]:

@@ -21,6 +21,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cutover.audit import audit_head
 from cutover.config import LEGACY_SYSTEM, state_dir
 from cutover.errors import IntegrityError, PolicyError
 from cutover.legacy.schema import LEGACY_TABLES
@@ -410,6 +411,8 @@ def write_summary(
         "reject_reasons": reject_reasons(target_url, run_id),
         "reject_policy": {p.table: p.as_dict() for p in policy},
         "accounted": not unaccounted,
+        # the audit log's head as this run ends: a later rewrite of its history is caught against it
+        "audit_head": audit_head(target_url),
     }
     folder = evidence_dir(run_id)
     body = json.dumps(summary, indent=2, sort_keys=True).encode()

@@ -32,12 +32,15 @@ RATE = 0.01
 """Share of every column's cells replaced by hostile values in the clinic that must migrate."""
 BROKEN = 0.4
 """Share of visit dates corrupted in the copy that must be stopped."""
-LENIENT = "reject_rate:\n  default: 0.3\n  tables: {}\n"
+LENIENT = (
+    "reject_rate:\n  default: 0.4\n"
+    "  tables: {clinics: 0.5, providers: 0.5, ref_physicians: 0.5, payers: 0.5}\n"
+)
 """The clinic group's own policy for this test. With 1% of the cells of every column hostile, a wide
-table loses several percent of its rows (a row with any bad required value is rejected) and the three
-clinics one of theirs: the package's policy (no reference row, 2% of patients, 5% elsewhere) stops
-that clinic, rightly. The test is about the accounting, so it takes 30% for every table, which the
-corrupted copy's visits (40%) still exceed."""
+table loses 15-20% of its rows (a row with any bad required value is rejected) and a reference table
+of three clinics one of them: the package's policy (no reference row, 2% of patients, 5% elsewhere)
+stops that clinic, rightly. The test is about the accounting, so it allows 40% (50% of the tiny
+reference tables), which the corrupted copy's visits (about half of them rejected) still exceed."""
 
 
 def _env(legacy: Path, target: str, policy: Path) -> dict[str, str]:

@@ -23,6 +23,7 @@ from cutover.rollback import (
     snapshot_target,
     verify_restored,
 )
+from cutover.runs import end_run
 from cutover.simulate import simulate
 from cutover.target.checksums import table_checksum
 
@@ -55,6 +56,8 @@ def _load(target: str, store: str, run_id: str, *, snapshot: bool = True) -> Non
         snapshot_target(target, run_id)
     for table in pipeline.migrated_tables():
         pipeline.load_mapped(target, store, run_id, table)
+    # the target is free for the next run, as pt_cutover's teardown leaves it
+    end_run(target, run_id, failed=False)
 
 
 def _state(url: str) -> dict[str, tuple[int, str]]:
@@ -197,7 +200,7 @@ def test_rollback_refuses_to_undo_what_others_entered_since_its_snapshot(
     with pytest.raises(TerminalError, match=refusal):
         rollback_run(pg_url, "run-b", actor="ops@clinic")
     assert _state(pg_url) == edited
-    assert _run_row(pg_url, "run-b")[0] == "running"
+    assert _run_row(pg_url, "run-b")[0] == "success"  # a refused rollback changes nothing
 
     check_rollback(pg_url, "run-b", undo_outside_changes=True)
     rollback_run(pg_url, "run-b", actor="ops@clinic", undo_outside_changes=True)

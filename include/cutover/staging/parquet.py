@@ -8,6 +8,8 @@ against it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 from collections.abc import Iterable, Iterator
@@ -17,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cutover.errors import IntegrityError
-from cutover.staging.store import Store
+from cutover.staging.store import Store, manifest_key
 
 MANIFEST = "_manifest.json"
 MAX_PART_BYTES = 64 * 1024 * 1024
@@ -81,12 +83,34 @@ def write_batches(
     if pending_rows or not parts:
         flush()
     manifest = StageManifest(prefix=prefix, rows=sum(p["rows"] for p in parts), parts=parts)
-    store.put(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=1).encode())
+    signed = {**manifest, "signature": sign(manifest)}
+    store.put(f"{prefix}/{MANIFEST}", json.dumps(signed, indent=1).encode())
     return manifest
 
 
+def sign(manifest: StageManifest) -> str:
+    """HMAC-SHA-256 of the manifest's canonical JSON under :func:`~cutover.staging.store.manifest_key`."""
+    body = json.dumps({k: manifest[k] for k in ("prefix", "rows", "parts")}, sort_keys=True).encode()
+    return hmac.new(manifest_key(), body, hashlib.sha256).hexdigest()
+
+
 def read_manifest(store: Store, prefix: str) -> StageManifest:
-    manifest: StageManifest = json.loads(store.get(f"{prefix.rstrip('/')}/{MANIFEST}"))
+    """A staged table's manifest, its signature verified: a manifest the pipeline did not write (a part
+    replaced and its digest rewritten in the manifest, by anyone who can write to the store but does not
+    hold the key) is refused, so neither the load, the gates nor the reconciliation ever read it."""
+    key = f"{prefix.rstrip('/')}/{MANIFEST}"
+    raw = json.loads(store.get(key))
+    given = raw.pop("signature", None) if isinstance(raw, dict) else None
+    try:
+        manifest = StageManifest(prefix=raw["prefix"], rows=int(raw["rows"]), parts=list(raw["parts"]))
+        expected = sign(manifest)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IntegrityError(f"staged manifest {key} is malformed") from exc
+    if not isinstance(given, str) or not hmac.compare_digest(given, expected):
+        raise IntegrityError(
+            f"staged manifest {key} is not signed by this pipeline's key: altered after it was written, or"
+            " staged under another key; refusing to read it"
+        )
     return manifest
 
 

@@ -69,16 +69,8 @@ lists: ids, keys and counts only, by the rule that no patient value leaves the d
 _HKDF_INFO = b"cutover staging store v1"
 
 
-def staging_key() -> bytes:
-    """The local staging store's 32-byte key, derived with HKDF-SHA-256 from, in order: the
-    ``encryption_key`` extra of the ``staging_store`` connection, its ``backup_key`` extra, then the
-    backup key as :mod:`cutover.backup.crypto` finds it (``CUTOVER_BACKUP_KEY``, else
-    ``<state folder>/backup.key``). Extras are read from ``AIRFLOW_CONN_STAGING_STORE``, the form
-    the README configures connections in. The key is never written into the store.
-    """
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
+def _base_key() -> bytes:
+    """The 32 bytes the staging store's keys are derived from (see :func:`staging_key`)."""
     from cutover.config import connection_extra, key_text
 
     extra = connection_extra("staging_store")
@@ -89,7 +81,32 @@ def staging_key() -> bytes:
         raise ConfigError("staging store key: not base64") from exc
     if len(base) != 32:
         raise ConfigError("staging store key: must be 32 bytes (AES-256)")
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(base)
+    return base
+
+
+def manifest_key() -> bytes:
+    """The key that signs staged manifests (HMAC-SHA-256), derived like :func:`staging_key` but for
+    another purpose, on every kind of store: S3 included, where the objects are the bucket's to
+    encrypt but their manifests are still ours to sign. Never stored beside what it signs."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"cutover staged manifest v1").derive(
+        _base_key()
+    )
+
+
+def staging_key() -> bytes:
+    """The local staging store's 32-byte key, derived with HKDF-SHA-256 from, in order: the
+    ``encryption_key`` extra of the ``staging_store`` connection, its ``backup_key`` extra, then the
+    backup key as :mod:`cutover.backup.crypto` finds it (``CUTOVER_BACKUP_KEY``, else
+    ``<state folder>/backup.key``). Extras are read from ``AIRFLOW_CONN_STAGING_STORE``, the form
+    the README configures connections in. The key is never written into the store.
+    """
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(_base_key())
 
 
 def seal(data: bytes, key: bytes, name: str) -> bytes:

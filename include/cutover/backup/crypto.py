@@ -58,14 +58,14 @@ class Sealed:
     chunks: int
 
 
-def load_key(value: str) -> bytes:
-    """A 32-byte key from its base64 text (``CUTOVER_BACKUP_KEY``)."""
+def load_key(value: str, what: str = "backup key") -> bytes:
+    """A 32-byte key from its base64 text (``CUTOVER_BACKUP_KEY``); ``what`` names it in an error."""
     try:
         key = base64.b64decode(value.strip(), validate=True)
     except ValueError as exc:
-        raise ConfigError("backup key: not base64") from exc
+        raise ConfigError(f"{what}: not base64") from exc
     if len(key) != 32:
-        raise ConfigError("backup key: must be 32 bytes (AES-256)")
+        raise ConfigError(f"{what}: must be 32 bytes (AES-256)")
     return key
 
 

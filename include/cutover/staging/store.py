@@ -71,17 +71,13 @@ _HKDF_INFO = b"cutover staging store v1"
 
 def _base_key() -> bytes:
     """The 32 bytes the staging store's keys are derived from (see :func:`staging_key`)."""
+    from cutover.backup.crypto import load_key
     from cutover.config import connection_extra, key_text
 
     extra = connection_extra("staging_store")
-    text = extra.get("encryption_key") or key_text(extra.get("backup_key"))
-    try:
-        base = base64.b64decode(str(text).strip(), validate=True)
-    except ValueError as exc:
-        raise ConfigError("staging store key: not base64") from exc
-    if len(base) != 32:
-        raise ConfigError("staging store key: must be 32 bytes (AES-256)")
-    return base
+    return load_key(
+        str(extra.get("encryption_key") or key_text(extra.get("backup_key"))), "staging store key"
+    )
 
 
 def manifest_key() -> bytes:

@@ -24,6 +24,12 @@ import pytest
 from cli_helpers import run_cutover
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# One staging/backup key for the whole session (the tests' own, never a real one): the local store
+# encrypts what it stages and every manifest is signed under a key derived from it, so what a module's
+# fixture staged under its CUTOVER_HOME must be readable by its tests under theirs. Tests of the
+# embedded default key file clear it (monkeypatch.delenv, or "CUTOVER_BACKUP_KEY": "" for a command).
+os.environ.setdefault("CUTOVER_BACKUP_KEY", base64.b64encode(b"cutover-test-key-not-for-data-!!").decode())
 SYSTEM_PG = os.environ.get("CUTOVER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SYSTEM_MARIADB = os.environ.get("CUTOVER_TEST_MARIADB", "mysql://root@127.0.0.1:3306/")
 

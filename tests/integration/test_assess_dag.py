@@ -57,7 +57,12 @@ def test_dag_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert dag.catchup is False
     assert "## Runbook" in (dag.doc_md or "")
     tasks = {t.task_id: t for t in dag.tasks}
-    assert set(tasks) == {"profile_table", "run_checks", "write_report"}
+    assert set(tasks) == {"check_configuration", "profile_table", "run_checks", "write_report"}
+    assert (
+        tasks["profile_table"].upstream_task_ids
+        == tasks["run_checks"].upstream_task_ids
+        == {"check_configuration"}
+    )
     profile = tasks["profile_table"]
     assert profile.map_index_template == "{{ table }}"
     assert profile.op_kwargs_expand_input.value["table"] == list(LEGACY_TABLES)

@@ -52,7 +52,12 @@ def test_cutover_run_pt_backup(home: Path, tmp_path: Path) -> None:
     result = run_cutover(
         ["run", "pt_backup"],
         home,
-        {"AIRFLOW_CONN_LEGACY_DB": f"sqlite:///{legacy}", "AIRFLOW_CONN_TARGET_DB": UNUSED_TARGET},
+        # the embedded default key (no CUTOVER_BACKUP_KEY): created in the state folder, mode 0600
+        {
+            "AIRFLOW_CONN_LEGACY_DB": f"sqlite:///{legacy}",
+            "AIRFLOW_CONN_TARGET_DB": UNUSED_TARGET,
+            "CUTOVER_BACKUP_KEY": "",
+        },
     )
     folder = evidence_of(result)
     manifest = json.loads((folder / "backup_manifest.json").read_text())

@@ -243,6 +243,7 @@ def pt_cutover() -> None:
             max_failure_rate=limit,
             reject_policy=True,
             max_reject_rate=reject_rate(params),
+            legacy_url=conn_url("legacy_db"),
         )
 
     @task

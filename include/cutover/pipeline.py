@@ -70,6 +70,8 @@ class StageManifest(TypedDict, total=False):
     unstamped: int
     """A delta sync's extract: rows taken because they differ from their snapshot though their
     ``modified`` is not newer than the wave's mark (an edit the legacy system did not stamp)."""
+    as_of: str
+    """The mapping's as-of date (ISO): what a later re-mapping of the same rows must use."""
 
 
 class TableOutcome(TypedDict):
@@ -189,6 +191,7 @@ def _staged(
     *,
     high_water: str | None = None,
     unstamped: int | None = None,
+    as_of: date | None = None,
 ) -> StageManifest:
     """A stage's manifest for XCom (counts only), also kept beside its parts as ``_stats.json``."""
     result = StageManifest(
@@ -203,6 +206,8 @@ def _staged(
         result["high_water"] = high_water
     if unstamped is not None:
         result["unstamped"] = unstamped
+    if as_of is not None:
+        result["as_of"] = as_of.isoformat()
     store.put(f"{prefix}/_stats.json", json.dumps(result).encode())
     return result
 
@@ -307,7 +312,7 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
         store.delete_prefix(unmerged)
     seconds = time.perf_counter() - started
     log.info("mapped %s: %d rows, %.1fs", table, manifest["rows"], seconds)
-    return _staged(store, table, prefix, manifest, seconds)
+    return _staged(store, table, prefix, manifest, seconds, as_of=as_of)
 
 
 def mapped_batches(store_url: str, run_id: str, table: str) -> list[int]:
@@ -617,9 +622,11 @@ def reconcile_run(
     max_failure_rate: float,
     reject_policy: bool = False,
     max_reject_rate: float | None = None,
+    legacy_url: str | None = None,
 ) -> dict[str, Any]:
     """Source-to-target reconciliation of the run (``reconciliation.json``); fails above the rate, and,
-    with ``reject_policy``, when a table rejected more of its legacy rows than the policy allows."""
+    with ``reject_policy``, when a table rejected more of its legacy rows than the policy allows; with
+    ``legacy_url``, a sample of patients is also read and mapped again from the legacy database."""
     from cutover.reconcile import reconcile
 
     report = reconcile(
@@ -629,6 +636,7 @@ def reconcile_run(
         max_failure_rate=max_failure_rate,
         reject_policy=reject_policy,
         max_reject_rate=max_reject_rate,
+        legacy_url=legacy_url,
     ).as_dict()
     return {
         k: report[k] for k in ("passed", "patients_compared", "patients_mismatched", "seconds") if k in report

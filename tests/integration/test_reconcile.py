@@ -8,6 +8,8 @@ into another test.
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -19,6 +21,7 @@ import psycopg
 import pytest
 
 from cutover import pipeline
+from cutover.pipeline import run_key
 from cutover.reconcile import ReconcileFailed, reconcile
 from cutover.simulate import simulate
 from cutover.staging.store import open_store
@@ -47,7 +50,7 @@ def loaded(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         pipeline.map_table(store, RUN, table, as_of=date(2026, 11, 27))
     for table in pipeline.migrated_tables():
         pipeline.load_mapped(url, store, RUN, table)
-    yield {"template": template, "store": store, "manifest": manifest}
+    yield {"template": template, "store": store, "manifest": manifest, "legacy": folder / "legacy.db"}
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
 
@@ -259,3 +262,29 @@ def test_a_failure_rate_within_the_threshold_passes(target: str, loaded: dict[st
     assert report.patients_mismatched == 1
     assert report.failures_by_kind == {"chart_balance": 1, "chart_charges": 1}
     assert len(_failures(target)) == 2  # written even when the gate passes
+
+
+def test_the_legacy_recheck_maps_a_sample_again_and_finds_what_changed_since_the_extract(
+    target: str, loaded: dict[str, Any], tmp_path: Path
+) -> None:
+    """Issue 14: a change anywhere between the legacy system and the target is found, even one that
+    the staged Parquet and the target agree on (the chart reconciliation compares only those two)."""
+    from cutover.reconcile.recheck import SAMPLE_PATIENTS, sample_patients
+
+    report = reconcile(target, loaded["store"], RUN, legacy_url=f"sqlite:///{loaded['legacy']}")
+    assert report.passed
+    assert report.legacy_recheck == {"patients": SAMPLE_PATIENTS, "mismatched_rows": {}}
+    # the legacy system moves on after the extract: one visit of a sampled patient is edited
+    sample = sample_patients(open_store(loaded["store"]), f"runs/{run_key(RUN)}", RUN)
+    moved = tmp_path / "legacy.db"
+    shutil.copy(loaded["legacy"], moved)
+    with sqlite3.connect(moved) as conn:
+        (visit_id,) = conn.execute(
+            f"SELECT min(visit_id) FROM visits WHERE pat_id IN ({', '.join('?' * len(sample))})"
+            " AND note_type = 'DN'",
+            sample,
+        ).fetchone()
+        conn.execute("UPDATE visits SET note_type = 'PN' WHERE visit_id = ?", (visit_id,))
+    with pytest.raises(ReconcileFailed, match="legacy_recheck 1"):
+        reconcile(target, loaded["store"], RUN, legacy_url=f"sqlite:///{moved}")
+    assert ("visits", str(visit_id), None, "legacy_recheck") in _failures(target)

@@ -294,6 +294,36 @@ def read_batches(
                 yield to_batch(rows, schema)
 
 
+def read_where(
+    url: str,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    key: str,
+    column: str,
+    ids: Sequence[int],
+    *,
+    chunk: int = 500,
+) -> Iterator[pa.RecordBatch]:
+    """The rows of a legacy table whose ``column`` is one of ``ids`` (with the :data:`INVALID_IDS`
+    sidecar), ``chunk`` ids a query: a few rows read again, as the extract read them."""
+    dialect = dialect_of(url)
+    schema = extract_schema(columns)
+    mark = "?" if dialect == "sqlite" else "%s"
+    cols = ", ".join(_quote(dialect, name) for name, _ in columns)
+    with connect(url) as conn:
+        cur = conn.cursor()
+        with contextlib.closing(cur):
+            for start in range(0, len(ids), chunk):
+                part = [int(i) for i in ids[start : start + chunk]]
+                cur.execute(
+                    f"SELECT {cols} FROM {_quote(dialect, table)} WHERE {_quote(dialect, column)}"
+                    f" IN ({', '.join([mark] * len(part))}) ORDER BY {_quote(dialect, key)}",
+                    part,
+                )
+                if rows := cur.fetchall():
+                    yield to_batch(rows, schema)
+
+
 def count_rows(url: str, table: str) -> int:
     dialect = dialect_of(url)
     with connect(url) as conn:

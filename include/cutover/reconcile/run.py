@@ -32,7 +32,7 @@ from cutover.staging.store import open_store
 
 log = logging.getLogger(__name__)
 
-LEDGER_KINDS = ("unresolved", "missing", "extra")
+LEDGER_KINDS = ("unresolved", "missing", "extra", "legacy_recheck")
 """Failure kinds about rows rather than charts; each counts as one failing patient in the rate."""
 
 MAX_IDS_IN_MESSAGE = 10
@@ -59,6 +59,9 @@ class ReconcileReport:
     """Levels, segments compared, leaves and chart rows fetched: how little of the target was read."""
     phases: dict[str, float] = field(default_factory=dict)
     """Seconds per step: ledger, target_charts, legacy_charts, bisection."""
+    legacy_recheck: dict[str, Any] = field(default_factory=dict)
+    """When asked: the patients re-read from the legacy database and mapped again, and per table how
+    many of their rows differ from the staged ones (:mod:`cutover.reconcile.recheck`)."""
     reject_policy: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per table, when asked: the outcome counts against the legacy counts and ``thresholds.yaml``. A
     mass rejection is a finding, not a match: the rows that did load agree with their source, but a
@@ -141,6 +144,35 @@ def _plan_for_bulk(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SET LOCAL jit = off")
 
 
+def _recheck(
+    conn: psycopg.Connection[Any], legacy_url: str, store: Any, prefix: str, run_id: str
+) -> dict[str, Any]:
+    """Run the legacy recheck and record its mismatches as ``legacy_recheck`` failures."""
+    from datetime import date
+
+    from cutover.reconcile.recheck import recheck
+
+    stats_key = f"{prefix}/mapped/patients/_stats.json"
+    as_of = json.loads(store.get(stats_key)).get("as_of") if store.exists(stats_key) else None
+    if as_of is None:
+        raise TerminalError(
+            f"reconciliation of {run_id}: the mapping's as-of date is not recorded, so the legacy recheck"
+            " cannot map the sample as the run did; re-run the mapping"
+        )
+    patients, mismatched = recheck(
+        legacy_url, store, prefix, run_id, as_of=date.fromisoformat(as_of), tables=migrated_tables()
+    )
+    rows = [(t, i) for t, ids in mismatched.items() for i in ids]
+    if rows:
+        conn.execute(
+            "INSERT INTO migration.validation_failure (run_id, table_name, legacy_id, kind)"
+            " SELECT %s, t, i, 'legacy_recheck' FROM unnest(%s::text[], %s::text[]) AS r (t, i)"
+            " ON CONFLICT DO NOTHING",
+            (run_id, [t for t, _ in rows], [i for _, i in rows]),
+        )
+    return {"patients": len(patients), "mismatched_rows": {t: len(ids) for t, ids in mismatched.items()}}
+
+
 def _summary(conn: psycopg.Connection[Any], run_id: str) -> tuple[dict[str, int], list[str]]:
     by_kind = dict(
         conn.execute(
@@ -166,6 +198,7 @@ def reconcile(
     source_run_id: str | None = None,
     reject_policy: bool = False,
     max_reject_rate: float | None = None,
+    legacy_url: str | None = None,
 ) -> ReconcileReport:
     """Reconcile one loaded run against its staged extract and mapped Parquet.
 
@@ -176,6 +209,9 @@ def reconcile(
        mismatches as ``chart_visits``, ``chart_units``, ``chart_dx``, ``chart_charges``,
        ``chart_payments``, ``chart_balance`` against the surviving patient;
     c. the run's rows of ``migration.validation_failure`` replaced by this result;
+    c'. with ``legacy_url``, a sample of patients read again from the legacy database and mapped
+       again, every row compared with the staged one (:mod:`cutover.reconcile.recheck`): a change
+       anywhere between the legacy system and the staging store is a ``legacy_recheck`` failure;
     d. with ``reject_policy``, every table's rejected share of its legacy rows against
        ``thresholds.yaml`` (``max_reject_rate`` overriding the default), so a run whose load lost
        too many rows fails here however well the rows that loaded match;
@@ -212,6 +248,8 @@ def reconcile(
             keys = [k for ks in mismatched.values() for k in ks]
             kinds = [kind for kind, ks in mismatched.items() for _ in ks]
             conn.execute(_CHART_FAILURES, {"run": run_id, "keys": keys, "kinds": kinds})
+            rechecked = _recheck(conn, legacy_url, store, prefix, run_id) if legacy_url else {}
+            phases["legacy_recheck"] = round(time.perf_counter() - started - sum(phases.values()), 3)
             by_kind, sample = _summary(conn, run_id)
             patients_mismatched = len(set(keys))
             ledger_failures = sum(by_kind.get(k, 0) for k in LEDGER_KINDS)
@@ -229,6 +267,7 @@ def reconcile(
                 passed=rate <= max_failure_rate and all(p.ok for p in policy),
                 bisection=bisection,
                 phases=phases,
+                legacy_recheck=rechecked,
                 reject_policy={
                     p.table: {"legacy_rows": p.legacy_rows, "rejected": p.rejected, **p.as_dict()}
                     for p in policy

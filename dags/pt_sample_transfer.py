@@ -96,15 +96,21 @@ def pt_sample_transfer() -> None:
 
     @task
     def reconcile_sample(run_id: str | None = None) -> dict:
-        """The cutover's reconciliation, on the scratch target: timed for the estimate, and a
-        mismatch is a no-go (recorded, as a failed gate is)."""
+        """The cutover's reconciliation, on the scratch target (its legacy recheck included): timed for
+        the estimate, and a mismatch is a no-go (recorded, as a failed gate is)."""
         from cutover.pipeline import reconcile_run
         from cutover.reconcile.run import ReconcileFailed
         from cutover.sample import scratch_url
 
         url = scratch_url(conn_url("target_db"), str(run_id))
         try:
-            result = reconcile_run(url, conn_url("staging_store"), str(run_id), max_failure_rate=0.0)
+            result = reconcile_run(
+                url,
+                conn_url("staging_store"),
+                str(run_id),
+                max_failure_rate=0.0,
+                legacy_url=conn_url("legacy_db"),
+            )
         except ReconcileFailed:
             return {"gate": "reconciliation", "passed": False}
         return {"gate": "reconciliation", **result}

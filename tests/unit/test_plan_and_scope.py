@@ -167,23 +167,28 @@ def test_the_estimate_scales_each_gates_tables_and_the_reconciliation_but_not_a_
     gate("mapped", {"visits": (100, 0.6), "documents": (500, 1.0)}, own=3.0)
     gate("target", {"visit": (100, 0.6)}, own=3.0)
     legacy_rows = {"visits": {"legacy_rows": 100}, "documents": {"legacy_rows": 500}}
-    (tmp_path / "reconciliation.json").write_text(json.dumps({"tables": legacy_rows, "seconds": 1.1}))
+    (tmp_path / "reconciliation.json").write_text(
+        json.dumps({"tables": legacy_rows, "seconds": 1.6, "phases": {"legacy_recheck": 0.5}})
+    )
 
     validate = validation_timings(tmp_path)
     assert validate["target:visit"] == {"rows": 100, "seconds": 0.6}
     assert validate["mapped:"] == {"rows": 0, "seconds": 3.0}
     assert validate["reconciliation"] == {"rows": 600, "seconds": 1.1}
+    assert validate["reconciliation:legacy_recheck"] == {"rows": 0, "seconds": 0.5}  # a fixed sample
     legacy = {"visits": 1000, "documents": 5000}
     full = validation_rows(validate, legacy)
     assert full["target:visit"] == 1000  # the legacy tables loaded into pt.visit
     assert full["reconciliation"] == 6000
     assert full["extract:"] == 0
+    assert full["reconciliation:legacy_recheck"] == 0  # not scaled with the tables
 
     stage = {"visits": {"rows": 100, "seconds": 0.6}, "documents": {"rows": 500, "seconds": 1.0}}
     sample = {"extract": stage, "map": stage, "load": stage, "validate": validate}
     result = estimate(sample, legacy | full, window_hours=60, safety_margin=1.5, gates_passed=True)
-    # 3 gates' own 9 s as they were; 6 entries at 0.5 s + 1 ms × (1000 + 5000 + 1000 + 5000 + 1000 + 6000)
-    assert result["estimated_seconds"]["validate"] == pytest.approx(9 + 6 * 0.5 + 0.001 * 19000)
+    # 3 gates' own 9 s and the recheck's 0.5 s as they were; 6 entries at 0.5 s + 1 ms × (1000 + 5000 +
+    # 1000 + 5000 + 1000 + 6000)
+    assert result["estimated_seconds"]["validate"] == pytest.approx(9 + 0.5 + 6 * 0.5 + 0.001 * 19000)
     assert result["full_rows"] == 6000
 
 

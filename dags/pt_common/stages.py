@@ -166,8 +166,8 @@ def gate_rejects(
 ) -> dict:
     """Before any write: a resumed run's loaded batches still match the legacy data, and the reject
     policy holds for what the load would reject (from the staged rows)."""
-    from cutover.pipeline import check_resume
     from cutover.pipeline import gate_rejects as check
+    from cutover.resume import check_resume
 
     with held(target, str(run_id)):
         if target == "target":  # a resumed run: the batches it loaded before the kill must still be current

@@ -12,6 +12,7 @@ import pytest
 
 from cutover import pipeline
 from cutover.errors import IntegrityError
+from cutover.resume import changed_batches, check_resume
 from cutover.simulate import simulate
 
 pytestmark = pytest.mark.slow
@@ -42,8 +43,8 @@ def test_a_legacy_edit_between_kill_and_resume_is_refused_or_reloaded(
         pipeline.load_mapped(pg_url, store, RUN, table)
     # the run is killed here; nothing changed yet: a resume goes on
     _stage(legacy, store, tables)
-    assert pipeline.changed_batches(pg_url, store, RUN) == {}
-    assert pipeline.check_resume(pg_url, store, RUN) == {}
+    assert changed_batches(pg_url, store, RUN) == {}
+    assert check_resume(pg_url, store, RUN) == {}
 
     # a patient's name and modified stamp are edited in the legacy system, then the run is resumed
     with sqlite3.connect(path) as conn:
@@ -56,10 +57,10 @@ def test_a_legacy_edit_between_kill_and_resume_is_refused_or_reloaded(
     with pytest.raises(
         IntegrityError, match=r"legacy data changed since these batches were loaded: patients batches 0"
     ):
-        pipeline.check_resume(pg_url, store, RUN)
+        check_resume(pg_url, store, RUN)
 
     # asked to, the resume loads exactly the changed batch again: the target takes the current row
-    assert pipeline.check_resume(pg_url, store, RUN, reload_changed=True) == {"patients": [0]}
+    assert check_resume(pg_url, store, RUN, reload_changed=True) == {"patients": [0]}
     result = pipeline.load_mapped(pg_url, store, RUN, "patients")
     assert result["resumed_batches"] == 0
     clinics = pipeline.load_mapped(pg_url, store, RUN, "clinics")
@@ -71,4 +72,4 @@ def test_a_legacy_edit_between_kill_and_resume_is_refused_or_reloaded(
             (str(pat_id),),
         ).fetchone()
     assert family == "Zztop"
-    assert pipeline.changed_batches(pg_url, store, RUN) == {}
+    assert changed_batches(pg_url, store, RUN) == {}

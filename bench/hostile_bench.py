@@ -1,13 +1,15 @@
 """`python -m bench hostile [--patients N]`: data nobody planned for, at a clinic's size, through the real DAGs.
 
-Four runs of `cutover run` into one fresh target database, as a user would:
+Four runs of `cutover run`, as a user would:
 
-1. ``clean``: the simulated clinic as written (the reference: its wall time and outcomes);
+1. ``clean``: the simulated clinic as written, into a target of its own (the reference: its wall
+   time and outcomes);
 2. ``broken_empty``: a copy with 1% of every column's cells hostile and 40% of the visit dates
-   corrupted, into the empty target: must stop at the reject gate, the target untouched;
-3. ``hostile``: the copy with 1% hostile cells only, into the target the clean run loaded (with a
-   policy of its own: see ``LENIENT``): every legacy row accounted, no crash;
-4. ``broken_loaded``: the corrupted copy again, into that loaded target: stopped, target unchanged.
+   corrupted, into an empty target: must stop at the reject gate, the target untouched;
+3. ``hostile``: the copy with 1% hostile cells only, into that target (with a policy of its own:
+   see ``LENIENT``): every legacy row accounted, no crash;
+4. ``broken_loaded``: the corrupted copy again, into the target the hostile run loaded: stopped,
+   the target unchanged.
 
 Each run is backed up first (`pt_backup`) and timed; the hostile run's wall time is reported as a
 ratio to the clean run's. Writes ``bench/results/hostile.json`` (counts, reasons, ratios, the load
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -78,10 +81,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from cutover.simulate.hostile import corrupt
 
     admin = os.environ.get("CUTOVER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"hostile_{uuid.uuid4().hex[:10]}"
+    names = {label: f"hostile_{label}_{uuid.uuid4().hex[:8]}" for label in ("ref", "main")}
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    target = admin.rsplit("/", 1)[0] + f"/{name}"
+        for name in names.values():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    targets = {label: admin.rsplit("/", 1)[0] + f"/{name}" for label, name in names.items()}
     work = Path(tempfile.mkdtemp(prefix="cutover-hostile-"))
     result: dict[str, Any] = {"patients": args.patients, "seed": args.seed}
     try:
@@ -100,10 +104,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["hostile_kinds"] = len({r["kind"] for r in replaced})
         result["corrupted_visit_dates"] = corrupted
         os.environ["CUTOVER_HOME"] = str(work / "inproc")
-        pipeline.prepare_target(target)
+        for target in targets.values():
+            pipeline.prepare_target(target)
         runs: dict[str, Any] = {}
 
-        def cutover(label: str, legacy: Path, lenient: bool) -> tuple[int, str]:
+        def cutover(
+            label: str, legacy: Path, lenient: bool, target: str = targets["main"]
+        ) -> tuple[int, str]:
             env = {"AIRFLOW_CONN_LEGACY_DB": f"sqlite:///{legacy}", "AIRFLOW_CONN_TARGET_DB": target}
             if lenient:
                 env["CUTOVER_THRESHOLDS"] = str(policy)
@@ -126,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             runs[label]["stopped_by_reject_gate"] = refusal is not None
             return code, output
 
-        cutover("clean", clean, lenient=False)
+        cutover("clean", clean, lenient=False, target=targets["ref"])
         cutover("broken_empty", broken, lenient=True)
         code, output = cutover("hostile", hostile, lenient=True)
         if code == 0:
@@ -144,7 +151,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     reasons[reason] = reasons.get(reason, 0) + n
             runs["hostile"]["reject_reasons"] = dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
         else:
-            runs["hostile"]["failure"] = output[-2000:]
+            # what the run raised (each exception line once): ids and counts only, as every message
+            raised = [
+                ln.strip() for ln in output.splitlines() if re.match(r"^(?:[a-z_]\w*\.)+[A-Z]\w*: ", ln)
+            ]
+            runs["hostile"]["failure"] = list(dict.fromkeys(raised))[-5:]
         cutover("broken_loaded", broken, lenient=True)
         result["runs"] = runs
         result["hostile_vs_clean_seconds"] = round(
@@ -153,7 +164,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["load_average"] = os.getloadavg()
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for name in names.values():
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(work, ignore_errors=True)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")

@@ -37,11 +37,12 @@ import psycopg
 RESULTS = Path(__file__).parent / "results" / "hostile.json"
 LENIENT = (
     "reject_rate:\n  default: 0.4\n"
-    "  tables: {clinics: 0.5, providers: 0.5, ref_physicians: 0.5, payers: 0.5}\n"
+    "  tables: {clinics: 1.0, providers: 0.5, ref_physicians: 0.5, payers: 0.5}\n"
 )
-"""With 1% of every column's cells hostile a wide table loses 15-20% of its rows and a reference table
-a row or more: the package's policy stops such a clinic, rightly. This bench is about the accounting
-and the gate, so the hostile runs allow 40% (50% of the small reference tables)."""
+"""With 1% of every column's cells hostile a wide table loses 15-20% of its rows, and the simulator's
+three clinics (one hostile cell per column, at least) lose most of theirs: the package's policy stops
+such a clinic, rightly. This bench is about the accounting and the gate, so the hostile runs allow 40%
+(50% of the small reference tables, any share of the three clinics)."""
 
 
 def _run(args: list[str], home: Path, env: dict[str, str]) -> tuple[int, float, str]:

@@ -5,6 +5,7 @@ The words are what the auditor's mapping specification shows; the function is wh
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -31,6 +32,27 @@ def text() -> Rule:
         "null tokens (N/A, NULL, none, '') to NULL, trimmed",
         lambda b, src: _ok(_text(b, src[0])),
     )
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones())
+
+
+def timezone() -> Rule:
+    """An IANA time zone name; anything else is ``timezone_unknown`` (the target's CHECK, known here)."""
+
+    def run(b: Batch, src: tuple[str, ...]) -> Normalized:
+        values = _text(b, src[0])
+        unknown = values.notna() & ~values.isin(_zones()).fillna(False)
+        return Normalized(
+            values=values.mask(unknown),
+            reasons=pd.Series(pd.NA, index=values.index, dtype="string").mask(unknown, "timezone_unknown"),
+        )
+
+    return Rule("IANA time zone name (America/New_York); anything else is timezone_unknown", run)
 
 
 def upper() -> Rule:

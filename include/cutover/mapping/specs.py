@@ -150,7 +150,7 @@ SPECS: dict[str, TableSpec] = {
                 Field("state", "text", ("state",), r.upper()),
                 Field("postal_code", "text", ("zip", "state"), r.postal(), invalid="flag"),
                 Field("phone", "text", ("phone",), r.phone(), invalid="flag"),
-                Field("timezone", "text", ("tz",), r.text(), required=True),
+                Field("timezone", "text", ("tz",), r.timezone(), required=True),
             ),
             doc="A clinic location of the practice group.",
         ),

@@ -56,7 +56,10 @@ def _run(args: list[str], home: Path, env: dict[str, str]) -> tuple[int, float, 
 
 
 def _evidence(output: str) -> Path:
-    return Path(output.strip().splitlines()[-1].removeprefix("evidence: "))
+    """The folder the run's ``evidence:`` line names (stdout's last line; stderr follows it here)."""
+    return Path(
+        [ln for ln in output.splitlines() if ln.startswith("evidence: ")][-1].removeprefix("evidence: ")
+    )
 
 
 def _checksums(url: str) -> dict[str, Any]:

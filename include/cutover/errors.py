@@ -125,8 +125,8 @@ def retry_can_help(exc: BaseException) -> bool:
     for err in _chain(exc):
         if isinstance(err, TerminalError | FileNotFoundError | PermissionError | IsADirectoryError):
             return False
-        code = getattr(err, "response", {}).get("Error", {}).get("Code") if hasattr(err, "response") else None
-        if code in _TERMINAL_S3_CODES:
+        response = getattr(err, "response", None)  # botocore's ClientError
+        if isinstance(response, dict) and response.get("Error", {}).get("Code") in _TERMINAL_S3_CODES:
             return False
         text = str(err).lower()
         if any(marker in text for marker in _TERMINAL_MESSAGES) and not isinstance(err, TransientError):

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, SYSTEM_MARIADB, _answers
+from conftest import SYSTEM_MARIADB, require_service
 
 from cli_helpers import run_cutover
 from cutover.errors import ConfigError, TransientError
@@ -16,9 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_refused_password_fails_pt_backup_at_once_in_one_line(home: Path) -> None:
-    if not _answers("127.0.0.1", 3306):
-        assert not IN_CI, "MariaDB must run in CI"
-        pytest.skip("no MariaDB server at 127.0.0.1:3306")
+    require_service("MariaDB", "127.0.0.1", 3306)
     url = SYSTEM_MARIADB.replace("root@", "root:not-the-password@").rstrip("/") + "/test"
     started = time.perf_counter()
     result = run_cutover(["run", "pt_backup"], home, {"AIRFLOW_CONN_LEGACY_DB": url})

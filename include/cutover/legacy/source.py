@@ -253,6 +253,19 @@ def _quote(dialect: Dialect, name: str) -> str:
     return f"`{name}`" if dialect == "mysql" else f'"{name}"'
 
 
+def _select(
+    dialect: Dialect, table: str, columns: Sequence[tuple[str, str]], key: str, where: str = ""
+) -> str:
+    """``SELECT`` of ``columns`` of a legacy table in key order, ``where`` a filter (placeholders only).
+
+    >>> _select("mysql", "visits", [("visit_id", "int")], "visit_id", "`pat_id` IN (%s)")
+    'SELECT `visit_id` FROM `visits` WHERE `pat_id` IN (%s) ORDER BY `visit_id`'
+    """
+    cols = ", ".join(_quote(dialect, name) for name, _ in columns)
+    filtered = f" WHERE {where}" if where else ""
+    return f"SELECT {cols} FROM {_quote(dialect, table)}{filtered} ORDER BY {_quote(dialect, key)}"
+
+
 BATCH_ROWS = 10_000
 """Rows fetched at a time. Fetched rows are Python objects, several times their Arrow size: at
 50,000 rows the fetch buffer, not the staged part, set the extract's peak (visits at 20k
@@ -280,8 +293,7 @@ def read_batches(
         batch_rows = min(batch_rows, BLOB_BATCH_ROWS)
     dialect = dialect_of(url)
     schema = extract_schema(columns) if invalid_ids else arrow_schema(columns)
-    cols = ", ".join(_quote(dialect, name) for name, _ in columns)
-    sql = f"SELECT {cols} FROM {_quote(dialect, table)} ORDER BY {_quote(dialect, key)}"
+    sql = _select(dialect, table, columns, key)
     with connect(url) as conn:
         if dialect == "postgresql":
             cur = conn.cursor(name=f"extract_{table}")  # server-side: memory stays bounded
@@ -309,17 +321,13 @@ def read_where(
     dialect = dialect_of(url)
     schema = extract_schema(columns)
     mark = "?" if dialect == "sqlite" else "%s"
-    cols = ", ".join(_quote(dialect, name) for name, _ in columns)
     with connect(url) as conn:
         cur = conn.cursor()
         with contextlib.closing(cur):
             for start in range(0, len(ids), chunk):
                 part = [int(i) for i in ids[start : start + chunk]]
-                cur.execute(
-                    f"SELECT {cols} FROM {_quote(dialect, table)} WHERE {_quote(dialect, column)}"
-                    f" IN ({', '.join([mark] * len(part))}) ORDER BY {_quote(dialect, key)}",
-                    part,
-                )
+                where = f"{_quote(dialect, column)} IN ({', '.join([mark] * len(part))})"
+                cur.execute(_select(dialect, table, columns, key, where), part)
                 if rows := cur.fetchall():
                     yield to_batch(rows, schema)
 

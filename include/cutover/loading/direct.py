@@ -128,18 +128,6 @@ def _first(*reasons: pa.Array) -> pa.Array:
     return out
 
 
-def _chosen(reasons: list[pa.Array], details: list[pa.Array]) -> list[pa.Array]:
-    """Each detail kept only where no earlier reason was given, so the first of them is the first reason's."""
-    out, earlier = [], None
-    for reason, detail in zip(reasons, details, strict=True):
-        out.append(
-            detail if earlier is None else pc.if_else(earlier, pa.nulls(len(detail), pa.string()), detail)
-        )
-        given = pc.is_valid(reason)
-        earlier = given if earlier is None else pc.or_(earlier, given)
-    return out
-
-
 def _resolve(ref: Ref, src: pa.Array, parent: Parent) -> tuple[pa.Array, pa.Array, pa.Array]:
     """(the parent id or NULL, the load reason or NULL, the ``<column>_unresolved`` flag or NULL)
     of every row, as the general merge's CASE expressions decide them."""
@@ -212,28 +200,23 @@ def _patient_mismatch(
     from cutover.mapping.specs import SPECS
 
     out = []
-    mine = ids.get("patient_id")
     for column in spec.same_patient:
         ref = next(r for r in spec.refs if r.column == column)
         parents = ids[column]
-        wanted = pc.unique(parents.drop_null())
         found = _csv(
             cur,
             _PATIENT_OF.format(sql.Identifier(SPECS[ref.parent].target)),
-            ([bytes(v).hex() for v in wanted.to_pylist()],),
+            ([bytes(v).hex() for v in pc.unique(parents.drop_null()).to_pylist()],),
             ["id", "patient"],
         )
         owner = _uuids(found["patient"].combine_chunks()).take(
             pc.index_in(parents, value_set=_uuids(found["id"].combine_chunks()))
         )
-        differs = pc.fill_null(pc.not_equal(owner, mine), False) if mine is not None else None
+        differs = pc.fill_null(pc.not_equal(owner, ids["patient_id"]), False)
         n = len(parents)
-        reason = (
-            pc.if_else(differs, _constant("patient_mismatch", n), pa.nulls(n, pa.string()))
-            if differs is not None
-            else pa.nulls(n, pa.string())
+        out.append(
+            (pc.if_else(differs, _constant("patient_mismatch", n), pa.nulls(n, pa.string())), ref.source)
         )
-        out.append((reason, ref.source))
     return out
 
 
@@ -303,7 +286,8 @@ def merge_direct(
             reasons.append(reason)
             details.append(_about(reason, column))
         load_reason = _first(*reasons) if reasons else pa.nulls(data.num_rows, pa.string())
-        load_detail = _first(*_chosen(reasons, details)) if reasons else pa.nulls(data.num_rows, pa.string())
+        # a detail is given exactly where its reason is (_about): the first detail is the first reason's
+        load_detail = _first(*details) if details else pa.nulls(data.num_rows, pa.string())
         kept = pc.and_(mapped, pc.is_null(load_reason))
         migrating = pc.and_(kept, pc.is_null(data["merge_into"].combine_chunks()))
         # the target rows

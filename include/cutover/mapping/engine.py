@@ -339,16 +339,6 @@ def _keyless_ids(frame: pd.DataFrame, key: str) -> pd.Series | None:
     return _na(frame.index).mask(missing, pd.Series(named.to_numpy(), index=frame.index[missing]))
 
 
-def _first_detail(reasons: list[pd.Series], details: list[pd.Series], index: pd.Index) -> pd.Series:
-    """The detail of each row's first reason (the one :func:`first_of` keeps)."""
-    detail, decided = _na(index), pd.Series(False, index=index)
-    for reason, about in zip(reasons, details, strict=True):
-        given = reason.notna().to_numpy(dtype=bool, na_value=False)
-        detail = detail.mask(given & ~decided.to_numpy(), about)
-        decided |= given
-    return detail
-
-
 def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date) -> pa.Table:
     """Map one batch of legacy rows.
 
@@ -364,11 +354,12 @@ def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date)
     flags: list[pd.Series] = []
 
     def reject(reason: pd.Series, about: pd.Series | str) -> None:
+        # a detail exactly where its reason is given ("" for none), so the first detail of a row is
+        # the detail of its first reason, the one first_of keeps
+        given = reason.notna().to_numpy(dtype=bool, na_value=False)
         reasons.append(reason)
         details.append(
-            about.astype("string")
-            if isinstance(about, pd.Series)
-            else _na(reason.index).mask(reason.notna(), about)
+            _na(reason.index).mask(given, about.astype("string") if isinstance(about, pd.Series) else about)
         )
 
     if INVALID_IDS in frame:
@@ -458,7 +449,7 @@ def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date)
                 else:
                     reject(_na(index).mask(broken, code), ",".join(f.sources))
     reason = first_of(*reasons) if reasons else _na(index)
-    detail = _first_detail(reasons, details, index).mask(reason.isna()) if reasons else _na(index)
+    detail = first_of(*details) if details else _na(index)
     detail = detail.mask(detail == "")
     if spec.explode is not None:
         # one outcome per legacy row: a rejected part rejects every part of its row

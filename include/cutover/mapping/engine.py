@@ -90,6 +90,9 @@ class Field:
     """A missing value rejects the row with ``<name>_missing``."""
     invalid: Literal["reject", "flag"] = "reject"
     """What a value the rule cannot take does: reject the row, or store NULL and flag the row."""
+    assumed: bool = False
+    """The field rests on an assumption about the source (the profile says so; the mapping
+    specification shows it)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ class Ref:
     strict: bool = False
     """For an optional reference: a parent id that is given but does not resolve rejects the row
     (an orphan) instead of becoming NULL with a flag."""
+    assumed: bool = False
+    """The reference rests on an assumption about the source."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,296 @@
+"""A legacy profile: one legacy system's tables and their mapping onto the target, as data.
+
+A profile is a YAML document (one file, or a folder of files: ``profile.yaml`` for the header and one
+file per legacy table) checked against ``profile.schema.json``, the mapping library and the target
+schema before anything runs (:mod:`cutover.legacy.profile_check`). The built-in ``simulator`` profile
+is the legacy system :mod:`cutover.simulate` writes.
+
+A profile is chosen, first match wins, by the run's ``profile`` parameter, the ``CUTOVER_PROFILE``
+environment variable, or the ``profile`` key of the ``legacy_db`` connection's extra; the default is
+``simulator``. A name is a built-in profile; anything else is a path.
+
+>>> p = load_profile("simulator")
+>>> p.name, list(p.tables)[:3], p.tables["visits"].patient_key
+('simulator', ['clinics', 'providers', 'ref_physicians'], 'pat_id')
+>>> p.specs["procedures"].target
+'procedure_line'
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from cutover.errors import ConfigError
+from cutover.legacy.schema import COLUMN_TYPES, ExportFlag, LegacyTable
+
+if TYPE_CHECKING:
+    from cutover.mapping.engine import TableSpec
+
+BUILTIN = Path(__file__).resolve().parent / "profiles"
+"""The built-in profiles, one YAML file each (``simulator.yaml``)."""
+DEFAULT_PROFILE = "simulator"
+HEADER = "profile.yaml"
+"""In a folder profile, the file holding the header (name, title, source)."""
+
+Location = tuple[str, int]
+"""(file, 1-based line) of a value in the profile's YAML."""
+
+
+class ProfileError(ConfigError):
+    """A profile that does not hold: every problem is one line naming file, line and field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        more = f" (and {len(problems) - 1} more: cutover profile check)" if len(problems) > 1 else ""
+        super().__init__(f"{problems[0]}{more}")
+
+
+@dataclass
+class Document:
+    """A profile's YAML as plain data, with where each value was written."""
+
+    data: dict[str, Any]
+    origin: str
+    """The file or folder read."""
+    sha256: str
+    locations: dict[tuple[Any, ...], Location] = field(default_factory=dict)
+
+    def where(self, path: tuple[Any, ...]) -> str:
+        """``file:line`` of ``path`` or of its nearest written ancestor."""
+        while path and path not in self.locations:
+            path = path[:-1]
+        file, line = self.locations.get(path, (self.origin, 1))
+        return f"{file}:{line}"
+
+
+def _walk(node: yaml.Node, path: tuple[Any, ...], file: str, into: dict[tuple[Any, ...], Location]) -> None:
+    into.setdefault(path, (file, node.start_mark.line + 1))
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            step = (*path, key.value)
+            into[step] = (file, key.start_mark.line + 1)
+            _walk(value, step, file, into)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), file, into)
+
+
+def _parse(text: str, file: str, prefix: tuple[Any, ...] = ()) -> tuple[Any, dict[tuple[Any, ...], Location]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ProfileError([f"{file}:{line}: {problem}"]) from None
+    finally:
+        loader.dispose()
+    locations: dict[tuple[Any, ...], Location] = {}
+    if node is not None:
+        _walk(node, prefix, file, locations)
+    return data, locations
+
+
+def read_document(path: Path) -> Document:
+    """The profile at ``path`` (a file, or a folder of ``*.yaml`` files) as one document."""
+    if not path.exists():
+        raise ProfileError(
+            [f"{path}: no such profile (a built-in name: {', '.join(builtin_names())}, or a path)"]
+        )
+    if path.is_file():
+        raw = path.read_bytes()
+        whole, where = _parse(raw.decode("utf-8", errors="replace"), str(path))
+        if not isinstance(whole, dict):
+            raise ProfileError([f"{path}:1: a profile is a mapping (profile, title, tables)"])
+        return Document(whole, str(path), hashlib.sha256(raw).hexdigest(), where)
+    files = sorted(p for p in path.iterdir() if p.suffix in {".yaml", ".yml"} and p.is_file())
+    if not (path / HEADER).is_file():
+        raise ProfileError([f"{path}: a folder profile needs {HEADER} (profile, title)"])
+    digest = hashlib.sha256()
+    data: dict[str, Any] = {}
+    locations: dict[tuple[Any, ...], Location] = {}
+    tables: dict[str, Any] = {}
+    for file in files:
+        raw = file.read_bytes()
+        digest.update(file.name.encode() + b"\0" + hashlib.sha256(raw).digest())
+        header = file.name == HEADER
+        part, where = _parse(raw.decode("utf-8", errors="replace"), str(file), () if header else ("tables",))
+        if not isinstance(part, dict):
+            raise ProfileError(
+                [f"{file}:1: a mapping is expected ({'header' if header else 'table: {...}'})"]
+            )
+        if header:
+            data.update(part)
+            tables.update(part.get("tables") or {})
+        else:
+            for name in part:
+                if name in tables:
+                    raise ProfileError(
+                        [f"{where[('tables', name)][0]}:{where[('tables', name)][1]}: table {name} twice"]
+                    )
+            tables.update(part)
+        locations.update(where)
+    data["tables"] = tables
+    return Document(data, str(path), digest.hexdigest(), locations)
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN.glob("*.yaml"))
+
+
+def profile_path(ref: str | os.PathLike[str]) -> Path:
+    """A built-in name → its file; anything else is a path."""
+    text = os.fspath(ref)
+    if text in builtin_names():
+        return BUILTIN / f"{text}.yaml"
+    return Path(text).expanduser()
+
+
+def choose(param: str | None = None, legacy_extra: Mapping[str, Any] | None = None) -> str:
+    """The profile a run uses: its parameter, ``CUTOVER_PROFILE``, the ``legacy_db`` extra, the default."""
+    for candidate in (param, os.environ.get("CUTOVER_PROFILE"), (legacy_extra or {}).get("profile")):
+        if candidate:
+            return str(candidate)
+    return DEFAULT_PROFILE
+
+
+def load_document(ref: str | os.PathLike[str]) -> Document:
+    return read_document(profile_path(ref))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A checked profile: the legacy tables in load order and, built on first use, the mapping specs."""
+
+    name: str
+    title: str
+    sha256: str
+    origin: str
+    document: dict[str, Any]
+    tables: dict[str, LegacyTable]
+    """Every legacy table, parents first."""
+
+    @functools.cached_property
+    def specs(self) -> dict[str, TableSpec]:
+        """The mapping spec of every legacy table that has one, in load order (imports the mapping)."""
+        from cutover.legacy.profile_build import build_specs
+
+        return build_specs(self)
+
+    @property
+    def not_carried(self) -> dict[str, dict[str, str]]:
+        """Legacy columns no target field carries, with the reason the profile gives."""
+        return {
+            name: dict((table.get("map") or {}).get("not_carried") or {})
+            for name, table in self.document["tables"].items()
+            if (table.get("map") or {}).get("not_carried")
+        }
+
+    @property
+    def source(self) -> dict[str, Any]:
+        return dict(self.document.get("source") or {"format": "database"})
+
+    def describe(self) -> dict[str, str]:
+        """What a run records: name, SHA-256, origin."""
+        return {"name": self.name, "sha256": self.sha256, "origin": self.origin}
+
+
+def _order(tables: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Parents first, otherwise in the order written (a cycle is refused by the check before)."""
+    done: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in done or name not in tables:
+            return
+        if name in visiting:
+            raise ValueError(f"parent relations form a cycle through {name}")
+        visiting.add(name)
+        for parent in (tables[name].get("parents") or {}).values():
+            if parent != name:
+                visit(parent)
+        visiting.discard(name)
+        done.append(name)
+
+    for name in tables:
+        visit(name)
+    return done
+
+
+def legacy_table(name: str, spec: Mapping[str, Any]) -> LegacyTable:
+    columns = tuple((str(c), str(t)) for c, t in (spec.get("columns") or {}).items())
+    changes = spec.get("changes") or {}
+    flag = changes.get("export_flag")
+    return LegacyTable(
+        name=name,
+        key=str(spec["key"]),
+        columns=columns,  # type: ignore[arg-type]
+        parents=tuple((str(c), str(p)) for c, p in (spec.get("parents") or {}).items()),
+        patient_key=spec.get("patient"),
+        source=str(spec.get("source") or name),
+        modified=changes.get("modified"),
+        export_flag=None
+        if not flag
+        else ExportFlag(
+            column=str(flag["column"]),
+            new=str(flag.get("new", "1")),
+            modified=str(flag.get("modified", "2")),
+            removed=str(flag.get("removed", "3")),
+        ),
+    )
+
+
+def from_document(doc: Document) -> Profile:
+    """The profile of a document already checked (:func:`cutover.legacy.profile_check.check`)."""
+    tables = doc.data["tables"]
+    for name, spec in tables.items():
+        for column, kind in (spec.get("columns") or {}).items():
+            if kind not in COLUMN_TYPES:
+                raise ProfileError(
+                    [
+                        f"{doc.where(('tables', name, 'columns', column))}: tables.{name}.columns.{column}: unknown type {kind}"
+                    ]
+                )
+    ordered = _order(tables)
+    return Profile(
+        name=str(doc.data.get("profile") or Path(doc.origin).stem),
+        title=str(doc.data.get("title") or ""),
+        sha256=doc.sha256,
+        origin=doc.origin,
+        document=doc.data,
+        tables={name: legacy_table(name, tables[name]) for name in ordered},
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _cached(path: str, sha256: str) -> Profile:
+    from cutover.legacy.profile_check import check
+
+    doc = read_document(Path(path))
+    problems = check(doc)
+    if problems:
+        raise ProfileError(problems)
+    return from_document(doc)
+
+
+def load_profile(ref: str | os.PathLike[str] | None = None) -> Profile:
+    """The profile ``ref`` names (default: :func:`choose`), checked; a broken one is a :class:`ProfileError`."""
+    path = profile_path(ref if ref is not None else choose())
+    doc = read_document(path)
+    return _cached(str(path), doc.sha256)
+
+
+@functools.cache
+def simulator() -> Profile:
+    """The built-in profile of the simulated legacy system."""
+    return load_profile(DEFAULT_PROFILE)

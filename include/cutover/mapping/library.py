@@ -1,0 +1,289 @@
+"""The named library a legacy profile calls: rules, row checks, explode steps and load checks.
+
+A profile is data and cannot run code of its own: it names an entry here and gives its parameters
+(``rule: code`` ``with: {table: {...}, reason: credential_unknown}``). Each entry is a factory
+whose keyword parameters are the parameters a profile may give; :func:`build` calls it and says,
+in one line, what is wrong when the parameters do not fit.
+
+>>> build(RULES, "integer", {"kind": "smallint"}).title.startswith("whole number (smallint)")
+True
+>>> build(RULES, "integer", {"knd": "smallint"})
+Traceback (most recent call last):
+...
+ValueError: integer: unknown parameter knd (expected: kind)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cutover.mapping import normalize as nz
+from cutover.mapping import rules as r
+from cutover.mapping.engine import Explode, LoadFlag, Rule
+
+
+# --- rules -------------------------------------------------------------------------------------------
+def _code(*, table: Mapping[str, str], reason: str) -> Rule:
+    return r.code({str(k): str(v) for k, v in table.items()}, reason)
+
+
+def _date(*, role: nz.DateRole = "event") -> Rule:
+    return r.date(role)
+
+
+def _name_part(*, part: str, credentials: bool = False) -> Rule:
+    return r.name_part(part, credentials=credentials)
+
+
+def _integer(*, kind: str = "bigint") -> Rule:
+    return r.integer(kind)
+
+
+def _leading_integer(*, kind: str = "bigint") -> Rule:
+    return r.leading_integer(kind)
+
+
+def _icd(*, part: str = "code") -> Rule:
+    return r.icd(part)
+
+
+RULES: dict[str, Callable[..., Rule]] = {
+    "text": r.text,
+    "upper": r.upper,
+    "lower": r.lower,
+    "code": _code,
+    "flag_yn": r.flag_yn,
+    "date": _date,
+    "timestamp": r.timestamp,
+    "timezone": r.timezone,
+    "name_part": _name_part,
+    "phone": r.phone,
+    "postal": r.postal,
+    "sex": r.sex,
+    "ssn": r.ssn,
+    "npi": r.npi,
+    "npi_digits": r.npi_digits,
+    "money": r.money,
+    "integer": _integer,
+    "leading_integer": _leading_integer,
+    "icd": _icd,
+    "icd_list": r.icd_list,
+    "measure": r.measure,
+    "score": r.score,
+    "same": r.same,
+    "binary": r.binary,
+    "sha256": r.sha256,
+}
+"""Rules by name: one target value from legacy column(s)."""
+
+
+# --- row checks --------------------------------------------------------------------------------------
+CheckFn = Callable[[pd.DataFrame], pd.Series]
+
+
+def before(*, later: str, earlier: str) -> CheckFn:
+    """Fires where ``later`` is before ``earlier`` (both present)."""
+
+    def fires(view: pd.DataFrame) -> pd.Series:
+        return (view[later] < view[earlier]).fillna(False)
+
+    return fires
+
+
+def exceeds(*, value: str, limit: str) -> CheckFn:
+    """Fires where ``value`` is greater than ``limit`` (both present)."""
+
+    def fires(view: pd.DataFrame) -> pd.Series:
+        return (view[value] > view[limit]).fillna(False)
+
+    return fires
+
+
+def missing(*, column: str) -> CheckFn:
+    """Fires where ``column`` (a target field or legacy column) is empty."""
+
+    def fires(view: pd.DataFrame) -> pd.Series:
+        return view[column].isna()
+
+    return fires
+
+
+def units_rule(*, finding: str) -> CheckFn:
+    """Rows where the unit rules (8-minute rule, one-unit untimed codes) report ``finding``."""
+    if finding not in ("units_exceed_minutes", "untimed_multiple_units"):
+        raise ValueError(
+            f"finding {finding} is not a unit rule (units_exceed_minutes, untimed_multiple_units)"
+        )
+
+    def fires(view: pd.DataFrame) -> pd.Series:
+        return nz.units_check(view[["cpt_code", "units", "minutes"]]).eq(finding)
+
+    return fires
+
+
+def _first_entry_order(view: pd.DataFrame, key: str) -> pd.Index:
+    """The view's index in legacy-id order: of two identical rows, the lower legacy id was entered first."""
+    ids = pd.to_numeric(view[key], errors="coerce")
+    return view.assign(_id=ids).sort_values(["_id", key], kind="stable").index
+
+
+def entered_twice(*, key: str, within: str, columns: list[str]) -> CheckFn:
+    """Rows equal to an earlier legacy row (lower ``key``) of the same ``within`` in ``columns``: the
+    later ones fire.
+
+    A check sees one mapping batch (:data:`cutover.mapping.engine.MAP_BATCH_ROWS`, 50,000 legacy
+    rows): a row re-entered so much later that it falls in another batch is not found.
+    """
+    compared = [within, *(c for c in columns if c != within)]
+
+    def fires(view: pd.DataFrame) -> pd.Series:
+        ordered = view.loc[_first_entry_order(view, key), compared]
+        repeated = ordered.duplicated(keep="first") & ordered[within].notna()
+        return repeated.reindex(view.index).fillna(False).astype(bool)
+
+    return fires
+
+
+def _text(value: str) -> pa.Scalar:
+    return pa.scalar(value, pa.large_string())
+
+
+def lines_entered_twice(*, key: str, within: str) -> CheckFn:
+    """Exploded lines of a legacy row identical to an earlier legacy row (lower ``key``) of its ``within``.
+
+    Two legacy rows are compared by all their lines (code, units, minutes, modifiers, in text
+    order): the normalised lines, so ``97110x2`` and ``97110 X 2`` are one entry. Every line of the
+    later row fires. One mapping batch at a time (50,000 legacy rows): a repeat entered so much
+    later that it lands in another batch is not found.
+    """
+
+    def fires(view: pd.DataFrame) -> pd.Series:
+        ordered = view.loc[_first_entry_order(view.assign(_seq=pd.to_numeric(view["seq"])), key)]
+        modifiers = pc.binary_join(
+            pc.cast(pa.chunked_array([pa.array(ordered["modifiers"].array)]), pa.list_(pa.large_string())),
+            _text("+"),
+        )
+        lines = pa.table(
+            {
+                "key": pa.array(ordered[key].astype("string").array),
+                "within": pa.array(ordered[within].astype("string").array),
+                "line": pc.binary_join_element_wise(
+                    *(
+                        pc.fill_null(pc.cast(pa.array(ordered[c].array), pa.large_string()), "")
+                        for c in ("seq", "cpt_code", "units", "minutes")
+                    ),
+                    pc.fill_null(modifiers, ""),
+                    _text("|"),
+                ),
+            }
+        )
+        # one text per legacy row, its lines in order (an ordered, single-threaded aggregation)
+        rows = lines.group_by("key", use_threads=False).aggregate([("within", "first"), ("line", "list")])
+        entries = pd.DataFrame(
+            {
+                "key": rows["key"].to_pandas(types_mapper=pd.ArrowDtype),
+                "within": rows["within_first"].to_pandas(types_mapper=pd.ArrowDtype),
+                "entry": pc.binary_join(rows["line_list"], _text("\n")).to_pandas(types_mapper=pd.ArrowDtype),
+            }
+        )
+        entries = entries.loc[_first_entry_order(entries, "key")]
+        repeated = entries.duplicated(["within", "entry"], keep="first") & entries["within"].notna()
+        later = pa.array(entries.loc[repeated, "key"].array)
+        hit = pc.is_in(pa.array(view[key].astype("string").array), value_set=later)
+        return pd.Series(hit.to_numpy(zero_copy_only=False), index=view.index).fillna(False).astype(bool)
+
+    return fires
+
+
+CHECKS: dict[str, Callable[..., CheckFn]] = {
+    "before": before,
+    "exceeds": exceeds,
+    "missing": missing,
+    "units_rule": units_rule,
+    "entered_twice": entered_twice,
+    "lines_entered_twice": lines_entered_twice,
+}
+"""Row checks by name: True where the check fires. A ``key`` parameter is the table's key, given by
+the profile loader."""
+
+
+# --- explode steps -----------------------------------------------------------------------------------
+def cpt_lines(*, key: str, text: str, minutes: str, units: str, modifiers: str) -> Explode:
+    """Free-text CPT line(s) → one row per code (columns ``seq``, ``cpt_code``, ``units``, ``minutes``,
+    ``modifiers``)."""
+    given = {key: "proc_id", text: "cpt_text", minutes: "minutes", units: "units", modifiers: "modifiers"}
+
+    def fn(frame: pd.DataFrame) -> pd.DataFrame:
+        source = frame[list(given)].rename(columns=given)
+        lines = nz.parse_cpt_lines(source).rename(columns={"proc_id": key})
+        rest = frame.drop(columns=[c for c in (text, minutes, units, modifiers) if c != key])
+        return lines.merge(rest, on=key, how="left", validate="many_to_one")
+
+    return Explode(
+        "free-text CPT line ('97110x2, 97140 x1') → one procedure line per code; the line's minutes "
+        "split across codes in proportion to units, summing exactly to the legacy total",
+        fn,
+        sources=(text, minutes, units, modifiers),
+    )
+
+
+EXPLODES: dict[str, Callable[..., Explode]] = {"cpt_lines": cpt_lines}
+"""Explode steps by name: one legacy row → several target rows."""
+
+
+# --- load checks -------------------------------------------------------------------------------------
+LOAD_CHECKS: dict[str, tuple[str, LoadFlag]] = {
+    "visit_after_discharge": (
+        "visit",
+        LoadFlag(
+            "visit_after_discharge",
+            "a visit dated after its episode's discharge (a reopened case): migrated, reported",
+            "EXISTS (SELECT 1 FROM pt.episode e WHERE e.id = r.episode_id AND r.visit_date > e.discharge_date)",
+        ),
+    ),
+    "visit_before_birth": (
+        "visit",
+        LoadFlag(
+            "visit_before_birth",
+            "a visit dated before the patient's birth",
+            "EXISTS (SELECT 1 FROM pt.patient p WHERE p.id = r.patient_id AND r.visit_date < p.birth_date)",
+        ),
+    ),
+}
+"""Checks against the target when a row is merged, by name: (the target table they apply to, the flag)."""
+
+
+def parameters(factory: Callable[..., Any]) -> dict[str, bool]:
+    """A library entry's parameters: name → required.
+
+    >>> parameters(RULES["code"])
+    {'table': True, 'reason': True}
+    """
+    return {
+        name: p.default is inspect.Parameter.empty
+        for name, p in inspect.signature(factory).parameters.items()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def build(library: Mapping[str, Callable[..., Any]], name: str, params: Mapping[str, Any] | None) -> Any:
+    """The entry ``name`` of ``library`` built with ``params``; a wrong name or parameter is a one-line
+    ``ValueError`` naming it and what is expected."""
+    if name not in library:
+        raise ValueError(f"unknown {name}")
+    given = dict(params or {})
+    expected = parameters(library[name])
+    for unknown in sorted(set(given) - set(expected)):
+        raise ValueError(f"{name}: unknown parameter {unknown} (expected: {', '.join(expected) or 'none'})")
+    for absent in [p for p, required in expected.items() if required and p not in given]:
+        raise ValueError(f"{name}: parameter {absent} is required")
+    try:
+        return library[name](**given)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: {exc}") from None

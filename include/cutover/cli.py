@@ -289,6 +289,32 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     return start_airflow(args.port)
 
 
+def cmd_profile_check(args: argparse.Namespace) -> int:
+    """Check a legacy profile: each problem one line (file:line: field: what is wrong); 1 when any."""
+    from cutover.legacy.profile_check import check_ref
+
+    problems, summary = check_ref(args.profile)
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"{len(problems)} problem(s) in {args.profile}", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
+
+
+def cmd_profile_draft(args: argparse.Namespace) -> int:
+    """Draft a profile for a legacy system nobody has profiled yet (a person finishes its TODOs)."""
+    from cutover.legacy.profile_draft import write_draft
+
+    url = args.legacy or configured_url("legacy_db")
+    if not url:
+        raise ConfigError("profile draft: give --legacy URL (or configure the legacy_db connection)")
+    summary = write_draft(url, Path(args.out))
+    print(summary)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cutover", description=__doc__.splitlines()[0])
     p.add_argument("--debug", action="store_true", help="show an error's traceback instead of one line")
@@ -358,6 +384,18 @@ def parser() -> argparse.ArgumentParser:
     av.add_argument("--json", action="store_true", help="print the result as JSON")
     av.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     av.set_defaults(func=cmd_audit_verify)
+
+    pr = sub.add_parser("profile", help="legacy profiles: check one, or draft one from a legacy system")
+    profile_sub = pr.add_subparsers(dest="profile_command", required=True)
+    pc = profile_sub.add_parser("check", help="check a profile (a built-in name, a YAML file or a folder)")
+    pc.add_argument("profile")
+    pc.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    pc.set_defaults(func=cmd_profile_check)
+    pd_ = profile_sub.add_parser("draft", help="draft a profile from a legacy database, with TODOs to finish")
+    pd_.add_argument("--legacy", help="the legacy database URL (default: the legacy_db connection)")
+    pd_.add_argument("--out", required=True, help="the draft profile (YAML) to write")
+    pd_.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    pd_.set_defaults(func=cmd_profile_draft)
 
     st = sub.add_parser("stop", help="stop the embedded PostgreSQL of the state folder")
     st.set_defaults(func=cmd_stop)

@@ -35,7 +35,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from cutover.config import LEGACY_SYSTEM
-from cutover.legacy.schema import LEGACY_TABLES
+from cutover.legacy.profile import current, legacy_tables
 from cutover.legacy.source import read_batches
 from cutover.loading.copy import copy_arrow
 from cutover.pipeline import evidence_dir, migrated_tables, run_key
@@ -162,10 +162,10 @@ def _gone(
     The legacy ids are streamed a batch at a time into a temporary table (binary COPY), so
     memory holds one batch of ids; the comparison is the database's.
     """
-    spec = LEGACY_TABLES[table]
+    spec = legacy_tables()[table]
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("CREATE TEMPORARY TABLE legacy_ids (legacy_id text) ON COMMIT DROP")
-        for batch in read_batches(legacy_url, table, [(spec.key, "int")], spec.key):
+        for batch in read_batches(legacy_url, spec.source_name, [(spec.key, spec.key_type)], spec.key):
             ids = pc.cast(batch.column(0), pa.string())
             copy_arrow(cur, "legacy_ids", pa.table({"legacy_id": ids}), ["text"])
         cur.execute("ANALYZE legacy_ids")
@@ -189,10 +189,10 @@ def _waves_by_scope(store: Store, run: str, table: str, legacy_ids: pa.Array) ->
     extract = f"{prefix}/extract/{table}"
     if not (store.exists(f"{prefix}/scope.json") and store.exists(f"{extract}/{MANIFEST}")):
         return None
-    spec = LEGACY_TABLES[table]
+    spec = legacy_tables()[table]
     scope = Scope.load(store, prefix)
     members = scope.members or (scope,)
-    wanted = pc.cast(legacy_ids, pa.int64())
+    wanted = pc.cast(legacy_ids, current().key_type(table))
     keys: list[pa.Array] = []
     labels: list[pa.Array] = []
     columns = list(dict.fromkeys([spec.key, str(spec.patient_key)]))
@@ -217,7 +217,7 @@ def _wave_column(
     store: Store, table: str, run_ids: pa.Array, legacy_ids: pa.Array, runs: dict[str, list[str]]
 ) -> pa.Array:
     """The wave of each gone row: its run's wave when the run covered one, else from the run's scope."""
-    if LEGACY_TABLES[table].patient_key is None:
+    if legacy_tables()[table].patient_key is None:
         return pa.array([""] * len(run_ids), pa.string())
     waves = pa.nulls(len(run_ids), pa.string())
     for run in pc.unique(run_ids).to_pylist():

@@ -24,12 +24,11 @@ import pyarrow.compute as pc
 from cutover.audit import audit_head
 from cutover.config import LEGACY_SYSTEM, state_dir
 from cutover.errors import IntegrityError, PolicyError
-from cutover.legacy.schema import LEGACY_TABLES
+from cutover.legacy.profile import legacy_tables, mapping_specs
 from cutover.legacy.source import extract_schema, read_batches
 from cutover.loading.load import load_table
 from cutover.mapping.dedupe import apply_merges, plan_merges, review_records
 from cutover.mapping.engine import MAP_BATCH_ROWS, map_batch
-from cutover.mapping.specs import SPECS
 from cutover.policy import evaluate
 from cutover.report.mapping_spec import write_mapping_spec
 from cutover.staging.parquet import iter_batches, read_manifest, write_batches
@@ -92,7 +91,7 @@ def run_key(run_id: str) -> str:
 
 def migrated_tables() -> list[str]:
     """Legacy tables the mapping covers, in load order (parents first)."""
-    return [name for name in LEGACY_TABLES if name in SPECS]
+    return [name for name in legacy_tables() if name in mapping_specs()]
 
 
 def prepare_target(target_url: str) -> list[int]:
@@ -220,7 +219,7 @@ def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> S
     are the snapshot a later sync compares rows with (:mod:`cutover.snapshot`).
     """
     started = time.perf_counter()
-    spec = LEGACY_TABLES[table]
+    spec = legacy_tables()[table]
     store = open_store(store_url)
     scope = _scope(store, run_id)
     snapshots = scope.snapshots(store, table)
@@ -230,11 +229,11 @@ def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> S
 
     def scoped() -> Iterator[pa.RecordBatch]:
         nonlocal unstamped
-        for batch in read_batches(legacy_url, table, spec.columns, spec.key, invalid_ids=True):
+        for batch in read_batches(legacy_url, spec.source_name, spec.columns, spec.key, invalid_ids=True):
             kept, changed_unstamped = scope.select(table, batch, snapshots)
             unstamped += changed_unstamped
-            if "modified" in spec.column_names and kept.num_rows:
-                tops.append(pc.max(kept.column("modified")).as_py() or "")
+            if spec.modified is not None and kept.num_rows:
+                tops.append(pc.max(kept.column(spec.modified)).as_py() or "")
             if kept.num_rows:
                 yield kept
 
@@ -270,7 +269,7 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
     ``_review.json``.
     """
     started = time.perf_counter()
-    spec = SPECS[table]
+    spec = mapping_specs()[table]
     store = open_store(store_url)
     source = f"runs/{run_key(run_id)}/extract/{table}"
     prefix = f"runs/{run_key(run_id)}/mapped/{table}"
@@ -328,7 +327,7 @@ def load_mapped(
     result = load_table(
         target_url,
         open_store(store_url),
-        SPECS[table],
+        mapping_specs()[table],
         f"runs/{run_key(run_id)}/mapped/{table}",
         run_id=run_id,
         batch_nos=batch_nos,
@@ -538,7 +537,7 @@ def gate_rejects(
     report = check_rejects(
         open_store(store_url),
         f"runs/{run_key(run_id)}",
-        SPECS,
+        mapping_specs(),
         migrated_tables(),
         target_url=target_url,
         max_reject_rate=max_reject_rate,

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from cutover.legacy.schema import LEGACY_TABLES
+from cutover.legacy.profile import legacy_tables
 from cutover.legacy.source import count_rows
 from cutover.loading.bulk import restore_seconds
 from cutover.staging.store import open_store
@@ -136,7 +136,7 @@ def validation_timings(evidence: Path) -> dict[str, StageTiming]:
 def validation_rows(validate: dict[str, StageTiming], legacy: dict[str, int]) -> dict[str, int]:
     """The full run's rows for each entry of :func:`validation_timings`, from the legacy tables' rows:
     a target table's are those of the legacy tables loaded into it."""
-    from cutover.mapping.specs import SPECS
+    from cutover.legacy.profile import mapping_specs
 
     full: dict[str, int] = {}
     for key, timing in validate.items():
@@ -148,20 +148,24 @@ def validation_rows(validate: dict[str, StageTiming], legacy: dict[str, int]) ->
         elif table in legacy:
             full[key] = legacy[table]
         else:
-            full[key] = sum(n for t, n in legacy.items() if t in SPECS and SPECS[t].target == table)
+            full[key] = sum(
+                n for t, n in legacy.items() if t in mapping_specs() and mapping_specs()[t].target == table
+            )
     return full
 
 
 def _add_restore(load: dict[str, StageTiming], restored: dict[str, float]) -> None:
     """Count a first load's constraint restore in the load: a ``pt`` table's to the legacy tables
     loaded into it, the ledger's (crosswalk indexes) to every table by its share of rows."""
-    from cutover.mapping.specs import SPECS
+    from cutover.legacy.profile import mapping_specs
     from cutover.target import TARGET_SCHEMA
 
     total_rows = sum(t["rows"] for t in load.values()) or 1
     for name, seconds in restored.items():
         schema, table = name.split(".", 1)
-        into = [legacy for legacy in load if schema == TARGET_SCHEMA and SPECS[legacy].target == table]
+        into = [
+            legacy for legacy in load if schema == TARGET_SCHEMA and mapping_specs()[legacy].target == table
+        ]
         for legacy in load:
             if schema != TARGET_SCHEMA:
                 share = seconds * load[legacy]["rows"] / total_rows
@@ -239,7 +243,7 @@ def estimate(
     sample_rows = sum(t["rows"] for t in sample["extract"].values())
     return {
         "sample_rows": sample_rows,
-        "full_rows": sum(n for table, n in full_rows.items() if table in LEGACY_TABLES),
+        "full_rows": sum(n for table, n in full_rows.items() if table in legacy_tables()),
         "estimated_seconds": {**per_stage, "total": round(total, 3)},
         "safety_margin": safety_margin,
         "estimated_with_margin_seconds": round(with_margin, 3),
@@ -261,7 +265,12 @@ def estimate(
 def legacy_counts(legacy_url: str) -> dict[str, int]:
     from cutover.pipeline import migrated_tables
 
-    return {table: count_rows(legacy_url, table) for table in migrated_tables() if table in LEGACY_TABLES}
+    tables = legacy_tables()
+    return {
+        table: count_rows(legacy_url, tables[table].source_name)
+        for table in migrated_tables()
+        if table in tables
+    }
 
 
 def decide(

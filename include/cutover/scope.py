@@ -1,9 +1,11 @@
 """Which legacy rows a run moves: everything (big bang), one wave of clinics (phased), or a sample.
 
-A scope is three sets of legacy ids — patients, cases and visits — because every patient-linked
-legacy table reaches its patient through one of those columns (:attr:`LegacyTable.patient_key`).
-Reference tables (clinics, providers, payers, referring physicians) are always moved whole: the
-upsert makes a second copy a no-op.
+A scope is a set of legacy ids per *owner* table — the patients, and the tables other tables reach
+their patient through (the simulator's cases and visits) — because every patient-linked legacy table
+reaches its patient through a column (:attr:`LegacyTable.patient_key`) that leads to one of them
+(:meth:`~cutover.legacy.profile.Profile.owner`; all from the run's profile). Reference tables
+(clinics, providers, payers, referring physicians) are always moved whole: the upsert makes a second
+copy a no-op.
 
 *Wave*: a patient belongs to the wave of their home clinic, and a duplicate patient to the wave of
 the record that survives the merge, so a person seen at clinics of two waves has one owner and
@@ -23,14 +25,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import reduce
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cutover.legacy.schema import LEGACY_TABLES
+from cutover.legacy.profile import current, legacy_tables
 from cutover.legacy.source import arrow_schema, read_batches
 from cutover.plan import REMAINING, Plan, Wave
 from cutover.snapshot import Snapshot
@@ -38,12 +41,13 @@ from cutover.staging.store import Store
 
 log = logging.getLogger(__name__)
 
-KEY_TABLES = {"pat_id": "patients", "case_id": "cases", "visit_id": "visits"}
-"""Scope key column → the legacy table whose ids it holds."""
 
-WHOLE_IN_DELTA = frozenset({"patients"})
-"""Tables a delta sync takes whole within its waves: the duplicate matcher must see the same people
-as the wave's cutover did, so that a changed duplicate stays merged into the same survivor."""
+def whole_in_delta() -> frozenset[str]:
+    """Tables a delta sync takes whole within its waves: the patients (the profile's table mapped to
+    ``patient``), since the duplicate matcher must see the same people as the wave's cutover did, so
+    that a changed duplicate stays merged into the same survivor."""
+    return frozenset({current().patient_table})
+
 
 Kind = Literal["all", "wave", "sample", "delta"]
 
@@ -52,7 +56,7 @@ Kind = Literal["all", "wave", "sample", "delta"]
 class Scope:
     kind: Kind
     ids: dict[str, pa.Array] = field(default_factory=dict)
-    """Scope key column → int64 legacy ids."""
+    """Owner table → its legacy ids inside the scope (typed as its key)."""
     complement: bool = False
     """True: the scope is every row whose key is *not* in ``ids`` (the last wave)."""
     label: str = "all"
@@ -79,20 +83,23 @@ class Scope:
         if self.members:
             pairs = [m._masks(table, batch, snapshots) for m in self.members]
             return reduce(pc.or_, (p[0] for p in pairs)), reduce(pc.or_, (p[1] for p in pairs))
-        column = LEGACY_TABLES[table].patient_key
+        owner = current().owner(table)
         mask = pa.array(np.ones(batch.num_rows, bool))
-        if self.kind != "all" and column is not None:
-            inside = pc.fill_null(pc.is_in(batch.column(column), value_set=self.ids[column]), False)
+        if self.kind != "all" and owner is not None:
+            column, owner_table = owner
+            values = batch.column(column)
+            inside = pc.fill_null(pc.is_in(values, value_set=self.ids[owner_table].cast(values.type)), False)
             mask = pc.invert(inside) if self.complement else inside
         since = self.since.get(table)
         stamped = None
-        if since is not None and "modified" in batch.schema.names:
-            stamped = pc.fill_null(pc.greater(batch.column("modified"), since), False)
+        modified = legacy_tables()[table].modified
+        if since is not None and modified is not None and modified in batch.schema.names:
+            stamped = pc.fill_null(pc.greater(batch.column(modified), since), False)
         snapshot = snapshots.get(self.label)
         if snapshot is None:
             none = pa.array(np.zeros(batch.num_rows, bool))
             return (mask if stamped is None else pc.and_(mask, stamped)), none
-        differs = pc.and_(mask, snapshot.differs(batch, LEGACY_TABLES[table].key))
+        differs = pc.and_(mask, snapshot.differs(batch, legacy_tables()[table].key))
         if stamped is None:
             return differs, differs
         return pc.or_(differs, pc.and_(mask, stamped)), pc.and_(differs, pc.invert(stamped))
@@ -116,7 +123,7 @@ class Scope:
     def snapshots(self, store: Store, table: str) -> dict[str, Snapshot]:
         """Per wave of a delta scope, ``table``'s rows as the wave's runs last extracted them; none for
         the tables a delta takes whole (patients)."""
-        if table in WHOLE_IN_DELTA:
+        if table in whole_in_delta():
             return {}
         found = {m.label: Snapshot.of_runs(store, m.runs, table) for m in self.members if m.runs}
         return {label: snapshot for label, snapshot in found.items() if snapshot is not None}
@@ -124,7 +131,7 @@ class Scope:
     def counts(self) -> dict[str, int]:
         if self.members:
             return {f"{m.label}.{k}": v for m in self.members for k, v in m.counts().items()}
-        return {KEY_TABLES[k]: len(v) for k, v in self.ids.items()}
+        return {k: len(v) for k, v in self.ids.items()}
 
     def _meta(self) -> dict[str, object]:
         return {
@@ -143,13 +150,13 @@ class Scope:
         for n, m in enumerate(members):
             for k, v in m.ids.items():
                 keys += [k] * len(v)
-                ids.append(v.cast(pa.int64()))
+                ids.append(v.cast(pa.string()))
                 member += [n] * len(v)
         rows = pa.table(
             {
                 "member": pa.array(member, pa.int32()),
                 "key": pa.array(keys, pa.string()),
-                "id": pa.concat_arrays(ids) if ids else pa.array([], pa.int64()),
+                "id": pa.concat_arrays(ids) if ids else pa.array([], pa.string()),
             }
         )
         sink = io.BytesIO()
@@ -163,7 +170,8 @@ class Scope:
 
         def build(m: dict, n: int) -> Scope:
             mine = rows.filter(pc.equal(rows["member"], n))
-            ids = {key: pc.unique(mine.filter(pc.equal(mine["key"], key))["id"]) for key in KEY_TABLES}
+            owners = set(mine["key"].to_pylist()) | set(current().owner_tables())
+            ids = {key: pc.unique(mine.filter(pc.equal(mine["key"], key))["id"]) for key in owners}
             ids = ids if m["kind"] != "all" else {}
             return cls(m["kind"], ids, m["complement"], m["label"], m["since"], runs=tuple(m.get("runs", ())))
 
@@ -174,47 +182,50 @@ class Scope:
 
 
 def _column(legacy_url: str, table: str, columns: list[str]) -> pa.Table:
-    spec = LEGACY_TABLES[table]
+    spec = legacy_tables()[table]
     cols = [(c, spec.column_type(c)) for c in columns]
-    batches = list(read_batches(legacy_url, table, cols, spec.key))
-    return (
-        pa.Table.from_batches(batches)
-        if batches
-        else pa.table({c: pa.array([], pa.int64()) for c in columns})
-    )
+    batches = list(read_batches(legacy_url, spec.source_name, cols, spec.key))
+    return pa.Table.from_batches(batches, schema=arrow_schema(cols))
 
 
 def _closure(legacy_url: str, patients: pa.Array) -> dict[str, pa.Array]:
-    """Patients → the cases and visits that hang off them (through their own ``pat_id``)."""
-    ids = {"pat_id": pc.unique(patients.cast(pa.int64()))}
-    for key, table in (("case_id", "cases"), ("visit_id", "visits")):
-        rows = _column(legacy_url, table, [key, "pat_id"])
-        ids[key] = rows.filter(pc.fill_null(pc.is_in(rows["pat_id"], value_set=ids["pat_id"]), False))[
-            key
-        ].combine_chunks()
+    """Patients → the ids of every owner table's rows that hang off them (parents first: the
+    simulator's cases and visits through their own ``pat_id``)."""
+    profile = current()
+    patient = profile.patient_table
+    ids = {patient: pc.unique(patients.cast(profile.key_type(patient)))}
+    for table in profile.owner_tables():
+        if table == patient:
+            continue
+        column, owner = profile.owner(table) or ("", "")
+        rows = _column(legacy_url, table, [profile.tables[table].key, column])
+        inside = pc.fill_null(pc.is_in(rows[column], value_set=ids[owner].cast(rows[column].type)), False)
+        ids[table] = rows.filter(inside)[profile.tables[table].key].combine_chunks()
     return ids
 
 
 def patient_owners(legacy_url: str, *, as_of: date) -> pa.Table:
-    """Every legacy patient with the clinic that owns them: the home clinic of their merge survivor.
+    """Every legacy patient (``patient``, text) with the clinic that owns them (``owner_clinic``): the
+    home clinic of their merge survivor.
 
     Maps and deduplicates the whole patients table (the same code the cutover runs, so the
     clusters are the ones the load will merge); patients are few next to visits.
     """
     from cutover.mapping.dedupe import dedupe
     from cutover.mapping.engine import map_batch
-    from cutover.mapping.specs import SPECS
 
-    spec = SPECS["patients"]
-    table = LEGACY_TABLES["patients"]
-    batches = list(read_batches(legacy_url, "patients", table.columns, table.key))
+    profile = current()
+    name = profile.patient_table
+    spec, table = profile.specs[name], profile.tables[name]
+    home = profile.home_clinic_column
+    batches = list(read_batches(legacy_url, table.source_name, table.columns, table.key))
     raw = pa.Table.from_batches(batches, schema=arrow_schema(table.columns))
     mapped, _, _ = dedupe(spec, pa.concat_tables([map_batch(spec, raw, as_of=as_of)]))
-    survivor = pc.coalesce(mapped["merge_into"], mapped["legacy_id"]).cast(pa.int64())
-    legacy_ids = mapped["legacy_id"].cast(pa.int64())
-    clinic_of = dict(zip(raw["pat_id"].to_pylist(), raw["clinic_id"].to_pylist(), strict=True))
-    owner = pa.array([clinic_of.get(s) for s in survivor.to_pylist()], pa.int64())
-    return pa.table({"pat_id": legacy_ids, "owner_clinic": owner})
+    survivor = pc.coalesce(mapped["merge_into"], mapped["legacy_id"])
+    clinics = raw[home] if home else pa.nulls(len(raw), pa.int64())
+    clinic_of = dict(zip(raw[table.key].cast(pa.string()).to_pylist(), clinics.to_pylist(), strict=True))
+    owner = pa.array([clinic_of.get(s) for s in survivor.to_pylist()], clinics.type)
+    return pa.table({"patient": mapped["legacy_id"], "owner_clinic": owner})
 
 
 def wave_scope(
@@ -224,10 +235,9 @@ def wave_scope(
     owners = patient_owners(legacy_url, as_of=as_of)
 
     def patients_of(clinics: tuple[int, ...]) -> pa.Array:
-        inside = pc.fill_null(
-            pc.is_in(owners["owner_clinic"], value_set=pa.array(clinics, pa.int64())), False
-        )
-        return owners.filter(inside)["pat_id"].combine_chunks()
+        wanted = pa.array([str(c) for c in clinics], pa.string())
+        inside = pc.fill_null(pc.is_in(owners["owner_clinic"].cast(pa.string()), value_set=wanted), False)
+        return owners.filter(inside)["patient"].combine_chunks()
 
     if wave.clinics == REMAINING:
         earlier = tuple(c for w in plan.earlier(wave) if w.clinics != REMAINING for c in w.clinics)
@@ -248,7 +258,7 @@ def delta_scope(
 
     A row changed if its ``modified`` is above the wave's mark or, with ``runs`` (wave → the store
     keys of the runs that covered it, oldest first), if it differs from the copy those runs last
-    extracted (:mod:`cutover.snapshot`). Tables in :data:`WHOLE_IN_DELTA` are taken whole.
+    extracted (:mod:`cutover.snapshot`). Tables of :func:`whole_in_delta` are taken whole.
     """
     members = tuple(
         replace(
@@ -257,7 +267,7 @@ def delta_scope(
                 plan,
                 plan.wave(name),
                 as_of=as_of,
-                since={t: mark for t, mark in marks.items() if t not in WHOLE_IN_DELTA},
+                since={t: mark for t, mark in marks.items() if t not in whole_in_delta()},
             ),
             runs=tuple((runs or {}).get(name, ())),
         )
@@ -270,31 +280,47 @@ def sample_scope(legacy_url: str, *, share: float, seed: int) -> Scope:
     """A stratified sample: ``share`` of each clinic's patients (at least one), then one patient more
     for every patient-linked table the sample would otherwise leave empty."""
     rng = np.random.default_rng(seed)
-    patients = _column(legacy_url, "patients", ["pat_id", "clinic_id"]).to_pandas()
-    chosen: set[int] = set()
-    for _, group in patients.groupby(patients["clinic_id"].fillna(-1)):
+    profile = current()
+    name = profile.patient_table
+    key, home = profile.tables[name].key, profile.home_clinic_column
+    patients = _column(legacy_url, name, [key, home] if home else [key]).to_pandas()
+    clinic = patients[home].fillna(-1) if home else pd.Series(0, index=patients.index)
+    chosen: set[Any] = set()
+    for _, group in patients.groupby(clinic):
         size = max(1, round(len(group) * share))
-        chosen.update(int(p) for p in rng.choice(group["pat_id"].to_numpy(), size=size, replace=False))
-    ids = _closure(legacy_url, pa.array(sorted(chosen), pa.int64()))
-    case_owner = _column(legacy_url, "cases", ["case_id", "pat_id"])
-    visit_owner = _column(legacy_url, "visits", ["visit_id", "pat_id"])
-    owners = {"case_id": case_owner, "visit_id": visit_owner}
-    for name, table in LEGACY_TABLES.items():
-        key = table.patient_key
-        if key is None or name in KEY_TABLES.values():
+        chosen.update(
+            p.item() if hasattr(p, "item") else p
+            for p in rng.choice(group[key].to_numpy(), size=size, replace=False)
+        )
+
+    def closure() -> dict[str, pa.Array]:
+        return _closure(legacy_url, pa.array(sorted(chosen), profile.key_type(name)))
+
+    ids = closure()
+    for table, spec in profile.tables.items():
+        owner = profile.owner(table)
+        if owner is None or table in profile.owner_tables():
             continue
-        rows = _column(legacy_url, name, [table.key, key])
-        if len(rows) == 0 or pc.any(pc.is_in(rows[key], value_set=ids[key])).as_py():
+        column, owner_table = owner
+        rows = _column(legacy_url, table, [spec.key, column])
+        value_set = ids[owner_table].cast(rows[column].type)
+        if len(rows) == 0 or pc.any(pc.is_in(rows[column], value_set=value_set)).as_py():
             continue
-        pick = rows[key][int(rng.integers(len(rows)))].as_py()
-        patient = pick if key == "pat_id" else _owner_of(owners[key], key, pick)
+        patient = _patient_of(legacy_url, owner_table, rows[column][int(rng.integers(len(rows)))].as_py())
         if patient is not None:
-            chosen.add(int(patient))
-            ids = _closure(legacy_url, pa.array(sorted(chosen), pa.int64()))
+            chosen.add(patient)
+            ids = closure()
     log.info("sample: %d of %d patients (share %.3f, seed %d)", len(chosen), len(patients), share, seed)
     return Scope("sample", ids, label=f"sample {share:.1%}")
 
 
-def _owner_of(rows: pa.Table, key: str, value: int | None) -> int | None:
-    match = rows.filter(pc.equal(rows[key], value))
-    return match["pat_id"][0].as_py() if len(match) else None
+def _patient_of(legacy_url: str, table: str, value: object) -> object | None:
+    """The patient a row of ``table`` (by its key ``value``) belongs to, following its owners."""
+    profile = current()
+    while value is not None and table != profile.patient_table:
+        column, owner_table = profile.owner(table) or ("", "")
+        rows = _column(legacy_url, table, [profile.tables[table].key, column])
+        match = rows.filter(pc.equal(rows[profile.tables[table].key], value))
+        value = match[column][0].as_py() if len(match) else None
+        table = owner_table
+    return value

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cutover.legacy.schema import LEGACY_TABLES
+from cutover.legacy.profile import current, legacy_tables
 from cutover.staging.parquet import MANIFEST, iter_batches
 from cutover.staging.store import Store
 
@@ -46,7 +46,7 @@ class Snapshot:
     def of_runs(cls, store: Store, run_keys: tuple[str, ...], table: str) -> Snapshot | None:
         """Over ``run_keys`` (oldest first; a later run's copy of a row wins); ``None`` when none of them
         kept its extract of ``table`` (then only timestamps can tell a change)."""
-        key = LEGACY_TABLES[table].key
+        key = legacy_tables()[table].key
         keys: list[pa.Array] = []
         hashes: list[pa.Array] = []
         found = False
@@ -61,7 +61,7 @@ class Snapshot:
         if not found:
             return None
         if not keys:
-            return cls(pa.array([], LEGACY_TABLES[table].column_type(key)), pa.array([], pa.uint64()))
+            return cls(pa.array([], current().key_type(table)), pa.array([], pa.uint64()))
         frame = pd.DataFrame(
             {"key": pa.chunked_array(keys).to_numpy(), "hash": pa.chunked_array(hashes).to_numpy()}
         ).drop_duplicates("key", keep="last")

@@ -29,7 +29,7 @@ from psycopg import sql
 from cutover.config import LEGACY_SYSTEM
 from cutover.errors import ConfigError, TransientError, UnknownNameError
 from cutover.ids import legacy_uuid
-from cutover.mapping.specs import SPECS
+from cutover.legacy.profile import mapping_specs
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ def _actor() -> str:
 
 def _check_table(legacy_table: str) -> str:
     """The target table of a legacy table; an unknown name is refused with the known ones, closest first."""
-    if legacy_table not in SPECS:
-        raise UnknownNameError("legacy table", legacy_table, SPECS)
-    return SPECS[legacy_table].target
+    if legacy_table not in mapping_specs():
+        raise UnknownNameError("legacy table", legacy_table, mapping_specs())
+    return mapping_specs()[legacy_table].target
 
 
 def _connect(target_url: str) -> psycopg.Connection[Any]:
@@ -228,7 +228,7 @@ def _fill_crosswalk(conn: psycopg.Connection[Any], result: TraceResult, crossed:
         ]
         parts = (
             _exploded_parts(conn, target, legacy_table, result["legacy_id"])
-            if SPECS[legacy_table].explode
+            if mapping_specs()[legacy_table].explode
             else []
         )
         result["target_rows"] = [str(new_id), *parts]
@@ -237,7 +237,7 @@ def _fill_crosswalk(conn: psycopg.Connection[Any], result: TraceResult, crossed:
 
 def _check_target(new_table: str) -> str:
     """The crosswalk's target table, refused unless a spec names it (it is used as an identifier)."""
-    if new_table not in {spec.target for spec in SPECS.values()}:
+    if new_table not in {spec.target for spec in mapping_specs().values()}:
         raise ConfigError(f"crosswalk names an unknown target table {new_table!r}")
     return new_table
 

@@ -84,7 +84,7 @@ def _batch(**cols: list) -> pa.RecordBatch:
 
 
 def test_scope_keeps_rows_by_their_patient_key_and_high_water() -> None:
-    ids = {"pat_id": pa.array([1, 2]), "case_id": pa.array([10]), "visit_id": pa.array([100])}
+    ids = {"patients": pa.array([1, 2]), "cases": pa.array([10]), "visits": pa.array([100])}
     wave = Scope("wave", ids, label="w1")
     rest = Scope("wave", ids, complement=True, label="w2")
     visits = _batch(
@@ -100,7 +100,7 @@ def test_scope_keeps_rows_by_their_patient_key_and_high_water() -> None:
     clinics = _batch(clinic_id=[1, 2, 3])
     assert wave.keep("clinics", clinics).num_rows == 3  # reference data moves whole
     late = Scope("wave", ids, label="w1", since={"visits": "2026-01-15"})
-    delta = Scope("delta", label="delta", members=(late, Scope("wave", {**ids, "pat_id": pa.array([3])})))
+    delta = Scope("delta", label="delta", members=(late, Scope("wave", {**ids, "patients": pa.array([3])})))
     assert late.keep("visits", visits).num_rows == 0
     assert delta.keep("visits", visits).column("visit_id").to_pylist() == [101]
 
@@ -109,7 +109,7 @@ def test_scope_round_trips_through_the_store(tmp_path: Path) -> None:
     from cutover.staging.store import open_store
 
     store = open_store(f"file://{tmp_path}")
-    ids = {"pat_id": pa.array([1, 2]), "case_id": pa.array([10]), "visit_id": pa.array([], pa.int64())}
+    ids = {"patients": pa.array([1, 2]), "cases": pa.array([10]), "visits": pa.array([], pa.int64())}
     scope = Scope(
         "delta", label="delta w1", members=(Scope("wave", ids, label="w1", since={"visits": "2026-01-15"}),)
     )
@@ -225,7 +225,7 @@ def test_a_delta_takes_rows_that_differ_from_their_snapshot_even_without_a_newer
             {**base, "visit_id": 104, "pat_id": 3},  # another wave's patient
         ]
     )
-    ids = {"pat_id": pa.array([1, 2]), "case_id": pa.array([10]), "visit_id": pa.array([100])}
+    ids = {"patients": pa.array([1, 2]), "cases": pa.array([10]), "visits": pa.array([100])}
     wave = Scope("wave", ids, label="w1", since={"visits": "2026-01-20 09:00:00"}, runs=("r1", "r2", "gone"))
     delta = Scope("delta", label="delta w1", members=(wave,))
 

@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cutover.legacy.schema import LEGACY_TABLES
+from cutover.legacy.profile import legacy_tables
 from cutover.legacy.source import arrow_schema, read_batches
 from cutover.mapping import normalize as nz
 
@@ -108,7 +108,7 @@ class LegacyData:
 
     def table(self, table: str, columns: Iterable[str]) -> pa.Table:
         """The key and ``columns`` of a legacy table, in key order."""
-        spec = LEGACY_TABLES[table]
+        spec = legacy_tables()[table]
         have = self._tables.get(table)
         wanted = {spec.key, *columns}
         if have is not None and wanted <= set(have.column_names):
@@ -116,13 +116,13 @@ class LegacyData:
         if have is not None:
             wanted |= set(have.column_names)
         cols = [(name, kind) for name, kind in spec.columns if name in wanted]
-        batches = list(read_batches(self.url, table, cols, spec.key, batch_rows=self.batch_rows))
+        batches = list(read_batches(self.url, spec.source_name, cols, spec.key, batch_rows=self.batch_rows))
         self._tables[table] = pa.Table.from_batches(batches, schema=arrow_schema(cols))
         return self._tables[table]
 
     def frame(self, table: str, columns: Iterable[str]) -> pd.DataFrame:
         columns = list(columns)
-        key = LEGACY_TABLES[table].key
+        key = legacy_tables()[table].key
         return (
             self.table(table, columns)
             .select([key, *[c for c in columns if c != key]])
@@ -130,7 +130,7 @@ class LegacyData:
         )
 
     def ids(self, table: str) -> np.ndarray:
-        key = LEGACY_TABLES[table].key
+        key = legacy_tables()[table].key
         return self.table(table, [key])[key].to_numpy()
 
     def shared(self, key: Hashable, compute: Callable[[], T]) -> T:
@@ -209,7 +209,7 @@ def _present(series: pd.Series) -> np.ndarray:
 
 
 def _reason_finding(table: str, column: str, frame: pd.DataFrame, reasons: pd.Series, *codes: str) -> Finding:
-    key = LEGACY_TABLES[table].key
+    key = legacy_tables()[table].key
     hit = _np(reasons.isin(list(codes)))
     return Finding(table, column, frame[key].to_numpy()[hit], int(_present(frame[column]).sum()))
 
@@ -221,7 +221,7 @@ _DATE_NAMES: Final = frozenset(
 )
 DATE_COLUMNS: Final[tuple[tuple[str, str], ...]] = tuple(
     (t.name, c)
-    for t in LEGACY_TABLES.values()
+    for t in legacy_tables().values()
     for c, kind in t.columns
     if kind == "text" and (c in _DATE_NAMES or c.endswith("_date"))
 )
@@ -278,7 +278,7 @@ def dates_out_of_range(data: LegacyData) -> list[Finding]:
 
 _RELATION_NEEDS = tuple(
     need
-    for t in LEGACY_TABLES.values()
+    for t in legacy_tables().values()
     for need in ((t.name, tuple(fk for fk, _ in t.parents)), *((p, ()) for _, p in t.parents))
 )
 
@@ -293,10 +293,10 @@ _RELATION_NEEDS = tuple(
 )
 def orphans(data: LegacyData) -> list[Finding]:
     out = []
-    for spec in LEGACY_TABLES.values():
+    for spec in legacy_tables().values():
         for fk, parent in spec.parents:
             child = data.table(spec.name, [fk])
-            keys = data.table(parent, [])[LEGACY_TABLES[parent].key]
+            keys = data.table(parent, [])[legacy_tables()[parent].key]
             values = child[fk]
             missing = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=keys)))
             ids = child[spec.key].to_numpy()[_np(missing)]
@@ -417,7 +417,7 @@ def _icd_readings(data: LegacyData) -> list[_IcdReading]:
         _IcdReading(
             table,
             column,
-            frame[LEGACY_TABLES[table].key].to_numpy(),
+            frame[legacy_tables()[table].key].to_numpy(),
             nz.icd10(frame[column], service_date=when),
             int(_present(frame[column]).sum()),
         )
@@ -702,7 +702,7 @@ def noncanonical_money(data: LegacyData) -> list[Finding]:
         ok = _np(_money_reasons(data, table, column).isna())
         bad = present & ~canonical & ok
         out.append(
-            Finding(table, column, frame[LEGACY_TABLES[table].key].to_numpy()[bad], int(present.sum()))
+            Finding(table, column, frame[legacy_tables()[table].key].to_numpy()[bad], int(present.sum()))
         )
     return out
 

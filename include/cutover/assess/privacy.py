@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from cutover.legacy.schema import LEGACY_TABLES
+from cutover.legacy.profile import legacy_tables
 
 MIN_COUNT: Final = 5
 """A value (or null-token spelling) seen fewer times than this is never shown (k-anonymity-like)."""
@@ -68,7 +68,7 @@ CODE_COLUMNS: Final[frozenset[str]] = frozenset(
 
 PHI_COLUMNS: Final[tuple[str, ...]] = tuple(
     f"{table.name}.{column}"
-    for table in LEGACY_TABLES.values()
+    for table in legacy_tables().values()
     for column, kind in table.columns
     if kind != "int" and column not in CODE_COLUMNS
 )
@@ -82,7 +82,7 @@ def is_phi(table: str, column: str) -> bool:
 
     A column the schema does not know is PHI (deny by default).
     """
-    spec = LEGACY_TABLES.get(table)
+    spec = legacy_tables().get(table)
     if spec is None or column not in spec.column_names:
         return True
     return f"{table}.{column}" in _PHI
@@ -91,10 +91,10 @@ def is_phi(table: str, column: str) -> bool:
 def values_shown(table: str, column: str) -> bool:
     """True when frequent values of ``table.column`` may be shown: an allowed code column, or the id
     of a reference-data row (a clinic, a provider, a payer, a referring physician)."""
-    spec = LEGACY_TABLES.get(table)
+    spec = legacy_tables().get(table)
     if spec is None or column not in spec.column_names:
         return False
     if spec.column_type(column) == "int":
         parent = dict(spec.parents).get(column)
-        return parent is not None and LEGACY_TABLES[parent].patient_key is None
+        return parent is not None and legacy_tables()[parent].patient_key is None
     return not is_phi(table, column)

@@ -27,7 +27,8 @@ import pyarrow.compute as pc
 
 from cutover.assess.privacy import MIN_COUNT, is_phi, values_shown
 from cutover.errors import ConfigError
-from cutover.legacy.schema import LEGACY_TABLES, ColumnType
+from cutover.legacy.profile import legacy_tables
+from cutover.legacy.schema import ColumnType
 from cutover.legacy.source import read_batches
 from cutover.mapping.normalize import null_tokens
 
@@ -438,7 +439,7 @@ def profile_table(
     >>> sex.values_policy, sex.values[0][0] in {"M", "F"}, p.column("pat_name").values
     ('shown', True, [])
     """
-    spec = LEGACY_TABLES.get(table)
+    spec = legacy_tables().get(table)
     if spec is None:
         raise ConfigError(f"assess: {table!r} is not a legacy table")
     started = time.perf_counter()
@@ -447,7 +448,7 @@ def profile_table(
         for name, kind in spec.columns
     ]
     batches = rows = 0
-    for batch in read_batches(legacy_url, table, spec.columns, spec.key, batch_rows=batch_rows):
+    for batch in read_batches(legacy_url, spec.source_name, spec.columns, spec.key, batch_rows=batch_rows):
         batches += 1
         rows += batch.num_rows
         for acc, arr in zip(columns, batch.columns, strict=True):

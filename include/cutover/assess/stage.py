@@ -21,7 +21,7 @@ from typing import TypedDict
 from cutover.assess.checks import CheckResult, run_checks
 from cutover.assess.profile import TableProfile, profile_table
 from cutover.assess.report import REPORT_FILES, assemble, write_report
-from cutover.legacy.schema import LEGACY_TABLES
+from cutover.legacy.profile import legacy_tables
 from cutover.pipeline import evidence_dir, run_key
 from cutover.staging.store import open_store
 
@@ -112,7 +112,7 @@ def report_from_store(
 ) -> ReportManifest:
     """Assemble the staged profiles and checks into the report: evidence folder and staging store."""
     store = open_store(store_url)
-    names = tables or list(LEGACY_TABLES)
+    names = tables or list(legacy_tables())
     profiles = [TableProfile.from_dict(json.loads(store.get(profile_key(run_id, t)))) for t in names]
     staged = json.loads(store.get(checks_key(run_id)))
     results = [CheckResult.from_dict(r) for r in staged["results"]]

@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from typing import Any, TypedDict
 
 from cutover.errors import CutoverError, TerminalError, TransientError
-from cutover.legacy.schema import LEGACY_TABLES, ColumnType, LegacyTable
+from cutover.legacy.profile import legacy_tables
+from cutover.legacy.schema import ColumnType, LegacyTable
 from cutover.legacy.source import connect, dialect_of, read_batches, sqlite_path
 
 VERSION = 2
@@ -41,7 +42,7 @@ class TableFingerprint(TypedDict):
 def raw_columns(spec: LegacyTable) -> list[tuple[str, ColumnType]]:
     """The columns a fingerprint reads: id columns as text, so any change of a cell changes the digest.
 
-    >>> raw_columns(LEGACY_TABLES["procedures"])[:3]
+    >>> raw_columns(legacy_tables()["procedures"])[:3]
     [('proc_id', 'text'), ('visit_id', 'text'), ('cpt_text', 'text')]
     """
     return [(name, "text" if kind == "int" else kind) for name, kind in spec.columns]
@@ -91,10 +92,10 @@ def closed_after(batches: Iterator[Any]) -> Iterator[Iterator[Any]]:
 
 
 def table_fingerprint(url: str, table: str) -> TableFingerprint:
-    spec = LEGACY_TABLES[table]
+    spec = legacy_tables()[table]
     digest, rows = hashlib.sha256(), 0
     try:
-        with closed_after(read_batches(url, table, raw_columns(spec), spec.key)) as batches:
+        with closed_after(read_batches(url, spec.source_name, raw_columns(spec), spec.key)) as batches:
             for batch in batches:
                 for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
                     digest.update(canonical_row(row))
@@ -111,7 +112,7 @@ def table_fingerprint(url: str, table: str) -> TableFingerprint:
 
 def fingerprint(url: str) -> dict[str, TableFingerprint]:
     """Fingerprints of every legacy table."""
-    return {table: table_fingerprint(url, table) for table in LEGACY_TABLES}
+    return {table: table_fingerprint(url, table) for table in legacy_tables()}
 
 
 def identity(url: str) -> dict[str, str]:
@@ -157,7 +158,7 @@ def count(url: str, table: str) -> int:
     from cutover.legacy.source import count_rows
 
     try:
-        return count_rows(url, table)
+        return count_rows(url, legacy_tables()[table].source_name)
     except CutoverError:
         raise
     except Exception as exc:

@@ -54,7 +54,8 @@ from cutover.backup.crypto import CHUNK, backup_key, decrypt_file, encrypt_file,
 from cutover.backup.fingerprint import TableFingerprint, fingerprint, is_transient
 from cutover.config import state_dir
 from cutover.errors import ConfigError, CutoverError, IntegrityError, TerminalError, TransientError
-from cutover.legacy.schema import LEGACY_TABLES, Dialect
+from cutover.legacy.profile import legacy_tables
+from cutover.legacy.schema import Dialect
 from cutover.legacy.source import dialect_of
 from cutover.pipeline import run_key
 from cutover.staging.store import LocalStore, S3Store, Store, open_store, private_dirs
@@ -557,7 +558,7 @@ class LiveSource:
         if self.dialect != "sqlite" and source["identity"] != self.identity():
             return "another database (identity differs)"
         recorded: dict[str, TableFingerprint] = manifest["tables"]
-        missing = sorted(set(recorded) ^ set(LEGACY_TABLES))
+        missing = sorted(set(recorded) ^ set(legacy_tables()))
         if missing:
             return f"another database (tables {', '.join(missing[:5])} differ between it and the legacy database)"
         changed = {t: (f["rows"], self.count(t)) for t, f in recorded.items() if f["rows"] != self.count(t)}

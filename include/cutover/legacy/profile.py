@@ -18,10 +18,13 @@ environment variable, or the ``profile`` key of the ``legacy_db`` connection's e
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import hmac
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +36,7 @@ from cutover.legacy.schema import COLUMN_TYPES, ExportFlag, LegacyTable
 
 if TYPE_CHECKING:
     from cutover.mapping.engine import TableSpec
+    from cutover.staging.store import Store
 
 BUILTIN = Path(__file__).resolve().parent / "profiles"
 """The built-in profiles, one YAML file each (``simulator.yaml``)."""
@@ -144,6 +148,7 @@ def read_document(path: Path) -> Document:
     return Document(data, str(path), digest.hexdigest(), locations)
 
 
+@functools.cache
 def builtin_names() -> list[str]:
     return sorted(p.stem for p in BUILTIN.glob("*.yaml"))
 
@@ -199,6 +204,49 @@ class Profile:
     @property
     def source(self) -> dict[str, Any]:
         return dict(self.document.get("source") or {"format": "database"})
+
+    def mapped_to(self, target: str) -> str | None:
+        """The legacy table mapped onto ``target`` (a ``pt`` table), None when none is."""
+        return next(
+            (name for name, t in self.document["tables"].items() if (t.get("map") or {}).get("to") == target),
+            None,
+        )
+
+    @property
+    def patient_table(self) -> str:
+        """The legacy table of patients (mapped onto ``patient``)."""
+        name = self.mapped_to("patient")
+        if name is None:
+            raise ConfigError(f"profile {self.name}: no legacy table maps onto the target's patient table")
+        return name
+
+    @property
+    def home_clinic_column(self) -> str | None:
+        """The patients' column holding their home clinic (the reference onto ``home_clinic_id``)."""
+        refs = (self.document["tables"][self.patient_table].get("map") or {}).get("refs") or {}
+        ref = refs.get("home_clinic_id")
+        return None if ref is None else str(ref["from"])
+
+    def owner(self, table: str) -> tuple[str, str] | None:
+        """(column, table) through which ``table``'s rows reach their patient: the patients' own key,
+        else the table's ``patient`` column and the parent it points to; None for reference data."""
+        spec = self.tables[table]
+        if table == self.patient_table:
+            return spec.key, table
+        if spec.patient_key is None:
+            return None
+        return spec.patient_key, dict(spec.parents)[spec.patient_key]
+
+    def owner_tables(self) -> list[str]:
+        """The tables other tables reach their patient through (the patients first), parents first."""
+        owners = {o[1] for t in self.tables if (o := self.owner(t)) is not None}
+        return [t for t in self.tables if t in owners]
+
+    def key_type(self, table: str) -> Any:
+        """The Arrow type of ``table``'s key: int64 for an integer id, string for a text id."""
+        import pyarrow as pa
+
+        return pa.string() if self.tables[table].key_type == "text" else pa.int64()
 
     def describe(self) -> dict[str, str]:
         """What a run records: name, SHA-256, origin."""
@@ -272,8 +320,14 @@ def from_document(doc: Document) -> Profile:
     )
 
 
+def _stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """What tells a profile's files changed without reading them: names, sizes, modification times."""
+    files = sorted(path.glob("*.y*ml")) if path.is_dir() else [path]
+    return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file())
+
+
 @functools.lru_cache(maxsize=16)
-def _cached(path: str, sha256: str) -> Profile:
+def _cached(path: str, stamp: tuple[tuple[str, int, int], ...]) -> Profile:
     from cutover.legacy.profile_check import check
 
     doc = read_document(Path(path))
@@ -284,13 +338,91 @@ def _cached(path: str, sha256: str) -> Profile:
 
 
 def load_profile(ref: str | os.PathLike[str] | None = None) -> Profile:
-    """The profile ``ref`` names (default: :func:`choose`), checked; a broken one is a :class:`ProfileError`."""
+    """The profile ``ref`` names (default: :func:`choose`), checked; a broken one is a :class:`ProfileError`.
+
+    Read once per process while its files are unchanged (names, sizes, modification times)."""
     path = profile_path(ref if ref is not None else choose())
-    doc = read_document(path)
-    return _cached(str(path), doc.sha256)
+    if not path.exists():
+        read_document(path)  # the one-line error
+    return _cached(str(path), _stamp(path))
 
 
 @functools.cache
 def simulator() -> Profile:
     """The built-in profile of the simulated legacy system."""
     return load_profile(DEFAULT_PROFILE)
+
+
+# --- the profile in use -------------------------------------------------------------------------------
+_IN_USE: list[Profile] = []
+
+
+def current() -> Profile:
+    """The profile the code running now works under: the one :func:`use` set (a run's), else the
+    configured one (:func:`choose`: ``CUTOVER_PROFILE``, else the default)."""
+    return _IN_USE[-1] if _IN_USE else load_profile(choose())
+
+
+@contextlib.contextmanager
+def use(profile: Profile) -> Iterator[Profile]:
+    """Work under ``profile`` inside the block (process-wide, so worker threads see it too: a task
+    process runs one task at a time)."""
+    _IN_USE.append(profile)
+    try:
+        yield profile
+    finally:
+        _IN_USE.remove(profile)
+
+
+def legacy_tables() -> dict[str, LegacyTable]:
+    """The legacy tables of the profile in use, parents first."""
+    return current().tables
+
+
+def mapping_specs() -> dict[str, TableSpec]:
+    """The mapping specs of the profile in use, in load order."""
+    return current().specs
+
+
+# --- a run's profile ----------------------------------------------------------------------------------
+RUN_PROFILE = "profile.json"
+"""Under a run's prefix in the staging store: which profile the run works under (name, ref, SHA-256),
+signed like the staged manifests."""
+
+
+def _signature(record: Mapping[str, str]) -> str:
+    from cutover.staging.store import manifest_key
+
+    body = json.dumps({k: record[k] for k in ("name", "ref", "sha256")}, sort_keys=True).encode()
+    return hmac.new(manifest_key(), body, hashlib.sha256).hexdigest()
+
+
+def bind_run(store: Store, prefix: str, profile: Profile, ref: str) -> dict[str, str]:
+    """Record under the run's ``prefix`` that the run works under ``profile`` (read from ``ref``)."""
+    record = {"name": profile.name, "ref": ref, "sha256": profile.sha256}
+    store.put(f"{prefix}/{RUN_PROFILE}", json.dumps({**record, "signature": _signature(record)}).encode())
+    return record
+
+
+def run_profile(store: Store, prefix: str) -> Profile:
+    """The profile a run works under, read again from where it was when the run began; a profile
+    changed since (its SHA-256 differs) or a record the pipeline did not sign is refused. A run that
+    recorded none (a stage called on its own) works under :func:`current`."""
+    from cutover.errors import IntegrityError
+
+    key = f"{prefix}/{RUN_PROFILE}"
+    if not store.exists(key):
+        return current()
+    record = json.loads(store.get(key))
+    if not isinstance(record, dict) or not hmac.compare_digest(
+        str(record.get("signature", "")),
+        _signature({k: str(record.get(k, "")) for k in ("name", "ref", "sha256")}),
+    ):
+        raise IntegrityError(f"{key}: the run's profile record is not signed by this pipeline")
+    profile = load_profile(record["ref"])
+    if profile.sha256 != record["sha256"]:
+        raise IntegrityError(
+            f"profile {record['name']} changed since the run began (SHA-256 {record['sha256'][:12]} → "
+            f"{profile.sha256[:12]}): a run works under one profile; start a new run"
+        )
+    return profile

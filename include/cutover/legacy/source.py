@@ -3,6 +3,10 @@
 Legacy systems are loosely typed: ids are read as int64, everything else as text, except
 binary attachments. Text that is not valid UTF-8 (Latin-1 bytes in SQLite) is decoded as
 cp1252 here, so Arrow can carry it; cleaning is the mapping stage's job.
+
+A table whose key column is typed ``text`` in its profile (``A-000123``) is keyed by text: the key
+is read as text, trimmed, and never parsed as a number; an empty key is a missing one, which the
+mapping rejects ``id_invalid`` as it does a blank integer id (:func:`text_key`).
 """
 
 from __future__ import annotations
@@ -199,6 +203,25 @@ def to_batch(rows: Sequence[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBat
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+def text_key(batch: pa.RecordBatch, key: str) -> pa.RecordBatch:
+    """``batch`` with its ``key`` column trimmed and an empty key NULL, where the key is text.
+
+    A text key is an id as the legacy system wrote it: surrounding blanks are not part of it (a
+    child's reference to it is compared trimmed too, :func:`read_where`), and a key of blanks is
+    no key. An integer key is left as :func:`to_batch` read it.
+
+    >>> schema = arrow_schema([("appt_ref", "text"), ("note", "text")])
+    >>> text_key(to_batch([(" A-000007 ", " x "), ("  ", "y"), (None, "z")], schema), "appt_ref").to_pydict()
+    {'appt_ref': ['A-000007', None, None], 'note': [' x ', 'y', 'z']}
+    """
+    at = batch.schema.get_field_index(key)
+    if at < 0 or not pa.types.is_string(batch.schema.field(at).type):
+        return batch
+    trimmed = pc.utf8_trim_whitespace(batch.column(at))
+    keyed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+    return batch.set_column(at, batch.schema.field(at), keyed)
+
+
 def arrow_schema(columns: Sequence[tuple[str, str]]) -> pa.Schema:
     return pa.schema([pa.field(name, ARROW_TYPES[kind]) for name, kind in columns])
 
@@ -303,7 +326,7 @@ def read_batches(
         with contextlib.closing(cur):
             cur.execute(sql)
             while rows := cur.fetchmany(batch_rows):
-                yield to_batch(rows, schema)
+                yield text_key(to_batch(rows, schema), key)
 
 
 def read_where(
@@ -312,24 +335,30 @@ def read_where(
     columns: Sequence[tuple[str, str]],
     key: str,
     column: str,
-    ids: Sequence[int],
+    ids: Sequence[int | str],
     *,
     chunk: int = 500,
 ) -> Iterator[pa.RecordBatch]:
     """The rows of a legacy table whose ``column`` is one of ``ids`` (with the :data:`INVALID_IDS`
-    sidecar), ``chunk`` ids a query: a few rows read again, as the extract read them."""
+    sidecar), ``chunk`` ids a query: a few rows read again, as the extract read them.
+
+    A ``column`` typed ``text`` (a text key, or a reference to a text-keyed table) is compared
+    trimmed, as :func:`text_key` reads a text key; any other column as an integer id.
+    """
     dialect = dialect_of(url)
     schema = extract_schema(columns)
     mark = "?" if dialect == "sqlite" else "%s"
+    text = dict(columns).get(column) == "text"
+    compared = f"TRIM({_quote(dialect, column)})" if text else _quote(dialect, column)
     with connect(url) as conn:
         cur = conn.cursor()
         with contextlib.closing(cur):
             for start in range(0, len(ids), chunk):
-                part = [int(i) for i in ids[start : start + chunk]]
-                where = f"{_quote(dialect, column)} IN ({', '.join([mark] * len(part))})"
+                part: list[Any] = [str(i).strip() if text else int(i) for i in ids[start : start + chunk]]
+                where = f"{compared} IN ({', '.join([mark] * len(part))})"
                 cur.execute(_select(dialect, table, columns, key, where), part)
                 if rows := cur.fetchall():
-                    yield to_batch(rows, schema)
+                    yield text_key(to_batch(rows, schema), key)
 
 
 def count_rows(url: str, table: str) -> int:

@@ -197,7 +197,7 @@ def _patient_mismatch(
 ) -> list[tuple[pa.Array, str]]:
     """Per :attr:`~cutover.mapping.engine.TableSpec.same_patient` reference: ``patient_mismatch`` where
     the parent row (as the target holds it, merges applied) belongs to another patient than the row."""
-    from cutover.mapping.specs import SPECS
+    from cutover.legacy.profile import mapping_specs
 
     out = []
     for column in spec.same_patient:
@@ -205,7 +205,7 @@ def _patient_mismatch(
         parents = ids[column]
         found = _csv(
             cur,
-            _PATIENT_OF.format(sql.Identifier(SPECS[ref.parent].target)),
+            _PATIENT_OF.format(sql.Identifier(mapping_specs()[ref.parent].target)),
             ([bytes(v).hex() for v in pc.unique(parents.drop_null()).to_pylist()],),
             ["id", "patient"],
         )

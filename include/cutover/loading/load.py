@@ -82,7 +82,7 @@ def _stage_table(spec: TableSpec) -> list[tuple[str, str]]:
 def _resolve_sql(spec: TableSpec) -> sql.Composed:
     """SELECT of the staged rows with parent ids resolved, a load-stage reason (and the legacy column
     it is about, ``load_detail``) and reference flags."""
-    from cutover.mapping.specs import SPECS
+    from cutover.legacy.profile import mapping_specs
 
     joins: list[sql.Composable] = []
     picks: list[sql.Composable] = []
@@ -132,7 +132,9 @@ def _resolve_sql(spec: TableSpec) -> sql.Composed:
         owner = sql.Identifier(f"sp{n}")
         joins.append(
             sql.SQL("LEFT JOIN pt.{target} {owner} ON {owner}.id = {parent}").format(
-                target=sql.Identifier(SPECS[ref.parent].target), owner=owner, parent=resolved[column]
+                target=sql.Identifier(mapping_specs()[ref.parent].target),
+                owner=owner,
+                parent=resolved[column],
             )
         )
         misses.append(

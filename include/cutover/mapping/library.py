@@ -33,12 +33,25 @@ def _code(*, table: Mapping[str, str], reason: str) -> Rule:
     return r.code({str(k): str(v) for k, v in table.items()}, reason)
 
 
-def _date(*, role: nz.DateRole = "event") -> Rule:
-    return r.date(role)
+def _formats(formats: list[str] | str | None) -> list[str] | None:
+    if formats is None:
+        return None
+    listed = [formats] if isinstance(formats, str) else formats
+    if not isinstance(listed, list) or not listed or not all(isinstance(f, str) for f in listed):
+        raise ValueError("formats: a list of strptime formats such as ['%d.%m.%Y']")
+    return listed
 
 
-def _name_part(*, part: str, credentials: bool = False) -> Rule:
-    return r.name_part(part, credentials=credentials)
+def _date(*, role: nz.DateRole = "event", formats: list[str] | None = None) -> Rule:
+    return r.date(role, _formats(formats))
+
+
+def _timestamp(*, formats: list[str] | None = None) -> Rule:
+    return r.timestamp(_formats(formats))
+
+
+def _name_part(*, part: str, credentials: bool = False, form: r.NameForm = "one_column") -> Rule:
+    return r.name_part(part, credentials=credentials, form=form)
 
 
 def _integer(*, kind: str = "bigint") -> Rule:
@@ -60,7 +73,7 @@ RULES: dict[str, Callable[..., Rule]] = {
     "code": _code,
     "flag_yn": r.flag_yn,
     "date": _date,
-    "timestamp": r.timestamp,
+    "timestamp": _timestamp,
     "timezone": r.timezone,
     "name_part": _name_part,
     "phone": r.phone,

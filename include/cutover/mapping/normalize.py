@@ -28,6 +28,7 @@ floats ``double[pyarrow]``, booleans ``bool[pyarrow]``.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -433,12 +434,78 @@ _PLAIN_ISO_SLICES: Final = {
 }
 
 
-def _date_fields(u: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
-    """The groups of the first of :data:`_DATE_FORMATS` each text matches (null where none), and whether one did."""
+_STRPTIME: Final[dict[str, str]] = {
+    "d": r"(?P<D>\d{1,2})",
+    "m": r"(?P<M>\d{1,2})",
+    "b": _MON,
+    "B": _MON,
+    "Y": r"(?P<Y>\d{4})",
+    "y": r"(?P<Y>\d{2})",
+    "H": r"(?P<H>\d{1,2})",
+    "I": r"(?P<H>\d{1,2})",
+    "M": r"(?P<MI>\d{1,2})",
+    "S": r"(?P<S>\d{1,2})",
+    "f": r"\d{1,9}",
+    "p": r"(?P<AP>[AaPp]\.?[Mm]\.?)",
+    "%": "%",
+}
+"""The ``strptime`` directives a profile's date format may use, as the groups :func:`_resolve_parts`
+reads. Numbers are matched by shape only (``%m`` is one or two digits): a month 13 or a 31 February
+is then ``date_impossible``, as in the built-in formats, not ``date_unparseable``."""
+
+
+@cache
+def date_patterns(formats: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``strptime`` formats (``%d.%m.%Y``) as (format, anchored RE2 pattern) pairs for :func:`parse_date`.
+
+    A space in a format matches any run of whitespace; every other character is itself. A format
+    needs a day, a month and a year; an unknown or repeated directive is a ``ValueError``.
+
+    >>> print(date_patterns(("%d.%m.%Y",))[0][1])
+    ^(?P<D>\\d{1,2})\\.(?P<M>\\d{1,2})\\.(?P<Y>\\d{4})$
+    """
+    if not formats:
+        raise ValueError("formats: give at least one strptime format")
+    out = []
+    for fmt in formats:
+        parts: list[str] = []
+        seen: set[str] = set()
+        i = 0
+        while i < len(fmt):
+            char = fmt[i]
+            if char == "%":
+                directive = fmt[i + 1 : i + 2]
+                if directive not in _STRPTIME:
+                    raise ValueError(
+                        f"format {fmt!r}: unknown directive %{directive} (known: "
+                        + " ".join(f"%{d}" for d in _STRPTIME)
+                        + ")"
+                    )
+                group = re.search(r"\(\?P<(\w+)>", _STRPTIME[directive])
+                if group is not None:
+                    if group.group(1) in seen:
+                        raise ValueError(f"format {fmt!r}: %{directive} repeats a part already given")
+                    seen.add(group.group(1))
+                parts.append(_STRPTIME[directive])
+                i += 2
+            else:
+                parts.append(r"\s+" if char.isspace() else re.escape(char))
+                i += 1
+        if not ({"D"} <= seen and seen & {"M", "MON"} and "Y" in seen):
+            raise ValueError(f"format {fmt!r}: a date format needs a day, a month and a year")
+        out.append((fmt, "^" + "".join(parts) + "$"))
+    return tuple(out)
+
+
+def _date_fields(
+    u: pa.Array, formats: Sequence[tuple[str, str]] = _DATE_FORMATS
+) -> tuple[dict[str, pa.Array], pa.Array]:
+    """The groups of the first of ``formats`` (default :data:`_DATE_FORMATS`) each text matches (null
+    where none), and whether one did."""
     n = len(u)
     got: dict[str, pa.Array] = {f: pa.nulls(n, _STR) for f in _DATE_FIELDS}
     matched = pa.array(np.zeros(n, dtype=bool))
-    for _name, pattern in _DATE_FORMATS:
+    for _name, pattern in formats:
         extracted = pc.extract_regex(u, pattern)
         hit = pc.and_(pc.is_valid(extracted), pc.invert(matched))
         names = {extracted.type.field(i).name: i for i in range(extracted.type.num_fields)}
@@ -448,13 +515,23 @@ def _date_fields(u: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
     return got, matched
 
 
-def _date_parts(u: pa.Array, role: DateRole, today: date, *, century: int | None = None) -> _DateParts:
+def _date_parts(
+    u: pa.Array,
+    role: DateRole,
+    today: date,
+    *,
+    century: int | None = None,
+    formats: tuple[str, ...] | None = None,
+) -> _DateParts:
     """The parts of each date text; a two-digit year read by the role's rule, or in ``century`` (19, 20) when given."""
-    return _resolve_parts(*_date_texts(u), role, today, century)
+    return _resolve_parts(*_date_texts(u, formats), role, today, century)
 
 
-def _date_texts(u: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
-    """The text of each date part (:data:`_DATE_FIELDS`) and whether the text has a known format."""
+def _date_texts(u: pa.Array, formats: tuple[str, ...] | None = None) -> tuple[dict[str, pa.Array], pa.Array]:
+    """The text of each date part (:data:`_DATE_FIELDS`) and whether the text has a known format: one
+    of ``formats`` (``strptime``, :func:`date_patterns`) when given, else the built-in ones."""
+    if formats is not None:
+        return _date_fields(u, date_patterns(formats))
     n = len(u)
     # Most legacy dates and stamps are plain ISO: their fields are cut at fixed positions (as the
     # iso format would read them; "" for a group it would not fill), only the rest go through
@@ -594,12 +671,14 @@ def _birth_reference(today: date, created: pd.Series | None, index: pd.Index) ->
     return ref
 
 
-def _parse_birth(s: pd.Series, today: date, created: pd.Series | None) -> Normalized:
+def _parse_birth(
+    s: pd.Series, today: date, created: pd.Series | None, formats: tuple[str, ...] | None = None
+) -> Normalized:
     """Birth dates; two-digit years resolved per row against ``today`` and the record's ``created``."""
     raw, raw_indices = _distinct(_as_text(s))
     uniques, indices = _distinct(_prepare_values(raw))
     rows = indices.take(raw_indices)
-    got, matched = _date_texts(uniques)
+    got, matched = _date_texts(uniques, formats)
     readings = [_resolve_parts(got, matched, "birth", today, c) for c in (20, 19, None)]
     present = pc.is_valid(rows).to_numpy(zero_copy_only=False)
     at = pc.fill_null(rows, 0).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -636,7 +715,12 @@ def _parse_birth(s: pd.Series, today: date, created: pd.Series | None) -> Normal
 
 
 def parse_date(
-    s: pd.Series, *, role: DateRole, today: date | None = None, created: pd.Series | None = None
+    s: pd.Series,
+    *,
+    role: DateRole,
+    today: date | None = None,
+    created: pd.Series | None = None,
+    formats: Sequence[str] | None = None,
 ) -> Normalized:
     """Legacy date text as ``date32[pyarrow]``.
 
@@ -662,6 +746,12 @@ def parse_date(
     (next year's at most: later ones are out of range). Pass the run's as-of date as ``today``:
     the default, the machine's clock, makes a re-run on another day read dates differently.
 
+    ``formats``: the ``strptime`` formats the legacy system writes (``["%d.%m.%Y"]``), read instead
+    of the built-in ones, the first that fits winning (:func:`date_patterns`); text in no such shape
+    is ``date_unparseable``, a shape naming no calendar day (``31.02.2019``) ``date_impossible``, and
+    the role's rules above hold as for the built-in formats. The ``created`` stamp is read in the
+    built-in formats.
+
     >>> r = parse_date(pd.Series(["03/07/05", "02/30/2019", "soon"]), role="birth", today=date(2025, 1, 1))
     >>> r.values.tolist(), r.reasons.tolist()
     ([datetime.date(2005, 3, 7), <NA>, <NA>], [<NA>, 'date_impossible', 'date_unparseable'])
@@ -669,14 +759,21 @@ def parse_date(
     ...                   created=pd.Series(["1994-05-02", "2020-01-01"]))
     >>> born.values.tolist(), born.flags.tolist()
     ([datetime.date(1925, 3, 1), datetime.date(2015, 3, 1)], [<NA>, 'birth_year_ambiguous'])
+    >>> own = parse_date(pd.Series(["07.03.2019", "31.02.2019", "2019-03-07"]), role="service",
+    ...                  today=date(2025, 1, 1), formats=["%d.%m.%Y"])
+    >>> own.values.tolist(), own.reasons.tolist()
+    ([datetime.date(2019, 3, 7), <NA>, <NA>], [<NA>, 'date_impossible', 'date_unparseable'])
     """
     ref = today or date.today()
+    own = None if formats is None else tuple(formats)
+    if own is not None:
+        date_patterns(own)  # a bad format fails here, before any value is read
     if role == "birth":
-        return _parse_birth(s, ref, created)
+        return _parse_birth(s, ref, created, own)
     today_d = np.datetime64(ref, "D")
 
     def run(u: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array | None]:
-        parts = _date_parts(u, role, ref)
+        parts = _date_parts(u, role, ref, formats=own)
         days = _days(parts)
         reasons = _date_reasons(parts, days, role, ref)
         values = _null_where(pa.array(days, type=pa.date32()), pc.is_valid(reasons))
@@ -688,20 +785,28 @@ def parse_date(
     return _by_distinct(s, run, DATE)
 
 
-def parse_timestamp(s: pd.Series, *, today: date | None = None) -> Normalized:
+def parse_timestamp(
+    s: pd.Series, *, today: date | None = None, formats: Sequence[str] | None = None
+) -> Normalized:
     """Legacy date-time text (``appt_time``) as naive local ``timestamp[s][pyarrow]``.
 
     The formats of :func:`parse_date` with a time (``2019-03-07 09:30:00``, ``2019-03-07T09:30``,
     ``03/07/2019 9:30 AM``, ``20190307 093000``); a date alone is midnight. The wall time is kept
     as written: the clinic's time zone is the caller's to attach. Reasons as for event dates.
+    ``formats``: the legacy system's own ``strptime`` formats instead, as for :func:`parse_date`.
 
     >>> parse_timestamp(pd.Series(["03/07/2019 2:05 PM"])).values.astype(str).tolist()
     ['2019-03-07 14:05:00']
+    >>> parse_timestamp(pd.Series(["07.03.2019 14:05"]), formats=["%d.%m.%Y %H:%M"]).values.astype(str).tolist()
+    ['2019-03-07 14:05:00']
     """
     ref = today or date.today()
+    own = None if formats is None else tuple(formats)
+    if own is not None:
+        date_patterns(own)
 
     def run(u: pa.Array) -> tuple[pa.Array, pa.Array, None]:
-        parts = _date_parts(u, "event", ref)
+        parts = _date_parts(u, "event", ref, formats=own)
         days = _days(parts)
         reasons = _date_reasons(parts, days, "event", ref)
         stamps = days.astype("datetime64[s]") + parts.seconds.astype("timedelta64[s]")
@@ -921,6 +1026,37 @@ def split_person_name(s: pd.Series, *, credentials: bool = False) -> pd.DataFram
     return pd.DataFrame(
         {name: _to_series(col.take(indices), s.index, TEXT) for name, col in parts.items()}, index=s.index
     )
+
+
+def name_from_columns(family: pd.Series, given: pd.Series, middle: pd.Series | None = None) -> pd.Series:
+    """A name kept in two or three columns (family, given[, middle]) as the one text
+    :func:`split_person_name` reads: ``FAMILY, GIVEN MIDDLE``.
+
+    Each part is prepared first (control characters removed, trimmed, null tokens to NA); a missing
+    given or middle part is left out (``SMITH,`` is a family name alone), a missing family part
+    leaves ``, GIVEN``, which the split rejects ``name_unparseable`` as it does in one column, and
+    a row with no part at all is NA. The split then reads it as it reads one column, so its reasons
+    and flags are the same.
+
+    >>> name_from_columns(pd.Series(["SMITH JR", "Lee", None, "N/A"]), pd.Series(["JOHN", None, "Ann", None]),
+    ...                   pd.Series(["A", None, None, None])).tolist()
+    ['SMITH JR, JOHN A', 'Lee,', ', Ann', <NA>]
+    """
+    index = family.index
+    fam = _prepare(family)
+    rest = [_prepare(given.reindex(index))]
+    if middle is not None:
+        rest.append(_prepare(middle.reindex(index)))
+    space = pa.scalar(" ", _STR)
+    tail = rest[0]
+    for part in rest[1:]:
+        tail = pc.coalesce(pc.binary_join_element_wise(tail, part, space), tail, part)
+    joined = pc.binary_join_element_wise(
+        pc.fill_null(fam, ""), pc.fill_null(tail, ""), pa.scalar(", ", _STR)
+    )
+    none = pc.and_(pc.is_null(fam), pc.is_null(tail))
+    joined = pc.utf8_rtrim(_null_where(joined, none), characters=" ")
+    return _to_series(joined, index, TEXT)
 
 
 def join_person_name(parts: pd.DataFrame) -> pd.Series:

@@ -6,7 +6,8 @@ The words are what the auditor's mapping specification shows; the function is wh
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -95,8 +96,19 @@ def flag_yn() -> Rule:
     )
 
 
-def date(role: nz.DateRole) -> Rule:
-    """A date; for ``role="birth"`` a second source, the record's created stamp, places two-digit years."""
+def _formats_shown(formats: Sequence[str]) -> str:
+    return " or ".join(formats)
+
+
+def date(role: nz.DateRole, formats: Sequence[str] | None = None) -> Rule:
+    """A date; for ``role="birth"`` a second source, the record's created stamp, places two-digit years.
+
+    ``formats``: the legacy system's own ``strptime`` formats (``["%d.%m.%Y"]``), read instead of the
+    built-in mixed formats (:func:`cutover.mapping.normalize.date_patterns`).
+    """
+    own = None if formats is None else tuple(str(f) for f in formats)
+    if own is not None:
+        nz.date_patterns(own)  # an unknown directive fails when the spec is built
     if role == "birth":
         what = (
             "two-digit years: the century in which the birth follows neither the record's created date "
@@ -110,38 +122,75 @@ def date(role: nz.DateRole) -> Rule:
 
     def run(b: Batch, src: tuple[str, ...]) -> Normalized:
         created = b[src[1]] if role == "birth" and len(src) > 1 else None
-        return nz.parse_date(b[src[0]], role=role, today=b.as_of, created=created)
+        return nz.parse_date(b[src[0]], role=role, today=b.as_of, created=created, formats=own)
 
+    if own is None:
+        return Rule(
+            f"date in mixed formats (ISO, MM/DD/YYYY, DD-Mon-YYYY, YYYYMMDD; {what}); "
+            "impossible dates (Feb 30, 0000-00-00) are date_impossible, never guessed",
+            run,
+        )
     return Rule(
-        f"date in mixed formats (ISO, MM/DD/YYYY, DD-Mon-YYYY, YYYYMMDD; {what}); "
-        "impossible dates (Feb 30, 0000-00-00) are date_impossible, never guessed",
+        f"date written {_formats_shown(own)} (strptime; {what}); any other text is date_unparseable, "
+        "an impossible date (31 February, month 13) date_impossible, never guessed",
         run,
     )
 
 
-def timestamp() -> Rule:
+def timestamp(formats: Sequence[str] | None = None) -> Rule:
+    """A timestamp (local wall time); ``formats`` the legacy system's own ``strptime`` formats."""
+    own = None if formats is None else tuple(str(f) for f in formats)
+    if own is not None:
+        nz.date_patterns(own)
+
+    def run(b: Batch, src: tuple[str, ...]) -> Normalized:
+        return nz.parse_timestamp(b[src[0]], today=b.as_of, formats=own)
+
+    if own is None:
+        return Rule("timestamp (local wall time) in mixed formats", run)
     return Rule(
-        "timestamp (local wall time) in mixed formats",
-        lambda b, src: nz.parse_timestamp(b[src[0]], today=b.as_of),
+        f"timestamp (local wall time) written {_formats_shown(own)} (strptime); any other text is "
+        "date_unparseable, an impossible date or time date_impossible",
+        run,
     )
 
 
-def _name(b: Batch, column: str, credentials: bool) -> pd.DataFrame:
-    return b.once(
-        ("name", column, credentials), lambda: nz.split_person_name(b[column], credentials=credentials)
-    )
+NameForm = Literal["one_column", "family_given", "family_given_middle"]
+NAME_FORMS: tuple[NameForm, ...] = get_args(NameForm)
+_FORM_COLUMNS: dict[NameForm, int] = {"one_column": 1, "family_given": 2, "family_given_middle": 3}
+
+
+def _name(b: Batch, src: tuple[str, ...], credentials: bool) -> pd.DataFrame:
+    def split() -> pd.DataFrame:
+        if len(src) == 1:
+            whole = b[src[0]]
+        else:  # family, given[, middle]: joined as one column writes them, split alike
+            whole = nz.name_from_columns(*(b[c] for c in src))
+        return nz.split_person_name(whole, credentials=credentials)
+
+    return b.once(("name", src, credentials), split)
 
 
 NAME_PARTS = ("family", "given", "middle", "suffix", "credential")
 
 
-def name_part(part: str, *, credentials: bool = False) -> Rule:
-    """One part of a person name; the family part carries the name's reason and flags (once per row)."""
+def name_part(part: str, *, credentials: bool = False, form: NameForm = "one_column") -> Rule:
+    """One part of a person name; the family part carries the name's reason and flags (once per row).
+
+    ``form``: the name in one column (``one_column``), or in two or three, family and given
+    (``family_given``) and middle (``family_given_middle``), joined ``FAMILY, GIVEN MIDDLE`` and
+    split by the same normaliser, so the reasons and flags are those of one column.
+    """
     if part not in NAME_PARTS:
         raise ValueError(f"unknown name part {part}")
+    if form not in NAME_FORMS:
+        raise ValueError(f"unknown form {form} (expected: {', '.join(NAME_FORMS)})")
+    wanted = _FORM_COLUMNS[form]
 
     def run(b: Batch, src: tuple[str, ...]) -> Normalized:
-        parts = _name(b, src[0], credentials)
+        if len(src) != wanted:
+            raise ValueError(f"name_part with form {form} reads {wanted} source column(s), {len(src)} given")
+        parts = _name(b, src, credentials)
         none = pd.Series(pd.NA, index=parts.index, dtype="string")
         family = part == "family"
         return Normalized(
@@ -154,9 +203,20 @@ def name_part(part: str, *, credentials: bool = False) -> Rule:
         "suffix": "the generational suffix (Jr, Sr, II, III, IV)",
         "credential": "the post-nominal credentials after the last comma (MD, DO, PA-C, DPT…)",
     }.get(part, f"the {part} part, proper-cased")
-    form = "'LAST, FIRST MIDDLE' or 'FIRST LAST'" + (", 'CREDENTIAL'" if credentials else "")
+    if form == "one_column":
+        written = (
+            "person name 'LAST, FIRST MIDDLE' or 'FIRST LAST'"
+            + (", 'CREDENTIAL'" if credentials else "")
+            + " split"
+        )
+    else:
+        written = (
+            "person name in three columns (family, given, middle) joined 'FAMILY, GIVEN MIDDLE'"
+            if form == "family_given_middle"
+            else "person name in two columns (family, given) joined 'FAMILY, GIVEN'"
+        ) + " and split as one column is"
     return Rule(
-        f"person name {form} split; {shown}; bidi control characters removed (text_bidi_control), "
+        f"{written}; {shown}; bidi control characters removed (text_bidi_control), "
         "look-alike letters of mixed scripts flagged (name_confusable)",
         run,
     )

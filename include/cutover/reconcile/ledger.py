@@ -20,8 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from psycopg import sql
 
-from cutover.legacy.schema import LEGACY_TABLES
-from cutover.mapping.specs import SPECS
+from cutover.legacy.profile import legacy_tables, mapping_specs
 from cutover.staging.parquet import read_manifest
 from cutover.staging.store import Store
 
@@ -69,7 +68,7 @@ def stage_ids(
     legacy_rows: dict[str, int] = {}
     with conn.cursor() as cur:
         for table in tables:
-            key = LEGACY_TABLES[table].key
+            key = legacy_tables()[table].key
             manifest = read_manifest(store, f"{run_prefix}/extract/{table}")
             legacy_rows[table] = manifest["rows"]
             for part in manifest["parts"]:
@@ -77,7 +76,7 @@ def stage_ids(
                 ids = _ids(data.column(key))
                 names = pa.array([table] * len(ids), pa.string())
                 _copy_ids(cur, "rc_extract", pa.table({"legacy_table": names, "legacy_id": ids}))
-            if SPECS[table].explode is None:
+            if mapping_specs()[table].explode is None:
                 continue
             for part in read_manifest(store, f"{run_prefix}/mapped/{table}")["parts"]:
                 data = pq.read_table(
@@ -189,7 +188,7 @@ def _stacked(tables: Sequence[str]) -> sql.Composable:
     """Every target row of the tables, as (legacy table, id)."""
     return sql.SQL(" UNION ALL ").join(
         sql.SQL("SELECT {}::text AS legacy_table, id FROM {}").format(
-            sql.Literal(table), sql.Identifier("pt", SPECS[table].target)
+            sql.Literal(table), sql.Identifier("pt", mapping_specs()[table].target)
         )
         for table in tables
     )
@@ -247,7 +246,7 @@ def check_ledger(
         t for (t,) in conn.execute("SELECT DISTINCT legacy_table FROM rc_presence WHERE expected IS NULL")
     }
     for table in sorted(extra):
-        spec = SPECS[table]
+        spec = mapping_specs()[table]
         query = sql.SQL(_EXTRA).format(earlier_parts=_earlier_parts(spec))
         conn.execute(query, {**params, "table": table, "new_table": spec.target})
     for table, present in conn.execute(_PRESENT).fetchall():

@@ -27,10 +27,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cutover.legacy.schema import LEGACY_TABLES
+from cutover.legacy.profile import legacy_tables, mapping_specs
 from cutover.legacy.source import read_where
 from cutover.mapping.engine import MAP_BATCH_ROWS, map_batch
-from cutover.mapping.specs import SPECS
 from cutover.staging.parquet import iter_batches
 from cutover.staging.store import Store
 
@@ -47,7 +46,7 @@ def _staged(store: Store, prefix: str, table: str, ids: pa.Array) -> pa.Table:
         for batch in iter_batches(store, f"{prefix}/mapped/{table}", max_rows=MAP_BATCH_ROWS)
     ]
     kept = [b for b in kept if b.num_rows]
-    schema = SPECS[table].staged_schema
+    schema = mapping_specs()[table].staged_schema
     return pa.Table.from_batches(kept, schema=schema) if kept else schema.empty_table()
 
 
@@ -96,7 +95,7 @@ def recheck(
     keys: dict[str, list[int]] = {"patients": patients}
     mismatched: dict[str, list[str]] = {}
     for table in tables:
-        legacy = LEGACY_TABLES[table]
+        legacy = legacy_tables()[table]
         if not patients or legacy.patient_key is None:
             continue
         if table == "patients":
@@ -106,9 +105,13 @@ def recheck(
         else:
             column = legacy.patient_key
             wanted = keys.get(dict(legacy.parents)[column], [])
-        read = list(read_where(legacy_url, table, legacy.columns, legacy.key, column, wanted))
-        fresh_parts = [map_batch(SPECS[table], batch, as_of=as_of) for batch in read]
-        fresh = pa.concat_tables(fresh_parts) if fresh_parts else SPECS[table].staged_schema.empty_table()
+        read = list(read_where(legacy_url, legacy.source_name, legacy.columns, legacy.key, column, wanted))
+        fresh_parts = [map_batch(mapping_specs()[table], batch, as_of=as_of) for batch in read]
+        fresh = (
+            pa.concat_tables(fresh_parts)
+            if fresh_parts
+            else mapping_specs()[table].staged_schema.empty_table()
+        )
         keys[table] = [k for b in read for k in b.column(legacy.key).to_pylist() if k is not None]
         staged = _staged(store, prefix, table, pa.array([str(k) for k in keys[table]], pa.string()))
         differing = _differing(fresh, staged)

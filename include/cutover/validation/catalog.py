@@ -36,11 +36,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cutover.legacy.schema import LEGACY_TABLES
+from cutover.legacy.profile import legacy_tables, mapping_specs
 from cutover.legacy.source import INVALID_IDS
 from cutover.mapping import codes
 from cutover.mapping.engine import TableSpec
-from cutover.mapping.specs import SPECS
 from cutover.target.constraints import constraints_of, non_capturing
 
 Gate = Literal["extract", "mapped", "target"]
@@ -200,13 +199,13 @@ _DERIVED_WHY: dict[str, tuple[str, Dimension]] = {
 
 
 def _required_parent_columns(table: str) -> set[str]:
-    spec = SPECS.get(table)
+    spec = mapping_specs().get(table)
     return {ref.source for ref in spec.refs if ref.required} if spec else set()
 
 
 def extract_checks(table: str) -> list[Check]:
     """Conformance of what was read: the columns, the key, integer ids, the parent-id columns."""
-    legacy = LEGACY_TABLES[table]
+    legacy = legacy_tables()[table]
     p = f"extract.{table}"
     out = [
         Check(
@@ -471,7 +470,7 @@ def _mapped_quality(spec: TableSpec) -> list[Check]:
 
 def mapped_checks(table: str) -> list[Check]:
     """The target's contract on rows that will load (types, formats, code sets, required, keys) and DQ."""
-    spec = SPECS[table]
+    spec = mapping_specs()[table]
     return _mapped_contract(spec) + _mapped_constraints(spec) + _mapped_quality(spec)
 
 
@@ -484,7 +483,7 @@ def tables(gate: Gate) -> list[str]:
         from cutover.validation.target_rules import RULES
 
         return list(dict.fromkeys(rule.table for rule in RULES))
-    return [t for t in LEGACY_TABLES if t in SPECS]
+    return [t for t in legacy_tables() if t in mapping_specs()]
 
 
 def checks(gate: Gate, table: str) -> list[Check]:

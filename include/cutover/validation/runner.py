@@ -42,8 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cutover.errors import IntegrityError, TerminalError, TransientError
-from cutover.legacy.schema import LEGACY_TABLES
-from cutover.mapping.specs import SPECS
+from cutover.legacy.profile import legacy_tables, mapping_specs
 from cutover.pipeline import run_key
 from cutover.staging.parquet import PartInfo, StageManifest, read_manifest
 from cutover.staging.store import Store, open_store
@@ -533,7 +532,7 @@ def _validate_parquet(ctx: Any, gate: Gate, table: str, store: Store, run_id: st
     source = ctx.data_sources.add_pandas(f"{gate}_{table}")
     definition = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("part")
     mapped = gate == "mapped"
-    id_column = "legacy_id" if mapped else LEGACY_TABLES[table].key
+    id_column = "legacy_id" if mapped else legacy_tables()[table].key
     unique = [c for c in checks if c.expectation == "ExpectColumnValuesToBeUnique"]
     hashes: dict[str, list[np.ndarray]] = {c.name: [] for c in unique}
     tallies: dict[str, _Tally] = {}
@@ -765,7 +764,7 @@ def _target_tables(tables: list[str] | None) -> list[str]:
     known = list(catalog().by_gate["target"])
     if tables is None:
         return known
-    wanted = {SPECS[t].target if t in SPECS else t for t in tables}
+    wanted = {mapping_specs()[t].target if t in mapping_specs() else t for t in tables}
     return [t for t in known if t in wanted]
 
 

@@ -33,11 +33,8 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from cutover.legacy.schema import LEGACY_TABLES
-from pt_common import DAG_SETTINGS, conn_url
-from pt_common.stages import check_configuration
-
-TABLES = list(LEGACY_TABLES)
+from pt_common import DAG_SETTINGS, conn_url, profile_param
+from pt_common.stages import TABLES, check_configuration
 
 
 @dag(
@@ -47,6 +44,7 @@ TABLES = list(LEGACY_TABLES)
     **DAG_SETTINGS,
     tags=["cutover", "assessment"],
     params={
+        "profile": profile_param(),
         "reference_date": Param(
             None,
             type=["null", "string"],

@@ -43,7 +43,7 @@ from typing import Any
 
 from airflow.sdk import dag, task
 
-from pt_common import DAG_SETTINGS, conn_url
+from pt_common import DAG_SETTINGS, conn_url, profile_param
 from pt_common.stages import check_configuration
 
 
@@ -62,6 +62,7 @@ def _key() -> bytes:
     doc_md=__doc__,
     **DAG_SETTINGS,
     tags=["cutover", "backup"],
+    params={"profile": profile_param()},
 )
 def pt_backup() -> None:
     @task

@@ -61,7 +61,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
-from pt_common import DAG_SETTINGS, conn_url
+from pt_common import DAG_SETTINGS, conn_url, profile_param
 from pt_common.alerts import cutover_deadline
 from pt_common.stages import (
     as_of,
@@ -84,6 +84,7 @@ PLAN = load_plan()  # a local YAML file: the timetable and the defaults come fro
     tags=["cutover"],
     deadline=cutover_deadline(),  # alert while there is still time to roll back inside the window
     params={
+        "profile": profile_param(),
         "mode": Param(
             "big_bang",
             enum=["big_bang", "phased"],
@@ -197,7 +198,9 @@ def pt_cutover() -> None:
 
         user = get_current_context()["dag_run"].triggering_user_name or "system"
         conf = {**(params or {}), "mode": scope["mode"], "wave": scope.get("wave")}
-        begin(conn_url("target_db"), str(run_id), "pt_cutover", conf, user)
+        begin(
+            conn_url("target_db"), str(run_id), "pt_cutover", conf, user, store_url=conn_url("staging_store")
+        )
 
     @task
     def plan_scope(scope: dict, run_id: str | None = None) -> dict:

@@ -33,7 +33,7 @@ from airflow.sdk import dag, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
-from pt_common import DAG_SETTINGS, conn_url
+from pt_common import DAG_SETTINGS, conn_url, profile_param
 from pt_common.stages import (
     as_of,
     check_configuration,
@@ -52,6 +52,7 @@ PLAN = load_plan()
     doc_md=__doc__,
     **DAG_SETTINGS,
     tags=["cutover", "phased"],
+    params={"profile": profile_param()},
 )
 def pt_delta_sync() -> None:
     @task
@@ -74,7 +75,15 @@ def pt_delta_sync() -> None:
         from cutover.pipeline import begin_run as begin
 
         user = get_current_context()["dag_run"].triggering_user_name or "system"
-        begin(conn_url("target_db"), str(run_id), "pt_delta_sync", {"waves": planned["waves"]}, user)
+        conf = {"waves": planned["waves"]}
+        begin(
+            conn_url("target_db"),
+            str(run_id),
+            "pt_delta_sync",
+            conf,
+            user,
+            store_url=conn_url("staging_store"),
+        )
 
     @task
     def write_evidence(planned: dict, run_id: str | None = None) -> dict:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from pt_common import DAG_SETTINGS, conn_url
+from pt_common import DAG_SETTINGS, conn_url, profile_param
 from pt_common.stages import as_of, check_configuration, extract_map_load, reject_rate, validate_gate
 
 
@@ -44,6 +44,7 @@ from pt_common.stages import as_of, check_configuration, extract_map_load, rejec
     **DAG_SETTINGS,
     tags=["cutover", "trial"],
     params={
+        "profile": profile_param(),
         "sample_share": Param(
             0.02,
             type="number",
@@ -90,7 +91,12 @@ def pt_sample_transfer() -> None:
 
         name = create_scratch(conn_url("target_db"), str(run_id))
         begin_run(
-            scratch_url(conn_url("target_db"), str(run_id)), str(run_id), "pt_sample_transfer", {}, "system"
+            scratch_url(conn_url("target_db"), str(run_id)),
+            str(run_id),
+            "pt_sample_transfer",
+            {},
+            "system",
+            store_url=conn_url("staging_store"),
         )
         return name
 

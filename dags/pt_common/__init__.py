@@ -40,6 +40,44 @@ class CutoverRetryPolicy(RetryPolicy):
 RETRY_POLICY = CutoverRetryPolicy()
 
 
+def legacy_extra() -> dict[str, Any]:
+    """The ``legacy_db`` connection's extra (``{"profile": ...}`` names its legacy profile); {} without one."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return dict(BaseHook.get_connection("legacy_db").extra_dejson or {})
+    except AirflowNotFoundException:
+        return {}
+
+
+def select_profile(context: Any) -> None:
+    """Every task's ``on_execute_callback``: the task works under its run's legacy profile — the run's
+    ``profile`` parameter, else ``CUTOVER_PROFILE``, else the ``legacy_db`` extra, else ``simulator``.
+    Choosing reads no profile: the first task (``check_configuration``) checks it."""
+    from cutover.legacy.profile import choose, select
+
+    params = (context or {}).get("params") or {}
+    select(choose(params.get("profile"), legacy_extra()))
+
+
+def parsed_tables() -> dict[str, list[str]]:
+    """The legacy tables a DAG's task groups are built over, when Airflow parses it, each with its parent
+    tables (parents first): those of the profile
+    ``CUTOVER_PROFILE`` or the ``legacy_db`` connection's extra (from the environment only: parsing
+    touches no database) name, else ``simulator``'s. A profile that cannot be read gives none: the
+    run's first task then says why."""
+    from cutover.config import env_var, fields_from_env
+    from cutover.legacy.profile import ProfileError, choose, from_document, load_document
+
+    given = os.environ.get(env_var("legacy_db"))
+    try:
+        extra = fields_from_env(given).extra if given else {}
+        tables = from_document(load_document(choose(None, extra))).tables
+    except (ProfileError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    return {name: [p for _, p in t.parents if p in tables and p != name] for name, t in tables.items()}
+
+
 DEFAULT_ARGS = {
     "owner": "data-engineering",
     "retries": 2,
@@ -48,7 +86,23 @@ DEFAULT_ARGS = {
     "retry_policy": RETRY_POLICY,
     # a failed task (a failed gate named as such) alerts by webhook and/or mail: ids and counts only
     "on_failure_callback": CutoverNotifier(),
+    "on_execute_callback": select_profile,
 }
+
+
+def profile_param() -> Any:
+    """The ``profile`` parameter of every DAG that reads the legacy system."""
+    from airflow.sdk import Param
+
+    return Param(
+        None,
+        type=["null", "string"],
+        title="Legacy profile",
+        description="The legacy system's profile: a built-in name (simulator) or a path to a profile YAML "
+        "file or folder. Empty: CUTOVER_PROFILE, else the legacy_db connection's extra "
+        '{"profile": ...}, else simulator. Its tables must be those the DAG was parsed with.',
+        section="Source",
+    )
 
 
 DAG_SETTINGS = {

@@ -10,11 +10,11 @@ from typing import Any, Literal, NamedTuple
 
 from airflow.sdk import get_current_context, task, task_group
 
-from cutover.legacy.schema import LEGACY_TABLES
-from pt_common import conn_url
+from pt_common import conn_url, parsed_tables
 
-# Parse time stays light: the legacy schema is plain data; the mapping (pandas, Arrow) loads in tasks.
-TABLES = list(LEGACY_TABLES)
+# Parse time stays light: the profile's tables are plain data; the mapping (pandas, Arrow) loads in tasks.
+PARENTS = parsed_tables()
+TABLES = list(PARENTS)
 
 Target = Literal["target", "scratch"]
 
@@ -140,7 +140,7 @@ def load_tables(target: Target) -> LoadStage:
 
             groups[table] = load_table()
         for table, group in groups.items():
-            for parent in {p for _, p in LEGACY_TABLES[table].parents if p in groups and p != table}:
+            for parent in {p for p in PARENTS[table] if p in groups}:
                 groups[parent] >> group
 
     start, tables, done = defer_constraints(target), load(), restore_constraints(target)
@@ -227,8 +227,10 @@ def check_configuration(
     plan: bool = False,
     run_id: str | None = None,
 ) -> dict:
-    """The DAG's first task: every connection it needs reachable (and the plan valid, if it uses it);
-    a mistake fails here in one line, before anything is touched (:mod:`cutover.preflight`)."""
+    """The DAG's first task: the legacy profile checked (and its tables those the DAG was parsed
+    with), every connection it needs reachable, the plan valid if it uses it; a mistake fails here in
+    one line, before anything is touched (:mod:`cutover.preflight`)."""
+    from cutover.legacy.profile import selected
     from cutover.preflight import check_configuration as check
 
     return check(
@@ -236,4 +238,6 @@ def check_configuration(
         target_url=conn_url("target_db") if target else None,
         store_url=conn_url("staging_store") if store else None,
         plan=plan,
+        profile_ref=selected(),
+        parsed_tables=TABLES,
     )

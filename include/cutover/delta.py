@@ -35,6 +35,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from cutover.config import LEGACY_SYSTEM
+from cutover.errors import ConfigError
 from cutover.legacy.profile import current, legacy_tables
 from cutover.legacy.source import read_batches
 from cutover.loading.copy import copy_arrow
@@ -93,6 +94,22 @@ def high_water(store_url: str, runs: list[str]) -> dict[str, str]:
     return marks
 
 
+def _same_profile(target_url: str, runs: list[str]) -> None:
+    """A delta sync maps changed rows as the waves' runs mapped them: under the same profile, unchanged.
+    A run recorded before profiles were recorded (no SHA-256) is taken as the built-in one's."""
+    profile = current()
+    with psycopg.connect(target_url) as conn:
+        recorded = conn.execute(
+            "SELECT run_id, profile_name, profile_sha256 FROM migration.run WHERE run_id = ANY(%s)", (runs,)
+        ).fetchall()
+    for run, name, sha in recorded:
+        if sha is not None and sha != profile.sha256:
+            raise ConfigError(
+                f"run {run} migrated its wave under legacy profile {name} (SHA-256 {sha[:12]}); this sync "
+                f"would map under {profile.name} ({profile.sha256[:12]}): a delta sync uses the waves' profile"
+            )
+
+
 def plan_delta(
     legacy_url: str, store_url: str, target_url: str, run_id: str, *, as_of: date
 ) -> dict[str, Any]:
@@ -100,6 +117,7 @@ def plan_delta(
     waves = migrated_waves(target_url)
     if not waves:
         raise NothingMigrated("no wave has been migrated yet: nothing to sync")
+    _same_profile(target_url, [r for runs in waves.values() for r in runs])
     plan = load_plan()
     marks = {wave: high_water(store_url, runs) for wave, runs in waves.items()}
     snapshots = {wave: [run_key(r) for r in runs] for wave, runs in waves.items()}

@@ -7,15 +7,17 @@ patient value.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 
 import psycopg
 import pyarrow as pa
@@ -23,8 +25,16 @@ import pyarrow.compute as pc
 
 from cutover.audit import audit_head
 from cutover.config import LEGACY_SYSTEM, state_dir
-from cutover.errors import IntegrityError, PolicyError
-from cutover.legacy.profile import legacy_tables, mapping_specs
+from cutover.errors import ConfigError, IntegrityError, PolicyError
+from cutover.legacy.profile import (
+    bind_run,
+    legacy_tables,
+    load_profile,
+    mapping_specs,
+    run_profile,
+    selected,
+    use,
+)
 from cutover.legacy.source import extract_schema, read_batches
 from cutover.loading.load import load_table
 from cutover.mapping.dedupe import apply_merges, plan_merges, review_records
@@ -90,8 +100,26 @@ def run_key(run_id: str) -> str:
 
 
 def migrated_tables() -> list[str]:
-    """Legacy tables the mapping covers, in load order (parents first)."""
+    """Legacy tables the mapping covers, in load order (parents first), under the profile in use."""
     return [name for name in legacy_tables() if name in mapping_specs()]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def under_run_profile(fn: F) -> F:
+    """Run a stage under the profile its run began with (its ``store_url`` and ``run_id``
+    arguments say which run): every stage of one run maps, checks and accounts by one profile."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        store_url, run_id = bound.arguments["store_url"], bound.arguments["run_id"]
+        with use(run_profile(open_store(store_url), f"runs/{run_key(run_id)}")):
+            return fn(*args, **kwargs)
+
+    return cast(F, wrapper)
 
 
 def prepare_target(target_url: str) -> list[int]:
@@ -99,22 +127,57 @@ def prepare_target(target_url: str) -> list[int]:
     return upgrade(target_url)
 
 
-def begin_run(target_url: str, run_id: str, dag_id: str, conf: dict[str, Any], actor: str) -> None:
-    """Record the run and who started it (idempotent for a retried task), and take the target for it:
-    another live run holding it is refused at once (:func:`cutover.runs.claim_target`)."""
+def begin_run(
+    target_url: str,
+    run_id: str,
+    dag_id: str,
+    conf: dict[str, Any],
+    actor: str,
+    *,
+    store_url: str | None = None,
+    profile_ref: str | None = None,
+) -> None:
+    """Record the run, who started it and the legacy profile it works under (idempotent for a retried
+    task), and take the target for it: another live run holding it is refused at once
+    (:func:`cutover.runs.claim_target`).
+
+    The profile (``profile_ref``, else the configured one) is recorded with its SHA-256 in
+    ``migration.run`` and, with ``store_url``, under the run's prefix in the staging store, where
+    every later stage of the run reads it again (:func:`cutover.legacy.profile.run_profile`). A run
+    resumed under another profile, or under its own profile edited since, is refused.
+    """
     from cutover.runs import claim_target
 
+    ref = profile_ref or selected()
+    profile = load_profile(ref)
     with psycopg.connect(target_url) as conn:
+        row = conn.execute("SELECT profile_sha256 FROM migration.run WHERE run_id = %s", (run_id,)).fetchone()
+        if row is not None and row[0] is not None and row[0] != profile.sha256:
+            raise ConfigError(
+                f"run {run_id} began under another legacy profile (SHA-256 {row[0][:12]}), not "
+                f"{profile.name} ({profile.sha256[:12]}): a run resumes under the profile it began with"
+            )
         conn.execute(
-            "INSERT INTO migration.run (run_id, dag_id, mode, state, conf, triggered_by)"
-            " VALUES (%s, %s, %s, 'running', %s, %s) ON CONFLICT (run_id) DO UPDATE SET state = 'running'",
-            (run_id, dag_id, conf.get("mode"), json.dumps(conf), actor),
+            "INSERT INTO migration.run (run_id, dag_id, mode, state, conf, triggered_by, profile_name, profile_sha256)"
+            " VALUES (%s, %s, %s, 'running', %s, %s, %s, %s)"
+            " ON CONFLICT (run_id) DO UPDATE SET state = 'running',"
+            " profile_name = EXCLUDED.profile_name, profile_sha256 = EXCLUDED.profile_sha256",
+            (run_id, dag_id, conf.get("mode"), json.dumps(conf), actor, profile.name, profile.sha256),
         )
         claim_target(conn, run_id)
         conn.execute(
             "INSERT INTO migration.audit_log (actor, action, run_id, detail) VALUES (%s, %s, %s, %s)",
-            (actor, f"start {dag_id}", run_id, json.dumps({"conf_keys": sorted(conf)})),
+            (
+                actor,
+                f"start {dag_id}",
+                run_id,
+                json.dumps(
+                    {"conf_keys": sorted(conf), "profile": profile.name, "profile_sha256": profile.sha256}
+                ),
+            ),
         )
+    if store_url is not None:
+        bind_run(open_store(store_url), f"runs/{run_key(run_id)}", profile, ref)
 
 
 class NoWaveToday(Exception):
@@ -143,6 +206,7 @@ def choose_scope(*, mode: str, wave: str, scheduled: bool, run_date: datetime) -
     return {"mode": "phased", "wave": chosen.name}
 
 
+@under_run_profile
 def plan_scope(
     legacy_url: str,
     store_url: str,
@@ -211,6 +275,7 @@ def _staged(
     return result
 
 
+@under_run_profile
 def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> StageManifest:
     """Stream one legacy table (the run's scope of it) into zstd Parquet parts under ``runs/<run>/extract/<table>``.
 
@@ -255,6 +320,7 @@ def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> S
     )
 
 
+@under_run_profile
 def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageManifest:
     """Map every extracted part of one table; stage the mapped parts under ``runs/<run>/mapped``.
 
@@ -314,12 +380,14 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
     return _staged(store, table, prefix, manifest, seconds, as_of=as_of)
 
 
+@under_run_profile
 def mapped_batches(store_url: str, run_id: str, table: str) -> list[int]:
     """The batch numbers (staged parts) of one mapped table: what the load maps over."""
     manifest = read_manifest(open_store(store_url), f"runs/{run_key(run_id)}/mapped/{table}")
     return list(range(len(manifest["parts"])))
 
 
+@under_run_profile
 def load_mapped(
     target_url: str, store_url: str, run_id: str, table: str, batch_nos: list[int] | None = None
 ) -> dict[str, Any]:
@@ -384,6 +452,7 @@ def evidence_dir(run_id: str) -> Path:
     return path
 
 
+@under_run_profile
 def write_summary(
     target_url: str, store_url: str, run_id: str, dag_id: str, *, max_reject_rate: float | None = None
 ) -> dict[str, Any]:
@@ -441,6 +510,7 @@ def write_summary(
     return {"evidence": str(folder), "tables": len(tables)}
 
 
+@under_run_profile
 def write_timings(target_url: str, store_url: str, run_id: str) -> dict[str, Any]:
     """``timings.json``: rows and seconds per stage, and the run's downtime against the plan's window."""
     from cutover.plan import load_plan
@@ -471,6 +541,7 @@ def write_timings(target_url: str, store_url: str, run_id: str) -> dict[str, Any
     return result
 
 
+@under_run_profile
 def seal_evidence(store_url: str, run_id: str) -> dict[str, Any]:
     """Render the HTML report, write ``manifest.sha256`` over the evidence folder, publish it to the store.
 
@@ -486,6 +557,7 @@ def seal_evidence(store_url: str, run_id: str) -> dict[str, Any]:
     return {"evidence": str(folder), "objects": published["objects"]}
 
 
+@under_run_profile
 def validate_gate(
     gate: str, store_url: str, run_id: str, *, target_url: str | None = None, raise_on_failure: bool = True
 ) -> dict[str, Any]:
@@ -521,6 +593,7 @@ def validate_gate(
     }
 
 
+@under_run_profile
 def gate_rejects(
     store_url: str,
     run_id: str,
@@ -556,6 +629,7 @@ def gate_rejects(
     return {"gate": "rejects", "passed": report["passed"]}
 
 
+@under_run_profile
 def reconcile_run(
     target_url: str,
     store_url: str,

@@ -60,14 +60,36 @@ def _plan() -> None:
         raise ConfigError(f"cutover plan {plan_path().name} is malformed ({type(exc).__name__})") from exc
 
 
+def _profile(ref: str, parsed_tables: list[str] | None) -> None:
+    """The profile ``ref`` names holds (:mod:`cutover.legacy.profile_check`), and the DAG was built
+    over its tables (task groups are made when Airflow parses a DAG)."""
+    from cutover.legacy.profile import load_profile
+
+    profile = load_profile(ref)  # a ProfileError: file:line: field: what is wrong
+    if parsed_tables is not None and list(profile.tables) != list(parsed_tables):
+        raise ConfigError(
+            f"profile {profile.name} has the legacy tables {', '.join(profile.tables)}, but the DAG was "
+            f"parsed with {', '.join(parsed_tables) or 'none'}: set CUTOVER_PROFILE (or the legacy_db "
+            "extra) for the deployment so Airflow builds the DAGs over this profile"
+        )
+
+
 def check_configuration(
     *,
     legacy_url: str | None = None,
     target_url: str | None = None,
     store_url: str | None = None,
     plan: bool = False,
+    profile_ref: str | None = None,
+    parsed_tables: list[str] | None = None,
 ) -> dict[str, str]:
-    """Check what is given; ``{name: "ok"}``, or raise naming every problem (terminal when any is)."""
+    """Check what is given; ``{name: "ok"}``, or raise naming every problem (terminal when any is).
+
+    The legacy profile first (``profile_ref``; with ``parsed_tables``, the DAG's tables must be the
+    profile's): a broken profile is refused before any database is touched.
+    """
+    if profile_ref is not None:
+        _profile(profile_ref, parsed_tables)
     checks: list[tuple[str, Callable[[], None]]] = []
     if legacy_url is not None:
         checks.append(("legacy_db", lambda: _legacy(legacy_url)))

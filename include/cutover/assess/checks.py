@@ -55,7 +55,7 @@ class CheckResult:
     title: str
     table: str
     count: int
-    examples: list[int]
+    examples: list[int | str]
     """Up to :data:`MAX_EXAMPLES` legacy ids (the table's key) of rows with the defect, smallest first."""
     severity: Severity
     explanation: str
@@ -161,21 +161,32 @@ class Check:
     title: str
     severity: Severity
     explanation: str
-    needs: tuple[tuple[str, tuple[str, ...]], ...]
-    """(table, columns) the check reads: prefetched together, one pass per table."""
+    declared: tuple[tuple[str, tuple[str, ...]], ...] | Callable[[], tuple[tuple[str, tuple[str, ...]], ...]]
+    """(table, columns) the check reads, or how to derive them from the profile in use."""
     find: FindFn
+
+    @property
+    def needs(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(table, columns) the check reads: prefetched together, one pass per table."""
+        return self.declared() if callable(self.declared) else self.declared
+
+    def applies(self) -> bool:
+        """The profile in use has every table and column the check reads (a check written for the
+        simulator's layout does not apply to another layout that lacks them)."""
+        tables = legacy_tables()
+        return all(t in tables and set(c) <= set(tables[t].column_names) for t, c in self.needs)
 
     def __call__(self, data: LegacyData) -> list[CheckResult]:
         results = []
         for f in self.find(data):
-            ids = np.sort(np.asarray(f.ids, dtype=np.int64))
+            ids = np.sort(np.asarray(f.ids))
             results.append(
                 CheckResult(
                     name=self.name,
                     title=self.title,
                     table=f.table,
                     count=int(ids.size),
-                    examples=[int(i) for i in ids[:MAX_EXAMPLES]],
+                    examples=[i.item() if hasattr(i, "item") else i for i in ids[:MAX_EXAMPLES]],
                     severity=self.severity,
                     explanation=self.explanation,
                     column=f.column,
@@ -186,12 +197,17 @@ class Check:
 
 
 def check(
-    name: str, title: str, severity: Severity, explanation: str, needs: Iterable[tuple[str, Iterable[str]]]
+    name: str,
+    title: str,
+    severity: Severity,
+    explanation: str,
+    needs: Iterable[tuple[str, Iterable[str]]] | Callable[[], tuple[tuple[str, tuple[str, ...]], ...]],
 ) -> Callable[[FindFn], Check]:
     """Turn a function ``LegacyData -> list[Finding]`` into a named :class:`Check`."""
 
     def wrap(fn: FindFn) -> Check:
-        return Check(name, title, severity, explanation, tuple((t, tuple(c)) for t, c in needs), fn)
+        declared = needs if callable(needs) else tuple((t, tuple(c)) for t, c in needs)
+        return Check(name, title, severity, explanation, declared, fn)
 
     return wrap
 
@@ -216,22 +232,34 @@ def _reason_finding(table: str, column: str, frame: pd.DataFrame, reasons: pd.Se
 
 # --- dates --------------------------------------------------------------------------------------
 
-_DATE_NAMES: Final = frozenset(
-    {"dob", "created", "modified", "posted", "paid_on", "measured_on", "appt_time"}
-)
-DATE_COLUMNS: Final[tuple[tuple[str, str], ...]] = tuple(
-    (t.name, c)
-    for t in legacy_tables().values()
-    for c, kind in t.columns
-    if kind == "text" and (c in _DATE_NAMES or c.endswith("_date"))
-)
-"""Every legacy column that holds a date or a date-time as text, derived from the schema."""
-_DATE_NEEDS = tuple((t, (c,)) for t, c in DATE_COLUMNS)
+DATE_RULES: Final = frozenset({"date", "timestamp"})
+
+
+def date_columns() -> tuple[tuple[str, str], ...]:
+    """Every legacy column the profile in use reads as a date or a date-time (its fields' rules),
+    and its change-tracking column."""
+    from cutover.legacy.profile import current
+
+    profile = current()
+    found: dict[tuple[str, str], None] = {}
+    for name, table in profile.tables.items():
+        fields = (profile.document["tables"][name].get("map") or {}).get("fields") or {}
+        for field in fields.values():
+            if field.get("rule") in DATE_RULES:
+                sources = [field["from"]] if isinstance(field["from"], str) else field["from"]
+                found[(name, sources[0])] = None
+        if table.modified is not None:
+            found[(name, table.modified)] = None
+    return tuple(found)
+
+
+def _date_needs() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((t, (c,)) for t, c in date_columns())
 
 
 def _date_findings(data: LegacyData, reason: nz.Reason) -> list[Finding]:
     out = []
-    for table, column in DATE_COLUMNS:
+    for table, column in date_columns():
         parsed = data.dates(table, column)
         frame = data.frame(table, [column])
         out.append(_reason_finding(table, column, frame, parsed.reasons, reason))
@@ -244,7 +272,7 @@ def _date_findings(data: LegacyData, reason: nz.Reason) -> list[Finding]:
     "error",
     "A date with the shape of a date that names no calendar day (Feb 30, 0000-00-00, month 13). "
     "The mapping rejects the row with reason date_impossible.",
-    _DATE_NEEDS,
+    _date_needs,
 )
 def impossible_dates(data: LegacyData) -> list[Finding]:
     return _date_findings(data, "date_impossible")
@@ -256,7 +284,7 @@ def impossible_dates(data: LegacyData) -> list[Finding]:
     "error",
     "Text in a date column in none of the date formats the mapping reads. "
     "The mapping rejects the row with reason date_unparseable.",
-    _DATE_NEEDS,
+    _date_needs,
 )
 def unparseable_dates(data: LegacyData) -> list[Finding]:
     return _date_findings(data, "date_unparseable")
@@ -268,7 +296,7 @@ def unparseable_dates(data: LegacyData) -> list[Finding]:
     "error",
     "A real calendar date the chart cannot hold: before 1900, a birth after the assessment day, an event "
     "after next year. The mapping rejects the row with reason date_out_of_range.",
-    _DATE_NEEDS,
+    _date_needs,
 )
 def dates_out_of_range(data: LegacyData) -> list[Finding]:
     return _date_findings(data, "date_out_of_range")
@@ -276,11 +304,13 @@ def dates_out_of_range(data: LegacyData) -> list[Finding]:
 
 # --- relations ----------------------------------------------------------------------------------
 
-_RELATION_NEEDS = tuple(
-    need
-    for t in legacy_tables().values()
-    for need in ((t.name, tuple(fk for fk, _ in t.parents)), *((p, ()) for _, p in t.parents))
-)
+
+def _relation_needs() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple(
+        need
+        for t in legacy_tables().values()
+        for need in ((t.name, tuple(fk for fk, _ in t.parents)), *((p, ()) for _, p in t.parents))
+    )
 
 
 @check(
@@ -289,7 +319,7 @@ _RELATION_NEEDS = tuple(
     "error",
     "A foreign key whose parent row does not exist (the legacy database declares no foreign keys). "
     "Every relation of the legacy schema is checked; the mapping rejects orphans.",
-    _RELATION_NEEDS,
+    _relation_needs,
 )
 def orphans(data: LegacyData) -> list[Finding]:
     out = []
@@ -752,7 +782,7 @@ def run_checks(
     legacy_url: str, checks: Iterable[Check] = CHECKS, *, today: date | None = None
 ) -> list[CheckResult]:
     """Run ``checks`` over the legacy database; each table is read once (narrow columns only)."""
-    checks = tuple(checks)
+    checks = tuple(c for c in checks if c.applies())
     started = time.perf_counter()
     data = LegacyData(legacy_url, today=today)
     data.prefetch(need for c in checks for need in c.needs)

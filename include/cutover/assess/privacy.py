@@ -1,10 +1,10 @@
 """Which legacy values an assessment may show: deny by default, allow code-like columns only.
 
 Every value in a chart is PHI. The assessment shows *values* (top frequencies) only for columns
-on :data:`CODE_COLUMNS`, an allow-list of code and small-count columns whose values are drawn
+on :data:`CODE_COLUMNS` (or mapped by a code rule, :data:`CODE_RULES`), an allow-list of code and small-count columns whose values are drawn
 from a short vocabulary (``sex``, ``state``, CPT and ICD codes, statuses…), and even there a
 value seen fewer than :data:`MIN_COUNT` times is never shown. Every other text or binary column
-is in :data:`PHI_COLUMNS`: names, dates, identifiers, addresses, phones, emails, note text,
+is PHI (:func:`phi_columns`): names, dates, identifiers, addresses, phones, emails, note text,
 member ids, amounts, scores and document content get patterns and counts only. A column added
 to the legacy schema later is PHI until someone adds it to the allow-list.
 
@@ -17,7 +17,7 @@ frequencies of ids that lead to a patient are not listed.
 (True, False, False)
 >>> values_shown("visits", "provider_id"), values_shown("visits", "pat_id"), values_shown("visits", "note_type")
 (True, False, True)
->>> "visits.subjective" in PHI_COLUMNS, "procedures.cpt_text" in PHI_COLUMNS
+>>> "visits.subjective" in phi_columns(), "procedures.cpt_text" in phi_columns()
 (True, False)
 """
 
@@ -66,26 +66,52 @@ CODE_COLUMNS: Final[frozenset[str]] = frozenset(
 )
 """Column names (in any legacy table) whose frequent values may be shown. Everything else is denied."""
 
-PHI_COLUMNS: Final[tuple[str, ...]] = tuple(
-    f"{table.name}.{column}"
-    for table in legacy_tables().values()
-    for column, kind in table.columns
-    if kind != "int" and column not in CODE_COLUMNS
+CODE_RULES: Final[frozenset[str]] = frozenset(
+    {"code", "sex", "flag_yn", "icd", "icd_list", "measure", "timezone"}
 )
-"""``table.column`` of every legacy column whose values are never shown: derived from the schema."""
+"""Mapping rules that read a column as a code from a short vocabulary: a profile's column mapped by
+one of them is a code column too (a column the profile maps by no such rule stays PHI)."""
 
-_PHI: Final[frozenset[str]] = frozenset(PHI_COLUMNS)
+
+def code_columns(table: str) -> frozenset[str]:
+    """The columns of ``table`` whose frequent values may be shown, under the profile in use."""
+    from cutover.legacy.profile import current
+
+    mapped = (current().document["tables"].get(table, {}).get("map") or {}).get("fields") or {}
+    by_rule = {
+        column
+        for field in mapped.values()
+        if field.get("rule") in CODE_RULES
+        for column in ([field["from"]] if isinstance(field["from"], str) else field["from"])[:1]
+    }
+    return CODE_COLUMNS | by_rule
+
+
+def phi_columns() -> tuple[str, ...]:
+    """``table.column`` of every legacy column whose values are never shown, under the profile in use."""
+    return tuple(
+        f"{table.name}.{column}"
+        for table in legacy_tables().values()
+        for column, kind in table.columns
+        if kind != "int" and column not in code_columns(table.name)
+    )
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    if name == "PHI_COLUMNS":  # the profile in use's, as :func:`phi_columns`
+        return phi_columns()
+    raise AttributeError(name)
 
 
 def is_phi(table: str, column: str) -> bool:
     """True when values of ``table.column`` must never appear in a report.
 
-    A column the schema does not know is PHI (deny by default).
+    A column the profile does not know is PHI (deny by default).
     """
     spec = legacy_tables().get(table)
     if spec is None or column not in spec.column_names:
         return True
-    return f"{table}.{column}" in _PHI
+    return spec.column_type(column) != "int" and column not in code_columns(table)
 
 
 def values_shown(table: str, column: str) -> bool:

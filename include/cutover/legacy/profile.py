@@ -355,12 +355,25 @@ def simulator() -> Profile:
 
 # --- the profile in use -------------------------------------------------------------------------------
 _IN_USE: list[Profile] = []
+_SELECTED: list[str] = []
+
+
+def select(ref: str | None) -> None:
+    """The profile this process works under from now on (a task process: its run's choice, made by
+    the DAGs' ``on_execute_callback`` from the run's parameter and the ``legacy_db`` extra); None
+    goes back to :func:`choose`."""
+    _SELECTED[:] = [ref] if ref else []
+
+
+def selected() -> str:
+    """The reference of the profile this process works under: :func:`select`'s, else :func:`choose`'s."""
+    return _SELECTED[0] if _SELECTED else choose()
 
 
 def current() -> Profile:
     """The profile the code running now works under: the one :func:`use` set (a run's), else the
-    configured one (:func:`choose`: ``CUTOVER_PROFILE``, else the default)."""
-    return _IN_USE[-1] if _IN_USE else load_profile(choose())
+    selected one (:func:`selected`)."""
+    return _IN_USE[-1] if _IN_USE else load_profile(selected())
 
 
 @contextlib.contextmanager

@@ -1051,9 +1051,7 @@ def name_from_columns(family: pd.Series, given: pd.Series, middle: pd.Series | N
     tail = rest[0]
     for part in rest[1:]:
         tail = pc.coalesce(pc.binary_join_element_wise(tail, part, space), tail, part)
-    joined = pc.binary_join_element_wise(
-        pc.fill_null(fam, ""), pc.fill_null(tail, ""), pa.scalar(", ", _STR)
-    )
+    joined = pc.binary_join_element_wise(pc.fill_null(fam, ""), pc.fill_null(tail, ""), pa.scalar(", ", _STR))
     none = pc.and_(pc.is_null(fam), pc.is_null(tail))
     joined = pc.utf8_rtrim(_null_where(joined, none), characters=" ")
     return _to_series(joined, index, TEXT)

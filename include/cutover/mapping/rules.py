@@ -109,16 +109,20 @@ def date(role: nz.DateRole, formats: Sequence[str] | None = None) -> Rule:
     own = None if formats is None else tuple(str(f) for f in formats)
     if own is not None:
         nz.date_patterns(own)  # an unknown directive fails when the spec is built
-    if role == "birth":
-        what = (
+    parts = []
+    if own is None or any("%y" in f for f in own):
+        parts.append(
             "two-digit years: the century in which the birth follows neither the record's created date "
             "nor the as-of date and gives an age under 115; when both centuries fit, the later, flagged "
             "birth_year_ambiguous"
+            if role == "birth"
+            else "two-digit years: pivot year 70, never after the as-of date"
         )
-    else:
-        what = "two-digit years: pivot year 70, never after the as-of date"
-        if role == "service":
-            what += "; a date after the run's as-of date is flagged date_future (kept)"
+    if role == "birth" and own is not None:
+        parts.append("a birth after the as-of date is date_out_of_range")
+    if role == "service":
+        parts.append("a date after the run's as-of date is flagged date_future (kept)")
+    what = "; ".join(parts)
 
     def run(b: Batch, src: tuple[str, ...]) -> Normalized:
         created = b[src[1]] if role == "birth" and len(src) > 1 else None
@@ -131,8 +135,8 @@ def date(role: nz.DateRole, formats: Sequence[str] | None = None) -> Rule:
             run,
         )
     return Rule(
-        f"date written {_formats_shown(own)} (strptime; {what}); any other text is date_unparseable, "
-        "an impossible date (31 February, month 13) date_impossible, never guessed",
+        f"date written {_formats_shown(own)} (strptime{'; ' + what if what else ''}); any other text is "
+        "date_unparseable, an impossible date (31 February, month 13) date_impossible, never guessed",
         run,
     )
 
@@ -162,10 +166,8 @@ _FORM_COLUMNS: dict[NameForm, int] = {"one_column": 1, "family_given": 2, "famil
 
 def _name(b: Batch, src: tuple[str, ...], credentials: bool) -> pd.DataFrame:
     def split() -> pd.DataFrame:
-        if len(src) == 1:
-            whole = b[src[0]]
-        else:  # family, given[, middle]: joined as one column writes them, split alike
-            whole = nz.name_from_columns(*(b[c] for c in src))
+        # family, given[, middle] in columns of their own: joined as one column writes them, split alike
+        whole = b[src[0]] if len(src) == 1 else nz.name_from_columns(*(b[c] for c in src))
         return nz.split_person_name(whole, credentials=credentials)
 
     return b.once(("name", src, credentials), split)

@@ -31,6 +31,7 @@ import psycopg
 from psycopg import sql
 
 from cutover.errors import IntegrityError, TerminalError, TransientError
+from cutover.legacy.profile import current
 from cutover.loading.bulk import restore_pending
 from cutover.target import TARGET_SCHEMA, TARGET_TABLES
 from cutover.target.checksums import TableChecksum, table_checksum
@@ -339,12 +340,12 @@ def changed_outside(
     """
     conn.execute(
         "CREATE TEMPORARY TABLE run_patient ON COMMIT DROP AS"
-        " SELECT new_id AS id FROM migration.crosswalk WHERE run_id = %(run)s AND legacy_table = 'patients'"
+        " SELECT new_id AS id FROM migration.crosswalk WHERE run_id = %(run)s AND legacy_table = %(patients)s"
         " UNION SELECT merged_into FROM migration.crosswalk"
-        " WHERE run_id = %(run)s AND legacy_table = 'patients' AND merged_into IS NOT NULL"
+        " WHERE run_id = %(run)s AND legacy_table = %(patients)s AND merged_into IS NOT NULL"
         " UNION SELECT migration.legacy_uuid(legacy_system, legacy_table, legacy_id) FROM migration.reject"
-        " WHERE run_id = %(run)s AND legacy_table = 'patients'",
-        {"run": run_id},
+        " WHERE run_id = %(run)s AND legacy_table = %(patients)s",
+        {"run": run_id, "patients": current().patient_table},
     )
     counts: dict[str, int] = {}
     for name in TARGET_TABLES:

@@ -40,3 +40,21 @@ def test_document_shows_every_field_source_and_dropped_column() -> None:
     assert page.startswith("<!doctype html>")
     assert "<script" not in page
     assert page.count("<table>") == len(SPECS)
+
+
+def test_document_names_its_profile_and_the_fields_it_assumes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cutover.legacy.profile import load_profile, simulator
+
+    md = to_markdown(simulator())
+    assert "Legacy profile **simulator**" in md and f"SHA-256 `{simulator().sha256}`" in md
+    assert "Fields resting on an assumption about the source: none." in md
+    edited = tmp_path / "sim.yaml"
+    text = simulator().origin and open(simulator().origin).read()
+    edited.write_text(
+        text.replace("mrn: {from: mrn, rule: text}", "mrn: {from: mrn, rule: text, assumed: true}")
+    )
+    profile = load_profile(edited)
+    md = to_markdown(profile)
+    assert profile.sha256 != simulator().sha256 and f"SHA-256 `{profile.sha256}`" in md
+    assert "Fields resting on an assumption about the source: `patient.mrn`." in md
+    assert "| `mrn` | text | `patients.mrn` | " in md and "**assumed** about the source" in md

@@ -57,8 +57,17 @@ KINDS: dict[str, tuple[str, ...]] = {
 }
 """Failure kind → the chart components it compares."""
 
-CHART_TABLES = ("cases", "visits", "procedures", "diagnoses", "charges", "payments")
-"""Legacy tables the charts read (cases only to find a diagnosis's patient)."""
+CHART_TARGETS = ("episode", "visit", "procedure_line", "diagnosis", "charge", "payment")
+"""Target tables a chart reads (episodes only to find a diagnosis's patient); the legacy side reads the
+staged rows of the legacy tables the profile maps onto them (:func:`chart_tables`). A table the
+profile does not map counts zero on both sides."""
+
+
+def chart_tables() -> dict[str, str | None]:
+    """Target table of a chart → the legacy table the profile in use maps onto it (None: none)."""
+    from cutover.legacy.profile import current
+
+    return {target: current().mapped_to(target) for target in CHART_TARGETS}
 
 
 def h32(text: str) -> int:
@@ -157,7 +166,11 @@ class LegacyCharts:
         self.patient_keys = patient_keys
         self.rejected = rejected
 
-    def _parts(self, table: str, columns: Sequence[str]) -> Iterator[pa.Table]:
+    def _parts(self, target: str, columns: Sequence[str]) -> Iterator[pa.Table]:
+        """The migrated rows of the legacy table mapped onto ``target`` (none when none is)."""
+        table = chart_tables()[target]
+        if table is None:
+            return
         empty = pa.array([], pa.string())
         for part in read_columns(self.store, f"{self.prefix}/{table}", ["legacy_id", "reason", *columns]):
             yield _migrated(part, self.rejected.get(table, empty))
@@ -197,11 +210,11 @@ class LegacyCharts:
             return pa.array(np.ones(part.num_rows, dtype=np.int64))
 
         cases: tuple[list[Any], list[Any]] = ([], [])
-        self._sums("cases", ["ref_patient_id"], by_patient, lambda p: (), (), id_map=cases)
+        self._sums("episode", ["ref_patient_id"], by_patient, lambda p: (), (), id_map=cases)
         case_ids, case_keys = _concat(cases[0], pa.string()), _concat(cases[1], pa.int64())
         visit_map: tuple[list[Any], list[Any]] = ([], [])
         visits = self._sums(
-            "visits",
+            "visit",
             ["visit_date", "ref_patient_id"],
             by_patient,
             lambda p: (one(p), hash_values(p.column("visit_date"))),
@@ -210,7 +223,7 @@ class LegacyCharts:
         )
         visit_ids, visit_keys = _concat(visit_map[0], pa.string()), _concat(visit_map[1], pa.int64())
         units = self._sums(
-            "procedures",
+            "procedure_line",
             ["cpt_code", "units", "ref_visit_id"],
             lambda p: lookup(p.column("ref_visit_id"), visit_ids, visit_keys),
             lambda p: (
@@ -220,21 +233,21 @@ class LegacyCharts:
             ("units_n", "units_h"),
         )
         charges = self._sums(
-            "charges",
+            "charge",
             ["amount_cents", "ref_patient_id"],
             by_patient,
             lambda p: (pc.cast(p.column("amount_cents"), pa.int64()),),
             ("charges",),
         )
         payments = self._sums(
-            "payments",
+            "payment",
             ["amount_cents", "ref_patient_id"],
             by_patient,
             lambda p: (pc.cast(p.column("amount_cents"), pa.int64()),),
             ("payments",),
         )
         pairs: pa.Table | None = None
-        for part in self._parts("diagnoses", ["icd10_code", "ref_episode_id"]):
+        for part in self._parts("diagnosis", ["icd10_code", "ref_episode_id"]):
             key = lookup(part.column("ref_episode_id"), case_ids, case_keys)
             rows = pa.table({"key": key, "h": hash_values(part.column("icd10_code"))}).filter(
                 pc.is_valid(key)

@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from psycopg import sql
 
-from cutover.legacy.profile import legacy_tables, mapping_specs
+from cutover.legacy.profile import current, legacy_tables, mapping_specs
 from cutover.staging.parquet import read_manifest
 from cutover.staging.store import Store
 
@@ -275,20 +275,22 @@ SELECT s.patient_id,
        ('x' || encode(substring(uuid_send(s.patient_id) FROM 1 FOR 8), 'hex'))::bit(64)::bigint AS key,
        w.legacy_id
   FROM (SELECT DISTINCT id AS patient_id FROM rc_outcome
-         WHERE legacy_table = 'patients' AND outcome IN ('migrated', 'merged')) AS s
+         WHERE legacy_table = %(patients)s AND outcome IN ('migrated', 'merged')) AS s
   LEFT JOIN migration.crosswalk w
-         ON w.legacy_system = %(sys)s AND w.legacy_table = 'patients' AND w.new_table = 'patient'
+         ON w.legacy_system = %(sys)s AND w.legacy_table = %(patients)s AND w.new_table = 'patient'
         AND w.new_id = s.patient_id AND w.outcome = 'migrated'
 """
 
 
 def stage_patients(conn: psycopg.Connection[Any], system: str) -> tuple[pa.Array, pa.Array]:
     """Create ``rc_patient`` (the surviving patients in scope); return legacy patient id → survivor key."""
-    conn.execute(_PATIENTS, {"sys": system})
+    patients = current().patient_table
+    conn.execute(_PATIENTS, {"sys": system, "patients": patients})
     conn.execute("CREATE UNIQUE INDEX ON rc_patient (patient_id)")
     conn.execute("ANALYZE rc_patient")
     rows = conn.execute(
         "SELECT o.legacy_id, p.key FROM rc_outcome o JOIN rc_patient p ON p.patient_id = o.id"
-        " WHERE o.legacy_table = 'patients' AND o.outcome IN ('migrated', 'merged')"
+        " WHERE o.legacy_table = %s AND o.outcome IN ('migrated', 'merged')",
+        (patients,),
     ).fetchall()
     return pa.array([r[0] for r in rows], pa.string()), pa.array([r[1] for r in rows], pa.int64())

@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cutover.legacy.profile import legacy_tables, mapping_specs
+from cutover.legacy.profile import current, legacy_tables, mapping_specs
 from cutover.legacy.source import read_where
 from cutover.mapping.engine import MAP_BATCH_ROWS, map_batch
 from cutover.staging.parquet import iter_batches
@@ -92,19 +92,16 @@ def recheck(
 ) -> tuple[list[int], dict[str, list[str]]]:
     """The sampled patients, and per legacy table the legacy ids whose rows differ from the staged ones."""
     patients = sample_patients(store, prefix, run_id, size)
-    keys: dict[str, list[int]] = {"patients": patients}
+    profile = current()
+    keys: dict[str, list[int]] = {profile.patient_table: patients}
     mismatched: dict[str, list[str]] = {}
     for table in tables:
         legacy = legacy_tables()[table]
-        if not patients or legacy.patient_key is None:
+        owner = profile.owner(table)
+        if not patients or owner is None:
             continue
-        if table == "patients":
-            column, wanted = legacy.key, patients
-        elif legacy.patient_key == "pat_id":
-            column, wanted = "pat_id", patients
-        else:
-            column = legacy.patient_key
-            wanted = keys.get(dict(legacy.parents)[column], [])
+        column, owner_table = owner  # the rows of the sampled patients, through the table's owner
+        wanted = keys.get(owner_table, [])
         read = list(read_where(legacy_url, legacy.source_name, legacy.columns, legacy.key, column, wanted))
         fresh_parts = [map_batch(mapping_specs()[table], batch, as_of=as_of) for batch in read]
         fresh = (

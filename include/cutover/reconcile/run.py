@@ -23,9 +23,10 @@ from psycopg import sql
 
 from cutover.config import LEGACY_SYSTEM
 from cutover.errors import TerminalError, TransientError
+from cutover.legacy.profile import current
 from cutover.pipeline import evidence_dir, migrated_tables, run_key
 from cutover.policy import evaluate
-from cutover.reconcile.chart import CHART_TABLES, KINDS, LegacyCharts, TargetCharts
+from cutover.reconcile.chart import KINDS, LegacyCharts, TargetCharts, chart_tables
 from cutover.reconcile.ledger import TableCounts, check_ledger, rejected_ids, stage_ids, stage_patients
 from cutover.reconcile.segments import ArrowCharts, bisect, differing
 from cutover.staging.store import open_store
@@ -73,7 +74,7 @@ class ReconcileReport:
 
 _CHART_FAILURES = """
 INSERT INTO migration.validation_failure (run_id, table_name, legacy_id, new_id, kind)
-SELECT %(run)s, 'patients', coalesce(p.legacy_id, p.patient_id::text), p.patient_id, m.kind
+SELECT %(run)s, %(patients)s, coalesce(p.legacy_id, p.patient_id::text), p.patient_id, m.kind
   FROM unnest(%(keys)s::bigint[], %(kinds)s::text[]) AS m (key, kind)
   JOIN rc_patient p ON p.key = m.key
 ON CONFLICT DO NOTHING
@@ -94,7 +95,7 @@ def _compare_charts(
     from the Parquet (the session waits for the server in a second thread, the GIL released).
     Records each step's seconds in ``phases``.
     """
-    rejected = rejected_ids(conn, CHART_TABLES)
+    rejected = rejected_ids(conn, [t for t in chart_tables().values() if t is not None])
 
     def target_charts() -> TargetCharts:
         clock = time.perf_counter()
@@ -247,7 +248,10 @@ def reconcile(
             )
             keys = [k for ks in mismatched.values() for k in ks]
             kinds = [kind for kind, ks in mismatched.items() for _ in ks]
-            conn.execute(_CHART_FAILURES, {"run": run_id, "keys": keys, "kinds": kinds})
+            conn.execute(
+                _CHART_FAILURES,
+                {"run": run_id, "keys": keys, "kinds": kinds, "patients": current().patient_table},
+            )
             rechecked = _recheck(conn, legacy_url, store, prefix, run_id) if legacy_url else {}
             phases["legacy_recheck"] = round(time.perf_counter() - started - sum(phases.values()), 3)
             by_kind, sample = _summary(conn, run_id)

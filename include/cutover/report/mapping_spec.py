@@ -1,8 +1,9 @@
-"""The mapping specification for auditors, generated from the specs in :mod:`cutover.mapping.specs`.
+"""The mapping specification for auditors, generated from a legacy profile (:mod:`cutover.legacy.profile`).
 
-For every target table: its legacy source, its parent references, and for every target field
-its source column(s), the rule that normalises them and what a bad value does; then the row
-checks and the code crosswalk's provenance. Markdown and a self-contained HTML page.
+It names the profile and the SHA-256 of its files, then for every target table: its legacy source,
+its parent references, and for every target field its source column(s), the rule that normalises
+them, what a bad value does, and whether the field rests on an assumption about the source; then
+the row checks and the code crosswalk's provenance. Markdown and a self-contained HTML page.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from cutover.legacy.profile import Profile, current
 from cutover.mapping.engine import TableSpec
 from cutover.mapping.normalize import GEM_SOURCE
-from cutover.mapping.specs import NOT_CARRIED, SPECS
 
 
 def _ref_line(spec: TableSpec) -> list[str]:
@@ -24,25 +25,37 @@ def _ref_line(spec: TableSpec) -> list[str]:
             policy = "optional; a given id that does not resolve rejects the row (orphan)"
         else:
             policy = f"optional; an id that does not resolve becomes NULL, flagged {ref.column}_unresolved"
-        lines.append(f"`{ref.column}` ← `{spec.legacy}.{ref.source}` → `{ref.parent}` ({policy})")
+        assumed = "; **assumed**" if ref.assumed else ""
+        lines.append(f"`{ref.column}` ← `{spec.legacy}.{ref.source}` → `{ref.parent}` ({policy}{assumed})")
     return lines
 
 
-def _bad_value(spec: TableSpec, required: bool, invalid: str) -> str:
-    parts = []
+def _bad_value(spec: TableSpec, required: bool, invalid: str, assumed: bool = False) -> str:
+    parts = ["**assumed** about the source"] if assumed else []
     if required:
         parts.append("required")
     parts.append("invalid → reject" if invalid == "reject" else "invalid → NULL, flagged")
     return "; ".join(parts)
 
 
-def to_markdown(specs: dict[str, TableSpec] = SPECS) -> str:
+def to_markdown(profile: Profile | None = None) -> str:
+    """The specification of ``profile`` (default: the profile in use)."""
+    profile = profile or current()
+    specs: dict[str, TableSpec] = profile.specs
+    assumed = [f"`{spec.target}.{f.name}`" for spec in specs.values() for f in spec.fields if f.assumed] + [
+        f"`{spec.target}.{r.column}`" for spec in specs.values() for r in spec.refs if r.assumed
+    ]
     out = [
         "# Cutover mapping specification",
         "",
-        "Generated from the mapping specs (`include/cutover/mapping/specs.py`); do not edit by hand.",
+        f"Legacy profile **{profile.name}**" + (f" ({profile.title})" if profile.title else "") + ",",
+        f"SHA-256 `{profile.sha256}`. Generated from the profile; do not edit by hand.",
         "Every legacy row ends as exactly one of: migrated, merged into a surviving duplicate, rejected with",
         "a reason code. Target ids are deterministic: `migration.legacy_uuid(system, legacy table, legacy id)`.",
+        "",
+        "Fields resting on an assumption about the source: "
+        + (", ".join(assumed) if assumed else "none")
+        + ".",
         "",
     ]
     for spec in specs.values():
@@ -59,10 +72,10 @@ def to_markdown(specs: dict[str, TableSpec] = SPECS) -> str:
             sources = ", ".join(f"`{spec.legacy}.{s}`" for s in f.sources)
             rule = f.rule.title.replace("|", "\\|")
             out.append(
-                f"| `{f.name}` | {f.type} | {sources} | {rule} | {_bad_value(spec, f.required, f.invalid)} |"
+                f"| `{f.name}` | {f.type} | {sources} | {rule} | {_bad_value(spec, f.required, f.invalid, f.assumed)} |"
             )
         out.append("")
-        dropped = NOT_CARRIED.get(spec.legacy, {})
+        dropped = profile.not_carried.get(spec.legacy, {})
         if dropped:
             out += ["Legacy columns not carried:", ""]
             out += [f"- `{spec.legacy}.{column}`: {why}" for column, why in dropped.items()]
@@ -77,10 +90,10 @@ def to_markdown(specs: dict[str, TableSpec] = SPECS) -> str:
     return "\n".join(out) + "\n"
 
 
-def to_html(specs: dict[str, TableSpec] = SPECS) -> str:
+def to_html(profile: Profile | None = None) -> str:
     """The same document as a self-contained HTML page (no external assets)."""
     body: list[str] = []
-    for line in to_markdown(specs).splitlines():
+    for line in to_markdown(profile).splitlines():
         if line.startswith("# "):
             body.append(f"<h1>{html.escape(line[2:])}</h1>")
         elif line.startswith("## "):

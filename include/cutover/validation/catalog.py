@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cutover.legacy.profile import legacy_tables, mapping_specs
+from cutover.legacy.profile import current, legacy_tables, mapping_specs
 from cutover.legacy.source import INVALID_IDS
 from cutover.mapping import codes
 from cutover.mapping.engine import TableSpec
@@ -506,6 +506,11 @@ class Catalog:
         return [c for tables_ in self.by_gate.values() for cs in tables_.values() for c in cs]
 
 
-@cache
 def catalog() -> Catalog:
+    """The checks of the profile in use (built once per profile)."""
+    return _catalog(current().sha256)
+
+
+@cache
+def _catalog(profile_sha256: str) -> Catalog:
     return Catalog({gate: {t: checks(gate, t) for t in tables(gate)} for gate in GATES})

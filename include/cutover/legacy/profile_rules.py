@@ -29,9 +29,11 @@ from cutover.target.columns import TargetColumn, target_columns
 
 PATIENT = "patient"
 """The target table of the patient: exactly one legacy table maps to it."""
-EXPLODE_OUTPUTS = {"cpt_lines": ("seq", "cpt_code", "units", "minutes", "modifiers")}
+EXPLODE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "cpt_lines": ("seq", "cpt_code", "units", "minutes", "modifiers")
+}
 """The columns an explode step adds (a field with rule ``same`` may read them)."""
-EXPLODE_COLUMNS = {"cpt_lines": ("text", "minutes", "units", "modifiers")}
+EXPLODE_COLUMNS: dict[str, tuple[str, ...]] = {"cpt_lines": ("text", "minutes", "units", "modifiers")}
 """An explode step's parameters that name legacy columns."""
 CHECK_COLUMNS: dict[str, dict[str, str]] = {
     "before": {"later": "field", "earlier": "field"},
@@ -44,6 +46,7 @@ CHECK_COLUMNS: dict[str, dict[str, str]] = {
 legacy column (the check sees the legacy row and the mapped fields)."""
 
 Path = tuple[Any, ...]
+Spec = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class Problem:
 
 
 def closest(name: object, choices: Iterable[str]) -> tuple[str, ...]:
-    """The (at most three) valid names closest to ``name``; none when nothing is close."""
+    """The valid names closest to ``name``: at most three, scoring 75 of 100 or more (rapidfuzz's WRatio)
+    and within 10 of the best; none when nothing is close."""
     if not isinstance(name, str) or not name:
         return ()
     found = process.extract(
@@ -65,11 +69,13 @@ def closest(name: object, choices: Iterable[str]) -> tuple[str, ...]:
         limit=3,
         score_cutoff=75,
     )
-    return tuple(choice for choice, _, _ in found)
+    best = found[0][1] if found else 0
+    return tuple(choice for choice, score, _ in found if score >= best - 10)  # the close ones only
 
 
-def unknown(path: Path, what: str, name: object, choices: Iterable[str]) -> Problem:
-    return Problem(path, f"unknown {what} {name!r}", closest(name, choices))
+def unknown(path: Path, what: str, name: object, choices: Iterable[str], of: str = "") -> Problem:
+    """``unknown rule 'dat'``, with the closest of ``choices``; ``of``: whose (``of visit``)."""
+    return Problem(path, f"unknown {what} {name!r}{f' of {of}' if of else ''}", closest(name, choices))
 
 
 def kind(value: object) -> str:
@@ -82,7 +88,8 @@ def kind(value: object) -> str:
         return "a date"
     if value is None:
         return "nothing (null)"
-    return {str: "text", list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+    words: dict[type, str] = {str: "text", list: "a list", dict: "a mapping"}
+    return words.get(type(value), type(value).__name__)
 
 
 def not_text(value: object) -> str:
@@ -109,13 +116,21 @@ class Context:
     def map(self, table: str) -> dict[str, Any]:
         return _dict(_dict(self.tables.get(table)).get("map"))
 
-    def patient_tables(self) -> list[str]:
-        return [t for t in self.clean if self.map(t).get("to") == PATIENT]
+
+def _outputs(mapping: Spec) -> tuple[str, ...] | None:
+    """The columns the map's explode step adds; None when its step is unknown (reported on the step)."""
+    step = (mapping.get("explode") or {}).get("step")
+    if step is None:
+        return ()
+    return EXPLODE_OUTPUTS.get(step, ()) if step in EXPLODES else None
 
 
-def _column(ctx: Context, table: str, path: Path, column: object, extra: Iterable[str] = ()) -> Iterator[Problem]:
-    known = [*ctx.columns(table), *extra]
-    if column not in known:
+def _column(
+    ctx: Context, table: str, path: Path, column: object, extra: Iterable[str] | None = ()
+) -> Iterator[Problem]:
+    """``column`` is one of the table's (or of ``extra``; None: anything may be, it cannot be told)."""
+    known = [*ctx.columns(table), *(extra or ())]
+    if extra is not None and column not in known:
         yield unknown(path, "column", column, known)
 
 
@@ -125,14 +140,14 @@ def _table(ctx: Context, path: Path, name: object) -> Iterator[Problem]:
 
 
 # --- a table's own columns ------------------------------------------------------------------------------
-def key_column(ctx: Context, name: str, spec: dict[str, Any]) -> Iterator[Problem]:
+def key_column(ctx: Context, name: str, spec: Spec) -> Iterator[Problem]:
     path = ("tables", name, "key")
     yield from _column(ctx, name, path, spec["key"])
     if ctx.columns(name).get(spec["key"]) == "blob":
         yield Problem(path, f"the key column {spec['key']} is a blob: a key is an int or text column")
 
 
-def named_columns(ctx: Context, name: str, spec: dict[str, Any]) -> Iterator[Problem]:
+def named_columns(ctx: Context, name: str, spec: Spec) -> Iterator[Problem]:
     """``patient``, ``changes`` and ``not_carried`` name the table's columns."""
     at = ("tables", name)
     if "patient" in spec:
@@ -147,18 +162,16 @@ def named_columns(ctx: Context, name: str, spec: dict[str, Any]) -> Iterator[Pro
         yield from _column(ctx, name, (*at, "map", "not_carried", column), column)
 
 
-def parents(ctx: Context, name: str, spec: dict[str, Any]) -> Iterator[Problem]:
+def parents(ctx: Context, name: str, spec: Spec) -> Iterator[Problem]:
     for column, parent in (spec.get("parents") or {}).items():
         path = ("tables", name, "parents", column)
         yield from _column(ctx, name, path, column)
         yield from _table(ctx, path, parent)
 
 
-TABLE_RULES: tuple[Callable[[Context, str, dict[str, Any]], Iterable[Problem]], ...] = (
-    key_column,
-    named_columns,
-    parents,
-)
+TableRule = Callable[[Context, str, Spec], Iterable[Problem]]
+"""A rule of one table (or of its map): the context, the table's name, its spec (or its map)."""
+TABLE_RULES: tuple[TableRule, ...] = (key_column, named_columns, parents)
 
 
 # --- its mapping ----------------------------------------------------------------------------------------
@@ -190,13 +203,16 @@ def _typed(value: object, hint: Any, path: Path) -> Iterator[Problem]:
                 yield from _typed(item, args[1], (*path, key))
 
 
-def _built(library: Mapping[str, Callable[..., Any]], name: str, params: dict[str, Any], path: Path) -> Iterator[Problem]:
+def _built(
+    library: Mapping[str, Callable[..., Any]], name: str, params: dict[str, Any], path: Path
+) -> Iterator[Problem]:
     """The entry built with ``params``: what its parameters' types or the entry itself refuse."""
     try:
         hints = typing.get_type_hints(library[name])
     except Exception:  # an annotation not resolvable here: the build below still decides
         hints = {}
-    typed = [p for param, value in params.items() if param in hints for p in _typed(value, hints[param], (*path, param))]
+    given = [(value, hints[param], (*path, param)) for param, value in params.items() if param in hints]
+    typed = [p for value, hint, at in given for p in _typed(value, hint, at)]
     if typed:
         yield from typed
         return
@@ -208,15 +224,15 @@ def _built(library: Mapping[str, Callable[..., Any]], name: str, params: dict[st
         yield Problem(path, f"{name}: these parameters do not build ({type(exc).__name__}: {exc})")
 
 
-def target(ctx: Context, name: str, mapping: dict[str, Any]) -> Iterator[Problem]:
+def target(ctx: Context, name: str, mapping: Spec) -> Iterator[Problem]:
     if mapping["to"] not in ctx.targets:
         yield unknown(("tables", name, "map", "to"), "target table", mapping["to"], ctx.targets)
 
 
-def fields(ctx: Context, name: str, mapping: dict[str, Any]) -> Iterator[Problem]:
+def fields(ctx: Context, name: str, mapping: Spec) -> Iterator[Problem]:
     at = ("tables", name, "map", "fields")
     columns = ctx.targets.get(mapping["to"])
-    step = (mapping.get("explode") or {}).get("step")
+    outputs = _outputs(mapping)
     for field_name, spec in (mapping.get("fields") or {}).items():
         path = (*at, field_name)
         if columns is not None:
@@ -224,12 +240,12 @@ def fields(ctx: Context, name: str, mapping: dict[str, Any]) -> Iterator[Problem
                 yield Problem(path, "id is never mapped: the target assigns it")
             elif field_name not in columns:
                 fillable = [c for c, col in columns.items() if c != "id" and col.references is None]
-                yield unknown(path, f"target field of {mapping['to']}", field_name, fillable)
+                yield unknown(path, "target field", field_name, fillable, of=mapping["to"])
             elif columns[field_name].references is not None:
                 referenced = columns[field_name].references
                 yield Problem(path, f"{field_name} references {referenced}: map it under refs")
         sources = [spec["from"]] if isinstance(spec["from"], str) else spec["from"]
-        extra = EXPLODE_OUTPUTS.get(step, ()) if spec["rule"] == "same" else ()
+        extra = outputs if spec["rule"] == "same" else ()
         for i, source in enumerate(sources):
             at_from = (*path, "from") if isinstance(spec["from"], str) else (*path, "from", i)
             yield from _column(ctx, name, at_from, source, extra)
@@ -239,7 +255,7 @@ def fields(ctx: Context, name: str, mapping: dict[str, Any]) -> Iterator[Problem
             yield from _built(RULES, spec["rule"], dict(spec.get("with") or {}), (*path, "with"))
 
 
-def refs(ctx: Context, name: str, mapping: dict[str, Any]) -> Iterator[Problem]:
+def refs(ctx: Context, name: str, mapping: Spec) -> Iterator[Problem]:
     columns = ctx.targets.get(mapping["to"])
     for column, spec in (mapping.get("refs") or {}).items():
         path = ("tables", name, "map", "refs", column)
@@ -249,14 +265,14 @@ def refs(ctx: Context, name: str, mapping: dict[str, Any]) -> Iterator[Problem]:
             continue
         if column not in columns or column == "id":
             references = [c for c, col in columns.items() if col.references is not None]
-            yield unknown(path, f"reference of {mapping['to']}", column, references)
+            yield unknown(path, "reference", column, references, of=mapping["to"])
             continue
         referenced = columns[column].references
         if referenced is None:
             yield Problem(path, f"{mapping['to']}.{column} references no table: map it under fields")
-        elif spec["parent"] in ctx.tables:
+        elif spec["parent"] in ctx.clean:
             parent_to = ctx.map(spec["parent"]).get("to")
-            if parent_to != referenced:
+            if parent_to != referenced and (parent_to is None or parent_to in ctx.targets):
                 mapped = f"maps to {parent_to}" if parent_to else "is not mapped"
                 yield Problem(
                     (*path, "parent"),
@@ -264,7 +280,7 @@ def refs(ctx: Context, name: str, mapping: dict[str, Any]) -> Iterator[Problem]:
                 )
 
 
-def required_fields(ctx: Context, name: str, mapping: dict[str, Any]) -> Iterator[Problem]:
+def required_fields(ctx: Context, name: str, mapping: Spec) -> Iterator[Problem]:
     """Every NOT NULL target field (but ``id``) is a field or a ref of the map."""
     columns = ctx.targets.get(mapping["to"])
     mapped = {*(mapping.get("fields") or {}), *(mapping.get("refs") or {})}
@@ -277,10 +293,10 @@ def required_fields(ctx: Context, name: str, mapping: dict[str, Any]) -> Iterato
             )
 
 
-def checks(ctx: Context, name: str, mapping: dict[str, Any]) -> Iterator[Problem]:
+def checks(ctx: Context, name: str, mapping: Spec) -> Iterator[Problem]:
     mapped = list(mapping.get("fields") or {})
-    step = (mapping.get("explode") or {}).get("step")
-    readable = [*ctx.columns(name), *mapped, *EXPLODE_OUTPUTS.get(step, ())]
+    outputs = _outputs(mapping)
+    readable = [*ctx.columns(name), *mapped, *(outputs or ())]
     key = str(ctx.tables[name]["key"])
     for i, check in enumerate(mapping.get("checks") or ()):
         path = ("tables", name, "map", "checks", i)
@@ -298,11 +314,11 @@ def checks(ctx: Context, name: str, mapping: dict[str, Any]) -> Iterator[Problem
                 at = (*path, "with", param) if isinstance(named, str) else (*path, "with", param, j)
                 if role == "field" and column not in mapped:
                     yield unknown(at, "mapped field", column, mapped)
-                elif role == "any" and column not in readable:
+                elif role == "any" and column not in readable and outputs is not None:
                     yield unknown(at, "field or column", column, readable)
 
 
-def explode(ctx: Context, name: str, mapping: dict[str, Any]) -> Iterator[Problem]:
+def explode(ctx: Context, name: str, mapping: Spec) -> Iterator[Problem]:
     if "explode" not in mapping:
         return
     path = ("tables", name, "map", "explode")
@@ -318,7 +334,7 @@ def explode(ctx: Context, name: str, mapping: dict[str, Any]) -> Iterator[Proble
             yield from _column(ctx, name, (*path, "with", param), params[param])
 
 
-def listed(ctx: Context, name: str, mapping: dict[str, Any]) -> Iterator[Problem]:
+def listed(ctx: Context, name: str, mapping: Spec) -> Iterator[Problem]:
     """``same_patient`` names refs of the map; ``load_checks`` apply to its target table."""
     at = ("tables", name, "map")
     for i, ref in enumerate(mapping.get("same_patient") or ()):
@@ -328,18 +344,14 @@ def listed(ctx: Context, name: str, mapping: dict[str, Any]) -> Iterator[Problem
         if flag not in LOAD_CHECKS:
             yield unknown((*at, "load_checks", i), "load check", flag, LOAD_CHECKS)
         elif LOAD_CHECKS[flag][0] != mapping["to"]:
-            yield Problem((*at, "load_checks", i), f"{flag} applies to target table {LOAD_CHECKS[flag][0]}")
+            applies = LOAD_CHECKS[flag][0]
+            if mapping["to"] in ctx.targets:  # else the unknown target is the problem
+                yield Problem(
+                    (*at, "load_checks", i), f"{flag} applies to target table {applies}, not {mapping['to']}"
+                )
 
 
-MAP_RULES: tuple[Callable[[Context, str, dict[str, Any]], Iterable[Problem]], ...] = (
-    target,
-    fields,
-    refs,
-    required_fields,
-    checks,
-    explode,
-    listed,
-)
+MAP_RULES: tuple[TableRule, ...] = (target, fields, refs, required_fields, checks, explode, listed)
 
 
 # --- the profile as a whole -----------------------------------------------------------------------------
@@ -362,7 +374,9 @@ def cycles(ctx: Context) -> Iterator[Problem]:
             if tuple(t for t, _ in loop) not in found:
                 found.add(tuple(t for t, _ in loop))
                 shown = " → ".join([*(t for t, _ in loop), loop[0][0]])
-                yield Problem(("tables", loop[0][0], "parents", loop[0][1]), f"parent relations form a cycle: {shown}")
+                yield Problem(
+                    ("tables", loop[0][0], "parents", loop[0][1]), f"parent relations form a cycle: {shown}"
+                )
             return
         if table in done:
             return
@@ -389,10 +403,12 @@ def one_table_per_target(ctx: Context) -> Iterator[Problem]:
 
 def patient(ctx: Context) -> Iterator[Problem]:
     """One table maps to the patient; every ``patient`` column leads to it; only it merges duplicates."""
-    chosen = ctx.patient_tables()
+    chosen = [t for t in ctx.clean if ctx.map(t).get("to") == PATIENT]
     if not chosen:
         if len(ctx.clean) == len(ctx.tables):  # else an unchecked table may be the one: reported already
-            yield Problem(("tables",), f"no legacy table maps to the target table {PATIENT} (exactly one must)")
+            yield Problem(
+                ("tables",), f"no legacy table maps to the target table {PATIENT} (exactly one must)"
+            )
         return
     home = chosen[0]
     for name in ctx.clean:
@@ -407,12 +423,16 @@ def patient(ctx: Context) -> Iterator[Problem]:
         column, path = spec["patient"], ("tables", name, "patient")
         parent = _dict(spec.get("parents")).get(column)
         if name == home:
-            if column != spec["key"]:
-                yield Problem(path, f"the patient table's patient column is its key {spec['key']}, not {column}")
+            if column != spec["key"] and spec["key"] in ctx.columns(name):
+                yield Problem(
+                    path, f"the patient table's patient column is its key {spec['key']}, not {column}"
+                )
         elif parent is None:
             yield Problem(path, f"{column} is not a parents column: it must lead through parents to {home}")
         elif parent in ctx.tables and parent != home and "patient" not in _dict(ctx.tables[parent]):
-            yield Problem(path, f"{column} leads to {parent}, which has no patient column (it must lead to {home})")
+            yield Problem(
+                path, f"{column} leads to {parent}, which has no patient column (it must lead to {home})"
+            )
 
 
 PROFILE_RULES: tuple[Callable[[Context], Iterable[Problem]], ...] = (cycles, one_table_per_target, patient)

@@ -1,0 +1,951 @@
+"""Draft a legacy profile for a legacy system nobody has profiled yet: ``cutover profile draft``.
+
+:func:`write_draft` reads the legacy database's own catalog (``sqlite_master`` and ``PRAGMA
+table_info``; ``information_schema`` of the URL's search path in PostgreSQL, of the URL's database
+in MySQL/MariaDB), samples every table, and writes a profile in the format of the built-in
+``simulator.yaml``, every suggestion with its reason as a YAML comment and everything undecided as
+``TODO`` (the profile check refuses a profile that still holds one). What it proposes:
+
+- each column's logical type (``int`` for keys and references whose values are whole numbers,
+  ``blob`` for files, ``text`` otherwise: legacy systems store numbers and dates as text);
+- the key: a column whose sampled values are unique and non-null (an ``*_id`` name and the first
+  column preferred), confirmed on the whole table by ``COUNT(DISTINCT)``;
+- parent relations by value containment: at least :data:`PARENT_SHARE` of a column's sampled
+  values are another table's key values (checked by the database, a join of the sample against
+  the parent's key) and the names are close; weaker candidates are written as comments;
+- the target table of each legacy table and the target field of each column, from names
+  (:func:`~cutover.legacy.profile_draft_measure.similarity`) and the values' patterns
+  (:func:`~cutover.legacy.profile_draft_measure.value_facts`), with a rule of the mapping library
+  and its parameters.
+
+Bounded: at most :data:`SAMPLE_ROWS` rows of a table are read (the first the database returns),
+each value cut to :data:`VALUE_CHARS` characters by the database, and one table's sample is held
+at a time; memory follows the number of columns, never a table's size. The whole table is only
+counted (``COUNT(*)``, the key's ``COUNT(DISTINCT)``), never loaded. The draft holds names, counts
+and shares: no value of the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cutover.legacy.profile_draft_measure import (
+    PATTERN_WORDS,
+    Pattern,
+    ValueFacts,
+    similarity,
+    spelled_out,
+    value_facts,
+    words,
+)
+from cutover.legacy.schema import ColumnType, Dialect
+from cutover.legacy.source import connect, dialect_of
+from cutover.target.columns import TargetColumn, target_columns
+
+log = logging.getLogger(__name__)
+
+SAMPLE_ROWS = 20_000
+"""Rows sampled per table: every share in the draft is of at most this many values."""
+VALUE_CHARS = 256
+"""Characters (bytes of a binary column) of each sampled value the database returns: a sample of
+scanned documents or long notes stays small."""
+FETCH_ROWS = 2_000
+"""Rows fetched at a time while sampling."""
+PARENT_SHARE = 0.98
+"""Share of a column's sampled values found among a table's key values for a parent relation."""
+PARENT_NAME = 0.6
+"""Name similarity a contained column named like an id needs to its parent (0.85 for other names:
+small numbers, a priority or a count of units, are in every key range)."""
+TABLE_SCORE = 0.55
+"""Score a target table needs: 0.6 × name similarity + 0.4 × share of columns close to its fields."""
+FIELD_SCORE = 0.75
+"""Score a target field needs: name similarity plus the pattern bonus (up to 0.6)."""
+STRONG = 0.8
+"""Share of values from which a pattern is taken as what a column holds."""
+
+TODO = "TODO"
+
+_SPECIFIC: tuple[Pattern, ...] = (
+    "date", "datetime", "phone", "npi", "icd", "icd_list", "cpt", "cpt_lines", "money", "person",
+    "ssn", "email", "state", "zip", "timezone", "sex", "measure", "binary", "flag_yn", "credentials",
+)  # fmt: skip
+"""Patterns that say what a column is (whole numbers and single words say little)."""
+_TELLING: tuple[Pattern, ...] = (
+    "date", "phone", "npi", "icd", "icd_list", "cpt_lines", "money", "ssn", "email", "timezone", "binary",
+)  # fmt: skip
+"""Patterns a field of another kind should not receive."""
+
+_FIELD_PATTERNS: tuple[tuple[str, Pattern], ...] = (
+    (r"phone|fax", "phone"),
+    (r"npi", "npi"),
+    (r"postal|zip", "zip"),
+    (r"^state$", "state"),
+    (r"email", "email"),
+    (r"ssn", "ssn"),
+    (r"timezone", "timezone"),
+    (r"^sex$|gender", "sex"),
+    (r"^(?:family|given|middle)_name$|^name_suffix$", "person"),
+    (r"diagnosis_codes$", "icd_list"),
+    (r"icd|diagnosis_code$", "icd"),
+    (r"cpt", "cpt"),
+    (r"instrument", "measure"),
+    (r"_cents$", "money"),
+)
+"""A target field's name → the values it expects (checked before its type)."""
+_TYPE_PATTERNS: dict[str, Pattern] = {
+    "date": "date",
+    "timestamp": "datetime",
+    "boolean": "flag_yn",
+    "smallint": "whole",
+    "integer": "whole",
+    "bigint": "whole",
+    "numeric": "number",
+    "bytea": "binary",
+}
+_NAME_PARTS = {
+    "family_name": "family",
+    "given_name": "given",
+    "middle_name": "middle",
+    "name_suffix": "suffix",
+}
+_ICD_PARTS = {
+    "source_code": "source_code",
+    "source_system": "source_system",
+    "gem_approximate": "gem_approximate",
+}
+_COMPANIONS = {**dict.fromkeys(_ICD_PARTS, "icd"), "sha256": "binary"}
+"""Fields a column gives beside its main one (an ICD code's source, a document's digest): filled
+from that column, not matched on their own (so are the name parts and the credentials after a
+clinician's name, when no column of their own matched)."""
+_SERVICE_TABLES = frozenset({"visit", "charge", "payment", "outcome_measure", "procedure_line"})
+"""Targets whose dates are of care given, charged, paid or measured: ``date`` role ``service``."""
+_CODE_FIELD = re.compile(r"(?:status|type|kind|credential|category|class)$")
+_EXPLODED = ("cpt_code", "units", "minutes", "modifiers")
+"""The columns the ``cpt_lines`` explode step makes."""
+_CHANGE_WORDS = frozenset({"updated", "changed", "update", "change", "edited"})
+_BINARY_TYPES = re.compile(r"blob|bytea|binary|image|raw")
+_NUMERIC_TYPES = re.compile(r"int|serial|numeric|decimal|real|double|float|number")
+_CHANGES_REASON = (
+    "the legacy change timestamp: read by the delta sync to find rows changed after a wave's cutover"
+)
+
+
+# --- what the database says ----------------------------------------------------------------------------
+@dataclass
+class Column:
+    name: str
+    declared: str
+    """The catalog's type, lower case ('' when none)."""
+    facts: ValueFacts
+
+    @property
+    def binary(self) -> bool:
+        return self.facts.share("binary") > 0.5
+
+
+@dataclass
+class Relation:
+    column: str
+    parent: str
+    share: float
+    sampled: int
+    name: float
+
+    def why(self, parent_key: str) -> str:
+        return (
+            f"{self.share:.0%} of {self.sampled:,} sampled values are {self.parent}.{parent_key} values; "
+            f"name similarity {self.name:.2f}"
+        )
+
+
+@dataclass
+class Table:
+    name: str
+    rows: int
+    sampled: int
+    columns: list[Column]
+    key: str | None = None
+    key_why: str = ""
+    key_range: tuple[int, int] | None = None
+    parents: list[Relation] = field(default_factory=list)
+    candidates: list[Relation] = field(default_factory=list)
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+
+def _q(dialect: Dialect, name: str) -> str:
+    if dialect == "mysql":
+        return "`" + name.replace("`", "``") + "`"
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _sqlite_text(raw: bytes) -> str:
+    # legacy text stored raw is UTF-8 or cp1252 (as the extract reads it); BLOBs stay bytes
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")
+
+
+@contextlib.contextmanager
+def _open(url: str) -> Iterator[Any]:
+    with connect(url) as conn:
+        if dialect_of(url) == "sqlite":
+            conn.text_factory = _sqlite_text
+        yield conn
+
+
+def _all(conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    cur = conn.cursor()
+    with contextlib.closing(cur):
+        cur.execute(sql, params) if params else cur.execute(sql)
+        return list(cur.fetchall())
+
+
+def catalog(conn: Any, dialect: Dialect) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Every table and its (column, declared type), as the database's own catalog lists them."""
+    if dialect == "sqlite":
+        names = [
+            _text(r[0])
+            for r in _all(conn, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")
+            if not _text(r[0]).startswith("sqlite_")
+        ]
+        return [
+            (
+                n,
+                [
+                    (_text(r[1]), _text(r[2] or "").lower())
+                    for r in _all(conn, f"PRAGMA table_info({_q(dialect, n)})")
+                ],
+            )
+            for n in names
+        ]
+    schema = "current_schema()" if dialect == "postgresql" else "DATABASE()"
+    tables = [
+        _text(r[0])
+        for r in _all(
+            conn,
+            "SELECT table_name FROM information_schema.tables "
+            f"WHERE table_schema = {schema} AND table_type = 'BASE TABLE' ORDER BY table_name",
+        )
+    ]
+    columns: dict[str, list[tuple[str, str]]] = {t: [] for t in tables}
+    for table, column, kind in _all(
+        conn,
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        f"WHERE table_schema = {schema} ORDER BY table_name, ordinal_position",
+    ):
+        if _text(table) in columns:
+            columns[_text(table)].append((_text(column), _text(kind).lower()))
+    return [(t, columns[t]) for t in tables]
+
+
+def _cut(dialect: Dialect, name: str, declared: str) -> str:
+    """The column as sampled: text and bytes cut to :data:`VALUE_CHARS` by the database."""
+    col = _q(dialect, name)
+    binary = bool(_BINARY_TYPES.search(declared))
+    if dialect == "sqlite":
+        return col if _NUMERIC_TYPES.search(declared) else f"substr({col}, 1, {VALUE_CHARS})"
+    if dialect == "postgresql":
+        return (
+            f"substring({col} from 1 for {VALUE_CHARS})"
+            if binary
+            else f"left(CAST({col} AS text), {VALUE_CHARS})"
+        )
+    return f"SUBSTRING({col}, 1, {VALUE_CHARS})" if binary else f"LEFT(CAST({col} AS CHAR), {VALUE_CHARS})"
+
+
+def sample_table(conn: Any, dialect: Dialect, name: str, declared: list[tuple[str, str]]) -> Table:
+    """One table's row count and its columns' facts from at most :data:`SAMPLE_ROWS` rows."""
+    ((rows,),) = _all(conn, f"SELECT COUNT(*) FROM {_q(dialect, name)}")
+    exprs = ", ".join(_cut(dialect, c, t) for c, t in declared)
+    values: list[list[Any]] = [[] for _ in declared]
+    cur = conn.cursor()
+    with contextlib.closing(cur):
+        cur.execute(f"SELECT {exprs} FROM {_q(dialect, name)} LIMIT {int(SAMPLE_ROWS)}")
+        while batch := cur.fetchmany(FETCH_ROWS):
+            for row in batch:
+                for i, value in enumerate(row):
+                    values[i].append(
+                        None if value is None else value if isinstance(value, str | bytes) else str(value)
+                    )
+    sampled = len(values[0]) if values else 0
+    columns = [
+        Column(c, t, value_facts(v, binary_column=bool(_BINARY_TYPES.search(t))))
+        for (c, t), v in zip(declared, values, strict=True)
+    ]
+    return Table(name, int(rows), sampled, columns)
+
+
+def _id_named(column: str) -> bool:
+    return bool(words(column)) and words(column)[-1] in {"id", "key", "no", "number", "num", "code"}
+
+
+def choose_key(conn: Any, dialect: Dialect, table: Table) -> None:
+    """The first candidate key (unique and non-null in the sample) that holds on the whole table."""
+    singular = " ".join(words(table.name))
+    ranked = sorted(
+        (c for c in table.columns if c.facts.unique and not c.binary),
+        key=lambda c: (
+            not _id_named(c.name),
+            -similarity(c.name, f"{singular} id"),
+            table.columns.index(c),
+        ),
+    )
+    for column in ranked[:3]:
+        col = _q(dialect, column.name)
+        ((count, present, distinct, low, high),) = _all(
+            conn,
+            f"SELECT COUNT(*), COUNT({col}), COUNT(DISTINCT {col}), MIN({col}), MAX({col}) FROM {_q(dialect, table.name)}",
+        )
+        if count == present == distinct:
+            table.key = column.name
+            reasons = [f"unique and non-null in all {count:,} rows (COUNT DISTINCT)"]
+            if table.columns.index(column) == 0:
+                reasons.append("the first column")
+            if _id_named(column.name):
+                reasons.append("named like an id")
+            table.key_why = "; ".join(reasons)
+            if column.facts.whole_range is not None:
+                with contextlib.suppress(TypeError, ValueError):
+                    table.key_range = (int(_text(low)), int(_text(high)))
+            return
+    unique = ", ".join(c.name for c in ranked[:3]) or "none"
+    table.key_why = f"no column is unique and non-null in the sample (candidates checked: {unique})"
+
+
+def _contained(conn: Any, dialect: Dialect, child: Table, column: Column, parent: Table) -> tuple[int, int]:
+    """(sampled non-null values, how many are the parent's key values): the database joins them."""
+    assert parent.key is not None
+    key = parent.column(parent.key)
+    value, ref = "s.v", f"p.{_q(dialect, parent.key)}"
+    if dialect == "postgresql" and bool(_NUMERIC_TYPES.search(column.declared)) != bool(
+        _NUMERIC_TYPES.search(key.declared)
+    ):
+        value, ref = f"CAST({value} AS text)", f"CAST({ref} AS text)"
+    col = _q(dialect, column.name)
+    ((n, found),) = _all(
+        conn,
+        f"SELECT COUNT(*), COUNT({ref}) FROM (SELECT {col} AS v FROM {_q(dialect, child.name)} "
+        f"WHERE {col} IS NOT NULL LIMIT {int(SAMPLE_ROWS)}) s "
+        f"LEFT JOIN {_q(dialect, parent.name)} p ON {ref} = {value}",
+    )
+    return int(n), int(found)
+
+
+def _parent_name(column: str, parent: Table) -> float:
+    assert parent.key is not None
+    return max(similarity(column, parent.key), similarity(column, f"{parent.name}_id"))
+
+
+def find_parents(conn: Any, dialect: Dialect, tables: list[Table]) -> None:
+    """Parent relations by containment of a column's sampled values in another table's key."""
+    keyed = [t for t in tables if t.key is not None]
+    for table in tables:
+        for column in table.columns:
+            if column.name == table.key or column.binary or not column.facts.present:
+                continue
+            found: list[Relation] = []
+            for parent in keyed:
+                if parent is table:
+                    continue
+                name = _parent_name(column.name, parent)
+                numbers = column.facts.whole_range is not None
+                if numbers != (parent.key_range is not None) or (not numbers and name < 0.5):
+                    continue  # numbers against numeric keys; text keys only where the names say so
+                n, hits = _contained(conn, dialect, table, column, parent)
+                if n:
+                    found.append(Relation(column.name, parent.name, hits / n, n, name))
+            # small numbers (a priority, a count of units) are in every key range: the name must agree
+            named = _id_named(column.name)
+            accepted = [
+                r
+                for r in found
+                if r.share >= PARENT_SHARE and (r.name >= 0.85 or (named and r.name >= PARENT_NAME))
+            ]
+            if accepted:
+                table.parents.append(max(accepted, key=lambda r: (r.name, r.share)))
+                continue
+            weaker = [
+                r for r in found if r.share >= 0.5 and r.name >= PARENT_NAME and (named or r.name >= 0.85)
+            ]
+            table.candidates += sorted(weaker, key=lambda r: (-r.name, -r.share))[:2]
+
+
+def survey(url: str) -> tuple[Dialect, list[Table]]:
+    """Every table of the legacy database at ``url``: counted, sampled, keyed, related."""
+    dialect = dialect_of(url)
+    with _open(url) as conn:
+        tables = [sample_table(conn, dialect, name, cols) for name, cols in catalog(conn, dialect) if cols]
+        for table in tables:
+            choose_key(conn, dialect, table)
+        find_parents(conn, dialect, tables)
+    log.info("profile draft: %d tables surveyed (at most %d rows sampled each)", len(tables), SAMPLE_ROWS)
+    return dialect, tables
+
+
+# --- what the draft proposes -----------------------------------------------------------------------
+@dataclass
+class FieldDraft:
+    field: str
+    sources: list[str]
+    rule: str
+    params: dict[str, Any]
+    required: bool
+    why: str
+
+
+@dataclass
+class TableDraft:
+    table: Table
+    target: str | None = None
+    target_why: str = ""
+    kinds: dict[str, ColumnType] = field(default_factory=dict)
+    fields: list[FieldDraft] = field(default_factory=list)
+    refs: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
+    explode: dict[str, Any] | None = None
+    explode_why: str = ""
+    not_carried: list[tuple[str, str, str]] = field(default_factory=list)
+    """(column, reason or TODO, why)."""
+    missing: list[str] = field(default_factory=list)
+    patient: str | None = None
+    patient_why: str = ""
+    changes: str | None = None
+    changes_why: str = ""
+
+
+def _target_fields(target: str) -> dict[str, TargetColumn]:
+    return {n: c for n, c in target_columns()[target].items() if n != "id" and c.references is None}
+
+
+def choose_targets(tables: list[Table]) -> dict[str, tuple[str | None, str]]:
+    """The target table of each legacy table (one legacy table a target at most), with why."""
+    targets = target_columns()
+    scored: list[tuple[float, float, float, str, str]] = []
+    for table in tables:
+        columns = [c.name for c in table.columns if c.name != table.key]
+        for target, cols in targets.items():
+            name = similarity(table.name, target)
+            names = [n for n in cols if n != "id"]
+            close = sum(
+                1 for c in columns if max((similarity(c, n, table.name) for n in names), default=0) >= 0.8
+            )
+            cover = close / len(columns) if columns else 0.0
+            scored.append((0.6 * name + 0.4 * cover, name, cover, table.name, target))
+    scored.sort(key=lambda s: (-s[0], s[3], s[4]))
+    chosen: dict[str, tuple[str | None, str]] = {}
+    taken: set[str] = set()
+    for score, name, cover, table_name, target in scored:
+        if table_name in chosen or target in taken or score < TABLE_SCORE:
+            continue
+        chosen[table_name] = (
+            target,
+            f"name similarity {name:.2f} to {target}; {cover:.0%} of its columns close to its fields",
+        )
+        taken.add(target)
+    for table in tables:
+        if table.name not in chosen:
+            near = [s for s in scored if s[3] == table.name][:2]
+            shown = ", ".join(f"{s[4]} ({s[0]:.2f}{', taken' if s[4] in taken else ''})" for s in near)
+            chosen[table.name] = (None, f"no target table is close enough: nearest {shown}")
+    return chosen
+
+
+def _expects(name: str, column: TargetColumn) -> Pattern | None:
+    for pattern, expected in _FIELD_PATTERNS:
+        if re.search(pattern, name):
+            return expected
+    return _TYPE_PATTERNS.get(column.type)
+
+
+def _share(facts: ValueFacts, expected: Pattern, name: float) -> tuple[float, Pattern]:
+    """The share of values that fit what a field expects, and the pattern they fit."""
+    alternatives: dict[Pattern, tuple[Pattern, ...]] = {
+        "whole": ("whole", "leading_integer"),
+        "cpt": ("cpt", "cpt_lines"),
+        "icd_list": ("icd_list", "icd"),
+        "datetime": ("datetime", "date"),
+        "person": ("person", "word") if name >= 0.6 else ("person",),  # a first or last name alone
+    }
+    return max((facts.share(p), p) for p in alternatives.get(expected, (expected,)))
+
+
+def _name_similarity(column: str, field_name: str, table: str) -> float:
+    name = similarity(column, field_name, table)
+    if field_name in _NAME_PARTS:
+        name = max(name, similarity(column, "name", table))
+    return name
+
+
+def field_score(column: Column, field_name: str, target: TargetColumn, table: str) -> tuple[float, str]:
+    """(score, why) of ``column`` as the source of a target field."""
+    name = _name_similarity(column.name, field_name, table)
+    why = [f"name similarity {name:.2f} to {field_name}"]
+    facts = column.facts
+    expected = _expects(field_name, target)
+    bonus = 0.0
+    if facts.present and expected is not None:
+        share, fits = _share(facts, expected, name)
+        if share >= 0.5:
+            bonus = (0.6 if expected in _SPECIFIC else 0.3) * share
+            why.append(f"{share:.0%} of {facts.present:,} sampled values {PATTERN_WORDS[fits]}")
+        elif share < 0.2:
+            bonus = -0.4
+    elif facts.present:
+        strong = facts.strongest()
+        if strong and strong[0] in _TELLING and strong[1] >= STRONG:
+            bonus = -0.3
+    if not facts.present:
+        why.append(f"no value in {facts.sampled:,} sampled rows")
+    return name + bonus, "; ".join(why)
+
+
+def _date_role(field_name: str, target: str) -> str:
+    if "birth" in field_name:
+        return "birth"
+    return "service" if target in _SERVICE_TABLES else "event"
+
+
+def choose_rule(
+    column: Column, field_name: str, target: TargetColumn, target_table: str
+) -> tuple[str, dict[str, Any], str]:
+    """The library rule (and parameters) that reads ``column`` into the field, and why."""
+    facts = column.facts
+    expected = _expects(field_name, target)
+    kind = target.type
+    if field_name in _NAME_PARTS or (field_name == "credential" and facts.share("credentials") >= 0.5):
+        part = _NAME_PARTS.get(field_name, "credential")
+        creds = "credential" in target_columns()[target_table]
+        params: dict[str, Any] = {"part": part, "credentials": True} if creds else {"part": part}
+        return (
+            "name_part",
+            params,
+            "a whole name split into its parts" + (" (a clinician's: credentials after it)" if creds else ""),
+        )
+    if field_name in _ICD_PARTS:
+        return "icd", {"part": _ICD_PARTS[field_name]}, "from the diagnosis code"
+    if kind == "date":
+        role = _date_role(field_name, target_table)
+        return "date", {"role": role}, f"role {role}"
+    if kind == "timestamp":
+        return "timestamp", {}, ""
+    if kind == "boolean":
+        return (
+            ("flag_yn", {}, "") if facts.share("flag_yn") >= 0.5 else (TODO, {}, "no Y/N flag: choose a rule")
+        )
+    if kind == "bytea":
+        return "binary", {}, ""
+    if field_name == "sha256":
+        return "sha256", {}, "the digest of the document's bytes"
+    if kind in ("smallint", "integer", "bigint"):
+        if expected == "money" or facts.share("money") >= 0.5:
+            return "money", {}, ""
+        if facts.share("leading_integer") > facts.share("whole"):
+            return "leading_integer", {"kind": kind}, "a number followed by text"
+        return "integer", {"kind": kind}, ""
+    if kind == "numeric":
+        return "score", {}, "scored in its instrument's scale"
+    if kind == "text[]":
+        return ("icd_list", {}, "") if expected == "icd_list" else (TODO, {}, "a list: choose a rule")
+    simple: dict[Pattern, str] = {
+        "phone": "phone", "zip": "postal", "state": "upper", "email": "lower", "ssn": "ssn",
+        "timezone": "timezone", "sex": "sex", "npi": "npi_digits", "icd": "icd", "cpt": "upper",
+        "measure": "measure",
+    }  # fmt: skip
+    if expected in simple and _share(facts, expected, 1.0)[0] >= 0.5:
+        return simple[expected], {}, ""
+    if "mime" in field_name:
+        return "lower", {}, ""
+    if _CODE_FIELD.search(field_name) and 0 < facts.distinct <= 30 and facts.present >= 2 * facts.distinct:
+        return (
+            "code",
+            {"table": TODO, "reason": f"{field_name}_unknown"},
+            f"{facts.distinct} distinct values in {facts.present:,} sampled: write the code table",
+        )
+    return "text", {}, ""
+
+
+def _explode(draft: TableDraft, fields: dict[str, TargetColumn], free: list[Column]) -> set[str]:
+    """The ``cpt_lines`` step where a column holds free-text CPT lines and the target takes its lines."""
+    if not set(_EXPLODED[:2]) <= set(fields):
+        return set()
+    lines = [c for c in free if c.facts.share("cpt_lines") >= STRONG and c.facts.multi_codes > 0]
+    if not lines:
+        return set()
+    text = max(lines, key=lambda c: c.facts.share("cpt_lines"))
+    used = {text.name}
+    step: dict[str, Any] = {"text": text.name}
+    for part in _EXPLODED[1:]:
+        near = max(
+            (c for c in free if c.name not in used),
+            key=lambda c: similarity(c.name, part, draft.table.name),
+            default=None,
+        )
+        if near is not None and similarity(near.name, part, draft.table.name) >= FIELD_SCORE:
+            step[part] = near.name
+            used.add(near.name)
+        else:
+            step[part] = TODO
+    draft.explode = {"step": "cpt_lines", "with": step}
+    draft.explode_why = (
+        f"{text.facts.share('cpt_lines'):.0%} of {text.facts.present:,} sampled values of {text.name} "
+        f"{PATTERN_WORDS['cpt_lines']}, {text.facts.multi_codes:.0%} with several codes or units"
+    )
+    for out in _EXPLODED:
+        if out in fields:
+            draft.fields.append(
+                FieldDraft(out, [out], "same", {}, fields[out].required, "made by the cpt_lines explode step")
+            )
+    return used
+
+
+def _is_change_stamp(column: Column) -> bool:
+    said = set(spelled_out(words(column.name)))
+    return bool(said & _CHANGE_WORDS) and column.facts.share("datetime") >= 0.9
+
+
+def propose_fields(draft: TableDraft, parents: set[str]) -> None:
+    """Target fields from the columns: best scores first, a column to one field (and its companions)."""
+    assert draft.target is not None
+    table = draft.table
+    fields = _target_fields(draft.target)
+    free = [c for c in table.columns if c.name != table.key and c.name not in parents]
+    used = _explode(draft, fields, free)
+    free = [c for c in free if c.name not in used]
+    change = next((c for c in free if _is_change_stamp(c)), None)
+    if change is not None:
+        draft.changes = change.name
+        draft.changes_why = f"{change.facts.share('datetime'):.0%} of {change.facts.present:,} sampled values {PATTERN_WORDS['datetime']}; named like a change stamp"
+    taken_fields = {f.field for f in draft.fields}
+    options: list[tuple[float, int, int, Column, str, str]] = []
+    for i, column in enumerate(free):
+        for j, (name, target) in enumerate(fields.items()):
+            if name in taken_fields or name in _COMPANIONS:
+                continue
+            score, why = field_score(column, name, target, table.name)
+            if column is change and similarity(column.name, name, table.name) < FIELD_SCORE:
+                continue  # the change stamp is carried only into a field named for it
+            if score >= FIELD_SCORE:
+                options.append((score, i, j, column, name, why))
+    options.sort(key=lambda o: (-o[0], o[1], o[2]))
+    given: dict[str, str] = {}
+    for _, _, _, column, name, why in options:
+        if name in given.values() or column.name in given:
+            continue
+        given[column.name] = name
+        rule, params, note = choose_rule(column, name, fields[name], draft.target)
+        draft.fields.append(
+            FieldDraft(name, [column.name], rule, params, fields[name].required, _join(why, note))
+        )
+    _companions(draft, fields, free, given)
+    _pair_sources(draft)
+    carried = {s for f in draft.fields for s in f.sources} | used
+    for column in free:
+        if column.name in carried:
+            continue
+        if column is change:
+            draft.not_carried.append((column.name, _CHANGES_REASON, "the change stamp (changes.modified)"))
+            continue
+        near = sorted(
+            ((field_score(column, n, t, table.name)[0], n) for n, t in fields.items()), reverse=True
+        )[:1]
+        shown = f"nearest {near[0][1]} ({near[0][0]:.2f})" if near else "the target has no fields"
+        draft.not_carried.append(
+            (column.name, TODO, f"no target field is close: {shown}; map it or say why not")
+        )
+    mapped = {f.field for f in draft.fields}
+    draft.missing += [
+        f"{n} ({c.type}, NOT NULL) has no source column"
+        for n, c in fields.items()
+        if c.required and n not in mapped
+    ]
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def _companions(
+    draft: TableDraft, fields: dict[str, TargetColumn], free: list[Column], given: dict[str, str]
+) -> None:
+    """The other parts a matched column gives: name parts, an ICD code's source, a document's digest."""
+    assert draft.target is not None
+    mapped = {f.field for f in draft.fields}
+    by_name = {c.name: c for c in free}
+    for source, main in list(given.items()):
+        column = by_name[source]
+        extra: list[str] = []
+        if main in _NAME_PARTS and column.facts.share("person") >= 0.7:
+            extra = [n for n in (*_NAME_PARTS, "credential") if n in fields]
+            if column.facts.share("credentials") < 0.5:
+                extra = [n for n in extra if n != "credential"]
+        elif fields[main].type != "text[]" and _expects(main, fields[main]) == "icd":
+            extra = [n for n in _ICD_PARTS if n in fields]
+        elif fields[main].type == "bytea":
+            extra = [n for n in ("sha256",) if n in fields]
+        for name in extra:
+            if name in mapped:
+                continue
+            mapped.add(name)
+            rule, params, note = choose_rule(column, name, fields[name], draft.target)
+            draft.fields.append(
+                FieldDraft(
+                    name,
+                    [source],
+                    rule,
+                    params,
+                    fields[name].required,
+                    _join(f"from {source}, as {main}", note),
+                )
+            )
+
+
+def _pair_sources(draft: TableDraft) -> None:
+    """Rules that read a second column: a birth date its record's created stamp, a ZIP its state, a
+    score its instrument."""
+    by_field = {f.field: f for f in draft.fields}
+    # (the partner's field, the rule, its date role, whether the partner is read first)
+    second = (
+        ("created_at", "date", "birth", False),
+        ("state", "postal", None, False),
+        ("instrument", "score", None, True),
+    )
+    for other, rule, role, first in second:
+        partner = by_field.get(other)
+        if partner is None:
+            continue
+        for f in draft.fields:
+            if (
+                f.rule == rule
+                and (role is None or f.params.get("role") == role)
+                and f.sources[0] != partner.sources[0]
+            ):
+                pair = [partner.sources[0], f.sources[0]] if first else [f.sources[0], partner.sources[0]]
+                f.sources = pair
+                f.why = _join(f.why, f"with {partner.sources[0]} ({other})")
+
+
+def propose_refs(draft: TableDraft, drafts: dict[str, TableDraft]) -> set[str]:
+    """Foreign keys of the target filled from the parent relations; the parent columns used."""
+    table = draft.table
+    used: set[str] = set()
+    if draft.target is None:
+        return used
+    fks = {n: c for n, c in target_columns()[draft.target].items() if c.references is not None}
+    given: set[str] = set()
+    for rel in table.parents:
+        parent_target = drafts[rel.parent].target
+        options = [n for n, c in fks.items() if c.references == parent_target and n not in given]
+        if parent_target is None or not options:
+            continue
+        name = max(options, key=lambda n: similarity(rel.column, n, table.name))
+        given.add(name)
+        used.add(rel.column)
+        spec: dict[str, Any] = {"from": rel.column, "parent": rel.parent}
+        if not fks[name].required:
+            spec["required"] = False
+        draft.refs.append((name, spec, f"{rel.parent} maps to {parent_target}"))
+    draft.missing += [
+        f"{n} (foreign key to {c.references}, NOT NULL) has no parent relation"
+        for n, c in fks.items()
+        if c.required and n not in given
+    ]
+    return used
+
+
+def _patient_paths(drafts: dict[str, TableDraft]) -> None:
+    """The column leading to the patient: the key of the patient table, else the first parent
+    column on a shortest path of parent relations to it."""
+    home = {n for n, d in drafts.items() if d.target == "patient"}
+    depth: dict[str, int] = {}
+    for name in home:
+        draft = drafts[name]
+        depth[name] = 0
+        draft.patient, draft.patient_why = draft.table.key, "the patient table's key"
+    changed = True
+    while changed:
+        changed = False
+        for name, draft in drafts.items():
+            steps = [
+                (depth[r.parent] + 1, i, r) for i, r in enumerate(draft.table.parents) if r.parent in depth
+            ]
+            if not steps or name in home:
+                continue
+            d, _, rel = min(steps, key=lambda s: (s[0], s[1]))
+            if depth.get(name, 1 << 30) > d:
+                depth[name] = d
+                draft.patient = rel.column
+                draft.patient_why = (
+                    "a parent relation to the patient table"
+                    if d == 1
+                    else f"leads to the patient through {rel.parent}"
+                )
+                changed = True
+
+
+def _parents_first(tables: list[Table]) -> list[Table]:
+    by_name = {t.name: t for t in tables}
+    done: list[Table] = []
+    seen: set[str] = set()
+
+    def visit(table: Table, path: set[str]) -> None:
+        if table.name in seen or table.name in path:
+            return  # a cycle is left to the person finishing the draft
+        for rel in table.parents:
+            visit(by_name[rel.parent], path | {table.name})
+        seen.add(table.name)
+        done.append(table)
+
+    for table in tables:
+        visit(table, set())
+    return done
+
+
+def propose(tables: list[Table]) -> list[TableDraft]:
+    """Everything the draft proposes, tables parents first."""
+    ordered = _parents_first(tables)
+    targets = choose_targets(ordered)
+    drafts = {t.name: TableDraft(t, *targets[t.name]) for t in ordered}
+    for draft in drafts.values():
+        table = draft.table
+        refs = {r.column for r in table.parents}
+        for column in table.columns:
+            whole = column.facts.share("whole") == 1.0 or (
+                not column.facts.present and _NUMERIC_TYPES.search(column.declared)
+            )
+            draft.kinds[column.name] = (
+                "blob"
+                if column.binary
+                else "int"
+                if (column.name == table.key or column.name in refs) and whole
+                else "text"
+            )
+        used = propose_refs(draft, drafts)
+        if draft.target is not None:
+            propose_fields(draft, used)
+        for rel in table.parents:
+            if rel.column not in used and draft.target is not None:
+                draft.not_carried.append(
+                    (
+                        rel.column,
+                        TODO,
+                        f"a parent relation to {rel.parent} that no foreign key of {draft.target} takes",
+                    )
+                )
+    _patient_paths(drafts)
+    return list(drafts.values())
+
+
+# --- the YAML ------------------------------------------------------------------------------------------
+def _y(value: Any) -> str:
+    """A YAML scalar or flow collection on one line."""
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1 << 20, allow_unicode=True)
+    return text.removesuffix("\n...\n").strip()
+
+
+def _c(why: str) -> str:
+    return f"  # {' '.join(why.split())}" if why else ""
+
+
+def render(drafts: list[TableDraft], dialect: Dialect) -> str:
+    out = [
+        f"# Cutover legacy profile: a DRAFT written by `cutover profile draft` from a {dialect} database.",
+        "# Comments say why each suggestion was made (names, counts and shares: no value of the database).",
+        f"# Finish every {TODO}, check what is proposed, then run: cutover profile check THIS_FILE",
+        f"profile: {TODO}-name",
+        f"title: {TODO}  # one line: the legacy system and its version",
+        "source:",
+        "  format: database",
+        "tables:",
+    ]
+    for d in drafts:
+        t = d.table
+        out.append(f"  {_y(t.name)}:")
+        out.append(f"    # {t.rows:,} rows, {t.sampled:,} sampled (at most {SAMPLE_ROWS:,} a table)")
+        out.append(f"    key: {_y(t.key) if t.key else TODO}{_c(t.key_why)}")
+        out.append("    columns:")
+        for c in t.columns:
+            kind = d.kinds[c.name]
+            note = ""
+            if kind == "int" and not _NUMERIC_TYPES.search(c.declared):
+                note = f"declared {c.declared or 'without a type'}; whole numbers"
+            elif kind == "text" and _BINARY_TYPES.search(c.declared):
+                note = f"declared {c.declared}; the values are text"
+            elif kind == "blob" and not _BINARY_TYPES.search(c.declared):
+                note = f"declared {c.declared or 'without a type'}; {c.facts.share('binary'):.0%} of the values are files"
+            out.append(f"      {_y(c.name)}: {kind}{_c(note)}")
+        keys = {x.name: x.key for x in drafts_tables(drafts)}
+        if t.parents:
+            out.append("    parents:")
+            for rel in t.parents:
+                out.append(f"      {_y(rel.column)}: {_y(rel.parent)}{_c(rel.why(keys[rel.parent] or '?'))}")
+        for rel in t.candidates:
+            below = f"below the {PARENT_SHARE:.0%} containment or {PARENT_NAME:.2f} name threshold"
+            out.append(
+                f"    # parent? {_y(rel.column)}: {_y(rel.parent)}  # {TODO} candidate, {below}: {rel.why(keys[rel.parent] or '?')}"
+            )
+        if d.patient:
+            out.append(f"    patient: {_y(d.patient)}{_c(d.patient_why)}")
+        if d.changes:
+            out.append(f"    changes: {_y({'modified': d.changes})}{_c(d.changes_why)}")
+        out.append("    map:")
+        out.append(f"      to: {_y(d.target) if d.target else TODO}{_c(d.target_why)}")
+        out.append(f"      doc: {TODO}  # one sentence: what a row of {t.name} is")
+        if d.target is None:
+            continue
+        if d.fields:
+            out.append("      fields:")
+            for f in d.fields:
+                spec: dict[str, Any] = {
+                    "from": f.sources[0] if len(f.sources) == 1 else f.sources,
+                    "rule": f.rule,
+                }
+                if f.params:
+                    spec["with"] = f.params
+                if f.required:
+                    spec["required"] = True
+                out.append(f"        {_y(f.field)}: {_y(spec)}{_c(f.why)}")
+        if d.refs:
+            out.append("      refs:")
+            for name, spec, why in d.refs:
+                out.append(f"        {_y(name)}: {_y(spec)}{_c(why)}")
+        if d.explode:
+            out.append(f"      explode: {_y(d.explode)}{_c(d.explode_why)}")
+        if d.not_carried:
+            out.append("      not_carried:")
+            for column, reason, why in d.not_carried:
+                out.append(f"        {_y(column)}: {_y(reason)}{_c(why)}")
+        for missing in d.missing:
+            out.append(f"      # {TODO}: {missing}")
+    return "\n".join(out) + "\n"
+
+
+def drafts_tables(drafts: list[TableDraft]) -> list[Table]:
+    return [d.table for d in drafts]
+
+
+def write_draft(url: str, out: Path) -> str:
+    """Survey the legacy database at ``url``, write a draft profile to ``out``; one line says what it holds."""
+    dialect, tables = survey(url)
+    drafts = propose(tables)
+    text = render(drafts, dialect)
+    yaml.safe_load(text)  # the draft is YAML: a person edits it, the loader reads it
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    columns = sum(len(d.table.columns) for d in drafts)
+    fields = sum(len(d.fields) for d in drafts)
+    todos = text.count(TODO)
+    return f"draft: {len(drafts)} tables, {columns} columns, {fields} target fields proposed, {todos} TODOs → {out}"

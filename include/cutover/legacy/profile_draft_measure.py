@@ -1,0 +1,549 @@
+"""What a legacy column's name and sampled values say, for :mod:`cutover.legacy.profile_draft`.
+
+Two measurements, both pure:
+
+- :func:`value_facts`: the share of a column's sampled values that fit each value pattern
+  (:data:`PATTERNS`: dates, phones, NPIs, ICD codes, CPT lines, money, person names…). The
+  patterns are the mapping's own normalisers (:mod:`cutover.mapping.normalize`) run on the sample,
+  so a draft proposes a rule exactly where that rule would take the values; only the patterns no
+  normaliser covers (e-mail, US state, time zone, Y/N) are checked here.
+- :func:`similarity`: how close a legacy name is to a target name (``rapidfuzz`` over words, after
+  the abbreviations of :data:`SYNONYMS` are spelled out: ``dob`` → ``birth date``).
+
+Facts are counts and shares, never values: they go into the draft's comments.
+
+>>> round(similarity("dob", "birth_date"), 2), round(similarity("cases", "episode"), 2)
+(1.0, 1.0)
+>>> f = value_facts(["03/07/2019", "2019-03-08", "n/a", None])
+>>> f.present, f.shares["date"]
+(2, 1.0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Final, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from rapidfuzz import fuzz
+
+from cutover.mapping import codes
+from cutover.mapping import normalize as nz
+
+Pattern = Literal[
+    "whole",
+    "number",
+    "leading_integer",
+    "date",
+    "datetime",
+    "phone",
+    "npi",
+    "icd",
+    "icd_list",
+    "cpt",
+    "cpt_lines",
+    "money",
+    "person",
+    "word",
+    "credentials",
+    "flag_yn",
+    "ssn",
+    "email",
+    "state",
+    "zip",
+    "timezone",
+    "sex",
+    "measure",
+    "binary",
+]
+
+PATTERN_WORDS: Final[dict[Pattern, str]] = {
+    "whole": "are whole numbers",
+    "number": "are numbers",
+    "leading_integer": "begin with a whole number",
+    "date": "parse as dates",
+    "datetime": "parse as date-times",
+    "phone": "are valid phone numbers",
+    "npi": "are NPIs (10 digits, valid check digit)",
+    "icd": "are ICD-10-CM/ICD-9-CM codes",
+    "icd_list": "are lists of ICD codes",
+    "cpt": "are single CPT/HCPCS codes",
+    "cpt_lines": "are CPT/HCPCS lines",
+    "money": "are amounts of money",
+    "person": "are person names",
+    "word": "are single words",
+    "credentials": "end with a clinician's credentials",
+    "flag_yn": "are Y/N flags",
+    "ssn": "are SSNs",
+    "email": "are e-mail addresses",
+    "state": "are US state codes",
+    "zip": "are ZIP codes",
+    "timezone": "are IANA time zones",
+    "sex": "are sex codes",
+    "measure": "name outcome instruments",
+    "binary": "are binary (not text)",
+}
+"""How a draft's comment says what a share of values is."""
+
+LONG_CHARS: Final = 64
+"""Values longer than this are free text: no pattern is looked for in them (notes, goals)."""
+
+
+@dataclass(frozen=True)
+class ValueFacts:
+    """A column's sampled values as counts and shares: no value."""
+
+    sampled: int
+    """Rows sampled."""
+    present: int
+    """Values that are not null nor a null token (``N/A``, ``''``…)."""
+    distinct: int
+    shares: dict[Pattern, float] = field(default_factory=dict)
+    """Pattern → share of the present values that fit it."""
+    whole_range: tuple[int, int] | None = None
+    """(min, max) when every present value is a whole number."""
+    multi_codes: float = 0.0
+    """Share of present values holding several codes (ICD lists, CPT lines with units)."""
+    mean_chars: float = 0.0
+
+    @property
+    def unique(self) -> bool:
+        """Every sampled row has a value and no two are alike."""
+        return self.sampled > 0 and self.present == self.sampled and self.distinct == self.present
+
+    def share(self, pattern: Pattern) -> float:
+        return self.shares.get(pattern, 0.0)
+
+    def strongest(self) -> tuple[Pattern, float] | None:
+        """The pattern most values fit (ties: the more specific, earlier in :data:`PATTERN_WORDS`)."""
+        ranked = sorted(
+            ((p, s) for p, s in self.shares.items() if s > 0 and p not in ("word", "number")),
+            key=lambda ps: -ps[1],
+        )
+        return ranked[0] if ranked else None
+
+
+# --- patterns: one function each, over distinct short values -----------------------------------------
+Detector = Callable[[pd.Series], np.ndarray]
+_TODAY = date.today
+
+
+def _bool(s: pd.Series) -> np.ndarray:
+    return np.array(s.fillna(False).astype(bool), dtype=bool)
+
+
+def _whole(u: pd.Series) -> np.ndarray:
+    return _bool(u.str.fullmatch(r"[+-]?\d{1,18}"))
+
+
+def _number(u: pd.Series) -> np.ndarray:
+    return pd.to_numeric(u, errors="coerce").notna().to_numpy()
+
+
+def _date(u: pd.Series) -> np.ndarray:
+    # of the numbers, only YYYYMMDD can be a date: ids and amounts are not parsed
+    ok = ~_whole(u) | u.str.len().eq(8).to_numpy()
+    if ok.any():
+        ok[ok] = nz.parse_date(u[ok], role="event", today=_TODAY()).values.notna().to_numpy()
+    return ok
+
+
+def _phone(u: pd.Series) -> np.ndarray:
+    digits = u.str.count(r"\d").to_numpy()
+    ok = (digits >= 10) & (digits <= 15)
+    if ok.any():
+        ok[ok] = nz.phone_e164(u[ok]).values.notna().to_numpy()
+    return ok
+
+
+def _npi(u: pd.Series) -> np.ndarray:
+    return nz.npi_valid(u).values.notna().to_numpy()
+
+
+def _icd(u: pd.Series) -> np.ndarray:
+    if not u.str.match(r"[A-Za-z]\d").any():
+        return np.zeros(len(u), dtype=bool)  # numbers alone (ICD-9-CM's look like any) are not read as codes
+    coded = nz.icd10(u)
+    return (coded["code"].notna() & coded["reason"].isna()).to_numpy()
+
+
+def _icd_list(u: pd.Series) -> np.ndarray:
+    items = u.str.split(r"\s*[,;]\s*", regex=True).explode()
+    items = items[items.fillna("").str.len() > 0]
+    if items.empty:
+        return np.zeros(len(u), dtype=bool)
+    coded = nz.icd10(items.astype(nz.TEXT))
+    ok = (coded["code"].notna() & coded["reason"].isna()).groupby(level=0).all()
+    return ok.reindex(u.index, fill_value=False).to_numpy(dtype=bool)
+
+
+@functools.lru_cache(maxsize=2)  # cpt and cpt_lines ask for the same values in turn
+def _cpt_rows(values: tuple[str, ...]) -> pd.DataFrame:
+    """Per value: whether every code of it is a well-formed PT code, how many codes, the first code."""
+    none = pd.Series(pd.NA, index=range(len(values)), dtype=nz.TEXT)
+    frame = pd.DataFrame(
+        {
+            "proc_id": range(len(values)),
+            "cpt_text": pd.Series(values, dtype=nz.TEXT),
+            "minutes": none,
+            "units": none,
+            "modifiers": none,
+        }
+    )
+    lines = nz.parse_cpt_lines(frame)
+    code = lines["cpt_code"]
+    # a code of our PT code table, or one shaped like the range PT bills (9xxxx) or a HCPCS code
+    kind = nz.cpt_kind(code)
+    assert isinstance(kind, pd.Series)
+    known = kind.ne("unknown") | code.str.fullmatch(r"9\d{4}|[A-Z]\d{4}")
+    good = code.notna() & lines["reason"].isna() & known.fillna(False).astype(bool)
+    per = pd.DataFrame({"proc_id": lines["proc_id"], "good": good, "code": code}).groupby("proc_id")
+    rows = per.agg(good=("good", "all"), n=("good", "size"), code=("code", "first"))
+    return rows.reindex(range(len(values)))
+
+
+def _cpt_lines(u: pd.Series) -> np.ndarray:
+    return _bool(_cpt_rows(tuple(u))["good"])
+
+
+def _cpt(u: pd.Series) -> np.ndarray:
+    """A single code and nothing else (a charge's code, not a line with units)."""
+    rows = _cpt_rows(tuple(u))
+    alone = u.str.upper().reset_index(drop=True).eq(rows["code"].astype(nz.TEXT))
+    return _bool(rows["good"]) & rows["n"].eq(1).to_numpy() & _bool(alone)
+
+
+def _money(u: pd.Series) -> np.ndarray:
+    return nz.money_cents(u).values.notna().to_numpy()
+
+
+def _person(u: pd.Series) -> np.ndarray:
+    parts = nz.split_person_name(u)
+    return (parts["family"].notna() & parts["given"].notna() & parts["reason"].isna()).to_numpy()
+
+
+def _credentials(u: pd.Series) -> np.ndarray:
+    return nz.split_person_name(u, credentials=True)["credential"].notna().to_numpy()
+
+
+def _ssn(u: pd.Series) -> np.ndarray:
+    return (nz.ssn(u).reasons.fillna("") != "ssn_invalid").to_numpy()
+
+
+def _zip(u: pd.Series) -> np.ndarray:
+    return nz.postal_code(u).values.notna().to_numpy()
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _timezone(u: pd.Series) -> np.ndarray:
+    zones = _zones()
+    return np.fromiter((v in zones for v in u), dtype=bool, count=len(u))
+
+
+def _sex(u: pd.Series) -> np.ndarray:
+    return nz.sex_code(u).values.notna().to_numpy()
+
+
+def _measure(u: pd.Series) -> np.ndarray:
+    return nz.outcome_measure(u).values.notna().to_numpy()
+
+
+def _shape_only(u: pd.Series) -> np.ndarray:
+    return np.ones(len(u), dtype=bool)
+
+
+_LETTER = r"A-Za-z\x{00C0}-\x{024F}"  # Latin letters, accented ones too (RE2 compiles \pL slowly)
+_STATES: Final = "|".join(codes.ZIP_FIRST_DIGITS)
+_ITEM = r"[A-Za-z]?\d[0-9A-Za-z.]{1,7}"
+_CODE = r"(?:.*[^0-9A-Z])?(?:\d{4}[0-9A-Z]|[A-Z]\d{4})(?:\D.*)?"
+
+PATTERNS: Final[tuple[tuple[Pattern, str, Detector], ...]] = (
+    ("whole", r"[+-]?\d{1,18}", _shape_only),
+    ("number", r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", _number),
+    ("leading_integer", r"\d+\s*[^\d\s.,][^\d]*", _shape_only),
+    ("date", r".*\d.*", _date),
+    ("datetime", r".*\d:\d\d.*", _date),
+    ("phone", r"(?i)\+?[\d\s().\-/]+(?:\s*(?:x|ext\.?)\s*\d{1,6})?", _phone),
+    ("npi", r"[\d\s\-]{10,14}", _npi),
+    ("icd", r"(?:[A-Za-z]\d[0-9A-Za-z]|\d{3}|[VvEe]\d\d)[0-9A-Za-z.]{0,6}", _icd),
+    ("icd_list", rf"{_ITEM}(?:\s*[,;]\s*{_ITEM})+", _icd_list),
+    ("cpt", rf"(?i){_CODE}", _cpt),
+    ("cpt_lines", rf"(?i){_CODE}", _cpt_lines),
+    ("money", r".*(?:[$()]|\.\d\d\)?-?$).*", _money),
+    ("person", rf"[^\d]*[{_LETTER}.'][ ,]+[{_LETTER}.'][^\d]*", _person),
+    ("word", rf"[{_LETTER}][{_LETTER}'.\-]*", _shape_only),
+    ("credentials", r"[^\d]*,[^\d]*", _credentials),
+    ("flag_yn", r"(?i)y|n|yes|no|t|f|true|false", _shape_only),
+    ("ssn", r"\d{3}[- .]?\d{2}[- .]?\d{4}", _ssn),
+    ("email", r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}", _shape_only),
+    ("state", rf"(?i){_STATES}", _shape_only),
+    ("zip", r"\d{3,5}(?:-?\d{4})?", _zip),
+    ("timezone", r"[A-Za-z_]+(?:/[A-Za-z_\-+0-9]+)*", _timezone),
+    ("sex", r"(?i)[a-z][a-z\- ]{0,13}\.?", _sex),
+    ("measure", r"(?i)[a-z][a-z\- ]{1,20}", _measure),
+)
+"""The value patterns looked for: (pattern, the shape a value must have — a full match of an RE2
+expression, checked over the Arrow array first —, the check of the values of that shape: a
+normaliser of the mapping)."""
+_LETTERED: Final = frozenset(
+    {"person", "word", "credentials", "flag_yn", "email", "state", "timezone", "sex", "measure"}
+)
+"""Patterns only text with letters fits (the others need digits): a column without is not looked at."""
+
+
+def _detect(u: pa.Array, shape: str, check: Detector) -> np.ndarray:
+    hit = pc.match_substring_regex(u, f"^(?:{shape})$").to_numpy(zero_copy_only=False).copy()
+    if hit.any() and check is not _shape_only:
+        hit[hit] = check(pd.Series(u.filter(pa.array(hit)), dtype=nz.TEXT))
+    return hit
+
+
+_MAGIC: Final = (
+    b"%PDF",
+    b"\x89PNG",
+    b"\xff\xd8\xff",
+    b"GIF8",
+    b"PK\x03\x04",
+    b"II*\x00",
+    b"MM\x00*",
+    b"\xd0\xcf\x11\xe0",
+)
+"""How the files a clinic scans or attaches begin (PDF, PNG, JPEG, GIF, ZIP/Office, TIFF, OLE2/.doc)."""
+
+
+def _is_binary(value: bytes, declared_binary: bool) -> bool:
+    """Bytes that are a file, not text: a file signature, a NUL or control byte; in a column declared
+    binary also anything that is not UTF-8 (legacy text stored raw is UTF-8 or cp1252)."""
+    if value.startswith(_MAGIC) or re.search(rb"[\x00-\x08\x0e-\x1f]", value):
+        return True
+    try:
+        value.decode("utf-8")
+        return False
+    except UnicodeDecodeError:
+        pass
+    if declared_binary:
+        return True
+    try:
+        value.decode("cp1252")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("cp1252", errors="replace")
+    return str(value)
+
+
+def value_facts(values: Sequence[object], *, binary_column: bool = False) -> ValueFacts:
+    """Counts and pattern shares of one column's sampled values (``None`` for SQL NULL).
+
+    ``binary_column``: the catalog declares a binary type. Most values being files (not text) make
+    the column ``binary`` (and nothing else). Patterns are looked for once per distinct value, in values up to
+    :data:`LONG_CHARS` characters.
+
+    >>> f = value_facts(["GONZALEZ, JOSEPH K", "Davis, Joan", "617-202-0116"])
+    >>> round(f.share("person"), 2), round(f.share("phone"), 2)
+    (0.67, 0.33)
+    """
+    sampled = len(values)
+    raw = [v for v in values if v is not None]
+    binary = sum(
+        1
+        for v in raw
+        if isinstance(v, bytes | bytearray | memoryview) and _is_binary(bytes(v), binary_column)
+    )
+    if raw and binary * 2 > len(raw):
+        distinct = len({v if isinstance(v, bytes) else _text(v).encode() for v in raw})
+        return ValueFacts(sampled, len(raw), distinct, {"binary": binary / len(raw)})
+    series = nz.null_tokens(pd.Series([_text(v) for v in raw], dtype=object)).values.dropna()
+    present = len(series)
+    if not present:
+        return ValueFacts(sampled, 0, 0)
+    counts = series.value_counts(sort=False)
+    distinct = pa.array(counts.index.astype(str), pa.large_string())
+    weights = counts.to_numpy(dtype=np.int64)
+    lengths = pc.utf8_length(distinct).to_numpy(zero_copy_only=False)
+    short = lengths <= LONG_CHARS
+    u = distinct.filter(pa.array(short))
+    w = weights[short]
+    shares: dict[Pattern, float] = {}
+    masks: dict[Pattern, np.ndarray] = {}
+    if len(u):
+        has = {
+            "digit": pc.any(pc.match_substring_regex(u, r"\d")).as_py(),
+            "letter": pc.any(pc.match_substring_regex(u, "[A-Za-z]")).as_py(),
+        }
+        for pattern, shape, check in PATTERNS:
+            needs = "letter" if pattern in _LETTERED else "digit"
+            masks[pattern] = _detect(u, shape, check) if has[needs] else np.zeros(len(u), dtype=bool)
+            share = float(w[masks[pattern]].sum()) / present
+            if share:
+                shares[pattern] = share
+    lettered = pc.match_substring_regex(u, "^[A-Za-z]").to_numpy(zero_copy_only=False)
+    # numeric ICD-9-CM codes look like any number: a column of codes has letters (ICD-10-CM) too
+    if shares.get("icd") and float(w[masks["icd"] & lettered].sum()) / present < 0.5 * shares["icd"]:
+        shares.pop("icd")
+    multi = 0.0
+    if len(u):
+        several = pc.match_substring_regex(u, r"[,;]|\d\s*[xX*]\s*\d|\(\s*\d+\s*\)").to_numpy(
+            zero_copy_only=False
+        )
+        multi = float(w[several & (masks["icd_list"] | masks["cpt_lines"])].sum()) / present
+    if multi and "icd_list" in masks:
+        shares["icd_list"] = float(w[masks["icd_list"] | masks["icd"]].sum()) / present
+    else:
+        shares.pop("icd_list", None)  # a single code is not a list
+    whole_range = None
+    if shares.get("whole", 0.0) == 1.0 and len(u) == len(distinct):
+        with contextlib.suppress(pa.ArrowInvalid):
+            numbers = pc.cast(pc.utf8_ltrim(distinct, "+"), pa.int64())
+            whole_range = (int(pc.min(numbers).as_py()), int(pc.max(numbers).as_py()))
+    return ValueFacts(
+        sampled,
+        present,
+        len(distinct),
+        shares,
+        whole_range,
+        multi,
+        float((weights * lengths).sum()) / present,
+    )
+
+
+# --- names -------------------------------------------------------------------------------------------
+SYNONYMS: Final[dict[str, str]] = {
+    "pat": "patient",
+    "pt": "patient",
+    "prov": "provider",
+    "therapist": "provider",
+    "clinician": "provider",
+    "phys": "physician",
+    "doctor": "physician",
+    "ref": "referring",
+    "dx": "diagnosis",
+    "diag": "diagnosis",
+    "dob": "birth date",
+    "birthdate": "birth date",
+    "zip": "postal code",
+    "zipcode": "postal code",
+    "cell": "mobile",
+    "tz": "timezone",
+    "case": "episode",
+    "addr": "address line",
+    "emerg": "emergency",
+    "appt": "appointment",
+    "auth": "authorization",
+    "cov": "coverage",
+    "ins": "coverage",
+    "insurance": "coverage",
+    "insurer": "payer",
+    "carrier": "payer",
+    "poc": "plan of care",
+    "proc": "procedure",
+    "doc": "document",
+    "no": "number",
+    "num": "number",
+    "nbr": "number",
+    "eff": "effective",
+    "term": "termination",
+    "cert": "certified",
+    "recert": "recertified",
+    "mime": "mime type",
+    "amt": "amount",
+    "dt": "date",
+    "fname": "given name",
+    "first": "given",
+    "lname": "family name",
+    "last": "family",
+    "surname": "family name",
+    "mname": "middle name",
+    "gender": "sex",
+    "modified": "updated",
+    "freq": "frequency",
+    "seq": "sequence",
+    "wk": "week",
+    "location": "clinic",
+    "site": "clinic",
+    "encounter": "visit",
+    "pmt": "payment",
+    "tel": "phone",
+    "desc": "description",
+}
+"""Abbreviations and other names legacy systems use → the target's words (one word, singular)."""
+
+_IRREGULAR: Final[dict[str, str]] = {"diagnoses": "diagnosis", "analyses": "analysis", "people": "person"}
+
+
+def _singular(word: str) -> str:
+    if word in _IRREGULAR:
+        return _IRREGULAR[word]
+    if len(word) <= 3 or word.endswith(("ss", "us", "is")):
+        return word
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes", "uses")):
+        return word[:-2]
+    return word[:-1] if word.endswith("s") else word
+
+
+@functools.lru_cache(maxsize=65536)
+def words(name: str) -> tuple[str, ...]:
+    """A name's words, lower case and singular: ``ref_physicians`` → ``('ref', 'physician')``.
+
+    >>> words("PatientDOB"), words("addr1")
+    (('patient', 'dob'), ('addr', '1'))
+    """
+    found = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)
+    return tuple(_singular(w.lower()) for w in found)
+
+
+def spelled_out(parts: Sequence[str]) -> tuple[str, ...]:
+    """Words with the abbreviations of :data:`SYNONYMS` spelled out."""
+    return tuple(x for w in parts for x in SYNONYMS.get(w, w).split())
+
+
+def _close(a: str, b: str) -> float:
+    # word order is free (home_phone ~ phone_home); a name that is a part of the other is close, not equal
+    return max(fuzz.token_sort_ratio(a, b), 0.85 * fuzz.token_set_ratio(a, b)) / 100
+
+
+@functools.lru_cache(maxsize=65536)
+def similarity(legacy: str, target: str, context: str = "") -> float:
+    """0..1: how close a legacy name is to a target name, as written and spelled out.
+
+    ``context`` is the legacy table: a column that repeats it (``clinic_name`` in ``clinics``) is
+    compared without it too (``name``).
+
+    >>> round(similarity("clinic_name", "name", "clinics"), 2), round(similarity("cell_phone", "phone_mobile"), 2)
+    (1.0, 1.0)
+    """
+    plain = words(legacy)
+    variants = {plain, spelled_out(plain)}
+    if context:
+        table = set(words(context)) | set(spelled_out(words(context)))
+        for v in list(variants):
+            rest = v
+            while len(rest) > 1 and rest[0] in table:
+                rest = rest[1:]
+            variants.add(rest)
+    goal = " ".join(words(target))
+    return max(_close(" ".join(v), goal) for v in variants if v)

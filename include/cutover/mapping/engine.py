@@ -208,10 +208,18 @@ def legacy_ids(values: pd.Series) -> pd.Series:
 
     >>> legacy_ids(pd.Series([7, None], dtype=pd.ArrowDtype(pa.int64()))).tolist()
     ['7', <NA>]
+    >>> legacy_ids(pd.Series(["A-0012", None], dtype=pd.ArrowDtype(pa.string()))).tolist()
+    ['A-0012', <NA>]
     """
     if isinstance(values.dtype, pd.ArrowDtype) and pa.types.is_integer(values.dtype.pyarrow_dtype):
         # the extracted ids are Arrow int64 already: one cast, no round trip through pandas' Int64
         return _string_series(pc.cast(_combine(pa.array(values.array)), pa.large_string()), values.index)
+    if (
+        isinstance(values.dtype, pd.ArrowDtype)
+        and pa.types.is_string(values.dtype.pyarrow_dtype)
+        or (isinstance(values.dtype, pd.StringDtype))
+    ):
+        return values.astype("string")  # a text key (the profile types it text): kept as it is
     return values.astype("Int64").astype("string")
 
 

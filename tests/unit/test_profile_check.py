@@ -184,6 +184,12 @@ CASES = [
      ("  plans_of_care:", "      refs: {}"), "tables.plans_of_care.map.refs",
      "required target field plan_of_care.episode_id (NOT NULL) is not mapped: add it to refs"),
     # the profile as a whole
+    ("rows of a patient without a patient column",
+     "    patient: pat_id\n    changes: {modified: modified}\n    map:\n      to: coverage",
+     "    changes: {modified: modified}\n    map:\n      to: coverage",
+     "  coverage:\n", "tables.coverage",
+     "its rows belong to a patient (required ref patient_id into patients) but it names no patient column: "
+     "add patient: pat_id (a parents column)"),
     ("a parent cycle", "  clinics:\n    key: clinic_id\n", "  clinics:\n    key: clinic_id\n    parents: {clinic_id: patients}\n",
      "parents: {clinic_id: patients}", "tables.clinics.parents.clinic_id",
      "parent relations form a cycle: clinics → patients → clinics"),
@@ -221,6 +227,11 @@ CASES = [
      None, "tables.clinics.map.fields.phone.invalid", "'flg' is not one of reject, flag (did you mean: flag?)"),
     ("a number for a column", "address_line: {from: address, rule: text}", "address_line: {from: 5, rule: text}",
      None, "tables.clinics.map.fields.address_line.from", "expected text or a list of text, got a number"),
+    ("an empty list of columns", "address_line: {from: address, rule: text}", "address_line: {from: [], rule: text}",
+     None, "tables.clinics.map.fields.address_line.from", "empty: give at least one"),
+    ("a number in a list of columns", "address_line: {from: address, rule: text}",
+     "address_line: {from: [5, address], rule: text}",
+     None, "tables.clinics.map.fields.address_line.from.0", "read by YAML as a number, not text: quote it"),
     ("text for a boolean", "name: {from: payer_name, rule: text, required: true}",
      "name: {from: payer_name, rule: text, required: maybe}",
      None, "tables.payers.map.fields.name.required", "expected true or false, got text"),
@@ -245,6 +256,10 @@ def test_one_change_one_line(
 def test_the_simulator_profile_holds() -> None:
     assert check(read_document(profile_path("simulator"))) == []
     assert check_ref("simulator")[0] == []
+
+
+def test_the_clinicnote_folder_profile_holds() -> None:
+    assert check_ref(str(Path(__file__).parents[1] / "fixtures" / "profiles" / "clinicnote"))[0] == []
 
 
 def test_the_small_profile_holds(tmp_path: Path) -> None:

@@ -121,7 +121,14 @@ def _schema_problem(error: ValidationError) -> Iterator[Problem]:
             path, f"{instance!r} is not one of {shown}", closest(instance, map(str, error.validator_value))
         )
     elif validator in ("oneOf", "anyOf"):
-        yield Problem(path, f"expected {_expected(node)}, got {kind(instance)}")
+        # the alternative of the value's own type says what is wrong inside it (an empty list)
+        inside = [
+            e for e in error.context or () if not (e.validator == "type" and tuple(e.absolute_path) == path)
+        ]
+        if inside:
+            yield from _schema_problem(inside[0])
+        else:
+            yield Problem(path, f"expected {_expected(node)}, got {kind(instance)}")
     elif validator in ("minProperties", "minItems", "minLength"):
         yield Problem(path, "empty: give at least one" if validator != "minLength" else "empty")
     elif validator == "uniqueItems":

@@ -401,6 +401,22 @@ def one_table_per_target(ctx: Context) -> Iterator[Problem]:
             first[to] = name
 
 
+def _owned(ctx: Context, name: str, home: str) -> Iterator[Problem]:
+    """A table without ``patient`` whose rows must point into the patients' records (a required ref
+    into the patient table or a table with a patient column) would be taken for reference data."""
+    for column, ref in _dict(ctx.map(name).get("refs")).items():
+        parent = str(_dict(ref).get("parent"))
+        if _dict(ref).get("required", True) and (
+            parent == home or "patient" in _dict(ctx.tables.get(parent))
+        ):
+            yield Problem(
+                ("tables", name),
+                f"its rows belong to a patient (required ref {column} into {parent}) but it names no "
+                f"patient column: add patient: {ref.get('from')} (a parents column)",
+            )
+            return
+
+
 def patient(ctx: Context) -> Iterator[Problem]:
     """One table maps to the patient; every ``patient`` column leads to it; only it merges duplicates."""
     chosen = [t for t in ctx.clean if ctx.map(t).get("to") == PATIENT]
@@ -418,6 +434,8 @@ def patient(ctx: Context) -> Iterator[Problem]:
                 ("tables", name, "map", "duplicates"),
                 f"merge is only for the table mapped to {PATIENT} ({home})",
             )
+        if "patient" not in spec and name != home:
+            yield from _owned(ctx, name, home)
         if "patient" not in spec or spec["patient"] not in ctx.columns(name):
             continue
         column, path = spec["patient"], ("tables", name, "patient")

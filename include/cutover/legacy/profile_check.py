@@ -50,10 +50,11 @@ def _raw_key(doc: Document, path: PathT, key: object) -> str:
     for written in doc.locations:
         if len(written) == len(path) + 1 and written[:-1] == path and isinstance(written[-1], str):
             try:
-                if yaml.safe_load(written[-1]) == key and type(yaml.safe_load(written[-1])) is type(key):
-                    return written[-1]
+                read = yaml.safe_load(written[-1])
             except yaml.YAMLError:
                 continue
+            if read == key and type(read) is type(key):
+                return written[-1]
     return str(key)
 
 
@@ -77,6 +78,7 @@ def _plain(doc: Document, value: Any, path: PathT, problems: list[Problem]) -> A
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    """A ``{"$ref": "#/$defs/name"}`` node → the node it names."""
     ref = node.get("$ref", "")
     return dict(schema()["$defs"][ref.rsplit("/", 1)[-1]]) if ref.startswith("#/$defs/") else node
 

@@ -51,6 +51,8 @@ Spec = dict[str, Any]
 
 @dataclass(frozen=True)
 class Problem:
+    """What is wrong (``message``) where (``path`` in the document), with the closest valid names."""
+
     path: Path
     message: str
     hints: tuple[str, ...] = ()

@@ -66,3 +66,54 @@ def test_the_check_names_each_mistake_and_takes_seconds(tmp_path: Path, pg_url: 
         "target_db": "ok",
         "staging_store": "ok",
     }
+
+
+BROKEN_PROFILES = {
+    # what is changed in the simulator profile → the start of the field path the one line names
+    "unknown rule": ("rule: text, required: true}", "rule: txt, required: true}", ".rule: unknown rule"),
+    "unknown column": ("name: {from: clinic_name,", "name: {from: clinic_nme,", ".from:"),
+    "still a TODO": ("doc: An insurer or other payer.", "doc: TODO describe the payer", "TODO"),
+    "parent cycle": (
+        "  clinics:\n    key: clinic_id\n",
+        "  clinics:\n    key: clinic_id\n    parents: {clinic_id: providers}\n",
+        "cycle",
+    ),
+    "missing key": ("    key: payer_id\n", "", "key"),
+    "required field unmapped": (
+        "        timezone: {from: tz, rule: timezone, required: true}\n",
+        "",
+        "timezone",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(BROKEN_PROFILES))
+def test_the_first_task_refuses_a_broken_profile_in_one_line(kind: str, tmp_path: Path) -> None:
+    """check_configuration (every DAG's first task) runs the profile check before any connection."""
+    from cutover.legacy.profile import simulator
+
+    old, new, said = BROKEN_PROFILES[kind]
+    text = Path(simulator().origin).read_text()
+    assert old in text, kind
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as refused:
+        # the legacy URL is never reached: the profile is refused first
+        check_configuration(legacy_url="sqlite:///nowhere/legacy.db", profile_ref=str(broken))
+    line = str(refused.value)
+    assert "\n" not in line and line.startswith(f"{broken}:"), line
+    assert said in line, line
+
+
+def test_pt_backup_refuses_a_broken_profile_in_its_first_task(home: Path, tmp_path: Path) -> None:
+    from cutover.legacy.profile import simulator
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(Path(simulator().origin).read_text().replace("rule: flag_yn}", "rule: flag_y}", 1))
+    result = run_cutover(["run", "pt_backup"], home, {"CUTOVER_PROFILE": str(broken)})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    lines = [line for line in output.splitlines() if line.startswith("cutover.legacy.profile.ProfileError: ")]
+    assert lines, output[-3000:]
+    assert f"{broken}:" in lines[0] and "unknown rule 'flag_y'" in lines[0] and "flag_yn" in lines[0]
+    assert "snapshot_legacy" not in output.split("Retry policy decision", 1)[-1]

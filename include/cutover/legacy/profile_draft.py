@@ -431,6 +431,14 @@ def _target_fields(target: str) -> dict[str, TargetColumn]:
     return {n: c for n, c in target_columns()[target].items() if n != "id" and c.references is None}
 
 
+def _identity(table: Table, target: str) -> float:
+    """How close a legacy table's name, or its key's (``ApptID`` names an appointment), is to a target."""
+    name = similarity(table.name, target)
+    if table.key is not None and _id_named(table.key):
+        name = max(name, similarity(table.key, f"{target}_id"))
+    return name
+
+
 def choose_targets(tables: list[Table]) -> dict[str, tuple[str | None, str]]:
     """The target table of each legacy table (one legacy table a target at most), with why."""
     targets = target_columns()
@@ -438,7 +446,7 @@ def choose_targets(tables: list[Table]) -> dict[str, tuple[str | None, str]]:
     for table in tables:
         columns = [c.name for c in table.columns if c.name != table.key]
         for target, cols in targets.items():
-            name = similarity(table.name, target)
+            name = _identity(table, target)
             names = [n for n in cols if n != "id"]
             close = sum(
                 1 for c in columns if max((similarity(c, n, table.name) for n in names), default=0) >= 0.8
@@ -453,7 +461,8 @@ def choose_targets(tables: list[Table]) -> dict[str, tuple[str | None, str]]:
             continue
         chosen[table_name] = (
             target,
-            f"name similarity {name:.2f} to {target}; {cover:.0%} of its columns close to its fields",
+            f"name similarity {name:.2f} to {target} (the table's or its key's name); "
+            f"{cover:.0%} of its columns close to its fields",
         )
         taken.add(target)
     for table in tables:

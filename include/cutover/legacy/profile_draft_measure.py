@@ -487,6 +487,15 @@ SYNONYMS: Final[dict[str, str]] = {
     "pmt": "payment",
     "tel": "phone",
     "desc": "description",
+    "chart": "mrn",
+    "subscriber": "member",
+    "policy": "coverage",
+    "street": "address line",
+    "from": "start",
+    "begin": "start",
+    "to": "end",
+    "thru": "end",
+    "through": "end",
 }
 """Abbreviations and other names legacy systems use → the target's words (one word, singular)."""
 
@@ -509,11 +518,13 @@ def _singular(word: str) -> str:
 def words(name: str) -> tuple[str, ...]:
     """A name's words, lower case and singular: ``ref_physicians`` → ``('ref', 'physician')``.
 
-    >>> words("PatientDOB"), words("addr1")
-    (('patient', 'dob'), ('addr', '1'))
+    >>> words("PatientDOB"), words("addr1"), words("POCID")
+    (('patient', 'dob'), ('addr', '1'), ('poc', 'id'))
     """
     found = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)
-    return tuple(_singular(w.lower()) for w in found)
+    # an acronym run into its id (POCID, NPIID): the id apart
+    split = [p for w in found for p in ((w[:-2], w[-2:]) if len(w) >= 4 and w.isupper() and w.endswith("ID") else (w,))]
+    return tuple(_singular(w.lower()) for w in split)
 
 
 def spelled_out(parts: Sequence[str]) -> tuple[str, ...]:

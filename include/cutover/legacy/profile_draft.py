@@ -174,12 +174,15 @@ class Table:
     columns: list[Column]
     key: str | None = None
     key_why: str = ""
-    key_range: tuple[int, int] | None = None
     parents: list[Relation] = field(default_factory=list)
     candidates: list[Relation] = field(default_factory=list)
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
+
+    @property
+    def numeric_key(self) -> bool:
+        return self.key is not None and self.column(self.key).facts.integral
 
 
 def _q(dialect: Dialect, name: str) -> str:
@@ -257,8 +260,8 @@ def _cut(dialect: Dialect, name: str, declared: str) -> str:
     """The column as sampled: text and bytes cut to :data:`VALUE_CHARS` by the database."""
     col = _q(dialect, name)
     binary = bool(_BINARY_TYPES.search(declared))
-    if dialect == "sqlite":
-        return col if _NUMERIC_TYPES.search(declared) else f"substr({col}, 1, {VALUE_CHARS})"
+    if dialect == "sqlite":  # any column may hold any value there: every one is cut
+        return f"substr({col}, 1, {VALUE_CHARS})"
     if dialect == "postgresql":
         return (
             f"substring({col} from 1 for {VALUE_CHARS})"
@@ -307,9 +310,8 @@ def choose_key(conn: Any, dialect: Dialect, table: Table) -> None:
     )
     for column in ranked[:3]:
         col = _q(dialect, column.name)
-        ((count, present, distinct, low, high),) = _all(
-            conn,
-            f"SELECT COUNT(*), COUNT({col}), COUNT(DISTINCT {col}), MIN({col}), MAX({col}) FROM {_q(dialect, table.name)}",
+        ((count, present, distinct),) = _all(
+            conn, f"SELECT COUNT(*), COUNT({col}), COUNT(DISTINCT {col}) FROM {_q(dialect, table.name)}"
         )
         if count == present == distinct:
             table.key = column.name
@@ -319,9 +321,6 @@ def choose_key(conn: Any, dialect: Dialect, table: Table) -> None:
             if _id_named(column.name):
                 reasons.append("named like an id")
             table.key_why = "; ".join(reasons)
-            if column.facts.whole_range is not None:
-                with contextlib.suppress(TypeError, ValueError):
-                    table.key_range = (int(_text(low)), int(_text(high)))
             return
     unique = ", ".join(c.name for c in ranked[:3]) or "none"
     table.key_why = f"no column is unique and non-null in the sample (candidates checked: {unique})"
@@ -363,9 +362,8 @@ def find_parents(conn: Any, dialect: Dialect, tables: list[Table]) -> None:
                 if parent is table:
                     continue
                 name = _parent_name(column.name, parent)
-                numbers = column.facts.whole_range is not None
-                if numbers != (parent.key_range is not None) or (not numbers and name < 0.5):
-                    continue  # numbers against numeric keys; text keys only where the names say so
+                if name < PARENT_NAME or column.facts.integral != parent.numeric_key:
+                    continue  # neither accepted nor a candidate whatever the values: not asked
                 n, hits = _contained(conn, dialect, table, column, parent)
                 if n:
                     found.append(Relation(column.name, parent.name, hits / n, n, name))
@@ -832,7 +830,7 @@ def propose(tables: list[Table]) -> list[TableDraft]:
         table = draft.table
         refs = {r.column for r in table.parents}
         for column in table.columns:
-            whole = column.facts.share("whole") == 1.0 or (
+            whole = column.facts.integral or (
                 not column.facts.present and _NUMERIC_TYPES.search(column.declared)
             )
             draft.kinds[column.name] = (

@@ -21,7 +21,6 @@ Facts are counts and shares, never values: they go into the draft's comments.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 from collections.abc import Callable, Sequence
@@ -108,8 +107,9 @@ class ValueFacts:
     distinct: int
     shares: dict[Pattern, float] = field(default_factory=dict)
     """Pattern → share of the present values that fit it."""
-    whole_range: tuple[int, int] | None = None
-    """(min, max) when every present value is a whole number."""
+    integral: bool = False
+    """Every present value is a whole number within int64 written without a leading zero: read as
+    ``int``, it reads back the same (``00123`` would not)."""
     multi_codes: float = 0.0
     """Share of present values holding several codes (ICD lists, CPT lines with units)."""
     mean_chars: float = 0.0
@@ -413,17 +413,17 @@ def value_facts(values: Sequence[object], *, binary_column: bool = False) -> Val
         shares["icd_list"] = float(w[masks["icd_list"] | masks["icd"]].sum()) / present
     else:
         shares.pop("icd_list", None)  # a single code is not a list
-    whole_range = None
-    if shares.get("whole", 0.0) == 1.0 and len(u) == len(distinct):
-        with contextlib.suppress(pa.ArrowInvalid):
-            numbers = pc.cast(pc.utf8_ltrim(distinct, "+"), pa.int64())
-            whole_range = (int(pc.min(numbers).as_py()), int(pc.max(numbers).as_py()))
+    integral = (
+        shares.get("whole", 0.0) == 1.0
+        and len(u) == len(distinct)
+        and not pc.any(pc.match_substring_regex(u, r"^[+-]?0\d")).as_py()
+    )
     return ValueFacts(
         sampled,
         present,
         len(distinct),
         shares,
-        whole_range,
+        integral,
         multi,
         float((weights * lengths).sum()) / present,
     )
@@ -523,7 +523,11 @@ def words(name: str) -> tuple[str, ...]:
     """
     found = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)
     # an acronym run into its id (POCID, NPIID): the id apart
-    split = [p for w in found for p in ((w[:-2], w[-2:]) if len(w) >= 4 and w.isupper() and w.endswith("ID") else (w,))]
+    split = [
+        p
+        for w in found
+        for p in ((w[:-2], w[-2:]) if len(w) >= 4 and w.isupper() and w.endswith("ID") else (w,))
+    ]
     return tuple(_singular(w.lower()) for w in split)
 
 

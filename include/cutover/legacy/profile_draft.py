@@ -38,9 +38,15 @@ from typing import Any
 import yaml
 
 from cutover.legacy.profile_draft_measure import (
+    ICD_PARTS,
+    NAME_PARTS,
     PATTERN_WORDS,
-    Pattern,
+    STRONG,
+    TODO,
     ValueFacts,
+    choose_rule,
+    expects,
+    field_score,
     similarity,
     spelled_out,
     value_facts,
@@ -68,66 +74,10 @@ TABLE_SCORE = 0.55
 """Score a target table needs: 0.6 × name similarity + 0.4 × share of columns close to its fields."""
 FIELD_SCORE = 0.75
 """Score a target field needs: name similarity plus the pattern bonus (up to 0.6)."""
-STRONG = 0.8
-"""Share of values from which a pattern is taken as what a column holds."""
-
-TODO = "TODO"
-
-_SPECIFIC: tuple[Pattern, ...] = (
-    "date", "datetime", "phone", "npi", "icd", "icd_list", "cpt", "cpt_lines", "money", "person",
-    "ssn", "email", "state", "zip", "timezone", "sex", "measure", "binary", "flag_yn", "credentials",
-)  # fmt: skip
-"""Patterns that say what a column is (whole numbers and single words say little)."""
-_TELLING: tuple[Pattern, ...] = (
-    "date", "phone", "npi", "icd", "icd_list", "cpt_lines", "money", "ssn", "email", "timezone", "binary",
-)  # fmt: skip
-"""Patterns a field of another kind should not receive."""
-
-_FIELD_PATTERNS: tuple[tuple[str, Pattern], ...] = (
-    (r"phone|fax", "phone"),
-    (r"npi", "npi"),
-    (r"postal|zip", "zip"),
-    (r"^state$", "state"),
-    (r"email", "email"),
-    (r"ssn", "ssn"),
-    (r"timezone", "timezone"),
-    (r"^sex$|gender", "sex"),
-    (r"^(?:family|given|middle)_name$|^name_suffix$", "person"),
-    (r"diagnosis_codes$", "icd_list"),
-    (r"icd|diagnosis_code$", "icd"),
-    (r"cpt", "cpt"),
-    (r"instrument", "measure"),
-    (r"_cents$", "money"),
-)
-"""A target field's name → the values it expects (checked before its type)."""
-_TYPE_PATTERNS: dict[str, Pattern] = {
-    "date": "date",
-    "timestamp": "datetime",
-    "boolean": "flag_yn",
-    "smallint": "whole",
-    "integer": "whole",
-    "bigint": "whole",
-    "numeric": "number",
-    "bytea": "binary",
-}
-_NAME_PARTS = {
-    "family_name": "family",
-    "given_name": "given",
-    "middle_name": "middle",
-    "name_suffix": "suffix",
-}
-_ICD_PARTS = {
-    "source_code": "source_code",
-    "source_system": "source_system",
-    "gem_approximate": "gem_approximate",
-}
-_COMPANIONS = {**dict.fromkeys(_ICD_PARTS, "icd"), "sha256": "binary"}
+_COMPANIONS = {**dict.fromkeys(ICD_PARTS, "icd"), "sha256": "binary"}
 """Fields a column gives beside its main one (an ICD code's source, a document's digest): filled
 from that column, not matched on their own (so are the name parts and the credentials after a
 clinician's name, when no column of their own matched)."""
-_SERVICE_TABLES = frozenset({"visit", "charge", "payment", "outcome_measure", "procedure_line"})
-"""Targets whose dates are of care given, charged, paid or measured: ``date`` role ``service``."""
-_CODE_FIELD = re.compile(r"(?:status|type|kind|credential|category|class)$")
 _EXPLODED = ("cpt_code", "units", "minutes", "modifiers")
 """The columns the ``cpt_lines`` explode step makes."""
 _CHANGE_WORDS = frozenset({"updated", "changed", "update", "change", "edited"})
@@ -158,6 +108,8 @@ class Relation:
     share: float
     sampled: int
     name: float
+    doubt: str = ""
+    """Why a candidate is not taken."""
 
     def why(self, parent_key: str) -> str:
         return (
@@ -351,24 +303,27 @@ def _parent_name(column: str, parent: Table) -> float:
 
 
 def find_parents(conn: Any, dialect: Dialect, tables: list[Table]) -> None:
-    """Parent relations by containment of a column's sampled values in another table's key."""
+    """Parent relations by containment of a column's sampled values in another table's key.
+
+    Small numbers (a priority, a count of units) are in every key range: a relation is taken where
+    at least :data:`PARENT_SHARE` of the values are contained and the names agree; weaker ones are
+    candidates. Only pairs whose names could agree are asked (a schema of hundreds of tables is not
+    joined table by table).
+    """
     keyed = [t for t in tables if t.key is not None]
     for table in tables:
         for column in table.columns:
             if column.name == table.key or column.binary or not column.facts.present:
                 continue
+            named = _id_named(column.name)
             found: list[Relation] = []
             for parent in keyed:
-                if parent is table:
-                    continue
-                name = _parent_name(column.name, parent)
-                if name < PARENT_NAME or column.facts.integral != parent.numeric_key:
-                    continue  # neither accepted nor a candidate whatever the values: not asked
+                name = _parent_name(column.name, parent) if parent is not table else 0.0
+                if column.facts.integral != parent.numeric_key or name < (0.4 if named else 0.7):
+                    continue  # the names could not agree: not asked
                 n, hits = _contained(conn, dialect, table, column, parent)
                 if n:
                     found.append(Relation(column.name, parent.name, hits / n, n, name))
-            # small numbers (a priority, a count of units) are in every key range: the name must agree
-            named = _id_named(column.name)
             accepted = [
                 r
                 for r in found
@@ -378,8 +333,18 @@ def find_parents(conn: Any, dialect: Dialect, tables: list[Table]) -> None:
                 table.parents.append(max(accepted, key=lambda r: (r.name, r.share)))
                 continue
             weaker = [
-                r for r in found if r.share >= 0.5 and r.name >= PARENT_NAME and (named or r.name >= 0.85)
+                r
+                for r in found
+                if (r.share >= 0.5 and r.name >= (PARENT_NAME if named else 0.7))
+                or (named and r.share >= PARENT_SHARE)
             ]
+            for r in weaker:
+                r.doubt = (
+                    f"{r.share:.0%} contained, below {PARENT_SHARE:.0%}"
+                    if r.share < PARENT_SHARE
+                    else f"names {r.name:.2f} alike, {0.85 if not named else PARENT_NAME:.2f} wanted"
+                    + ("" if named else f" for {column.name}, not named like an id")
+                )
             table.candidates += sorted(weaker, key=lambda r: (-r.name, -r.share))[:2]
 
 
@@ -471,120 +436,6 @@ def choose_targets(tables: list[Table]) -> dict[str, tuple[str | None, str]]:
     return chosen
 
 
-def _expects(name: str, column: TargetColumn) -> Pattern | None:
-    for pattern, expected in _FIELD_PATTERNS:
-        if re.search(pattern, name):
-            return expected
-    return _TYPE_PATTERNS.get(column.type)
-
-
-def _share(facts: ValueFacts, expected: Pattern, name: float) -> tuple[float, Pattern]:
-    """The share of values that fit what a field expects, and the pattern they fit."""
-    alternatives: dict[Pattern, tuple[Pattern, ...]] = {
-        "whole": ("whole", "leading_integer"),
-        "cpt": ("cpt", "cpt_lines"),
-        "icd_list": ("icd_list", "icd"),
-        "datetime": ("datetime", "date"),
-        "person": ("person", "word") if name >= 0.6 else ("person",),  # a first or last name alone
-    }
-    return max((facts.share(p), p) for p in alternatives.get(expected, (expected,)))
-
-
-def _name_similarity(column: str, field_name: str, table: str) -> float:
-    name = similarity(column, field_name, table)
-    if field_name in _NAME_PARTS:
-        name = max(name, similarity(column, "name", table))
-    return name
-
-
-def field_score(column: Column, field_name: str, target: TargetColumn, table: str) -> tuple[float, str]:
-    """(score, why) of ``column`` as the source of a target field."""
-    name = _name_similarity(column.name, field_name, table)
-    why = [f"name similarity {name:.2f} to {field_name}"]
-    facts = column.facts
-    expected = _expects(field_name, target)
-    bonus = 0.0
-    if facts.present and expected is not None:
-        share, fits = _share(facts, expected, name)
-        if share >= 0.5:
-            bonus = (0.6 if expected in _SPECIFIC else 0.3) * share
-            why.append(f"{share:.0%} of {facts.present:,} sampled values {PATTERN_WORDS[fits]}")
-        elif share < 0.2:
-            bonus = -0.4
-    elif facts.present:
-        strong = facts.strongest()
-        if strong and strong[0] in _TELLING and strong[1] >= STRONG:
-            bonus = -0.3
-    if not facts.present:
-        why.append(f"no value in {facts.sampled:,} sampled rows")
-    return name + bonus, "; ".join(why)
-
-
-def _date_role(field_name: str, target: str) -> str:
-    if "birth" in field_name:
-        return "birth"
-    return "service" if target in _SERVICE_TABLES else "event"
-
-
-def choose_rule(
-    column: Column, field_name: str, target: TargetColumn, target_table: str
-) -> tuple[str, dict[str, Any], str]:
-    """The library rule (and parameters) that reads ``column`` into the field, and why."""
-    facts = column.facts
-    expected = _expects(field_name, target)
-    kind = target.type
-    if field_name in _NAME_PARTS or (field_name == "credential" and facts.share("credentials") >= 0.5):
-        part = _NAME_PARTS.get(field_name, "credential")
-        creds = "credential" in target_columns()[target_table]
-        params: dict[str, Any] = {"part": part, "credentials": True} if creds else {"part": part}
-        return (
-            "name_part",
-            params,
-            "a whole name split into its parts" + (" (a clinician's: credentials after it)" if creds else ""),
-        )
-    if field_name in _ICD_PARTS:
-        return "icd", {"part": _ICD_PARTS[field_name]}, "from the diagnosis code"
-    if kind == "date":
-        role = _date_role(field_name, target_table)
-        return "date", {"role": role}, f"role {role}"
-    if kind == "timestamp":
-        return "timestamp", {}, ""
-    if kind == "boolean":
-        return (
-            ("flag_yn", {}, "") if facts.share("flag_yn") >= 0.5 else (TODO, {}, "no Y/N flag: choose a rule")
-        )
-    if kind == "bytea":
-        return "binary", {}, ""
-    if field_name == "sha256":
-        return "sha256", {}, "the digest of the document's bytes"
-    if kind in ("smallint", "integer", "bigint"):
-        if expected == "money" or facts.share("money") >= 0.5:
-            return "money", {}, ""
-        if facts.share("leading_integer") > facts.share("whole"):
-            return "leading_integer", {"kind": kind}, "a number followed by text"
-        return "integer", {"kind": kind}, ""
-    if kind == "numeric":
-        return "score", {}, "scored in its instrument's scale"
-    if kind == "text[]":
-        return ("icd_list", {}, "") if expected == "icd_list" else (TODO, {}, "a list: choose a rule")
-    simple: dict[Pattern, str] = {
-        "phone": "phone", "zip": "postal", "state": "upper", "email": "lower", "ssn": "ssn",
-        "timezone": "timezone", "sex": "sex", "npi": "npi_digits", "icd": "icd", "cpt": "upper",
-        "measure": "measure",
-    }  # fmt: skip
-    if expected in simple and _share(facts, expected, 1.0)[0] >= 0.5:
-        return simple[expected], {}, ""
-    if "mime" in field_name:
-        return "lower", {}, ""
-    if _CODE_FIELD.search(field_name) and 0 < facts.distinct <= 30 and facts.present >= 2 * facts.distinct:
-        return (
-            "code",
-            {"table": TODO, "reason": f"{field_name}_unknown"},
-            f"{facts.distinct} distinct values in {facts.present:,} sampled: write the code table",
-        )
-    return "text", {}, ""
-
-
 def _explode(draft: TableDraft, fields: dict[str, TargetColumn], free: list[Column]) -> set[str]:
     """The ``cpt_lines`` step where a column holds free-text CPT lines and the target takes its lines."""
     if not set(_EXPLODED[:2]) <= set(fields):
@@ -642,7 +493,7 @@ def propose_fields(draft: TableDraft, parents: set[str]) -> None:
         for j, (name, target) in enumerate(fields.items()):
             if name in taken_fields or name in _COMPANIONS:
                 continue
-            score, why = field_score(column, name, target, table.name)
+            score, why = field_score(column.name, column.facts, name, target, table.name)
             if column is change and similarity(column.name, name, table.name) < FIELD_SCORE:
                 continue  # the change stamp is carried only into a field named for it
             if score >= FIELD_SCORE:
@@ -653,7 +504,7 @@ def propose_fields(draft: TableDraft, parents: set[str]) -> None:
         if name in given.values() or column.name in given:
             continue
         given[column.name] = name
-        rule, params, note = choose_rule(column, name, fields[name], draft.target)
+        rule, params, note = choose_rule(column.facts, name, fields[name], draft.target)
         draft.fields.append(
             FieldDraft(name, [column.name], rule, params, fields[name].required, _join(why, note))
         )
@@ -667,7 +518,8 @@ def propose_fields(draft: TableDraft, parents: set[str]) -> None:
             draft.not_carried.append((column.name, _CHANGES_REASON, "the change stamp (changes.modified)"))
             continue
         near = sorted(
-            ((field_score(column, n, t, table.name)[0], n) for n, t in fields.items()), reverse=True
+            ((field_score(column.name, column.facts, n, t, table.name)[0], n) for n, t in fields.items()),
+            reverse=True,
         )[:1]
         shown = f"nearest {near[0][1]} ({near[0][0]:.2f})" if near else "the target has no fields"
         draft.not_carried.append(
@@ -695,19 +547,19 @@ def _companions(
     for source, main in list(given.items()):
         column = by_name[source]
         extra: list[str] = []
-        if main in _NAME_PARTS and column.facts.share("person") >= 0.7:
-            extra = [n for n in (*_NAME_PARTS, "credential") if n in fields]
+        if main in NAME_PARTS and column.facts.share("person") >= 0.7:
+            extra = [n for n in (*NAME_PARTS, "credential") if n in fields]
             if column.facts.share("credentials") < 0.5:
                 extra = [n for n in extra if n != "credential"]
-        elif fields[main].type != "text[]" and _expects(main, fields[main]) == "icd":
-            extra = [n for n in _ICD_PARTS if n in fields]
+        elif fields[main].type != "text[]" and expects(main, fields[main]) == "icd":
+            extra = [n for n in ICD_PARTS if n in fields]
         elif fields[main].type == "bytea":
             extra = [n for n in ("sha256",) if n in fields]
         for name in extra:
             if name in mapped:
                 continue
             mapped.add(name)
-            rule, params, note = choose_rule(column, name, fields[name], draft.target)
+            rule, params, note = choose_rule(column.facts, name, fields[name], draft.target)
             draft.fields.append(
                 FieldDraft(
                     name,
@@ -900,9 +752,9 @@ def render(drafts: list[TableDraft], dialect: Dialect) -> str:
             for rel in t.parents:
                 out.append(f"      {_y(rel.column)}: {_y(rel.parent)}{_c(rel.why(keys[rel.parent] or '?'))}")
         for rel in t.candidates:
-            below = f"below the {PARENT_SHARE:.0%} containment or {PARENT_NAME:.2f} name threshold"
             out.append(
-                f"    # parent? {_y(rel.column)}: {_y(rel.parent)}  # {TODO} candidate, {below}: {rel.why(keys[rel.parent] or '?')}"
+                f"    # parent? {_y(rel.column)}: {_y(rel.parent)}  # {TODO} candidate ({rel.doubt}): "
+                f"{rel.why(keys[rel.parent] or '?')}"
             )
         if d.patient:
             out.append(f"    patient: {_y(d.patient)}{_c(d.patient_why)}")
@@ -945,7 +797,12 @@ def drafts_tables(drafts: list[TableDraft]) -> list[Table]:
 
 
 def write_draft(url: str, out: Path) -> str:
-    """Survey the legacy database at ``url``, write a draft profile to ``out``; one line says what it holds."""
+    """Survey the legacy database at ``url``, write a draft profile to ``out``; one line says what it holds.
+
+    Reads at most :data:`SAMPLE_ROWS` rows of each table (values cut to :data:`VALUE_CHARS`), one
+    table at a time; whole tables are only counted. The line: ``draft: 18 tables, 146 columns, 97
+    target fields proposed, 28 TODOs → draft.yaml``.
+    """
     dialect, tables = survey(url)
     drafts = propose(tables)
     text = render(drafts, dialect)
@@ -954,5 +811,6 @@ def write_draft(url: str, out: Path) -> str:
     out.write_text(text, encoding="utf-8")
     columns = sum(len(d.table.columns) for d in drafts)
     fields = sum(len(d.fields) for d in drafts)
-    todos = text.count(TODO)
+    # the places to finish: not the header's words about them
+    todos = sum(line.count(TODO) for line in text.splitlines() if not line.startswith("# "))
     return f"draft: {len(drafts)} tables, {columns} columns, {fields} target fields proposed, {todos} TODOs → {out}"

@@ -1,6 +1,6 @@
 """What a legacy column's name and sampled values say, for :mod:`cutover.legacy.profile_draft`.
 
-Two measurements, both pure:
+Two measurements and what they suggest, all pure:
 
 - :func:`value_facts`: the share of a column's sampled values that fit each value pattern
   (:data:`PATTERNS`: dates, phones, NPIs, ICD codes, CPT lines, money, person names…). The
@@ -9,6 +9,8 @@ Two measurements, both pure:
   normaliser covers (e-mail, US state, time zone, Y/N) are checked here.
 - :func:`similarity`: how close a legacy name is to a target name (``rapidfuzz`` over words, after
   the abbreviations of :data:`SYNONYMS` are spelled out: ``dob`` → ``birth date``).
+- :func:`field_score` and :func:`choose_rule`: how well a column fits a target field (name plus
+  values), and the rule of the mapping library, with its parameters, that reads it.
 
 Facts are counts and shares, never values: they go into the draft's comments.
 
@@ -26,7 +28,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -36,6 +38,7 @@ from rapidfuzz import fuzz
 
 from cutover.mapping import codes
 from cutover.mapping import normalize as nz
+from cutover.target.columns import TargetColumn, target_columns
 
 Pattern = Literal[
     "whole",
@@ -562,3 +565,183 @@ def similarity(legacy: str, target: str, context: str = "") -> float:
             variants.add(rest)
     goal = " ".join(words(target))
     return max(_close(" ".join(v), goal) for v in variants if v)
+
+
+# --- a column as the source of a target field ---------------------------------------------------------
+STRONG = 0.8
+"""Share of values from which a pattern is taken as what a column holds."""
+
+TODO = "TODO"
+"""What a draft writes where a person has to decide."""
+
+_SPECIFIC: tuple[Pattern, ...] = (
+    "date", "datetime", "phone", "npi", "icd", "icd_list", "cpt", "cpt_lines", "money", "person",
+    "ssn", "email", "state", "zip", "timezone", "sex", "measure", "binary", "flag_yn", "credentials",
+)  # fmt: skip
+"""Patterns that say what a column is (whole numbers and single words say little)."""
+_TELLING: tuple[Pattern, ...] = (
+    "date", "phone", "npi", "icd", "icd_list", "cpt_lines", "money", "ssn", "email", "timezone", "binary",
+)  # fmt: skip
+"""Patterns a field of another kind should not receive."""
+
+_FIELD_PATTERNS: tuple[tuple[str, Pattern], ...] = (
+    (r"phone|fax", "phone"),
+    (r"npi", "npi"),
+    (r"postal|zip", "zip"),
+    (r"^state$", "state"),
+    (r"email", "email"),
+    (r"ssn", "ssn"),
+    (r"timezone", "timezone"),
+    (r"^sex$|gender", "sex"),
+    (r"^(?:family|given|middle)_name$|^name_suffix$", "person"),
+    (r"diagnosis_codes$", "icd_list"),
+    (r"icd|diagnosis_code$", "icd"),
+    (r"cpt", "cpt"),
+    (r"instrument", "measure"),
+    (r"_cents$", "money"),
+)
+"""A target field's name → the values it expects (checked before its type)."""
+_TYPE_PATTERNS: dict[str, Pattern] = {
+    "date": "date",
+    "timestamp": "datetime",
+    "boolean": "flag_yn",
+    "smallint": "whole",
+    "integer": "whole",
+    "bigint": "whole",
+    "numeric": "number",
+    "bytea": "binary",
+}
+NAME_PARTS = {
+    "family_name": "family",
+    "given_name": "given",
+    "middle_name": "middle",
+    "name_suffix": "suffix",
+}
+"""Target fields a whole person name gives: field → ``name_part``'s ``part``."""
+ICD_PARTS = {
+    "source_code": "source_code",
+    "source_system": "source_system",
+    "gem_approximate": "gem_approximate",
+}
+"""Target fields a diagnosis code gives beside the code: field → ``icd``'s ``part``."""
+SERVICE_TABLES = frozenset({"visit", "charge", "payment", "outcome_measure", "procedure_line"})
+"""Targets whose dates are of care given, charged, paid or measured: ``date`` role ``service``."""
+_CODE_FIELD = re.compile(r"(?:status|type|kind|credential|category|class)$")
+"""Fields whose few distinct legacy values are a code table (the ``code`` rule)."""
+
+
+def expects(name: str, column: TargetColumn) -> Pattern | None:
+    for pattern, expected in _FIELD_PATTERNS:
+        if re.search(pattern, name):
+            return expected
+    return _TYPE_PATTERNS.get(column.type)
+
+
+def _share(facts: ValueFacts, expected: Pattern, name: float) -> tuple[float, Pattern]:
+    """The share of values that fit what a field expects, and the pattern they fit."""
+    alternatives: dict[Pattern, tuple[Pattern, ...]] = {
+        "whole": ("whole", "leading_integer"),
+        "cpt": ("cpt", "cpt_lines"),
+        "icd_list": ("icd_list", "icd"),
+        "datetime": ("datetime", "date"),
+        "person": ("person", "word") if name >= 0.6 else ("person",),  # a first or last name alone
+    }
+    return max((facts.share(p), p) for p in alternatives.get(expected, (expected,)))
+
+
+def _name_similarity(column: str, field_name: str, table: str) -> float:
+    name = similarity(column, field_name, table)
+    if field_name in NAME_PARTS:
+        name = max(name, similarity(column, "name", table))
+    return name
+
+
+def field_score(
+    column: str, facts: ValueFacts, field_name: str, target: TargetColumn, table: str
+) -> tuple[float, str]:
+    """(score, why) of a legacy column of ``table`` as the source of a target field: its name's
+    similarity, plus up to 0.6 where its values fit what the field expects (less where they fit
+    something else)."""
+    name = _name_similarity(column, field_name, table)
+    why = [f"name similarity {name:.2f} to {field_name}"]
+    expected = expects(field_name, target)
+    bonus = 0.0
+    if facts.present and expected is not None:
+        share, fits = _share(facts, expected, name)
+        if share >= 0.5:
+            bonus = (0.6 if expected in _SPECIFIC else 0.3) * share
+            why.append(f"{share:.0%} of {facts.present:,} sampled values {PATTERN_WORDS[fits]}")
+        elif share < 0.2:
+            bonus = -0.4
+    elif facts.present:
+        strong = facts.strongest()
+        if strong and strong[0] in _TELLING and strong[1] >= STRONG:
+            bonus = -0.3
+    if not facts.present:
+        why.append(f"no value in {facts.sampled:,} sampled rows")
+    return name + bonus, "; ".join(why)
+
+
+def _date_role(field_name: str, target: str) -> str:
+    if "birth" in field_name:
+        return "birth"
+    return "service" if target in SERVICE_TABLES else "event"
+
+
+def choose_rule(
+    facts: ValueFacts, field_name: str, target: TargetColumn, target_table: str
+) -> tuple[str, dict[str, Any], str]:
+    """The library rule (:data:`cutover.mapping.library.RULES`) and parameters that read a column
+    with these values into the field, and why."""
+    expected = expects(field_name, target)
+    kind = target.type
+    if field_name in NAME_PARTS or (field_name == "credential" and facts.share("credentials") >= 0.5):
+        part = NAME_PARTS.get(field_name, "credential")
+        creds = "credential" in target_columns()[target_table]
+        params: dict[str, Any] = {"part": part, "credentials": True} if creds else {"part": part}
+        return (
+            "name_part",
+            params,
+            "a whole name split into its parts" + (" (a clinician's: credentials after it)" if creds else ""),
+        )
+    if field_name in ICD_PARTS:
+        return "icd", {"part": ICD_PARTS[field_name]}, "from the diagnosis code"
+    if kind == "date":
+        role = _date_role(field_name, target_table)
+        return "date", {"role": role}, f"role {role}"
+    if kind == "timestamp":
+        return "timestamp", {}, ""
+    if kind == "boolean":
+        return (
+            ("flag_yn", {}, "") if facts.share("flag_yn") >= 0.5 else (TODO, {}, "no Y/N flag: choose a rule")
+        )
+    if kind == "bytea":
+        return "binary", {}, ""
+    if field_name == "sha256":
+        return "sha256", {}, "the digest of the document's bytes"
+    if kind in ("smallint", "integer", "bigint"):
+        if expected == "money" or facts.share("money") >= 0.5:
+            return "money", {}, ""
+        if facts.share("leading_integer") > facts.share("whole"):
+            return "leading_integer", {"kind": kind}, "a number followed by text"
+        return "integer", {"kind": kind}, ""
+    if kind == "numeric":
+        return "score", {}, "scored in its instrument's scale"
+    if kind == "text[]":
+        return ("icd_list", {}, "") if expected == "icd_list" else (TODO, {}, "a list: choose a rule")
+    simple: dict[Pattern, str] = {
+        "phone": "phone", "zip": "postal", "state": "upper", "email": "lower", "ssn": "ssn",
+        "timezone": "timezone", "sex": "sex", "npi": "npi_digits", "icd": "icd", "cpt": "upper",
+        "measure": "measure",
+    }  # fmt: skip
+    if expected in simple and _share(facts, expected, 1.0)[0] >= 0.5:
+        return simple[expected], {}, ""
+    if "mime" in field_name:
+        return "lower", {}, ""
+    if _CODE_FIELD.search(field_name) and 0 < facts.distinct <= 30 and facts.present >= 2 * facts.distinct:
+        return (
+            "code",
+            {"table": TODO, "reason": f"{field_name}_unknown"},
+            f"{facts.distinct} distinct values in {facts.present:,} sampled: write the code table",
+        )
+    return "text", {}, ""

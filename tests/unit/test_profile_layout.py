@@ -28,15 +28,6 @@ from cutover.mapping import normalize as nz
 from cutover.mapping.engine import KEYLESS_PREFIX, Batch, map_batch
 from cutover.mapping.library import RULES, build
 
-TEXT_IDS_IN_ENGINE = pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="cutover.mapping.engine.legacy_ids casts every legacy id to Int64 (engine.py:215): a text key "
-    "(appt) or a reference to one (tx_visit.appt_ref) cannot be staged until it takes text ids as they are",
-)
-"""The mapping engine, not this layout or its profile, still assumes integer legacy ids."""
-TEXT_ID_TABLES = {"appt", "tx_visit"}
-
 SIMULATOR_OF = {
     "site": "clinics",
     "staff": "providers",
@@ -125,10 +116,7 @@ def test_the_profile_is_yaml_only(profile: Profile) -> None:
     assert "%d.%m.%Y" in fields["birth_date"].rule.title
 
 
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(name, marks=TEXT_IDS_IN_ENGINE if name in TEXT_ID_TABLES else ()) for name in SIMULATOR_OF],
-)
+@pytest.mark.parametrize("name", list(SIMULATOR_OF))
 def test_every_legacy_row_has_one_outcome(
     name: str, layout: Layout, profile: Profile, mapped: _Cache
 ) -> None:
@@ -140,10 +128,7 @@ def test_every_legacy_row_has_one_outcome(
     assert migrated > 0.8 * len(outcomes), f"{name}: {rejected} of {len(outcomes)} rejected"
 
 
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(name, marks=TEXT_IDS_IN_ENGINE if name in TEXT_ID_TABLES else ()) for name in SIMULATOR_OF],
-)
+@pytest.mark.parametrize("name", list(SIMULATOR_OF))
 def test_rows_map_as_the_simulator_maps_them(name: str, mapped: _Cache) -> None:
     """The same legacy id has the same outcome under both profiles, and the same target values when
     it maps (except the references, named by text ids in ClinicNote's appointments)."""
@@ -203,7 +188,6 @@ def test_split_name_sex_codes_and_own_dates(layout: Layout, mapped: _Cache) -> N
     assert (coded.loc[coded["sex_cd"] == "1", "sex"] == "female").all()
 
 
-@TEXT_IDS_IN_ENGINE
 def test_text_ids(layout: Layout, mapped: _Cache) -> None:
     appt = mapped.clinicnote("appt")
     sim = mapped.simulator("appointments")

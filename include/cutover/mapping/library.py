@@ -141,7 +141,8 @@ def units_rule(*, finding: str) -> CheckFn:
 
 
 def _first_entry_order(view: pd.DataFrame, key: str) -> pd.Index:
-    """The view's index in legacy-id order: of two identical rows, the lower legacy id was entered first."""
+    """The view's index in legacy-id order: of two identical rows, the lower legacy id was entered first
+    (integer ids by number; a text key, ``A-000123``, as text)."""
     ids = pd.to_numeric(view[key], errors="coerce")
     return view.assign(_id=ids).sort_values(["_id", key], kind="stable").index
 

@@ -67,13 +67,27 @@ def legacy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, An
     return path, manifest
 
 
+class _Strict(yaml.SafeLoader):
+    """YAML that refuses a key written twice in one mapping (PyYAML keeps the last, silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+        twice = {k for k in keys if keys.count(k) > 1}
+        assert not twice, f"keys written twice at line {node.start_mark.line + 1}: {sorted(map(str, twice))}"
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load(text: str) -> dict[str, Any]:
+    return yaml.load(text, Loader=_Strict)
+
+
 @pytest.fixture(scope="module")
 def drafted(legacy: tuple[Path, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """The draft, written through the CLI: (its text, its YAML)."""
     out = legacy[0].with_name("draft.yaml")
     assert main(["profile", "draft", "--legacy", f"sqlite:///{legacy[0]}", "--out", str(out)]) == 0
     text = out.read_text(encoding="utf-8")
-    return text, yaml.safe_load(text)
+    return text, _load(text)
 
 
 Naming = dict[str, tuple[str, dict[str, str]]]
@@ -155,7 +169,7 @@ def test_draft_of_another_naming_style(legacy: tuple[Path, dict[str, Any]], tmp_
         conn.commit()
     out = tmp_path / "vendor.yaml"
     profile_draft.write_draft(f"sqlite:///{copy}", out)
-    found = _agreement(yaml.safe_load(out.read_text(encoding="utf-8")), VENDOR_STYLE)
+    found = _agreement(_load(out.read_text(encoding="utf-8")), VENDOR_STYLE)
     print(
         f"draft of the vendor-named copy proposes the simulator profile's field for {found['share']:.0%} "
         f"(missed: {found['missed']}); {found['parents']:.0%} of the parent relations; "
@@ -295,7 +309,7 @@ def test_draft_from_a_server(server: str, request: pytest.FixtureRequest, tmp_pa
     simulate(url, patients=PATIENTS, seed=SEED, manifest_path=tmp_path / "m.json")
     out = tmp_path / "draft.yaml"
     assert profile_draft.write_draft(url, out).startswith("draft: 18 tables, 146 columns")
-    found = _agreement(yaml.safe_load(out.read_text(encoding="utf-8")))
+    found = _agreement(_load(out.read_text(encoding="utf-8")))
     assert found["share"] >= 0.8
     assert not found["wrong_keys"]
     assert found["parents"] >= 0.9

@@ -74,7 +74,7 @@ TABLE_SCORE = 0.55
 """Score a target table needs: 0.6 × name similarity + 0.4 × share of columns close to its fields."""
 FIELD_SCORE = 0.75
 """Score a target field needs: name similarity plus the pattern bonus (up to 0.6)."""
-_COMPANIONS = {**dict.fromkeys(ICD_PARTS, "icd"), "sha256": "binary"}
+_COMPANIONS = frozenset({*ICD_PARTS, "sha256"})
 """Fields a column gives beside its main one (an ICD code's source, a document's digest): filled
 from that column, not matched on their own (so are the name parts and the credentials after a
 clinician's name, when no column of their own matched)."""
@@ -105,15 +105,16 @@ class Column:
 class Relation:
     column: str
     parent: str
+    parent_key: str
     share: float
     sampled: int
     name: float
     doubt: str = ""
     """Why a candidate is not taken."""
 
-    def why(self, parent_key: str) -> str:
+    def why(self) -> str:
         return (
-            f"{self.share:.0%} of {self.sampled:,} sampled values are {self.parent}.{parent_key} values; "
+            f"{self.share:.0%} of {self.sampled:,} sampled values are {self.parent}.{self.parent_key} values; "
             f"name similarity {self.name:.2f}"
         )
 
@@ -323,7 +324,7 @@ def find_parents(conn: Any, dialect: Dialect, tables: list[Table]) -> None:
                     continue  # the names could not agree: not asked
                 n, hits = _contained(conn, dialect, table, column, parent)
                 if n:
-                    found.append(Relation(column.name, parent.name, hits / n, n, name))
+                    found.append(Relation(column.name, parent.name, parent.key or "", hits / n, n, name))
             accepted = [
                 r
                 for r in found
@@ -475,11 +476,13 @@ def _is_change_stamp(column: Column) -> bool:
     return bool(said & _CHANGE_WORDS) and column.facts.share("datetime") >= 0.9
 
 
-def propose_fields(draft: TableDraft, parents: set[str]) -> None:
-    """Target fields from the columns: best scores first, a column to one field (and its companions)."""
+def propose_fields(draft: TableDraft) -> None:
+    """Target fields from the columns (the key and parent columns aside): best scores first, a column
+    to one field (and its companions)."""
     assert draft.target is not None
     table = draft.table
     fields = _target_fields(draft.target)
+    parents = {r.column for r in table.parents}
     free = [c for c in table.columns if c.name != table.key and c.name not in parents]
     used = _explode(draft, fields, free)
     free = [c for c in free if c.name not in used]
@@ -595,6 +598,9 @@ def _pair_sources(draft: TableDraft) -> None:
                 pair = [partner.sources[0], f.sources[0]] if first else [f.sources[0], partner.sources[0]]
                 f.sources = pair
                 f.why = _join(f.why, f"with {partner.sources[0]} ({other})")
+    for f in draft.fields:
+        if f.rule == "score" and len(f.sources) < 2:
+            f.rule, f.why = TODO, _join(f.why, "a score is read with its instrument: no column gives it")
 
 
 def propose_refs(draft: TableDraft, drafts: dict[str, TableDraft]) -> set[str]:
@@ -694,7 +700,7 @@ def propose(tables: list[Table]) -> list[TableDraft]:
             )
         used = propose_refs(draft, drafts)
         if draft.target is not None:
-            propose_fields(draft, used)
+            propose_fields(draft)
         for rel in table.parents:
             if rel.column not in used and draft.target is not None:
                 draft.not_carried.append(
@@ -746,15 +752,14 @@ def render(drafts: list[TableDraft], dialect: Dialect) -> str:
             elif kind == "blob" and not _BINARY_TYPES.search(c.declared):
                 note = f"declared {c.declared or 'without a type'}; {c.facts.share('binary'):.0%} of the values are files"
             out.append(f"      {_y(c.name)}: {kind}{_c(note)}")
-        keys = {x.name: x.key for x in drafts_tables(drafts)}
         if t.parents:
             out.append("    parents:")
             for rel in t.parents:
-                out.append(f"      {_y(rel.column)}: {_y(rel.parent)}{_c(rel.why(keys[rel.parent] or '?'))}")
+                out.append(f"      {_y(rel.column)}: {_y(rel.parent)}{_c(rel.why())}")
         for rel in t.candidates:
             out.append(
                 f"    # parent? {_y(rel.column)}: {_y(rel.parent)}  # {TODO} candidate ({rel.doubt}): "
-                f"{rel.why(keys[rel.parent] or '?')}"
+                f"{rel.why()}"
             )
         if d.patient:
             out.append(f"    patient: {_y(d.patient)}{_c(d.patient_why)}")
@@ -790,10 +795,6 @@ def render(drafts: list[TableDraft], dialect: Dialect) -> str:
         for missing in d.missing:
             out.append(f"      # {TODO}: {missing}")
     return "\n".join(out) + "\n"
-
-
-def drafts_tables(drafts: list[TableDraft]) -> list[Table]:
-    return [d.table for d in drafts]
 
 
 def write_draft(url: str, out: Path) -> str:

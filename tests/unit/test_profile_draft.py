@@ -28,6 +28,7 @@ import cutover.legacy.profile_draft as profile_draft
 import cutover.legacy.profile_draft_measure as profile_draft_measure
 from cutover.cli import main
 from cutover.legacy.profile import simulator
+from cutover.legacy.profile_check import check_ref
 from cutover.mapping.library import RULES, build
 from cutover.mapping.normalize import CPT_COLUMNS
 from cutover.simulate import simulate
@@ -201,6 +202,23 @@ def test_every_proposed_rule_builds(drafted: tuple[str, dict[str, Any]]) -> None
             assert (ref["from"], ref["parent"]) in (spec.get("parents") or {}).items()
         assert spec["key"] in columns
     assert built >= 80
+
+
+def test_the_profile_check_finds_only_the_todos(drafted: tuple[str, dict[str, Any]], tmp_path: Path) -> None:
+    """Every problem ``cutover profile check`` finds in the draft is a TODO; with them filled it holds."""
+    text, _ = drafted
+    draft = tmp_path / "draft.yaml"
+    draft.write_text(text, encoding="utf-8")
+    problems, _ = check_ref(str(draft))
+    assert problems
+    assert all(p.endswith("still holds a TODO: finish the draft") for p in problems), problems[:3]
+    filled = re.sub(r"table: TODO\b", "table: {A: open}", text.replace("TODO-name", "drafted"))
+    filled = re.sub(r": TODO(?=\s)", ": written by a person", filled)
+    finished = tmp_path / "finished.yaml"
+    finished.write_text(filled, encoding="utf-8")
+    problems, summary = check_ref(str(finished))
+    assert not problems, problems[:3]
+    assert summary.startswith("ok: profile drafted")
 
 
 def test_draft_is_a_draft_without_values(

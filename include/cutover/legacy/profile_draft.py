@@ -71,7 +71,8 @@ PARENT_NAME = 0.6
 """Name similarity a contained column named like an id needs to its parent (0.85 for other names:
 small numbers, a priority or a count of units, are in every key range)."""
 TABLE_SCORE = 0.55
-"""Score a target table needs: 0.6 × name similarity + 0.4 × share of columns close to its fields."""
+"""Score a target table needs: 0.6 × name similarity (of the table, or of its key: ``ApptID``) + 0.4 ×
+the share of its columns (of 5 at least) close to the target's fields."""
 FIELD_SCORE = 0.75
 """Score a target field needs: name similarity plus the pattern bonus (up to 0.6)."""
 _COMPANIONS = frozenset({*ICD_PARTS, "sha256"})
@@ -415,7 +416,7 @@ def choose_targets(tables: list[Table]) -> dict[str, tuple[str | None, str]]:
             close = sum(
                 1 for c in columns if max((similarity(c, n, table.name) for n in names), default=0) >= 0.8
             )
-            cover = close / len(columns) if columns else 0.0
+            cover = close / max(len(columns), 5)  # two close columns of two say little
             scored.append((0.6 * name + 0.4 * cover, name, cover, table.name, target))
     scored.sort(key=lambda s: (-s[0], s[3], s[4]))
     chosen: dict[str, tuple[str | None, str]] = {}

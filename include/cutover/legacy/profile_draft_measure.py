@@ -115,7 +115,6 @@ class ValueFacts:
     ``int``, it reads back the same (``00123`` would not)."""
     multi_codes: float = 0.0
     """Share of present values holding several codes (ICD lists, CPT lines with units)."""
-    mean_chars: float = 0.0
 
     @property
     def unique(self) -> bool:
@@ -126,7 +125,7 @@ class ValueFacts:
         return self.shares.get(pattern, 0.0)
 
     def strongest(self) -> tuple[Pattern, float] | None:
-        """The pattern most values fit (ties: the more specific, earlier in :data:`PATTERN_WORDS`)."""
+        """The pattern most values fit, whole numbers and words aside (ties: the earlier in :data:`PATTERNS`)."""
         ranked = sorted(
             ((p, s) for p, s in self.shares.items() if s > 0 and p not in ("word", "number")),
             key=lambda ps: -ps[1],
@@ -361,8 +360,8 @@ def value_facts(values: Sequence[object], *, binary_column: bool = False) -> Val
     """Counts and pattern shares of one column's sampled values (``None`` for SQL NULL).
 
     ``binary_column``: the catalog declares a binary type. Most values being files (not text) make
-    the column ``binary`` (and nothing else). Patterns are looked for once per distinct value, in values up to
-    :data:`LONG_CHARS` characters.
+    the column ``binary`` (and nothing else). Patterns are looked for once per distinct value, in
+    values up to :data:`LONG_CHARS` characters.
 
     >>> f = value_facts(["GONZALEZ, JOSEPH K", "Davis, Joan", "617-202-0116"])
     >>> round(f.share("person"), 2), round(f.share("phone"), 2)
@@ -428,7 +427,6 @@ def value_facts(values: Sequence[object], *, binary_column: bool = False) -> Val
         shares,
         integral,
         multi,
-        float((weights * lengths).sum()) / present,
     )
 
 
@@ -631,6 +629,7 @@ _CODE_FIELD = re.compile(r"(?:status|type|kind|credential|category|class)$")
 
 
 def expects(name: str, column: TargetColumn) -> Pattern | None:
+    """The values a target field takes: by its name (``phone_home``: phones), else by its type."""
     for pattern, expected in _FIELD_PATTERNS:
         if re.search(pattern, name):
             return expected
@@ -692,7 +691,15 @@ def choose_rule(
     facts: ValueFacts, field_name: str, target: TargetColumn, target_table: str
 ) -> tuple[str, dict[str, Any], str]:
     """The library rule (:data:`cutover.mapping.library.RULES`) and parameters that read a column
-    with these values into the field, and why."""
+    with these values into the field, and why.
+
+    >>> birth = target_columns()["patient"]["birth_date"]
+    >>> facts = value_facts(["03/07/1950", "1961-02-01", "07-Mar-1972"])
+    >>> field_score("dob", facts, "birth_date", birth, "patients")
+    (1.6, 'name similarity 1.00 to birth_date; 100% of 3 sampled values parse as dates')
+    >>> choose_rule(facts, "birth_date", birth, "patient")
+    ('date', {'role': 'birth'}, 'role birth')
+    """
     expected = expects(field_name, target)
     kind = target.type
     if field_name in NAME_PARTS or (field_name == "credential" and facts.share("credentials") >= 0.5):

@@ -214,12 +214,10 @@ def legacy_ids(values: pd.Series) -> pd.Series:
     if isinstance(values.dtype, pd.ArrowDtype) and pa.types.is_integer(values.dtype.pyarrow_dtype):
         # the extracted ids are Arrow int64 already: one cast, no round trip through pandas' Int64
         return _string_series(pc.cast(_combine(pa.array(values.array)), pa.large_string()), values.index)
-    if (
-        isinstance(values.dtype, pd.ArrowDtype)
-        and pa.types.is_string(values.dtype.pyarrow_dtype)
-        or (isinstance(values.dtype, pd.StringDtype))
+    if (isinstance(values.dtype, pd.ArrowDtype) and pa.types.is_string(values.dtype.pyarrow_dtype)) or (
+        isinstance(values.dtype, pd.StringDtype)
     ):
-        return values.astype("string")  # a text key (the profile types it text): kept as it is
+        return values.astype("string").str.strip()  # a text key (the profile types it text), trimmed as read
     return values.astype("Int64").astype("string")
 
 

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from cutover.legacy.profile import current, legacy_tables, mapping_specs
+from cutover.mapping.engine import KEYLESS_PREFIX
 from cutover.staging.parquet import read_manifest
 from cutover.staging.store import Store
 
@@ -56,12 +57,25 @@ def _copy_ids(cur: psycopg.Cursor[Any], table: str, data: pa.Table) -> None:
         copy.write(sink.getvalue())
 
 
+def _keyless(store: Store, prefix: str) -> pa.Array:
+    """The distinct surrogate ids the mapping gave rows without a key (:data:`KEYLESS_PREFIX`)."""
+    found: set[str] = set()
+    for part in read_manifest(store, prefix)["parts"]:
+        ids = pq.read_table(io.BytesIO(store.get(part["key"], sha256=part["sha256"])), columns=["legacy_id"])
+        column = ids.column("legacy_id")
+        found.update(column.filter(pc.starts_with(column, KEYLESS_PREFIX)).to_pylist())
+    return pa.array(sorted(found), pa.string())
+
+
 def stage_ids(
     conn: psycopg.Connection[Any], store: Store, run_prefix: str, tables: Sequence[str]
 ) -> dict[str, int]:
     """Copy every extracted legacy id into ``rc_extract`` and exploded row keys into ``rc_part``.
 
-    Returns each table's row count from its extract manifest (what the legacy side holds).
+    Returns each table's row count from its extract manifest (what the legacy side holds). A row
+    whose key was blank (or not an id) has no id in the extract: it is staged under the surrogate id
+    the mapping gave it (``invalid-key-…``, from the mapped parts), so its reject is matched; a count
+    of those that differs from the extract's blank keys leaves rows unmatched, and the ledger fails.
     """
     conn.execute("CREATE TEMP TABLE rc_extract (legacy_table text, legacy_id text) ON COMMIT DROP")
     conn.execute("CREATE TEMP TABLE rc_part (legacy_table text, legacy_id text, row_key text) ON COMMIT DROP")
@@ -71,11 +85,18 @@ def stage_ids(
             key = legacy_tables()[table].key
             manifest = read_manifest(store, f"{run_prefix}/extract/{table}")
             legacy_rows[table] = manifest["rows"]
+            blank = 0
             for part in manifest["parts"]:
                 data = pq.read_table(io.BytesIO(store.get(part["key"], sha256=part["sha256"])), columns=[key])
                 ids = _ids(data.column(key))
+                blank += ids.null_count
+                ids = ids.filter(pc.is_valid(ids))
                 names = pa.array([table] * len(ids), pa.string())
                 _copy_ids(cur, "rc_extract", pa.table({"legacy_table": names, "legacy_id": ids}))
+            if blank:
+                keyless = _keyless(store, f"{run_prefix}/mapped/{table}")
+                names = pa.array([table] * len(keyless), pa.string())
+                _copy_ids(cur, "rc_extract", pa.table({"legacy_table": names, "legacy_id": keyless}))
             if mapping_specs()[table].explode is None:
                 continue
             for part in read_manifest(store, f"{run_prefix}/mapped/{table}")["parts"]:

@@ -54,7 +54,7 @@ def sample_patients(store: Store, prefix: str, run_id: str, size: int = SAMPLE_P
     """Up to ``size`` staged patients outside every duplicate cluster, chosen by a hash of the run."""
     singles: set[str] = set()
     survivors: set[str] = set()
-    for batch in iter_batches(store, f"{prefix}/mapped/patients", max_rows=MAP_BATCH_ROWS):
+    for batch in iter_batches(store, f"{prefix}/mapped/{current().patient_table}", max_rows=MAP_BATCH_ROWS):
         data = pa.Table.from_batches([batch]).select(["legacy_id", "merge_into"])
         survivors.update(v for v in data["merge_into"].to_pylist() if v is not None)
         singles.update(data.filter(pc.is_null(data["merge_into"]))["legacy_id"].to_pylist())

@@ -153,7 +153,7 @@ def _recheck(
 
     from cutover.reconcile.recheck import recheck
 
-    stats_key = f"{prefix}/mapped/patients/_stats.json"
+    stats_key = f"{prefix}/mapped/{current().patient_table}/_stats.json"
     as_of = json.loads(store.get(stats_key)).get("as_of") if store.exists(stats_key) else None
     if as_of is None:
         raise TerminalError(

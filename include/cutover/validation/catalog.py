@@ -244,16 +244,17 @@ def extract_checks(table: str) -> list[Check]:
             "legacy keys are unique: one outcome per legacy row depends on it",
         ),
     ]
-    out.append(
-        Check(
-            "extract",
-            table,
-            f"{p}.{legacy.key}.integer",
-            "ExpectColumnValuesToBeInTypeList",
-            {"column": legacy.key, "type_list": ["int", "int64"]},
-            "legacy keys are integers",
+    if legacy.key_type == "int":  # a key the profile types text is read as text (trimmed)
+        out.append(
+            Check(
+                "extract",
+                table,
+                f"{p}.{legacy.key}.integer",
+                "ExpectColumnValuesToBeInTypeList",
+                {"column": legacy.key, "type_list": ["int", "int64"]},
+                "legacy keys are integers",
+            )
         )
-    )
     required = _required_parent_columns(table)
     for column, parent in legacy.parents:
         out.append(
@@ -267,16 +268,17 @@ def extract_checks(table: str) -> list[Check]:
                 table_level=True,
             )
         )
-        out.append(
-            Check(
-                "extract",
-                table,
-                f"{p}.{column}.integer",
-                "ExpectColumnValuesToBeInTypeList",
-                {"column": column, "type_list": ["int", "int64"]},
-                f"ids of {parent} are integers",
+        if legacy.column_type(column) == "int":
+            out.append(
+                Check(
+                    "extract",
+                    table,
+                    f"{p}.{column}.integer",
+                    "ExpectColumnValuesToBeInTypeList",
+                    {"column": column, "type_list": ["int", "int64"]},
+                    f"ids of {parent} are integers",
+                )
             )
-        )
         if column in required:
             out.append(
                 Check(

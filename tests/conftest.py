@@ -41,6 +41,7 @@ HEAVIEST = (
     "tests/integration/test_demo.py::test_demo_on_embedded_defaults",
     "tests/integration/test_cutover_dags.py::test_phased_waves",
     "tests/integration/test_hostile_data.py::",
+    "tests/integration/test_profile_layout_e2e.py::",
     "tests/integration/test_cutover_dags.py::test_cutover_refuses_to_start",
     "tests/integration/test_rollback.py::test_cutover_run_pt_rollback_after_pt_cutover",
     "tests/integration/test_demo.py::test_mariadb_legacy_into_system_postgres",

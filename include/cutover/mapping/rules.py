@@ -336,7 +336,14 @@ def _icd(b: Batch, column: str, date_column: str | None) -> pd.DataFrame:
     )
 
 
+ICD_PARTS = ("code", "source_code", "source_system", "gem_approximate")
+
+
 def icd(part: str = "code") -> Rule:
+    """One part of a diagnosis code read as ICD-10-CM (ICD-9-CM mapped through the GEMs)."""
+    if part not in ICD_PARTS:
+        raise ValueError(f"unknown ICD part {part} (expected: {', '.join(ICD_PARTS)})")
+
     def run(b: Batch, src: tuple[str, ...]) -> Normalized:
         d = _icd(b, src[0], None)
         reasons = d["reason"] if part == "code" else pd.Series(pd.NA, index=d.index, dtype="string")

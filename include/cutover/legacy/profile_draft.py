@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from cutover.errors import CutoverError, TransientError
 from cutover.legacy.profile_draft_measure import (
     ICD_PARTS,
     NAME_PARTS,
@@ -350,14 +351,30 @@ def find_parents(conn: Any, dialect: Dialect, tables: list[Table]) -> None:
             table.candidates += sorted(weaker, key=lambda r: (-r.name, -r.share))[:2]
 
 
+@contextlib.contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """A driver's error as Cutover's, naming what was read (never the driver's text: it may quote a value)."""
+    try:
+        yield
+    except CutoverError:
+        raise
+    except Exception as exc:
+        raise TransientError(f"profile draft: reading {what} failed ({type(exc).__name__})") from exc
+
+
 def survey(url: str) -> tuple[Dialect, list[Table]]:
     """Every table of the legacy database at ``url``: counted, sampled, keyed, related."""
     dialect = dialect_of(url)
     with _open(url) as conn:
-        tables = [sample_table(conn, dialect, name, cols) for name, cols in catalog(conn, dialect) if cols]
-        for table in tables:
-            choose_key(conn, dialect, table)
-        find_parents(conn, dialect, tables)
+        with _reading("the catalog"):
+            listed = [(name, cols) for name, cols in catalog(conn, dialect) if cols]
+        tables = []
+        for name, cols in listed:
+            with _reading(f"table {name}"):
+                tables.append(sample_table(conn, dialect, name, cols))
+                choose_key(conn, dialect, tables[-1])
+        with _reading("the parent relations"):
+            find_parents(conn, dialect, tables)
     log.info("profile draft: %d tables surveyed (at most %d rows sampled each)", len(tables), SAMPLE_ROWS)
     return dialect, tables
 

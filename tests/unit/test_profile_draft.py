@@ -27,7 +27,7 @@ import yaml
 import cutover.legacy.profile_draft as profile_draft
 import cutover.legacy.profile_draft_measure as profile_draft_measure
 from cutover.cli import main
-from cutover.legacy.profile import simulator
+from cutover.legacy.profile import load_document, simulator
 from cutover.legacy.profile_check import check_ref
 from cutover.mapping.library import RULES, build
 from cutover.mapping.normalize import CPT_COLUMNS
@@ -94,23 +94,27 @@ def drafted(legacy: tuple[Path, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
 Naming = dict[str, tuple[str, dict[str, str]]]
 
 
-def _agreement(draft: dict[str, Any], naming: Naming | None = None) -> dict[str, Any]:
-    """How much of the simulator's profile the draft proposes, the draft's names read through ``naming``.
+def _agreement(
+    draft: dict[str, Any], naming: Naming | None = None, reference: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """How much of a profile written by a person (``reference``'s tables, the simulator's by default)
+    the draft proposes, the reference's names read through ``naming`` as the database has them.
 
     A field agrees when the draft maps its legacy table to the same target and the field from the same
     first source column; keys when equal; parents when the draft holds the relation.
     """
     names = naming or {}
+    written = reference if reference is not None else simulator().document["tables"]
 
     def table(name: str) -> str:
-        return names.get(name, (name, {}))[0]
+        return names.get(name, (written[name].get("source", name), {}))[0]
 
     def column(name: str, col: str) -> str:
         return names.get(name, (name, {}))[1].get(col, col)
 
     tables = draft["tables"]
     expected, matched = [], []
-    for name, spec in simulator().document["tables"].items():
+    for name, spec in written.items():
         mapping = spec.get("map") or {}
         for field, given in (mapping.get("fields") or {}).items():
             first = given["from"] if isinstance(given["from"], str) else given["from"][0]
@@ -123,7 +127,9 @@ def _agreement(draft: dict[str, Any], naming: Naming | None = None) -> dict[str,
             if proposed.get("to") == mapping["to"] and got == source:
                 matched.append((name, field))
     relations = {
-        (table(n), column(n, c), table(p)) for n, t in simulator().tables.items() for c, p in t.parents
+        (table(n), column(n, c), table(p))
+        for n, t in written.items()
+        for c, p in (t.get("parents") or {}).items()
     }
     proposed_relations = {(n, c, p) for n, t in tables.items() for c, p in (t.get("parents") or {}).items()}
     return {
@@ -132,8 +138,8 @@ def _agreement(draft: dict[str, Any], naming: Naming | None = None) -> dict[str,
         "missed": sorted(set(expected) - set(matched)),
         "wrong_keys": {
             n: tables[table(n)]["key"]
-            for n, t in simulator().tables.items()
-            if tables[table(n)]["key"] != column(n, t.key)
+            for n, t in written.items()
+            if tables[table(n)]["key"] != column(n, t["key"])
         },
         "parents": len(relations & proposed_relations) / len(relations),
         "relations": len(relations),
@@ -179,6 +185,31 @@ def test_draft_of_another_naming_style(legacy: tuple[Path, dict[str, Any]], tmp_
     assert found["share"] >= 0.8
     assert not found["wrong_keys"]
     assert found["parents"] >= 0.9
+
+
+def test_draft_of_the_clinicnote_layout(tmp_path: Path) -> None:
+    """ClinicNote (tests/profile_layout.py), a third layout written for other tests, against the folder
+    profile a person wrote for it: vendor names, dates written DD.MM.YYYY, the name in two columns,
+    sex in the vendor's own codes, appointments keyed by a text id (one left blank). Its SOAP notes
+    (``s_note``…) say too little to be matched: TODOs."""
+    from profile_layout import PROFILE, write_layout
+
+    layout = write_layout(tmp_path / "clinicnote")
+    out = tmp_path / "clinicnote.yaml"
+    profile_draft.write_draft(layout.url, out)
+    draft = _load(out.read_text(encoding="utf-8"))
+    found = _agreement(draft, reference=load_document(str(PROFILE)).data["tables"])
+    print(
+        f"draft of the ClinicNote layout proposes its profile's field for {found['share']:.0%} of "
+        f"{found['fields']} (missed: {found['missed']}); {found['parents']:.0%} of its parent relations; "
+        f"wrong keys: {found['wrong_keys']}"
+    )
+    assert found["share"] >= 0.8
+    assert not found["wrong_keys"]
+    assert found["parents"] >= 0.9
+    dates = draft["tables"]["cn_episode"]["map"]["fields"]["start_date"]
+    assert dates["with"] == {"role": "event", "formats": ["%d.%m.%Y"]}
+    assert draft["tables"]["cn_pt_master"]["map"]["fields"]["sex"]["rule"] == "code"
 
 
 def test_every_proposed_rule_builds(drafted: tuple[str, dict[str, Any]]) -> None:

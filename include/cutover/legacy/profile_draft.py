@@ -249,16 +249,27 @@ def sample_table(conn: Any, dialect: Dialect, name: str, declared: list[tuple[st
 
 
 def _id_named(column: str) -> bool:
-    return bool(words(column)) and words(column)[-1] in {"id", "key", "no", "number", "num", "code"}
+    return bool(words(column)) and words(column)[-1] in {"id", "key", "no", "number", "num", "code", "ref"}
 
 
 def choose_key(conn: Any, dialect: Dialect, table: Table) -> None:
-    """The first candidate key (unique and non-null in the sample) that holds on the whole table."""
+    """The first candidate key that holds on the whole table (``COUNT(DISTINCT)``).
+
+    Candidates: columns whose sampled values are unique, in at least 99% of the rows (a legacy key
+    left blank on a row or two is still the key: the person finishing the draft confirms it),
+    named like an id first, then like the table, then in column order.
+    """
     singular = " ".join(words(table.name))
+
+    def keyish(c: Column) -> bool:
+        f = c.facts
+        return not c.binary and f.present > 0 and f.distinct == f.present and f.present >= 0.99 * f.sampled
+
     ranked = sorted(
-        (c for c in table.columns if c.facts.unique and not c.binary),
+        (c for c in table.columns if keyish(c)),
         key=lambda c: (
             not _id_named(c.name),
+            not c.facts.unique,
             -similarity(c.name, f"{singular} id"),
             table.columns.index(c),
         ),
@@ -268,15 +279,23 @@ def choose_key(conn: Any, dialect: Dialect, table: Table) -> None:
         ((count, present, distinct),) = _all(
             conn, f"SELECT COUNT(*), COUNT({col}), COUNT(DISTINCT {col}) FROM {_q(dialect, table.name)}"
         )
-        if count == present == distinct:
-            table.key = column.name
-            reasons = [f"unique and non-null in all {count:,} rows (COUNT DISTINCT)"]
-            if table.columns.index(column) == 0:
-                reasons.append("the first column")
-            if _id_named(column.name):
-                reasons.append("named like an id")
-            table.key_why = "; ".join(reasons)
-            return
+        if not (distinct == present and present >= 0.99 * count and count):
+            continue
+        table.key = column.name
+        reasons = [f"unique in all {count:,} rows (COUNT DISTINCT)"]
+        missing = column.facts.sampled - column.facts.present
+        if present == count and not missing:
+            reasons[0] = f"unique and non-null in all {count:,} rows (COUNT DISTINCT)"
+        else:
+            reasons.append(
+                f"{TODO} confirm: {missing:,} of {column.facts.sampled:,} sampled rows have no value"
+            )
+        if table.columns.index(column) == 0:
+            reasons.append("the first column")
+        if _id_named(column.name):
+            reasons.append("named like an id")
+        table.key_why = "; ".join(reasons)
+        return
     unique = ", ".join(c.name for c in ranked[:3]) or "none"
     table.key_why = f"no column is unique and non-null in the sample (candidates checked: {unique})"
 
@@ -530,6 +549,7 @@ def propose_fields(draft: TableDraft) -> None:
             FieldDraft(name, [column.name], rule, params, fields[name].required, _join(why, note))
         )
     _companions(draft, fields, free, given)
+    _name_columns(draft, fields)
     _pair_sources(draft)
     carried = {s for f in draft.fields for s in f.sources} | used
     for column in free:
@@ -591,6 +611,33 @@ def _companions(
                     _join(f"from {source}, as {main}", note),
                 )
             )
+
+
+def _name_columns(draft: TableDraft, fields: dict[str, TargetColumn]) -> None:
+    """A name kept in columns of its own (family, given, middle): every part read from them together
+    (``name_part``'s ``form``), so suffixes and the parts' checks are the one-column name's."""
+    assert draft.target is not None
+    by_field = {f.field: f for f in draft.fields}
+    family, given = by_field.get("family_name"), by_field.get("given_name")
+    if family is None or given is None or family.sources == given.sources:
+        return
+    middle = by_field.get("middle_name")
+    columns = [family.sources[0], given.sources[0]]
+    if middle is not None and middle.sources[0] not in columns:
+        columns.append(middle.sources[0])
+    form = "family_given_middle" if len(columns) == 3 else "family_given"
+    for name, part in NAME_PARTS.items():
+        if name not in fields:
+            continue
+        params: dict[str, Any] = {"part": part, "form": form}
+        if "credential" in target_columns()[draft.target]:
+            params["credentials"] = True
+        why = f"the name kept in {len(columns)} columns ({form}): every part read from them together"
+        f = by_field.get(name)
+        if f is None:
+            f = FieldDraft(name, [], "", {}, fields[name].required, "")
+            draft.fields.append(f)
+        f.sources, f.rule, f.params, f.why = list(columns), "name_part", params, _join(f.why, why)
 
 
 def _pair_sources(draft: TableDraft) -> None:

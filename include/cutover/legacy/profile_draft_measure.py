@@ -97,6 +97,10 @@ PATTERN_WORDS: Final[dict[Pattern, str]] = {
 
 LONG_CHARS: Final = 64
 """Values longer than this are free text: no pattern is looked for in them (notes, goals)."""
+STRONG: Final = 0.8
+"""Share of values from which a pattern is taken as what a column holds."""
+TODO: Final = "TODO"
+"""What a draft writes where a person has to decide."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,11 @@ class ValueFacts:
     ``int``, it reads back the same (``00123`` would not)."""
     multi_codes: float = 0.0
     """Share of present values holding several codes (ICD lists, CPT lines with units)."""
+    date_formats: tuple[str, ...] = ()
+    """The ``strptime`` formats the dates are written in, where the built-in ones (ISO, US month
+    first…) read fewer of them (``%d.%m.%Y``): the ``formats`` of the date rules."""
+    code_like: bool = False
+    """Few short distinct values, each repeated: a code list (a status, a vendor's own sex codes)."""
 
     @property
     def unique(self) -> bool:
@@ -156,6 +165,29 @@ def _date(u: pd.Series) -> np.ndarray:
     if ok.any():
         ok[ok] = nz.parse_date(u[ok], role="event", today=_TODAY()).values.notna().to_numpy()
     return ok
+
+
+DATE_FORMATS: Final = (
+    "%d.%m.%Y", "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%y", "%d/%m/%Y", "%d/%m/%Y %H:%M",
+    "%d-%m-%Y", "%Y.%m.%d", "%Y/%m/%d", "%Y/%m/%d %H:%M",
+)  # fmt: skip
+"""Formats tried where the built-in ones read few of a column's dates: day first (Europe), year
+first with dots or slashes."""
+
+
+def _written_as(u: pd.Series, read: float) -> tuple[tuple[str, ...], np.ndarray]:
+    """The formats of :data:`DATE_FORMATS` that read more of ``u`` than the built-in ones (``read``
+    of them), and which values they read; none when they do not."""
+
+    def reads(formats: Sequence[str]) -> np.ndarray:
+        return nz.parse_date(u, role="event", today=_TODAY(), formats=formats).values.notna().to_numpy()
+
+    each = {fmt: reads([fmt]).mean() for fmt in DATE_FORMATS}
+    chosen = tuple(fmt for fmt in DATE_FORMATS if each[fmt] >= 0.05)
+    if not chosen:
+        return (), np.zeros(len(u), dtype=bool)
+    mask = reads(chosen)
+    return (chosen, mask) if mask.mean() > read else ((), np.zeros(len(u), dtype=bool))
 
 
 def _phone(u: pd.Series) -> np.ndarray:
@@ -405,6 +437,19 @@ def value_facts(values: Sequence[object], *, binary_column: bool = False) -> Val
     # numeric ICD-9-CM codes look like any number: a column of codes has letters (ICD-10-CM) too
     if shares.get("icd") and float(w[masks["icd"] & lettered].sum()) / present < 0.5 * shares["icd"]:
         shares.pop("icd")
+    date_formats: tuple[str, ...] = ()
+    dated = pc.match_substring_regex(u, r"^\d{1,4}[./-]\d{1,2}[./-]\d{2,4}").to_numpy(zero_copy_only=False)
+    if dated.any() and shares.get("date", 0.0) < STRONG:
+        values = pd.Series(u.filter(pa.array(dated)), dtype=nz.TEXT)
+        read = float(w[dated & masks["date"]].sum()) / float(w[dated].sum())
+        date_formats, parsed = _written_as(values, read)
+        if date_formats:
+            hit = np.zeros(len(u), dtype=bool)
+            hit[np.flatnonzero(dated)[parsed]] = True
+            timed = pc.match_substring_regex(u, r"\d:\d\d").to_numpy(zero_copy_only=False)
+            masks["date"], masks["datetime"] = hit, hit & timed
+            for pattern in ("date", "datetime"):
+                shares[pattern] = float(w[masks[pattern]].sum()) / present
     multi = 0.0
     if len(u):
         several = pc.match_substring_regex(u, r"[,;]|\d\s*[xX*]\s*\d|\(\s*\d+\s*\)").to_numpy(
@@ -420,14 +465,8 @@ def value_facts(values: Sequence[object], *, binary_column: bool = False) -> Val
         and len(u) == len(distinct)
         and not pc.any(pc.match_substring_regex(u, r"^[+-]?0\d")).as_py()
     )
-    return ValueFacts(
-        sampled,
-        present,
-        len(distinct),
-        shares,
-        integral,
-        multi,
-    )
+    code_like = 0 < len(distinct) <= 30 and present >= 2 * len(distinct) and int(lengths.max()) <= 40
+    return ValueFacts(sampled, present, len(distinct), shares, integral, multi, date_formats, code_like)
 
 
 # --- names -------------------------------------------------------------------------------------------
@@ -488,6 +527,18 @@ SYNONYMS: Final[dict[str, str]] = {
     "pmt": "payment",
     "tel": "phone",
     "desc": "description",
+    "staff": "provider",
+    "fee": "charge",
+    "nm": "name",
+    "town": "city",
+    "st": "state",
+    "cd": "code",
+    "cred": "credential",
+    "min": "minute",
+    "mod": "modifier",
+    "changed": "updated",
+    "opened": "start",
+    "closed": "end",
     "chart": "mrn",
     "subscriber": "member",
     "policy": "coverage",
@@ -566,11 +617,6 @@ def similarity(legacy: str, target: str, context: str = "") -> float:
 
 
 # --- a column as the source of a target field ---------------------------------------------------------
-STRONG = 0.8
-"""Share of values from which a pattern is taken as what a column holds."""
-
-TODO = "TODO"
-"""What a draft writes where a person has to decide."""
 
 _SPECIFIC: tuple[Pattern, ...] = (
     "date", "datetime", "phone", "npi", "icd", "icd_list", "cpt", "cpt_lines", "money", "person",
@@ -624,8 +670,9 @@ ICD_PARTS = {
 """Target fields a diagnosis code gives beside the code: field → ``icd``'s ``part``."""
 SERVICE_TABLES = frozenset({"visit", "charge", "payment", "outcome_measure", "procedure_line"})
 """Targets whose dates are of care given, charged, paid or measured: ``date`` role ``service``."""
-_CODE_FIELD = re.compile(r"(?:status|type|kind|credential|category|class)$")
-"""Fields whose few distinct legacy values are a code table (the ``code`` rule)."""
+_CODE_FIELD = re.compile(r"(?:status|type|kind|credential|category|class|^sex)$")
+"""Fields whose few distinct legacy values are a code table (the ``code`` rule, where no rule of
+their own reads them: ``sex`` reads M/F/1/2, not a vendor's 1 female 2 male)."""
 
 
 def expects(name: str, column: TargetColumn) -> Pattern | None:
@@ -665,20 +712,30 @@ def field_score(
     why = [f"name similarity {name:.2f} to {field_name}"]
     expected = expects(field_name, target)
     bonus = 0.0
+    coded = bool(_CODE_FIELD.search(field_name))
     if facts.present and expected is not None:
         share, fits = _share(facts, expected, name)
         if share >= 0.5:
             bonus = (0.6 if expected in _SPECIFIC else 0.3) * share
             why.append(f"{share:.0%} of {facts.present:,} sampled values {PATTERN_WORDS[fits]}")
-        elif share < 0.2:
+        elif share < 0.2 and not (coded and facts.code_like):  # a vendor's own codes (1/2/9 for sex)
             bonus = -0.4
     elif facts.present:
         strong = facts.strongest()
         if strong and strong[0] in _TELLING and strong[1] >= STRONG:
             bonus = -0.3
+    if facts.present and coded and bonus <= 0:
+        # a status, a type: few values, each repeated
+        bonus = 0.2 if facts.code_like else -0.2
+        if facts.code_like:
+            why.append(f"{facts.distinct} distinct values in {facts.present:,} sampled, a code list")
     if not facts.present:
         why.append(f"no value in {facts.sampled:,} sampled rows")
     return name + bonus, "; ".join(why)
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def _date_role(field_name: str, target: str) -> str:
@@ -706,18 +763,22 @@ def choose_rule(
         part = NAME_PARTS.get(field_name, "credential")
         creds = "credential" in target_columns()[target_table]
         params: dict[str, Any] = {"part": part, "credentials": True} if creds else {"part": part}
+        whole = facts.share("person") >= 0.5 or field_name == "credential"
+        note = "a whole name split into its parts" if whole else ""
         return (
             "name_part",
             params,
-            "a whole name split into its parts" + (" (a clinician's: credentials after it)" if creds else ""),
+            note + (" (a clinician's: credentials after it)" if whole and creds else ""),
         )
     if field_name in ICD_PARTS:
         return "icd", {"part": ICD_PARTS[field_name]}, "from the diagnosis code"
+    written = {"formats": list(facts.date_formats)} if facts.date_formats else {}
+    as_written = f"written {' or '.join(facts.date_formats)}" if facts.date_formats else ""
     if kind == "date":
         role = _date_role(field_name, target_table)
-        return "date", {"role": role}, f"role {role}"
+        return "date", {"role": role, **written}, _join(f"role {role}", as_written)
     if kind == "timestamp":
-        return "timestamp", {}, ""
+        return "timestamp", written, as_written
     if kind == "boolean":
         return (
             ("flag_yn", {}, "") if facts.share("flag_yn") >= 0.5 else (TODO, {}, "no Y/N flag: choose a rule")
@@ -745,10 +806,7 @@ def choose_rule(
         return simple[expected], {}, ""
     if "mime" in field_name:
         return "lower", {}, ""
-    if _CODE_FIELD.search(field_name) and 0 < facts.distinct <= 30 and facts.present >= 2 * facts.distinct:
-        return (
-            "code",
-            {"table": TODO, "reason": f"{field_name}_unknown"},
-            f"{facts.distinct} distinct values in {facts.present:,} sampled: write the code table",
-        )
+    if _CODE_FIELD.search(field_name) and facts.code_like:
+        reason = "sex_unrecognized" if field_name == "sex" else f"{field_name}_unknown"
+        return "code", {"table": TODO, "reason": reason}, "write the code table"
     return "text", {}, ""

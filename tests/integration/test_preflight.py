@@ -101,7 +101,8 @@ def test_the_first_task_refuses_a_broken_profile_in_one_line(kind: str, tmp_path
         # the legacy URL is never reached: the profile is refused first
         check_configuration(legacy_url="sqlite:///nowhere/legacy.db", profile_ref=str(broken))
     line = str(refused.value)
-    assert "\n" not in line and line.startswith(f"{broken}:"), line
+    assert "\n" not in line, line
+    assert line.startswith(f"{broken}:"), line
     assert said in line, line
 
 
@@ -115,5 +116,7 @@ def test_pt_backup_refuses_a_broken_profile_in_its_first_task(home: Path, tmp_pa
     assert result.returncode != 0
     lines = [line for line in output.splitlines() if line.startswith("cutover.legacy.profile.ProfileError: ")]
     assert lines, output[-3000:]
-    assert f"{broken}:" in lines[0] and "unknown rule 'flag_y'" in lines[0] and "flag_yn" in lines[0]
+    assert f"{broken}:" in lines[0]
+    assert "unknown rule 'flag_y'" in lines[0]
+    assert "flag_yn" in lines[0]
     assert "snapshot_legacy" not in output.split("Retry policy decision", 1)[-1]

@@ -201,10 +201,6 @@ class Profile:
             if (table.get("map") or {}).get("not_carried")
         }
 
-    @property
-    def source(self) -> dict[str, Any]:
-        return dict(self.document.get("source") or {"format": "database"})
-
     def mapped_to(self, target: str) -> str | None:
         """The legacy table mapped onto ``target`` (a ``pt`` table), None when none is."""
         return next(
@@ -247,10 +243,6 @@ class Profile:
         import pyarrow as pa
 
         return pa.string() if self.tables[table].key_type == "text" else pa.int64()
-
-    def describe(self) -> dict[str, str]:
-        """What a run records: name, SHA-256, origin."""
-        return {"name": self.name, "sha256": self.sha256, "origin": self.origin}
 
 
 def _order(tables: Mapping[str, Mapping[str, Any]]) -> list[str]:

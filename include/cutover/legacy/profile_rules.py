@@ -25,6 +25,7 @@ from rapidfuzz import fuzz, process, utils
 
 from cutover.legacy.profile_build import with_key
 from cutover.mapping.library import CHECKS, EXPLODES, LOAD_CHECKS, RULES, build
+from cutover.mapping.rules import FORM_COLUMNS
 from cutover.target.columns import TargetColumn, target_columns
 
 PATIENT = "patient"
@@ -255,6 +256,17 @@ def fields(ctx: Context, name: str, mapping: Spec) -> Iterator[Problem]:
             yield unknown((*path, "rule"), "rule", spec["rule"], RULES)
         else:
             yield from _built(RULES, spec["rule"], dict(spec.get("with") or {}), (*path, "with"))
+            yield from _name_columns(path, spec, sources)
+
+
+def _name_columns(path: Path, spec: Spec, sources: list[Any]) -> Iterator[Problem]:
+    """A name_part reads as many columns as its ``form`` says (else the mapping fails on the first batch)."""
+    form = dict(spec.get("with") or {}).get("form", "one_column")
+    wanted = FORM_COLUMNS.get(form) if spec["rule"] == "name_part" else None
+    if wanted is not None and len(sources) != wanted:
+        yield Problem(
+            (*path, "from"), f"name_part with form {form} reads {wanted} column(s), not {len(sources)}"
+        )
 
 
 def refs(ctx: Context, name: str, mapping: Spec) -> Iterator[Problem]:

@@ -161,7 +161,7 @@ def timestamp(formats: Sequence[str] | None = None) -> Rule:
 
 NameForm = Literal["one_column", "family_given", "family_given_middle"]
 NAME_FORMS: tuple[NameForm, ...] = get_args(NameForm)
-_FORM_COLUMNS: dict[NameForm, int] = {"one_column": 1, "family_given": 2, "family_given_middle": 3}
+FORM_COLUMNS: dict[NameForm, int] = {"one_column": 1, "family_given": 2, "family_given_middle": 3}
 
 
 def _name(b: Batch, src: tuple[str, ...], credentials: bool) -> pd.DataFrame:
@@ -187,7 +187,7 @@ def name_part(part: str, *, credentials: bool = False, form: NameForm = "one_col
         raise ValueError(f"unknown name part {part}")
     if form not in NAME_FORMS:
         raise ValueError(f"unknown form {form} (expected: {', '.join(NAME_FORMS)})")
-    wanted = _FORM_COLUMNS[form]
+    wanted = FORM_COLUMNS[form]
 
     def run(b: Batch, src: tuple[str, ...]) -> Normalized:
         if len(src) != wanted:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -111,7 +112,10 @@ def test_pt_backup_refuses_a_broken_profile_in_its_first_task(home: Path, tmp_pa
 
     broken = tmp_path / "broken.yaml"
     broken.write_text(Path(simulator().origin).read_text().replace("rule: flag_yn}", "rule: flag_y}", 1))
-    result = run_cutover(["run", "pt_backup"], home, {"CUTOVER_PROFILE": str(broken)})
+    # the run's profile parameter (chosen by every task's on_execute_callback); CUTOVER_PROFILE is the
+    # ClinicNote end-to-end test's way
+    conf = json.dumps({"profile": str(broken)})
+    result = run_cutover(["run", "pt_backup", "--conf", conf], home)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     lines = [line for line in output.splitlines() if line.startswith("cutover.legacy.profile.ProfileError: ")]

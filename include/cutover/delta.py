@@ -210,7 +210,7 @@ def _waves_by_scope(store: Store, run: str, table: str, legacy_ids: pa.Array) ->
     spec = legacy_tables()[table]
     scope = Scope.load(store, prefix)
     members = scope.members or (scope,)
-    wanted = pc.cast(legacy_ids, current().key_type(table))
+    wanted = pc.cast(legacy_ids, current().key_arrow_type(table))
     keys: list[pa.Array] = []
     labels: list[pa.Array] = []
     columns = list(dict.fromkeys([spec.key, str(spec.patient_key)]))

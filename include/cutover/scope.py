@@ -18,10 +18,11 @@ with all their dependent records — the trial run of ``pt_sample_transfer``.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import reduce
@@ -188,17 +189,27 @@ def _column(legacy_url: str, table: str, columns: list[str]) -> pa.Table:
     return pa.Table.from_batches(batches, schema=arrow_schema(cols))
 
 
-def _closure(legacy_url: str, patients: pa.Array) -> dict[str, pa.Array]:
+Reader = Callable[[str, tuple[str, ...]], pa.Table]
+"""(legacy table, columns) → those columns of the whole table."""
+
+
+def _reader(legacy_url: str) -> Reader:
+    """A reader of legacy columns that reads each (table, columns) once: one scope decision follows
+    the same owner tables again and again (the sample's closure after every top-up)."""
+    return functools.cache(lambda table, columns: _column(legacy_url, table, list(columns)))
+
+
+def _closure(read: Reader, patients: pa.Array) -> dict[str, pa.Array]:
     """Patients → the ids of every owner table's rows that hang off them (parents first: the
     simulator's cases and visits through their own ``pat_id``)."""
     profile = current()
     patient = profile.patient_table
-    ids = {patient: pc.unique(patients.cast(profile.key_type(patient)))}
+    ids = {patient: pc.unique(patients.cast(profile.key_arrow_type(patient)))}
     for table in profile.owner_tables():
         if table == patient:
             continue
         column, owner = profile.owner(table) or ("", "")
-        rows = _column(legacy_url, table, [profile.tables[table].key, column])
+        rows = read(table, (profile.tables[table].key, column))
         inside = pc.fill_null(pc.is_in(rows[column], value_set=ids[owner].cast(rows[column].type)), False)
         ids[table] = rows.filter(inside)[profile.tables[table].key].combine_chunks()
     return ids
@@ -233,6 +244,7 @@ def wave_scope(
 ) -> Scope:
     """The rows of one wave (see the module docstring); with ``since``, only those changed after it."""
     owners = patient_owners(legacy_url, as_of=as_of)
+    read = _reader(legacy_url)
 
     def patients_of(clinics: tuple[int, ...]) -> pa.Array:
         wanted = pa.array([str(c) for c in clinics], pa.string())
@@ -241,9 +253,9 @@ def wave_scope(
 
     if wave.clinics == REMAINING:
         earlier = tuple(c for w in plan.earlier(wave) if w.clinics != REMAINING for c in w.clinics)
-        ids = _closure(legacy_url, patients_of(earlier))
+        ids = _closure(read, patients_of(earlier))
         return Scope("wave", ids, complement=True, label=wave.name, since=since or {})
-    return Scope("wave", _closure(legacy_url, patients_of(wave.clinics)), label=wave.name, since=since or {})
+    return Scope("wave", _closure(read, patients_of(wave.clinics)), label=wave.name, since=since or {})
 
 
 def delta_scope(
@@ -280,10 +292,11 @@ def sample_scope(legacy_url: str, *, share: float, seed: int) -> Scope:
     """A stratified sample: ``share`` of each clinic's patients (at least one), then one patient more
     for every patient-linked table the sample would otherwise leave empty."""
     rng = np.random.default_rng(seed)
+    read = _reader(legacy_url)
     profile = current()
     name = profile.patient_table
     key, home = profile.tables[name].key, profile.home_clinic_column
-    patients = _column(legacy_url, name, [key, home] if home else [key]).to_pandas()
+    patients = read(name, (key, home) if home else (key,)).to_pandas()
     clinic = patients[home].fillna(-1) if home else pd.Series(0, index=patients.index)
     chosen: set[Any] = set()
     for _, group in patients.groupby(clinic):
@@ -294,7 +307,7 @@ def sample_scope(legacy_url: str, *, share: float, seed: int) -> Scope:
         )
 
     def closure() -> dict[str, pa.Array]:
-        return _closure(legacy_url, pa.array(sorted(chosen), profile.key_type(name)))
+        return _closure(read, pa.array(sorted(chosen), profile.key_arrow_type(name)))
 
     ids = closure()
     for table, spec in profile.tables.items():
@@ -302,11 +315,11 @@ def sample_scope(legacy_url: str, *, share: float, seed: int) -> Scope:
         if owner is None or table in profile.owner_tables():
             continue
         column, owner_table = owner
-        rows = _column(legacy_url, table, [spec.key, column])
+        rows = read(table, (spec.key, column))
         value_set = ids[owner_table].cast(rows[column].type)
         if len(rows) == 0 or pc.any(pc.is_in(rows[column], value_set=value_set)).as_py():
             continue
-        patient = _patient_of(legacy_url, owner_table, rows[column][int(rng.integers(len(rows)))].as_py())
+        patient = _patient_of(read, owner_table, rows[column][int(rng.integers(len(rows)))].as_py())
         if patient is not None:
             chosen.add(patient)
             ids = closure()
@@ -314,12 +327,12 @@ def sample_scope(legacy_url: str, *, share: float, seed: int) -> Scope:
     return Scope("sample", ids, label=f"sample {share:.1%}")
 
 
-def _patient_of(legacy_url: str, table: str, value: object) -> object | None:
+def _patient_of(read: Reader, table: str, value: object) -> object | None:
     """The patient a row of ``table`` (by its key ``value``) belongs to, following its owners."""
     profile = current()
     while value is not None and table != profile.patient_table:
         column, owner_table = profile.owner(table) or ("", "")
-        rows = _column(legacy_url, table, [profile.tables[table].key, column])
+        rows = read(table, (profile.tables[table].key, column))
         match = rows.filter(pc.equal(rows[profile.tables[table].key], value))
         value = match[column][0].as_py() if len(match) else None
         table = owner_table

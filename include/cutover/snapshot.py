@@ -61,7 +61,7 @@ class Snapshot:
         if not found:
             return None
         if not keys:
-            return cls(pa.array([], current().key_type(table)), pa.array([], pa.uint64()))
+            return cls(pa.array([], current().key_arrow_type(table)), pa.array([], pa.uint64()))
         frame = pd.DataFrame(
             {"key": pa.chunked_array(keys).to_numpy(), "hash": pa.chunked_array(hashes).to_numpy()}
         ).drop_duplicates("key", keep="last")

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from cutover.errors import ConfigError
-from cutover.legacy.schema import COLUMN_TYPES, ExportFlag, LegacyTable
+from cutover.legacy.schema import ExportFlag, LegacyTable
 
 if TYPE_CHECKING:
     from cutover.mapping.engine import TableSpec
@@ -238,7 +238,7 @@ class Profile:
         owners = {o[1] for t in self.tables if (o := self.owner(t)) is not None}
         return [t for t in self.tables if t in owners]
 
-    def key_type(self, table: str) -> Any:
+    def key_arrow_type(self, table: str) -> Any:
         """The Arrow type of ``table``'s key: int64 for an integer id, string for a text id."""
         import pyarrow as pa
 
@@ -293,14 +293,6 @@ def legacy_table(name: str, spec: Mapping[str, Any]) -> LegacyTable:
 def from_document(doc: Document) -> Profile:
     """The profile of a document already checked (:func:`cutover.legacy.profile_check.check`)."""
     tables = doc.data["tables"]
-    for name, spec in tables.items():
-        for column, kind in (spec.get("columns") or {}).items():
-            if kind not in COLUMN_TYPES:
-                raise ProfileError(
-                    [
-                        f"{doc.where(('tables', name, 'columns', column))}: tables.{name}.columns.{column}: unknown type {kind}"
-                    ]
-                )
     ordered = _order(tables)
     return Profile(
         name=str(doc.data.get("profile") or Path(doc.origin).stem),
@@ -315,7 +307,8 @@ def from_document(doc: Document) -> Profile:
 def _stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
     """What tells a profile's files changed without reading them: names, sizes, modification times."""
     files = sorted(path.glob("*.y*ml")) if path.is_dir() else [path]
-    return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file())
+    stats = ((f.name, f.stat()) for f in files if f.is_file())
+    return tuple((name, stat.st_mtime_ns, stat.st_size) for name, stat in stats)
 
 
 @functools.lru_cache(maxsize=16)

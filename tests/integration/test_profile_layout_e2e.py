@@ -124,3 +124,20 @@ def test_clinicnote_through_pt_backup_and_pt_cutover(home: Path, tmp_path: Path,
     assert own_birth >= 0.9 * len(patients)
     assert own_sex >= 0.9 * len(patients)
     assert {"female", "male"} <= {sex for *_, sex, _ in patients}
+
+    # the legacy recheck of every patient (the run's samples 25, chosen by the run id) agrees with the
+    # staged rows, the appointment whose key is blank (staged under its surrogate id) included
+    from datetime import date
+
+    from cutover.legacy.profile import use
+    from cutover.reconcile.recheck import recheck
+    from cutover.staging.store import open_store
+
+    store, prefix = open_store(f"file://{home / 'staging'}"), f"runs/{evidence.name}"
+    as_of = date.fromisoformat(json.loads(store.get(f"{prefix}/mapped/pt_master/_stats.json"))["as_of"])
+    with use(profile):
+        checked, mismatched = recheck(
+            layout.url, store, prefix, summary["run_id"], as_of=as_of, tables=list(profile.specs), size=10_000
+        )
+    assert len(checked) > 25
+    assert mismatched == {}

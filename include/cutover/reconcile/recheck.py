@@ -110,7 +110,9 @@ def recheck(
             else mapping_specs()[table].staged_schema.empty_table()
         )
         keys[table] = [k for b in read for k in b.column(legacy.key).to_pylist() if k is not None]
-        staged = _staged(store, prefix, table, pa.array([str(k) for k in keys[table]], pa.string()))
+        # the staged rows under the ids the mapping gave: a row read without a key (blank) is staged
+        # under its surrogate id (invalid-key-…), which its legacy key cannot name
+        staged = _staged(store, prefix, table, pc.unique(fresh["legacy_id"]))
         differing = _differing(fresh, staged)
         if differing:
             mismatched[table] = sorted(differing)

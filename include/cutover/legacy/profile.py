@@ -150,14 +150,17 @@ def read_document(path: Path) -> Document:
 
 @functools.cache
 def builtin_names() -> list[str]:
-    return sorted(p.stem for p in BUILTIN.glob("*.yaml"))
+    """The built-in profiles: a file ``profiles/<name>.yaml`` or a folder ``profiles/<name>/``."""
+    files = [p.stem for p in BUILTIN.glob("*.yaml")]
+    return sorted(files + [p.name for p in BUILTIN.iterdir() if (p / HEADER).is_file()])
 
 
 def profile_path(ref: str | os.PathLike[str]) -> Path:
     """A built-in name → its file; anything else is a path."""
     text = os.fspath(ref)
     if text in builtin_names():
-        return BUILTIN / f"{text}.yaml"
+        folder = BUILTIN / text
+        return folder if folder.is_dir() else BUILTIN / f"{text}.yaml"
     return Path(text).expanduser()
 
 
@@ -237,6 +240,11 @@ class Profile:
         """The tables other tables reach their patient through (the patients first), parents first."""
         owners = {o[1] for t in self.tables if (o := self.owner(t)) is not None}
         return [t for t in self.tables if t in owners]
+
+    @property
+    def source_format(self) -> str:
+        """``database`` (the ``legacy_db`` connection is a database) or ``csv`` (a delivery of files)."""
+        return str((self.document.get("source") or {}).get("format") or "database")
 
     def key_arrow_type(self, table: str) -> Any:
         """The Arrow type of ``table``'s key: int64 for an integer id, string for a text id."""

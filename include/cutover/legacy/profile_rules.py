@@ -112,6 +112,7 @@ class Context:
     tables: dict[str, dict[str, Any]]
     clean: list[str]
     targets: dict[str, dict[str, TargetColumn]] = field(default_factory=target_columns)
+    source_format: str = "database"
 
     def columns(self, table: str) -> dict[str, Any]:
         return _dict(_dict(self.tables.get(table)).get("columns"))
@@ -172,9 +173,26 @@ def parents(ctx: Context, name: str, spec: Spec) -> Iterator[Problem]:
         yield from _table(ctx, path, parent)
 
 
+def csv_file(ctx: Context, name: str, spec: Spec) -> Iterator[Problem]:
+    """A table's ``csv`` options belong to a CSV delivery, and its aliases name its own columns, each
+    header name meaning one column only."""
+    at = ("tables", name, "csv")
+    options = _dict(spec.get("csv"))
+    if options and ctx.source_format != "csv":
+        yield Problem(at, "csv options in a profile whose source format is not csv")
+    taken: dict[str, str] = {}
+    for column, names in _dict(options.get("aliases")).items():
+        yield from _column(ctx, name, (*at, "aliases", column), column)
+        for alias in names if isinstance(names, list) else []:
+            if alias in ctx.columns(name) or taken.setdefault(alias, column) != column:
+                yield Problem(
+                    (*at, "aliases", column), f"the header name {alias} already means another column"
+                )
+
+
 TableRule = Callable[[Context, str, Spec], Iterable[Problem]]
 """A rule of one table (or of its map): the context, the table's name, its spec (or its map)."""
-TABLE_RULES: tuple[TableRule, ...] = (key_column, named_columns, parents)
+TABLE_RULES: tuple[TableRule, ...] = (key_column, named_columns, parents, csv_file)
 
 
 # --- its mapping ----------------------------------------------------------------------------------------
@@ -478,6 +496,7 @@ def semantic_problems(data: dict[str, Any], broken: Iterable[Path]) -> list[Prob
         return []
     failed = {p[1] for p in broken if p[:1] == ("tables",)}
     ctx = Context(tables, [t for t in tables if t not in failed])
+    ctx.source_format = str(_dict(data.get("source")).get("format") or "database")
     problems: list[Problem] = []
     for name in ctx.clean:
         spec = tables[name]

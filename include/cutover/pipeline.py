@@ -28,6 +28,7 @@ from cutover.config import LEGACY_SYSTEM, state_dir
 from cutover.errors import ConfigError, IntegrityError, PolicyError
 from cutover.legacy.profile import (
     bind_run,
+    current,
     legacy_tables,
     load_profile,
     mapping_specs,
@@ -35,11 +36,11 @@ from cutover.legacy.profile import (
     selected,
     use,
 )
-from cutover.legacy.source import extract_schema, read_batches
+from cutover.legacy.source import MALFORMED, extract_schema, read_batches
 from cutover.loading.load import load_table
 from cutover.mapping.dedupe import apply_merges, plan_merges, review_records
 from cutover.mapping.engine import MAP_BATCH_ROWS, map_batch
-from cutover.policy import evaluate
+from cutover.policy import evaluate, set_aside
 from cutover.report.mapping_spec import write_mapping_spec
 from cutover.staging.parquet import iter_batches, read_manifest, write_batches
 from cutover.staging.store import Store, open_store
@@ -289,12 +290,14 @@ def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> S
     scope = _scope(store, run_id)
     snapshots = scope.snapshots(store, table)
     prefix = f"runs/{run_key(run_id)}/extract/{table}"
+    csv = current().source_format == "csv"  # a delivered file's rows carry what was wrong with a line
+    columns = [*spec.columns, *([(MALFORMED, "text")] if csv else [])]
     tops: list[str] = []
     unstamped = 0
 
     def scoped() -> Iterator[pa.RecordBatch]:
         nonlocal unstamped
-        for batch in read_batches(legacy_url, spec.source_name, spec.columns, spec.key, invalid_ids=True):
+        for batch in read_batches(legacy_url, spec.source_name, columns, spec.key, invalid_ids=True):
             kept, changed_unstamped = scope.select(table, batch, snapshots)
             unstamped += changed_unstamped
             if spec.modified is not None and kept.num_rows:
@@ -303,7 +306,11 @@ def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> S
                 yield kept
 
     manifest = write_batches(
-        store, prefix, scoped(), schema=extract_schema(spec.columns), rows_per_part=ROWS_PER_PART
+        store,
+        prefix,
+        scoped(),
+        schema=extract_schema(spec.columns, malformed=csv),
+        rows_per_part=ROWS_PER_PART,
     )
     seconds = time.perf_counter() - started
     log.info(
@@ -474,14 +481,17 @@ def write_summary(
         for t, o in tables.items()
         if o["legacy_rows"] != o["migrated"] + o["merged"] + o["rejected"]
     }
-    policy = evaluate(dict(tables), max_reject_rate)
+    reasons = reject_reasons(target_url, run_id)
+    policy = evaluate(
+        {t: {**o, "set_aside": set_aside(reasons.get(t, {}))} for t, o in tables.items()}, max_reject_rate
+    )
     breaches = [p for p in policy if not p.ok]
     summary = {
         "run_id": run_id,
         "dag_id": dag_id,
         "legacy_system": LEGACY_SYSTEM,
         "tables": tables,
-        "reject_reasons": reject_reasons(target_url, run_id),
+        "reject_reasons": reasons,
         "reject_policy": {p.table: p.as_dict() for p in policy},
         "accounted": not unaccounted,
         # the audit log's head as this run ends: a later rewrite of its history is caught against it

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from cutover.config import LEGACY_SYSTEM
 from cutover.mapping.engine import MAP_BATCH_ROWS, TableSpec
-from cutover.policy import evaluate, thresholds_path
+from cutover.policy import SET_ASIDE, evaluate, thresholds_path
 from cutover.staging.parquet import iter_batches, read_manifest
 from cutover.staging.store import Store
 
@@ -47,6 +47,8 @@ class Projected:
     mapping: int = 0
     parent_rejected: int = 0
     orphan: int = 0
+    set_aside: int = 0
+    """Of ``mapping``: rows set aside (:data:`~cutover.policy.SET_ASIDE`), not counted by the policy."""
 
     @property
     def rejected(self) -> int:
@@ -93,6 +95,8 @@ def project(
         projected = Projected(read_manifest(store, f"{run_prefix}/extract/{table}")["rows"])
         mapped = pc.is_null(data["reason"])
         projected.mapping = data.num_rows - (pc.sum(mapped).as_py() or 0)
+        aside = pc.is_in(data["reason"], value_set=pa.array(sorted(SET_ASIDE), pa.string()))
+        projected.set_aside = pc.sum(pc.fill_null(aside, False)).as_py() or 0
         gone = [data["legacy_id"].filter(pc.invert(mapped)).combine_chunks()]
         data = data.filter(mapped)
         decided = pa.array(np.zeros(data.num_rows, dtype=bool))
@@ -136,7 +140,10 @@ def check_rejects(
     policy = {
         p.table: p
         for p in evaluate(
-            {t: {"legacy_rows": p.legacy_rows, "rejected": p.rejected} for t, p in projected.items()},
+            {
+                t: {"legacy_rows": p.legacy_rows, "rejected": p.rejected, "set_aside": p.set_aside}
+                for t, p in projected.items()
+            },
             max_reject_rate,
         )
     }

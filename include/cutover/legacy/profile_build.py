@@ -28,7 +28,9 @@ def with_key(factory: Any, params: dict[str, Any] | None, key: str) -> dict[str,
     return given
 
 
-def build_spec(name: str, key: str, mapping: dict[str, Any]) -> TableSpec:
+def build_spec(
+    name: str, key: str, mapping: dict[str, Any], *, removed: tuple[str, str] | None = None
+) -> TableSpec:
     target = mapping["to"]
     columns = target_columns()[target]
     fields = tuple(
@@ -79,6 +81,7 @@ def build_spec(name: str, key: str, mapping: dict[str, Any]) -> TableSpec:
         explode=explode,
         load_flags=tuple(LOAD_CHECKS[flag][1] for flag in mapping.get("load_checks") or ()),
         merges=mapping.get("duplicates") == "merge",
+        removed=removed,
         same_patient=tuple(mapping.get("same_patient") or ()),
         doc=str(mapping.get("doc") or ""),
     )
@@ -87,7 +90,12 @@ def build_spec(name: str, key: str, mapping: dict[str, Any]) -> TableSpec:
 def build_specs(profile: Profile) -> dict[str, TableSpec]:
     """Every mapped legacy table's spec, in the profile's load order."""
     return {
-        name: build_spec(name, table.key, profile.document["tables"][name]["map"])
+        name: build_spec(
+            name,
+            table.key,
+            profile.document["tables"][name]["map"],
+            removed=(table.export_flag.column, table.export_flag.removed) if table.export_flag else None,
+        )
         for name, table in profile.tables.items()
         if profile.document["tables"][name].get("map")
     }

@@ -69,6 +69,10 @@ INVALID_IDS = "_invalid_ids"
 """The extract's sidecar column: per row, the id columns (comma-joined) whose legacy value was not
 a whole number within int64 (fractional, beyond int64, text). Such a value is never truncated nor
 guessed: it is read as NULL and named here, and the mapping rejects the row (``id_invalid``)."""
+MALFORMED = "_csv_malformed"
+"""The extract's sidecar column of a table read from a CSV delivery (:mod:`cutover.legacy.delivery`):
+for a line that could not be read as a row, its file, line and what was wrong (never a value); the
+row's other columns are NULL and the mapping rejects it ``csv_malformed``. NULL for a good row."""
 _WHOLE = re.compile(r"^\s*[+-]?\d+\s*$")
 
 
@@ -226,9 +230,11 @@ def arrow_schema(columns: Sequence[tuple[str, str]]) -> pa.Schema:
     return pa.schema([pa.field(name, ARROW_TYPES[kind]) for name, kind in columns])
 
 
-def extract_schema(columns: Sequence[tuple[str, str]]) -> pa.Schema:
-    """The extract's schema: the legacy columns and the :data:`INVALID_IDS` sidecar."""
-    return arrow_schema(columns).append(pa.field(INVALID_IDS, pa.string()))
+def extract_schema(columns: Sequence[tuple[str, str]], *, malformed: bool = False) -> pa.Schema:
+    """The extract's schema: the legacy columns, the :data:`MALFORMED` sidecar for a table read from
+    a CSV delivery, and the :data:`INVALID_IDS` sidecar (last)."""
+    schema = arrow_schema([*columns, *([(MALFORMED, "text")] if malformed else [])])
+    return schema.append(pa.field(INVALID_IDS, pa.string()))
 
 
 @contextlib.contextmanager

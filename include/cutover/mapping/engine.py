@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cutover.legacy.source import INVALID_IDS
+from cutover.legacy.source import INVALID_IDS, MALFORMED
 from cutover.mapping.normalize import REASON_DISPOSITION, Normalized
 from cutover.target.constraints import Constraint, constraints_of, non_capturing
 
@@ -167,6 +167,9 @@ class TableSpec:
     load_flags: tuple[LoadFlag, ...] = ()
     merges: bool = False
     """Rows may be merged into a surviving duplicate (the staged ``merge_into`` column)."""
+    removed: tuple[str, str] | None = None
+    """(export flag column, its "removed" code): a row the legacy system flags removed is set aside
+    ``removed_in_source`` (reported for a person to decide, never migrated nor deleted by a run)."""
     same_patient: tuple[str, ...] = ()
     """References (target columns) whose parent must belong to the row's own patient (``patient_id``),
     merges applied: a visit whose case is another patient's is rejected ``patient_mismatch`` when it is
@@ -177,6 +180,7 @@ class TableSpec:
     def sources(self) -> set[str]:
         """Every legacy column this spec reads."""
         used = {self.key, *(c for f in self.fields for c in f.sources), *(ref.source for ref in self.refs)}
+        used |= {self.removed[0]} if self.removed else set()
         return used | set(self.explode.sources if self.explode else ())
 
     @property
@@ -350,6 +354,19 @@ def _keyless_ids(frame: pd.DataFrame, key: str) -> pd.Series | None:
     return _na(frame.index).mask(missing, pd.Series(named.to_numpy(), index=frame.index[missing]))
 
 
+def malformed_ids(details: pd.Series) -> pd.Series:
+    """The legacy id of each malformed CSV line from its detail (:data:`~cutover.legacy.source.MALFORMED`):
+    ``csv-line-<n>``, or ``csv-<delivery>-line-<n>`` for a line of a later delivery than the first.
+
+    >>> malformed_ids(pd.Series(["visits.csv line 12: unclosed quote",
+    ...     "visits.csv (delivery 0badc0de) line 3: wrong number of fields (2, expected 9)"])).tolist()
+    ['csv-line-12', 'csv-0badc0de-line-3']
+    """
+    parts = details.astype("string").str.extract(r"(?:\(delivery (\w+)\) )?line (\d+):")
+    prefix = ("csv-" + parts[0] + "-").fillna("csv-")
+    return (prefix + "line-" + parts[1]).astype("string")
+
+
 def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date) -> pa.Table:
     """Map one batch of legacy rows.
 
@@ -378,18 +395,33 @@ def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date)
         frame = frame.drop(columns=[INVALID_IDS])
     else:
         invalid = None
+    malformed = frame.pop(MALFORMED).astype("string") if MALFORMED in frame else None
     keyless = _keyless_ids(frame, spec.key)
+    if malformed is not None and malformed.notna().any():
+        keyless = (keyless if keyless is not None else _na(frame.index)).mask(
+            malformed.notna(), malformed_ids(malformed)
+        )
     if spec.explode is not None:
         if invalid is not None:
             frame = frame.assign(**{INVALID_IDS: invalid})
         if keyless is not None:
             frame = frame.assign(**{_KEYLESS: keyless})
+        if malformed is not None:
+            frame = frame.assign(**{MALFORMED: malformed})
         frame = spec.explode.fn(frame).reset_index(drop=True)
         if invalid is not None:
             invalid = frame.pop(INVALID_IDS).astype("string")
         if keyless is not None:
             keyless = frame.pop(_KEYLESS).astype("string")
+        if malformed is not None:
+            malformed = frame.pop(MALFORMED).astype("string")
     index = frame.index
+    if malformed is not None:  # first: nothing else of a malformed line can be trusted
+        reject(_na(index).mask(malformed.notna(), "csv_malformed"), malformed)
+    if spec.removed is not None:
+        column, code = spec.removed
+        flagged = frame[column].astype("string").str.strip().eq(code).fillna(False).to_numpy(dtype=bool)
+        reject(_na(index).mask(flagged, "removed_in_source"), column)
     if keyless is not None:
         reject(_na(index).mask(keyless.notna(), "id_invalid"), spec.key)
     if invalid is not None:

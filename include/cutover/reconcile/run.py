@@ -25,7 +25,7 @@ from cutover.config import LEGACY_SYSTEM
 from cutover.errors import TerminalError, TransientError
 from cutover.legacy.profile import current
 from cutover.pipeline import evidence_dir, migrated_tables, run_key
-from cutover.policy import evaluate
+from cutover.policy import SET_ASIDE, evaluate
 from cutover.reconcile.chart import KINDS, LegacyCharts, TargetCharts, chart_tables
 from cutover.reconcile.ledger import TableCounts, check_ledger, rejected_ids, stage_ids, stage_patients
 from cutover.reconcile.segments import ArrowCharts, bisect, differing
@@ -258,7 +258,18 @@ def reconcile(
             patients_mismatched = len(set(keys))
             ledger_failures = sum(by_kind.get(k, 0) for k in LEDGER_KINDS)
             rate = (patients_mismatched + ledger_failures) / max(1, compared)
-            policy = evaluate(dict(tables), max_reject_rate) if reject_policy else []
+            aside = dict(
+                conn.execute(
+                    "SELECT legacy_table, count(*) FROM migration.reject WHERE legacy_system = %s"
+                    " AND run_id = %s AND reason_code = ANY(%s) GROUP BY 1",
+                    (system, run_id, sorted(SET_ASIDE)),
+                ).fetchall()
+            )
+            policy = (
+                evaluate({t: {**o, "set_aside": aside.get(t, 0)} for t, o in tables.items()}, max_reject_rate)
+                if reject_policy
+                else []
+            )
             report = ReconcileReport(
                 run_id=run_id,
                 tables=tables,

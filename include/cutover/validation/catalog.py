@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cutover.legacy.profile import current, legacy_tables, mapping_specs
-from cutover.legacy.source import INVALID_IDS
+from cutover.legacy.source import INVALID_IDS, MALFORMED
 from cutover.mapping import codes
 from cutover.mapping.engine import TableSpec
 from cutover.target.constraints import constraints_of, non_capturing
@@ -207,15 +207,34 @@ def extract_checks(table: str) -> list[Check]:
     """Conformance of what was read: the columns, the key, integer ids, the parent-id columns."""
     legacy = legacy_tables()[table]
     p = f"extract.{table}"
+    csv = current().source_format == "csv"
     out = [
         Check(
             "extract",
             table,
             f"{p}.columns",
             "ExpectTableColumnsToMatchSet",
-            {"column_set": [*legacy.column_names, INVALID_IDS], "exact_match": True},
+            {
+                "column_set": [*legacy.column_names, *([MALFORMED] if csv else []), INVALID_IDS],
+                "exact_match": True,
+            },
             "the extract carries exactly the legacy table's columns (and the reader's list of invalid ids)",
             table_level=True,
+        ),
+        *(
+            [
+                Check(
+                    "extract",
+                    table,
+                    f"{p}.{MALFORMED}.lines_read",
+                    "ExpectColumnValuesToBeNull",
+                    {"column": MALFORMED},
+                    "every line of the delivered file was read as a row; a malformed line (wrong number of"
+                    " fields, an unclosed quote, undecodable bytes) is rejected csv_malformed, naming its line",
+                )
+            ]
+            if csv
+            else []
         ),
         Check(
             "extract",

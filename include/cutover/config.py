@@ -199,6 +199,31 @@ def url_from_fields(conn: ConnFields) -> str:
     if kind == "sqlite":
         path = conn.schema or conn.host or ""
         return f"sqlite:///{path}" if path.startswith("/") else f"sqlite:///{Path(path).resolve()}"
+    if kind == "csv":  # a delivery of CSV files in a local folder (legacy_db)
+        path = conn.extra.get("path") or conn.schema or conn.host or ""
+        return "csv://" + str(Path("/" + path.lstrip("/")) if not Path(path).is_absolute() else path)
+    if kind in {"sftp", "ssh"}:  # a delivery of CSV files on an SFTP server (legacy_db)
+        auth = ""
+        if conn.login:
+            auth = (
+                quote(conn.login, safe="")
+                + (":" + quote(conn.password, safe="") if conn.password else "")
+                + "@"
+            )
+        port = f":{conn.port}" if conn.port else ""
+        # Airflow's rule for the URL's path: ``outbox`` is in the login folder, ``/data/outbox`` absolute
+        folder = str(conn.extra.get("path") or conn.schema or "")
+        options = (
+            "key_file",
+            "private_key",
+            "private_key_passphrase",
+            "host_key",
+            "no_host_key_check",
+            "allow_host_key_change",
+            "conn_timeout",
+        )
+        query = {k: conn.extra[k] for k in options if conn.extra.get(k) not in (None, "")}
+        return f"sftp://{auth}{conn.host or ''}{port}/{folder}" + (f"?{urlencode(query)}" if query else "")
     if kind in {"file", "fs", "local"}:
         path = conn.extra.get("path") or conn.schema or conn.host or ""
         return "file://" + str(Path("/" + path.lstrip("/")) if not Path(path).is_absolute() else path)
@@ -253,7 +278,9 @@ def redact(url: str) -> str:
         netloc = netloc.replace(":" + parts.password + "@", ":***@")
     query = "&".join(
         p
-        if not p.startswith(("aws_secret_access_key=", "password=", "sslpassword="))
+        if not p.startswith(
+            ("aws_secret_access_key=", "password=", "sslpassword=", "private_key=", "private_key_passphrase=")
+        )
         else p.split("=")[0] + "=***"
         for p in parts.query.split("&")
         if p

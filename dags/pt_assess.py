@@ -33,8 +33,8 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from pt_common import DAG_SETTINGS, conn_url, profile_param
-from pt_common.stages import TABLES, check_configuration
+from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param
+from pt_common.stages import TABLES, check_configuration, take_delivery
 
 
 @dag(
@@ -61,7 +61,7 @@ def pt_assess() -> None:
     def profile_table(table: str, run_id: str | None = None) -> dict:
         from cutover.assess.stage import profile_to_store
 
-        return dict(profile_to_store(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), table))
+        return dict(profile_to_store(legacy_url(str(run_id)), conn_url("staging_store"), str(run_id), table))
 
     @task
     def run_checks(run_id: str | None = None, params: dict | None = None) -> dict:
@@ -71,16 +71,18 @@ def pt_assess() -> None:
 
         chosen = (params or {}).get("reference_date")
         today = date.fromisoformat(chosen) if chosen else get_current_context()["dag_run"].run_after.date()
-        return dict(checks_to_store(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), today))
+        return dict(checks_to_store(legacy_url(str(run_id)), conn_url("staging_store"), str(run_id), today))
 
     @task
     def write_report(run_id: str | None = None) -> dict:
         from cutover.assess.stage import report_from_store
 
         # the profiles and check results come from the staging store, not through XCom
-        return dict(report_from_store(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), TABLES))
+        return dict(
+            report_from_store(legacy_url(str(run_id)), conn_url("staging_store"), str(run_id), TABLES)
+        )
 
-    checked = check_configuration(target=False)
+    checked = check_configuration(target=False) >> take_delivery()
     checked >> [profiled := profile_table.expand(table=TABLES), checks := run_checks()]
     [profiled, checks] >> write_report()
 

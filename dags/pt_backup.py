@@ -44,7 +44,7 @@ from typing import Any
 from airflow.sdk import dag, task
 
 from pt_common import DAG_SETTINGS, conn_url, profile_param
-from pt_common.stages import check_configuration
+from pt_common.stages import check_configuration, take_delivery
 
 
 def _key() -> bytes:
@@ -69,7 +69,8 @@ def pt_backup() -> None:
     def snapshot_legacy(run_id: str | None = None) -> dict:
         from cutover.backup import snapshot_legacy
 
-        return dict(snapshot_legacy(conn_url("legacy_db"), str(run_id)))
+        # a CSV delivery is backed up as the files the run took (take_delivery)
+        return dict(snapshot_legacy(conn_url("legacy_db"), str(run_id), store_url=conn_url("staging_store")))
 
     @task
     def encrypt_and_store(run_id: str | None = None) -> dict:
@@ -91,10 +92,11 @@ def pt_backup() -> None:
     def restore_test(run_id: str | None = None) -> dict:
         from cutover.backup import restore_test, scratch_on
         from cutover.legacy.source import dialect_of
+        from cutover.legacy.transport import is_delivery
 
         legacy = conn_url("legacy_db")
-        dialect = dialect_of(legacy)
-        server = {"sqlite": None, "postgresql": conn_url("target_db"), "mysql": legacy}[dialect]
+        dialect = "csv" if is_delivery(legacy) else dialect_of(legacy)  # a delivery restores into SQLite
+        server = {"sqlite": None, "csv": None, "postgresql": conn_url("target_db"), "mysql": legacy}[dialect]
         return restore_test(conn_url("staging_store"), str(run_id), scratch_on(server), _key()).as_dict()
 
     @task
@@ -122,7 +124,7 @@ def pt_backup() -> None:
 
     # the snapshot waits on the worker's disk, the manifest in the store: only the comparison is passed on
     tested = restore_test()
-    check_configuration(target=False) >> snapshot_legacy() >> encrypt_and_store() >> tested
+    check_configuration(target=False) >> take_delivery() >> snapshot_legacy() >> encrypt_and_store() >> tested
     mark_verified(tested)
 
 

@@ -61,7 +61,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
-from pt_common import DAG_SETTINGS, conn_url, profile_param
+from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param
 from pt_common.alerts import cutover_deadline
 from pt_common.stages import (
     as_of,
@@ -70,6 +70,7 @@ from pt_common.stages import (
     extract_map_load,
     owner_url,
     reject_rate,
+    take_delivery,
     validate_gate,
 )
 
@@ -167,7 +168,7 @@ def pt_cutover() -> None:
             raise AirflowSkipException(str(skip)) from None
 
     @task
-    def require_verified_backup(params: dict | None = None) -> dict:
+    def require_verified_backup(run_id: str | None = None, params: dict | None = None) -> dict:
         from datetime import UTC, datetime, timedelta
 
         from cutover.backup import require_verified_backup as gate
@@ -175,7 +176,7 @@ def pt_cutover() -> None:
         hours = float((params or {}).get("max_backup_age_hours", PLAN.backup_max_age_hours))
         info = gate(
             conn_url("staging_store"),
-            conn_url("legacy_db"),  # a backup of this legacy database, as it is now
+            legacy_url(str(run_id)),  # a backup of this legacy database (or delivery), as it is now
             max_age=timedelta(hours=hours),
             now=datetime.now(UTC),
         )
@@ -208,7 +209,7 @@ def pt_cutover() -> None:
 
         kind = "wave" if scope["mode"] == "phased" else "all"
         return stage_scope(
-            conn_url("legacy_db"),
+            legacy_url(str(run_id)),
             conn_url("staging_store"),
             str(run_id),
             kind=kind,
@@ -246,7 +247,7 @@ def pt_cutover() -> None:
             max_failure_rate=limit,
             reject_policy=True,
             max_reject_rate=reject_rate(params),
-            legacy_url=conn_url("legacy_db"),
+            legacy_url=legacy_url(str(run_id)),
         )
 
     @task
@@ -261,7 +262,7 @@ def pt_cutover() -> None:
     scope = choose_scope()
     check_configuration(plan=True) >> scope
     checked = require_verified_backup()
-    scope >> checked >> migrate_target_schema() >> (started := begin_run(scope))
+    scope >> take_delivery() >> checked >> migrate_target_schema() >> (started := begin_run(scope))
     scoped = plan_scope(scope)
     started >> scoped
     gated, load, _ = extract_map_load("target", scoped)

@@ -33,13 +33,14 @@ from airflow.sdk import dag, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
-from pt_common import DAG_SETTINGS, conn_url, profile_param
+from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param
 from pt_common.stages import (
     as_of,
     check_configuration,
     end_run,
     extract_map_load,
     owner_url,
+    take_delivery,
     validate_gate,
 )
 
@@ -66,7 +67,9 @@ def pt_delta_sync() -> None:
         target = conn_url("target_db")
         migrate_and_grant(owner_url(), target)
         try:
-            return plan(conn_url("legacy_db"), conn_url("staging_store"), target, str(run_id), as_of=as_of())
+            return plan(
+                legacy_url(str(run_id)), conn_url("staging_store"), target, str(run_id), as_of=as_of()
+            )
         except NothingMigrated as skip:
             raise AirflowSkipException(str(skip)) from None
 
@@ -94,14 +97,14 @@ def pt_delta_sync() -> None:
             conn_url("staging_store"),
             str(run_id),
             planned,
-            legacy_url=conn_url("legacy_db"),
+            legacy_url=legacy_url(str(run_id)),
             target_url=conn_url("target_db"),
         )
         write_summary(conn_url("target_db"), conn_url("staging_store"), str(run_id), "pt_delta_sync")
         return report
 
     planned = plan_delta()
-    check_configuration(plan=True) >> planned
+    check_configuration(plan=True) >> take_delivery() >> planned
     started = begin_run(planned)
     gated, load, _ = extract_map_load("target", started)
     gated >> load.start

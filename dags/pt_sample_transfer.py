@@ -33,8 +33,15 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from pt_common import DAG_SETTINGS, conn_url, profile_param
-from pt_common.stages import as_of, check_configuration, extract_map_load, reject_rate, validate_gate
+from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param
+from pt_common.stages import (
+    as_of,
+    check_configuration,
+    extract_map_load,
+    reject_rate,
+    take_delivery,
+    validate_gate,
+)
 
 
 @dag(
@@ -75,7 +82,7 @@ def pt_sample_transfer() -> None:
 
         p = params or {}
         return plan_scope(
-            conn_url("legacy_db"),
+            legacy_url(str(run_id)),
             conn_url("staging_store"),
             str(run_id),
             kind="sample",
@@ -115,7 +122,7 @@ def pt_sample_transfer() -> None:
                 conn_url("staging_store"),
                 str(run_id),
                 max_failure_rate=0.0,
-                legacy_url=conn_url("legacy_db"),
+                legacy_url=legacy_url(str(run_id)),
             )
         except ReconcileFailed:
             return {"gate": "reconciliation", "passed": False}
@@ -153,7 +160,7 @@ def pt_sample_transfer() -> None:
         from cutover.sample import decide
 
         result = decide(
-            conn_url("legacy_db"),
+            legacy_url(str(run_id)),
             conn_url("target_db"),
             conn_url("staging_store"),
             str(run_id),
@@ -173,7 +180,7 @@ def pt_sample_transfer() -> None:
     scratch = create_scratch_target()
     check_configuration(plan=True) >> scratch
     sampled = plan_sample()
-    scratch >> sampled
+    scratch >> take_delivery() >> sampled
     gated, load, gates = extract_map_load("scratch", sampled, strict=False)
     gated >> load.start
     target_gate = validate_gate.override(task_id="gate_target")("target", "scratch", False)

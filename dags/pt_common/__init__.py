@@ -119,3 +119,11 @@ def conn_url(conn_id: str) -> str:
     from cutover.config import url_from_connection
 
     return url_from_connection(BaseHook.get_connection(conn_id))
+
+
+def legacy_url(run_id: str) -> str:
+    """What a run reads of ``legacy_db``: the legacy database, or the CSV delivery the run took
+    (``take_delivery``), read as one (:mod:`cutover.legacy.delivery`)."""
+    from cutover.legacy.delivery import readable
+
+    return readable(conn_url("legacy_db"), conn_url("staging_store"), run_id)

@@ -10,7 +10,7 @@ from typing import Any, Literal, NamedTuple
 
 from airflow.sdk import get_current_context, task, task_group
 
-from pt_common import conn_url, parsed_tables
+from pt_common import conn_url, legacy_url, parsed_tables
 
 # Parse time stays light: the profile's tables are plain data; the mapping (pandas, Arrow) loads in tasks.
 PARENTS = parsed_tables()
@@ -64,7 +64,7 @@ def extract_table(table: str, target: Target = "target", run_id: str | None = No
     from cutover.pipeline import extract_table as extract
 
     with held(target, str(run_id)):
-        return dict(extract(conn_url("legacy_db"), conn_url("staging_store"), str(run_id), table))
+        return dict(extract(legacy_url(str(run_id)), conn_url("staging_store"), str(run_id), table))
 
 
 @task(map_index_template="{{ manifest['table'] }}")
@@ -217,6 +217,15 @@ def extract_map_load(target: Target, upstream: Any, *, strict: bool = True) -> t
     rejects = gate_rejects(target, strict)
     gated >> rejects
     return rejects, load_tables(target), [extracted, gated, rejects]
+
+
+@task
+def take_delivery(run_id: str | None = None) -> dict:
+    """A CSV delivery's files fetched once for the run, into the staging store with their SHA-256,
+    sizes and counts (in the evidence: ``delivery.json``); nothing to do for a legacy database."""
+    from cutover.legacy.delivery import take_for_run
+
+    return dict(take_for_run(conn_url("legacy_db"), conn_url("staging_store"), str(run_id)))
 
 
 @task

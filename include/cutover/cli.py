@@ -133,6 +133,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from cutover.simulate import simulate
     from cutover.simulate.practice import MIN_PATIENTS
 
+    if args.format == "webpt-extract":
+        from cutover.simulate.__main__ import write_delivery
+        from cutover.simulate.webpt import manifest_path
+
+        if args.url or not args.out:
+            raise ConfigError("--format webpt-extract writes a folder: give --out DIR, not --url")
+        tables = write_delivery(
+            args.out,
+            patients=args.patients,
+            seed=args.seed,
+            manifest=args.manifest,
+            previous=args.next_delivery,
+        )
+        folder = Path(args.out).resolve()
+        what = (
+            f"the delivery after {args.next_delivery}" if args.next_delivery else f"{args.patients} patients"
+        )
+        print(f"wrote a WebPT extract of {what}: {len(tables)} files, {sum(tables.values())} rows")
+        print(f"delivery: {folder}")
+        print(f"manifest: {Path(args.manifest).resolve() if args.manifest else manifest_path(folder)}")
+        return 0
+    if args.next_delivery:
+        raise ConfigError("--next-delivery writes a WebPT extract: give --format webpt-extract")
     if args.patients < MIN_PATIENTS:
         raise ConfigError(f"--patients must be at least {MIN_PATIENTS} (a clinic of every record kind)")
 
@@ -324,11 +347,25 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--patients", type=int, default=2000)
     s.add_argument("--seed", type=int, default=7)
     target = s.add_mutually_exclusive_group(required=True)
-    target.add_argument("--out", help="SQLite file to write (manifest: <out>.manifest.json)")
+    target.add_argument(
+        "--out",
+        help="SQLite file to write, or with --format webpt-extract a folder (manifest: <out>.manifest.json)",
+    )
     target.add_argument(
         "--url", help="URL of an existing legacy database to (re)write: PostgreSQL, MariaDB/MySQL or SQLite"
     )
     s.add_argument("--manifest", help="where to write the manifest (required with --url)")
+    s.add_argument(
+        "--format",
+        choices=("database", "webpt-extract"),
+        default="database",
+        help="a legacy database, or a WebPT Standard Extract: a folder of CSV files (--out DIR)",
+    )
+    s.add_argument(
+        "--next-delivery",
+        metavar="PREV_DIR",
+        help="with --format webpt-extract: write the nightly delivery after the one in PREV_DIR into --out",
+    )
     s.set_defaults(func=cmd_simulate)
 
     r = sub.add_parser(

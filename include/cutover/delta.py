@@ -18,6 +18,12 @@ reported (``deleted_rows`` in ``delta_report.json``, ids in ``deleted_rows.csv``
 from the target: removing a clinical record needs a person's decision. Such a row is reported by
 every later sync until that decision is made. Rejected rows are not reported: they never reached
 the target, so their deletion leaves nothing to decide.
+
+A row the legacy system *flags* removed (an extract's export flag, e.g. WebPT's ``3``) is the same
+decision made explicit: it is never carried by a sync (the extract leaves it out of a delta's scope,
+counting it), and a removed row the ledger accounts as migrated or merged is reported
+(``removed_rows`` in ``delta_report.json``, ids in ``removed_rows.csv``) for a person to decide.
+Nothing is deleted from the target.
 """
 
 from __future__ import annotations
@@ -285,6 +291,41 @@ def deleted_rows(legacy_url: str, target_url: str, store_url: str) -> pa.Table:
     return pa.concat_tables(parts) if parts else DELETED_SCHEMA.empty_table()
 
 
+REMOVED_CHUNK = 5_000
+
+
+def removed_rows(legacy_url: str, target_url: str) -> pa.Table:
+    """Legacy rows flagged removed by their legacy system that the ledger accounts as migrated or
+    merged (ids only, :data:`DELETED_SCHEMA`; ``wave`` empty): each waits for a person's decision."""
+    parts = []
+    with psycopg.connect(target_url) as conn:
+        for table in migrated_tables():
+            spec = legacy_tables()[table]
+            if spec.export_flag is None:
+                continue
+            flag = spec.export_flag
+            columns = [(spec.key, spec.key_type), (flag.column, spec.column_type(flag.column))]
+            for batch in read_batches(legacy_url, spec.source_name, columns, spec.key):
+                marked = pc.equal(
+                    pc.utf8_trim_whitespace(pc.cast(batch.column(1), pa.string())), flag.removed
+                )
+                ids = pc.cast(batch.column(0).filter(pc.fill_null(marked, False)), pa.string())
+                ids = ids.drop_null()
+                for start in range(0, len(ids), REMOVED_CHUNK):
+                    found = conn.execute(
+                        "SELECT legacy_id, coalesce(merged_into, new_id)::text FROM migration.crosswalk"
+                        " WHERE legacy_system = %s AND legacy_table = %s AND outcome IN ('migrated', 'merged')"
+                        " AND legacy_id = ANY(%s::text[]) ORDER BY length(legacy_id), legacy_id",
+                        (LEGACY_SYSTEM, table, ids[start : start + REMOVED_CHUNK].to_pylist()),
+                    ).fetchall()
+                    if found:
+                        legacy_id, new_id = (pa.array(c, pa.string()) for c in zip(*found, strict=True))
+                        names = pa.array([table] * len(found), pa.string())
+                        blank = pa.array([""] * len(found), pa.string())
+                        parts.append(pa.table([names, legacy_id, new_id, blank], schema=DELETED_SCHEMA))
+    return pa.concat_tables(parts) if parts else DELETED_SCHEMA.empty_table()
+
+
 def write_delta_report(
     store_url: str, run_id: str, planned: dict[str, Any], *, legacy_url: str, target_url: str
 ) -> dict[str, Any]:
@@ -303,19 +344,30 @@ def write_delta_report(
     deleted = dict.fromkeys(migrated_tables(), 0)
     for row in gone.group_by("legacy_table").aggregate([("legacy_id", "count")]).to_pylist():
         deleted[row["legacy_table"]] = row["legacy_id_count"]
+    flagged = removed_rows(legacy_url, target_url)
+    removed = dict.fromkeys(migrated_tables(), 0)
+    for row in flagged.group_by("legacy_table").aggregate([("legacy_id", "count")]).to_pylist():
+        removed[row["legacy_table"]] = row["legacy_id_count"]
     report = {
         **planned,
         "run_id": run_id,
         "changed_rows": changed,
         "unstamped_rows": unstamped,
         "deleted_rows": deleted,
+        "removed_rows": removed,
     }
     body = json.dumps(report, indent=2, sort_keys=True).encode()
     folder = evidence_dir(run_id)
     (folder / "delta_report.json").write_bytes(body)
-    pacsv.write_csv(
-        gone, folder / "deleted_rows.csv", write_options=pacsv.WriteOptions(quoting_style="needed")
-    )
+    for name, rows in (("deleted_rows.csv", gone), ("removed_rows.csv", flagged)):
+        pacsv.write_csv(rows, folder / name, write_options=pacsv.WriteOptions(quoting_style="needed"))
+    if flagged.num_rows:
+        log.warning(
+            "delta sync %s: %d migrated legacy rows flagged removed by the legacy system (%s); reported, not deleted",
+            run_id,
+            flagged.num_rows,
+            ", ".join(f"{t} {n}" for t, n in removed.items() if n),
+        )
     total = gone.num_rows
     if not total:
         log.info("delta sync %s: no migrated legacy row deleted in the legacy system", run_id)
@@ -326,4 +378,9 @@ def write_delta_report(
             total,
             ", ".join(f"{t} {n}" for t, n in deleted.items() if n),
         )
-    return {"changed_rows": sum(changed.values()), "waves": planned["waves"], "deleted_rows": total}
+    return {
+        "changed_rows": sum(changed.values()),
+        "waves": planned["waves"],
+        "deleted_rows": total,
+        "removed_rows": flagged.num_rows,
+    }

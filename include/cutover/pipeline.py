@@ -299,6 +299,10 @@ def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> S
         nonlocal unstamped
         for batch in read_batches(legacy_url, spec.source_name, columns, spec.key, invalid_ids=True):
             kept, changed_unstamped = scope.select(table, batch, snapshots)
+            if scope.kind == "delta" and spec.export_flag is not None:
+                # a row its legacy system flags removed is never carried by a sync (delta.removed_rows)
+                flag = pc.utf8_trim_whitespace(pc.cast(kept.column(spec.export_flag.column), pa.string()))
+                kept = kept.filter(pc.invert(pc.fill_null(pc.equal(flag, spec.export_flag.removed), False)))
             unstamped += changed_unstamped
             if spec.modified is not None and kept.num_rows:
                 tops.append(pc.max(kept.column(spec.modified)).as_py() or "")

@@ -19,9 +19,30 @@ from cutover.errors import ConfigError, CutoverError, TransientError, one_line, 
 log = logging.getLogger(__name__)
 
 
-def _legacy(url: str) -> None:
+def _legacy(url: str, profile_ref: str | None = None) -> None:
+    """The legacy database answers; or, for a CSV delivery, its folder lists and every file the
+    profile names is there with every column (nothing is fetched yet); and the profile reads what
+    ``legacy_db`` is (a database or a delivery)."""
+    from cutover.legacy.profile import current, load_profile
     from cutover.legacy.source import connect, dialect_of
+    from cutover.legacy.transport import is_delivery, open_delivery
 
+    profile = load_profile(profile_ref) if profile_ref is not None else current()
+    if is_delivery(url) != (profile.source_format == "csv"):
+        given = "a CSV delivery" if is_delivery(url) else "a database"
+        raise ConfigError(
+            f"legacy_db names {given}, but profile {profile.name} reads "
+            f"{'CSV files' if profile.source_format == 'csv' else 'a database'}"
+        )
+    if is_delivery(url):
+        from cutover.legacy.delivery import check_headers, csv_tables
+
+        with open_delivery(url) as source:
+            missing = sorted(set(csv_tables(profile)) - set(source.files()))
+            if missing:
+                raise ConfigError(f"{source.describe()} has no file {', '.join(missing)}")
+            check_headers(source.open, profile)
+        return
     with connect(url) as conn:
         cur = conn.cursor()
         try:
@@ -92,7 +113,7 @@ def check_configuration(
         _profile(profile_ref, parsed_tables)
     checks: list[tuple[str, Callable[[], None]]] = []
     if legacy_url is not None:
-        checks.append(("legacy_db", lambda: _legacy(legacy_url)))
+        checks.append(("legacy_db", lambda: _legacy(legacy_url, profile_ref)))
     if target_url is not None:
         checks.append(("target_db", lambda: _target(target_url)))
     if store_url is not None:

@@ -424,7 +424,7 @@ def test_a_document_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
     assert found == [f"{path}:4: expected ',' or '}}', but got ':'"]
     missing, _ = check_ref(str(tmp_path / "nowhere.yaml"))
     assert missing == [
-        f"{tmp_path / 'nowhere.yaml'}: no such profile (a built-in name: simulator, or a path)"
+        f"{tmp_path / 'nowhere.yaml'}: no such profile (a built-in name: simulator, webpt_extract, or a path)"
     ]
 
 

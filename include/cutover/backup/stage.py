@@ -46,10 +46,10 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
+from cutover.backup import delivered, mariadb, postgres, sqlite
 from cutover.backup import fingerprint as fp
-from cutover.backup import mariadb, postgres, sqlite
 from cutover.backup.crypto import CHUNK, backup_key, decrypt_file, encrypt_file, key_id
 from cutover.backup.fingerprint import TableFingerprint, fingerprint, is_transient
 from cutover.config import state_dir
@@ -66,7 +66,7 @@ ScratchFactory = Callable[[Dialect], AbstractContextManager[str]]
 """Given the backup's dialect, a context manager yielding the URL of an empty scratch database
 of that engine, which it drops on exit."""
 
-_ENGINES = {"sqlite": sqlite, "postgresql": postgres, "mysql": mariadb}
+_ENGINES = {"sqlite": sqlite, "postgresql": postgres, "mysql": mariadb, "csv": delivered}
 
 
 class BackupGateError(TerminalError):
@@ -110,6 +110,8 @@ class BackupManifest(TypedDict):
     objects: list[ObjectEntry]
     source: SourceFingerprint
     tables: dict[str, TableFingerprint]
+    delivered: NotRequired[dict[str, dict[str, Any]]]
+    """A CSV delivery's backup: per snapshot file, its delivery, SHA-256 and records as taken."""
 
 
 @dataclass(frozen=True)
@@ -228,23 +230,44 @@ def snapshot(legacy_url: str, workdir: Path) -> list[Path]:
         raise kind(f"snapshot of the {dialect} legacy database failed ({type(exc).__name__})") from exc
 
 
-def snapshot_legacy(legacy_url: str, run_id: str) -> SnapshotInfo:
+def snapshot_legacy(legacy_url: str, run_id: str, *, store_url: str | None = None) -> SnapshotInfo:
     """Snapshot into the run's work folder and fingerprint the source (stage 1 of pt_backup).
+
+    A CSV delivery (``legacy_url`` names one; ``store_url`` holds what the run took) is backed up as
+    its files (:mod:`cutover.backup.delivered`), fingerprinted as the pipeline reads them.
 
     Starts from an empty ``backup-work/`` (:func:`sweep_work`); on any failure the run's folder is
     removed before the error propagates, so no plaintext is left and nothing blocks a retry.
     """
+    from cutover.legacy.transport import is_delivery
+
     started = time.perf_counter()
-    dialect = dialect_of(legacy_url)
+    csv = is_delivery(legacy_url)
+    dialect = "csv" if csv else dialect_of(legacy_url)
     sweep_work()
     folder = work_dir(run_id)
     try:
-        source = SourceFingerprint(version=fp.VERSION, dialect=dialect, identity=fp.identity(legacy_url))
-        files = snapshot(legacy_url, folder)
-        # SQLite: the snapshot file is the source at one instant, so fingerprint it, not the live file
-        tables = fingerprint(f"sqlite:///{files[0]}" if dialect == "sqlite" else legacy_url)
+        facts: dict[str, Any] = {}
+        if csv:
+            from cutover.legacy.delivery import database, run_delivery
+
+            if store_url is None:
+                raise ConfigError("a backup of a CSV delivery needs the staging store the run took it into")
+            chain = run_delivery(store_url, run_id)["chain"]
+            source = SourceFingerprint(
+                version=fp.VERSION, dialect=dialect, identity={"deliveries": ",".join(chain)}
+            )
+            files, facts = delivered.snapshot(store_url, run_id, folder)
+            tables = fingerprint(database(store_url, run_id))
+        else:
+            source = SourceFingerprint(version=fp.VERSION, dialect=dialect, identity=fp.identity(legacy_url))
+            files = snapshot(legacy_url, folder)
+            # SQLite: the snapshot file is the source at one instant, so fingerprint it, not the live file
+            tables = fingerprint(f"sqlite:///{files[0]}" if dialect == "sqlite" else legacy_url)
         (folder / "snapshot.json").write_text(
-            json.dumps({"files": [f.name for f in files], "source": source, "tables": tables})
+            json.dumps(
+                {"files": [f.name for f in files], "source": source, "tables": tables, "delivered": facts}
+            )
         )
     except BaseException:
         if remove_work(folder):  # no plaintext left behind
@@ -372,12 +395,16 @@ def encrypt_and_store(
             run_key=run_key(run_id),
             dialect=taken["source"]["dialect"],
             created_at=now.isoformat(),
-            contents="the whole legacy database, attachments (documents.content) included",
+            contents="the delivered CSV files, as taken (SHA-256 of each in delivered)"
+            if taken["source"]["dialect"] == "csv"
+            else "the whole legacy database, attachments (documents.content) included",
             encryption={"algorithm": "AES-256-GCM", "chunk_bytes": chunk, "key_id": key_id(key)},
             objects=objects,
             source=taken["source"],
             tables=taken["tables"],
         )
+        if taken.get("delivered"):
+            manifest["delivered"] = taken["delivered"]
         store.put(f"{prefix(run_id)}/manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
     finally:
         remove_work(folder)
@@ -401,7 +428,7 @@ def scratch_on(server_url: str | None) -> ScratchFactory:
 
     @contextmanager
     def factory(dialect: Dialect) -> Iterator[str]:
-        if dialect == "sqlite":
+        if dialect in {"sqlite", "csv"}:  # a delivery is restored by reading its files into SQLite
             with sqlite.scratch() as url:
                 yield url
             return
@@ -440,6 +467,9 @@ def restore_test(
             plain = folder / sealed.name.removesuffix(".enc")
             if decrypt_file(sealed, plain, key) != obj["plain_sha256"]:
                 raise IntegrityError(f"backup object {obj['key']}: decrypted bytes differ from the snapshot")
+            taken = manifest.get("delivered", {}).get(plain.name)
+            if taken is not None and taken["sha256"] != obj["plain_sha256"]:
+                raise IntegrityError(f"backup object {obj['key']}: not the delivered file {taken['file']}")
             sealed.unlink()
             files.append(plain)
         with scratch_url_factory(dialect) as scratch_url:
@@ -553,7 +583,9 @@ class LiveSource:
         source = manifest.get("source")
         if not source or source.get("version") != fp.VERSION:
             return "made before backups recorded their source's fingerprint (or by another version)"
-        if source["dialect"] != self.dialect:
+        # a delivery is read as SQLite: its backup is compared by contents, as a SQLite file's is
+        live = "csv" if source["dialect"] == "csv" and self.dialect == "sqlite" else self.dialect
+        if source["dialect"] != live:
             return f"another database (a {source['dialect']} backup; the legacy database is {self.dialect})"
         if self.dialect != "sqlite" and source["identity"] != self.identity():
             return "another database (identity differs)"

@@ -16,6 +16,7 @@ ValueError: integer: unknown parameter knd (expected: kind)
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,7 +26,7 @@ import pyarrow.compute as pc
 
 from cutover.mapping import normalize as nz
 from cutover.mapping import rules as r
-from cutover.mapping.engine import Explode, LoadFlag, Rule
+from cutover.mapping.engine import Batch, Explode, LoadFlag, Rule
 
 
 # --- rules -------------------------------------------------------------------------------------------
@@ -66,6 +67,104 @@ def _icd(*, part: str = "code") -> Rule:
     return r.icd(part)
 
 
+_MODIFIER_RE = re.compile(r"^[0-9A-Z]{2}$")
+
+
+def _cell_text(b: Batch, column: str) -> pd.Series:
+    """A legacy column as the ``text`` rule reads it (shared with it through the batch's cache)."""
+    return b.once(("text", column), lambda: nz.clean_text(nz.null_tokens(b[column]).values).values)
+
+
+def _modifiers() -> Rule:
+    """CPT modifiers written in one column (``GP``, ``GP,59``, ``GP 59``) → a list, in written order."""
+
+    def run(b: Batch, src: tuple[str, ...]) -> nz.Normalized:
+        raw = _cell_text(b, src[0]).str.upper()
+        read: dict[str, tuple[list[str], bool]] = {}
+        for text in raw.dropna().unique().tolist():  # a handful of distinct spellings
+            parts = [p for p in re.split(r"[\s,;/:-]+", text) if p]
+            kept = list(dict.fromkeys(p for p in parts if _MODIFIER_RE.match(p)))
+            read[text] = (kept, len(kept) < len(set(parts)))
+        lists = [read[t][0] if isinstance(t, str) else [] for t in raw.tolist()]
+        invalid = [isinstance(t, str) and read[t][1] for t in raw.tolist()]
+        values = pd.Series(
+            pa.array(lists, pa.list_(pa.string())),
+            index=raw.index,
+            dtype=pd.ArrowDtype(pa.list_(pa.string())),
+        )
+        none = pd.Series(pd.NA, index=raw.index, dtype="string")
+        return nz.Normalized(
+            values=values,
+            reasons=none,
+            flags=none.mask(pd.Series(invalid, index=raw.index), "modifier_invalid"),
+        )
+
+    return Rule(
+        "CPT modifiers in one column ('GP', 'GP,59', 'GP 59') → a list in written order, repeats dropped; "
+        "one that is not two letters or digits is dropped and flagged modifier_invalid; none → an empty list",
+        run,
+    )
+
+
+def _upper_except(*, values: Mapping[str, str]) -> Rule:
+    """Code text, upper case; a listed value is bookkeeping, not a code: NULL, the row flagged."""
+    listed = {str(k).strip().upper(): str(v) for k, v in values.items()}
+    if not listed:
+        raise ValueError("values: give at least one bookkeeping value and its flag code")
+
+    def run(b: Batch, src: tuple[str, ...]) -> nz.Normalized:
+        raw = _cell_text(b, src[0]).str.upper()
+        flags = raw.map(listed).astype("string")
+        return nz.Normalized(
+            values=raw.mask(flags.notna().to_numpy(dtype=bool)),
+            reasons=pd.Series(pd.NA, index=raw.index, dtype="string"),
+            flags=flags,
+        )
+
+    shown = ", ".join(f"{k} (flagged {v})" for k, v in listed.items())
+    return Rule(
+        f"code text: trimmed, upper case, null tokens to NULL; a bookkeeping value that is no code is "
+        f"NULL and the row flagged: {shown}",
+        run,
+    )
+
+
+def _appointment_state(
+    *, active: str = "Active", inactive: str = "Inactive", no_show: list[str] | None = None
+) -> Rule:
+    """An appointment's state from three columns: the scheduler's status, the check-in time, the
+    cancellation reason (read in this order)."""
+    on = active.strip().upper()
+    off = inactive.strip().upper()
+    absent = {r.strip().upper() for r in no_show or ()}
+
+    def run(b: Batch, src: tuple[str, ...]) -> nz.Normalized:
+        if len(src) != 3:
+            raise ValueError(
+                f"appointment_state reads 3 columns (status, check-in time, reason), {len(src)} given"
+            )
+        status = _cell_text(b, src[0]).str.upper()
+        checked_in = _cell_text(b, src[1]).notna()
+        reason = _cell_text(b, src[2]).str.upper()
+        values = pd.Series(pd.NA, index=status.index, dtype="string")
+        values = values.mask(status.eq(on).fillna(False), "scheduled")
+        off_rows = status.eq(off).fillna(False)
+        values = values.mask(off_rows, "cancelled")
+        values = values.mask(off_rows & reason.isin(absent).fillna(False), "no_show")
+        values = values.mask(checked_in, "arrived")
+        unknown = status.notna() & ~status.isin([on, off]).fillna(False) & ~checked_in
+        reasons = pd.Series(pd.NA, index=status.index, dtype="string").mask(unknown, "status_unknown")
+        return nz.Normalized(values=values.mask(unknown), reasons=reasons)
+
+    return Rule(
+        f"appointment state from the status, the check-in time and the cancellation reason: checked in → "
+        f"arrived; {active} → scheduled; {inactive} → no_show where the reason is "
+        f"{' or '.join(repr(r) for r in no_show or ()) or '(none given)'}, else cancelled; another status "
+        "is status_unknown",
+        run,
+    )
+
+
 RULES: dict[str, Callable[..., Rule]] = {
     "text": r.text,
     "upper": r.upper,
@@ -92,6 +191,9 @@ RULES: dict[str, Callable[..., Rule]] = {
     "same": r.same,
     "binary": r.binary,
     "sha256": r.sha256,
+    "modifiers": _modifiers,
+    "upper_except": _upper_except,
+    "appointment_state": _appointment_state,
 }
 """Rules by name: one target value from legacy column(s)."""
 
@@ -215,6 +317,32 @@ def lines_entered_twice(*, key: str, within: str) -> CheckFn:
     return fires
 
 
+def value_in(*, column: str, values: list[str]) -> CheckFn:
+    """Fires where ``column`` (a legacy column or a mapped field), read as trimmed text, is one of
+    ``values`` (case-insensitive); an empty cell never fires."""
+    wanted = [str(v).strip().upper() for v in values]
+    if not wanted:
+        raise ValueError("values: give at least one value")
+
+    def fires(view: pd.DataFrame) -> pd.Series:
+        return view[column].astype("string").str.strip().str.upper().isin(wanted).fillna(False)
+
+    return fires
+
+
+def untimed_units(*, code: str = "cpt_code", units: str = "units") -> CheckFn:
+    """Rows whose untimed code, billed once a session, carries more than one unit: the unit rule of a
+    legacy table that keeps no minutes (the 8-minute rule cannot be judged without them)."""
+
+    def fires(view: pd.DataFrame) -> pd.Series:
+        lines = pd.DataFrame(
+            {"cpt_code": view[code], "units": view[units], "minutes": pd.Series(pd.NA, index=view.index)}
+        )
+        return nz.units_check(lines).eq("untimed_multiple_units").fillna(False)
+
+    return fires
+
+
 CHECKS: dict[str, Callable[..., CheckFn]] = {
     "before": before,
     "exceeds": exceeds,
@@ -222,6 +350,8 @@ CHECKS: dict[str, Callable[..., CheckFn]] = {
     "units_rule": units_rule,
     "entered_twice": entered_twice,
     "lines_entered_twice": lines_entered_twice,
+    "value_in": value_in,
+    "untimed_units": untimed_units,
 }
 """Row checks by name: True where the check fires. A ``key`` parameter is the table's key, given by
 the profile loader."""

@@ -258,7 +258,7 @@ def reconcile(
             patients_mismatched = len(set(keys))
             ledger_failures = sum(by_kind.get(k, 0) for k in LEDGER_KINDS)
             rate = (patients_mismatched + ledger_failures) / max(1, compared)
-            aside = dict(
+            aside: dict[str, int] = dict(
                 conn.execute(
                     "SELECT legacy_table, count(*) FROM migration.reject WHERE legacy_system = %s"
                     " AND run_id = %s AND reason_code = ANY(%s) GROUP BY 1",

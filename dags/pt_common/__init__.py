@@ -62,7 +62,8 @@ def select_profile(context: Any) -> None:
 
 def parsed_tables() -> dict[str, list[str]]:
     """The legacy tables a DAG's task groups are built over, when Airflow parses it, each with its parent
-    tables (parents first): those of the profile
+    tables (parents first): the mapped tables (a table the profile does not map is not migrated) of the
+    profile
     ``CUTOVER_PROFILE`` or the ``legacy_db`` connection's extra (from the environment only: parsing
     touches no database) name, else ``simulator``'s. A profile that cannot be read gives none: the
     run's first task then says why."""
@@ -72,7 +73,8 @@ def parsed_tables() -> dict[str, list[str]]:
     given = os.environ.get(env_var("legacy_db"))
     try:
         extra = fields_from_env(given).extra if given else {}
-        tables = from_document(load_document(choose(None, extra))).tables
+        profile = from_document(load_document(choose(None, extra)))
+        tables = {name: profile.tables[name] for name in profile.mapped_tables}
     except (ProfileError, ValueError, KeyError, TypeError, AttributeError):
         return {}
     return {name: [p for _, p in t.parents if p in tables and p != name] for name, t in tables.items()}

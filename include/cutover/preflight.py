@@ -87,9 +87,9 @@ def _profile(ref: str, parsed_tables: list[str] | None) -> None:
     from cutover.legacy.profile import load_profile
 
     profile = load_profile(ref)  # a ProfileError: file:line: field: what is wrong
-    if parsed_tables is not None and list(profile.tables) != list(parsed_tables):
+    if parsed_tables is not None and profile.mapped_tables != list(parsed_tables):
         raise ConfigError(
-            f"profile {profile.name} has the legacy tables {', '.join(profile.tables)}, but the DAG was "
+            f"profile {profile.name} maps the legacy tables {', '.join(profile.mapped_tables)}, but the DAG was "
             f"parsed with {', '.join(parsed_tables) or 'none'}: set CUTOVER_PROFILE (or the legacy_db "
             "extra) for the deployment so Airflow builds the DAGs over this profile"
         )

@@ -16,6 +16,12 @@ from cutover.preflight import check_configuration
 pytestmark = pytest.mark.slow
 
 
+def _ran(task: str, output: str) -> bool:
+    """Whether ``output`` shows ``task`` doing anything (Airflow's closing list of the tasks left
+    unrunnable, after a failure upstream, names them without running them)."""
+    return any(task in line for line in output.splitlines() if "unrunnable tasks" not in line)
+
+
 def test_a_refused_password_fails_pt_backup_at_once_in_one_line(home: Path) -> None:
     require_service("MariaDB", "127.0.0.1", 3306)
     url = SYSTEM_MARIADB.replace("root@", "root:not-the-password@").rstrip("/") + "/test"
@@ -32,7 +38,7 @@ def test_a_refused_password_fails_pt_backup_at_once_in_one_line(home: Path) -> N
     # terminal: the retry policy fails the task on its first try, and nothing after it runs
     assert "action=fail" in output
     assert "UP_FOR_RETRY" not in output.upper().replace(" ", "_")
-    assert "snapshot_legacy" not in output.split("Retry policy decision", 1)[1]
+    assert not _ran("snapshot_legacy", output.split("Retry policy decision", 1)[1])
     assert seconds < 60, seconds  # Airflow's start included; the check itself is below a second (next test)
 
 
@@ -123,4 +129,4 @@ def test_pt_backup_refuses_a_broken_profile_in_its_first_task(home: Path, tmp_pa
     assert f"{broken}:" in lines[0]
     assert "unknown rule 'flag_y'" in lines[0]
     assert "flag_yn" in lines[0]
-    assert "snapshot_legacy" not in output.split("Retry policy decision", 1)[-1]
+    assert not _ran("snapshot_legacy", output.split("Retry policy decision", 1)[-1])

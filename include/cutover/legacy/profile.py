@@ -196,6 +196,11 @@ class Profile:
         return build_specs(self)
 
     @property
+    def mapped_tables(self) -> list[str]:
+        """The legacy tables the profile maps (those a run migrates), in load order."""
+        return [name for name in self.tables if self.document["tables"][name].get("map")]
+
+    @property
     def not_carried(self) -> dict[str, dict[str, str]]:
         """Legacy columns no target field carries, with the reason the profile gives."""
         return {

@@ -351,8 +351,43 @@ COMPLETENESS: dict[str, tuple[str, ...]] = {
 """Optional fields whose absence is a data-quality finding (completeness), not a contract break."""
 
 
-def _derived_columns(table: str) -> list[str]:
-    return [DERIVED_PREFIX + key.split(".")[1] for key in DERIVED if key.split(".")[0] == table]
+DERIVED_READS: dict[str, tuple[str, ...]] = {
+    "npi_luhn": ("npi",),
+    "certifying_npi_luhn": ("certifying_npi",),
+    "diagnosis_code_icd10cm": ("diagnosis_code",),
+    "diagnosis_codes_icd10cm": ("diagnosis_codes",),
+    "icd10_code_icd10cm": ("icd10_code",),
+    "score_in_range": ("instrument", "score"),
+    "untimed_one_unit": ("cpt_code", "units"),
+    "timed_units_8_minute": ("cpt_code", "units", "minutes"),
+    "used_within_authorized": ("visits_used", "visits_authorized"),
+}
+"""The mapped columns each derived rule reads."""
+
+
+@cache
+def _target_of() -> dict[str, str]:
+    """The target table of each table :data:`PLAUSIBLE`, :data:`COMPLETENESS` and :data:`DERIVED` name
+    (the built-in simulator profile's legacy tables: the rules are about the target's rows)."""
+    from cutover.legacy.profile import simulator
+
+    return {name: spec.target for name, spec in simulator().specs.items()}
+
+
+def _applies(named: str, columns: tuple[str, ...], spec: TableSpec) -> bool:
+    """A data-quality rule written for ``named``'s rows applies to ``spec``'s when they map onto the same
+    target table and ``spec`` stages every column the rule reads (another profile may map fewer)."""
+    staged = {f.name for f in spec.staged_schema}
+    return _target_of().get(named) == spec.target and set(columns) <= staged
+
+
+def _derived(spec: TableSpec) -> list[str]:
+    """The keys of :data:`DERIVED` that apply to ``spec``'s mapped rows."""
+    return [key for key in DERIVED if _applies(key.split(".")[0], DERIVED_READS[key.split(".")[1]], spec)]
+
+
+def _derived_columns(spec: TableSpec) -> list[str]:
+    return [DERIVED_PREFIX + key.split(".")[1] for key in _derived(spec)]
 
 
 def _mapped_contract(spec: TableSpec) -> list[Check]:
@@ -365,7 +400,7 @@ def _mapped_contract(spec: TableSpec) -> list[Check]:
             f"{p}.columns",
             "ExpectTableColumnsToMatchSet",
             {
-                "column_set": [f.name for f in spec.staged_schema] + _derived_columns(spec.legacy),
+                "column_set": [f.name for f in spec.staged_schema] + _derived_columns(spec),
                 "exact_match": True,
             },
             "the staged Parquet carries the spec's schema (and the gate adds its derived check__ columns)",
@@ -468,24 +503,23 @@ def _mapped_quality(spec: TableSpec) -> list[Check]:
     t = spec.legacy
     out: list[Check] = []
     for (table, column), (low, high, why) in PLAUSIBLE.items():
-        if table == t:
+        if _applies(table, (column,), spec):
             out.append(
                 Check("mapped", t, f"{p}.{column}.plausible", "ExpectColumnValuesToBeBetween",
                       {"column": column, "min_value": low, "max_value": high}, why, "plausibility")
             )  # fmt: skip
-    for column in COMPLETENESS.get(t, ()):
+    for column in (c for named, cs in COMPLETENESS.items() for c in cs if _applies(named, (c,), spec)):
         out.append(
             Check("mapped", t, f"{p}.{column}.recorded", "ExpectColumnValuesToNotBeNull", {"column": column},
                   f"{column} is recorded (completeness)", "completeness")
         )  # fmt: skip
-    for key in DERIVED:
-        table, rule = key.split(".")
-        if table == t:
-            why, dimension = _DERIVED_WHY[rule]
-            out.append(
-                Check("mapped", t, f"{p}.{rule}", "ExpectColumnValuesToBeInSet",
-                      {"column": DERIVED_PREFIX + rule, "value_set": [True]}, why, dimension, derived=key)
-            )  # fmt: skip
+    for key in _derived(spec):
+        rule = key.split(".")[1]
+        why, dimension = _DERIVED_WHY[rule]
+        out.append(
+            Check("mapped", t, f"{p}.{rule}", "ExpectColumnValuesToBeInSet",
+                  {"column": DERIVED_PREFIX + rule, "value_set": [True]}, why, dimension, derived=key)
+        )  # fmt: skip
     return out
 
 

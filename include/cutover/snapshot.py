@@ -41,12 +41,17 @@ class Snapshot:
 
     keys: pa.Array
     hashes: pa.Array
+    ignored: tuple[str, ...] = ()
+    """Columns a row's fingerprint leaves out: its export flag, which says how a delivery carries the
+    row (new, modified), not what the row holds, so a row delivered again unchanged is not a change."""
 
     @classmethod
     def of_runs(cls, store: Store, run_keys: tuple[str, ...], table: str) -> Snapshot | None:
         """Over ``run_keys`` (oldest first; a later run's copy of a row wins); ``None`` when none of them
         kept its extract of ``table`` (then only timestamps can tell a change)."""
-        key = legacy_tables()[table].key
+        spec = legacy_tables()[table]
+        key = spec.key
+        ignored = (spec.export_flag.column,) if spec.export_flag else ()
         keys: list[pa.Array] = []
         hashes: list[pa.Array] = []
         found = False
@@ -57,20 +62,26 @@ class Snapshot:
             found = True
             for batch in iter_batches(store, prefix, max_rows=BATCH_ROWS):
                 keys.append(batch.column(key))
-                hashes.append(fingerprints(batch))
+                hashes.append(fingerprints(_without(batch, ignored)))
         if not found:
             return None
         if not keys:
-            return cls(pa.array([], current().key_arrow_type(table)), pa.array([], pa.uint64()))
+            return cls(pa.array([], current().key_arrow_type(table)), pa.array([], pa.uint64()), ignored)
         frame = pd.DataFrame(
             {"key": pa.chunked_array(keys).to_numpy(), "hash": pa.chunked_array(hashes).to_numpy()}
         ).drop_duplicates("key", keep="last")
         return cls(
-            pa.array(frame["key"].to_numpy()), pa.array(frame["hash"].to_numpy(np.uint64), pa.uint64())
+            pa.array(frame["key"].to_numpy()),
+            pa.array(frame["hash"].to_numpy(np.uint64), pa.uint64()),
+            ignored,
         )
 
     def differs(self, batch: pa.RecordBatch, key: str) -> pa.Array:
         """True for each row of ``batch`` that is not in the snapshot or whose fingerprint changed."""
         at = pc.index_in(batch.column(key), value_set=self.keys)
         before = pc.take(self.hashes, at)
-        return pc.fill_null(pc.not_equal(before, fingerprints(batch)), True)
+        return pc.fill_null(pc.not_equal(before, fingerprints(_without(batch, self.ignored))), True)
+
+
+def _without(batch: pa.RecordBatch, columns: tuple[str, ...]) -> pa.RecordBatch:
+    return batch.drop_columns([c for c in columns if c in batch.schema.names]) if columns else batch

@@ -327,7 +327,8 @@ def cmd_profile_check(args: argparse.Namespace) -> int:
 
 
 def cmd_profile_draft(args: argparse.Namespace) -> int:
-    """Draft a profile for a legacy system nobody has profiled yet (a person finishes its TODOs)."""
+    """Draft a profile for a legacy system nobody has profiled yet, from its database or a delivery of
+    CSV files (a person finishes its TODOs)."""
     from cutover.legacy.profile_draft import write_draft
 
     url = args.legacy or configured_url("legacy_db")
@@ -428,8 +429,14 @@ def parser() -> argparse.ArgumentParser:
     pc.add_argument("profile")
     pc.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     pc.set_defaults(func=cmd_profile_check)
-    pd_ = profile_sub.add_parser("draft", help="draft a profile from a legacy database, with TODOs to finish")
-    pd_.add_argument("--legacy", help="the legacy database URL (default: the legacy_db connection)")
+    pd_ = profile_sub.add_parser(
+        "draft", help="draft a profile from a legacy database or a CSV delivery, with TODOs to finish"
+    )
+    pd_.add_argument(
+        "--legacy",
+        help="the legacy database URL, or a folder of CSV files: csv:///abs/folder or sftp://user@host/folder?"
+        "key_file=…&host_key=… (default: the legacy_db connection)",
+    )
     pd_.add_argument("--out", required=True, help="the draft profile (YAML) to write")
     pd_.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     pd_.set_defaults(func=cmd_profile_draft)

@@ -57,11 +57,16 @@ def test_dag_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert dag.catchup is False
     assert "## Runbook" in (dag.doc_md or "")
     tasks = {t.task_id: t for t in dag.tasks}
-    assert set(tasks) == {"check_configuration", "profile_table", "run_checks", "write_report"}
+    assert set(tasks) == {
+        "check_configuration",
+        "take_delivery",
+        "profile_table",
+        "run_checks",
+        "write_report",
+    }
+    assert tasks["take_delivery"].upstream_task_ids == {"check_configuration"}
     assert (
-        tasks["profile_table"].upstream_task_ids
-        == tasks["run_checks"].upstream_task_ids
-        == {"check_configuration"}
+        tasks["profile_table"].upstream_task_ids == tasks["run_checks"].upstream_task_ids == {"take_delivery"}
     )
     profile = tasks["profile_table"]
     assert profile.map_index_template == "{{ table }}"

@@ -29,6 +29,7 @@ import cutover.legacy.profile_draft_measure as profile_draft_measure
 from cutover.cli import main
 from cutover.legacy.profile import load_document, simulator
 from cutover.legacy.profile_check import check_ref
+from cutover.legacy.profile_draft_measure import agreement
 from cutover.mapping.library import RULES, build
 from cutover.mapping.normalize import CPT_COLUMNS
 from cutover.simulate import simulate
@@ -97,54 +98,9 @@ Naming = dict[str, tuple[str, dict[str, str]]]
 def _agreement(
     draft: dict[str, Any], naming: Naming | None = None, reference: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """How much of a profile written by a person (``reference``'s tables, the simulator's by default)
-    the draft proposes, the reference's names read through ``naming`` as the database has them.
-
-    A field agrees when the draft maps its legacy table to the same target and the field from the same
-    first source column; keys when equal; parents when the draft holds the relation.
-    """
-    names = naming or {}
-    written = reference if reference is not None else simulator().document["tables"]
-
-    def table(name: str) -> str:
-        return names.get(name, (written[name].get("source", name), {}))[0]
-
-    def column(name: str, col: str) -> str:
-        return names.get(name, (name, {}))[1].get(col, col)
-
-    tables = draft["tables"]
-    expected, matched = [], []
-    for name, spec in written.items():
-        mapping = spec.get("map") or {}
-        for field, given in (mapping.get("fields") or {}).items():
-            first = given["from"] if isinstance(given["from"], str) else given["from"][0]
-            # an explode step's output keeps its name (cpt_code, units…); a legacy column is renamed
-            source = first if mapping.get("explode") else column(name, first)
-            expected.append((name, field))
-            proposed = tables[table(name)].get("map") or {}
-            got = ((proposed.get("fields") or {}).get(field) or {}).get("from")
-            got = got if isinstance(got, str) or got is None else got[0]
-            if proposed.get("to") == mapping["to"] and got == source:
-                matched.append((name, field))
-    relations = {
-        (table(n), column(n, c), table(p))
-        for n, t in written.items()
-        for c, p in (t.get("parents") or {}).items()
-    }
-    proposed_relations = {(n, c, p) for n, t in tables.items() for c, p in (t.get("parents") or {}).items()}
-    return {
-        "share": len(matched) / len(expected),
-        "fields": len(expected),
-        "missed": sorted(set(expected) - set(matched)),
-        "wrong_keys": {
-            n: tables[table(n)]["key"]
-            for n, t in written.items()
-            if tables[table(n)]["key"] != column(n, t["key"])
-        },
-        "parents": len(relations & proposed_relations) / len(relations),
-        "relations": len(relations),
-        "extra_parents": sorted(proposed_relations - relations),
-    }
+    """:func:`~cutover.legacy.profile_draft_measure.agreement` with a profile written by a person
+    (``reference``'s tables, the simulator's by default)."""
+    return agreement(draft, reference if reference is not None else simulator().document["tables"], naming)
 
 
 def _assert_agrees(found: dict[str, Any], what: str) -> None:

@@ -412,7 +412,14 @@ def duplicate_patients(data: LegacyData) -> list[Finding]:
     known = keys.notna().to_numpy(dtype=bool)
     # frames are in key order: the first patient of a block is the earliest record, the rest are candidates
     later = keys[known].duplicated(keep="first").to_numpy(dtype=bool)
-    return [Finding("patients", "pat_name", frame["pat_id"].to_numpy()[known][later], int(known.sum()))]
+    return [
+        Finding(
+            "patients",
+            "pat_name",
+            frame[legacy_tables()["patients"].key].to_numpy()[known][later],
+            int(known.sum()),
+        )
+    ]
 
 
 # --- codes and identifiers ----------------------------------------------------------------------
@@ -532,7 +539,14 @@ def placeholder_ssns(data: LegacyData) -> list[Finding]:
     keyed = raw.notna().to_numpy(dtype=bool)
     blank = keyed & ~_present(raw)
     fake = _np(nz.ssn(raw).reasons == "ssn_placeholder")
-    return [Finding("patients", "ssn", frame["pat_id"].to_numpy()[blank | fake], int(keyed.sum()))]
+    return [
+        Finding(
+            "patients",
+            "ssn",
+            frame[legacy_tables()["patients"].key].to_numpy()[blank | fake],
+            int(keyed.sum()),
+        )
+    ]
 
 
 _NPI_COLUMNS: Final = (("providers", "npi"), ("ref_physicians", "npi"), ("plans_of_care", "certified_by"))
@@ -569,7 +583,9 @@ def invalid_npis(data: LegacyData) -> list[Finding]:
 def notes_without_appointment(data: LegacyData) -> list[Finding]:
     visits = data.table("visits", ["appt_id"])
     mask = _np(pc.is_null(visits["appt_id"]))
-    return [Finding("visits", "appt_id", visits["visit_id"].to_numpy()[mask], visits.num_rows)]
+    return [
+        Finding("visits", "appt_id", visits[legacy_tables()["visits"].key].to_numpy()[mask], visits.num_rows)
+    ]
 
 
 def _days(dates: pd.Series) -> np.ndarray:
@@ -622,7 +638,11 @@ def visits_after_discharge(data: LegacyData) -> list[Finding]:
     with np.errstate(invalid="ignore"):  # NaN compares False: an unreadable date judges nothing
         judged = ~np.isnan(when) & ~np.isnan(dc) & (dc >= st)
         after = judged & (when > dc)
-    return [Finding("visits", "visit_date", visits["visit_id"].to_numpy()[after], int(judged.sum()))]
+    return [
+        Finding(
+            "visits", "visit_date", visits[legacy_tables()["visits"].key].to_numpy()[after], int(judged.sum())
+        )
+    ]
 
 
 # --- outcomes, procedures, money ----------------------------------------------------------------

@@ -16,34 +16,55 @@ in MySQL/MariaDB), samples every table, and writes a profile in the format of th
 - the target table of each legacy table and the target field of each column, from names
   (:func:`~cutover.legacy.profile_draft_measure.similarity`) and the values' patterns
   (:func:`~cutover.legacy.profile_draft_measure.value_facts`), with a rule of the mapping library
-  and its parameters.
+  and its parameters; a table no name places, that a placed table's relation points to, from the
+  one foreign key of that table's target left for it (:func:`_targets_of_parents`).
+
+**A delivery of CSV files** (``csv:///folder``, ``sftp://…``: :mod:`cutover.legacy.transport`) is
+drafted by the same code (:func:`survey_delivery`): each ``*.csv`` file is a table (named by its
+stem in snake_case), its header the columns; a bounded sample of its records
+(:func:`~cutover.legacy.csvfile.read_records`, stopped after :data:`SAMPLE_ROWS`) goes into a
+temporary SQLite database, which is then surveyed like any legacy database. The draft adds the
+delivery's format: the delimiter sniffed from each header line, the encoding found on the sample
+(UTF-8 where it decodes strictly, a byte-order mark or not, Windows-1252 otherwise), the profile's
+``source`` from what most files have and a table's ``csv`` where its file differs, each table's
+file name, and ``changes.export_flag`` where a column named so holds only 1, 2 and 3. Why a
+temporary database rather than a second drafter: keys, relations (joins of samples), targets and
+rules stay one implementation, and the CSV path is only the sampling and the format.
 
 Bounded: at most :data:`SAMPLE_ROWS` rows of a table are read (the first the database returns),
 each value cut to :data:`VALUE_CHARS` characters by the database, and one table's sample is held
 at a time; memory follows the number of columns, never a table's size. The whole table is only
-counted (``COUNT(*)``, the key's ``COUNT(DISTINCT)``), never loaded. The draft holds names, counts
-and shares: no value of the database.
+counted (``COUNT(*)``, the key's ``COUNT(DISTINCT)``), never loaded. A delivered file is read up
+to its sample only (its key is then unique in the sample: confirmed by a person, a ``TODO``),
+and the samples wait on disk in a private temporary folder, removed when the draft is written.
+The draft holds names, counts and shares: no value of the database.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
-from collections.abc import Iterator, Sequence
+import sqlite3
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from cutover.errors import CutoverError, TransientError
+from cutover.errors import ConfigError, CutoverError, TransientError
+from cutover.legacy.csvfile import CsvError, CsvFormat, read_header, read_records
 from cutover.legacy.profile_draft_measure import (
     ICD_PARTS,
     NAME_PARTS,
     PATTERN_WORDS,
     STRONG,
     TODO,
+    Pattern,
     ValueFacts,
     choose_rule,
     expects,
@@ -55,6 +76,7 @@ from cutover.legacy.profile_draft_measure import (
 )
 from cutover.legacy.schema import ColumnType, Dialect
 from cutover.legacy.source import connect, dialect_of
+from cutover.legacy.transport import DeliverySource, is_delivery, open_delivery
 from cutover.target.columns import TargetColumn, target_columns
 
 log = logging.getLogger(__name__)
@@ -121,6 +143,24 @@ class Relation:
         )
 
 
+@dataclass(frozen=True)
+class CsvFile:
+    """What a draft says of one file of a CSV delivery: its name, sizes, counts and format, no value."""
+
+    name: str
+    bytes: int
+    encoding: str
+    """``utf-8`` (the sampled rows decode strictly; a BOM too) or ``cp1252`` (they do not)."""
+    bom: bool
+    delimiter: str
+    complete: bool
+    """The sample reached the end of the file: every row of it was read."""
+    malformed: int
+    """Records of the sample that are not rows (wrong number of fields, undecodable…)."""
+    export_flag: str | None = None
+    """A column named ``export_flag`` whose sampled values are all 1, 2 or 3 (new, modified, removed)."""
+
+
 @dataclass
 class Table:
     name: str
@@ -131,9 +171,19 @@ class Table:
     key_why: str = ""
     parents: list[Relation] = field(default_factory=list)
     candidates: list[Relation] = field(default_factory=list)
+    file: CsvFile | None = None
+    """The delivered file the table is sampled from (None: a table of a database)."""
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
+
+    def all_rows(self, count: int) -> str:
+        """The rows a check on the whole table saw: of a file read in part, only the sample's."""
+        if self.file is None:
+            return f"all {count:,} rows (COUNT DISTINCT)"
+        if self.file.complete:
+            return f"all {count:,} rows of the file"
+        return f"the {count:,} rows sampled ({TODO} confirm on the whole file)"
 
     @property
     def numeric_key(self) -> bool:
@@ -282,10 +332,10 @@ def choose_key(conn: Any, dialect: Dialect, table: Table) -> None:
         if not (distinct == present and present >= 0.99 * count and count):
             continue
         table.key = column.name
-        reasons = [f"unique in all {count:,} rows (COUNT DISTINCT)"]
+        reasons = [f"unique in {table.all_rows(count)}"]
         missing = column.facts.sampled - column.facts.present
         if present == count and not missing:
-            reasons[0] = f"unique and non-null in all {count:,} rows (COUNT DISTINCT)"
+            reasons[0] = f"unique and non-null in {table.all_rows(count)}"
         else:
             reasons.append(
                 f"{TODO} confirm: {missing:,} of {column.facts.sampled:,} sampled rows have no value"
@@ -330,7 +380,8 @@ def find_parents(conn: Any, dialect: Dialect, tables: list[Table]) -> None:
     Small numbers (a priority, a count of units) are in every key range: a relation is taken where
     at least :data:`PARENT_SHARE` of the values are contained and the names agree; weaker ones are
     candidates. Only pairs whose names could agree are asked (a schema of hundreds of tables is not
-    joined table by table).
+    joined table by table). Relations that form a cycle lose their weakest to the candidates
+    (:func:`_break_cycles`).
     """
     keyed = [t for t in tables if t.key is not None]
     for table in tables:
@@ -368,6 +419,41 @@ def find_parents(conn: Any, dialect: Dialect, tables: list[Table]) -> None:
                     + ("" if named else f" for {column.name}, not named like an id")
                 )
             table.candidates += sorted(weaker, key=lambda r: (-r.name, -r.share))[:2]
+    _break_cycles(tables)
+
+
+def _cycle(tables: list[Table]) -> list[tuple[Table, Relation]]:
+    """The relations of one cycle of parent relations (child, relation), or none."""
+    by_name = {t.name: t for t in tables}
+    state: dict[str, str] = {}
+    path: list[tuple[Table, Relation]] = []
+
+    def visit(table: Table) -> list[tuple[Table, Relation]]:
+        state[table.name] = "open"
+        for rel in table.parents:
+            path.append((table, rel))
+            if state.get(rel.parent) == "open":
+                return path[next(i for i, (t, _) in enumerate(path) if t.name == rel.parent) :]
+            if rel.parent not in state and (found := visit(by_name[rel.parent])):
+                return found
+            path.pop()
+        state[table.name] = "done"
+        return []
+
+    return next((found for t in tables if t.name not in state and (found := visit(t))), [])
+
+
+def _break_cycles(tables: list[Table]) -> None:
+    """No cycle of parent relations (the profile check refuses one): the relation of a cycle whose
+    name agrees least (then the least contained) becomes a candidate, until none is left. A wide
+    table's small codes (a type, a company) are contained in many a key range and close one.
+    """
+    while cycle := _cycle(tables):
+        table, rel = min(cycle, key=lambda tr: (tr[1].name, tr[1].share))
+        table.parents.remove(rel)
+        shown = " → ".join([*(t.name for t, _ in cycle), cycle[0][0].name])
+        rel.doubt = f"the weakest relation of a cycle: {shown}"
+        table.candidates.append(rel)
 
 
 @contextlib.contextmanager
@@ -381,8 +467,11 @@ def _reading(what: str) -> Iterator[None]:
         raise TransientError(f"profile draft: reading {what} failed ({type(exc).__name__})") from exc
 
 
-def survey(url: str) -> tuple[Dialect, list[Table]]:
-    """Every table of the legacy database at ``url``: counted, sampled, keyed, related."""
+def survey(url: str, files: Mapping[str, CsvFile] | None = None) -> tuple[Dialect, list[Table]]:
+    """Every table of the legacy database at ``url``: counted, sampled, keyed, related.
+
+    ``files``: the delivered file each table was sampled from (:func:`survey_delivery`).
+    """
     dialect = dialect_of(url)
     with _open(url) as conn:
         with _reading("the catalog"):
@@ -391,11 +480,148 @@ def survey(url: str) -> tuple[Dialect, list[Table]]:
         for name, cols in listed:
             with _reading(f"table {name}"):
                 tables.append(sample_table(conn, dialect, name, cols))
+                tables[-1].file = (files or {}).get(name)
                 choose_key(conn, dialect, tables[-1])
         with _reading("the parent relations"):
             find_parents(conn, dialect, tables)
     log.info("profile draft: %d tables surveyed (at most %d rows sampled each)", len(tables), SAMPLE_ROWS)
     return dialect, tables
+
+
+# --- a delivery of CSV files --------------------------------------------------------------------------
+HEADER_BYTES = 64 << 10
+"""The most bytes read of a file's first line (its byte-order mark, delimiter and header)."""
+DELIMITERS = (",", ";", "|", "\t")
+"""The delimiters looked for in a header line, the first preferred on a tie."""
+_BOM = b"\xef\xbb\xbf"
+_FLAG_REASON = (
+    "the delivery's row code (1 new, 2 modified, 3 removed): read by the delta sync; a removed row "
+    "is set aside removed_in_source"
+)
+
+
+def table_name(file: str) -> str:
+    """A file's table: its stem in snake_case.
+
+    >>> table_name("visits_soap2.csv"), table_name("PatientMaster.CSV"), table_name("Billing Charges.csv")
+    ('visits_soap2', 'patient_master', 'billing_charges')
+    """
+    stem = file.rsplit(".", 1)[0]
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", stem)
+    return re.sub(r"[^0-9a-z]+", "_", snake.lower()).strip("_") or "file"
+
+
+def sniff_delimiter(line: bytes) -> str:
+    r"""The delimiter of a header line: the one of :data:`DELIMITERS` found most often outside quotes.
+
+    >>> sniff_delimiter(b'id;"last, first";dob\r\n'), sniff_delimiter(b"id|name"), sniff_delimiter(b"id")
+    (';', '|', ',')
+    """
+    unquoted = re.sub(rb'"[^"]*"', b"", line)
+    count, _, best = max((unquoted.count(d.encode()), -i, d) for i, d in enumerate(DELIMITERS))
+    return best if count else DELIMITERS[0]
+
+
+def _header(first: bytes, fmt: CsvFormat, name: str) -> list[str]:
+    """The header of a file's first line; refused (one line naming the file, no value) where it cannot
+    be a table's: unreadable, longer than :data:`HEADER_BYTES`, names SQLite would take for one
+    (``ID``, ``id``), or no header at all (most names without a letter: a record's values)."""
+    if len(first) >= HEADER_BYTES and not first.endswith(b"\n"):
+        raise CsvError(f"{name}: no end of the header line in its first {HEADER_BYTES:,} bytes")
+    header = read_header(io.BytesIO(first), fmt, name=name)
+    folded = [c.casefold() for c in header]
+    twice = next((i for i, c in enumerate(folded) if c in folded[:i]), None)
+    if twice is not None:
+        first_at = folded.index(folded[twice]) + 1
+        raise CsvError(f"{name}: columns {first_at} and {twice + 1} of the header differ only in case")
+    unnamed = sum(1 for c in header if not re.search(r"[^\W\d_]", c))
+    if 2 * unnamed > len(header):
+        raise CsvError(
+            f"{name}: {unnamed} of the {len(header)} header fields have no letter: "
+            "the file seems to begin with a record, not a header"
+        )
+    return header
+
+
+def sample_file(
+    conn: sqlite3.Connection, source: DeliverySource, name: str, size: int, table: str
+) -> CsvFile:
+    """At most :data:`SAMPLE_ROWS` records of one delivered file into table ``table`` of ``conn``.
+
+    The delimiter is sniffed from the header line, the encoding found on the sample: UTF-8 where
+    every sampled record decodes strictly (after a byte-order mark, if any), Windows-1252 otherwise.
+    Reading stops after the sample (never the whole file); values are cut to :data:`VALUE_CHARS`.
+    """
+    with source.open(name) as stream:
+        first = stream.readline(HEADER_BYTES)
+    bom, delimiter = first.startswith(_BOM), sniff_delimiter(first)
+    try:
+        first.decode("utf-8")
+        encodings = ("utf-8",) if bom else ("utf-8", "cp1252")
+    except UnicodeDecodeError:
+        encodings = ("cp1252",)
+    quoted = _q("sqlite", table)
+    for encoding in encodings:
+        fmt = CsvFormat(encoding=encoding, delimiter=delimiter)
+        header = _header(first, fmt, name)
+        conn.execute(f"DROP TABLE IF EXISTS {quoted}")
+        conn.execute(f"CREATE TABLE {quoted} ({', '.join(_q('sqlite', c) for c in header)})")
+        insert = f"INSERT INTO {quoted} VALUES ({', '.join('?' * len(header))})"
+        rows = malformed = undecodable = 0
+        complete = True
+        with source.open(name) as stream:  # a break leaves the rest of the file unread
+            for batch in read_records(stream, fmt, name=name, batch_rows=min(FETCH_ROWS, SAMPLE_ROWS)):
+                taken = batch.rows[: SAMPLE_ROWS - rows - malformed]
+                conn.executemany(
+                    insert, ([v if v is None else v[:VALUE_CHARS] for v in row] for row in taken)
+                )
+                rows += len(taken)
+                malformed += len(batch.malformed)
+                undecodable += sum(1 for m in batch.malformed if m.reason.startswith("undecodable"))
+                if rows + malformed >= SAMPLE_ROWS:
+                    complete = False
+                    break
+        if not undecodable:
+            break
+    flag = next((c for c in header if words(c) == ("export", "flag") and _codes_123(conn, quoted, c)), None)
+    return CsvFile(name, size, encoding, bom, delimiter, complete, malformed, flag)
+
+
+def _codes_123(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    """Every sampled value of ``column`` is 1, 2 or 3, and there is one."""
+    col = _q("sqlite", column)
+    ((present, other),) = _all(conn, f"SELECT COUNT({col}), TOTAL({col} NOT IN ('1', '2', '3')) FROM {table}")
+    return bool(present) and not other
+
+
+def survey_delivery(url: str) -> tuple[Dialect, list[Table]]:
+    """Every ``*.csv`` file of the delivery at ``url`` (a folder, local or on SFTP) as a table.
+
+    A bounded sample of each file is loaded into a temporary SQLite database (in a private temporary
+    folder, removed afterwards: the sample holds patient data), which :func:`survey` then reads as it
+    reads any legacy database: one drafter for both.
+    """
+    with open_delivery(url) as source, tempfile.TemporaryDirectory(prefix="cutover-draft-") as tmp:
+        found = source.files()
+        listed = {n: size for n, size in found.items() if n.lower().endswith(".csv")}
+        if not listed:
+            raise ConfigError(f"profile draft: {source.describe()} holds no .csv file")
+        db = Path(tmp) / "sample.db"
+        files: dict[str, CsvFile] = {}
+        conn = sqlite3.connect(db)
+        with contextlib.closing(conn):
+            for name, size in listed.items():
+                table = table_name(name)
+                while table in files:  # Patients.csv and patients.csv
+                    table = f"{table}_2"
+                with _reading(f"file {name}"):
+                    files[table] = sample_file(conn, source, name, size, table)
+            conn.commit()
+        surveyed = survey(f"sqlite:///{db}", files)
+    log.info(
+        "profile draft: %d CSV files sampled (%d other files left out)", len(listed), len(found) - len(listed)
+    )
+    return surveyed
 
 
 # --- what the draft proposes -----------------------------------------------------------------------
@@ -466,12 +692,45 @@ def choose_targets(tables: list[Table]) -> dict[str, tuple[str | None, str]]:
             f"{cover:.0%} of its columns close to its fields",
         )
         taken.add(target)
+    _targets_of_parents(tables, chosen, taken)
     for table in tables:
         if table.name not in chosen:
             near = [s for s in scored if s[3] == table.name][:2]
             shown = ", ".join(f"{s[4]} ({s[0]:.2f}{', taken' if s[4] in taken else ''})" for s in near)
             chosen[table.name] = (None, f"no target table is close enough: nearest {shown}")
     return chosen
+
+
+def _targets_of_parents(
+    tables: list[Table], chosen: dict[str, tuple[str | None, str]], taken: set[str]
+) -> None:
+    """Targets from the relations, for tables no name placed: where a placed table's parent relations
+    leave exactly one of them unplaced and its target foreign keys to exactly one untaken target,
+    that parent is that target's table (``patient_insurance`` → coverage points through
+    ``insurance_company_id`` to ``insurance_companies``; coverage's ``payer_id`` is left: a payer)."""
+    targets = target_columns()
+    changed = True
+    while changed:
+        changed = False
+        for child in tables:
+            target = chosen.get(child.name, (None, ""))[0]
+            if target is None:
+                continue
+            fks = {n: c.references for n, c in targets[target].items() if c.references is not None}
+            left = {n: ref for n, ref in fks.items() if ref not in taken}  # a placed parent's is taken
+            unplaced = {r.parent: r for r in child.parents if r.parent not in chosen}
+            if len(set(left.values())) != 1 or len(unplaced) != 1:
+                continue
+            (fk, parent_target), *_ = left.items()
+            ((parent, rel),) = unplaced.items()
+            assert parent_target is not None
+            chosen[parent] = (
+                parent_target,
+                f"a parent of {child.name} (mapped to {target}) through {rel.column}, where the one "
+                f"foreign key of {target} no other parent fills, {fk}, references {parent_target}",
+            )
+            taken.add(parent_target)
+            changed = True
 
 
 def _explode(draft: TableDraft, fields: dict[str, TargetColumn], free: list[Column]) -> set[str]:
@@ -508,9 +767,14 @@ def _explode(draft: TableDraft, fields: dict[str, TargetColumn], free: list[Colu
     return used
 
 
+def _stamped(column: Column) -> Pattern:
+    """What a change stamp's values are: date-times, or dates (a system that keeps the day only)."""
+    return "datetime" if column.facts.share("datetime") >= 0.9 else "date"
+
+
 def _is_change_stamp(column: Column) -> bool:
     said = set(spelled_out(words(column.name)))
-    return bool(said & _CHANGE_WORDS) and column.facts.share("datetime") >= 0.9
+    return bool(said & _CHANGE_WORDS) and column.facts.share(_stamped(column)) >= 0.9
 
 
 def propose_fields(draft: TableDraft) -> None:
@@ -520,13 +784,15 @@ def propose_fields(draft: TableDraft) -> None:
     table = draft.table
     fields = _target_fields(draft.target)
     parents = {r.column for r in table.parents}
-    free = [c for c in table.columns if c.name != table.key and c.name not in parents]
+    flag = table.file.export_flag if table.file is not None else None
+    free = [c for c in table.columns if c.name not in {table.key, flag} and c.name not in parents]
     used = _explode(draft, fields, free)
     free = [c for c in free if c.name not in used]
     change = next((c for c in free if _is_change_stamp(c)), None)
     if change is not None:
         draft.changes = change.name
-        draft.changes_why = f"{change.facts.share('datetime'):.0%} of {change.facts.present:,} sampled values {PATTERN_WORDS['datetime']}; named like a change stamp"
+        stamp = _stamped(change)
+        draft.changes_why = f"{change.facts.share(stamp):.0%} of {change.facts.present:,} sampled values {PATTERN_WORDS[stamp]}; named like a change stamp"
     taken_fields = {f.field for f in draft.fields}
     options: list[tuple[float, int, int, Column, str, str]] = []
     for i, column in enumerate(free):
@@ -552,6 +818,8 @@ def propose_fields(draft: TableDraft) -> None:
     _name_columns(draft, fields)
     _pair_sources(draft)
     carried = {s for f in draft.fields for s in f.sources} | used
+    if flag is not None:
+        draft.not_carried.append((flag, _FLAG_REASON, "the export flag (changes.export_flag)"))
     for column in free:
         if column.name in carried:
             continue
@@ -790,27 +1058,77 @@ def _c(why: str) -> str:
     return f"  # {' '.join(why.split())}" if why else ""
 
 
+def _csv_source(files: list[CsvFile]) -> tuple[list[str], dict[str, str]]:
+    """The profile's ``source`` of a CSV delivery (the encoding and delimiter most files have), and them."""
+
+    def most(values: list[str], preferred: str) -> tuple[str, str]:
+        counts = Counter(values)
+        best = max(counts, key=lambda v: (counts[v], v == preferred))
+        return best, f"{counts[best]} of {len(values)} files"
+
+    encoding, enc_why = most([f.encoding for f in files], "utf-8")
+    delimiter, del_why = most([f.delimiter for f in files], DELIMITERS[0])
+    boms = sum(f.bom for f in files)
+    if boms:
+        enc_why += f"; {boms} begin with a byte-order mark, which utf-8 reads too"
+    lines = [
+        "  format: csv",
+        f"  encoding: {_y(encoding)}{_c(enc_why)}",
+        f"  delimiter: {_y(delimiter)}{_c('in the header line of ' + del_why)}",
+        "  quoting: minimal  # RFC 4180: a quoted field may hold the delimiter, a line break, a doubled quote",
+        "  'null': ''  # an empty field is a missing value",
+    ]
+    return lines, {"encoding": encoding, "delimiter": delimiter}
+
+
+def _csv_table(file: CsvFile, sampled: int, common: dict[str, str]) -> list[str]:
+    """A table's file: its size and sample, its name, how it differs from the profile's ``source``."""
+    read = "the whole file" if file.complete else f"at most {SAMPLE_ROWS:,} a file"
+    notes = [f"{file.bytes:,} bytes; {sampled:,} rows sampled ({read})"]
+    if file.malformed:
+        notes.append(f"{file.malformed:,} malformed in the sample, not read")
+    if file.bom:
+        notes.append("begins with a byte-order mark")
+    out = [f"    # {'; '.join(notes)}", f"    source: {_y(file.name)}"]
+    own = {"encoding": file.encoding, "delimiter": file.delimiter}
+    own = {k: v for k, v in own.items() if v != common[k]}
+    if own:
+        why = {"cp1252": "the sampled records are not UTF-8", "utf-8": "the sampled records are UTF-8"}
+        said = [why[file.encoding]] if "encoding" in own else []
+        said += ["its header line's delimiter"] if "delimiter" in own else []
+        out.append(f"    csv: {_y(own)}{_c('; '.join(said))}")
+    return out
+
+
 def render(drafts: list[TableDraft], dialect: Dialect) -> str:
+    files = [d.table.file for d in drafts if d.table.file is not None]
+    source, common = _csv_source(files) if files else (["  format: database"], {})
+    what = "a delivery of CSV files" if files else f"a {dialect} database"
     out = [
-        f"# Cutover legacy profile: a DRAFT written by `cutover profile draft` from a {dialect} database.",
+        f"# Cutover legacy profile: a DRAFT written by `cutover profile draft` from {what}.",
         "# Comments say why each suggestion was made (names, counts and shares: no value of the database).",
         f"# Finish every {TODO}, check what is proposed, then run: cutover profile check THIS_FILE",
         f"profile: {TODO}-name",
         f"title: {TODO}  # one line: the legacy system and its version",
         "source:",
-        "  format: database",
+        *source,
         "tables:",
     ]
     for d in drafts:
         t = d.table
         out.append(f"  {_y(t.name)}:")
-        out.append(f"    # {t.rows:,} rows, {t.sampled:,} sampled (at most {SAMPLE_ROWS:,} a table)")
+        if t.file is None:
+            out.append(f"    # {t.rows:,} rows, {t.sampled:,} sampled (at most {SAMPLE_ROWS:,} a table)")
+        else:
+            out += _csv_table(t.file, t.sampled, common)
         out.append(f"    key: {_y(t.key) if t.key else TODO}{_c(t.key_why)}")
         out.append("    columns:")
         for c in t.columns:
             kind = d.kinds[c.name]
             note = ""
-            if kind == "int" and not _NUMERIC_TYPES.search(c.declared):
+            if kind == "int" and t.file is not None:
+                note = "whole numbers"
+            elif kind == "int" and not _NUMERIC_TYPES.search(c.declared):
                 note = f"declared {c.declared or 'without a type'}; whole numbers"
             elif kind == "text" and _BINARY_TYPES.search(c.declared):
                 note = f"declared {c.declared}; the values are text"
@@ -828,8 +1146,13 @@ def render(drafts: list[TableDraft], dialect: Dialect) -> str:
             )
         if d.patient:
             out.append(f"    patient: {_y(d.patient)}{_c(d.patient_why)}")
-        if d.changes:
-            out.append(f"    changes: {_y({'modified': d.changes})}{_c(d.changes_why)}")
+        changes: dict[str, Any] = {"modified": d.changes} if d.changes else {}
+        flag = t.file.export_flag if t.file is not None else None
+        if flag is not None:
+            changes["export_flag"] = {"column": flag}
+        if changes:
+            flag_why = f"{flag}: every sampled value is 1, 2 or 3 (new, modified, removed)" if flag else ""
+            out.append(f"    changes: {_y(changes)}{_c(_join(d.changes_why, flag_why))}")
         out.append("    map:")
         out.append(f"      to: {_y(d.target) if d.target else TODO}{_c(d.target_why)}")
         out.append(f"      doc: {TODO}  # one sentence: what a row of {t.name} is")
@@ -863,13 +1186,14 @@ def render(drafts: list[TableDraft], dialect: Dialect) -> str:
 
 
 def write_draft(url: str, out: Path) -> str:
-    """Survey the legacy database at ``url``, write a draft profile to ``out``; one line says what it holds.
+    """Survey the legacy database (or CSV delivery) at ``url``, write a draft profile to ``out``; one
+    line says what it holds.
 
-    Reads at most :data:`SAMPLE_ROWS` rows of each table (values cut to :data:`VALUE_CHARS`), one
-    table at a time; whole tables are only counted. The line: ``draft: 18 tables, 146 columns, 97
-    target fields proposed, 28 TODOs → draft.yaml``.
+    Reads at most :data:`SAMPLE_ROWS` rows of each table or file (values cut to :data:`VALUE_CHARS`),
+    one table at a time; whole tables are only counted. The line: ``draft: 18 tables, 146 columns,
+    97 target fields proposed, 28 TODOs → draft.yaml``.
     """
-    dialect, tables = survey(url)
+    dialect, tables = survey_delivery(url) if is_delivery(url) else survey(url)
     drafts = propose(tables)
     text = render(drafts, dialect)
     yaml.safe_load(text)  # the draft is YAML: a person edits it, the loader reads it

@@ -1,6 +1,6 @@
 """What a legacy column's name and sampled values say, for :mod:`cutover.legacy.profile_draft`.
 
-Two measurements and what they suggest, all pure:
+Two measurements, what they suggest, and a draft's agreement with a written profile, all pure:
 
 - :func:`value_facts`: the share of a column's sampled values that fit each value pattern
   (:data:`PATTERNS`: dates, phones, NPIs, ICD codes, CPT lines, money, person names…). The
@@ -11,6 +11,8 @@ Two measurements and what they suggest, all pure:
   the abbreviations of :data:`SYNONYMS` are spelled out: ``dob`` → ``birth date``).
 - :func:`field_score` and :func:`choose_rule`: how well a column fits a target field (name plus
   values), and the rule of the mapping library, with its parameters, that reads it.
+- :func:`agreement`: how much of a profile a person wrote a draft proposes (the draft's tests hold
+  it to a bar on the simulator's database, other naming styles and a WebPT-style CSV delivery).
 
 Facts are counts and shares, never values: they go into the draft's comments.
 
@@ -83,7 +85,7 @@ PATTERN_WORDS: Final[dict[Pattern, str]] = {
     "person": "are person names",
     "word": "are single words",
     "credentials": "end with a clinician's credentials",
-    "flag_yn": "are Y/N flags",
+    "flag_yn": "are Y/N or 1/0 flags",
     "ssn": "are SSNs",
     "email": "are e-mail addresses",
     "state": "are US state codes",
@@ -321,7 +323,7 @@ PATTERNS: Final[tuple[tuple[Pattern, str, Detector], ...]] = (
     ("person", rf"[^\d]*[{_LETTER}.'][ ,]+[{_LETTER}.'][^\d]*", _person),
     ("word", rf"[{_LETTER}][{_LETTER}'.\-]*", _shape_only),
     ("credentials", r"[^\d]*,[^\d]*", _credentials),
-    ("flag_yn", r"(?i)y|n|yes|no|t|f|true|false", _shape_only),
+    ("flag_yn", r"(?i)y|n|yes|no|t|f|true|false|1|0", _shape_only),  # the flag_yn rule reads 1 as true
     ("ssn", r"\d{3}[- .]?\d{2}[- .]?\d{4}", _ssn),
     ("email", r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}", _shape_only),
     ("state", rf"(?i){_STATES}", _shape_only),
@@ -334,9 +336,10 @@ PATTERNS: Final[tuple[tuple[Pattern, str, Detector], ...]] = (
 expression, checked over the Arrow array first —, the check of the values of that shape: a
 normaliser of the mapping)."""
 _LETTERED: Final = frozenset(
-    {"person", "word", "credentials", "flag_yn", "email", "state", "timezone", "sex", "measure"}
+    {"person", "word", "credentials", "email", "state", "timezone", "sex", "measure"}
 )
-"""Patterns only text with letters fits (the others need digits): a column without is not looked at."""
+"""Patterns only text with letters fits (the others need digits, but flags: Y/N and 1/0): a column
+without is not looked at."""
 
 
 def _detect(u: pa.Array, shape: str, check: Detector) -> np.ndarray:
@@ -429,7 +432,8 @@ def value_facts(values: Sequence[object], *, binary_column: bool = False) -> Val
         }
         for pattern, shape, check in PATTERNS:
             needs = "letter" if pattern in _LETTERED else "digit"
-            masks[pattern] = _detect(u, shape, check) if has[needs] else np.zeros(len(u), dtype=bool)
+            looked = has[needs] or pattern == "flag_yn"
+            masks[pattern] = _detect(u, shape, check) if looked else np.zeros(len(u), dtype=bool)
             share = float(w[masks[pattern]].sum()) / present
             if share:
                 shares[pattern] = share
@@ -781,7 +785,9 @@ def choose_rule(
         return "timestamp", written, as_written
     if kind == "boolean":
         return (
-            ("flag_yn", {}, "") if facts.share("flag_yn") >= 0.5 else (TODO, {}, "no Y/N flag: choose a rule")
+            ("flag_yn", {}, "")
+            if facts.share("flag_yn") >= 0.5
+            else (TODO, {}, "no Y/N or 1/0 flag: choose a rule")
         )
     if kind == "bytea":
         return "binary", {}, ""
@@ -810,3 +816,66 @@ def choose_rule(
         reason = "sex_unrecognized" if field_name == "sex" else f"{field_name}_unknown"
         return "code", {"table": TODO, "reason": reason}, "write the code table"
     return "text", {}, ""
+
+
+# --- a draft against the profile a person wrote ---------------------------------------------------------
+def agreement(
+    draft: dict[str, Any],
+    written: dict[str, Any],
+    naming: dict[str, tuple[str, dict[str, str]]] | None = None,
+) -> dict[str, Any]:
+    """How much of a profile a person wrote (its ``tables``: ``written``) a draft (its YAML) proposes.
+
+    ``naming``: written table → (the draft's name of it, {written column: the draft's name}), where
+    the draft reads the data under other names (default: the written table's ``source``, the same
+    columns). A field agrees when the draft maps its table to the same target and the field from
+    the same first column; keys when equal; parents when the draft holds the relation.
+
+    >>> written = {"sites": {"key": "id", "map": {"to": "clinic", "fields": {"name": {"from": "nm"}}}}}
+    >>> drafted = {"sites": {"key": "id", "map": {"to": "clinic", "fields": {"name": {"from": ["nm"]}}}}}
+    >>> found = agreement({"tables": drafted}, written)
+    >>> found["share"], found["fields"], found["missed"], found["wrong_keys"]
+    (1.0, 1, [], {})
+    """
+    names = naming or {}
+
+    def table(name: str) -> str:
+        return names.get(name, (written[name].get("source", name), {}))[0]
+
+    def column(name: str, col: str) -> str:
+        return names.get(name, (name, {}))[1].get(col, col)
+
+    tables = draft["tables"]
+    expected, matched = [], []
+    for name, spec in written.items():
+        mapping = spec.get("map") or {}
+        for field_name, given in (mapping.get("fields") or {}).items():
+            first = given["from"] if isinstance(given["from"], str) else given["from"][0]
+            # an explode step's output keeps its name (cpt_code, units…); a legacy column is renamed
+            source = first if mapping.get("explode") else column(name, first)
+            expected.append((name, field_name))
+            proposed = tables.get(table(name), {}).get("map") or {}
+            got = ((proposed.get("fields") or {}).get(field_name) or {}).get("from")
+            got = got if isinstance(got, str) or got is None else got[0]
+            if proposed.get("to") == mapping["to"] and got == source:
+                matched.append((name, field_name))
+    relations = {
+        (table(n), column(n, c), table(p))
+        for n, t in written.items()
+        for c, p in (t.get("parents") or {}).items()
+    }
+    proposed_relations = {(n, c, p) for n, t in tables.items() for c, p in (t.get("parents") or {}).items()}
+    return {
+        "share": len(matched) / len(expected) if expected else 1.0,
+        "fields": len(expected),
+        "agreed": len(matched),
+        "missed": sorted(set(expected) - set(matched)),
+        "wrong_keys": {
+            n: tables.get(table(n), {}).get("key")
+            for n, t in written.items()
+            if tables.get(table(n), {}).get("key") != column(n, t["key"])
+        },
+        "parents": len(relations & proposed_relations) / len(relations) if relations else 1.0,
+        "relations": len(relations),
+        "extra_parents": sorted(proposed_relations - relations),
+    }

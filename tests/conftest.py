@@ -35,6 +35,7 @@ SYSTEM_MARIADB = os.environ.get("CUTOVER_TEST_MARIADB", "mysql://root@127.0.0.1:
 
 
 HEAVIEST = (
+    "tests/integration/test_webpt_e2e.py::",
     "tests/browser/test_airflow_ui.py::",
     "tests/integration/test_cutover_dags.py::test_trial_then_big_bang",
     "tests/integration/test_celery.py::test_assess_backup_and_cutover",
@@ -42,6 +43,7 @@ HEAVIEST = (
     "tests/integration/test_cutover_dags.py::test_phased_waves",
     "tests/integration/test_hostile_data.py::",
     "tests/integration/test_profile_layout_e2e.py::",
+    "tests/integration/test_delivery_e2e.py::",
     "tests/integration/test_cutover_dags.py::test_cutover_refuses_to_start",
     "tests/integration/test_rollback.py::test_cutover_run_pt_rollback_after_pt_cutover",
     "tests/integration/test_demo.py::test_mariadb_legacy_into_system_postgres",

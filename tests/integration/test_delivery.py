@@ -135,6 +135,10 @@ def test_a_later_delivery_replaces_rows_by_key_and_keeps_removed_ones(tmp_path: 
         "appointments.csv line 5: unclosed quote",
         f"appointments.csv (delivery {taken['delivery']}) line 2: wrong number of fields (4, expected 3)",
     ]
+    assert dl.applied(store_url, "run_2", profile=profile) == {
+        "patients.csv": {"records": 3, "malformed": 0, "replaced": 2},
+        "appointments.csv": {"records": 0, "malformed": 1, "replaced": 0},
+    }
     # the same delivery again is the same delivery; an older one after a newer one is refused
     dl.take(f"csv://{second}", store_url, "run_3", profile=profile)
     assert len(dl.run_delivery(store_url, "run_3")["chain"]) == 2

@@ -437,6 +437,11 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _state_name(profile: Profile, chain: list[str]) -> str:
+    """The name of the state a chain of deliveries builds under a profile (its cache file's stem)."""
+    return hashlib.sha256(f"{profile.sha256}:{','.join(chain)}".encode()).hexdigest()[:16]
+
+
 def database(store_url: str, run_id: str, *, profile: Profile | None = None) -> str:
     """The ``sqlite:///`` URL of the legacy state a run reads: its chain of deliveries applied in order.
 
@@ -449,22 +454,26 @@ def database(store_url: str, run_id: str, *, profile: Profile | None = None) -> 
 
     profile = profile or current()
     chain = run_delivery(store_url, run_id)["chain"]
-    name = hashlib.sha256(f"{profile.sha256}:{','.join(chain)}".encode()).hexdigest()[:16]
+    name = _state_name(profile, chain)
     folder = state_dir() / "deliveries"
     private_dirs(folder)
     db = folder / f"{name}.db"
     with _locked(folder / f"{name}.lock"):
-        if db.is_file():
+        if db.is_file() and (folder / f"{name}.json").is_file():
             return f"sqlite:///{db}"
         store = open_store(store_url)
         building = folder / f".{name}.building"
         conn = _new_state(building)
+        applied: dict[str, dict[str, dict[str, int]]] = {}
         try:
             for n, ident in enumerate(chain):
                 for file_name, facts in delivery(store_url, ident)["files"].items():
                     with stored_file(store, facts["parts"]) as stream:
                         later = ident if n else None
-                        apply_file(conn, profile, facts["table"], stream, name=file_name, later=later)
+                        counts = apply_file(
+                            conn, profile, facts["table"], stream, name=file_name, later=later
+                        )
+                    applied.setdefault(ident, {})[file_name] = counts
             conn.commit()
         except BaseException:
             conn.close()
@@ -472,8 +481,25 @@ def database(store_url: str, run_id: str, *, profile: Profile | None = None) -> 
             raise
         conn.close()
         building.chmod(0o600)
+        (folder / f"{name}.json").write_text(json.dumps(applied))
         shutil.move(building, db)
     return f"sqlite:///{db}"
+
+
+def applied(store_url: str, run_id: str, *, profile: Profile | None = None) -> dict[str, dict[str, int]]:
+    """How the run's own delivery was applied, per file: records, malformed lines and ``replaced`` (rows
+    that took the place of a stored row with their key): a file's lines are accounted as rows of the
+    state (records + malformed - replaced new rows)."""
+    from cutover.config import state_dir
+
+    profile = profile or current()
+    run = run_delivery(store_url, run_id)
+    database(store_url, run_id, profile=profile)
+    name = _state_name(profile, run["chain"])
+    counts: dict[str, dict[str, dict[str, int]]] = json.loads(
+        (state_dir() / "deliveries" / f"{name}.json").read_text()
+    )
+    return counts[run["delivery"]]
 
 
 def readable(legacy_url: str, store_url: str, run_id: str) -> str:
@@ -500,8 +526,10 @@ def take_for_run(legacy_url: str, store_url: str, run_id: str) -> TakenManifest:
 
     taken = take(legacy_url, store_url, run_id)
     chain = run_delivery(store_url, run_id)["chain"]
+    replaced = applied(store_url, run_id)
     files = {
-        name: {k: v for k, v in facts.items() if k != "parts"} | {"parts": len(facts["parts"])}
+        name: {k: v for k, v in facts.items() if k != "parts"}
+        | {"parts": len(facts["parts"]), "replaced": replaced[name]["replaced"]}
         for name, facts in taken["files"].items()
     }
     record = {**taken, "files": files, "chain": chain}

@@ -498,3 +498,22 @@ def test_doctests(module: object) -> None:
     failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
     assert tried
     assert not failures
+
+
+def test_csv_options_need_a_csv_source_and_aliases_name_one_column(tmp_path: Path) -> None:
+    own = "    key: payer_id\n    csv: {aliases: {payer_name: [name, payer_id]}, encoding: cp1252}\n"
+    text = MINI.replace("    key: payer_id\n", own)
+    path = write(tmp_path, text)
+    at = line_of(text, "    csv: {aliases")
+    assert problems(path) == [
+        f"{path}:{at}: tables.payers.csv: csv options in a profile whose source format is not csv",
+        f"{path}:{at}: tables.payers.csv.aliases.payer_name: the header name payer_id already means another column",
+    ]
+    csv = write(
+        tmp_path, text.replace("profile: mini\n", "profile: mini\nsource: {format: csv}\n"), "csv.yaml"
+    )
+    assert [p.split(": ", 1)[1] for p in problems(csv)] == [
+        "tables.payers.csv.aliases.payer_name: the header name payer_id already means another column"
+    ]
+    bad = write(tmp_path, text.replace("encoding: cp1252", "encoding: latin9"), "bad.yaml")
+    assert any("tables.payers.csv.encoding" in p for p in problems(bad))

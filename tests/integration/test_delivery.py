@@ -167,3 +167,23 @@ def test_stored_parts_are_bounded_and_checked(
     (tmp_path / "store" / f"deliveries/{taken['delivery']}/delivery.json").write_text(json.dumps(record))
     with pytest.raises(IntegrityError, match="not signed by this pipeline"):
         dl.database(store_url, "run_1", profile=profile)
+
+
+def test_a_stale_state_of_another_chain_is_swept(tmp_path: Path, store_url: str, cutover_home: Path) -> None:
+    import os
+
+    profile = _profile(tmp_path / "profile")
+    first = _deliver(tmp_path / "d1", FIRST_PATIENTS, FIRST_APPTS)
+    old = Path(
+        sqlite_path(
+            dl.take(f"csv://{first}", store_url, "run_1", profile=profile)
+            and dl.database(store_url, "run_1", profile=profile)
+        )
+    )
+    os.utime(old, (0, 0))  # built long ago
+    second = _deliver(tmp_path / "d2", "patient_id,last_name,export_flag\r\n4,Dunn,1\r\n", FIRST_APPTS)
+    dl.take(f"csv://{second}", store_url, "run_2", profile=profile)
+    assert not old.exists()
+    assert not old.with_suffix(".json").exists()
+    # a run that still reads the first chain builds its state again from the store
+    assert len(_rows(dl.database(store_url, "run_1", profile=profile), "patients.csv")) == 3

@@ -447,7 +447,8 @@ def database(store_url: str, run_id: str, *, profile: Profile | None = None) -> 
 
     Built once per machine and chain under ``<state folder>/deliveries/`` (0700; it holds PHI, like
     the simulator's legacy file), from the parts in the staging store, each checked against its
-    SHA-256; a concurrent task waits for the one building it.
+    SHA-256; a concurrent task waits for the one building it. Building one removes the stale states
+    of other chains (:data:`STALE_SECONDS`).
     """
     from cutover.config import state_dir
     from cutover.staging.store import open_store, private_dirs
@@ -483,7 +484,27 @@ def database(store_url: str, run_id: str, *, profile: Profile | None = None) -> 
         building.chmod(0o600)
         (folder / f"{name}.json").write_text(json.dumps(applied))
         shutil.move(building, db)
+    _sweep(folder, keep=name)
     return f"sqlite:///{db}"
+
+
+STALE_SECONDS = 6 * 3600
+"""A delivery's state no run has built for this long is removed when another is built: it is a
+plaintext copy of PHI, and any run that still needs it builds it again from the staging store."""
+
+
+def _sweep(folder: Path, *, keep: str) -> None:
+    """Remove the states (and their counts and locks) of other chains older than :data:`STALE_SECONDS`.
+
+    A reader that still has one open keeps reading it (the file goes when it closes)."""
+    import time
+
+    cutoff = time.time() - STALE_SECONDS
+    for path in folder.glob("*.db"):
+        if path.stem != keep and path.stat().st_mtime < cutoff:
+            for leftover in (path, path.with_suffix(".json"), path.with_suffix(".lock")):
+                leftover.unlink(missing_ok=True)
+            log.info("removed the stale delivery state %s", path.name)
 
 
 def applied(store_url: str, run_id: str, *, profile: Profile | None = None) -> dict[str, dict[str, int]]:

@@ -174,12 +174,8 @@ def test_a_stale_state_of_another_chain_is_swept(tmp_path: Path, store_url: str,
 
     profile = _profile(tmp_path / "profile")
     first = _deliver(tmp_path / "d1", FIRST_PATIENTS, FIRST_APPTS)
-    old = Path(
-        sqlite_path(
-            dl.take(f"csv://{first}", store_url, "run_1", profile=profile)
-            and dl.database(store_url, "run_1", profile=profile)
-        )
-    )
+    dl.take(f"csv://{first}", store_url, "run_1", profile=profile)
+    old = Path(sqlite_path(dl.database(store_url, "run_1", profile=profile)))
     os.utime(old, (0, 0))  # built long ago
     second = _deliver(tmp_path / "d2", "patient_id,last_name,export_flag\r\n4,Dunn,1\r\n", FIRST_APPTS)
     dl.take(f"csv://{second}", store_url, "run_2", profile=profile)

@@ -61,13 +61,19 @@ def test_webpt_extract_over_sftp_phased_then_next_delivery(home: Path, tmp_path:
         "AIRFLOW_CONN_TARGET_DB": pg_url,
         "CUTOVER_PROFILE": "webpt_extract",
     }
+    outputs: list[str] = []
+
+    def run(*args: str) -> Path:
+        result = run_cutover(["run", *args], home, env)
+        outputs.append(result.stdout + result.stderr)
+        return evidence_of(result)
+
     try:
-        assessed = evidence_of(run_cutover(["run", "pt_assess"], home, env))
-        backup = evidence_of(run_cutover(["run", "pt_backup"], home, env))
-        trial = evidence_of(run_cutover(["run", "pt_sample_transfer"], home, env))
+        assessed = run("pt_assess")
+        backup = run("pt_backup")
+        trial = run("pt_sample_transfer")
         for wave in ("wave-1", "wave-2"):
-            conf = json.dumps({"mode": "phased", "wave": wave})
-            evidence_of(run_cutover(["run", "pt_cutover", "--conf", conf], home, env))
+            run("pt_cutover", "--conf", json.dumps({"mode": "phased", "wave": wave}))
         ledger = _ledger(pg_url)
         before = _target_rows(pg_url)
 
@@ -79,7 +85,7 @@ def test_webpt_extract_over_sftp_phased_then_next_delivery(home: Path, tmp_path:
             old.unlink()
         for new in second.iterdir():
             shutil.copy(new, outbox / new.name)
-        sync = evidence_of(run_cutover(["run", "pt_delta_sync"], home, env))
+        sync = run("pt_delta_sync")
     finally:
         server.close()
 
@@ -129,3 +135,14 @@ def test_webpt_extract_over_sftp_phased_then_next_delivery(home: Path, tmp_path:
                 assert after[table][legacy_id] == ledger[table][legacy_id], (table, legacy_id)
     grown = _target_rows(pg_url)
     assert all(grown[t] >= n for t, n in before.items()), "a sync deleted target rows"
+
+    # no planted PHI value in any run's output (task logs included), evidence or staged JSON
+    canaries = [c for c in truth["canaries"] if len(c) >= 6]
+    assert canaries
+    texts = {"output": "\n".join(outputs)}
+    for folder in (sync.parent, home / "staging"):
+        for path in folder.rglob("*"):
+            if path.is_file() and path.suffix in {".json", ".html", ".md", ".txt", ".log", ".csv"}:
+                texts[str(path)] = path.read_text(errors="replace")
+    leaked = {where: n for where, text in texts.items() if (n := sum(c in text for c in canaries))}
+    assert not leaked, leaked

@@ -75,8 +75,8 @@ class RejectPolicy:
     def rate(self) -> float:
         """Rejected rows over legacy rows, neither counting the rows set aside.
 
-        >>> RejectPolicy("charges", 100, 12, 0.05, set_aside=10).rate
-        0.02222222222222222
+        >>> round(RejectPolicy("charges", 100, 12, 0.05, set_aside=10).rate, 4)  # 2 of 90
+        0.0222
         """
         kept = self.legacy_rows - self.set_aside
         return (self.rejected - self.set_aside) / kept if kept > 0 else 0.0

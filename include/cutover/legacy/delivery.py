@@ -62,7 +62,6 @@ RUN_RECORD = "delivery.json"
 """Under a run's prefix in the staging store: the deliveries the run reads, signed."""
 CHAIN = "deliveries/chain.json"
 """Every delivery taken so far, in the order taken: the next delivery is applied onto them."""
-INSERT_ROWS = 5_000
 
 
 class StoredPart(TypedDict):
@@ -332,7 +331,7 @@ def delivery_id(files: Mapping[str, str]) -> str:
     """A delivery's id from its files' names and SHA-256.
 
     >>> delivery_id({"b.csv": "00", "a.csv": "ff"})
-    '3c5b8c9c8f5f1bb4'
+    '66d87584b965cc70'
     """
     body = "".join(f"{name}\t{files[name]}\n" for name in sorted(files))
     return hashlib.sha256(body.encode()).hexdigest()[:16]

@@ -34,12 +34,14 @@ def test_dag_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tasks = {t.task_id: t for t in dag.tasks}
     assert set(tasks) == {
         "check_configuration",
+        "take_delivery",
         "snapshot_legacy",
         "encrypt_and_store",
         "restore_test",
         "mark_verified",
     }
-    assert tasks["snapshot_legacy"].upstream_task_ids == {"check_configuration"}
+    assert tasks["take_delivery"].upstream_task_ids == {"check_configuration"}
+    assert tasks["snapshot_legacy"].upstream_task_ids == {"take_delivery"}
     assert tasks["encrypt_and_store"].upstream_task_ids == {"snapshot_legacy"}
     assert tasks["restore_test"].upstream_task_ids == {"encrypt_and_store"}
     assert tasks["mark_verified"].upstream_task_ids == {"restore_test"}

@@ -26,7 +26,7 @@ columns show values seen at least five times. Share it with the project team, no
 table, an unreadable database file) fails at once; fix the cause and clear the task. A *transient*
 error (database, network) is retried automatically.
 
-Connections: `legacy_db`, `staging_store`.
+Connections: `legacy_db` (a database, or a folder of CSV files), `staging_store`.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ Run before every cutover, once the practice has stopped entering data: `pt_cutov
 start without a backup that passed its restore test recently.
 
 ## Runbook
+0. `take_delivery`, when `legacy_db` is a folder of CSV files (local or SFTP), fetches each file once
+   into the staging store; the backup is then those files, checked against their SHA-256, and the
+   restore test reads them again into a scratch SQLite database.
 1. `snapshot_legacy` takes a consistent snapshot of the whole legacy database (SQLite online
    backup API, `pg_dump -Fc` with the client matching the server, `mariadb-dump
    --single-transaction --hex-blob --routines`) into a private folder (0700) under the state
@@ -34,7 +37,8 @@ or the legacy data changed during the backup): fix the cause and trigger a new r
 new backup. `snapshot_legacy` and `encrypt_and_store` must run on the same worker (the plaintext
 never leaves it); clear both together.
 
-Connections: `legacy_db`, `staging_store`, `target_db` (PostgreSQL legacy only).
+Connections: `legacy_db` (a database, or a folder of CSV files), `staging_store`, `target_db`
+(PostgreSQL legacy only).
 """
 
 from __future__ import annotations

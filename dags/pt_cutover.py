@@ -12,6 +12,8 @@ is, or skips cleanly when none is.
 
 ## Runbook
 1. `choose_scope` decides what this run moves (all, or the wave of the day); skips otherwise.
+   `take_delivery`, when `legacy_db` is a folder of CSV files (local or SFTP), fetches each file once
+   into the staging store with its SHA-256, size and counts (`delivery.json`): the run reads only that.
 2. `require_verified_backup` refuses to start (nothing touched) without a `pt_backup` backup that
    passed its restore test and is younger than `max_backup_age_hours`.
 3. `migrate_target_schema` creates or upgrades the target schemas (versioned migrations).
@@ -51,7 +53,8 @@ contract, no verified backup) fails at once; fix the cause, then clear the task:
 from its ledger. A *transient* error (database, network) is retried automatically.
 To undo a run, trigger `pt_rollback` with its run id.
 
-Connections: `legacy_db`, `target_db`, `staging_store`; optional `target_owner_db` (the schemas'
+Connections: `legacy_db` (a database, or a folder of CSV files: `csv://` or `sftp://`), `target_db`,
+`staging_store`; optional `target_owner_db` (the schemas'
 owner, for migrations and snapshots, so `target_db` can be a least-privilege loader).
 """
 

@@ -23,8 +23,11 @@ It runs nightly in the plan's timezone, and skips when no wave has been migrated
    `deleted_rows` per table in `delta_report.json`, their ids (legacy id, new id, wave) in
    `deleted_rows.csv`, the total in its result. Nothing is deleted in the new system: a deleted
    clinical record needs a person's decision, and the row is reported by every sync until then.
+   From a CSV delivery (`take_delivery` fetches the night's files first, applied onto the earlier
+   deliveries: a new or modified row replaces the stored row with its key), a row flagged removed is
+   never carried: migrated ones are listed in `removed_rows.csv` (`removed_rows` in the report).
 
-Connections: `legacy_db`, `target_db`, `staging_store`.
+Connections: `legacy_db` (a database, or a folder of CSV files), `target_db`, `staging_store`.
 """
 
 from __future__ import annotations

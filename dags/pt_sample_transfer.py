@@ -26,7 +26,7 @@ touched — times every stage, and extrapolates the full run.
    folder and this task's return value; a no-go fails the task (red in the grid) with its reasons.
 6. `drop_scratch_target` removes the scratch database (also after a failure).
 
-Connections: `legacy_db`, `target_db` (the server gets a scratch database), `staging_store`.
+Connections: `legacy_db` (a database, or a folder of CSV files), `target_db` (the server gets a scratch database), `staging_store`.
 """
 
 from __future__ import annotations

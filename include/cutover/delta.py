@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from cutover.config import LEGACY_SYSTEM
 from cutover.errors import ConfigError
 from cutover.legacy.profile import current, legacy_tables
-from cutover.legacy.source import read_batches
+from cutover.legacy.source import flagged, read_batches
 from cutover.loading.copy import copy_arrow
 from cutover.pipeline import evidence_dir, migrated_tables, run_key
 from cutover.plan import load_plan
@@ -306,10 +306,7 @@ def removed_rows(legacy_url: str, target_url: str) -> pa.Table:
             flag = spec.export_flag
             columns = [(spec.key, spec.key_type), (flag.column, spec.column_type(flag.column))]
             for batch in read_batches(legacy_url, spec.source_name, columns, spec.key):
-                marked = pc.equal(
-                    pc.utf8_trim_whitespace(pc.cast(batch.column(1), pa.string())), flag.removed
-                )
-                ids = pc.cast(batch.column(0).filter(pc.fill_null(marked, False)), pa.string())
+                ids = pc.cast(batch.column(0).filter(flagged(batch.column(1), flag.removed)), pa.string())
                 ids = ids.drop_null()
                 for start in range(0, len(ids), REMOVED_CHUNK):
                     found = conn.execute(

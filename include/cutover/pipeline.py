@@ -36,7 +36,7 @@ from cutover.legacy.profile import (
     selected,
     use,
 )
-from cutover.legacy.source import MALFORMED, extract_schema, read_batches
+from cutover.legacy.source import MALFORMED, extract_schema, flagged, read_batches
 from cutover.loading.load import load_table
 from cutover.mapping.dedupe import apply_merges, plan_merges, review_records
 from cutover.mapping.engine import MAP_BATCH_ROWS, map_batch
@@ -301,8 +301,8 @@ def extract_table(legacy_url: str, store_url: str, run_id: str, table: str) -> S
             kept, changed_unstamped = scope.select(table, batch, snapshots)
             if scope.kind == "delta" and spec.export_flag is not None:
                 # a row its legacy system flags removed is never carried by a sync (delta.removed_rows)
-                flag = pc.utf8_trim_whitespace(pc.cast(kept.column(spec.export_flag.column), pa.string()))
-                kept = kept.filter(pc.invert(pc.fill_null(pc.equal(flag, spec.export_flag.removed), False)))
+                removed = flagged(kept.column(spec.export_flag.column), spec.export_flag.removed)
+                kept = kept.filter(pc.invert(removed))
             unstamped += changed_unstamped
             if spec.modified is not None and kept.num_rows:
                 tops.append(pc.max(kept.column(spec.modified)).as_py() or "")

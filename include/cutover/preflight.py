@@ -35,13 +35,10 @@ def _legacy(url: str, profile_ref: str | None = None) -> None:
             f"{'CSV files' if profile.source_format == 'csv' else 'a database'}"
         )
     if is_delivery(url):
-        from cutover.legacy.delivery import check_headers, csv_tables
+        from cutover.legacy.delivery import check_source
 
         with open_delivery(url) as source:
-            missing = sorted(set(csv_tables(profile)) - set(source.files()))
-            if missing:
-                raise ConfigError(f"{source.describe()} has no file {', '.join(missing)}")
-            check_headers(source.open, profile)
+            check_source(source, profile)
         return
     with connect(url) as conn:
         cur = conn.cursor()

@@ -51,7 +51,7 @@ from cutover.legacy.csvfile import CsvFormat, Malformed, read_header, read_recor
 from cutover.legacy.profile import Profile, current
 from cutover.legacy.schema import LegacyTable
 from cutover.legacy.source import MALFORMED
-from cutover.legacy.transport import is_delivery, open_delivery
+from cutover.legacy.transport import DeliverySource, is_delivery, open_delivery
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,15 @@ def column_positions(header: list[str], profile: Profile, table: str, *, name: s
     if missing:
         raise ConfigError(f"legacy_db: {name} has no column {', '.join(missing)}")
     return positions
+
+
+def check_source(source: DeliverySource, profile: Profile) -> None:
+    """Every file ``profile`` names is in the delivery, with a header holding every column it reads:
+    one line naming what is missing, before anything is written (the preflight's check and the take's)."""
+    missing = sorted(set(csv_tables(profile)) - set(source.files()))
+    if missing:
+        raise ConfigError(f"legacy_db: {source.describe()} has no file {', '.join(missing)}")
+    check_headers(source.open, profile)
 
 
 def check_headers(open_file: Callable[[str], AbstractContextManager[BinaryIO]], profile: Profile) -> None:
@@ -347,11 +356,7 @@ def take(source_url: str, store_url: str, run_id: str, *, profile: Profile | Non
     store = open_store(store_url)
     tables = csv_tables(profile)
     with open_delivery(source_url) as source:
-        present = source.files()
-        missing = sorted(set(tables) - set(present))
-        if missing:
-            raise ConfigError(f"legacy_db: {source.describe()} has no file {', '.join(missing)}")
-        check_headers(source.open, profile)
+        check_source(source, profile)
         work = state_dir() / "delivery-work"
         private_dirs(work)
         with tempfile.TemporaryDirectory(dir=work) as tmp:

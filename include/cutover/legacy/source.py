@@ -226,6 +226,15 @@ def text_key(batch: pa.RecordBatch, key: str) -> pa.RecordBatch:
     return batch.set_column(at, batch.schema.field(at), keyed)
 
 
+def flagged(values: pa.Array, code: str) -> pa.Array:
+    """True where an export-flag column holds ``code`` (read as trimmed text), False elsewhere.
+
+    >>> flagged(pa.array([3, 1, None]), "3").to_pylist()
+    [True, False, False]
+    """
+    return pc.fill_null(pc.equal(pc.utf8_trim_whitespace(pc.cast(values, pa.string())), code), False)
+
+
 def arrow_schema(columns: Sequence[tuple[str, str]]) -> pa.Schema:
     return pa.schema([pa.field(name, ARROW_TYPES[kind]) for name, kind in columns])
 

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -361,13 +362,16 @@ the profile loader."""
 def cpt_lines(*, key: str, text: str, minutes: str, units: str, modifiers: str) -> Explode:
     """Free-text CPT line(s) → one row per code (columns ``seq``, ``cpt_code``, ``units``, ``minutes``,
     ``modifiers``)."""
-    given = {key: "proc_id", text: "cpt_text", minutes: "minutes", units: "units", modifiers: "modifiers"}
+    given = {text: "cpt_text", minutes: "minutes", units: "units", modifiers: "modifiers"}
 
     def fn(frame: pd.DataFrame) -> pd.DataFrame:
-        source = frame[list(given)].rename(columns=given)
-        lines = nz.parse_cpt_lines(source).rename(columns={"proc_id": key})
-        rest = frame.drop(columns=[c for c in (text, minutes, units, modifiers) if c != key])
-        return lines.merge(rest, on=key, how="left", validate="many_to_one")
+        # lines are tied to their legacy row by position, not by key: a row whose key is missing or
+        # repeated (a malformed CSV line, an invalid id) is still one legacy row with its own lines
+        source = frame[list(given)].rename(columns=given).assign(proc_id=np.arange(len(frame)))
+        lines = nz.parse_cpt_lines(source)
+        row = lines.pop("proc_id").to_numpy(dtype=np.int64)
+        rest = frame.drop(columns=[c for c in given if c != key]).iloc[row].reset_index(drop=True)
+        return pd.concat([rest[[key]], lines.reset_index(drop=True), rest.drop(columns=[key])], axis=1)
 
     return Explode(
         "free-text CPT line ('97110x2, 97140 x1') → one procedure line per code; the line's minutes "

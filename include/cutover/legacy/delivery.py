@@ -50,7 +50,7 @@ from cutover.errors import ConfigError, IntegrityError
 from cutover.legacy.csvfile import CsvFormat, Malformed, read_header, read_records
 from cutover.legacy.profile import Profile, current
 from cutover.legacy.schema import LegacyTable
-from cutover.legacy.source import MALFORMED
+from cutover.legacy.source import MALFORMED, _as_int
 from cutover.legacy.transport import DeliverySource, is_delivery, open_delivery
 
 log = logging.getLogger(__name__)
@@ -207,6 +207,23 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+def _key(value: str | None, kind: str) -> Any:
+    """A row's key as the reader will read it (:mod:`cutover.legacy.source`), so that two spellings of
+    one key (``7`` and `` 7 ``) are one key of the state and the later replaces the earlier: a text key
+    trimmed (blank: none), an integer key as its integer where it is one within int64 (else the text,
+    which the reader refuses as an invalid id).
+
+    >>> [_key(v, "int") for v in (" 7 ", "-0", "1e20", None)], _key("  ", "text")
+    ([7, 0, '1e20', None], None)
+    """
+    if value is None:
+        return None
+    if kind == "text":
+        return value.strip() or None
+    number, ok = _as_int(value)
+    return number if ok and number is not None else value
+
+
 def _malformed_row(width: int, name: str, bad: Malformed, later: str | None) -> tuple[Any, ...]:
     of = f"{name} (delivery {later})" if later else name
     return (*([None] * width), f"{of} line {bad.line}: {bad.reason}")
@@ -237,8 +254,10 @@ def apply_file(
     head = stream.read(HEAD_BYTES)  # the header is read from the file's start, then the whole file
     positions = column_positions(read_header(io.BytesIO(head), fmt, name=name), profile, table, name=name)
     records = malformed = 0
+    at = spec.column_names.index(spec.key)
     for batch in read_records(io.BufferedReader(_Prefixed(head, stream)), fmt, name=name):
         rows: list[tuple[Any, ...]] = [(*(row[i] for i in positions), None) for row in batch.rows]
+        rows = [(*r[:at], _key(r[at], spec.key_type), *r[at + 1 :]) for r in rows]
         rows += [_malformed_row(width, name, bad, later) for bad in batch.malformed]
         records += len(batch.rows)
         malformed += len(batch.malformed)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import statistics
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypedDict
@@ -183,22 +184,27 @@ def work_seconds(timings: dict[str, dict[str, StageTiming]]) -> dict[str, float]
 
 
 def _fit(rows: list[int], seconds: list[float]) -> tuple[float, float]:
-    """(fixed seconds per table, seconds per row): least squares, both kept non-negative.
+    """(fixed seconds per table, seconds per row): the Theil–Sen line, both kept non-negative.
+
+    The slope is the median of the slopes between every two tables, the fixed cost the median of what
+    is left: one table slowed by a busy moment (a checkpoint, another process) moves a least-squares
+    slope, and the full run's rows multiply it, but leaves a median where it was.
 
     >>> _fit([10, 110], [1.0, 2.0])
     (0.9, 0.01)
+    >>> _fit([10, 20, 30, 40, 50], [1.1, 1.2, 9.0, 1.4, 1.5])  # one table slowed by 7.7 s
+    (1.0, 0.01)
     """
     if not rows:
         return 0.0, 0.0
-    n = len(rows)
-    mean_r, mean_s = sum(rows) / n, sum(seconds) / n
-    var = sum((r - mean_r) ** 2 for r in rows)
-    per_row = (
-        max(0.0, sum((r - mean_r) * (t - mean_s) for r, t in zip(rows, seconds, strict=True)) / var)
-        if var
-        else 0.0
-    )
-    fixed = mean_s - per_row * mean_r
+    slopes = [
+        (seconds[j] - seconds[i]) / (rows[j] - rows[i])
+        for i in range(len(rows))
+        for j in range(i + 1, len(rows))
+        if rows[j] != rows[i]
+    ]
+    per_row = max(0.0, statistics.median(slopes)) if slopes else 0.0
+    fixed = statistics.median(t - per_row * r for r, t in zip(rows, seconds, strict=True))
     if fixed < 0:  # no fixed cost visible: all of it per row
         fixed, per_row = 0.0, sum(seconds) / max(1, sum(rows))
     return round(fixed, 9), round(per_row, 9)
@@ -219,8 +225,8 @@ def estimate(
 
     Per stage, a table costs a fixed time (connections, transactions, Parquet files, the mapping's
     set-up) plus a time per row. In a sample the fixed part dominates, so the two are fitted over
-    all tables of the stage at once (least squares of seconds on rows, both non-negative) rather
-    than read off one table: the full stage is then ``tables × fixed + per_row × full rows``. The
+    all tables of the stage at once (the Theil–Sen line of seconds on rows, both non-negative, which
+    one table slowed by a busy moment does not tilt) rather than read off one table: the full stage is then ``tables × fixed + per_row × full rows``. The
     extract is not scaled: the trial's extract already reads every legacy row to pick the sample's. Loads
     run parents before children, so the stages add up, as one worker would run them: a
     conservative figure for a wider executor.

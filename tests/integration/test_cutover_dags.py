@@ -78,7 +78,7 @@ def test_trial_then_big_bang_idempotent_and_a_killed_run_resumes_from_its_ledger
     # the trial validates as the cutover does, reconciliation included, and its estimate counts it
     assert json.loads((trial / "reconciliation.json").read_text())["passed"]
     # (at least the sample's own: where a loaded machine's noise hides the per-row cost in the sample's
-    # few rows, the least-squares fit keeps the fixed cost alone; the total is checked against the run)
+    # few rows, the fit keeps the fixed cost alone; the total is checked against the run)
     assert estimate["estimated_seconds"]["validate"] >= estimate["sample_seconds"]["validate"] > 0
     trial_run = json.loads((trial / "summary.json").read_text())["run_id"]
     with psycopg.connect(pg_url) as conn:

@@ -143,6 +143,23 @@ def test_estimate_fits_a_fixed_cost_per_table_and_a_cost_per_row() -> None:
     assert len(tight["reasons"]) == 2
 
 
+def test_one_table_slowed_by_a_busy_moment_does_not_tilt_the_estimate() -> None:
+    # 0.5 s per table plus 1 ms per row; the largest table of the sample took 3 s longer (a checkpoint)
+    rows = {"clinics": 3, "payers": 8, "cases": 40, "visits": 100, "charges": 200, "notes": 500}
+    sample = {
+        stage: {
+            t: {"rows": n, "seconds": 0.5 + 0.001 * n + (3.0 if t == "notes" else 0.0)}
+            for t, n in rows.items()
+        }
+        for stage in ("extract", "map")
+    }
+    full = {t: 10 * n for t, n in rows.items()}
+    result = estimate(sample, full, window_hours=60, safety_margin=1.5, gates_passed=True)
+    # the true cost: 6 tables x 0.5 s + 1 ms x 8,510 rows; a least-squares line, tilted by the slow
+    # table, said 60.0 s (5.2 times)
+    assert result["estimated_seconds"]["map"] == pytest.approx(6 * 0.5 + 0.001 * 8510, rel=0.01)
+
+
 def test_the_estimate_scales_each_gates_tables_and_the_reconciliation_but_not_a_gates_set_up(
     tmp_path: Path,
 ) -> None:

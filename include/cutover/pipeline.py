@@ -38,10 +38,11 @@ from cutover.legacy.profile import (
 )
 from cutover.legacy.source import MALFORMED, extract_schema, flagged, read_batches
 from cutover.loading.load import load_table
-from cutover.mapping.dedupe import apply_merges, plan_merges, review_records
+from cutover.mapping.dedupe import apply_merges, plan_merges, plan_record_merges, review_records
 from cutover.mapping.engine import MAP_BATCH_ROWS, map_batch
 from cutover.policy import evaluate, set_aside
 from cutover.report.mapping_spec import write_mapping_spec
+from cutover.safety import WORKLIST, safety_summary
 from cutover.staging.parquet import iter_batches, read_manifest, write_batches
 from cutover.staging.store import Store, open_store
 from cutover.target import upgrade
@@ -340,10 +341,11 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
 
     Memory is bounded by a batch (:data:`~cutover.mapping.engine.MAP_BATCH_ROWS` rows), not by
     the table: parts are read as a stream of batches and mapped one batch at a time. A table
-    whose spec merges duplicates (patients) is staged aside (``_unmerged``), deduplicated over
-    all its rows holding only the matcher's columns (:func:`~cutover.mapping.dedupe.plan_merges`),
-    then marked batch by batch; the review list (legacy ids and scores) is staged beside it as
-    ``_review.json``.
+    whose spec merges duplicates is staged aside (``_unmerged``), deduplicated over all its rows
+    holding only the compared columns (the matcher's for patients,
+    :func:`~cutover.mapping.dedupe.plan_merges`; a record table's owner and compared fields,
+    :func:`~cutover.mapping.dedupe.plan_record_merges`), then marked batch by batch; the counts
+    and the review list (legacy ids and scores) are staged beside it as ``_review.json``.
     """
     started = time.perf_counter()
     spec = mapping_specs()[table]
@@ -364,7 +366,8 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
             schema=spec.staged_schema,
             rows_per_part=ROWS_PER_PART,
         )
-        plan = plan_merges(spec, lambda: iter_batches(store, unmerged, max_rows=MAP_BATCH_ROWS))
+        planner = plan_record_merges if spec.merge_same else plan_merges
+        plan = planner(spec, lambda: iter_batches(store, unmerged, max_rows=MAP_BATCH_ROWS))
         counts = plan.summary
         store.put(
             f"{prefix}/_review.json",
@@ -498,6 +501,9 @@ def write_summary(
         "reject_reasons": reasons,
         "reject_policy": {p.table: p.as_dict() for p in policy},
         "accounted": not unaccounted,
+        "safety": safety_summary(
+            target_url, store, run_id, f"runs/{run_key(run_id)}/mapped", evidence_dir(run_id)
+        ),
         # the audit log's head as this run ends: a later rewrite of its history is caught against it
         "audit_head": audit_head(target_url),
     }
@@ -505,6 +511,8 @@ def write_summary(
     body = json.dumps(summary, indent=2, sort_keys=True).encode()
     (folder / "summary.json").write_bytes(body)
     store.put(f"runs/{run_key(run_id)}/evidence/summary.json", body)
+    if (folder / WORKLIST).exists():
+        store.put(f"runs/{run_key(run_id)}/evidence/{WORKLIST}", (folder / WORKLIST).read_bytes())
     for path in write_mapping_spec(folder):
         store.put(f"runs/{run_key(run_id)}/evidence/{path.name}", path.read_bytes())
     with psycopg.connect(target_url) as conn:

@@ -54,7 +54,19 @@ Table = tuple[str, str]
 PATIENT_PATH: dict[str, tuple[str, str | None]] = {
     "patient": ("id", None),
     **dict.fromkeys(
-        ("appointment", "charge", "coverage", "document", "episode", "payment", "referral", "visit"),
+        (
+            "allergy",
+            "appointment",
+            "charge",
+            "coverage",
+            "document",
+            "episode",
+            "medication",
+            "payment",
+            "precaution",
+            "referral",
+            "visit",
+        ),
         ("patient_id", None),
     ),
     **{

@@ -129,12 +129,25 @@ LATER_STAGE = {
     "orphan": "load (parent resolved through the crosswalk)",
     "visit_after_discharge": "load (needs the episode's discharge)",
     "duplicate_patient": "merge (matching)",
+    "safety_duplicate": "merge (a record entered again in a later episode, decided over the table)",
 }
 FLAG_OF_KIND = {
     "invalid_npi": "npi_invalid",
     "note_without_appointment": "note_without_appointment",
     "units_exceed_minutes": "units_exceed_minutes",
+    "safety_text_unmapped": "safety_text_unmapped",
 }
+PRECAUTION_CODES = {
+    "WB": "weight_bearing",
+    "FALL": "fall_risk",
+    "NOESTIM": "no_electrical_stimulation",
+    "NORESIST": "no_resisted_exercise",
+    "ROM": "range_of_motion",
+    "BLEED": "bleeding_risk",
+    "OSTEO": "osteoporosis",
+    "OTHER": "other",
+}
+"""The simulator's precaution codes (the true kind of a precaution buried in a note)."""
 SHOWN_FLAG = {**FLAG_OF_KIND, "placeholder_ssn": "ssn_placeholder", "phone_format": "phone_extension_dropped"}
 """The flag counted in the table's ``flagged`` column for a kind (a normalised phone may drop an extension)."""
 DATE_REASONS = {"date_impossible", "date_unparseable", "date_out_of_range"}
@@ -240,6 +253,22 @@ def _judge_normalise(defect: dict[str, Any], out: Outcome, as_of: dt.date) -> st
             lambda: None if all(v is None for v in values) else "placeholder SSN kept",
         ),
         "money_format": ({"money_invalid"}, lambda: _money_problem(raw, values)),
+        "allergy_no_known": (
+            set(),
+            lambda: (
+                None
+                if out.rows[0]["no_known_allergies"] and out.rows[0]["substance"] is None
+                else "NKDA not read"
+            ),
+        ),
+        "precaution_in_note": (
+            {"safety_text_unmapped"},
+            lambda: (
+                None
+                if out.rows[0]["kind"] == PRECAUTION_CODES[defect["code"]] and out.rows[0]["kind_from_text"]
+                else "kind not read from the note"
+            ),
+        ),
     }
     codes, value_check = checks[kind]
     failures = _field_failures(table, column, codes)

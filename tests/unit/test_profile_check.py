@@ -448,7 +448,7 @@ def test_cli_passes_the_builtin_profile(capsys: pytest.CaptureFixture[str]) -> N
     assert cli.main(["profile", "check", "simulator"]) == 0
     out, _ = capsys.readouterr()
     assert out.startswith("ok: profile simulator (")
-    assert "18 legacy tables, 18 mapped" in out
+    assert "21 legacy tables, 21 mapped" in out
 
 
 def test_cli_a_profile_that_is_not_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

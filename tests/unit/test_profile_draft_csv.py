@@ -227,10 +227,15 @@ def _finish(draft: dict[str, Any]) -> dict[str, Any]:
         mapping["doc"] = "written by a person"
         fields = mapping.get("fields", {})
         for name, given in list(fields.items()):
+            params = given.get("with", {})
             if given["rule"] == "TODO":
                 del fields[name]
-            elif given.get("with", {}).get("table") == "TODO":
+            elif params.get("table") == "TODO":
                 given["with"]["table"] = {"A": "open"}
+            elif params.get("codes") == "TODO":  # a precaution's kinds
+                given["with"]["codes"] = {"A": "other"}
+            elif "TODO" in params.get("tables", {}).values():  # uncoded_text: the code tables above
+                given["with"]["tables"] = {c: {"A": "open"} for c in params["tables"]}
         for column, reason in mapping.get("not_carried", {}).items():
             if reason == "TODO":
                 mapping["not_carried"][column] = "not migrated, by a person's decision"
@@ -322,7 +327,7 @@ def test_draft_reads_a_bounded_sample(
     monkeypatch.setattr(LocalFolder, "open", counted)
     out = tmp_path / "bounded.yaml"
     assert re.fullmatch(
-        r"draft: 14 tables, \d+ columns, \d+ target fields proposed, \d+ TODOs → .*",
+        r"draft: 17 tables, \d+ columns, \d+ target fields proposed, \d+ TODOs → .*",
         write_draft(_url(extract[0]), out),
     )
     sizes = {p.name: p.stat().st_size for p in extract[0].iterdir()}

@@ -198,6 +198,19 @@ def mapped(tmp_path) -> LocalStore:  # type: ignore[no-untyped-def]
         "m/payments",
         frame(legacy_id=["50"], amount_cents=pa.array([700], pa.int64()), ref_patient_id=["2"]),
     )
+    allergies = frame(
+        legacy_id=["60", "61", "62"],
+        no_known_allergies=[False, True, False],
+        substance=["latex", None, "Kiwi fruit"],
+        ref_patient_id=["1", "2", "1"],
+    )
+    # 62 was rejected (a malformed line, say): still its patient's safety record, so still counted
+    allergies = allergies.set_column(
+        allergies.schema.get_field_index("reason"), "reason", pa.array([None, None, "x"], s)
+    )
+    _stage(store, "m/allergies", allergies)
+    _stage(store, "m/medications", frame(legacy_id=["70"], name=["Warfarin"], ref_patient_id=["2"]))
+    _stage(store, "m/precautions", frame(legacy_id=["80"], kind=["fall_risk"], ref_patient_id=["1"]))
     return store
 
 
@@ -213,3 +226,6 @@ def test_legacy_charts_count_a_merged_duplicate_under_its_survivor(mapped: Local
     assert (row["units_n"], row["units_h"]) == (6, 2 * h32("97110") + h32("97140") + 3 * h32("97110"))
     assert (row["dx_n"], row["dx_h"]) == (2, h32("M54.50") + h32("S83.2"))  # a set: M54.50 once
     assert (row["charges"], row["payments"], row["balance"]) == (3500, 700, 2800)
+    # every legacy safety record of the patient, rejected or not, by table, id and (ASCII upper) content
+    said = ["allergy|60|LATEX", "allergy|61|NKA", "allergy|62|KIWI FRUIT", "medication|70|WARFARIN"]
+    assert (row["safety_n"], row["safety_h"]) == (5, sum(h32(t) for t in [*said, "precaution|80|FALL_RISK"]))

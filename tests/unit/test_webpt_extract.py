@@ -29,9 +29,11 @@ from cutover.legacy.delivery import materialize
 from cutover.legacy.profile import BUILTIN, Profile, builtin_names, load_profile
 from cutover.legacy.profile_check import check_ref
 from cutover.legacy.source import MALFORMED, read_batches
+from cutover.mapping.dedupe import plan_record_merges
 from cutover.mapping.engine import Batch, map_batch
 from cutover.mapping.library import CHECKS, RULES, build
-from cutover.simulate.verify import FLAG_OF_KIND
+from cutover.simulate import vocab as V
+from cutover.simulate.verify import CASCADE, FLAG_OF_KIND
 from cutover.simulate.webpt import (
     BOM_FILES,
     PROFILE,
@@ -43,6 +45,8 @@ from cutover.simulate.webpt import (
 
 PATIENTS, SEED = 60, 4242
 DOCUMENTED = Path(__file__).resolve().parents[1] / "fixtures" / "webpt" / "documented_columns.yaml"
+SAFETY = ("allergies", "medications", "precautions")
+"""The patient-safety files: no page of WebPT's names them; designed, every field assumed."""
 DESIGNED = (
     "clinics",
     "therapists",
@@ -51,6 +55,7 @@ DESIGNED = (
     "patient_insurance",
     "cases",
     "visits",
+    *SAFETY,
 )
 """Tables whose WebPT page was not found: designed, every field assumed."""
 AT_LOAD = {"orphan", "visit_after_discharge", "duplicate_patient"}
@@ -266,7 +271,10 @@ def test_files_counts_and_manifest(first: Delivery, prof: Profile) -> None:
     texts = {n: _file(first.folder, prof, n) for n in prof.tables}
     for canary in m["canaries"]:
         assert any(canary in t for t in texts.values()) or canary.startswith("+1"), "a canary is not written"
-    assert {c["table"] for c in m["canary_cells"]} <= {"patients", "visits"}
+    assert {c["table"] for c in m["canary_cells"]} <= {"patients", "visits", "precautions"}
+    assert {"field": "precaution_text", "table": "precautions"}.items() <= next(
+        c for c in m["canary_cells"] if c["table"] == "precautions"
+    ).items()
     assert "outcomes" in str(m["dropped_defects"]["score_out_of_range"])  # a table WebPT has no file for
 
 
@@ -390,6 +398,75 @@ def test_quirky_rows_map(first: Delivery) -> None:
     lines = first.mapped["charges"]
     assert lines["modifiers"].map(len).gt(0).all()
     assert lines["units"].notna().all()
+
+
+# --- the patient-safety files -----------------------------------------------------------------------------------
+def test_safety_files_are_delivered_and_never_reject_a_row(first: Delivery, prof: Profile) -> None:
+    """Allergies, medications and precautions arrive as the simulator typed them, every row new, and map
+    without a reject of their own (a cascade from a rejected patient is the load's, never the map's)."""
+    m = first.manifest
+    assert {t: prof.tables[t].source_name for t in SAFETY} == {t: f"{t}.csv" for t in SAFETY}
+    for table in SAFETY:
+        header = _file(first.folder, prof, table).split("\r\n", 1)[0]
+        assert header.split(",") == list(prof.tables[table].column_names)
+        rows = _rows(first.folder, prof, table)
+        assert len(rows) == m["tables"][table] > 0
+        assert {r["export_flag"] for r in rows} == {"1"}
+        assert all(len(r["modified_date"]) == 10 for r in rows)  # a Date, as the other files write it
+        reasons = set(first.mapped[table]["reason"].dropna())
+        assert reasons <= CASCADE, (table, reasons)
+    planted = [d for d in m["defects"] if d["table"] in SAFETY]
+    assert {d["kind"] for d in planted} >= {
+        "allergy_no_known",
+        "precaution_in_note",
+        "safety_duplicate",
+        "safety_text_unmapped",
+    }
+    for d in planted:  # named by the extract's columns
+        assert d.get("field") is None or d["field"] in prof.tables[d["table"]].column_names, d
+    unmapped = set(m["defect_kinds"]["safety_text_unmapped"]["fields"])
+    assert {"allergies.allergy_status", "medications.medication_status"} & unmapped
+    typed = {c["legacy_id"]: c for c in m["canary_cells"] if c["table"] == "precautions"}
+    texts = {r["precaution_id"]: r["precaution_text"] for r in _rows(first.folder, prof, "precautions")}
+    assert typed
+    assert all(any(c in texts[str(i)] for c in m["canaries"]) for i in typed)
+
+
+def test_every_nkda_spelling_is_no_known_allergies(first: Delivery, prof: Profile) -> None:
+    typed = {r["allergy_id"]: r["allergen"] for r in _rows(first.folder, prof, "allergies")}
+    nkda = {i for i, text in typed.items() if text in V.NO_KNOWN_ALLERGIES}
+    planted = {str(d["legacy_id"]) for d in first.manifest["defects"] if d["kind"] == "allergy_no_known"}
+    assert planted
+    assert planted <= nkda
+    assert len({typed[i] for i in nkda}) > 1, "more than one spelling"
+    allergies = first.mapped["allergies"].set_index("legacy_id")
+    said = allergies["no_known_allergies"].fillna(False).astype(bool)
+    assert set(allergies.index[said]) == nkda
+    assert allergies.loc[sorted(nkda), "substance"].isna().all()
+    assert allergies.loc[sorted(nkda), "reason"].isna().all()
+
+
+def test_safety_records_read_as_the_simulator_profile_reads_them(first: Delivery, prof: Profile) -> None:
+    """A precaution only in a note's words gets its kind from the text; a record entered again on a later
+    case merges into its original (the owner's rows compared as the load's plan compares them)."""
+    codes = prof.document["tables"]["precautions"]["map"]["fields"]["kind"]["with"]["codes"]
+    precautions = first.mapped["precautions"].set_index("legacy_id")
+    in_note = [d for d in first.manifest["defects"] if d["kind"] == "precaution_in_note"]
+    assert in_note
+    for d in in_note:
+        row = precautions.loc[str(d["legacy_id"])]
+        assert (row["kind"], bool(row["kind_from_text"])) == (codes[d["code"]], True), d
+    for table in SAFETY:
+        mapped = [pa.Table.from_pandas(first.mapped[table], preserve_index=False)]
+        plan = plan_record_merges(prof.specs[table], mapped.copy)
+        survivor = {str(k): str(v) for k, v in plan.moved.items()}
+        copies = [
+            d for d in first.manifest["defects"] if d["kind"] == "safety_duplicate" and d["table"] == table
+        ]
+        assert copies, table
+        for d in copies:
+            copy, original = str(d["legacy_id"]), str(d["of"])
+            assert survivor.get(copy, copy) == survivor.get(original, original), (table, copy, original)
 
 
 # --- the next delivery -----------------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ CODE_COLUMNS: Final[frozenset[str]] = frozenset(
         "active",
         "payer_type",
         "status",
+        "med_status",
+        "severity",
         "body_region",
         "reopened",
         "note_type",

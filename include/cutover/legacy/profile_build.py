@@ -80,11 +80,19 @@ def build_spec(
         checks=checks,
         explode=explode,
         load_flags=tuple(LOAD_CHECKS[flag][1] for flag in mapping.get("load_checks") or ()),
-        merges=mapping.get("duplicates") == "merge",
+        merges=bool(mapping.get("duplicates")),
+        merge_same=_merge_same(mapping.get("duplicates")),
         removed=removed,
         same_patient=tuple(mapping.get("same_patient") or ()),
         doc=str(mapping.get("doc") or ""),
     )
+
+
+def _merge_same(duplicates: Any) -> tuple[str, ...]:
+    """``duplicates: {merge_within: patient_id, same: [...]}`` → (ref column, *compared columns)."""
+    if not isinstance(duplicates, dict):
+        return ()
+    return (f"ref_{duplicates['merge_within']}", *(duplicates.get("same") or ()))
 
 
 def build_specs(profile: Profile) -> dict[str, TableSpec]:

@@ -17,7 +17,12 @@ in MySQL/MariaDB), samples every table, and writes a profile in the format of th
   (:func:`~cutover.legacy.profile_draft_measure.similarity`) and the values' patterns
   (:func:`~cutover.legacy.profile_draft_measure.value_facts`), with a rule of the mapping library
   and its parameters; a table no name places, that a placed table's relation points to, from the
-  one foreign key of that table's target left for it (:func:`_targets_of_parents`).
+  one foreign key of that table's target left for it (:func:`_targets_of_parents`);
+- for the patient-safety tables (allergies, medications, precautions: :func:`_safety`), what the
+  profile check asks of them: the allergen and precaution-kind rules, ``invalid: flag`` where a rule
+  could reject, no field required, what the code tables leave kept (``uncoded_text``), the record's
+  key in ``source_records`` and ``duplicates`` merging a record entered twice for a patient. A code
+  table (the practice's codes) is a ``TODO`` written once: the fields that read it alias it.
 
 **A delivery of CSV files** (``csv:///folder``, ``sftp://…``: :mod:`cutover.legacy.transport`) is
 drafted by the same code (:func:`survey_delivery`): each ``*.csv`` file is a table (named by its
@@ -49,7 +54,7 @@ import re
 import sqlite3
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +64,7 @@ import yaml
 from cutover.errors import ConfigError, CutoverError, TransientError
 from cutover.legacy.csvfile import CsvError, CsvFormat, read_header, read_records
 from cutover.legacy.profile_draft_measure import (
+    FIELD_ALIASES,
     ICD_PARTS,
     NAME_PARTS,
     PATTERN_WORDS,
@@ -74,9 +80,12 @@ from cutover.legacy.profile_draft_measure import (
     value_facts,
     words,
 )
+from cutover.legacy.profile_rules import NEVER_REJECTING
 from cutover.legacy.schema import ColumnType, Dialect
 from cutover.legacy.source import connect, dialect_of
 from cutover.legacy.transport import DeliverySource, is_delivery, open_delivery
+from cutover.mapping.safety import UNMAPPED
+from cutover.target import SAFETY_TABLES
 from cutover.target.columns import TargetColumn, target_columns
 
 log = logging.getLogger(__name__)
@@ -102,6 +111,18 @@ _COMPANIONS = frozenset({*ICD_PARTS, "sha256"})
 """Fields a column gives beside its main one (an ICD code's source, a document's digest): filled
 from that column, not matched on their own (so are the name parts and the credentials after a
 clinician's name, when no column of their own matched)."""
+_SAFETY_MADE = frozenset({"unmapped_text", "source_records", "substance_coded", "kind_from_text"})
+"""Fields of the patient-safety tables the draft fills itself, never matched to a column by name:
+what the code tables leave, the record's own ids, what is read from another field's column."""
+SAFETY_SAME: dict[str, tuple[str, ...]] = {
+    "allergy": ("no_known_allergies", "substance", "reaction", "severity", "status"),
+    "medication": ("name", "dose_text", "status"),
+    "precaution": ("kind", "description", "starts_on", "ends_on"),
+}
+"""The fields that make two safety records of one patient one record entered twice (``duplicates``'
+``same``, those mapped), as the built-in profiles compare them: what was recorded, not when."""
+_ALLERGEN_PARTS = {"substance": "substance", "no_known_allergies": "no_known", "substance_coded": "coded"}
+"""Allergy fields one allergen text gives: field → the ``allergen`` rule's ``part``."""
 _EXPLODED = ("cpt_code", "units", "minutes", "modifiers")
 """The columns the ``cpt_lines`` explode step makes."""
 _CHANGE_WORDS = frozenset({"updated", "changed", "update", "change", "edited"})
@@ -633,6 +654,18 @@ class FieldDraft:
     params: dict[str, Any]
     required: bool
     why: str
+    flagged: bool = False
+    """``invalid: flag``: a value the rule cannot read is NULL and the row flagged, not rejected."""
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A parameter a person writes once for several fields (a code column's table, read by its
+    ``code`` rule and by ``uncoded_text``): the first field holds it under a YAML anchor
+    (``&precautions_prec_code TODO``), the others alias it (``*precautions_prec_code``)."""
+
+    name: str
+    first: bool
 
 
 @dataclass
@@ -652,6 +685,8 @@ class TableDraft:
     patient_why: str = ""
     changes: str | None = None
     changes_why: str = ""
+    duplicates: dict[str, Any] | None = None
+    duplicates_why: str = ""
 
 
 def _target_fields(target: str) -> dict[str, TargetColumn]:
@@ -797,9 +832,9 @@ def propose_fields(draft: TableDraft) -> None:
     options: list[tuple[float, int, int, Column, str, str]] = []
     for i, column in enumerate(free):
         for j, (name, target) in enumerate(fields.items()):
-            if name in taken_fields or name in _COMPANIONS:
+            if name in taken_fields or name in _COMPANIONS or name in _SAFETY_MADE:
                 continue
-            score, why = field_score(column.name, column.facts, name, target, table.name)
+            score, why = _field_score(draft, column, name, target)
             if column is change and similarity(column.name, name, table.name) < FIELD_SCORE:
                 continue  # the change stamp is carried only into a field named for it
             if score >= FIELD_SCORE:
@@ -817,6 +852,7 @@ def propose_fields(draft: TableDraft) -> None:
     _companions(draft, fields, free, given)
     _name_columns(draft, fields)
     _pair_sources(draft)
+    _safety(draft)
     carried = {s for f in draft.fields for s in f.sources} | used
     if flag is not None:
         draft.not_carried.append((flag, _FLAG_REASON, "the export flag (changes.export_flag)"))
@@ -827,7 +863,7 @@ def propose_fields(draft: TableDraft) -> None:
             draft.not_carried.append((column.name, _CHANGES_REASON, "the change stamp (changes.modified)"))
             continue
         near = sorted(
-            ((field_score(column.name, column.facts, n, t, table.name)[0], n) for n, t in fields.items()),
+            ((_field_score(draft, column, n, t)[0], n) for n, t in fields.items() if n not in _SAFETY_MADE),
             reverse=True,
         )[:1]
         shown = f"nearest {near[0][1]} ({near[0][0]:.2f})" if near else "the target has no fields"
@@ -840,6 +876,11 @@ def propose_fields(draft: TableDraft) -> None:
         for n, c in fields.items()
         if c.required and n not in mapped
     ]
+
+
+def _field_score(draft: TableDraft, column: Column, name: str, target: TargetColumn) -> tuple[float, str]:
+    aliases = FIELD_ALIASES.get((draft.target or "", name), ())
+    return field_score(column.name, column.facts, name, target, draft.table.name, aliases)
 
 
 def _join(*parts: str) -> str:
@@ -906,6 +947,117 @@ def _name_columns(draft: TableDraft, fields: dict[str, TargetColumn]) -> None:
             f = FieldDraft(name, [], "", {}, fields[name].required, "")
             draft.fields.append(f)
         f.sources, f.rule, f.params, f.why = list(columns), "name_part", params, _join(f.why, why)
+
+
+def _safety(draft: TableDraft) -> None:
+    """A patient-safety record (allergy, medication, precaution) as the profile check wants it: never
+    rejected on its own (no field required; ``invalid: flag`` where a rule could reject, a code outside
+    its table flagged ``safety_text_unmapped``), its allergen or precaution kind read by the safety
+    rules, what the code tables leave kept as written (``uncoded_text``), its own id in
+    ``source_records`` and a record entered twice for a patient merged (``duplicates``)."""
+    if draft.target not in SAFETY_TABLES:
+        return
+    table = draft.table
+    shared: dict[str, str] = {}  # a code column → the anchor of its code table, written once
+
+    def code_table(column: str) -> Shared:
+        first = column not in shared
+        shared.setdefault(column, re.sub(r"\W+", "_", f"{table.name}_{column}").strip("_"))
+        return Shared(shared[column], first)
+
+    if draft.target == "allergy":
+        _allergen(draft)
+    if draft.target == "precaution":
+        _precaution_kind(draft, code_table)
+    for f in draft.fields:
+        if f.rule == "code":
+            f.params = {"table": code_table(f.sources[0]), "reason": UNMAPPED}
+            f.why = _join(f.why, f"a value outside it is kept as written and flagged {UNMAPPED}")
+        f.required = False  # a NULL is kept: the record is not rejected
+        f.flagged = f.rule not in NEVER_REJECTING
+    order = [c.name for c in table.columns]
+    coded = sorted(shared, key=order.index)
+    if coded:
+        draft.fields.append(
+            FieldDraft(
+                "unmapped_text",
+                coded,
+                "uncoded_text",
+                {"tables": {c: Shared(shared[c], False) for c in coded}},
+                False,
+                "what the code tables above do not hold, as written: no legacy text is lost",
+            )
+        )
+    key = [table.key] if table.key else [TODO]
+    draft.fields.append(
+        FieldDraft(
+            "source_records",
+            key,
+            "record_sources",
+            {},
+            False,
+            "the record's key; a merge adds its duplicates' keys" if table.key else "the key: none found",
+        )
+    )
+    mapped = {f.field for f in draft.fields}
+    same = [n for n in SAFETY_SAME[draft.target] if n in mapped]
+    if same and any(name == "patient_id" for name, _, _ in draft.refs):
+        draft.duplicates = {"merge_within": "patient_id", "same": same}
+        draft.duplicates_why = (
+            "the same record entered again for the patient (in a later episode) is merged into the first"
+        )
+
+
+def _allergen(draft: TableDraft) -> None:
+    """The allergen column read by the ``allergen`` rule: the substance, no known allergies, coded."""
+    by_field = {f.field: f for f in draft.fields}
+    substance = by_field.get("substance")
+    if substance is None:
+        return
+    column = substance.sources[0]
+    for name, part in _ALLERGEN_PARTS.items():
+        f = by_field.get(name)
+        if f is None:
+            f = FieldDraft(name, [column], "", {}, False, f"from {column}, as substance")
+            draft.fields.append(f)
+        elif name != "substance":
+            continue  # a column of its own (a no-known-allergies flag)
+        f.rule, f.params = "allergen", {"part": part}
+    substance.why = _join(substance.why, "an allergen text: a known one coded, NKDA read, another kept")
+
+
+def _precaution_kind(draft: TableDraft, code_table: Callable[[str], Shared]) -> None:
+    """A precaution's kind from its code column (the practice's codes: a table to write), else read
+    from its text (``precaution_kind``); with no code column, from the text alone."""
+    by_field = {f.field: f for f in draft.fields}
+    kind, text = by_field.get("kind"), by_field.get("description")
+    if text is None:
+        if kind is not None:
+            kind.rule, kind.params = TODO, {}
+            kind.why = _join(kind.why, "precaution_kind reads a code and a text column: no text column found")
+        return
+    codes: Shared | dict[str, str]
+    also: Shared | dict[str, str]
+    if kind is None:  # an empty code table: every kind read from the text
+        kind = FieldDraft("kind", [], "", {}, False, "no code column: the kind read from the text alone")
+        draft.fields.append(kind)
+        column, codes, also = text.sources[0], {}, {}
+    else:
+        column = kind.sources[0]
+        codes, also = code_table(column), code_table(column)
+        said = f"the practice's codes; where {column} is empty, read from {text.sources[0]}"
+        kind.why = _join(kind.why, said)
+    kind.sources, kind.rule, kind.params = [column, text.sources[0]], "precaution_kind", {"codes": codes}
+    draft.fields.append(
+        FieldDraft(
+            "kind_from_text",
+            list(kind.sources),
+            "precaution_kind",
+            {"codes": also, "part": "from_text"},
+            False,
+            f"from {', '.join(dict.fromkeys(kind.sources))}, as kind",
+        )
+    )
 
 
 def _pair_sources(draft: TableDraft) -> None:
@@ -1049,9 +1201,29 @@ def propose(tables: list[Table]) -> list[TableDraft]:
 
 # --- the YAML ------------------------------------------------------------------------------------------
 def _y(value: Any) -> str:
-    """A YAML scalar or flow collection on one line."""
+    """A YAML scalar or flow collection on one line; a :class:`Shared` value as its anchor or alias.
+
+    >>> _y({"table": Shared("cases_status", True), "reason": "status_unknown"})
+    '{table: &cases_status TODO, reason: status_unknown}'
+    >>> _y({"tables": {"status": Shared("cases_status", False)}})
+    '{tables: {status: *cases_status}}'
+    """
+    if isinstance(value, Shared):
+        return f"&{value.name} {TODO}" if value.first else f"*{value.name}"
+    if _shares(value):
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{_y([k])[1:-1]}: {_y(v)}" for k, v in value.items()) + "}"
+        return "[" + ", ".join(_y(v) for v in value) + "]"
     text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1 << 20, allow_unicode=True)
     return text.removesuffix("\n...\n").strip()
+
+
+def _shares(value: Any) -> bool:
+    if isinstance(value, Shared):
+        return True
+    if isinstance(value, dict):
+        return any(_shares(v) for v in value.values())
+    return isinstance(value, list) and any(_shares(v) for v in value)
 
 
 def _c(why: str) -> str:
@@ -1158,6 +1330,8 @@ def render(drafts: list[TableDraft], dialect: Dialect) -> str:
         out.append(f"      doc: {TODO}  # one sentence: what a row of {t.name} is")
         if d.target is None:
             continue
+        if d.duplicates:
+            out.append(f"      duplicates: {_y(d.duplicates)}{_c(d.duplicates_why)}")
         if d.fields:
             out.append("      fields:")
             for f in d.fields:
@@ -1169,6 +1343,8 @@ def render(drafts: list[TableDraft], dialect: Dialect) -> str:
                     spec["with"] = f.params
                 if f.required:
                     spec["required"] = True
+                if f.flagged:
+                    spec["invalid"] = "flag"
                 out.append(f"        {_y(f.field)}: {_y(spec)}{_c(f.why)}")
         if d.refs:
             out.append("      refs:")
@@ -1190,8 +1366,8 @@ def write_draft(url: str, out: Path) -> str:
     line says what it holds.
 
     Reads at most :data:`SAMPLE_ROWS` rows of each table or file (values cut to :data:`VALUE_CHARS`),
-    one table at a time; whole tables are only counted. The line: ``draft: 18 tables, 146 columns,
-    97 target fields proposed, 28 TODOs → draft.yaml``.
+    one table at a time; whole tables are only counted. The line: ``draft: 21 tables, 173 columns,
+    120 target fields proposed, 35 TODOs → draft.yaml``.
     """
     dialect, tables = survey_delivery(url) if is_delivery(url) else survey(url)
     drafts = propose(tables)

@@ -552,6 +552,9 @@ SYNONYMS: Final[dict[str, str]] = {
     "to": "end",
     "thru": "end",
     "through": "end",
+    "med": "medication",
+    "prec": "precaution",
+    "noted": "recorded",
 }
 """Abbreviations and other names legacy systems use → the target's words (one word, singular)."""
 
@@ -674,7 +677,7 @@ ICD_PARTS = {
 """Target fields a diagnosis code gives beside the code: field → ``icd``'s ``part``."""
 SERVICE_TABLES = frozenset({"visit", "charge", "payment", "outcome_measure", "procedure_line"})
 """Targets whose dates are of care given, charged, paid or measured: ``date`` role ``service``."""
-_CODE_FIELD = re.compile(r"(?:status|type|kind|credential|category|class|^sex)$")
+_CODE_FIELD = re.compile(r"(?:status|type|kind|credential|category|class|severity|^sex)$")
 """Fields whose few distinct legacy values are a code table (the ``code`` rule, where no rule of
 their own reads them: ``sex`` reads M/F/1/2, not a vendor's 1 female 2 male)."""
 
@@ -699,21 +702,51 @@ def _share(facts: ValueFacts, expected: Pattern, name: float) -> tuple[float, Pa
     return max((facts.share(p), p) for p in alternatives.get(expected, (expected,)))
 
 
-def _name_similarity(column: str, field_name: str, table: str) -> float:
+FIELD_ALIASES: Final[dict[tuple[str, str], tuple[str, ...]]] = {
+    ("allergy", "substance"): ("allergen", "allergy"),
+    ("medication", "name"): ("drug", "drug name", "medication"),
+    ("medication", "dose_text"): ("dose", "dosage"),
+    ("precaution", "kind"): ("code", "type", "kind", "category"),
+    ("precaution", "description"): ("text", "description", "note", "comment"),
+}
+"""(target table, field) → other names legacy systems give its column, where the field's own name
+says little of them (a medication's ``name`` is its ``drug``; a precaution's ``kind`` its code, its
+``description`` its text): compared as the field's name is."""
+
+
+def _name_similarity(
+    column: str, field_name: str, table: str, aliases: Sequence[str] = ()
+) -> tuple[float, str]:
+    """The similarity of a column's name to a field's, and the field's name it is closest to when that
+    is one of its aliases."""
     name = similarity(column, field_name, table)
     if field_name in NAME_PARTS:
         name = max(name, similarity(column, "name", table))
-    return name
+    said = ""
+    for alias in aliases:
+        if (close := similarity(column, alias, table)) > name:
+            name, said = close, alias
+    return name, said
 
 
 def field_score(
-    column: str, facts: ValueFacts, field_name: str, target: TargetColumn, table: str
+    column: str,
+    facts: ValueFacts,
+    field_name: str,
+    target: TargetColumn,
+    table: str,
+    aliases: Sequence[str] = (),
 ) -> tuple[float, str]:
-    """(score, why) of a legacy column of ``table`` as the source of a target field: its name's
-    similarity, plus up to 0.6 where its values fit what the field expects (less where they fit
-    something else)."""
-    name = _name_similarity(column, field_name, table)
-    why = [f"name similarity {name:.2f} to {field_name}"]
+    """(score, why) of a legacy column of ``table`` as the source of a target field (which also goes
+    by ``aliases``: :data:`FIELD_ALIASES`): its name's similarity, plus up to 0.6 where its values fit
+    what the field expects (less where they fit something else).
+
+    >>> drug = target_columns()["medication"]["name"]
+    >>> field_score("drug", value_facts(["Warfarin 5mg"]), "name", drug, "meds", FIELD_ALIASES["medication", "name"])
+    (1.0, 'name similarity 1.00 to name (as drug)')
+    """
+    name, alias = _name_similarity(column, field_name, table, aliases)
+    why = [f"name similarity {name:.2f} to {field_name}" + (f" (as {alias})" if alias else "")]
     expected = expects(field_name, target)
     bonus = 0.0
     coded = bool(_CODE_FIELD.search(field_name))

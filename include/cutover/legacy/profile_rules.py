@@ -383,7 +383,88 @@ def listed(ctx: Context, name: str, mapping: Spec) -> Iterator[Problem]:
                 )
 
 
-MAP_RULES: tuple[TableRule, ...] = (target, fields, refs, required_fields, checks, explode, listed)
+NEVER_REJECTING = frozenset(
+    {
+        "text",
+        "upper",
+        "lower",
+        "flag_yn",
+        "same",
+        "allergen",
+        "precaution_kind",
+        "uncoded_text",
+        "record_sources",
+    }
+)
+"""Rules that never give a reason: a value they read is taken, or NULL, or flagged."""
+
+
+def safety(ctx: Context, name: str, mapping: Spec) -> Iterator[Problem]:
+    """A patient-safety record (allergy, medication, precaution) is never rejected on its own: no field
+    required or rejecting, no rejecting check, every reference but the patient's optional and loose
+    (an unresolved episode or note is NULL and flagged); only its patient's reject keeps it out."""
+    from cutover.target import SAFETY_TABLES
+
+    if mapping.get("to") not in SAFETY_TABLES:
+        return
+    at = ("tables", name, "map")
+    why = "a patient-safety record is never rejected on its own"
+    for field_name, spec in _dict(mapping.get("fields")).items():
+        spec = _dict(spec)
+        if spec.get("required"):
+            yield Problem((*at, "fields", field_name, "required"), f"{why}: drop required (a NULL is kept)")
+        elif spec.get("rule") not in NEVER_REJECTING and spec.get("invalid") != "flag":
+            yield Problem(
+                (*at, "fields", field_name),
+                f"{why}: rule {spec.get('rule')} may reject a value; add invalid: flag (NULL, the row flagged)",
+            )
+    for i, check in enumerate(mapping.get("checks") or ()):
+        if _dict(check).get("action", "reject") != "flag":
+            yield Problem((*at, "checks", i, "action"), f"{why}: a check may only flag (action: flag)")
+    for column, ref in _dict(mapping.get("refs")).items():
+        ref = _dict(ref)
+        if column == "patient_id":
+            continue
+        if ref.get("required", True) or ref.get("strict"):
+            yield Problem(
+                (*at, "refs", column),
+                f"{why}: only patient_id may be required; make it required: false (not strict)",
+            )
+    if "patient_id" not in _dict(mapping.get("refs")):
+        yield Problem((*at, "refs"), "a patient-safety record belongs to a patient: add a patient_id ref")
+
+
+def duplicates(ctx: Context, name: str, mapping: Spec) -> Iterator[Problem]:
+    """A record table's merge names one of its refs and fields of its map, and keeps its sources."""
+    spec = mapping.get("duplicates")
+    if not isinstance(spec, dict):
+        return
+    at = ("tables", name, "map", "duplicates")
+    refs_of = _dict(mapping.get("refs"))
+    fields_of = _dict(mapping.get("fields"))
+    if spec["merge_within"] not in refs_of:
+        yield unknown((*at, "merge_within"), "ref", spec["merge_within"], refs_of)
+    for i, column in enumerate(spec["same"]):
+        if column not in fields_of:
+            yield unknown((*at, "same", i), "mapped field", column, fields_of)
+    if _dict(fields_of.get("source_records")).get("rule") != "record_sources":
+        yield Problem(
+            (*at,),
+            "a merged record keeps its sources: map source_records with rule record_sources",
+        )
+
+
+MAP_RULES: tuple[TableRule, ...] = (
+    target,
+    fields,
+    refs,
+    required_fields,
+    checks,
+    explode,
+    listed,
+    safety,
+    duplicates,
+)
 
 
 # --- the profile as a whole -----------------------------------------------------------------------------

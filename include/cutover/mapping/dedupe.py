@@ -116,8 +116,55 @@ def plan_merges(spec: TableSpec, batches: Callable[[], Iterable[pa.RecordBatch |
     )
 
 
+SOURCES = "source_records"
+"""The target column of a record table listing the legacy ids a row stands for."""
+
+
+def plan_record_merges(
+    spec: TableSpec, batches: Callable[[], Iterable[pa.RecordBatch | pa.Table]]
+) -> MergePlan:
+    """Decide the merges of a record table (``spec.merge_same``): within one owner, rows whose compared
+    columns are equal (NULL equal to NULL, text without ASCII letter case) are one record; the lowest legacy id survives and its
+    ``source_records`` lists every member, itself first. Holds the compared columns of the rows the
+    mapping did not reject, never a whole row."""
+    within, *same = spec.merge_same
+    columns = ["legacy_id", within, *same]
+    kept = [_kept(b, columns) for b in batches()]
+    compared = pa.concat_tables(kept) if kept else spec.staged_schema.empty_table().select(columns)
+    # text compared without ASCII letter case ("Warfarin", "WARFARIN"), as the chart hashes it
+    compared = pa.table(
+        {
+            name: pc.ascii_upper(column)
+            if pa.types.is_string(column.type) and name != "legacy_id"
+            else column
+            for name, column in zip(compared.column_names, compared.columns, strict=True)
+        }
+    )
+    rows = compared.to_pandas(types_mapper=pd.ArrowDtype)
+    del kept
+    ids = rows["legacy_id"].astype(str)
+    numeric = pd.to_numeric(ids, errors="coerce")
+    order = pd.DataFrame({"n": numeric.isna(), "v": numeric.fillna(0), "id": ids}).sort_values(
+        ["n", "v", "id"]
+    )
+    rows = rows.loc[order.index]
+    key = rows[[within, *same]].astype(str)  # NULL compares equal to NULL ("<NA>"), a list by its text
+    first = rows.groupby([key[c] for c in key.columns], sort=False, dropna=False)["legacy_id"].transform(
+        "first"
+    )
+    survivor = pd.Series(first.astype(str).to_numpy(), index=rows["legacy_id"].astype(str).to_numpy())
+    moved = survivor[survivor.index != survivor.to_numpy()]
+    members = survivor[survivor.isin(set(moved.to_numpy()))]
+    sources = members.groupby(members.to_numpy(), sort=False).apply(lambda m: list(m.index))
+    winners = pd.DataFrame({SOURCES: sources})
+    summary = DedupeSummary(candidates=len(members), clusters=len(sources), merged=len(moved), review=0)
+    return MergePlan(moved=moved, winners=winners, summary=summary, review=pd.DataFrame())
+
+
 def apply_merges(spec: TableSpec, batch: pa.RecordBatch | pa.Table, plan: MergePlan) -> pa.Table:
-    """One batch of mapped patients with ``merge_into`` set and the survivors' winning values."""
+    """One batch of mapped rows with ``merge_into`` set and the survivors' winning values."""
+    if spec.merge_same:
+        return _apply_record_merges(spec, batch, plan)
     frame = batch.to_pandas(types_mapper=pd.ArrowDtype)
     ids = frame["legacy_id"].astype(str)
     merged = ids.isin(plan.moved.index).to_numpy()
@@ -129,6 +176,21 @@ def apply_merges(spec: TableSpec, batch: pa.RecordBatch | pa.Table, plan: MergeP
         for column in plan.winners.columns:
             frame.loc[won, column] = values[column].to_numpy()
     return pa.Table.from_pandas(frame, schema=spec.staged_schema, preserve_index=False)
+
+
+def _apply_record_merges(spec: TableSpec, batch: pa.RecordBatch | pa.Table, plan: MergePlan) -> pa.Table:
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    ids = table.column("legacy_id").to_pylist()
+    merge_into = [plan.moved.get(i) if i is not None else None for i in ids]
+    sources = table.column(SOURCES).to_pylist()
+    won = plan.winners[SOURCES]
+    sources = [won[i] if i in won.index else s for i, s in zip(ids, sources, strict=True)]
+    schema = spec.staged_schema
+    table = table.set_column(
+        schema.get_field_index("merge_into"), "merge_into", pa.array(merge_into, pa.string())
+    )
+    at = schema.get_field_index(SOURCES)
+    return table.set_column(at, schema.field(at), pa.array(sources, schema.field(at).type))
 
 
 def dedupe(spec: TableSpec, mapped: pa.Table) -> tuple[pa.Table, DedupeSummary, pd.DataFrame]:

@@ -167,6 +167,10 @@ class TableSpec:
     load_flags: tuple[LoadFlag, ...] = ()
     merges: bool = False
     """Rows may be merged into a surviving duplicate (the staged ``merge_into`` column)."""
+    merge_same: tuple[str, ...] = ()
+    """For a record table (not the patients): rows of one owner (the first name, a reference column)
+    whose other named target columns are equal are one record entered more than once; they merge
+    into the lowest legacy id. Empty: the patient matcher decides (the patients table)."""
     removed: tuple[str, str] | None = None
     """(export flag column, its "removed" code): a row the legacy system flags removed is set aside
     ``removed_in_source`` (reported for a person to decide, never migrated nor deleted by a run)."""

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from cutover.mapping import normalize as nz
 from cutover.mapping import rules as r
+from cutover.mapping import safety
 from cutover.mapping.engine import Batch, Explode, LoadFlag, Rule
 
 
@@ -195,6 +196,10 @@ RULES: dict[str, Callable[..., Rule]] = {
     "modifiers": _modifiers,
     "upper_except": _upper_except,
     "appointment_state": _appointment_state,
+    "allergen": safety.allergen,
+    "precaution_kind": safety.precaution_kind,
+    "uncoded_text": safety.uncoded_text,
+    "record_sources": safety.record_sources,
 }
 """Rules by name: one target value from legacy column(s)."""
 

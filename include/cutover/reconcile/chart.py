@@ -8,6 +8,9 @@ units_n/_h     units billed, and the sum of units × hash(CPT code): units by CP
 dx_n/_h        distinct ICD-10 codes of the patient's episodes, and the sum of their hashes
 charges        sum of charges, in cents
 payments       sum of payments and adjustments, in cents
+safety_n/_h    legacy safety records (allergies, medications, precautions), and the sum of a
+               hash of each one's table, legacy id and what it says (the allergen or "no known
+               allergies", the medication, the precaution's kind)
 balance        charges − payments
 =============  ==========================================================================
 
@@ -42,7 +45,18 @@ from cutover.staging.store import Store
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = ("visits_n", "visits_h", "units_n", "units_h", "dx_n", "dx_h", "charges", "payments")
+COMPONENTS = (
+    "visits_n",
+    "visits_h",
+    "units_n",
+    "units_h",
+    "dx_n",
+    "dx_h",
+    "charges",
+    "payments",
+    "safety_n",
+    "safety_h",
+)
 """The chart's integers, in digest order (after the key)."""
 
 CHART_COLUMNS = ("key", "d1", "d2", *COMPONENTS, "balance")
@@ -54,10 +68,21 @@ KINDS: dict[str, tuple[str, ...]] = {
     "chart_charges": ("charges",),
     "chart_payments": ("payments",),
     "chart_balance": ("balance",),
+    "chart_safety": ("safety_n", "safety_h"),
 }
 """Failure kind → the chart components it compares."""
 
-CHART_TARGETS = ("episode", "visit", "procedure_line", "diagnosis", "charge", "payment")
+CHART_TARGETS = (
+    "episode",
+    "visit",
+    "procedure_line",
+    "diagnosis",
+    "charge",
+    "payment",
+    "allergy",
+    "medication",
+    "precaution",
+)
 """Target tables a chart reads (episodes only to find a diagnosis's patient); the legacy side reads the
 staged rows of the legacy tables the profile maps onto them (:func:`chart_tables`). A table the
 profile does not map counts zero on both sides."""
@@ -166,14 +191,32 @@ class LegacyCharts:
         self.patient_keys = patient_keys
         self.rejected = rejected
 
-    def _parts(self, target: str, columns: Sequence[str]) -> Iterator[pa.Table]:
-        """The migrated rows of the legacy table mapped onto ``target`` (none when none is)."""
+    def _parts(self, target: str, columns: Sequence[str], *, every: bool = False) -> Iterator[pa.Table]:
+        """The migrated rows of the legacy table mapped onto ``target`` (none when none is); ``every``:
+        every legacy row, rejected or not."""
         table = chart_tables()[target]
         if table is None:
             return
         empty = pa.array([], pa.string())
         for part in read_columns(self.store, f"{self.prefix}/{table}", ["legacy_id", "reason", *columns]):
-            yield _migrated(part, self.rejected.get(table, empty))
+            yield part if every else _migrated(part, self.rejected.get(table, empty))
+
+    def _safety(self, by_patient: Any) -> pa.Table:
+        """Per patient: every legacy safety record, rejected or not (a record its patient's chart lacks
+        is what the check is for), and the sum of :func:`safety_hash` of each."""
+        running: pa.Table | None = None
+        for target, said in SAFETY_SAYS.items():
+            for part in self._parts(target, ["ref_patient_id", *said], every=True):
+                key = by_patient(part)
+                rows = pa.table(
+                    {
+                        "key": key,
+                        "safety_n": pa.array(np.ones(part.num_rows, dtype=np.int64)),
+                        "safety_h": safety_hash(target, part.column("legacy_id"), _says(target, part)),
+                    }
+                )
+                running = _fold(running, rows.filter(pc.is_valid(key)), sums=("safety_n", "safety_h"))
+        return running if running is not None else _empty(("safety_n", "safety_h"))
 
     def _sums(
         self,
@@ -261,12 +304,38 @@ class LegacyCharts:
             .select(["key", "h_count", "h_sum"])
             .rename_columns(["key", "dx_n", "dx_h"])
         )
+        safety = self._safety(by_patient)
         chart = pa.table({"key": pc.unique(self.patient_keys)})
-        for component in (visits, units, dx, charges, payments):
+        for component in (visits, units, dx, charges, payments, safety):
             chart = chart.join(component, "key", join_type="left outer")
         chart = pa.table({"key": chart.column("key")} | {c: _zero(chart.column(c)) for c in COMPONENTS})
         log.info("legacy charts: %d patients", chart.num_rows)
         return finish(chart)
+
+
+SAFETY_SAYS: dict[str, tuple[str, ...]] = {
+    "allergy": ("no_known_allergies", "substance"),
+    "medication": ("name",),
+    "precaution": ("kind",),
+}
+"""The mapped columns of a safety record its chart hash covers (what the record says)."""
+
+
+def _says(target: str, part: pa.Table) -> pa.Array:
+    """What one safety record says, as text in ASCII upper case (a merge compares text without letter
+    case: "Warfarin" and "WARFARIN" are one record): its SQL twin is in :data:`TARGET_CHART_SQL`."""
+    if target == "allergy":
+        nka = pc.fill_null(part.column("no_known_allergies"), False)
+        return pc.if_else(nka, "NKA", pc.ascii_upper(pc.fill_null(part.column("substance"), "")))
+    return pc.ascii_upper(pc.fill_null(part.column(SAFETY_SAYS[target][0]), ""))
+
+
+def safety_hash(
+    target: str, legacy_ids: pa.Array | pa.ChunkedArray, says: pa.Array | pa.ChunkedArray
+) -> pa.Array:
+    """:func:`h32` of ``target|legacy id|what it says``, per record (SQL: over ``unnest(source_records)``)."""
+    text = pc.binary_join_element_wise(target, pc.cast(legacy_ids, pa.string()), says, "|")
+    return hash_values(text)
 
 
 def _concat(arrays: Sequence[pa.Array | pa.ChunkedArray], kind: pa.DataType) -> pa.Array:
@@ -286,6 +355,9 @@ def _zero(column: pa.ChunkedArray) -> pa.Array:
 # target side -----------------------------------------------------------------------------------
 
 _H = "('x' || left(md5({}), 8))::bit(32)::int"
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+"""ASCII letters: ``translate`` upper-cases them alone, as ``pyarrow.compute.ascii_upper`` does, whatever
+the database's collation would make of another letter."""
 
 TARGET_CHART_SQL = f"""
 CREATE TEMP TABLE rc_chart ON COMMIT DROP AS
@@ -307,15 +379,29 @@ WITH v AS (
     SELECT c.patient_id, sum(c.amount_cents) AS s FROM pt.charge c JOIN rc_patient p USING (patient_id) GROUP BY 1
 ), y AS (
     SELECT y.patient_id, sum(y.amount_cents) AS s FROM pt.payment y JOIN rc_patient p USING (patient_id) GROUP BY 1
+), s AS (
+    SELECT patient_id, count(*) AS n, sum({_H.format(f"t || '|' || src || '|' || translate(says, '{_LOWER}', '{_LOWER.upper()}')")}) AS h
+      FROM (SELECT a.patient_id, 'allergy' AS t, src,
+                   CASE WHEN a.no_known_allergies THEN 'NKA' ELSE coalesce(a.substance, '') END AS says
+              FROM pt.allergy a, unnest(a.source_records) AS src
+            UNION ALL
+            SELECT m.patient_id, 'medication', src, coalesce(m.name, '')
+              FROM pt.medication m, unnest(m.source_records) AS src
+            UNION ALL
+            SELECT c.patient_id, 'precaution', src, c.kind
+              FROM pt.precaution c, unnest(c.source_records) AS src) AS x
+      JOIN rc_patient p USING (patient_id)
+     GROUP BY 1
 ), chart AS (
     SELECT p.key, p.patient_id,
            coalesce(v.n, 0)::bigint AS visits_n, coalesce(v.h, 0)::bigint AS visits_h,
            coalesce(u.n, 0)::bigint AS units_n, coalesce(u.h, 0)::bigint AS units_h,
            coalesce(d.n, 0)::bigint AS dx_n, coalesce(d.h, 0)::bigint AS dx_h,
-           coalesce(c.s, 0)::bigint AS charges, coalesce(y.s, 0)::bigint AS payments
+           coalesce(c.s, 0)::bigint AS charges, coalesce(y.s, 0)::bigint AS payments,
+           coalesce(s.n, 0)::bigint AS safety_n, coalesce(s.h, 0)::bigint AS safety_h
       FROM rc_patient p
       LEFT JOIN v USING (patient_id) LEFT JOIN u USING (patient_id) LEFT JOIN d USING (patient_id)
-      LEFT JOIN c USING (patient_id) LEFT JOIN y USING (patient_id)
+      LEFT JOIN c USING (patient_id) LEFT JOIN y USING (patient_id) LEFT JOIN s USING (patient_id)
 )
 SELECT key, patient_id, ('x' || substr(m, 1, 8))::bit(32)::bigint AS d1,
        ('x' || substr(m, 9, 8))::bit(32)::bigint AS d2,

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from cutover.legacy.profile import current, legacy_tables, mapping_specs
 from cutover.legacy.source import read_where
+from cutover.mapping.dedupe import SOURCES
 from cutover.mapping.engine import MAP_BATCH_ROWS, map_batch
 from cutover.staging.parquet import iter_batches
 from cutover.staging.store import Store
@@ -64,12 +65,16 @@ def sample_patients(store: Store, prefix: str, run_id: str, size: int = SAMPLE_P
 
 
 def _differing(fresh: pa.Table, staged: pa.Table) -> set[str]:
-    """Legacy ids whose mapped rows differ between the two sides (a row on one side only included)."""
+    """Legacy ids whose mapped rows differ between the two sides (a row on one side only included); a
+    merge's marks (``merge_into``, the duplicates' ids in ``source_records``) are the staging's own."""
     skip = {"merge_into"}
     columns = [c for c in staged.column_names if c not in skip]
 
     def rows(table: pa.Table) -> dict[str, tuple[Any, ...]]:
         picked = table.select(columns)
+        if SOURCES in columns:  # a merge adds its duplicates' ids; the record's own comes first
+            at = columns.index(SOURCES)
+            picked = picked.set_column(at, SOURCES, pc.list_slice(picked[SOURCES], 0, 1))
         keys = picked["row_key"].to_pylist()
         values = zip(*(picked[c].to_pylist() for c in columns), strict=True)
         return dict(zip(keys, values, strict=True))

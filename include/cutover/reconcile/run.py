@@ -208,7 +208,7 @@ def reconcile(
        ``missing``); every target row accounted for by the crosswalk (else ``extra``);
     b. per-patient chart checksums, bisected by patient key (:mod:`cutover.reconcile.segments`),
        mismatches as ``chart_visits``, ``chart_units``, ``chart_dx``, ``chart_charges``,
-       ``chart_payments``, ``chart_balance`` against the surviving patient;
+       ``chart_payments``, ``chart_balance``, ``chart_safety`` against the surviving patient;
     c. the run's rows of ``migration.validation_failure`` replaced by this result;
     c'. with ``legacy_url``, a sample of patients read again from the legacy database and mapped
        again, every row compared with the staged one (:mod:`cutover.reconcile.recheck`): a change
@@ -216,8 +216,9 @@ def reconcile(
     d. with ``reject_policy``, every table's rejected share of its legacy rows against
        ``thresholds.yaml`` (``max_reject_rate`` overriding the default), so a run whose load lost
        too many rows fails here however well the rows that loaded match;
-    e. :class:`ReconcileFailed` when the failing share of patients exceeds ``max_failure_rate`` or a
-       table breaks its reject policy, raised after the failures and the report
+    e. :class:`ReconcileFailed` when the failing share of patients exceeds ``max_failure_rate``, a
+       table breaks its reject policy, or any migrated patient's safety records (allergies,
+       medications, precautions) did not all arrive (``chart_safety``: fatal at any rate), raised after the failures and the report
        (``reconciliation.json`` in the evidence) are written.
 
     The target is read in one repeatable-read snapshot, so a concurrent writer cannot make the
@@ -256,6 +257,7 @@ def reconcile(
             phases["legacy_recheck"] = round(time.perf_counter() - started - sum(phases.values()), 3)
             by_kind, sample = _summary(conn, run_id)
             patients_mismatched = len(set(keys))
+            unsafe = len(mismatched.get("chart_safety", []))
             ledger_failures = sum(by_kind.get(k, 0) for k in LEDGER_KINDS)
             rate = (patients_mismatched + ledger_failures) / max(1, compared)
             aside: dict[str, int] = dict(
@@ -279,7 +281,7 @@ def reconcile(
                 failure_rate=round(rate, 6),
                 max_failure_rate=max_failure_rate,
                 seconds=round(time.perf_counter() - started, 3),
-                passed=rate <= max_failure_rate and all(p.ok for p in policy),
+                passed=rate <= max_failure_rate and all(p.ok for p in policy) and not unsafe,
                 bisection=bisection,
                 phases=phases,
                 legacy_recheck=rechecked,
@@ -314,6 +316,12 @@ def reconcile(
             f"reconciliation of run {run_id} failed: more rows rejected than the policy allows: "
             + ", ".join(f"{p.table} {p.rejected}/{p.legacy_rows} (limit {p.limit:.1%})" for p in breaches)
             + "; see migration.reject for the reasons"
+        )
+    if unsafe:
+        raise ReconcileFailed(
+            f"reconciliation of run {run_id} failed: the safety records (allergies, medications, "
+            f"precautions) of {unsafe} migrated patient(s) did not all arrive (chart_safety); a chart "
+            "must not open without them: see migration.validation_failure"
         )
     if not report.passed:
         detail = ", ".join(f"{kind} {n}" for kind, n in by_kind.items())

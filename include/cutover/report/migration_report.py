@@ -36,6 +36,7 @@ ARTIFACTS: Final[tuple[tuple[str, str, bool], ...]] = (
     ("data_docs", "Great Expectations data docs site", True),
     ("reconciliation.json", "reconciliation, source to target, per table and per patient", True),
     ("timings.json", "stage timings and downtime against the cutover window", True),
+    ("safety_worklist.csv", "rejected patients holding safety records, most first (ids and counts)", False),
     ("backup_manifest.json", "legacy backup manifest (encrypted objects and their SHA-256)", True),
     ("backup_verified.json", "backup restore test verdict", True),
     ("sample_estimate.json", "estimate from a trial run on a sample", False),
@@ -411,6 +412,60 @@ def _rejects_section(summary: Any) -> str:
     )
 
 
+def _safety_section(summary: Any, recon: Any) -> str:
+    """Patient-safety records: what arrived per table and per patient, the reconciliation's verdict on
+    them, and the rejected patients whose records wait on the remediation worklist (counts only)."""
+    head = "<h2>Patient-safety records</h2>"
+    if not isinstance(summary, dict):
+        return head + _missing("run summary", "summary.json")
+    safety = summary.get("safety")
+    if not isinstance(safety, dict) or not safety.get("mapped"):
+        return head + "<p>The legacy profile maps no allergies, medications or precautions.</p>"
+    tables = safety.get("tables") or {}
+    per = safety.get("records_per_patient") or {}
+    rows = [
+        f"<tr><td>{_code(target)}</td><td>{_code(t.get('legacy_table'))}</td><td class='n'>{_n(t.get('records'))}</td>"
+        f"<td class='n'>{_n(t.get('rows'))}</td><td class='n'>{_n(t.get('patients'))}</td></tr>"
+        for target, t in tables.items()
+        if isinstance(t, dict)
+    ]
+    failures = (recon.get("failures_by_kind") or {}) if isinstance(recon, dict) else None
+    if failures is None:
+        verdict = _badge("warn", "not reconciled") + " no reconciliation in this bundle"
+    elif _int(failures.get("chart_safety")):
+        verdict = _badge("fail", "missing") + (
+            f" {_n(failures.get('chart_safety'))} migrated patient(s) lack safety records (chart_safety)"
+        )
+    else:
+        verdict = (
+            _badge("pass", "complete") + " every migrated patient's safety records arrived (chart_safety 0)"
+        )
+    line = (
+        f"<p>{verdict}. Safety records per patient: {_n(safety.get('patients'))} patients hold them, "
+        f"median {_n(per.get('median'))}, at most {_n(per.get('max'))}.</p>"
+    )
+    held = safety.get("rejected_patients") or {}
+    if _int(held.get("patients")):
+        by = ", ".join(f"{_code(t)} {_n(n)}" for t, n in (held.get("by_table") or {}).items())
+        line += (
+            f"<p>{_badge('fail', 'to fix first')} {_n(held.get('patients'))} rejected patient(s) hold "
+            f"{_n(held.get('records'))} safety records ({by}) that could not migrate with them: they head the "
+            f"remediation worklist (<code>{_code(held.get('worklist'))}</code>, most records first).</p>"
+        )
+    else:
+        line += "<p>No rejected patient holds a safety record.</p>"
+    return (
+        head
+        + "<p class='muted'>Allergies, medications and precautions are never rejected on their own: a value the "
+        "rules cannot code is carried as written and flagged; only a rejected patient keeps them out. A record "
+        "entered again in a later episode is merged into the first and counts once per legacy record.</p>"
+        + line
+        + _table(
+            ("target table", "legacy table", "legacy records", "target rows", "patients"), rows, narrow=True
+        )
+    )
+
+
 def _merges_section(summary: Any) -> str:
     head = "<h2>Duplicate merges</h2>"
     if not isinstance(summary, dict):
@@ -723,6 +778,7 @@ def render_report(folder: Path, *, generated_at: datetime | None = None) -> str:
         _overview(summary, gates, recon, timings)
         + _rows_section(summary)
         + _rejects_section(summary)
+        + _safety_section(summary, recon)
         + _merges_section(summary)
         + _gates_section(gates, ev.data_docs_index())
         + _recon_section(recon)

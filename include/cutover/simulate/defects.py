@@ -43,6 +43,10 @@ DefectKind = Literal[
     "money_format",
     "score_out_of_range",
     "discharge_before_start",
+    "allergy_no_known",
+    "precaution_in_note",
+    "safety_duplicate",
+    "safety_text_unmapped",
 ]
 DEFECT_KINDS: tuple[DefectKind, ...] = get_args(DefectKind)
 
@@ -87,6 +91,9 @@ _CLINICAL_DATES = (
     "referrals.referral_date",
     "plans_of_care.cert_date",
     "outcomes.measured_on",
+    "allergies.noted",
+    "medications.start_date",
+    "precautions.start_date",
 )
 
 DEFECTS: dict[DefectKind, DefectSpec] = {
@@ -272,6 +279,50 @@ DEFECTS: dict[DefectKind, DefectSpec] = {
         0.005,
         ("cases.discharge_date",),
         unit="discharged case",
+    ),
+    "allergy_no_known": DefectSpec(
+        "allergies",
+        "normalise",
+        1.0,
+        ("allergies.allergen",),
+        unit="row",
+        note="every no-known-allergies record (NKDA, N.K.D.A., none known...): an allergy row that says the "
+        "patient has none; reaction and severity empty, status active (a safety_duplicate copy of one is "
+        "recorded as the duplicate only)",
+    ),
+    "precaution_in_note": DefectSpec(
+        "precautions",
+        "normalise",
+        0.30,
+        ("precautions.prec_code", "precautions.prec_text"),
+        unit="row",
+        note="prec_code is NULL and the precaution is only in a note's words ('03/07/2019 pt seen, reports "
+        "... Cont POC.', 'Per MD: ...'); visit_id is the visit of the note; detail 'code' = the true code",
+    ),
+    "safety_duplicate": DefectSpec(
+        "allergies",
+        "merge",
+        0.15,
+        ("allergies", "medications", "precautions"),
+        unit="row",
+        note="recorded on the copy with 'of' = the original's id (same table, same patient): an earlier "
+        "record carried onto a later case of the patient, an allergen respelled (PCN for Penicillin) or a "
+        "drug in another letter case; a precaution's code, text and dates are the same",
+    ),
+    "safety_text_unmapped": DefectSpec(
+        "allergies",
+        "flag",
+        0.05,
+        (
+            "allergies.allergen",
+            "allergies.severity",
+            "allergies.status",
+            "medications.med_status",
+            "precautions.prec_text",
+        ),
+        note="a value the mapping cannot code: an allergen outside the coded list (strawberries), a severity "
+        "'see chart' or '?', a status '??', a med_status '?', a precaution text of no known kind (its "
+        "prec_code NULL); migrate the text as is and report it",
     ),
 }
 """Every kind, in the order of :data:`DefectKind`."""

@@ -286,7 +286,7 @@ COLUMN_MEANINGS: dict[str, Meaning] = {
     **_meaning(
         "date",
         "dob created modified eff_date term_date referral_date start_date discharge_date end_date"
-        " cert_date recert_date appt_time visit_date signed_date measured_on posted paid_on",
+        " cert_date recert_date appt_time visit_date signed_date measured_on posted paid_on noted stop_date",
     ),
     "amount": "money",
     **_meaning(
@@ -295,7 +295,7 @@ COLUMN_MEANINGS: dict[str, Meaning] = {
     **_meaning(
         "code",
         "state zip sex credential payer_type status note_type kind doc_type mime dx_code icd_code"
-        " dx_codes cpt_code cpt_text modifiers measure tz active reopened",
+        " dx_codes cpt_code cpt_text modifiers measure tz active reopened severity med_status prec_code",
     ),
     **_meaning("name", "clinic_name prov_name phys_name payer_name pat_name emerg_contact"),
     **_meaning("phone", "phone fax home_phone cell_phone emerg_phone"),

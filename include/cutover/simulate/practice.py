@@ -1,14 +1,17 @@
 """Generate a legacy PT practice in memory: every table as columns, every injected defect recorded.
 
 The generator draws from one ``numpy.random.Generator(PCG64(seed))`` in a fixed order, so a seed and
-a size give the same rows and the same manifest, byte for byte. Work is vectorised over columns;
+a size give the same rows and the same manifest, byte for byte. The patient-safety tables, added
+later, draw from a second one (``PCG64([seed, 17])``) so that adding them moved no other table. Work is vectorised over columns;
 Python loops run only over the small subsets that carry a defect (a few percent of a table).
 
 The practice, in short: clinics with providers; patients with coverage; each patient has 1-3 cases
 (episodes of care), each started by an initial evaluation, then daily notes, a progress note every
 10th visit and a discharge summary; appointments (arrived, cancelled, no-show, scheduled); procedure
 lines with PT CPT codes whose minutes agree with their units under the 8-minute rule; a charge per
-code billed; payments and adjustments; diagnoses; outcome measures; scanned documents. Then the
+code billed; payments and adjustments; diagnoses; outcome measures; scanned documents; allergies and
+medications taken at a patient's first case, precautions on some cases (weight bearing, fall risk,
+no e-stim...), some only in a visit note's words, some entered again on a later case. Then the
 mess of :mod:`cutover.simulate.defects` is injected at its rates.
 
 >>> legacy = generate(patients=40, seed=1)
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,6 +192,9 @@ class _Builder:
         self.n = patients
         self.seed = seed
         self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.safety_rng = np.random.Generator(np.random.PCG64([seed, 17]))
+        """The allergies, medications and precautions draw from their own stream, so adding them
+        left every other table as it was for a seed."""
         self.t: dict[str, Columns] = {}
         self.defects: list[dict[str, Any]] = []
         self.injections: list[dict[str, Any]] = []
@@ -1511,6 +1518,296 @@ class _Builder:
             "modified": self.stamp(day, 5),
         }
 
+    # -- patient safety ------------------------------------------------------------------------------
+
+    @contextmanager
+    def drawing_from(self, rng: np.random.Generator) -> Iterator[None]:
+        """Let the helpers (``pick``, ``stamp``, ``mess_dates``) draw from ``rng`` for a while."""
+        saved, self.rng = self.rng, rng
+        try:
+            yield
+        finally:
+            self.rng = saved
+
+    def build_safety(self) -> None:
+        """Allergies and medications on each patient's first case, precautions on some cases.
+
+        Everything here draws from its own generator (``PCG64([seed, 17])``), so the tables built
+        before these three stay byte for byte what they were for a seed. Records sit only on cases
+        the pipeline keeps (not the ``discharge_before_start`` ones), so a safety record is never lost
+        with its parent; a precaution's visit is a surviving, non-canary visit of its own case. A row
+        carries at most one defect of the safety kinds (and maybe a ``date_mixed_format``).
+        """
+        with self.drawing_from(self.safety_rng):
+            cases = self.t["cases"]
+            host = np.ones(self.n_cases, bool)
+            host[self.bad_discharge] = False
+            hosts = np.flatnonzero(host)
+            owner = cases["pat_id"][hosts]
+            # The first kept case of each patient row (case indices ascend with the start date).
+            _, first = np.unique(owner, return_index=True)
+            first_case = hosts[first]
+            # The later kept cases of the same patient row: a duplicate record goes onto one of them.
+            order = np.lexsort((hosts, owner))
+            self.later_cases = hosts[order]
+            grp = owner[order]
+            ends = np.flatnonzero(np.r_[grp[1:] != grp[:-1], True])
+            rank = np.arange(len(order))
+            self.later_at = np.full(self.n_cases, -1, np.int64)
+            self.later_at[self.later_cases] = rank
+            self.later_n = np.zeros(self.n_cases, np.int64)
+            self.later_n[self.later_cases] = ends[np.searchsorted(ends, rank)] - rank
+            # Visits a precaution may point at, grouped by case.
+            visits = self.t["visits"]
+            vcase = visits["case_id"] - 1
+            ok = (vcase < self.n_cases) & ~np.isin(visits["visit_id"], self.canary_visit_ids)
+            by_case = np.argsort(vcase[ok], kind="stable")
+            self.note_visits = visits["visit_id"][ok][by_case]
+            self.note_count = np.bincount(vcase[ok], minlength=self.n_cases)
+            self.note_start = np.cumsum(self.note_count) - self.note_count
+
+            self.build_allergies(first_case)
+            self.build_medications(first_case)
+            self.build_precautions(hosts)
+            for table, column in (
+                ("allergies", "noted"),
+                ("medications", "start_date"),
+                ("precautions", "start_date"),
+            ):
+                cols = self.t[table]
+                self.mess_dates(table, column, cols[column], cols[LEGACY_TABLES[table].key])
+            self.plant_precaution_canary()
+
+    def day_in_case(self, case: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        """``offset`` days into each case, no later than its last visit (or the snapshot)."""
+        end = np.maximum(np.minimum(self.case_last_date[case], _AS_OF_D), self.case_start[case])
+        return np.asarray(np.minimum(self.case_start[case] + offset, end))
+
+    def end_after(self, start: np.ndarray, share: float, lo: int, hi: int) -> np.ndarray:
+        """An end ``lo..hi`` days after ``start`` for ``share`` of the rows, -1 for the rest (and past
+        the snapshot)."""
+        rng, n = self.rng, len(start)
+        end = start + rng.integers(lo, hi + 1, n)
+        return np.asarray(np.where((rng.random(n) < share) & (end <= _AS_OF_D), end, -1))
+
+    def build_allergies(self, first_case: np.ndarray) -> None:
+        rng, n_p = self.rng, len(first_case)
+        has = rng.random(n_p) < 0.55
+        nkda = has & (rng.random(n_p) < 1 / 3)
+        k = np.where(nkda, 1, np.where(has, rng.choice(np.array([1, 2]), n_p, p=[0.65, 0.35]), 0))
+        who = np.repeat(np.arange(n_p), k)
+        seq = np.arange(len(who)) - np.repeat(np.cumsum(k) - k, k)
+        canon = _top_k(rng, np.array(V.ALLERGEN_WEIGHTS), n_p)[who, seq]
+        is_nkda = nkda[who]
+        canon[is_nkda] = len(V.ALLERGENS)  # the no-known-allergies spellings are the last group
+        n = len(who)
+        spellings, count = _spelling_table([*V.ALLERGENS.values(), V.NO_KNOWN_ALLERGIES])
+        spelling = np.floor(rng.random(n) * count[canon]).astype(np.int64)
+        allergen = spellings[canon, spelling]
+        case = first_case[who]
+        reaction = _obj(V.REACTIONS)[rng.choice(len(V.REACTIONS), n, p=V.REACTION_WEIGHTS)]
+        severity = _obj(V.SEVERITIES)[rng.choice(len(V.SEVERITIES), n, p=V.SEVERITY_WEIGHTS)]
+        status = _obj(V.ALLERGY_STATUSES)[rng.choice(len(V.ALLERGY_STATUSES), n, p=V.ALLERGY_STATUS_WEIGHTS)]
+        reaction[is_nkda] = None
+        severity[is_nkda] = None
+        status[is_nkda] = "active"
+        noted = self.day_in_case(case, rng.integers(0, 8, n))
+        ids = np.arange(1, n + 1)
+        cols: Columns = {
+            "allergy_id": ids,
+            "pat_id": self.t["cases"]["pat_id"][case],
+            "case_id": case + 1,
+            "allergen": allergen,
+            "reaction": reaction,
+            "severity": severity,
+            "status": status,
+            "noted": iso_dates(noted),
+            "modified": self.stamp(noted, 20),
+        }
+        chosen = self.pick(is_nkda, "allergy_no_known", table="allergies", column="allergen")
+        self.record("allergy_no_known", "allergies", ids[chosen], "allergen")
+        free = ~is_nkda
+        for column, values in (
+            ("allergen", V.ALLERGENS_UNCODED),
+            ("severity", V.SEVERITIES_UNMAPPED),
+            ("status", V.ALLERGY_STATUSES_UNMAPPED),
+        ):
+            chosen = self.pick(free, "safety_text_unmapped", table="allergies", column=column)
+            cols[column][chosen] = _obj(values)[rng.integers(0, len(values), len(chosen))]
+            self.record("safety_text_unmapped", "allergies", ids[chosen], column)
+            free[chosen] = False
+        # A copy on a later case: the same allergy, often in another spelling of the same allergen.
+        chosen, copy = self.copy_to_later_case("allergies", cols, case, free | is_nkda)
+        group, now = canon[chosen], spelling[chosen]
+        respell = rng.random(len(chosen)) < 0.6
+        shift = 1 + np.floor(rng.random(len(chosen)) * (count[group] - 1)).astype(np.int64)
+        copy["allergen"] = spellings[group, np.where(respell, (now + shift) % count[group], now)]
+        self.t["allergies"] = _append(cols, copy)
+
+    def build_medications(self, first_case: np.ndarray) -> None:
+        rng, n_p = self.rng, len(first_case)
+        k = rng.choice(5, n_p, p=[0.3, 0.25, 0.2, 0.15, 0.1])
+        who = np.repeat(np.arange(n_p), k)
+        seq = np.arange(len(who)) - np.repeat(np.cumsum(k) - k, k)
+        drug = _top_k(rng, np.array(V.DRUG_WEIGHTS), n_p)[who, seq]
+        n = len(who)
+        case = first_case[who]
+        start = self.day_in_case(case, rng.integers(0, 8, n))
+        stop = self.end_after(start, 0.2, 7, 180)
+        ids = np.arange(1, n + 1)
+        cols: Columns = {
+            "med_id": ids,
+            "pat_id": self.t["cases"]["pat_id"][case],
+            "case_id": case + 1,
+            "drug": _obj(V.DRUGS)[drug],
+            "dose": _obj(V.DOSES)[rng.integers(0, len(V.DOSES), n)],
+            "med_status": _obj(V.MED_STATUSES)[rng.choice(len(V.MED_STATUSES), n, p=V.MED_STATUS_WEIGHTS)],
+            "start_date": iso_dates(start),
+            "stop_date": _with_nulls(iso_dates(np.maximum(stop, 0)), stop >= 0),
+            "modified": self.stamp(np.maximum(start, stop), 20),
+        }
+        chosen = self.pick(np.ones(n, bool), "safety_text_unmapped", table="medications", column="med_status")
+        unmapped = _obj(V.MED_STATUSES_UNMAPPED)
+        cols["med_status"][chosen] = unmapped[rng.integers(0, len(unmapped), len(chosen))]
+        self.record("safety_text_unmapped", "medications", ids[chosen], "med_status")
+        free = np.ones(n, bool)
+        free[chosen] = False
+        # A copy on a later case, the drug's name sometimes in another letter case.
+        chosen, copy = self.copy_to_later_case("medications", cols, case, free)
+        recase = rng.random(len(chosen)) < 0.5
+        pick = rng.integers(0, 2, len(chosen))
+        names = copy["drug"].copy()
+        for i in np.flatnonzero(recase).tolist():
+            name = names[i]
+            variants = [v for v in (name.lower(), name.upper(), name.capitalize()) if v != name]
+            names[i] = variants[int(pick[i]) % len(variants)]
+        copy["drug"] = names
+        self.t["medications"] = _append(cols, copy)
+
+    def build_precautions(self, hosts: np.ndarray) -> None:
+        rng = self.rng
+        with_prec = hosts[rng.random(len(hosts)) < 0.30]
+        k = rng.choice(np.array([1, 2]), len(with_prec), p=[0.75, 0.25])
+        who = np.repeat(np.arange(len(with_prec)), k)
+        seq = np.arange(len(who)) - np.repeat(np.cumsum(k) - k, k)
+        code = _top_k(rng, np.array(V.PRECAUTION_WEIGHTS), len(with_prec))[who, seq]
+        n = len(who)
+        case = with_prec[who]
+        texts, count = _spelling_table(list(V.PRECAUTIONS.values()))
+        text = texts[code, np.floor(rng.random(n) * count[code]).astype(np.int64)]
+        # Each precaution was noted at a visit of its case (early ones more often); half name it.
+        has_visit = self.note_count[case] > 0
+        at = self.note_start[case] + np.floor(rng.random(n) ** 2 * self.note_count[case]).astype(np.int64)
+        visit = np.where(has_visit, self.note_visits[np.clip(at, 0, max(len(self.note_visits) - 1, 0))], -1)
+        start = np.where(has_visit, self.v_date[np.maximum(visit - 1, 0)], self.case_start[case])
+        shown = has_visit & (rng.random(n) < 0.5)
+        end = self.end_after(start, 0.25, 14, 120)
+        ids = np.arange(1, n + 1)
+        codes = _obj(list(V.PRECAUTIONS))
+        cols: Columns = {
+            "prec_id": ids,
+            "pat_id": self.t["cases"]["pat_id"][case],
+            "case_id": case + 1,
+            "visit_id": _with_nulls(visit, shown),
+            "prec_code": codes[code],
+            "prec_text": text,
+            "start_date": iso_dates(start),
+            "end_date": _with_nulls(iso_dates(np.maximum(end, 0)), end >= 0),
+            "modified": self.stamp(np.maximum(start, end), 10),
+        }
+        # Only in a note's words: no code, the visit of the note set (a kind the words name: not OTHER).
+        named = has_visit & (codes[code] != "OTHER")
+        chosen = self.pick(named, "precaution_in_note", table="precautions", column="prec_code")
+        form = rng.integers(0, len(V.PRECAUTION_NOTES), len(chosen))
+        dates = cols["start_date"][chosen].tolist()
+        cols["prec_text"][chosen] = [
+            V.PRECAUTION_NOTES[f].format(date=f"{d[5:7]}/{d[8:10]}/{d[:4]}", text=t)
+            for f, d, t in zip(form.tolist(), dates, text[chosen].tolist(), strict=True)
+        ]
+        cols["prec_code"][chosen] = None
+        cols["visit_id"][chosen] = visit[chosen].astype(object)
+        self.record("precaution_in_note", "precautions", ids[chosen], "prec_code", code=codes[code[chosen]])
+        free = np.ones(n, bool)
+        free[chosen] = False
+        chosen = self.pick(free, "safety_text_unmapped", table="precautions", column="prec_text")
+        unclassified = _obj(V.PRECAUTION_TEXTS_UNCLASSIFIED)
+        cols["prec_text"][chosen] = unclassified[rng.integers(0, len(unclassified), len(chosen))]
+        cols["prec_code"][chosen] = None
+        self.record("safety_text_unmapped", "precautions", ids[chosen], "prec_text")
+        free[chosen] = False
+        # A copy on a later case: same code, text and dates; its visit, if any, is of the later case.
+        chosen, copy = self.copy_to_later_case("precautions", cols, case, free)
+        to = copy["case_id"] - 1
+        named = np.array([v is not None for v in copy["visit_id"].tolist()], bool) & (self.note_count[to] > 0)
+        first_visit = self.note_visits[np.clip(self.note_start[to], 0, max(len(self.note_visits) - 1, 0))]
+        copy["visit_id"] = _with_nulls(first_visit, named)
+        self.t["precautions"] = _append(cols, copy)
+
+    def copy_to_later_case(
+        self, table: str, cols: Columns, case: np.ndarray, eligible: np.ndarray
+    ) -> tuple[np.ndarray, Columns]:
+        """Pick ``safety_duplicate`` rows among ``eligible`` ones whose patient has a later case, and
+        copy them there with new ids (recorded with ``of``); the caller may respell the copies."""
+        rng = self.rng
+        key = LEGACY_TABLES[table].key
+        chosen = self.pick(eligible & (self.later_n[case] > 0), "safety_duplicate", table=table, column=None)
+        m = len(chosen)
+        ahead = 1 + np.floor(rng.random(m) * self.later_n[case[chosen]]).astype(np.int64)
+        to = self.later_cases[self.later_at[case[chosen]] + ahead]
+        copy = {name: values[chosen].copy() for name, values in cols.items()}
+        copy[key] = len(cols[key]) + 1 + np.arange(m)
+        copy["case_id"] = to + 1
+        copy["modified"] = self.stamp(self.day_in_case(to, rng.integers(0, 8, m)), 20)
+        self.record("safety_duplicate", table, copy[key], of=cols[key][chosen])
+        return chosen, copy
+
+    def plant_precaution_canary(self) -> None:
+        """One canary phrase (not one a visit note holds) at the end of a precaution without defects."""
+        rng = self.rng
+        prec = self.t["precautions"]
+        copied = {
+            d["of"] for d in self.defects if d["kind"] == "safety_duplicate" and d["table"] == "precautions"
+        }
+        marked = {d["legacy_id"] for d in self.defects if d["table"] == "precautions"} | copied
+        ids = prec["prec_id"]
+        eligible = ~np.isin(ids, np.array(sorted(marked), np.int64))
+        row = int(rng.choice(np.flatnonzero(eligible)))
+        unused = [p for p in V.CANARY_PHRASES if p not in self.canaries]
+        phrase = unused[int(rng.integers(0, len(unused)))]
+        prec["prec_text"][row] = f"{prec['prec_text'][row]}; pt {phrase}"
+        self.canaries.append(phrase)
+        self.canary_cells.append(
+            {"kind": "note", "table": "precautions", "legacy_id": int(ids[row]), "field": "prec_text"}
+        )
+
+    def repoint_safety_notes(self) -> None:
+        """Move a precaution off a visit that ``mess_clinical`` gave an impossible date (the pipeline
+        rejects that visit) onto another visit of its case; an ordinary precaution with none left
+        names no visit."""
+        impossible = np.array(
+            sorted(
+                d["legacy_id"]
+                for d in self.defects
+                if d["kind"] == "date_impossible" and d["table"] == "visits"
+            ),
+            np.int64,
+        )
+        prec = self.t["precautions"]
+        visit = prec["visit_id"]
+        named = np.array([v is not None for v in visit.tolist()], bool)
+        hit = np.flatnonzero(named)[np.isin(visit[named].astype(np.int64), impossible)]
+        in_note = {d["legacy_id"] for d in self.defects if d["kind"] == "precaution_in_note"}
+        with self.drawing_from(self.safety_rng):
+            for i in hit.tolist():
+                c = int(prec["case_id"][i]) - 1
+                lo = int(self.note_start[c])
+                options = self.note_visits[lo : lo + int(self.note_count[c])]
+                options = options[~np.isin(options, impossible)]
+                if len(options):
+                    visit[i] = int(options[int(self.rng.integers(0, len(options)))])
+                elif int(prec["prec_id"][i]) not in in_note:
+                    visit[i] = None
+
     # -- mess on the remaining tables ----------------------------------------------------------------
 
     def inject_orphans(self) -> None:
@@ -1692,7 +1989,9 @@ class _Builder:
             "modified": self.stamp(self.case_start[self.dx_case], 14),
         }
         self.inject_orphans()
+        self.build_safety()
         self.mess_clinical()
+        self.repoint_safety_notes()
         self.scan_orphans()
         self.defects.sort(key=lambda d: (d["kind"], d["table"], d["legacy_id"], d.get("field") or ""))
         tables = {name: self.t[name] for name in LEGACY_TABLES}
@@ -1727,6 +2026,25 @@ def _top_k(rng: np.random.Generator, weights: np.ndarray, n: int) -> np.ndarray:
     u = np.clip(rng.random((n, len(weights))), 1e-12, 1 - 1e-12)
     keys = np.log(weights)[None, :] - np.log(-np.log(u))
     return np.argsort(-keys, axis=1, kind="stable")
+
+
+def _spelling_table(groups: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """The spellings of each group as rows of an object matrix (padded with None), and their counts:
+    ``table[group, index]`` spells many rows at once.
+
+    >>> table, count = _spelling_table([("PCN", "Penicillin"), ("latex",)])
+    >>> table[np.array([0, 1, 0]), np.array([1, 0, 0])].tolist(), count.tolist()
+    (['Penicillin', 'latex', 'PCN'], [2, 1])
+    """
+    table = np.full((len(groups), max(len(g) for g in groups)), None, dtype=object)
+    for row, spellings in enumerate(groups):
+        table[row, : len(spellings)] = list(spellings)
+    return table, np.array([len(g) for g in groups], np.int64)
+
+
+def _append(columns: Columns, more: Columns) -> Columns:
+    """``columns`` with the rows of ``more`` after them."""
+    return {name: np.concatenate([values, more[name]]) for name, values in columns.items()}
 
 
 def generate(*, patients: int, seed: int) -> Legacy:

@@ -344,6 +344,79 @@ LATIN1_PHRASES = (
 CONTROL_CHARS = ("\x00", "\x0b", "\x1a", "\r")
 
 # ---------------------------------------------------------------------------------------------
+# Patient safety: allergies, medications, precautions. The mapping recognises exactly these
+# spellings; the ``*_UNMAPPED`` / ``*_UNCODED`` / ``*_UNCLASSIFIED`` values are the ones it cannot
+# code (the simulator plants them as ``safety_text_unmapped``).
+
+ALLERGENS: dict[str, tuple[str, ...]] = {
+    "penicillin": ("PCN", "Penicillin", "penicillin", "PCN!!", "pcn allergy"),
+    "latex": ("latex", "LATEX", "latex!!", "Latex (gloves)"),
+    "sulfonamide": ("Sulfa", "sulfa drugs", "SULFA"),
+    "codeine": ("codeine", "Codeine"),
+    "iodine": ("iodine", "Iodine/contrast"),
+    "adhesive": ("adhesive tape", "Adhesive"),
+    "nsaid": ("NSAIDs", "NSAIDS"),
+    "morphine": ("morphine", "MS Contin"),
+}
+"""Coded allergens: canonical → the spellings the legacy front desk typed."""
+ALLERGEN_WEIGHTS = (0.32, 0.12, 0.18, 0.1, 0.08, 0.07, 0.08, 0.05)
+"""Share of each canonical allergen, in the order of :data:`ALLERGENS`."""
+NO_KNOWN_ALLERGIES = (
+    "NKDA",
+    "nkda",
+    "N.K.D.A.",
+    "NKA",
+    "No known allergies",
+    "no known drug allergies",
+    "none known",
+    "NKDA!!",
+)
+ALLERGENS_UNCODED = ("strawberries", "kiwi fruit", "cat dander", "ragweed")
+REACTIONS = ("hives", "rash", "anaphylaxis", "SOB", "itching", "swelling", None)
+REACTION_WEIGHTS = (0.22, 0.24, 0.06, 0.08, 0.1, 0.1, 0.2)
+SEVERITIES = ("mild", "Mild", "MOD", "moderate", "severe", "SEVERE", None)
+SEVERITY_WEIGHTS = (0.2, 0.1, 0.08, 0.15, 0.08, 0.04, 0.35)
+SEVERITIES_UNMAPPED = ("see chart", "?")
+ALLERGY_STATUSES = ("active", "A", "inactive", "I", "resolved", None)
+ALLERGY_STATUS_WEIGHTS = (0.5, 0.2, 0.04, 0.02, 0.04, 0.2)
+ALLERGY_STATUSES_UNMAPPED = ("??",)
+
+DRUGS = (
+    "Warfarin",
+    "Coumadin",
+    "Eliquis",
+    "Xarelto",
+    "metformin",
+    "lisinopril",
+    "ibuprofen",
+    "gabapentin",
+    "atorvastatin",
+    "Tylenol",
+    "cyclobenzaprine",
+)
+DRUG_WEIGHTS = (0.04, 0.04, 0.05, 0.04, 0.12, 0.14, 0.15, 0.1, 0.13, 0.12, 0.07)
+DOSES = ("5 mg daily", "1 tab BID", "10mg qhs", "PRN", "500 mg TID", None)
+MED_STATUSES = ("active", "current", "Y", "discontinued", "stopped", "D/C", None)
+MED_STATUS_WEIGHTS = (0.4, 0.15, 0.15, 0.06, 0.04, 0.05, 0.15)
+MED_STATUSES_UNMAPPED = ("?",)
+
+PRECAUTIONS: dict[str, tuple[str, ...]] = {
+    "WB": ("WBAT R LE", "NWB L LE x 6 wks", "TTWB L LE", "PWB 50% R LE"),
+    "FALL": ("Fall risk", "High fall risk - use gait belt"),
+    "NOESTIM": ("Pacemaker - NO E-STIM", "No electrical stim (pacemaker)"),
+    "NORESIST": ("No resisted shoulder flexion x 6 weeks", "No resisted knee extension"),
+    "ROM": ("ROM limited to 90 deg flexion", "No shoulder ER past neutral"),
+    "BLEED": ("On Coumadin - bruises easily", "Bleeding risk (anticoagulated)"),
+    "OSTEO": ("Osteoporosis - no spinal flexion",),
+    "OTHER": ("Latex-free gloves only",),
+}
+"""Legacy precaution code (``prec_code``) → the texts written with it (code and text agree)."""
+PRECAUTION_WEIGHTS = (0.3, 0.2, 0.07, 0.12, 0.12, 0.08, 0.06, 0.05)
+PRECAUTION_TEXTS_UNCLASSIFIED = ("see MD note", "pt anxious with manual tx")
+PRECAUTION_NOTES = ("{date} pt seen, reports {text}. Cont POC.", "Per MD: {text}")
+"""How a precaution reads when it was only written into a visit note (``{date}`` is MM/DD/YYYY)."""
+
+# ---------------------------------------------------------------------------------------------
 # Canaries: invented values that cannot occur by chance.
 
 CANARY_SURNAMES = (

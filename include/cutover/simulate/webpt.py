@@ -27,6 +27,9 @@ transactions         the simulator's ``payment_id`` of a patient's own payments 
                      the unpaid transactions are numbered above the highest
 payment_adjustments  the simulator's ``payment_id`` of a payer's payments and adjustments; INSOVER above
 patient_credit       the INSOVER credits, numbered from 1
+allergies,           assumed files (WebPT documents none): ``allergy_id``, ``medication_id`` =
+medications,         ``med_id``, ``precaution_id`` = ``prec_id``, their values as the simulator typed them
+precautions          (NKDA spellings, unmapped statuses, precautions only in a note's words, duplicates)
 the others           the simulator's: ``patient_identity_id`` = ``cov_id``, ``therapist_id`` =
                      ``provider_id``, ``insurance_company_id`` = ``payer_id``, clinics, patients, cases,
                      visits and authorizations (``record_id`` = ``auth_id``) alike
@@ -95,6 +98,9 @@ TABLE_OF = {
     "procedures": "charges",
     "charges": "billing_charges",
     "payments": "transactions",
+    "allergies": "allergies",
+    "medications": "medications",
+    "precautions": "precautions",
 }
 """The profile table each simulator table is written to (payer payments go to payment_adjustments)."""
 COLUMN_OF = {
@@ -106,7 +112,14 @@ COLUMN_OF = {
     ("coverage", "pat_id"): "patient_id",
     ("charges", "amount"): "charge_amount",
     ("payments", "amount"): "dollar_amount_paid",
+    ("allergies", "status"): "allergy_status",
+    ("allergies", "noted"): "noted_date",
+    ("medications", "drug"): "medication_name",
+    ("medications", "med_status"): "medication_status",
+    ("precautions", "prec_code"): "precaution_code",
+    ("precautions", "prec_text"): "precaution_text",
 }
+"""The extract's column of a simulator column it renames (the manifest's ``field``), by simulator table."""
 DROPPED_KINDS = {
     "cpt_free_text": "WebPT writes one CPT code per charges row: the writer splits the line (record_id repeats)",
     "units_exceed_minutes": "the charges file has no minutes: the 8-minute rule cannot be judged",
@@ -417,6 +430,36 @@ def _cases(p: _Practice) -> Iterator[dict[str, Any]]:
             "discharge_date": r["discharge_date"], "case_closed_date": r["discharge_date"] if closed else None,
             "reopened": 1 if r["reopened"] == "Y" else 0, "body_region": r["body_region"],
             "modified_date": (r["modified"] or "")[:10], "export_flag": 1,
+        }  # fmt: skip
+
+
+def _allergies(p: _Practice) -> Iterator[dict[str, Any]]:
+    for r in _query(p.conn, "SELECT * FROM allergies ORDER BY allergy_id"):
+        yield {
+            "allergy_id": r["allergy_id"], "patient_id": r["pat_id"], "case_id": r["case_id"],
+            "allergen": r["allergen"], "reaction": r["reaction"], "severity": r["severity"],
+            "allergy_status": r["status"], "noted_date": r["noted"], "modified_date": (r["modified"] or "")[:10],
+            "export_flag": 1,
+        }  # fmt: skip
+
+
+def _medications(p: _Practice) -> Iterator[dict[str, Any]]:
+    for r in _query(p.conn, "SELECT * FROM medications ORDER BY med_id"):
+        yield {
+            "medication_id": r["med_id"], "patient_id": r["pat_id"], "case_id": r["case_id"],
+            "medication_name": r["drug"], "dose": r["dose"], "medication_status": r["med_status"],
+            "start_date": r["start_date"], "stop_date": r["stop_date"], "modified_date": (r["modified"] or "")[:10],
+            "export_flag": 1,
+        }  # fmt: skip
+
+
+def _precautions(p: _Practice) -> Iterator[dict[str, Any]]:
+    for r in _query(p.conn, "SELECT * FROM precautions ORDER BY prec_id"):
+        yield {
+            "precaution_id": r["prec_id"], "patient_id": r["pat_id"], "case_id": r["case_id"],
+            "visit_id": r["visit_id"], "precaution_code": r["prec_code"], "precaution_text": r["prec_text"],
+            "start_date": r["start_date"], "end_date": r["end_date"], "modified_date": (r["modified"] or "")[:10],
+            "export_flag": 1,
         }  # fmt: skip
 
 
@@ -811,6 +854,9 @@ def _write_first(
     write("authorizations", _authorizations(p, repeated_auth))
     write("appointments", _appointments(p))
     write("visits", _visits(p))
+    write("allergies", _allergies(p))
+    write("medications", _medications(p))
+    write("precautions", _precautions(p))
     write("charges", _charges(p, orphans, pointers))
     write("billing_charges", _billing_charges(p, chains, superseded, overage))
     write("payment_adjustments", _payment_adjustments(p, overage))
@@ -847,9 +893,14 @@ def _write_first(
     defects += _own("record_id_repeated", "charges", split)
     defects += _own("authorization_id_repeated", "authorizations", repeated_auth)
     defects.sort(key=lambda d: (d["kind"], d["table"], str(d["legacy_id"]), d.get("field") or ""))
-    cells = [c | {"table": TABLE_OF[c["table"]]} for c in sim["canary_cells"]]
     if {c["table"] for c in sim["canary_cells"]} - set(TABLE_OF):
         raise AssertionError("a canary sits in a table the extract does not write")
+    cells = [
+        c
+        | {"table": TABLE_OF[c["table"]]}
+        | ({"field": COLUMN_OF.get((c["table"], c["field"]), c["field"])} if "field" in c else {})
+        for c in sim["canary_cells"]
+    ]
     return {
         "format": FORMAT,
         "delivery": 1,
@@ -940,6 +991,62 @@ def _top(folder: Path, prof: Profile, table: str, column: str) -> int:
     )
 
 
+NEW_ALLERGENS = ("Latex (gloves)", "Sulfa", "codeine", "adhesive tape")
+"""The allergy the first patient back reports at its new evaluation: the first it has not on file."""
+
+
+def _next_safety_rows(
+    folder: Path,
+    prof: Profile,
+    rng: np.random.Generator,
+    avoid: dict[str, set[str]],
+    flawed: set[str],
+    returning: Sequence[tuple[str, int, int]],
+    day: str,
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """The next delivery's safety rows as (change, table, row): a medication discontinued (2: status,
+    stop date); at the new evaluations (``returning``: patient, case, visit), the first patient's new
+    allergy and the second's new precaution (1). A row edited is none of a defect, a duplicate's
+    original or a flawed patient's, so the edit changes nothing but what it says."""
+
+    def current(r: Mapping[str, str]) -> bool:
+        started = r["start_date"]
+        return (
+            r["medication_status"].strip().lower() in {"active", "current", "y"}
+            and not r["stop_date"]
+            and len(started) == 10
+            and started[4] == "-"
+            and started <= day
+            and r["patient_id"] not in flawed
+        )
+
+    for r in _pick(folder, prof, "medications", 1, rng, avoid["medications"], current):
+        yield "edited", "medications", r | {
+            "medication_status": "discontinued", "stop_date": day, "modified_date": day, "export_flag": 2,
+        }  # fmt: skip
+    canonical = {spelling: name for name, spellings in V.ALLERGENS.items() for spelling in spellings}
+    for n, (patient, case, visit) in enumerate(returning, 1):
+        if n == 1:
+            held = {
+                canonical.get(r["allergen"])
+                for r in read_rows(folder, prof, "allergies")
+                if r["patient_id"] == patient
+            }
+            allergen = next(a for a in NEW_ALLERGENS if canonical[a] not in held)
+            yield "new", "allergies", {
+                "allergy_id": _top(folder, prof, "allergies", "allergy_id") + 1, "patient_id": patient,
+                "case_id": case, "allergen": allergen, "reaction": "rash", "severity": "moderate",
+                "allergy_status": "active", "noted_date": day, "modified_date": day, "export_flag": 1,
+            }  # fmt: skip
+        elif n == 2:
+            yield "new", "precautions", {
+                "precaution_id": _top(folder, prof, "precautions", "precaution_id") + 1, "patient_id": patient,
+                "case_id": case, "visit_id": visit, "precaution_code": "FALL",
+                "precaution_text": "High fall risk - use gait belt", "start_date": day, "modified_date": day,
+                "export_flag": 1,
+            }  # fmt: skip
+
+
 def write_next_delivery(
     folder: Path, out: Path, *, seed: int, manifest: Path | None = None, out_manifest: Path | None = None
 ) -> dict[str, Any]:
@@ -948,11 +1055,12 @@ def write_next_delivery(
     ``out``).
 
     Only changed rows, as WebPT's nightly files hold them: edited rows (export_flag 2, a newer
-    modified_date: patients, authorizations, a transaction); new rows (1, ids above the highest: two
-    patients back for a new case, each with its appointment, evaluation note, charge line, billed
-    charge and copay); removed rows (3: transactions and an authorization; the appointment and both
-    charge files carry no export_flag, so nothing of theirs can be flagged removed); one patient
-    repeated unchanged with 2. Every other file is written with its header only (a delivery has every
+    modified_date: patients, authorizations, a transaction, a medication discontinued); new rows (1,
+    ids above the highest: two patients back for a new case, each with its appointment, evaluation
+    note, charge line, billed charge and copay, the first reporting a new allergy, the second given a
+    fall-risk precaution at the evaluation); removed rows (3: transactions and an authorization; the
+    appointment and both charge files carry no export_flag, so nothing of theirs can be flagged
+    removed); one patient repeated unchanged with 2. Every other file is written with its header only (a delivery has every
     file). The appointments file spells its key ``appointment_id`` here, the FAQ's spelling (the
     profile's alias), as a vendor that fixed its typo would.
     """
@@ -964,10 +1072,11 @@ def write_next_delivery(
     avoid: dict[str, set[str]] = defaultdict(set)
     for d in before["defects"]:
         avoid[d["table"]].add(str(d["legacy_id"]))
-        if d["table"] == "patients" and d.get("of") is not None:
-            avoid["patients"].add(str(d["of"]))
+        if d.get("of") is not None:  # a duplicate's original (a patient, a safety record) too
+            avoid[d["table"]].add(str(d["of"]))
     for c in before["canary_cells"]:
         avoid[c["table"]].add(str(c["legacy_id"]))
+    flawed = set(avoid["patients"])
     rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     changes: dict[str, dict[str, list[int]]] = {
         k: defaultdict(list) for k in ("edited", "new", "removed", "unchanged_repeat")
@@ -1015,10 +1124,12 @@ def write_next_delivery(
         "transactions": _top(folder, prof, "transactions", "record_id"),
     }
     staff = {r["clinic_id"]: r["therapist_id"] for r in read_rows(folder, prof, "therapists")}
+    returning: list[tuple[str, int, int]] = []
     for n, person in enumerate(_pick(folder, prof, "patients", 2, rng, avoid["patients"]), 1):
         patient, clinic = person["patient_id"], person["clinic_id"]
         therapist = staff.get(clinic) or next(iter(staff.values()))
         case, appt, visit = ids["cases"] + n, ids["appointments"] + n, ids["visits"] + n
+        returning.append((patient, case, visit))
         start = f"{day} 10:00:00"
         add("new", "cases", {
             "case_id": case, "patient_id": patient, "clinic_id": clinic, "therapist_id": therapist,
@@ -1059,6 +1170,8 @@ def write_next_delivery(
             "dollar_amount_paid": "25.00", "patient_id": patient, "description": "Copay", "clinic_id": clinic,
             "txn_paid": 1, "txn_status": "Paid", "txn_txntypeid": 1, "modified_date": day, "export_flag": 1,
         })  # fmt: skip
+    for change, table, row in _next_safety_rows(folder, prof, rng, avoid, flawed, returning, day):
+        add(change, table, row)
 
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     files: dict[str, dict[str, Any]] = {}

@@ -30,8 +30,16 @@ TARGET_TABLES: tuple[str, ...] = (
     "charge",
     "payment",
     "document",
+    "allergy",
+    "medication",
+    "precaution",
 )
 """The ``pt`` tables in load order, parents first (unqualified names; ``authorization`` is a reserved
 word, so always quote: ``psycopg.sql.Identifier("pt", name)``)."""
 
-__all__ = ["TARGET_SCHEMA", "TARGET_TABLES", "current_version", "upgrade"]
+SAFETY_TABLES: tuple[str, ...] = ("allergy", "medication", "precaution")
+"""The patient-safety tables: a chart's allergies, medications and precautions. A profile may not let
+a row of them be rejected on its own (only its patient's reject keeps it out), and the reconciliation
+checks every patient's safety records arrived (``chart_safety``)."""
+
+__all__ = ["SAFETY_TABLES", "TARGET_SCHEMA", "TARGET_TABLES", "current_version", "upgrade"]

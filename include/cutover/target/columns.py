@@ -52,7 +52,7 @@ class TargetColumn:
     name: str
     type: str
     required: bool
-    """``NOT NULL``: a profile must map it (or, for a foreign key, reference it)."""
+    """``NOT NULL`` without a ``DEFAULT``: a profile must map it (or, for a foreign key, reference it)."""
     references: str | None
     """The ``pt`` table a foreign key points to."""
 
@@ -68,7 +68,10 @@ def _column(line: str) -> TargetColumn | None:
         raise ValueError(f"target column {name}: type {sql_type} has no mapping type")
     ref = _REFERENCES_RE.search(rest)
     return TargetColumn(
-        name, kind, "NOT NULL" in rest or "PRIMARY KEY" in rest, ref.group(1) if ref else None
+        name,
+        kind,
+        ("NOT NULL" in rest and "DEFAULT" not in rest) or "PRIMARY KEY" in rest,
+        ref.group(1) if ref else None,
     )
 
 

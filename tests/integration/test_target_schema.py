@@ -22,7 +22,7 @@ from psycopg import errors, sql
 
 from cutover.errors import IntegrityError, TerminalError
 from cutover.ids import legacy_uuid
-from cutover.target import TARGET_SCHEMA, TARGET_TABLES, current_version, upgrade
+from cutover.target import CODE_TABLES, TARGET_SCHEMA, TARGET_TABLES, current_version, upgrade
 from cutover.target.migrate import LOCK_KEY, checksum, load_migrations
 
 pytestmark = pytest.mark.services
@@ -358,6 +358,23 @@ VALID: dict[str, dict[str, Any]] = {
         "content": PDF,
         "sha256": hashlib.sha256(PDF).hexdigest(),
     },
+    "allergy": {
+        "id": new_id("allergy"),
+        "patient_id": new_id("patient"),
+        "episode_id": new_id("episode"),
+        "substance": "latex",
+        "severity": "severe",
+        "status": "active",
+        "source_records": ["1", "7"],
+    },
+    "medication": {"id": new_id("medication"), "patient_id": new_id("patient"), "source_records": ["1"]},
+    "precaution": {
+        "id": new_id("precaution"),
+        "patient_id": new_id("patient"),
+        "source_visit_id": new_id("visit"),
+        "kind": "no_electrical_stimulation",
+        "source_records": ["1"],
+    },
 }
 
 
@@ -378,6 +395,8 @@ def test_valid_chart_loads_in_target_tables_order(chart: psycopg.Connection[Any]
 # (title, table, override, constraint expected to refuse it)
 BAD_ROWS: list[tuple[str, str, dict[str, Any], str]] = [
     ("npi with a letter", "provider", {"npi": "12345678X3"}, "provider_npi_digits"),
+    ("allergy severity unknown", "allergy", {"severity": "bad"}, "allergy_severity_known"),
+    ("medication status unknown", "medication", {"status": "maybe"}, "medication_status_known"),
     ("npi of nine digits", "provider", {"npi": "123456789"}, "provider_npi_digits"),
     (
         "referring npi of nine digits",
@@ -526,7 +545,15 @@ ORPHANS: list[tuple[str, str]] = [
     ("episode", "referral_id"),
     ("document", "patient_id"),
     ("outcome_measure", "visit_id"),
+    ("allergy", "patient_id"),
+    ("precaution", "source_visit_id"),
 ]
+
+
+def test_a_precaution_kind_must_be_one_of_the_code_table(chart: psycopg.Connection[Any]) -> None:
+    row = {**VALID["precaution"], "kind": "no_estim", "id": new_id("precaution", 5)}
+    with pytest.raises(errors.ForeignKeyViolation), chart.transaction():
+        insert(chart, "precaution", row)
 
 
 @pytest.mark.parametrize(("table", "column"), ORPHANS, ids=[f"{t}.{c}" for t, c in ORPHANS])
@@ -601,7 +628,7 @@ def test_target_tables_match_schema_pt(conn: psycopg.Connection[Any]) -> None:
     present = conn.execute(
         "SELECT tablename FROM pg_tables WHERE schemaname = %s", (TARGET_SCHEMA,)
     ).fetchall()
-    assert sorted(TARGET_TABLES) == sorted(name for (name,) in present)
+    assert sorted([*TARGET_TABLES, *CODE_TABLES]) == sorted(name for (name,) in present)
     assert len(set(TARGET_TABLES)) == len(TARGET_TABLES)
 
 
@@ -617,7 +644,7 @@ def test_target_tables_put_parents_first(conn: psycopg.Connection[Any]) -> None:
         """,
         (TARGET_SCHEMA,),
     ).fetchall()
-    position = {name: i for i, name in enumerate(TARGET_TABLES)}
+    position = {name: i for i, name in enumerate([*CODE_TABLES, *TARGET_TABLES])}  # codes: seeded first
     assert len(edges) >= len(TARGET_TABLES)
     for child, parent in edges:
         assert child == parent or position[parent] < position[child], f"{parent} must load before {child}"

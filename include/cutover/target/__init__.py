@@ -42,4 +42,8 @@ SAFETY_TABLES: tuple[str, ...] = ("allergy", "medication", "precaution")
 a row of them be rejected on its own (only its patient's reject keeps it out), and the reconciliation
 checks every patient's safety records arrived (``chart_safety``)."""
 
-__all__ = ["SAFETY_TABLES", "TARGET_SCHEMA", "TARGET_TABLES", "current_version", "upgrade"]
+CODE_TABLES: tuple[str, ...] = ("precaution_kind",)
+"""``pt`` tables of codes the migrations seed (what a code column may hold), not patient data: no
+profile maps onto them and no run writes them."""
+
+__all__ = ["CODE_TABLES", "SAFETY_TABLES", "TARGET_SCHEMA", "TARGET_TABLES", "current_version", "upgrade"]

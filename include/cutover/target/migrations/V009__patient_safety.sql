@@ -89,6 +89,7 @@ CREATE TABLE pt.precaution (
 );
 ALTER TABLE pt.precaution ADD CONSTRAINT precaution_kind_fkey
     FOREIGN KEY (kind) REFERENCES pt.precaution_kind (code) DEFERRABLE INITIALLY IMMEDIATE;
+CREATE INDEX precaution_kind_idx ON pt.precaution (kind);
 CREATE INDEX precaution_patient_id_idx ON pt.precaution (patient_id);
 CREATE INDEX precaution_episode_id_idx ON pt.precaution (episode_id);
 CREATE INDEX precaution_source_visit_id_idx ON pt.precaution (source_visit_id);

@@ -97,6 +97,66 @@ def _check_target(url: str, summary: dict[str, Any], manifest: dict[str, Any]) -
             assert key in rejected or (*key, code) in flagged, d
 
 
+SAFETY = {"allergies": "allergy", "medications": "medication", "precautions": "precaution"}
+PRECAUTION_KINDS = {
+    "WB": "weight_bearing",
+    "FALL": "fall_risk",
+    "NOESTIM": "no_electrical_stimulation",
+    "NORESIST": "no_resisted_exercise",
+    "ROM": "range_of_motion",
+    "BLEED": "bleeding_risk",
+    "OSTEO": "osteoporosis",
+}
+
+
+def _check_safety(url: str, summary: dict[str, Any], manifest: dict[str, Any], folder: Path) -> None:
+    """Every legacy safety record arrived (its own row or merged into the first of its patient), none
+    rejected on its own; the rejected patients' records are on the worklist; the report says so."""
+    safety = summary["safety"]
+    for legacy, target in SAFETY.items():
+        row = summary["tables"][legacy]
+        assert set(summary["reject_reasons"].get(legacy, {})) <= {"parent_rejected"}, legacy
+        assert safety["tables"][target]["records"] == row["migrated"] + row["merged"], legacy
+        assert safety["tables"][target]["rows"] == row["migrated"], legacy
+    planted = {(d["kind"], d["table"], d["legacy_id"]): d for d in manifest["defects"]}
+    with psycopg.connect(url) as conn:
+        nka = {
+            int(i)
+            for (i,) in conn.execute(
+                "SELECT c.legacy_id FROM migration.crosswalk c JOIN pt.allergy a ON a.id = c.new_id"
+                " WHERE c.legacy_table = 'allergies' AND a.no_known_allergies"
+            ).fetchall()
+        }
+        kinds = dict(
+            conn.execute(
+                "SELECT c.legacy_id::bigint, p.kind FROM migration.crosswalk c"
+                " JOIN pt.precaution p ON p.id = c.new_id WHERE c.legacy_table = 'precautions' AND p.kind_from_text"
+            ).fetchall()
+        )
+        rejected_patients = {
+            i
+            for (i,) in conn.execute("SELECT legacy_id FROM migration.reject WHERE legacy_table = 'patients'")
+        }
+    # an NKDA spelling is an explicit record; a precaution buried in a note has the kind its code had
+    assert {i for kind, t, i in planted if kind == "allergy_no_known"} >= nka > set()
+    in_note = {i: d["code"] for (kind, _, i), d in planted.items() if kind == "precaution_in_note"}
+    assert {i: PRECAUTION_KINDS[c] for i, c in in_note.items() if i in kinds} == {
+        i: k for i, k in kinds.items() if i in in_note
+    }
+    assert len(set(kinds) & set(in_note)) >= len(in_note) - summary["tables"]["precautions"]["rejected"] > 0
+    lines = (folder / "safety_worklist.csv").read_text().splitlines()
+    assert lines[0].startswith("patient_legacy_id,patient_reject_reason,safety_records")
+    listed = {line.split(",")[0] for line in lines[1:]}
+    counts = [int(line.split(",")[2]) for line in lines[1:]]
+    assert listed <= rejected_patients
+    assert counts == sorted(counts, reverse=True)  # most records first
+    held = safety["rejected_patients"]
+    assert held["records"] == sum(counts) == sum(summary["tables"][t]["rejected"] for t in SAFETY)
+    report = (folder / "report.html").read_text()
+    assert "Patient-safety records" in report
+    assert "chart_safety 0" in report
+
+
 def _no_canaries(manifest: dict[str, Any], output: str, *folders: Path) -> None:
     """No planted PHI value in the run's output (task logs included) or in any evidence file."""
     canaries = [c for c in manifest["canaries"] if len(c) >= 6]
@@ -143,6 +203,7 @@ def test_demo_on_embedded_defaults(fresh_home: Path) -> None:
     os.environ["CUTOVER_HOME"] = str(home)
     try:
         _check_target(embedded_postgres_url(), summary, manifest)
+        _check_safety(embedded_postgres_url(), summary, manifest, folder)
     finally:
         os.environ.pop("CUTOVER_HOME")
 

@@ -288,3 +288,51 @@ def test_the_legacy_recheck_maps_a_sample_again_and_finds_what_changed_since_the
     with pytest.raises(ReconcileFailed, match="legacy_recheck 1"):
         reconcile(target, loaded["store"], RUN, legacy_url=f"sqlite:///{moved}")
     assert ("visits", str(visit_id), None, "legacy_recheck") in _failures(target)
+
+
+def test_one_removed_precaution_fails_the_run_whatever_the_tolerated_rate(
+    target: str, loaded: dict[str, Any]
+) -> None:
+    with psycopg.connect(target) as conn:
+        (patient_id,) = conn.execute(
+            "DELETE FROM pt.precaution WHERE id = (SELECT id FROM pt.precaution ORDER BY id LIMIT 1)"
+            " RETURNING patient_id"
+        ).fetchone()
+        legacy_id = _surviving_patient(conn, patient_id)
+    # a run that tolerates every other mismatch still may not open a chart without its precautions
+    with pytest.raises(ReconcileFailed, match=r"safety records .* of 1 migrated patient\(s\)") as failed:
+        reconcile(target, loaded["store"], RUN, max_failure_rate=1.0)
+    assert ("patients", legacy_id, str(patient_id), "chart_safety") in _failures(target)
+    _no_canary(str(failed.value), loaded["manifest"])
+    report = json.loads((pipeline.evidence_dir(RUN) / "reconciliation.json").read_text())
+    assert report["passed"] is False
+    assert report["failures_by_kind"]["chart_safety"] == 1
+
+
+def test_a_merged_safety_record_dropped_from_its_survivor_is_found(
+    target: str, loaded: dict[str, Any]
+) -> None:
+    # the ledger still says merged, the survivor row is there: only the chart sees the record gone
+    with psycopg.connect(target) as conn:
+        found = conn.execute(
+            "UPDATE pt.medication SET source_records = source_records[1:1]"
+            " WHERE id = (SELECT id FROM pt.medication WHERE cardinality(source_records) > 1 ORDER BY id LIMIT 1)"
+            " RETURNING patient_id"
+        ).fetchone()
+        assert found is not None, "the clinic holds a medication entered in two episodes"
+        legacy_id = _surviving_patient(conn, found[0])
+    with pytest.raises(ReconcileFailed, match="chart_safety"):
+        reconcile(target, loaded["store"], RUN, max_failure_rate=1.0)
+    assert _failures(target) == [("patients", legacy_id, str(found[0]), "chart_safety")]
+
+
+def test_a_precaution_whose_kind_was_changed_is_found(target: str, loaded: dict[str, Any]) -> None:
+    with psycopg.connect(target) as conn:
+        (patient_id,) = conn.execute(
+            "UPDATE pt.precaution SET kind = CASE kind WHEN 'fall_risk' THEN 'other' ELSE 'fall_risk' END"
+            " WHERE id = (SELECT id FROM pt.precaution ORDER BY id DESC LIMIT 1) RETURNING patient_id"
+        ).fetchone()
+        legacy_id = _surviving_patient(conn, patient_id)
+    with pytest.raises(ReconcileFailed, match="chart_safety"):
+        reconcile(target, loaded["store"], RUN)
+    assert _failures(target) == [("patients", legacy_id, str(patient_id), "chart_safety")]

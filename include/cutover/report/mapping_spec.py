@@ -31,15 +31,22 @@ def _ref_line(spec: TableSpec) -> list[str]:
 
 
 def _bad_value(spec: TableSpec, required: bool, invalid: str, assumed: bool = False) -> str:
+    from cutover.target import SAFETY_TABLES
+
     parts = ["**assumed** about the source"] if assumed else []
     if required:
         parts.append("required")
-    parts.append("invalid → reject" if invalid == "reject" else "invalid → NULL, flagged")
+    if spec.target in SAFETY_TABLES and invalid == "reject":
+        parts.append("never rejects (the rule takes every value)")  # the profile check holds it so
+    else:
+        parts.append("invalid → reject" if invalid == "reject" else "invalid → NULL, flagged")
     return "; ".join(parts)
 
 
 def to_markdown(profile: Profile | None = None) -> str:
     """The specification of ``profile`` (default: the profile in use)."""
+    from cutover.target import SAFETY_TABLES
+
     profile = profile or current()
     specs: dict[str, TableSpec] = profile.specs
     assumed = [f"`{spec.target}.{f.name}`" for spec in specs.values() for f in spec.fields if f.assumed] + [
@@ -60,7 +67,24 @@ def to_markdown(profile: Profile | None = None) -> str:
     ]
     for spec in specs.values():
         out += [f"## `pt.{spec.target}` ← legacy `{spec.legacy}` (key `{spec.key}`)", "", spec.doc, ""]
-        if spec.merges:
+        if spec.target in SAFETY_TABLES:
+            out += [
+                "A patient-safety record: never rejected on its own, only with its patient (the profile check "
+                "holds every field and reference below to that); the reconciliation's `chart_safety` fails the "
+                "run when a migrated patient's records did not all arrive.",
+                "",
+            ]
+        if spec.merge_same:
+            within, *same = spec.merge_same
+            out += [
+                f"Records of one `{within.removeprefix('ref_')}` whose "
+                + ", ".join(f"`{c}`" for c in same)
+                + " are equal (text compared without ASCII letter case) are one record entered more than once: "
+                "merged into the lowest legacy id (crosswalk outcome `merged`), every legacy id kept in "
+                "`source_records`.",
+                "",
+            ]
+        elif spec.merges:
             out += ["Duplicates are merged into one surviving record (crosswalk outcome `merged`).", ""]
         if spec.explode is not None:
             out += [f"One legacy row → several target rows: {spec.explode.title}.", ""]

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cutover.legacy.profile import current, legacy_tables
+from cutover.legacy.profile import current, legacy_tables, mapping_specs
 from cutover.legacy.source import arrow_schema, read_batches
 from cutover.plan import REMAINING, Plan, Wave
 from cutover.snapshot import Snapshot
@@ -46,8 +46,11 @@ log = logging.getLogger(__name__)
 def whole_in_delta() -> frozenset[str]:
     """Tables a delta sync takes whole within its waves: the patients (the profile's table mapped to
     ``patient``), since the duplicate matcher must see the same people as the wave's cutover did, so
-    that a changed duplicate stays merged into the same survivor."""
-    return frozenset({current().patient_table})
+    that a changed duplicate stays merged into the same survivor; and the record tables that merge a
+    record entered twice (the safety records), so that a changed survivor keeps every legacy id it
+    stands for (``source_records``) and a changed duplicate stays merged into it."""
+    merging = {table for table, spec in mapping_specs().items() if spec.merge_same}
+    return frozenset({current().patient_table, *merging})
 
 
 Kind = Literal["all", "wave", "sample", "delta"]

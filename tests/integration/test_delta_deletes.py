@@ -122,9 +122,17 @@ def test_a_sync_reports_exactly_the_migrated_rows_deleted_in_the_legacy_system(
     )
     assert ("visits", wave3_visit) not in ledger  # not migrated: wave 3 has not gone live
 
-    # a late edit of one of those visits: the first sync (both waves) re-stamps its ledger row
+    # a late edit of one of those visits: the first sync (both waves) re-stamps its ledger row; and a
+    # late edit of an allergy that stands for two legacy records (entered in two episodes)
+    with psycopg.connect(pg_url) as conn:
+        found = conn.execute(
+            "SELECT source_records FROM pt.allergy WHERE cardinality(source_records) > 1 ORDER BY id LIMIT 1"
+        ).fetchone()
+    assert found is not None, "the clinic holds an allergy entered in two episodes"
+    sources = found[0]
     with db:
         db.execute("UPDATE visits SET modified = ? WHERE visit_id = ?", (LATER, visits[0]))
+        db.execute("UPDATE allergies SET modified = ? WHERE allergy_id = ?", (LATER, int(sources[0])))
     first = _sync(legacy, pg_url, store, "sync-1")
     assert first == {
         "changed_rows": first["changed_rows"],
@@ -134,6 +142,18 @@ def test_a_sync_reports_exactly_the_migrated_rows_deleted_in_the_legacy_system(
     }
     restamped = _crosswalk(pg_url)
     assert restamped[("visits", visits[0])][2] == "sync-1"
+    # the synced survivor still stands for both records, its duplicate still merged into it
+    with psycopg.connect(pg_url) as conn:
+        (after,) = conn.execute(
+            "SELECT a.source_records FROM pt.allergy a JOIN migration.crosswalk c ON c.new_id = a.id"
+            " WHERE c.legacy_table = 'allergies' AND c.legacy_id = %s",
+            (sources[0],),
+        ).fetchone()
+    assert after == sources
+    assert restamped[("allergies", int(sources[1]))][:2] == (
+        "merged",
+        restamped[("allergies", int(sources[0]))][1],
+    )
     assert restamped[("patients", merged)][2] == "sync-1"  # patients are taken whole by a sync
     report = json.loads((pipeline.evidence_dir("sync-1") / "delta_report.json").read_text())
     assert report["deleted_rows"] == dict.fromkeys(pipeline.migrated_tables(), 0)

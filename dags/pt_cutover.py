@@ -10,8 +10,16 @@ clinics of the cutover plan (`cutover_plan.yaml`); the DAG's timetable fires at 
 (Friday 18:00 in the plan's timezone) and a scheduled run migrates the wave whose go-live date it
 is, or skips cleanly when none is.
 
+The DAG is **created paused**, and only a data engineer (the trigger right) may unpause it: the
+Operator role clears and retries tasks but can neither trigger nor unpause. Unpaused, it waits for
+the next window; a scheduled run that starts later than the window's start plus the plan's
+`window.late_start_minutes` (a Friday missed while paused, a scheduler that was down) refuses.
+
 ## Runbook
-1. `choose_scope` decides what this run moves (all, or the wave of the day); skips otherwise.
+1. `choose_scope` decides what this run moves (all, or the wave of the day); skips otherwise, and
+   refuses (skips, with an alert) a scheduled run that starts later than its window's start plus the
+   plan's `window.late_start_minutes` (30 by default): a cutover never starts by itself outside its
+   window (a DAG unpaused days after the Friday it missed).
    `take_delivery`, when `legacy_db` is a folder of CSV files (local or SFTP), fetches each file once
    into the staging store with its SHA-256, size and counts (`delivery.json`): the run reads only that.
 2. `require_verified_backup` refuses to start (nothing touched) without a `pt_backup` backup that
@@ -154,10 +162,13 @@ PLAN = load_plan()  # a local YAML file: the timetable and the defaults come fro
 def pt_cutover() -> None:
     @task
     def choose_scope(params: dict | None = None) -> dict:
+        from datetime import UTC, datetime
+
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from cutover.pipeline import NoWaveToday
+        from cutover.pipeline import LateStart, NoWaveToday
         from cutover.pipeline import choose_scope as choose
+        from pt_common.alerts import alert_late_start
 
         run = get_current_context()["dag_run"]
         try:
@@ -166,9 +177,13 @@ def pt_cutover() -> None:
                 wave=str((params or {}).get("wave") or ""),
                 scheduled=run.run_type == "scheduled",  # a str enum: str() gives 'DagRunType.SCHEDULED'
                 run_date=run.logical_date or run.run_after,
+                started=datetime.now(UTC),
             )
         except NoWaveToday as skip:
             raise AirflowSkipException(str(skip)) from None
+        except LateStart as late:
+            alert_late_start(run.dag_id, run.run_id, run.logical_date or run.run_after)
+            raise AirflowSkipException(str(late)) from None
 
     @task
     def require_verified_backup(run_id: str | None = None, params: dict | None = None) -> dict:

@@ -112,6 +112,9 @@ DAG_SETTINGS = {
     "catchup": False,
     "max_active_runs": 1,
     "default_args": DEFAULT_ARGS,
+    # whatever Airflow's configuration says: a DAG that moves or touches patient data starts paused,
+    # and only a data engineer (the trigger right) may unpause it (cutover.security.auth_manager)
+    "is_paused_upon_creation": True,
 }
 """What every Cutover DAG shares; each DAG still states its own schedule."""
 

@@ -99,6 +99,15 @@ class CutoverNotifier(BaseNotifier):
         await asyncio.to_thread(lambda: send_alert(alert, alert_targets()))
 
 
+def alert_late_start(dag_id: str, run_id: str, window_start: Any) -> None:
+    """Alert that a scheduled cutover refused to start long after its window opened."""
+    from cutover.alerts import late_start_alert, send_alert
+
+    send_alert(
+        late_start_alert(dag_id=dag_id, run_id=run_id, window_start=str(window_start)), alert_targets()
+    )
+
+
 def cutover_deadline(window: timedelta | None = None, margin: timedelta = ROLLBACK_MARGIN) -> DeadlineAlert:
     """Alert when a run is still going ``margin`` before its window (counted from when it was queued) closes.
 

@@ -35,7 +35,7 @@ from cutover.errors import TerminalError
 
 log = logging.getLogger(__name__)
 
-AlertKind = Literal["task_failure", "gate_failure", "deadline_missed"]
+AlertKind = Literal["task_failure", "gate_failure", "deadline_missed", "late_start"]
 
 GATE_MARKERS = ("Gate", "Reconcile")
 """A terminal error whose class name holds one of these is a failed gate (validation, backup, reconciliation)."""
@@ -145,12 +145,33 @@ def deadline_alert(*, dag_id: str, run_id: str, deadline: str, log_url: str | No
     )
 
 
+def late_start_alert(*, dag_id: str, run_id: str, window_start: str, log_url: str | None = None) -> Alert:
+    """The alert for a scheduled cutover that refused to start long after its window opened."""
+    return Alert(
+        kind="late_start",
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id="choose_scope",
+        map_index=None,
+        try_number=None,
+        error_class=None,
+        log_url=log_url,
+        counts={},
+        deadline=window_start,
+    )
+
+
 def summary(alert: Alert) -> str:
     """One line for a chat message or a mail subject."""
     where = f"{alert['dag_id']} run {alert['run_id']}"
     if alert["kind"] == "deadline_missed":
         return (
             f"[cutover] {where} still running at its deadline {alert['deadline']}: the window will be overrun"
+        )
+    if alert["kind"] == "late_start":
+        return (
+            f"[cutover] {where} refused: scheduled for the window opening {alert['deadline']}, it started "
+            "beyond the plan's tolerance; nothing was touched"
         )
     task = alert["task_id"] or "?"
     if alert["map_index"] is not None:

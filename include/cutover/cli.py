@@ -74,6 +74,17 @@ def _last_line(traceback_text: str) -> str:
     return lines[-1] if lines else "unknown error"
 
 
+def _paused(dag_id: str) -> bool:
+    """Whether the metadata database knows ``dag_id`` and holds it paused (a DAG never run is not known)."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        paused = session.execute(select(DagModel.is_paused).where(DagModel.dag_id == dag_id)).scalar()
+    return bool(paused)
+
+
 def _run_dag(dag_id: str, conf: dict[str, Any], resume: str | None = None) -> tuple[int, Path | None]:
     from cutover.local_airflow import prepare_airflow
 
@@ -95,6 +106,11 @@ def _run_dag(dag_id: str, conf: dict[str, Any], resume: str | None = None) -> tu
     if dag_id not in bag.dag_ids:
         raise UnknownNameError("DAG", dag_id, sorted(bag.dag_ids))
     dag = bag.get_dag(dag_id)
+    if _paused(dag_id):
+        print(
+            f"note: {dag_id} is paused in this Airflow: this command runs it directly, but a run triggered "
+            "from the UI or the REST API stays queued until a data engineer unpauses it"
+        )
     # Airflow 3.3.2's dag.test cannot run a DAG with a DeadlineAlert (it fails as the run ends,
     # pruning the deadlines). Nothing would watch it in-process anyway: deadlines are the
     # scheduler's and the triggerer's, so a scheduled deployment keeps pt_cutover's.

@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 
-AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
-"""FAB: custom roles and per-DAG permissions (SimpleAuthManager has four fixed, all-DAG roles)."""
+AUTH_MANAGER = "cutover.security.auth_manager.CutoverAuthManager"
+"""FAB (custom roles and per-DAG permissions; SimpleAuthManager has four fixed, all-DAG roles), where
+pausing a DAG also needs the right to trigger it (:mod:`cutover.security.auth_manager`)."""
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 

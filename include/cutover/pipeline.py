@@ -186,18 +186,28 @@ class NoWaveToday(Exception):
     """A scheduled phased run on a date no wave goes live: the run skips."""
 
 
-def choose_scope(*, mode: str, wave: str, scheduled: bool, run_date: datetime) -> dict[str, Any]:
+class LateStart(Exception):
+    """A scheduled run starting long after its window opened: the run skips, and an alert goes out."""
+
+
+def choose_scope(
+    *, mode: str, wave: str, scheduled: bool, run_date: datetime, started: datetime | None = None
+) -> dict[str, Any]:
     """What a cutover run moves: ``big_bang`` (everything) or one wave of the cutover plan.
 
     A scheduled run is always phased and takes the wave whose go-live date is the run's date in
-    the plan's timezone; raises :class:`NoWaveToday` when there is none. A triggered phased run
-    names its wave, or takes the day's.
+    the plan's timezone; raises :class:`NoWaveToday` when there is none, and :class:`LateStart` when
+    it ``started`` later than its window's start (``run_date``) plus the plan's tolerance (a DAG
+    unpaused days after a Friday it missed: a cutover outside its window must never happen by
+    itself). A triggered phased run names its wave, or takes the day's.
     """
     from cutover.plan import load_plan
 
     if not scheduled and mode != "phased":
         return {"mode": "big_bang", "wave": None}
     plan = load_plan()
+    if scheduled and started is not None and (late := plan.late_start(run_date, started)):
+        raise LateStart(late)
     if wave:
         return {"mode": "phased", "wave": plan.wave(wave).name}
     day = run_date.astimezone(plan.tz).date()

@@ -49,10 +49,35 @@ class Plan:
     safety_margin: float
     backup_max_age_hours: float
     waves: tuple[Wave, ...]
+    late_start_minutes: float = 30.0
+    """A scheduled cutover that starts later than its window's start plus this refuses (skips)."""
 
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def late_start(self, window_start: datetime, started: datetime) -> str | None:
+        """Why a scheduled run for the window opening at ``window_start`` may not start at ``started``
+        (later than the plan's tolerance: a paused DAG unpaused days later, a scheduler that was
+        down), None when it may. Ids and times only.
+
+        >>> plan = parse_plan({"timezone": "America/New_York"})
+        >>> opens = datetime(2026, 12, 4, 23, 0, tzinfo=ZoneInfo("UTC"))
+        >>> plan.late_start(opens, opens + timedelta(minutes=29)) is None
+        True
+        >>> print(plan.late_start(opens, opens + timedelta(days=2, minutes=5)))
+        the scheduled run for the window opening Fri 2026-12-04 18:00 America/New_York started 2 days, 0:05 late, beyond the plan's 30 min tolerance (window.late_start_minutes): refused, nothing touched; trigger pt_cutover by hand to migrate now
+        """
+        late = started - window_start
+        if late <= timedelta(minutes=self.late_start_minutes):
+            return None
+        opens = window_start.astimezone(self.tz)
+        return (
+            f"the scheduled run for the window opening {opens:%a %Y-%m-%d %H:%M} {self.timezone} started "
+            f"{str(late - timedelta(microseconds=late.microseconds))[:-3]} late, beyond the plan's "
+            f"{self.late_start_minutes:g} min tolerance (window.late_start_minutes): refused, nothing "
+            "touched; trigger pt_cutover by hand to migrate now"
+        )
 
     @property
     def cron(self) -> str:
@@ -106,6 +131,16 @@ def _time(value: Any, field: str) -> time:
         raise ConfigError(f"cutover plan: {field} must be HH:MM, not {value!r}") from None
 
 
+def _minutes(value: Any, field: str) -> float:
+    try:
+        minutes = float(value)
+    except (TypeError, ValueError):
+        minutes = -1.0
+    if not 0 <= minutes < 7 * 24 * 60:
+        raise ConfigError(f"cutover plan: {field} must be minutes from 0 to a week, not {value!r}")
+    return minutes
+
+
 def parse_plan(raw: dict[str, Any]) -> Plan:
     """Validate a plan; every mistake is a ConfigError naming the field."""
     timezone = str(raw.get("timezone", "UTC"))
@@ -147,6 +182,7 @@ def parse_plan(raw: dict[str, Any]) -> Plan:
         safety_margin=float(raw.get("safety_margin", 1.5)),
         backup_max_age_hours=float(raw.get("backup_max_age_hours", 24)),
         waves=tuple(waves),
+        late_start_minutes=_minutes(window.get("late_start_minutes", 30), "window.late_start_minutes"),
     )
     for wave in plan.waves:
         if wave.go_live.weekday() != plan.start_weekday:

@@ -185,3 +185,12 @@ def test_cutover_alerts_before_its_window_closes(dagbag) -> None:
     assert alert.interval == timedelta(hours=load_plan().window_hours - 4)
     assert alert.callback.path == "pt_common.alerts.CutoverNotifier"
     assert alert.callback.kwargs == {"kind": "deadline"}
+
+
+def test_every_dag_is_created_paused_and_says_so(dagbag) -> None:
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.is_paused_upon_creation is True, dag_id
+    # the one with a timetable says what unpausing does, and what a late scheduled run does
+    doc = dagbag.dags["pt_cutover"].doc_md
+    assert "created paused" in doc
+    assert "late_start_minutes" in doc

@@ -82,6 +82,14 @@ def test_roles_enforced_by_the_api(home: Path) -> None:
         body = {"dry_run": True, "only_failed": False, "dag_run_id": run["dag_run_id"]}
         assert served.api("POST", clear, tokens["operator"], body)[0] == 200
         assert served.api("POST", clear, tokens["auditor"], body)[0] == 403
+        # pausing or unpausing needs the trigger right: the operator, who clears, may not unpause
+        # pt_cutover (its scheduler would start a run the operator may not trigger)
+        dag = "/api/v2/dags/pt_cutover"
+        assert served.api("PATCH", dag, tokens["operator"], {"is_paused": False})[0] == 403
+        assert served.api("PATCH", dag, tokens["auditor"], {"is_paused": False})[0] == 403
+        status, paused = served.api("PATCH", dag, tokens["engineer"], {"is_paused": True})
+        assert status == 200, paused
+        assert paused["is_paused"] is True
 
         # connections hold credentials: the admin only
         for user in ("engineer", "operator", "auditor"):

@@ -128,3 +128,17 @@ def test_unreachable_webhook_is_logged_not_raised(caplog: pytest.LogCaptureFixtu
     assert sent == []
     assert "alert webhook failed" in caplog.text
     assert SECRET not in caplog.text
+
+
+def test_a_late_start_alert_says_the_run_refused_and_nothing_was_touched() -> None:
+    from cutover.alerts import late_start_alert, summary
+
+    alert = late_start_alert(
+        dag_id="pt_cutover",
+        run_id="scheduled__2026-12-04T23:00:00+00:00",
+        window_start="2026-12-04 23:00:00+00:00",
+    )
+    line = summary(alert)
+    assert alert["kind"] == "late_start"
+    assert line.startswith("[cutover] pt_cutover run scheduled__2026-12-04T23:00:00+00:00 refused:")
+    assert "nothing was touched" in line

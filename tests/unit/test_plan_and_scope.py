@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from cutover.errors import ConfigError
-from cutover.pipeline import NoWaveToday, choose_scope
+from cutover.pipeline import LateStart, NoWaveToday, choose_scope
 from cutover.plan import load_plan, parse_plan
 from cutover.sample import estimate
 from cutover.scope import Scope
@@ -77,6 +77,32 @@ def test_choose_scope(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert choose_scope(mode="phased", wave="w2", scheduled=False, run_date=friday)["wave"] == "w2"
     with pytest.raises(NoWaveToday, match=r"no wave goes live on 2026-11-27; next: w1 on 2026-12-04"):
         choose_scope(mode="phased", wave="", scheduled=True, run_date=datetime(2026, 11, 27, 23, tzinfo=UTC))
+    # on time (within the plan's 30 minutes), or triggered by hand however late: it runs
+    on_time = friday + timedelta(minutes=30)
+    assert choose_scope(mode="", wave="", scheduled=True, run_date=friday, started=on_time)["wave"] == "w1"
+    sunday = friday + timedelta(days=2)
+    assert (
+        choose_scope(mode="phased", wave="w1", scheduled=False, run_date=friday, started=sunday)["wave"]
+        == "w1"
+    )
+    # scheduled and started long after its window opened (unpaused on Sunday): refused, before any wave is read
+    with pytest.raises(
+        LateStart, match=r"window opening Fri 2026-12-04 18:00 America/New_York started 2 days"
+    ):
+        choose_scope(mode="", wave="", scheduled=True, run_date=friday, started=sunday)
+    path.write_text(path.read_text() + "window: {late_start_minutes: 31}\n")
+    with pytest.raises(LateStart, match="31 min"):
+        choose_scope(
+            mode="", wave="", scheduled=True, run_date=friday, started=friday + timedelta(minutes=32)
+        )
+
+
+def test_the_late_start_tolerance_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"window\.late_start_minutes must be minutes"):
+        parse_plan({"window": {"late_start_minutes": "soon"}})
+    with pytest.raises(ConfigError, match=r"window\.late_start_minutes"):
+        parse_plan({"window": {"late_start_minutes": -5}})
+    assert parse_plan({}).late_start_minutes == 30
 
 
 def _batch(**cols: list) -> pa.RecordBatch:

@@ -19,6 +19,9 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@# the build leaves include/cutover.egg-info beside the package: on sys.path it is a second
+	@# "cutover" distribution, and Airflow would load the plugin entry point twice (and say so)
+	@rm -rf include/cutover.egg-info
 	@touch $(STAMP)
 
 demo: venv

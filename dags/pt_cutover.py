@@ -68,10 +68,12 @@ owner, for migrations and snapshots, so `target_db` can be a least-privilege loa
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.sdk import Param, dag, get_current_context, task
-from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
+from cutover.timetable import WindowTimetable
 from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param
 from pt_common.alerts import cutover_deadline
 from pt_common.stages import (
@@ -90,7 +92,10 @@ PLAN = load_plan()  # a local YAML file: the timetable and the defaults come fro
 
 @dag(
     dag_id="pt_cutover",
-    schedule=CronTriggerTimetable(PLAN.cron, timezone=PLAN.timezone),
+    # the window's start each week; a window long past (a Friday missed while paused) is never started
+    schedule=WindowTimetable(
+        PLAN.cron, timezone=PLAN.timezone, late_start=timedelta(minutes=PLAN.late_start_minutes)
+    ),
     doc_md=__doc__,
     **DAG_SETTINGS,
     tags=["cutover"],

@@ -74,7 +74,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from cutover.plan import load_plan
 from cutover.timetable import WindowTimetable
-from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param
+from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param, run_actor
 from pt_common.alerts import cutover_deadline
 from pt_common.stages import (
     as_of,
@@ -220,7 +220,7 @@ def pt_cutover() -> None:
     def begin_run(scope: dict, run_id: str | None = None, params: dict | None = None) -> None:
         from cutover.pipeline import begin_run as begin
 
-        user = get_current_context()["dag_run"].triggering_user_name or "system"
+        user = run_actor()
         conf = {**(params or {}), "mode": scope["mode"], "wave": scope.get("wave")}
         begin(
             conn_url("target_db"), str(run_id), "pt_cutover", conf, user, store_url=conn_url("staging_store")
@@ -244,14 +244,14 @@ def pt_cutover() -> None:
     def snapshot_target(run_id: str | None = None) -> dict:
         from cutover.rollback import snapshot_target as snapshot
 
-        user = get_current_context()["dag_run"].triggering_user_name or "system"
+        user = run_actor()
         return dict(snapshot(owner_url(), str(run_id), actor=user))
 
     @task(trigger_rule="one_failed")
     def undo_rejected_load(run_id: str | None = None) -> dict:
         from cutover.pipeline import undo_if_rejected
 
-        user = get_current_context()["dag_run"].triggering_user_name or "system"
+        user = run_actor()
         return undo_if_rejected(owner_url(), str(run_id), actor=user)
 
     @task.short_circuit
@@ -271,6 +271,7 @@ def pt_cutover() -> None:
             reject_policy=True,
             max_reject_rate=reject_rate(params),
             legacy_url=legacy_url(str(run_id)),
+            actor=run_actor(),
         )
 
     @task

@@ -32,11 +32,11 @@ Connections: `legacy_db` (a database, or a folder of CSV files), `target_db`, `s
 
 from __future__ import annotations
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
-from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param
+from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param, run_actor
 from pt_common.stages import (
     as_of,
     check_configuration,
@@ -80,7 +80,7 @@ def pt_delta_sync() -> None:
     def begin_run(planned: dict, run_id: str | None = None) -> None:
         from cutover.pipeline import begin_run as begin
 
-        user = get_current_context()["dag_run"].triggering_user_name or "system"
+        user = run_actor()
         conf = {"waves": planned["waves"]}
         begin(
             conn_url("target_db"),

@@ -45,9 +45,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 
-from pt_common import DAG_SETTINGS, conn_url
+from pt_common import DAG_SETTINGS, conn_url, run_actor
 from pt_common.stages import owner_url
 
 
@@ -103,7 +103,7 @@ def pt_rollback() -> None:
     def restore_target(checked: dict, params: dict | None = None) -> dict:
         from cutover.rollback import rollback_run
 
-        user = get_current_context()["dag_run"].triggering_user_name or "system"
+        user = run_actor()
         undo = bool((params or {}).get("undo_outside_changes"))
         return dict(rollback_run(owner_url(), checked["run_id"], actor=user, undo_outside_changes=undo))
 

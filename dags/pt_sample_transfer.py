@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param
+from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param, run_actor
 from pt_common.stages import (
     as_of,
     check_configuration,
@@ -123,6 +123,7 @@ def pt_sample_transfer() -> None:
                 str(run_id),
                 max_failure_rate=0.0,
                 legacy_url=legacy_url(str(run_id)),
+                actor=run_actor(),
             )
         except ReconcileFailed:
             return {"gate": "reconciliation", "passed": False}

@@ -119,6 +119,21 @@ DAG_SETTINGS = {
 """What every Cutover DAG shares; each DAG still states its own schedule."""
 
 
+def run_actor() -> str:
+    """Who the running DAG run acts for, for Cutover's audit log and ``migration.run``: the Airflow user
+    who triggered it (the UI, the REST API), the OS user of a ``cutover run`` (Airflow's ``dag.test``
+    names every run's user ``dag_test``; its tasks run in that person's process), or ``scheduler`` for
+    a run the timetable started."""
+    from airflow.sdk import get_current_context
+
+    user = get_current_context()["dag_run"].triggering_user_name
+    if user == "dag_test":
+        from cutover.audit import os_user
+
+        return os_user()
+    return user or "scheduler"
+
+
 def conn_url(conn_id: str) -> str:
     """The URL of an Airflow connection (``legacy_db``, ``target_db``, ``staging_store``)."""
     from cutover.config import url_from_connection

@@ -10,7 +10,7 @@ from typing import Any, Literal, NamedTuple
 
 from airflow.sdk import get_current_context, task, task_group
 
-from pt_common import conn_url, legacy_url, parsed_tables
+from pt_common import conn_url, legacy_url, parsed_tables, run_actor
 
 # Parse time stays light: the profile's tables are plain data; the mapping (pandas, Arrow) loads in tasks.
 PARENTS = parsed_tables()
@@ -176,6 +176,7 @@ def gate_rejects(
                 conn_url("staging_store"),
                 str(run_id),
                 reload_changed=bool((params or {}).get("reload_changed")),
+                actor=run_actor(),
             )
         return check(
             conn_url("staging_store"),

@@ -37,6 +37,18 @@ GENESIS = "0" * 64
 """The ``prev_hash`` of the first entry."""
 
 
+def os_user() -> str:
+    """The operating-system user of this process: the actor of what a person runs at a terminal
+    (``cutover run``, ``cutover trace``), never a module's name."""
+    import getpass
+    import os
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container's bare uid)
+        return f"uid {os.getuid()}"
+
+
 def content(
     entry_id: int,
     prev_id: int | None,

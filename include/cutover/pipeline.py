@@ -671,6 +671,7 @@ def reconcile_run(
     reject_policy: bool = False,
     max_reject_rate: float | None = None,
     legacy_url: str | None = None,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """Source-to-target reconciliation of the run (``reconciliation.json``); fails above the rate, and,
     with ``reject_policy``, when a table rejected more of its legacy rows than the policy allows; with
@@ -685,6 +686,7 @@ def reconcile_run(
         reject_policy=reject_policy,
         max_reject_rate=max_reject_rate,
         legacy_url=legacy_url,
+        actor=actor,
     ).as_dict()
     return {
         k: report[k] for k in ("passed", "patients_compared", "patients_mismatched", "seconds") if k in report

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from cutover.audit import os_user
 from cutover.errors import IntegrityError
 from cutover.pipeline import run_key
 from cutover.staging.parquet import read_manifest
@@ -52,7 +53,7 @@ def changed_batches(target_url: str, store_url: str, run_id: str) -> dict[str, l
 
 
 def check_resume(
-    target_url: str, store_url: str, run_id: str, *, reload_changed: bool = False
+    target_url: str, store_url: str, run_id: str, *, reload_changed: bool = False, actor: str | None = None
 ) -> dict[str, list[int]]:
     """Refuse a resume whose loaded batches no longer match the legacy data (:func:`changed_batches`),
     naming the tables and batches; with ``reload_changed`` their ledger entries are cleared instead, so
@@ -74,7 +75,7 @@ def check_resume(
             )
         conn.execute(
             "INSERT INTO migration.audit_log (actor, action, run_id, detail) VALUES (%s, %s, %s, %s)",
-            ("cutover", "reload changed batches", run_id, json.dumps(changed)),
+            (actor or os_user(), "reload changed batches", run_id, json.dumps(changed)),
         )
     log.warning("resume of %s: reloading batches whose legacy data changed: %s", run_id, listed)
     return changed

@@ -48,6 +48,7 @@ from typing import Any, Literal, get_args
 
 import psycopg
 
+from cutover.audit import os_user
 from cutover.errors import TerminalError, TransientError
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def _reap(conn: psycopg.Connection[Any], *, keep: str | None = None) -> list[str
         conn.execute(
             "INSERT INTO migration.audit_log (actor, action, run_id, detail) VALUES (%s, %s, %s, %s)",
             (
-                "cutover",
+                os_user(),  # the process that found the run dead (its next run's)
                 "run marked failed",
                 run_id,
                 json.dumps({"reason": "lease lapsed", "lease_seconds": lease_seconds()}),

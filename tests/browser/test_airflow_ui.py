@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from browser.harness import Served, served_airflow, wait_for_dag
 from conftest import require
@@ -145,6 +147,29 @@ def test_engineer_triggers_and_watches_auditor_is_refused(
         # the grid polls the API every few seconds: open it once the run is over, not for all of it
         page.goto("about:blank")
         assert _wait_for_run(served, engineer, run_id) == "success"
+        # Cutover's own audit log and run row name the person who triggered it, in every entry
+        with psycopg.connect(pg_url) as conn:
+            actors = {
+                a
+                for (a,) in conn.execute(
+                    "SELECT DISTINCT actor FROM migration.audit_log WHERE run_id = %s", (run_id,)
+                )
+            }
+            (triggered_by,) = conn.execute(
+                "SELECT triggered_by FROM migration.run WHERE run_id = %s", (run_id,)
+            ).fetchone()
+        assert actors == {"engineer"}
+        assert triggered_by == "engineer"
+        # the trigger form unpaused pt_cutover days after its last window: nothing was scheduled for it
+        plan, now = load_plan(), datetime.now(UTC)
+        today = now.astimezone(plan.tz).date()
+        opened, _ = plan.window_from(today - timedelta(days=(today.weekday() - plan.start_weekday) % 7))
+        if opened > now:
+            opened, _ = plan.window_from(opened.date() - timedelta(days=7))
+        if now - opened > timedelta(minutes=plan.late_start_minutes):  # (not just after a window opened)
+            status, body = served.api("GET", "/api/v2/dags/pt_cutover/dagRuns?run_type=scheduled", engineer)
+            assert status == 200, body
+            assert body["total_entries"] == 0, body
         # the scheduler ran it with the plan's window as its deadline (cutover run's dag.test cannot)
         status, alerts = served.api("GET", "/ui/dags/pt_cutover/deadlineAlerts", engineer)
         assert status == 200, alerts

@@ -21,6 +21,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
+from cutover.audit import os_user
 from cutover.config import LEGACY_SYSTEM
 from cutover.errors import TerminalError, TransientError
 from cutover.legacy.profile import current
@@ -200,6 +201,7 @@ def reconcile(
     reject_policy: bool = False,
     max_reject_rate: float | None = None,
     legacy_url: str | None = None,
+    actor: str | None = None,
 ) -> ReconcileReport:
     """Reconcile one loaded run against its staged extract and mapped Parquet.
 
@@ -293,7 +295,7 @@ def reconcile(
             conn.execute(
                 "INSERT INTO migration.audit_log (actor, action, run_id, detail) VALUES (%s, %s, %s, %s)",
                 (
-                    "cutover.reconcile",
+                    actor or os_user(),
                     "reconcile",
                     run_id,
                     json.dumps({k: v for k, v in report.as_dict().items() if k != "tables"}),

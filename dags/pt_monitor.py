@@ -25,7 +25,7 @@ from airflow.sdk import dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
-from pt_common import DAG_SETTINGS, conn_url
+from pt_common import DAG_SETTINGS, conn_url, run_actor
 
 PLAN = load_plan()
 
@@ -45,7 +45,7 @@ def pt_monitor() -> None:
         from cutover.monitor import NothingToMonitor, monitor
 
         try:
-            return monitor(conn_url("target_db"), conn_url("staging_store"), str(run_id))
+            return monitor(conn_url("target_db"), conn_url("staging_store"), str(run_id), actor=run_actor())
         except NothingToMonitor as skip:
             raise AirflowSkipException(str(skip)) from None
 

@@ -53,7 +53,9 @@ def baseline_runs(target_url: str) -> list[str]:
     return list(latest.values())
 
 
-def _reconcile(target_url: str, store_url: str, run_id: str, baselines: list[str]) -> dict[str, Any]:
+def _reconcile(
+    target_url: str, store_url: str, run_id: str, baselines: list[str], actor: str | None = None
+) -> dict[str, Any]:
     from cutover.reconcile import reconcile
 
     folder = evidence_dir(run_id)
@@ -61,7 +63,9 @@ def _reconcile(target_url: str, store_url: str, run_id: str, baselines: list[str
     failures: set[str] = set()
     for n, baseline in enumerate(baselines, 1):
         sub = f"{run_id}.{n}"
-        report = reconcile(target_url, store_url, sub, max_failure_rate=1.0, source_run_id=baseline).as_dict()
+        report = reconcile(
+            target_url, store_url, sub, max_failure_rate=1.0, source_run_id=baseline, actor=actor
+        ).as_dict()
         moved = evidence_dir(sub) / "reconciliation.json"
         shutil.move(moved, folder / f"reconciliation_{n}.json")
         shutil.rmtree(evidence_dir(sub), ignore_errors=True)
@@ -89,12 +93,12 @@ def _reconcile(target_url: str, store_url: str, run_id: str, baselines: list[str
     }
 
 
-def monitor(target_url: str, store_url: str, run_id: str) -> dict[str, Any]:
+def monitor(target_url: str, store_url: str, run_id: str, *, actor: str | None = None) -> dict[str, Any]:
     """One monitor run: reconciliation of every baseline run, the target gate, metrics and their trend."""
     baselines = baseline_runs(target_url)
     if not baselines:
         raise NothingToMonitor("no accepted cutover run to monitor yet")
-    recon = _reconcile(target_url, store_url, run_id, baselines)
+    recon = _reconcile(target_url, store_url, run_id, baselines, actor)
     failures: set[str] = recon.pop("failures")
     try:
         gate = validate_gate("target", store_url, run_id, target_url=target_url, raise_on_failure=False)

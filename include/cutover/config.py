@@ -39,20 +39,45 @@ def state_dir() -> Path:
 
 
 KEY_ENV = "CUTOVER_BACKUP_KEY"
+KEY_FILE_ENV = "CUTOVER_BACKUP_KEY_FILE"
+"""The path of a file holding the key's base64 text: a mounted secret (``/run/secrets/…``)."""
+REQUIRE_KEY_ENV = "CUTOVER_REQUIRE_BACKUP_KEY"
+"""``1`` refuses the embedded default key file: a deployment (the compose stack) sets it, so that a
+missing secret stops the first task that needs the key instead of minting a key nobody keeps."""
 KEY_FILE = "backup.key"
+
+_ON, _OFF = frozenset({"1", "true", "yes", "on"}), frozenset({"", "0", "false", "no", "off"})
 
 
 def key_text(configured: str | None = None) -> str:
     """The base64 text of the backup key: ``configured`` (a connection extra), else
-    ``CUTOVER_BACKUP_KEY``, else the embedded default ``<state folder>/backup.key``.
+    ``CUTOVER_BACKUP_KEY``, else the file ``CUTOVER_BACKUP_KEY_FILE`` names (at most one of the
+    two may be set), else the embedded default ``<state folder>/backup.key``, unless
+    ``CUTOVER_REQUIRE_BACKUP_KEY=1`` refuses it.
 
+    The key file is checked here (present, readable, base64 of 32 bytes), so that its error names
+    the file; its mode is the secret store's business (Compose, Kubernetes) and is not checked.
     The default file is created once, mode 0600, atomically (written aside, then linked into
-    place: a task starting at the same time never reads a half-written key); a key file that
-    group or others can read is refused.
+    place: a task starting at the same time never reads a half-written key); a default key file
+    that group or others can read is refused. Errors never show the key.
     """
-    value = configured or os.environ.get(KEY_ENV)
+    if configured:
+        return configured
+    value, key_file = os.environ.get(KEY_ENV), os.environ.get(KEY_FILE_ENV)
+    if value and key_file:
+        raise ConfigError(f"both {KEY_ENV} and {KEY_FILE_ENV} are set: keep one")
     if value:
         return value
+    if key_file:
+        return _key_from_file(Path(key_file))
+    required = os.environ.get(REQUIRE_KEY_ENV, "").strip().lower()
+    if required not in _ON | _OFF:  # a typo must not switch the refusal off
+        raise ConfigError(f"{REQUIRE_KEY_ENV} must be 1 or 0, not {required!r}")
+    if required in _ON:
+        raise ConfigError(
+            f"no backup key: set {KEY_FILE_ENV} (a file holding base64 of 32 bytes) or {KEY_ENV}"
+            f" ({REQUIRE_KEY_ENV}=1 refuses the embedded default key file)"
+        )
     path = state_dir() / KEY_FILE
     if not path.exists():
         import base64
@@ -74,6 +99,35 @@ def key_text(configured: str | None = None) -> str:
     if path.stat().st_mode & 0o077:
         raise ConfigError(f"backup key file {path} is readable by others; chmod 600 it")
     return path.read_text()
+
+
+def _key_from_file(path: Path) -> str:
+    """The key text in ``path`` (``CUTOVER_BACKUP_KEY_FILE``), checked as base64 of 32 bytes.
+
+    The check is :func:`cutover.backup.crypto.load_key`'s, repeated here (this module is below the
+    backup package) so that the error names the file rather than only "backup key".
+    """
+    import base64
+    import binascii
+
+    where = f"backup key file {path} ({KEY_FILE_ENV})"
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        raise ConfigError(f"{where} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{where} cannot be read: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where} is not text") from None
+    if not text:
+        raise ConfigError(f"{where} is empty")
+    try:
+        size = len(base64.b64decode(text, validate=True))
+    except binascii.Error:
+        size = -1
+    if size != 32:
+        raise ConfigError(f"{where} does not hold base64 of 32 bytes (make one: openssl rand -base64 32)")
+    return text
 
 
 def connection_extra(conn_id: str) -> dict[str, Any]:

@@ -43,6 +43,7 @@ MINIO_INIT = ROOT / "docker" / "minio" / "init.sh"
 TARGET_DB_TLS = ROOT / "docker" / "target-db" / "10-require-tls.sh"
 AIRFLOW_INIT = ROOT / "docker" / "airflow-init.sh"
 DOCS = ROOT / "docs" / "docker-compose.md"
+PLAN = ROOT / "cutover_plan.yaml"
 
 AIRFLOW_ANCHOR = "x-airflow-common"
 CONN_VARS = ("AIRFLOW_CONN_LEGACY_DB", "AIRFLOW_CONN_TARGET_DB", "AIRFLOW_CONN_STAGING_STORE")
@@ -558,6 +559,45 @@ def test_airflow_services_share_the_common_settings(stack: Stack) -> None:
             assert init["condition"] == "service_completed_successfully", name
 
 
+def bind_mounts(service: Mapping[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Container path → (host path, read-only) of each bind mount of ``service``."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target, *mode = volume.split(":")
+            if source.startswith((".", "/", "~")):
+                mounts[target] = (source, "ro" in ",".join(mode).split(","))
+        elif volume.get("type") == "bind":
+            mounts[volume["target"]] = (volume["source"], bool(volume.get("read_only")))
+    return mounts
+
+
+def test_every_airflow_service_gets_the_plan_and_the_backup_key(stack: Stack) -> None:
+    """The plan mounted read-only where ``CUTOVER_PLAN`` points, the key from a secret (never from
+    the environment), the embedded default key refused; the secret's file kept out of git and the
+    image. (tests/unit/test_compose_dags.py imports every DAG with these mounts and settings.)"""
+    secret_file = stack.doc["secrets"]["backup_key"]["file"]
+    for name in sorted(n for n in stack.services if n.startswith("airflow-")):
+        service, env = stack.services[name], stack.environment(name)
+        plan = bind_mounts(service).get(env.get("CUTOVER_PLAN", ""))
+        assert plan, f"{name}: CUTOVER_PLAN is not a mounted file"
+        assert (ROOT / plan[0]).resolve() == PLAN, f"{name} mounts another plan than {PLAN.name}"
+        assert plan[1], f"{name}: mount the plan read-only"
+        secrets = [s if isinstance(s, str) else s["source"] for s in service.get("secrets", [])]
+        assert "backup_key" in secrets, f"{name} lacks the backup_key secret"
+        assert env.get("CUTOVER_BACKUP_KEY_FILE") == "/run/secrets/backup_key", name
+        assert env.get("CUTOVER_REQUIRE_BACKUP_KEY") == "1", f"{name} may fall back to the default key"
+        assert "CUTOVER_BACKUP_KEY" not in env, f"{name}: the key belongs in the secret, not the environment"
+    if (ROOT / ".git").exists():
+        ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", secret_file])
+        assert ignored.returncode == 0, f"{secret_file} is not ignored by git"
+    included = [ln[1:].rstrip("/") for ln in DOCKERIGNORE.read_text().splitlines() if ln.startswith("!")]
+    relative = str(Path(secret_file))
+    assert not any(relative == i or relative.startswith(f"{i}/") for i in included), (
+        f"{secret_file} is sent to the image build"
+    )
+
+
 def test_components_run_their_airflow_3_commands(stack: Stack) -> None:
     commands = {name: stack.services[name].get("command") for name in stack.services}
     assert commands["airflow-apiserver"] == "api-server"
@@ -857,5 +897,20 @@ def test_guide_covers_every_service_and_the_swaps(stack: Stack) -> None:
     guide = DOCS.read_text()
     for name in stack.services:
         assert f"`{name}`" in guide, f"docs/docker-compose.md does not describe {name}"
-    for topic in ("S3_ENDPOINT_URL", "aws:kms", "sslmode=verify-full", "@sha256:", "docker compose up"):
+    for topic in (
+        "S3_ENDPOINT_URL",
+        "aws:kms",
+        "sslmode=verify-full",
+        "@sha256:",
+        "docker compose up",
+        "secrets/backup.key",
+        "CUTOVER_PLAN",
+        "CUTOVER_REQUIRE_BACKUP_KEY",
+    ):
         assert topic in guide, f"docs/docker-compose.md does not cover {topic}"
+    triggers = [m.group(1) for m in re.finditer(r"airflow dags trigger (\w+)", guide)]
+    assert "pt_backup" in triggers, "the trial steps trigger no backup"
+    assert "pt_cutover" in triggers, "the trial steps trigger no cutover"
+    assert triggers.index("pt_backup") < triggers.index("pt_cutover"), "pt_cutover before its backup"
+    if "pt_sample_transfer" in triggers:
+        assert triggers.index("pt_backup") < triggers.index("pt_sample_transfer")

@@ -40,6 +40,7 @@ from pt_common.stages import TABLES, check_configuration, take_delivery
 @dag(
     dag_id="pt_assess",
     schedule=None,
+    description="Pre-migration assessment of the legacy database: profile and named checks, no values shown",
     doc_md=__doc__,
     **DAG_SETTINGS,
     tags=["cutover", "assessment"],

@@ -48,6 +48,7 @@ from typing import Any
 from airflow.sdk import dag, task
 
 from pt_common import DAG_SETTINGS, conn_url, profile_param
+from pt_common.assets import VERIFIED_BACKUP
 from pt_common.stages import check_configuration, take_delivery
 
 
@@ -63,6 +64,7 @@ def _key() -> bytes:
 @dag(
     dag_id="pt_backup",
     schedule=None,
+    description="Encrypted, verified backup of the legacy database (or delivery): restore-tested",
     doc_md=__doc__,
     **DAG_SETTINGS,
     tags=["cutover", "backup"],
@@ -103,7 +105,7 @@ def pt_backup() -> None:
         server = {"sqlite": None, "csv": None, "postgresql": conn_url("target_db"), "mysql": legacy}[dialect]
         return restore_test(conn_url("staging_store"), str(run_id), scratch_on(server), _key()).as_dict()
 
-    @task
+    @task(outlets=[VERIFIED_BACKUP])
     def mark_verified(result: Any, run_id: str | None = None) -> dict:
         import json
         from datetime import UTC, datetime

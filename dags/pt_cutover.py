@@ -76,6 +76,7 @@ from cutover.plan import load_plan
 from cutover.timetable import WindowTimetable
 from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param, run_actor
 from pt_common.alerts import cutover_deadline
+from pt_common.assets import MIGRATED_TARGET, TRIAL_VERDICT, VERIFIED_BACKUP
 from pt_common.stages import (
     as_of,
     check_configuration,
@@ -95,6 +96,9 @@ PLAN = load_plan()  # a local YAML file: the timetable and the defaults come fro
     # the window's start each week; a window long past (a Friday missed while paused) is never started
     schedule=WindowTimetable(
         PLAN.cron, timezone=PLAN.timezone, late_start=timedelta(minutes=PLAN.late_start_minutes)
+    ),
+    description=(
+        f"The cutover load; window {PLAN.window_text}; created paused, unpaused by a data engineer only"
     ),
     doc_md=__doc__,
     **DAG_SETTINGS,
@@ -190,7 +194,7 @@ def pt_cutover() -> None:
             alert_late_start(run.dag_id, run.run_id, run.logical_date or run.run_after)
             raise AirflowSkipException(str(late)) from None
 
-    @task
+    @task(inlets=[VERIFIED_BACKUP, TRIAL_VERDICT])
     def require_verified_backup(run_id: str | None = None, params: dict | None = None) -> dict:
         from datetime import UTC, datetime, timedelta
 
@@ -274,7 +278,7 @@ def pt_cutover() -> None:
             actor=run_actor(),
         )
 
-    @task
+    @task(outlets=[MIGRATED_TARGET])
     def write_evidence(run_id: str | None = None, params: dict | None = None) -> dict:
         from cutover.pipeline import write_summary
 

@@ -37,6 +37,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
 from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param, run_actor
+from pt_common.assets import MIGRATED_TARGET
 from pt_common.stages import (
     as_of,
     check_configuration,
@@ -53,6 +54,7 @@ PLAN = load_plan()
 @dag(
     dag_id="pt_delta_sync",
     schedule=CronTriggerTimetable("0 2 * * *", timezone=PLAN.timezone),
+    description=f"Nightly between waves (02:00 {PLAN.timezone}): legacy rows changed since a wave's cutover",
     doc_md=__doc__,
     **DAG_SETTINGS,
     tags=["cutover", "phased"],
@@ -91,7 +93,7 @@ def pt_delta_sync() -> None:
             store_url=conn_url("staging_store"),
         )
 
-    @task
+    @task(inlets=[MIGRATED_TARGET], outlets=[MIGRATED_TARGET])
     def write_evidence(planned: dict, run_id: str | None = None) -> dict:
         from cutover.delta import write_delta_report
         from cutover.pipeline import write_summary

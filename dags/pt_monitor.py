@@ -26,6 +26,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from cutover.plan import load_plan
 from pt_common import DAG_SETTINGS, conn_url, run_actor
+from pt_common.assets import MIGRATED_TARGET
 
 PLAN = load_plan()
 
@@ -33,6 +34,7 @@ PLAN = load_plan()
 @dag(
     dag_id="pt_monitor",
     schedule=CronTriggerTimetable("0 6 * * *", timezone=PLAN.timezone),
+    description=f"Daily (06:00 {PLAN.timezone}): accepted cutovers reconciled again, failures tracked",
     doc_md=__doc__,
     **DAG_SETTINGS,
     tags=["cutover", "quality"],
@@ -49,7 +51,7 @@ def pt_monitor() -> None:
         except NothingToMonitor as skip:
             raise AirflowSkipException(str(skip)) from None
 
-    @task
+    @task(inlets=[MIGRATED_TARGET])
     def write_evidence(run_id: str | None = None) -> dict:
         from cutover.pipeline import seal_evidence
 

@@ -54,6 +54,7 @@ from pt_common.stages import owner_url
 @dag(
     dag_id="pt_rollback",
     schedule=None,
+    description="Undo one pt_cutover run exactly, from its snapshot (confirm by typing the run id)",
     doc_md=__doc__,
     **DAG_SETTINGS,
     tags=["cutover", "rollback"],

@@ -34,6 +34,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 
 from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param, run_actor
+from pt_common.assets import TRIAL_VERDICT
 from pt_common.stages import (
     as_of,
     check_configuration,
@@ -47,6 +48,7 @@ from pt_common.stages import (
 @dag(
     dag_id="pt_sample_transfer",
     schedule=None,
+    description="Trial run on a sample into a scratch database: downtime estimate and go/no-go against the window",
     doc_md=__doc__,
     **DAG_SETTINGS,
     tags=["cutover", "trial"],
@@ -153,7 +155,7 @@ def pt_sample_transfer() -> None:
         failed = [g["gate"] for g in gates if not g["passed"] and g["gate"] != "rejects"]
         return {"passed": not failed, "failed_gates": failed, "reject_policy": policy}
 
-    @task
+    @task(outlets=[TRIAL_VERDICT])
     def estimate_downtime(checked: dict, run_id: str | None = None) -> dict:
         from datetime import UTC, datetime
 

@@ -80,6 +80,15 @@ class Plan:
         )
 
     @property
+    def window_text(self) -> str:
+        """The window in words, with its timezone: ``Fri 18:00 → Mon 06:00 America/New_York``."""
+        days = [d[:3].capitalize() for d in WEEKDAYS]
+        return (
+            f"{days[self.start_weekday]} {self.start_time:%H:%M} → {days[self.end_weekday]} "
+            f"{self.end_time:%H:%M} {self.timezone}"
+        )
+
+    @property
     def cron(self) -> str:
         """The window's start as a cron expression (in the plan's timezone): the phased timetable."""
         return f"{self.start_time.minute} {self.start_time.hour} * * {(self.start_weekday + 1) % 7}"

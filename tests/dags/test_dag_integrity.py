@@ -194,3 +194,25 @@ def test_every_dag_is_created_paused_and_says_so(dagbag) -> None:
     doc = dagbag.dags["pt_cutover"].doc_md
     assert "created paused" in doc
     assert "late_start_minutes" in doc
+
+
+def test_every_dag_has_a_description_and_the_cutover_shows_its_window_with_the_timezone(dagbag) -> None:
+    from cutover.plan import load_plan
+
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.description and len(dag.description) <= 120, dag_id
+    plan = load_plan()
+    assert f"Fri 18:00 → Mon 06:00 {plan.timezone}" in dagbag.dags["pt_cutover"].description
+
+
+def test_the_assets_show_the_chain_backup_and_trial_before_the_cutover_then_sync_and_monitor(dagbag) -> None:
+    def uris(dag_id: str, side: str) -> set[str]:
+        return {a.uri for task in dagbag.dags[dag_id].tasks for a in getattr(task, side)}
+
+    backup, trial, migrated = "cutover://backup/verified", "cutover://trial/verdict", "cutover://target/migrated"
+    assert uris("pt_backup", "outlets") == {backup}
+    assert uris("pt_sample_transfer", "outlets") == {trial}
+    assert uris("pt_cutover", "inlets") == {backup, trial}
+    assert uris("pt_cutover", "outlets") == {migrated}
+    assert uris("pt_delta_sync", "inlets") == uris("pt_delta_sync", "outlets") == {migrated}
+    assert uris("pt_monitor", "inlets") == {migrated}

@@ -184,16 +184,18 @@ def work_seconds(timings: dict[str, dict[str, StageTiming]]) -> dict[str, float]
 
 
 def _fit(rows: list[int], seconds: list[float]) -> tuple[float, float]:
-    """(fixed seconds per table, seconds per row): the Theil–Sen line, both kept non-negative.
+    """(fixed seconds per table, seconds per row): the Theil–Sen slope through the sample's mean.
 
-    The slope is the median of the slopes between every two tables, the fixed cost the median of what
-    is left: one table slowed by a busy moment (a checkpoint, another process) moves a least-squares
-    slope, and the full run's rows multiply it, but leaves a median where it was.
+    The slope is the median of the slopes between every two tables: one table slowed by a busy
+    moment (a checkpoint, another process) would tilt a least-squares slope, and the full run's
+    rows multiply it; a median stays where it was. The line still passes through the mean, so the
+    sample's own tables cost what they cost (the delay is carried once, not multiplied) and a full
+    run is never estimated below its sample. Both are kept non-negative.
 
     >>> _fit([10, 110], [1.0, 2.0])
     (0.9, 0.01)
     >>> _fit([10, 20, 30, 40, 50], [1.1, 1.2, 9.0, 1.4, 1.5])  # one table slowed by 7.7 s
-    (1.0, 0.01)
+    (2.54, 0.01)
     """
     if not rows:
         return 0.0, 0.0
@@ -204,7 +206,7 @@ def _fit(rows: list[int], seconds: list[float]) -> tuple[float, float]:
         if rows[j] != rows[i]
     ]
     per_row = max(0.0, statistics.median(slopes)) if slopes else 0.0
-    fixed = statistics.median(t - per_row * r for r, t in zip(rows, seconds, strict=True))
+    fixed = statistics.fmean(seconds) - per_row * statistics.fmean(rows)
     if fixed < 0:  # no fixed cost visible: all of it per row
         fixed, per_row = 0.0, sum(seconds) / max(1, sum(rows))
     return round(fixed, 9), round(per_row, 9)
@@ -225,8 +227,8 @@ def estimate(
 
     Per stage, a table costs a fixed time (connections, transactions, Parquet files, the mapping's
     set-up) plus a time per row. In a sample the fixed part dominates, so the two are fitted over
-    all tables of the stage at once (the Theil–Sen line of seconds on rows, both non-negative, which
-    one table slowed by a busy moment does not tilt) rather than read off one table: the full stage is then ``tables × fixed + per_row × full rows``. The
+    all tables of the stage at once (a Theil–Sen slope through the sample's mean, both non-negative:
+    one table slowed by a busy moment does not tilt it) rather than read off one table: the full stage is then ``tables × fixed + per_row × full rows``. The
     extract is not scaled: the trial's extract already reads every legacy row to pick the sample's. Loads
     run parents before children, so the stages add up, as one worker would run them: a
     conservative figure for a wider executor.

@@ -52,6 +52,10 @@ from cutover.validation.suites import build_suite, suite_name
 
 log = logging.getLogger(__name__)
 
+# GX logs every function it registers as it is imported (214 of a gate task's 227 log lines): keep
+# its warnings only, set before any GX import of the process (here, not where GX is first used)
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
 MAX_IDS = 10
 """Failing record ids kept per expectation."""
 WITHHELD = "withheld"
@@ -137,9 +141,6 @@ def _context(out_dir: Path) -> Any:
     is not created.
     """
     import great_expectations as gx
-
-    # GX logs every expectation it registers (hundreds of lines per gate task): keep its warnings only
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         InMemoryStoreBackendDefaults,

@@ -16,9 +16,11 @@ $(STAMP): requirements.lock pyproject.toml
 	@# --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (as on CI) nothing caches bytecode,
 	@# and every task process would recompile Airflow, GX and pandas from source (import pandas 2.1 s → 0.7 s)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing $$(grep -c '==' requirements.lock) locked packages into $(VENV) (a minute or two the first time)"
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.lock
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.lock
+	@echo "installed: $$($(BIN)/uv pip list --python $(BIN)/python 2>/dev/null | tail -n +3 | wc -l) packages in $(VENV)"
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@# the build leaves include/cutover.egg-info beside the package: on sys.path it is a second
 	@# "cutover" distribution, and Airflow would load the plugin entry point twice (and say so)
 	@rm -rf include/cutover.egg-info

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from cli_helpers import evidence_of, run_cutover
+from cutover.legacy.profile import load_document
 from cutover.mapping.specs import SPECS
 
 pytestmark = pytest.mark.slow
@@ -98,15 +99,10 @@ def _check_target(url: str, summary: dict[str, Any], manifest: dict[str, Any]) -
 
 
 SAFETY = {"allergies": "allergy", "medications": "medication", "precautions": "precaution"}
-PRECAUTION_KINDS = {
-    "WB": "weight_bearing",
-    "FALL": "fall_risk",
-    "NOESTIM": "no_electrical_stimulation",
-    "NORESIST": "no_resisted_exercise",
-    "ROM": "range_of_motion",
-    "BLEED": "bleeding_risk",
-    "OSTEO": "osteoporosis",
-}
+PRECAUTION_KINDS = load_document("simulator").data["tables"]["precautions"]["map"]["fields"]["kind"]["with"][
+    "codes"
+]
+"""The simulator's precaution codes → kinds: the true kind of a precaution its note only names."""
 
 
 def _check_safety(url: str, summary: dict[str, Any], manifest: dict[str, Any], folder: Path) -> None:

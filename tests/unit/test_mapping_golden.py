@@ -27,6 +27,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
+from cutover.legacy.profile import load_document
 from cutover.legacy.schema import LEGACY_TABLES
 from cutover.legacy.source import arrow_schema, read_batches
 from cutover.mapping.engine import map_batch
@@ -137,16 +138,9 @@ FLAG_OF_KIND = {
     "units_exceed_minutes": "units_exceed_minutes",
     "safety_text_unmapped": "safety_text_unmapped",
 }
-PRECAUTION_CODES = {
-    "WB": "weight_bearing",
-    "FALL": "fall_risk",
-    "NOESTIM": "no_electrical_stimulation",
-    "NORESIST": "no_resisted_exercise",
-    "ROM": "range_of_motion",
-    "BLEED": "bleeding_risk",
-    "OSTEO": "osteoporosis",
-    "OTHER": "other",
-}
+PRECAUTION_CODES = load_document("simulator").data["tables"]["precautions"]["map"]["fields"]["kind"]["with"][
+    "codes"
+]
 """The simulator's precaution codes (the true kind of a precaution buried in a note)."""
 SHOWN_FLAG = {**FLAG_OF_KIND, "placeholder_ssn": "ssn_placeholder", "phone_format": "phone_extension_dropped"}
 """The flag counted in the table's ``flagged`` column for a kind (a normalised phone may drop an extension)."""

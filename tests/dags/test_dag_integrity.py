@@ -200,7 +200,8 @@ def test_every_dag_has_a_description_and_the_cutover_shows_its_window_with_the_t
     from cutover.plan import load_plan
 
     for dag_id, dag in dagbag.dags.items():
-        assert dag.description and len(dag.description) <= 120, dag_id
+        assert dag.description, dag_id
+        assert len(dag.description) <= 120, dag_id
     plan = load_plan()
     assert f"Fri 18:00 → Mon 06:00 {plan.timezone}" in dagbag.dags["pt_cutover"].description
 
@@ -209,7 +210,11 @@ def test_the_assets_show_the_chain_backup_and_trial_before_the_cutover_then_sync
     def uris(dag_id: str, side: str) -> set[str]:
         return {a.uri for task in dagbag.dags[dag_id].tasks for a in getattr(task, side)}
 
-    backup, trial, migrated = "cutover://backup/verified", "cutover://trial/verdict", "cutover://target/migrated"
+    backup, trial, migrated = (
+        "cutover://backup/verified",
+        "cutover://trial/verdict",
+        "cutover://target/migrated",
+    )
     assert uris("pt_backup", "outlets") == {backup}
     assert uris("pt_sample_transfer", "outlets") == {trial}
     assert uris("pt_cutover", "inlets") == {backup, trial}

@@ -46,7 +46,16 @@ DOCS = ROOT / "docs" / "docker-compose.md"
 PLAN = ROOT / "cutover_plan.yaml"
 
 AIRFLOW_ANCHOR = "x-airflow-common"
-CONN_VARS = ("AIRFLOW_CONN_LEGACY_DB", "AIRFLOW_CONN_TARGET_DB", "AIRFLOW_CONN_STAGING_STORE")
+CONN_VARS = (
+    "AIRFLOW_CONN_LEGACY_DB",
+    "AIRFLOW_CONN_TARGET_DB",
+    "AIRFLOW_CONN_TARGET_OWNER_DB",
+    "AIRFLOW_CONN_STAGING_STORE",
+)
+TARGET_ROLES = {"AIRFLOW_CONN_TARGET_DB": "cutover_loader", "AIRFLOW_CONN_TARGET_OWNER_DB": "cutover_owner"}
+"""The target's connections and the least-privilege role each logs in as (airflow-init provisions them)."""
+TARGET_ADMIN_VAR = "CUTOVER_TARGET_ADMIN_URL"
+"""The target's admin URL, which provisions the roles: airflow-init's alone."""
 SECRETS = {
     "AIRFLOW_FERNET_KEY",
     "AIRFLOW_JWT_SECRET",
@@ -572,11 +581,27 @@ def bind_mounts(service: Mapping[str, Any]) -> dict[str, tuple[str, bool]]:
     return mounts
 
 
+SECRETS_DIR = "/run/secrets"
+"""Where Compose mounts a service's secrets (the short syntax, or a relative ``target``)."""
+
+
+def secret_targets(service: Mapping[str, Any]) -> dict[str, str]:
+    """Secret name → container path, for each of ``service``'s secrets (short or long syntax)."""
+    targets = {}
+    for secret in service.get("secrets", []):
+        if isinstance(secret, str):
+            targets[secret] = f"{SECRETS_DIR}/{secret}"
+        else:
+            target = secret.get("target") or secret["source"]
+            targets[secret["source"]] = target if target.startswith("/") else f"{SECRETS_DIR}/{target}"
+    return targets
+
+
 def test_every_airflow_service_gets_the_plan_and_the_backup_key(stack: Stack) -> None:
     """The plan mounted read-only where ``CUTOVER_PLAN`` points, the key from a secret (never from
-    the environment), the embedded default key refused; the secret's file kept out of git and the
-    image. (tests/unit/test_compose_dags.py imports every DAG with these mounts and settings.)"""
-    secret_file = stack.doc["secrets"]["backup_key"]["file"]
+    the environment), the embedded default key refused. (tests/unit/test_compose_dags.py imports
+    every DAG with these mounts and settings; tests/unit/test_compose_init.py runs the init's key
+    check, which refuses to start the stack without it.)"""
     for name in sorted(n for n in stack.services if n.startswith("airflow-")):
         service, env = stack.services[name], stack.environment(name)
         plan = bind_mounts(service).get(env.get("CUTOVER_PLAN", ""))
@@ -588,14 +613,111 @@ def test_every_airflow_service_gets_the_plan_and_the_backup_key(stack: Stack) ->
         assert env.get("CUTOVER_BACKUP_KEY_FILE") == "/run/secrets/backup_key", name
         assert env.get("CUTOVER_REQUIRE_BACKUP_KEY") == "1", f"{name} may fall back to the default key"
         assert "CUTOVER_BACKUP_KEY" not in env, f"{name}: the key belongs in the secret, not the environment"
-    if (ROOT / ".git").exists():
-        ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", secret_file])
-        assert ignored.returncode == 0, f"{secret_file} is not ignored by git"
+
+
+def test_every_secret_is_declared_used_and_kept_out_of_git_and_the_image(stack: Stack) -> None:
+    declared: dict[str, Any] = stack.doc.get("secrets") or {}
+    used: set[str] = set()
+    for name, service in stack.services.items():
+        for secret in secret_targets(service):
+            assert secret in declared, f"{name} uses the secret {secret}, which secrets: does not declare"
+            used.add(secret)
+    assert sorted(set(declared) - used) == [], "secrets declared that no service uses"
     included = [ln[1:].rstrip("/") for ln in DOCKERIGNORE.read_text().splitlines() if ln.startswith("!")]
-    relative = str(Path(secret_file))
-    assert not any(relative == i or relative.startswith(f"{i}/") for i in included), (
-        f"{secret_file} is sent to the image build"
-    )
+    for secret, spec in declared.items():
+        assert set(spec) == {"file"}, f"secret {secret}: a file the operator makes, nothing else"
+        relative = Path(spec["file"])
+        assert relative.parts[0] == "secrets", f"secret {secret}: keep its file under ./secrets/"
+        if (ROOT / ".git").exists():
+            ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", str(relative)])
+            assert ignored.returncode == 0, f"{relative} is not ignored by git"
+        assert not any(str(relative) == i or str(relative).startswith(f"{i}/") for i in included), (
+            f"{relative} is sent to the image build"
+        )
+
+
+PASSWORD_NAME = re.compile(r"PASSWORD|SECRET|FERNET_KEY|_AUTH$", re.I)
+"""Names of settings (environment variables, JSON fields) that hold a password or a key."""
+URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([^/@?#\s]*)@")
+
+
+def password_literals(doc: Mapping[str, Any], secret_values: set[str]) -> list[str]:
+    """Where an interpolated compose document holds a password that is none of ``secret_values``
+    (what the required variables were given): a literal in the file, or a default."""
+    found = []
+    for name, service in doc["services"].items():
+        env = service.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(item.partition("=")[::2] for item in env)
+        for key, raw in env.items():
+            value = "" if raw is None else str(raw)
+            if PASSWORD_NAME.search(key) and not key.endswith("_FILE") and value not in secret_values:
+                found.append(f"{name}: {key}")
+            for match in URL_USERINFO.finditer(value):
+                _, has_password, password = match.group(1).partition(":")
+                if has_password and password not in secret_values:
+                    found.append(f"{name}: {key} (a password in a URL)")
+            if value.lstrip().startswith("{"):
+                for field, item in json.loads(value).items():
+                    if PASSWORD_NAME.search(field) and str(item) not in secret_values:
+                        found.append(f"{name}: {key} (field {field})")
+    return found
+
+
+def test_no_password_literal_in_the_compose_file(stack: Stack) -> None:
+    """Every password and key in the stack's settings is one of the required variables (.env) or
+    lives in a secret file: none is written in the compose file, none has a default."""
+    assert password_literals(stack.doc, {stack.env[name] for name in SECRETS}) == []
+
+
+@pytest.mark.parametrize(
+    ("title", "breakage"),
+    [
+        ("a literal", lambda d: d["services"]["postgres"]["environment"].update(POSTGRES_PASSWORD="hunter2")),
+        (
+            "a password in a connection URL",
+            lambda d: d["services"]["airflow-worker"]["environment"].update(
+                AIRFLOW_CONN_TARGET_DB="postgresql://cutover_loader:hunter2@target-db:5432/cutover"
+            ),
+        ),
+        (
+            "a password in a JSON connection",
+            lambda d: d["services"]["airflow-worker"]["environment"].update(
+                AIRFLOW_CONN_STAGING_STORE='{"conn_type": "aws", "password": "hunter2"}'
+            ),
+        ),
+    ],
+)
+def test_password_literals_are_found(stack: Stack, title: str, breakage: Any) -> None:
+    doc = json.loads(json.dumps(stack.doc))
+    breakage(doc)
+    assert password_literals(doc, {stack.env[name] for name in SECRETS}), f"not found: {title}"
+
+
+def test_the_target_admin_password_reaches_its_server_and_the_init_only(stack: Stack) -> None:
+    """The tasks connect as the least-privilege roles: the superuser's password is in target-db
+    (which sets it) and airflow-init (which provisions the roles), in no other container."""
+    password = stack.env["TARGET_DB_PASSWORD"]
+    for name in stack.services:
+        holders = sorted(k for k, v in stack.environment(name).items() if password in v)
+        expected = {"target-db": ["POSTGRES_PASSWORD"], "airflow-init": [TARGET_ADMIN_VAR]}.get(name, [])
+        assert holders == expected, f"{name} holds the target's admin password in {holders}"
+
+
+def test_airflow_init_provisions_the_target_roles_once_the_target_is_healthy(stack: Stack) -> None:
+    init = stack.services["airflow-init"]
+    assert init["depends_on"]["target-db"] == {"condition": "service_healthy"}
+    assert {"postgres", "redis"} <= set(init["depends_on"]), "the init no longer waits for its database"
+    assert TARGET_ADMIN_VAR in stack.environment("airflow-init")
+    for name in sorted(n for n in stack.services if n.startswith("airflow-")):
+        env, mounted = stack.environment(name), secret_targets(stack.services[name])
+        for var in TARGET_ROLES:
+            query = parse_qs(urlsplit(url_from_fields(fields_from_env(env[var]))).query)
+            assert query["passfile"][0] in mounted.values(), f"{name}: the passfile of {var} is not mounted"
+        if name != "airflow-init":
+            assert TARGET_ADMIN_VAR not in env, f"{name} gets the target's admin"
+    script = AIRFLOW_INIT.read_text()
+    assert "provision_target_roles(" in script, "airflow-init.sh no longer provisions the target's roles"
 
 
 def test_components_run_their_airflow_3_commands(stack: Stack) -> None:
@@ -625,13 +747,26 @@ def test_connections_resolve_to_the_services_of_this_stack(stack: Stack) -> None
     legacy = url_from_fields(fields_from_env(env["AIRFLOW_CONN_LEGACY_DB"]))
     assert legacy == f"sqlite:///{env['CUTOVER_HOME']}/legacy.db"
 
-    target = urlsplit(url_from_fields(fields_from_env(env["AIRFLOW_CONN_TARGET_DB"])))
     db = stack.environment("target-db")
-    assert (target.scheme, target.hostname, target.port) == ("postgresql", "target-db", 5432)
-    assert target.username == db["POSTGRES_USER"]
-    assert target.password == db["POSTGRES_PASSWORD"]
-    assert target.path == f"/{db['POSTGRES_DB']}"
-    assert parse_qs(target.query)["sslmode"] == ["require"]
+    admin = urlsplit(stack.environment("airflow-init")[TARGET_ADMIN_VAR])
+    assert (admin.scheme, admin.hostname, admin.port) == ("postgresql", "target-db", 5432)
+    assert (admin.username, admin.password) == (db["POSTGRES_USER"], db["POSTGRES_PASSWORD"])
+    assert admin.path == f"/{db['POSTGRES_DB']}"
+    assert parse_qs(admin.query)["sslmode"] == ["require"]
+    secrets = secret_targets(stack.services["airflow-worker"])
+    for var, role in TARGET_ROLES.items():
+        target = urlsplit(url_from_fields(fields_from_env(env[var])))
+        assert (target.scheme, target.hostname, target.port, target.path) == (
+            admin.scheme,
+            admin.hostname,
+            admin.port,
+            admin.path,
+        ), f"{var} names another database than the one whose roles airflow-init provisions"
+        assert target.username == role, var
+        assert target.password is None, f"{var} carries a password: it belongs in its passfile secret"
+        query = parse_qs(target.query)
+        assert query["sslmode"] == ["require"], var
+        assert query["passfile"][0] in secrets.values(), f"{var}: its passfile is no mounted secret"
 
     staging = fields_from_env(env["AIRFLOW_CONN_STAGING_STORE"])
     init = stack.environment("minio-init")
@@ -667,12 +802,13 @@ def test_endpoint_and_encryption_are_swappable(
     assert query["endpoint_url"] == [env["S3_ENDPOINT_URL"]]
     assert query["sse"] == ["aws:kms"]
     assert query["kms_key_id"] == [env["S3_KMS_KEY_ID"]]
-    target = urlsplit(url_from_fields(fields_from_env(conns["AIRFLOW_CONN_TARGET_DB"])))
-    assert target.hostname == "pt-prod.example.internal"
-    assert parse_qs(target.query) == {
-        "sslmode": ["verify-full"],
-        "sslrootcert": ["/opt/airflow/certs/target-ca.pem"],
-    }
+    admin_url = doc["services"]["airflow-init"]["environment"][TARGET_ADMIN_VAR]
+    for url in (*(url_from_fields(fields_from_env(conns[var])) for var in TARGET_ROLES), admin_url):
+        target = urlsplit(url)
+        assert target.hostname == "pt-prod.example.internal"
+        query = parse_qs(target.query)
+        query.pop("passfile", None)
+        assert query == {"sslmode": ["verify-full"], "sslrootcert": ["/opt/airflow/certs/target-ca.pem"]}
 
 
 def test_secrets_agree_across_services(stack: Stack) -> None:
@@ -906,8 +1042,22 @@ def test_guide_covers_every_service_and_the_swaps(stack: Stack) -> None:
         "secrets/backup.key",
         "CUTOVER_PLAN",
         "CUTOVER_REQUIRE_BACKUP_KEY",
+        "provision_roles",
     ):
         assert topic in guide, f"docs/docker-compose.md does not cover {topic}"
+    # the guide makes each password secret for the role whose connection reads it
+    made = {
+        file: role
+        for role, file in re.findall(r"printf '\*:\*:\*:(\w+):%s\\n' [^>\n]*> (secrets/[^\s)]+)", guide)
+    }
+    worker = stack.services["airflow-worker"]
+    for var, role in TARGET_ROLES.items():
+        query = parse_qs(
+            urlsplit(url_from_fields(fields_from_env(stack.environment("airflow-worker")[var]))).query
+        )
+        secret = next(s for s, path in secret_targets(worker).items() if path == query["passfile"][0])
+        file = str(Path(stack.doc["secrets"][secret]["file"]))
+        assert made.get(file) == role, f"the guide does not show how to make {file} for {role}"
     triggers = [m.group(1) for m in re.finditer(r"airflow dags trigger (\w+)", guide)]
     assert "pt_backup" in triggers, "the trial steps trigger no backup"
     assert "pt_cutover" in triggers, "the trial steps trigger no cutover"

@@ -206,3 +206,36 @@ def test_readers_on_hostile_text() -> None:
         assert read_allergen(text).no_known in (True, False)
         assert read_precaution(text) in (None, *PRECAUTION_KINDS)
     assert read_allergen("latex, PCN").coded is False
+
+
+def test_a_hostile_id_in_an_episode_or_note_reference_keeps_the_record_flagged() -> None:
+    from cutover.legacy.source import INVALID_IDS
+
+    rows = [
+        {"prec_id": 1, "pat_id": 7, "prec_code": "FALL"},  # case_id read as NULL: it held "1e20"
+        {"prec_id": 2, "pat_id": 7, "prec_code": "FALL"},  # case_id and visit_id both held text
+        {"prec_id": 3, "prec_code": "FALL"},  # the patient's id held text: whose record is it?
+    ]
+    batch = _batch("precautions", rows).append_column(
+        INVALID_IDS, pa.array(["case_id", "case_id,visit_id", "pat_id"])
+    )
+    frame = map_batch(mapping_specs()["precautions"], batch, as_of=AS_OF)
+    frame = frame.replace_schema_metadata(None).to_pandas().set_index("legacy_id")
+    assert frame.loc["1", "flags"] == "id_invalid"
+    assert pd.isna(frame.loc["1", "reason"])
+    assert frame.loc["2", "flags"] == "id_invalid"
+    assert pd.isna(frame.loc["2", "reason"])
+    assert frame.loc["3", "reason"] == "id_invalid"  # only the patient's reference (or the key) rejects
+
+
+def test_elsewhere_a_hostile_id_in_an_optional_reference_still_rejects() -> None:
+    from cutover.legacy.source import INVALID_IDS
+
+    batch = _batch("appointments", [{"appt_id": 1, "pat_id": 7, "appt_time": "2024-01-02 09:00"}])
+    batch = batch.append_column(INVALID_IDS, pa.array(["case_id"]))
+    frame = (
+        map_batch(mapping_specs()["appointments"], batch, as_of=AS_OF)
+        .replace_schema_metadata(None)
+        .to_pandas()
+    )
+    assert frame["reason"].tolist() == ["id_invalid"]

@@ -371,6 +371,16 @@ def malformed_ids(details: pd.Series) -> pd.Series:
     return (prefix + "line-" + parts[1]).astype("string")
 
 
+def _loose_ref_sources(spec: TableSpec) -> set[str]:
+    """For a patient-safety table (never rejected on its own), the legacy columns of its optional,
+    non-strict references: an invalid id there leaves the reference NULL, flagged, the row kept."""
+    from cutover.target import SAFETY_TABLES
+
+    if spec.target not in SAFETY_TABLES:
+        return set()
+    return {ref.source for ref in spec.refs if not ref.required and not ref.strict}
+
+
 def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date) -> pa.Table:
     """Map one batch of legacy rows.
 
@@ -429,6 +439,13 @@ def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date)
     if keyless is not None:
         reject(_na(index).mask(keyless.notna(), "id_invalid"), spec.key)
     if invalid is not None:
+        loose = _loose_ref_sources(spec)
+        if loose:
+            # a safety record is never rejected on its own: a hostile id in a loose reference (its
+            # episode, its note) is NULL already and flagged; only its key or its patient rejects it
+            only_loose = invalid.str.split(",").map(lambda cols: set(cols) <= loose, na_action="ignore")
+            flags.append(_na(index).mask(only_loose.fillna(False).astype(bool), "id_invalid"))
+            invalid = invalid.mask(only_loose.fillna(False).astype(bool))
         reject(_na(index).mask(invalid.notna(), "id_invalid"), invalid)
     for ref in spec.refs:
         if ref.required:

@@ -247,10 +247,14 @@ def check_case(
     several = out.groupby("legacy_id", dropna=True)["reason"].nunique(dropna=False)
     if (several > 1).any():
         problems.append(f"{where}: legacy ids {sorted(several[several > 1].index)} have several outcomes")
-    # the contract on ids: not an id → id_invalid; a blank required parent → ref_missing
+    # the contract on ids: not an id → id_invalid; a blank required parent → ref_missing; but a
+    # safety record is never rejected on its own: not an id in its episode or note reference → NULL,
+    # flagged id_invalid, the record kept
     required = {ref.source for ref in spec.refs if ref.required}
+    loose = _loose(spec)
     for i, row in enumerate(rows):
         states = {c: _id_state(row[names.index(c)])[0] for c, kind in legacy.columns if kind == "int"}
+        states = {c: ("loose_invalid" if c in loose and v == "invalid" else v) for c, v in states.items()}
         state, key = keys[i]
         what = planted.get(i, ("", ""))
         if state != "valid":
@@ -258,6 +262,13 @@ def check_case(
                 problems.append(f"{where}: row {i} ({what[1]}) with an unusable key migrates")
             continue
         got = {None if pd.isna(v) else v for v in out.loc[legacy_ids == str(key), "reason"]}
+        kept = out.loc[legacy_ids == str(key), "flags"].fillna("")
+        if (
+            "loose_invalid" in states.values()
+            and "invalid" not in states.values()
+            and (not kept.str.contains("id_invalid").all())
+        ):
+            problems.append(f"{where}: row {i} (legacy id {key}, {what[1]}) kept without its id_invalid flag")
         if "invalid" in states.values() and got != {"id_invalid"}:
             problems.append(
                 f"{where}: row {i} (legacy id {key}, {what[1]}) is {sorted(map(str, got))}, not id_invalid"
@@ -331,6 +342,15 @@ def _build(
                 if kind == "text" and not (j == at and i in dict(planted)):
                     row[j] = _as_server_text(row[j])
     return [tuple(row) for row in rows], {i: (column, h.kind) for i, h in planted}
+
+
+def _loose(spec: Any) -> set[str]:
+    """A safety table's optional, non-strict reference columns (a hostile id there is NULL and flagged)."""
+    from cutover.target import SAFETY_TABLES
+
+    if spec.target not in SAFETY_TABLES:
+        return set()
+    return {ref.source for ref in spec.refs if not ref.required and not ref.strict}
 
 
 @settings(
@@ -426,7 +446,10 @@ def test_corrupted_clinic_reads_and_maps(
                 problems.append(f"{where}: corrupted legacy id {legacy_id} has no outcome")
                 continue
             invalid = [
-                k for c, k in cells if _id_state(_hostile_stored(path, t, c, legacy_id))[0] == "invalid"
+                k
+                for c, k in cells
+                if c not in _loose(SPECS[t])
+                and _id_state(_hostile_stored(path, t, c, legacy_id))[0] == "invalid"
             ]
             if invalid and reasons[str(legacy_id)] != "id_invalid":
                 problems.append(

@@ -107,6 +107,7 @@ CATALOGUE_NEEDLES = frozenset(t for h in CATALOGUE for t in _texts(h.value))
 def _leaks(texts: Sequence[str], needles: set[str] | frozenset[str]) -> bool:
     """Whether a needle is in one of ``texts``: as a substring, or for a plain lower-case word
     (``unknown``, ``none``: words a code such as ``status_unknown`` is made of) as a whole word."""
+    texts = list(dict.fromkeys(texts))  # outcome columns repeat a few codes thousands of times
     for needle in needles:
         if WORD.match(needle):
             pattern = re.compile(rf"(?<![a-z]){re.escape(needle)}(?![a-z])")
@@ -289,9 +290,14 @@ def check_case(
     for column in OUTCOME_COLUMNS:
         if column not in out:
             continue
-        tokens = [t for v in out[column].dropna() for t in str(v).split(",")]
-        odd = sorted({i for i, v in enumerate(out[column]) if pd.notna(v) and not all(
-            CODE_TOKEN.match(t) for t in str(v).split(","))})  # fmt: skip
+        distinct = [str(v) for v in out[column].dropna().unique()]  # each value judged once
+        tokens = [t for v in distinct for t in v.split(",")]
+        bad = {v for v in distinct if not all(CODE_TOKEN.match(t) for t in v.split(","))}
+        odd = (
+            sorted(i for i, v in enumerate(out[column].astype("string")) if pd.notna(v) and v in bad)
+            if bad
+            else []
+        )
         if odd:
             problems.append(f"{where}: {column} of output rows {odd[:10]} is not a list of codes")
         if _leaks(tokens, needles):

@@ -199,14 +199,17 @@ def mapped(tmp_path) -> LocalStore:  # type: ignore[no-untyped-def]
         frame(legacy_id=["50"], amount_cents=pa.array([700], pa.int64()), ref_patient_id=["2"]),
     )
     allergies = frame(
-        legacy_id=["60", "61", "62"],
-        no_known_allergies=[False, True, False],
-        substance=["latex", None, "Kiwi fruit"],
-        ref_patient_id=["1", "2", "1"],
+        legacy_id=["60", "61", "62", "63"],
+        no_known_allergies=[False, True, False, False],
+        substance=["latex", None, "Kiwi fruit", "codeine"],
+        ref_patient_id=["1", "2", "1", "1"],
     )
-    # 62 was rejected (a malformed line, say): still its patient's safety record, so still counted
+    # 62 was rejected (a malformed line, say): still its patient's safety record, so still counted;
+    # 63 the legacy system flagged removed: set aside, no longer the chart's
     allergies = allergies.set_column(
-        allergies.schema.get_field_index("reason"), "reason", pa.array([None, None, "x"], s)
+        allergies.schema.get_field_index("reason"),
+        "reason",
+        pa.array([None, None, "x", "removed_in_source"], s),
     )
     _stage(store, "m/allergies", allergies)
     _stage(store, "m/medications", frame(legacy_id=["70"], name=["Warfarin"], ref_patient_id=["2"]))

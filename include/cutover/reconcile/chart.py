@@ -203,10 +203,18 @@ class LegacyCharts:
 
     def _safety(self, by_patient: Any) -> pa.Table:
         """Per patient: every legacy safety record, rejected or not (a record its patient's chart lacks
-        is what the check is for), and the sum of :func:`safety_hash` of each."""
+        is what the check is for), and the sum of :func:`safety_hash` of each. A row the legacy system
+        itself flags removed (an extract's export flag) is set aside, as the accounting sets it aside:
+        it is no longer the chart's, and waits for a person (the delta report lists it)."""
+        from cutover.policy import SET_ASIDE
+
+        aside = pa.array(sorted(SET_ASIDE), pa.string())
         running: pa.Table | None = None
         for target, said in SAFETY_SAYS.items():
             for part in self._parts(target, ["ref_patient_id", *said], every=True):
+                part = part.filter(
+                    pc.invert(pc.fill_null(pc.is_in(part.column("reason"), value_set=aside), False))
+                )
                 key = by_patient(part)
                 rows = pa.table(
                     {

@@ -200,7 +200,8 @@ def test_engineer_triggers_and_watches_auditor_is_refused(
         dialog = _open_trigger_form(page)
         dialog.get_by_role("button", name="Trigger", exact=True).click()
         page.get_by_text("403 Forbidden").first.wait_for()
-        page.get_by_text("You do not have permission to perform this action").wait_for()
+        # refused twice: the trigger, and the form's unpause (the trigger right is needed for both)
+        page.get_by_text("You do not have permission to perform this action").first.wait_for()
         page.screenshot(path=str(shots / "05-auditor-refused.png"))
         page.goto(f"{served.url}/dags/pt_cutover/runs/{run_id}/tasks/gate_mapped")
         page.get_by_text("Logs", exact=True).first.wait_for()  # reading the log is allowed

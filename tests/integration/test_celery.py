@@ -182,6 +182,9 @@ class CeleryAirflow:
         self.wait_for(
             self._dags_parsed, 240, "the DAG processor to parse pt_assess, pt_backup and pt_cutover"
         )
+        # every Cutover DAG is created paused (whatever the configuration): unpause what the test
+        # triggers, as a data engineer must (the scheduler's own runs are off: USE_JOB_SCHEDULE)
+        self.airflow("dags", "unpause", "^pt_(assess|backup|cutover)$", "--treat-dag-id-as-regex", "-y")
         self.timings["start"] = time.monotonic() - started
 
     def stop(self) -> None:

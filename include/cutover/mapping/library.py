@@ -72,16 +72,11 @@ def _icd(*, part: str = "code") -> Rule:
 _MODIFIER_RE = re.compile(r"^[0-9A-Z]{2}$")
 
 
-def _cell_text(b: Batch, column: str) -> pd.Series:
-    """A legacy column as the ``text`` rule reads it (shared with it through the batch's cache)."""
-    return b.once(("text", column), lambda: nz.clean_text(nz.null_tokens(b[column]).values).values)
-
-
 def _modifiers() -> Rule:
     """CPT modifiers written in one column (``GP``, ``GP,59``, ``GP 59``) → a list, in written order."""
 
     def run(b: Batch, src: tuple[str, ...]) -> nz.Normalized:
-        raw = _cell_text(b, src[0]).str.upper()
+        raw = r.cell_text(b, src[0]).str.upper()
         read: dict[str, tuple[list[str], bool]] = {}
         for text in raw.dropna().unique().tolist():  # a handful of distinct spellings
             parts = [p for p in re.split(r"[\s,;/:-]+", text) if p]
@@ -115,7 +110,7 @@ def _upper_except(*, values: Mapping[str, str]) -> Rule:
         raise ValueError("values: give at least one bookkeeping value and its flag code")
 
     def run(b: Batch, src: tuple[str, ...]) -> nz.Normalized:
-        raw = _cell_text(b, src[0]).str.upper()
+        raw = r.cell_text(b, src[0]).str.upper()
         flags = raw.map(listed).astype("string")
         return nz.Normalized(
             values=raw.mask(flags.notna().to_numpy(dtype=bool)),
@@ -145,9 +140,9 @@ def _appointment_state(
             raise ValueError(
                 f"appointment_state reads 3 columns (status, check-in time, reason), {len(src)} given"
             )
-        status = _cell_text(b, src[0]).str.upper()
-        checked_in = _cell_text(b, src[1]).notna()
-        reason = _cell_text(b, src[2]).str.upper()
+        status = r.cell_text(b, src[0]).str.upper()
+        checked_in = r.cell_text(b, src[1]).notna()
+        reason = r.cell_text(b, src[2]).str.upper()
         values = pd.Series(pd.NA, index=status.index, dtype="string")
         values = values.mask(status.eq(on).fillna(False), "scheduled")
         off_rows = status.eq(off).fillna(False)

@@ -23,7 +23,9 @@ def _ok(values: pd.Series) -> Normalized:
     return Normalized(values=values, reasons=pd.Series(pd.NA, index=values.index, dtype="string"))
 
 
-def _text(b: Batch, column: str) -> pd.Series:
+def cell_text(b: Batch, column: str) -> pd.Series:
+    """A legacy column as text rules read it: null tokens to NULL, clean UTF-8 (once per batch and
+    column, shared by every rule that reads the column)."""
     return b.once(("text", column), lambda: nz.clean_text(nz.null_tokens(b[column]).values).values)
 
 
@@ -31,7 +33,7 @@ def text() -> Rule:
     return Rule(
         "text: decoded to UTF-8 (Latin-1 and mojibake repaired), control characters and NUL removed, "
         "null tokens (N/A, NULL, none, '') to NULL, trimmed",
-        lambda b, src: _ok(_text(b, src[0])),
+        lambda b, src: _ok(cell_text(b, src[0])),
     )
 
 
@@ -46,7 +48,7 @@ def timezone() -> Rule:
     """An IANA time zone name; anything else is ``timezone_unknown`` (the target's CHECK, known here)."""
 
     def run(b: Batch, src: tuple[str, ...]) -> Normalized:
-        values = _text(b, src[0])
+        values = cell_text(b, src[0])
         unknown = values.notna() & ~values.isin(_zones()).fillna(False)
         return Normalized(
             values=values.mask(unknown),
@@ -59,13 +61,13 @@ def timezone() -> Rule:
 def upper() -> Rule:
     return Rule(
         "code text: trimmed, upper case, null tokens to NULL",
-        lambda b, src: _ok(_text(b, src[0]).str.upper()),
+        lambda b, src: _ok(cell_text(b, src[0]).str.upper()),
     )
 
 
 def lower() -> Rule:
     return Rule(
-        "text: trimmed, lower case, null tokens to NULL", lambda b, src: _ok(_text(b, src[0]).str.lower())
+        "text: trimmed, lower case, null tokens to NULL", lambda b, src: _ok(cell_text(b, src[0]).str.lower())
     )
 
 
@@ -74,7 +76,7 @@ def code(mapping: Mapping[str, str], reason: str) -> Rule:
     table = {k.upper(): v for k, v in mapping.items()}
 
     def run(b: Batch, src: tuple[str, ...]) -> Normalized:
-        raw = _text(b, src[0]).str.upper()
+        raw = cell_text(b, src[0]).str.upper()
         values = raw.map(table).astype("string")
         return Normalized(
             values=values,
@@ -91,7 +93,7 @@ def flag_yn() -> Rule:
     return Rule(
         "flag: Y/YES/T/TRUE/1 → true, anything else → false",
         lambda b, src: _ok(
-            _text(b, src[0]).str.upper().isin(["Y", "YES", "T", "TRUE", "1"]).fillna(False).astype(bool)
+            cell_text(b, src[0]).str.upper().isin(["Y", "YES", "T", "TRUE", "1"]).fillna(False).astype(bool)
         ),
     )
 
@@ -234,7 +236,7 @@ def phone() -> Rule:
 def postal() -> Rule:
     return Rule(
         "US ZIP or ZIP+4; a leading zero lost by a spreadsheet is restored (checked against the state)",
-        lambda b, src: nz.postal_code(b[src[0]], _text(b, src[1]).str.upper() if len(src) > 1 else None),
+        lambda b, src: nz.postal_code(b[src[0]], cell_text(b, src[1]).str.upper() if len(src) > 1 else None),
     )
 
 
@@ -262,7 +264,7 @@ def npi_digits() -> Rule:
 
     def run(b: Batch, src: tuple[str, ...]) -> Normalized:
         checked = nz.npi_valid(b[src[0]])
-        digits = _text(b, src[0]).str.replace(r"\D", "", regex=True)
+        digits = cell_text(b, src[0]).str.replace(r"\D", "", regex=True)
         ten = digits.where(digits.str.len() == 10)
         invalid = checked.reasons.notna() & ten.notna()
         flags = pd.Series(pd.NA, index=ten.index, dtype="string").mask(invalid, "npi_invalid")
@@ -304,7 +306,7 @@ def integer(kind: str = "bigint") -> Rule:
         raise ValueError(f"unknown integer type {kind}")
 
     def run(b: Batch, src: tuple[str, ...]) -> Normalized:
-        raw = _text(b, src[0])
+        raw = cell_text(b, src[0])
         digits = raw.str.extract(r"^\s*(-?\d+)\s*$", expand=False).astype("string")
         parsed = _whole_numbers(digits, kind)
         reasons = parsed.reasons.mask((raw.notna() & digits.isna()).to_numpy(dtype=bool), "integer_invalid")
@@ -321,7 +323,7 @@ def leading_integer(kind: str = "bigint") -> Rule:
         raise ValueError(f"unknown integer type {kind}")
 
     def run(b: Batch, src: tuple[str, ...]) -> Normalized:
-        return _whole_numbers(_text(b, src[0]).str.extract(r"(\d+)", expand=False).astype("string"), kind)
+        return _whole_numbers(cell_text(b, src[0]).str.extract(r"(\d+)", expand=False).astype("string"), kind)
 
     return Rule(
         f"the leading whole number of a text such as '2x/wk' ({kind}; one too large is integer_out_of_range)",
@@ -363,7 +365,7 @@ def icd_list() -> Rule:
     """A comma list of diagnosis codes → a text[] of ICD-10-CM codes (ICD-9 mapped)."""
 
     def run(b: Batch, src: tuple[str, ...]) -> Normalized:
-        raw = _text(b, src[0])
+        raw = cell_text(b, src[0])
         n = len(raw)
         # one row per listed code (Arrow's split and flatten), coded at once, then regrouped by offsets
         listed = pc.split_pattern_regex(pa.array(raw.array, type=pa.large_string()), r"\s*[,;]\s*")

@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from cutover.mapping import normalize as nz
 from cutover.mapping.engine import Batch, Rule
+from cutover.mapping.rules import cell_text
 
 UNMAPPED = "safety_text_unmapped"
 """The flag of a safety record carrying a value the rules could not code (kept as written)."""
@@ -180,7 +181,7 @@ def precaution_kind(*, codes: Mapping[str, str], part: Literal["kind", "from_tex
     def run(b: Batch, src: tuple[str, ...]) -> nz.Normalized:
         if len(src) != 2:
             raise ValueError(f"precaution_kind reads 2 columns (code, text), {len(src)} given")
-        code = _free_text(b, src[0]).str.strip().str.upper().map(table).astype("string")
+        code = cell_text(b, src[0]).str.upper().map(table).astype("string")
         text = _free_text(b, src[1])
         read = {t: read_precaution(t) for t in text.dropna().unique().tolist()}
         from_text = pd.Series(_per_value(text, read), index=text.index, dtype="string")
@@ -219,7 +220,7 @@ def uncoded_text(*, tables: Mapping[str, Mapping[str, str]]) -> Rule:
         index = b.frame.index
         values = _none(index)
         for column in src:
-            raw = nz.null_tokens(nz.clean_text(b[column]).values).values.astype("string")
+            raw = cell_text(b, column)  # as the code rule of the same column read it
             unknown = raw.notna() & ~raw.str.upper().isin(known[column]).fillna(False)
             said = (column + ": " + raw).where(unknown)
             values = (values + "; " + said).where(values.notna() & said.notna(), values.fillna(said))

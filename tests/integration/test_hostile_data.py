@@ -22,10 +22,10 @@ import pytest
 from cli_helpers import evidence_of, failure_of, run_cutover
 from cutover import pipeline
 from cutover.legacy.schema import LEGACY_TABLES
+from cutover.mapping.engine import loose_ref_sources
 from cutover.mapping.specs import SPECS
 from cutover.simulate import simulate
 from cutover.simulate.hostile import corrupt
-from cutover.target import SAFETY_TABLES
 from cutover.target.checksums import table_checksums
 
 pytestmark = pytest.mark.slow
@@ -137,13 +137,7 @@ def test_hostile_values_migrate_accounted_and_a_corrupted_column_stops_the_run_b
     }
     # … except in a safety record's episode or note reference: NULL, flagged, the record kept (it is
     # never rejected on its own)
-    loose = {
-        (legacy, ref.source)
-        for legacy, spec in SPECS.items()
-        if spec.target in SAFETY_TABLES
-        for ref in spec.refs
-        if not ref.required and not ref.strict
-    }
+    loose = {(legacy, column) for legacy, spec in SPECS.items() for column in loose_ref_sources(spec)}
     hit = [r for r in replaced if r["kind"] in invalid_kinds]
     invalid = {(r["table"], str(r["legacy_id"])) for r in hit if (r["table"], r["column"]) not in loose}
     kept = {(r["table"], str(r["legacy_id"])) for r in hit if (r["table"], r["column"]) in loose} - invalid

@@ -47,7 +47,7 @@ from hypothesis import strategies as st
 
 from cutover.legacy import source
 from cutover.legacy.schema import LEGACY_TABLES
-from cutover.mapping.engine import map_batch
+from cutover.mapping.engine import loose_ref_sources, map_batch
 from cutover.mapping.specs import SPECS
 from cutover.simulate import AS_OF, simulate
 from cutover.simulate.hostile import (
@@ -252,7 +252,7 @@ def check_case(
     # safety record is never rejected on its own: not an id in its episode or note reference → NULL,
     # flagged id_invalid, the record kept
     required = {ref.source for ref in spec.refs if ref.required}
-    loose = _loose(spec)
+    loose = loose_ref_sources(spec)
     for i, row in enumerate(rows):
         states = {c: _id_state(row[names.index(c)])[0] for c, kind in legacy.columns if kind == "int"}
         states = {c: ("loose_invalid" if c in loose and v == "invalid" else v) for c, v in states.items()}
@@ -350,15 +350,6 @@ def _build(
     return [tuple(row) for row in rows], {i: (column, h.kind) for i, h in planted}
 
 
-def _loose(spec: Any) -> set[str]:
-    """A safety table's optional, non-strict reference columns (a hostile id there is NULL and flagged)."""
-    from cutover.target import SAFETY_TABLES
-
-    if spec.target not in SAFETY_TABLES:
-        return set()
-    return {ref.source for ref in spec.refs if not ref.required and not ref.strict}
-
-
 @settings(
     max_examples=150,
     deadline=None,
@@ -454,7 +445,7 @@ def test_corrupted_clinic_reads_and_maps(
             invalid = [
                 k
                 for c, k in cells
-                if c not in _loose(SPECS[t])
+                if c not in loose_ref_sources(SPECS[t])
                 and _id_state(_hostile_stored(path, t, c, legacy_id))[0] == "invalid"
             ]
             if invalid and reasons[str(legacy_id)] != "id_invalid":

@@ -371,7 +371,7 @@ def malformed_ids(details: pd.Series) -> pd.Series:
     return (prefix + "line-" + parts[1]).astype("string")
 
 
-def _loose_ref_sources(spec: TableSpec) -> set[str]:
+def loose_ref_sources(spec: TableSpec) -> set[str]:
     """For a patient-safety table (never rejected on its own), the legacy columns of its optional,
     non-strict references: an invalid id there leaves the reference NULL, flagged, the row kept."""
     from cutover.target import SAFETY_TABLES
@@ -439,7 +439,7 @@ def map_batch(spec: TableSpec, batch: pa.Table | pa.RecordBatch, *, as_of: date)
     if keyless is not None:
         reject(_na(index).mask(keyless.notna(), "id_invalid"), spec.key)
     if invalid is not None:
-        loose = _loose_ref_sources(spec)
+        loose = loose_ref_sources(spec)
         if loose:
             # a safety record is never rejected on its own: a hostile id in a loose reference (its
             # episode, its note) is NULL already and flagged; only its key or its patient rejects it

@@ -1,7 +1,8 @@
 """Least-privilege roles on real servers: the pipeline runs as them, and every forbidden action is refused.
 
-The target's owner migrates, the loader loads, the legacy reader only reads; superuser is used
-only to provision the roles and to set the scene (another schema, another database).
+The target's owner migrates (and creates the trial's scratch database), the loader loads, the legacy
+reader only reads; superuser is used only to provision the roles and to set the scene (another
+schema, another database).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 from cutover import pipeline
 from cutover.errors import PolicyError
+from cutover.sample import create_scratch, drop_scratch, scratch_name, scratch_url
 from cutover.security import (
     grant_loader,
     migrate_and_grant,
@@ -28,6 +30,7 @@ from cutover.security import (
     provision_roles,
     provision_target_roles,
 )
+from cutover.security.roles import grant_scratch, with_user
 from cutover.simulate import simulate
 from cutover.target import upgrade
 from cutover.target.checksums import table_checksums
@@ -147,7 +150,9 @@ def test_pipeline_runs_as_least_privilege_roles_and_forbidden_actions_are_refuse
             (prefix + "%",),
         ).fetchall()
     assert owners == [(target.owner,)]
-    assert [a[1:] for a in attrs] == [(False,) * 5] * 3
+    # loader, owner, reader: no superuser, no CREATEROLE, …; the owner alone may create databases
+    # (the trial's scratch: test_the_owner_creates_the_trial_scratch_database_and_the_loader_cannot)
+    assert [a[1:] for a in attrs] == [(False,) * 5, (False, True, False, False, False), (False,) * 5]
 
     # the loader: rows in pt and migration, and nothing else
     loader = target.loader_url
@@ -222,6 +227,84 @@ def test_a_target_migrated_before_the_roles_existed_is_handed_to_the_owner(pg_ur
             "INSERT INTO migration.run (run_id, dag_id, state) VALUES ('r', 'pt_cutover', 'running')"
         )
     _refused(roles.loader_url, "DELETE FROM migration.audit_log")
+
+
+@pytest.fixture
+def trial_run(pg_admin_url: str) -> Iterator[str]:
+    """A trial run's id unique to the test; its scratch database dropped afterwards, whoever made it
+    (a role that owns a database cannot be dropped, and DROP OWNED leaves databases alone)."""
+    run_id = f"manual__{uuid.uuid4().hex}"
+    yield run_id
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{scratch_name(run_id)}" WITH (FORCE)')
+
+
+def _database_owner(url: str, name: str) -> str | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def test_the_owner_creates_the_trial_scratch_database_and_the_loader_cannot(
+    pg_url: str, legacy_pg_url: str, prefix: str, trial_run: str
+) -> None:
+    """pt_sample_transfer's scratch database under the least-privilege roles: the owner creates,
+    upgrades and drops it with sample.py's own functions (CREATEDB, its one extra right) and grants
+    the loader on it as on the target; the loader can neither create nor drop one."""
+    target = provision_target_roles(pg_url, owner=f"{prefix}_owner", loader=f"{prefix}_loader")
+    name = scratch_name(trial_run)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{prefix}_reader" LOGIN')  # any other role on the server
+
+    # the loader: no scratch database, neither made nor removed
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied to create database"):
+        create_scratch(target.loader_url, trial_run)
+    assert _database_owner(pg_url, name) is None
+
+    # the owner: created (owning it), upgraded to the target's schemas, a retry starting clean
+    assert create_scratch(target.owner_url, trial_run) == name
+    assert _database_owner(pg_url, name) == target.owner
+    assert create_scratch(target.owner_url, trial_run) == name
+    with psycopg.connect(scratch_url(target.owner_url, trial_run)) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM migration.schema_version ORDER BY 1")]
+    assert versions == [m.version for m in load_migrations()]
+
+    # …then grants the loader on it as on the target: rows yes, DDL and audit changes no
+    assert grant_scratch(scratch_url(target.owner_url, trial_run), target.loader) == ["migration", "pt"]
+    loader_scratch = scratch_url(target.loader_url, trial_run)
+    with psycopg.connect(loader_scratch) as conn:
+        conn.execute(
+            "INSERT INTO migration.run (run_id, dag_id, state) VALUES (%s, 'pt_sample_transfer', 'running')",
+            (trial_run,),
+        )
+        conn.execute("INSERT INTO migration.audit_log (actor, action) VALUES ('tester', 'probe')")
+        conn.execute("CREATE TEMP TABLE probe (id int) ON COMMIT DROP")
+    _refused(loader_scratch, "DELETE FROM migration.audit_log")
+    _refused(loader_scratch, "CREATE TABLE pt.smuggled (id int)")
+    _refused(loader_scratch, "CREATE TABLE public.smuggled (id int)")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner of database"):
+        drop_scratch(target.loader_url, trial_run)
+    # the sample's charts are closed to the server's other roles, as the target is
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        psycopg.connect(with_user(scratch_url(pg_url, trial_run), f"{prefix}_reader")).close()
+
+    # CREATEDB reaches no other database: cloning one the owner does not own is refused
+    legacy = urlsplit(legacy_pg_url).path.lstrip("/")
+    _refused(target.owner_url, f'CREATE DATABASE "{name}_copy" TEMPLATE "{legacy}"', autocommit=True)
+
+    drop_scratch(target.owner_url, trial_run)
+    assert _database_owner(pg_url, name) is None
+    # and still no superuser; provisioning again keeps it so
+    provision_target_roles(pg_url, owner=target.owner, loader=target.loader)
+    with psycopg.connect(pg_url) as admin:
+        attrs = admin.execute(
+            "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = ANY(%s)"
+            " ORDER BY 1",
+            ([target.owner, target.loader],),
+        ).fetchall()
+    assert attrs == [(target.loader, False, False, False), (target.owner, False, True, False)]
 
 
 @pytest.fixture

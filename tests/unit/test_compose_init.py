@@ -38,6 +38,7 @@ from cutover.security.passwords import scram_sha256_verifier
 from cutover.security.roles import with_user
 
 KEY_FILE = "/run/secrets/backup_key"
+OWNER_VAR = "AIRFLOW_CONN_TARGET_OWNER_DB"
 SCRIPT_IN_IMAGE = "/opt/cutover/docker/airflow-init.sh"
 """Where the image has the script (the Dockerfile's COPY), the command of the airflow-init service."""
 
@@ -367,7 +368,7 @@ def test_the_roles_step_provisions_the_roles_with_the_passwords_of_their_files(
     secrets: Container, pg_url: str, role_prefix: str
 ) -> None:
     names = {
-        "AIRFLOW_CONN_TARGET_OWNER_DB": f"{role_prefix}_owner",
+        OWNER_VAR: f"{role_prefix}_owner",
         "AIRFLOW_CONN_TARGET_DB": f"{role_prefix}_loader",
     }
     overrides = {var: _pointed_at(secrets.env[var], pg_url, role) for var, role in names.items()}
@@ -396,7 +397,8 @@ def test_the_roles_step_provisions_the_roles_with_the_passwords_of_their_files(
             ).fetchall()
         assert {r[0] for r in rows} == set(passwords), attempt
         for role, superuser, createdb, createrole, verifier in rows:
-            assert (superuser, createdb, createrole) == (False, False, False), role
+            # CREATEDB: the owner creates the trial's scratch database (cutover.security.roles)
+            assert (superuser, createdb, createrole) == (False, role == names[OWNER_VAR], False), role
             iterations, salt = verifier.split("$")[1].split(":")
             assert verifier == scram_sha256_verifier(
                 passwords[role], salt=base64.b64decode(salt), iterations=int(iterations)

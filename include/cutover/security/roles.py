@@ -4,7 +4,8 @@ Three roles, each able to do its own step and nothing else:
 
 * **owner** (``cutover_owner``) owns the target's ``pt`` and ``migration`` schemas and runs the
   versioned migrations (``migrate_target_schema`` only). It may create schemas in the target
-  database, nothing else: no superuser, no CREATEDB, no CREATEROLE.
+  database and create databases (CREATEDB, for the trial's scratch database, see below), nothing
+  else: no superuser, no CREATEROLE.
 * **loader** (``cutover_loader``) is what every other task connects as: read and write rows in ``pt``
   and ``migration``; INSERT and SELECT only on ``migration.audit_log`` (append-only by grant and by
   trigger, and, not being the table's owner, the loader cannot disable the trigger); SELECT only on
@@ -27,6 +28,16 @@ has (or none: certificate or peer authentication).
 Object privileges on the target's tables are granted by the owner, after each schema upgrade
 (:func:`grant_loader`, or :func:`migrate_and_grant` for both), since the owner creates the tables:
 a table a later migration adds is not writable by the loader until then, which fails closed.
+
+The trial run (``pt_sample_transfer``, :mod:`cutover.sample`) loads its sample into a scratch
+database it creates on the target server and drops afterwards. The owner creates it
+(:data:`OWNER_ATTRIBUTES`: CREATEDB), since the owner already runs every DDL of the target; the
+loader, which every other task connects as, stays without it. CREATEDB adds no reach into another
+database: a database a role creates is empty (copied from ``template1``; a non-superuser may copy
+only a template or a database it owns) and owned by that role, and CREATEDB grants no role
+membership. A dedicated scratch role would be a third target secret and connection for the same
+right. The owner then grants the loader on the scratch as on the target (:func:`grant_scratch`),
+so the trial loads with the cutover's own privileges.
 """
 
 from __future__ import annotations
@@ -54,7 +65,11 @@ APPEND_ONLY_TABLES: tuple[str, ...] = ("migration.audit_log",)
 READ_ONLY_TABLES: tuple[str, ...] = ("migration.schema_version",)
 """Tables the loader may only read (the owner records schema versions)."""
 
-_ROLE_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
+ROLE_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
+"""The loader's and the legacy reader's role attributes: log in, nothing more."""
+
+OWNER_ATTRIBUTES = ROLE_ATTRIBUTES.replace("NOCREATEDB", "CREATEDB")
+"""The owner's: CREATEDB besides, for the trial run's scratch database (see the module's docstring)."""
 
 
 @dataclass(frozen=True)
@@ -100,13 +115,15 @@ def _role_exists(conn: psycopg.Connection[Any], role: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
 
 
-def _ensure_role(conn: psycopg.Connection[Any], role: str, password: str | None) -> None:
+def _ensure_role(
+    conn: psycopg.Connection[Any], role: str, password: str | None, attributes: str = ROLE_ATTRIBUTES
+) -> None:
     """CREATE the role if missing; reset its attributes (and password, if given) either way."""
     name = sql.Identifier(role)
     if not _role_exists(conn, role):
-        conn.execute(sql.SQL("CREATE ROLE {} " + _ROLE_ATTRIBUTES).format(name))
+        conn.execute(sql.SQL("CREATE ROLE {} " + attributes).format(name))
         log.info("created role %s", role)
-    conn.execute(sql.SQL("ALTER ROLE {} " + _ROLE_ATTRIBUTES).format(name))
+    conn.execute(sql.SQL("ALTER ROLE {} " + attributes).format(name))
     if password is not None:
         conn.execute(
             sql.SQL("ALTER ROLE {} PASSWORD {}").format(name, sql.Literal(scram_sha256_verifier(password)))
@@ -223,6 +240,32 @@ def grant_loader(owner_url: str, loader: str) -> list[str]:
     return schemas
 
 
+# Run by the owner in a scratch database it created: closed to PUBLIC, open to the loader, as the target.
+_SCRATCH_DATABASE_GRANTS = """
+REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {loader};
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+"""
+
+
+def grant_scratch(scratch_url: str, loader: str) -> list[str]:
+    """Grant ``loader`` on a trial's scratch database as on the target; run as the owner that created it.
+
+    The scratch holds a sample of real charts: CONNECT and TEMPORARY are revoked from PUBLIC (a new
+    database has them) and granted to the loader, then the loader's grants on the scratch's
+    schemas (:func:`grant_loader`'s). Run after the scratch's upgrade; returns the schemas granted on.
+    One transaction.
+    """
+    db = _database(scratch_url)
+    names = {"db": sql.Identifier(db), "loader": sql.Identifier(loader)}
+    with psycopg.connect(scratch_url) as conn, conn.transaction():
+        for statement in filter(None, (s.strip() for s in _SCRATCH_DATABASE_GRANTS.split(";"))):
+            conn.execute(sql.SQL(statement).format(**names))
+        schemas = _grant_loader(conn, loader)
+    log.info("loader role %s granted on scratch database %s, schemas %s", loader, db, ", ".join(schemas))
+    return schemas
+
+
 def migrate_and_grant(owner_url: str, loader_url: str) -> list[int]:
     """What ``migrate_target_schema`` runs: upgrade the target as the owner, then grant the loader.
 
@@ -259,7 +302,7 @@ def provision_target_roles(
         raise ConfigError("the owner and loader roles must differ")
     db = _database(admin_url)
     with psycopg.connect(admin_url, autocommit=True) as conn, conn.transaction():
-        _ensure_role(conn, owner, owner_password)
+        _ensure_role(conn, owner, owner_password, OWNER_ATTRIBUTES)
         _ensure_role(conn, loader, loader_password)
         names = {
             "db": sql.Identifier(db),

@@ -8,7 +8,8 @@ resolved as Compose resolves it with only the secrets set), and the script's ste
   the exit status and the one line it prints;
 * the whole script, with a recording ``airflow`` on the PATH: a missing key or a broken password
   file stops it before Airflow is touched, so the services waiting for it never start;
-* the target-roles step with each broken password file (fails before connecting), and against a
+* the target-roles step, one command of the package (``python -m cutover.security
+  provision-target``), with each broken password file (fails before connecting), and against a
   real PostgreSQL: the roles made with the passwords of their files, converged again by a second
   run (a rotated password takes effect), and a login through each connection's password file.
 
@@ -246,19 +247,30 @@ def test_the_script_stops_before_airflow_on_a_broken_password_file(
 # --- 3. The target's roles ---------------------------------------------------------------------------
 
 
-def roles_step() -> str:
-    text = AIRFLOW_INIT.read_text()
-    start = text.index("python - <<'ROLES'\n") + len("python - <<'ROLES'\n")
-    return text[start : text.index("\nROLES\n", start)]
+ROLES_COMMAND = "python -m cutover.security provision-target"
+"""The target-roles step: one command, the package's (:mod:`cutover.security.provision`)."""
+
+
+def roles_step() -> list[str]:
+    """The init's target-roles step, as argv with the test's interpreter."""
+    (line,) = [c for c in script_commands() if c.startswith(ROLES_COMMAND)]
+    argv = shlex.split(line)
+    assert argv[argv.index("--label") + 1] == "airflow-init", "the step's lines no longer say who failed"
+    return [sys.executable, *argv[1:]]
+
+
+def test_the_roles_step_is_one_command_after_the_checks_and_before_airflow() -> None:
+    commands = script_commands()
+    step = next(i for i, c in enumerate(commands) if c.startswith(ROLES_COMMAND))
+    fernet = next(i for i, c in enumerate(commands) if c.startswith("python - <<'PY'"))
+    migrate = commands.index("airflow db migrate")
+    assert 1 < fernet < step < migrate, "the roles are provisioned out of order"
+    assert [c for c in commands if "<<" in c] == ["python - <<'PY'"], "inline Python besides the Fernet check"
 
 
 def run_roles(container: Container, **overrides: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", roles_step()],
-        env=container.process_env(**overrides),
-        capture_output=True,
-        text=True,
-        timeout=120,
+        roles_step(), env=container.process_env(**overrides), capture_output=True, text=True, timeout=120
     )
 
 

@@ -123,15 +123,13 @@ def run_actor() -> str:
     """Who the running DAG run acts for, for Cutover's audit log and ``migration.run``: the Airflow user
     who triggered it (the UI, the REST API), the OS user of a ``cutover run`` (Airflow's ``dag.test``
     names every run's user ``dag_test``; its tasks run in that person's process), or ``scheduler`` for
-    a run the timetable started."""
+    a run the timetable started (:func:`cutover.operator_audit.run_actor_name`, which a retried task's
+    audit entry names too)."""
     from airflow.sdk import get_current_context
 
-    user = get_current_context()["dag_run"].triggering_user_name
-    if user == "dag_test":
-        from cutover.audit import os_user
+    from cutover.operator_audit import run_actor_name
 
-        return os_user()
-    return user or "scheduler"
+    return run_actor_name(get_current_context()["dag_run"].triggering_user_name)
 
 
 def conn_url(conn_id: str) -> str:

@@ -13,7 +13,8 @@ checks). Reads the legacy database only; writes nothing to it and nothing to the
    codes, placeholder SSNs, invalid NPIs, visits after discharge, 8-minute rule…) and keeps the
    counts and example legacy ids under `runs/<run>/assess/checks.json`.
 3. `write_report` writes `assessment.html` and `assessment.json` to the run's evidence folder and
-   to the staging store under `runs/<run>/evidence/`.
+   to the staging store under `runs/<run>/evidence/`, sealed (`manifest.sha256`): the cutover links
+   the newest assessment by its manifest's SHA-256.
 
 **Reading the report**: *error* checks count rows the cutover will reject; *warning* rows migrate
 with a flag for review; *info* values the mapping normalises. Fix errors in the legacy system
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param
+from pt_common import DAG_SETTINGS, conn_url, legacy_url, profile_param, run_actor
 from pt_common.stages import TABLES, check_configuration, take_delivery
 
 
@@ -80,7 +81,9 @@ def pt_assess() -> None:
 
         # the profiles and check results come from the staging store, not through XCom
         return dict(
-            report_from_store(legacy_url(str(run_id)), conn_url("staging_store"), str(run_id), TABLES)
+            report_from_store(
+                legacy_url(str(run_id)), conn_url("staging_store"), str(run_id), TABLES, actor=run_actor()
+            )
         )
 
     checked = check_configuration(target=False) >> take_delivery()

@@ -24,8 +24,9 @@ start without a backup that passed its restore test recently.
    on the legacy server), recomputes every table's fingerprint, compares it with the manifest and
    drops the scratch database.
 4. `mark_verified` writes `verified.json` beside the manifest (and `backup_verified.json` to the
-   evidence) only if every table matched, then seals the evidence folder (`manifest.sha256`) and
-   publishes it to `runs/<run>/evidence/` in the staging store.
+   evidence) only if every table matched, then seals the evidence folder
+   (`evidence/pt_backup/<run>/`, `manifest.sha256`) and publishes it to `runs/<run>/evidence/` in
+   the staging store, where the cutover that relies on this backup links it.
 
 **Key**: the `backup_key` extra of the `staging_store` connection, else `CUTOVER_BACKUP_KEY`
 (base64 of 32 bytes), else the state folder's `backup.key` (0600, created once: fine for a
@@ -47,7 +48,7 @@ from typing import Any
 
 from airflow.sdk import dag, task
 
-from pt_common import DAG_SETTINGS, conn_url, profile_param
+from pt_common import DAG_SETTINGS, conn_url, profile_param, run_actor
 from pt_common.assets import VERIFIED_BACKUP
 from pt_common.stages import check_configuration, take_delivery
 
@@ -111,17 +112,17 @@ def pt_backup() -> None:
         from datetime import UTC, datetime
 
         from cutover.backup import VerifyResult, mark_verified
+        from cutover.evidence import seal
         from cutover.pipeline import evidence_dir
-        from cutover.report.bundle import publish_bundle, write_bundle_manifest
 
         verified = mark_verified(
             conn_url("staging_store"), VerifyResult.from_dict(result), now=datetime.now(UTC)
         )
         folder = evidence_dir(str(run_id))
         (folder / "backup_verified.json").write_text(json.dumps(verified, indent=1))
-        # sealed like a cutover's evidence: manifest.sha256 over the folder, published to the store
-        write_bundle_manifest(folder)
-        publish_bundle(folder, conn_url("staging_store"), str(run_id))
+        # sealed like a cutover's evidence, which links it: manifest.sha256 over the folder, published
+        # to the store, recorded in the target's audit log when the target is migrated already
+        seal(str(run_id), conn_url("staging_store"), target_url=conn_url("target_db"), actor=run_actor())
         return {
             "run_key": verified["run_key"],
             "verified_at": verified["verified_at"],

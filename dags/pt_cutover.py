@@ -23,7 +23,9 @@ the next window; a scheduled run that starts later than the window's start plus 
    `take_delivery`, when `legacy_db` is a folder of CSV files (local or SFTP), fetches each file once
    into the staging store with its SHA-256, size and counts (`delivery.json`): the run reads only that.
 2. `require_verified_backup` refuses to start (nothing touched) without a `pt_backup` backup that
-   passed its restore test and is younger than `max_backup_age_hours`.
+   passed its restore test and is younger than `max_backup_age_hours`, and links the evidence the
+   cutover relies on (`links.json`): that backup's sealed bundle, the newest trial's and the newest
+   assessment's, each by its manifest's SHA-256, refusing one changed since its seal.
 3. `migrate_target_schema` creates or upgrades the target schemas (versioned migrations).
 4. `begin_run` records the run and who triggered it in `migration.run` and the audit log.
 5. `plan_scope` stages the run's scope (patients, cases, visits of the wave; all for big bang).
@@ -53,8 +55,11 @@ the next window; a scheduled run that starts later than the window's start plus 
    load in place, when rows of patients the run did not load changed meanwhile (an earlier
    wave's clinics at work): then decide with `pt_rollback`.
 10. `write_evidence` writes `summary.json` (per table: legacy rows, migrated, merged, rejected),
-   `timings.json`, `report.html` and `manifest.sha256`, publishes them to the staging store, and
-   fails if any legacy row has no outcome or a table rejected more than its policy allows.
+   `timings.json`, `bundle.json`, `report.html` and `manifest.sha256`, seals the folder
+   (`evidence/pt_cutover/<run>/`, read-only, published to the staging store, the manifest's SHA-256
+   in `migration.run` and the audit log), and fails if any legacy row has no outcome or a table
+   rejected more than its policy allows. Cleared and run again, it seals a new version (`v2/`) and
+   never rewrites the first; `cutover evidence verify <run id>` checks the whole chain.
 
 **If a task fails**: read its log (ids and counts only). A *terminal* error (bad data, broken
 contract, no verified backup) fails at once; fix the cause, then clear the task: the run resumes
@@ -199,6 +204,7 @@ def pt_cutover() -> None:
         from datetime import UTC, datetime, timedelta
 
         from cutover.backup import require_verified_backup as gate
+        from cutover.evidence import link
 
         hours = float((params or {}).get("max_backup_age_hours", PLAN.backup_max_age_hours))
         info = gate(
@@ -207,8 +213,11 @@ def pt_cutover() -> None:
             max_age=timedelta(hours=hours),
             now=datetime.now(UTC),
         )
+        # the evidence this cutover relies on: the backup just accepted, the trial's verdict, the assessment
+        links = link(str(run_id), conn_url("staging_store"), backup_run_key=info.run_key)
         return {
             "backup": info.run_key,
+            "linked": sorted(role for role, found in links.items() if found["found"]),
             "age_hours": round(info.age.total_seconds() / 3600, 2),
             "rows": info.rows,
             "refused": list(info.refused),
@@ -284,7 +293,12 @@ def pt_cutover() -> None:
 
         limit = reject_rate(params)
         return write_summary(
-            conn_url("target_db"), conn_url("staging_store"), str(run_id), "pt_cutover", max_reject_rate=limit
+            conn_url("target_db"),
+            conn_url("staging_store"),
+            str(run_id),
+            "pt_cutover",
+            max_reject_rate=limit,
+            actor=run_actor(),
         )
 
     scope = choose_scope()

@@ -105,7 +105,9 @@ def pt_delta_sync() -> None:
             legacy_url=legacy_url(str(run_id)),
             target_url=conn_url("target_db"),
         )
-        write_summary(conn_url("target_db"), conn_url("staging_store"), str(run_id), "pt_delta_sync")
+        write_summary(
+            conn_url("target_db"), conn_url("staging_store"), str(run_id), "pt_delta_sync", actor=run_actor()
+        )
         return report
 
     planned = plan_delta()

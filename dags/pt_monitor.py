@@ -55,7 +55,9 @@ def pt_monitor() -> None:
     def write_evidence(run_id: str | None = None) -> dict:
         from cutover.pipeline import seal_evidence
 
-        return seal_evidence(conn_url("staging_store"), str(run_id))
+        return seal_evidence(
+            conn_url("staging_store"), str(run_id), target_url=conn_url("target_db"), actor=run_actor()
+        )
 
     monitor_quality() >> write_evidence()
 

@@ -112,13 +112,16 @@ def pt_rollback() -> None:
     def verify_restored(restored: dict, run_id: str | None = None) -> dict:
         import json
 
-        from cutover.pipeline import evidence_dir
+        from cutover.pipeline import evidence_dir, seal_evidence
         from cutover.rollback import verify_restored as verify
 
         verified = verify(conn_url("target_db"), restored["run_id"])
         evidence: dict[str, Any] = {"restored": restored, "verified": verified}
         (evidence_dir(str(run_id)) / "rollback.json").write_text(
             json.dumps(evidence, indent=1, sort_keys=True)
+        )
+        seal_evidence(
+            conn_url("staging_store"), str(run_id), target_url=conn_url("target_db"), actor=run_actor()
         )
         return {"run_id": verified["run_id"], "tables": verified["tables"], "matched": verified["matched"]}
 

@@ -142,7 +142,12 @@ def pt_sample_transfer() -> None:
         policy = "ok"
         try:
             write_summary(
-                url, conn_url("staging_store"), str(run_id), "pt_sample_transfer", max_reject_rate=limit
+                url,
+                conn_url("staging_store"),
+                str(run_id),
+                "pt_sample_transfer",
+                max_reject_rate=limit,
+                seal=False,  # sealed with the estimate, next
             )
         except PolicyError:
             # a sample's reject rates are noisy (a few rows a table): reported; the cutover enforces them
@@ -169,6 +174,7 @@ def pt_sample_transfer() -> None:
             str(run_id),
             gates_passed=bool(checked["passed"]),
             now=datetime.now(UTC),
+            actor=run_actor(),
         )
         if result["decision"] != "go":
             raise PolicyError(f"no-go: {'; '.join(result['reasons'])} (see sample_estimate.json)")

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 
 from cutover.errors import CutoverError
-from cutover.pipeline import evidence_dir, validate_gate
+from cutover.pipeline import evidence_dir, latest_evidence, validate_gate
 from cutover.staging.store import open_store
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def monitor(target_url: str, store_url: str, run_id: str, *, actor: str | None =
         gate = validate_gate("target", store_url, run_id, target_url=target_url, raise_on_failure=False)
     except CutoverError as error:
         gate = {"passed": False, "error": type(error).__name__}
-    gate_file = evidence_dir(run_id) / "gates" / "target.json"
+    gate_file = latest_evidence(run_id) / "gates" / "target.json"
     results = json.loads(gate_file.read_text())["results"] if gate_file.exists() else []
     failing = {f"expectation:{r['table']}:{r['expectation']}" for r in results if r.get("status") != "ok"}
     failures |= failing

@@ -12,7 +12,6 @@ import inspect
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
@@ -24,8 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cutover.audit import audit_head
-from cutover.config import LEGACY_SYSTEM, state_dir
+from cutover.config import LEGACY_SYSTEM
 from cutover.errors import ConfigError, IntegrityError, PolicyError
+from cutover.evidence import run_key
 from cutover.legacy.profile import (
     bind_run,
     current,
@@ -42,7 +42,7 @@ from cutover.mapping.dedupe import apply_merges, plan_merges, plan_record_merges
 from cutover.mapping.engine import MAP_BATCH_ROWS, map_batch
 from cutover.policy import evaluate, set_aside
 from cutover.report.mapping_spec import write_mapping_spec
-from cutover.safety import WORKLIST, safety_summary
+from cutover.safety import safety_summary
 from cutover.staging.parquet import iter_batches, read_manifest, write_batches
 from cutover.staging.store import Store, open_store
 from cutover.target import upgrade
@@ -90,15 +90,6 @@ class TableOutcome(TypedDict):
     migrated: int
     merged: int
     rejected: int
-
-
-def run_key(run_id: str) -> str:
-    """A run id made safe for object keys and folder names.
-
-    >>> run_key("manual__2026-11-27T18:00:00+00:00")
-    'manual__2026-11-27T18-00-00-00-00'
-    """
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", run_id)
 
 
 def migrated_tables() -> list[str]:
@@ -471,16 +462,33 @@ def reject_reasons(target_url: str, run_id: str) -> dict[str, dict[str, int]]:
 
 
 def evidence_dir(run_id: str) -> Path:
-    path = state_dir() / "evidence" / run_key(run_id)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """The folder a stage writes the run's evidence to, ``evidence/<dag_id>/<run key>/`` under the state
+    folder: its newest version, or a new one once that is sealed (:func:`cutover.evidence.writable`)."""
+    from cutover.evidence import writable
+
+    return writable(run_id)
+
+
+def latest_evidence(run_id: str) -> Path:
+    """The newest version of the run's evidence: where to read what its stages wrote."""
+    from cutover.evidence import latest
+
+    return latest(run_id)
 
 
 @under_run_profile
 def write_summary(
-    target_url: str, store_url: str, run_id: str, dag_id: str, *, max_reject_rate: float | None = None
+    target_url: str,
+    store_url: str,
+    run_id: str,
+    dag_id: str,
+    *,
+    max_reject_rate: float | None = None,
+    actor: str | None = None,
+    seal: bool = True,
 ) -> dict[str, Any]:
-    """Write ``summary.json`` to the evidence folder and the staging store.
+    """Write ``summary.json`` to the evidence folder and seal it (``seal``; the trial seals after its
+    estimate instead).
 
     Fails (after writing the evidence) if a legacy row has no outcome, or a table rejected more
     than its policy allows (``thresholds.yaml``; ``max_reject_rate`` overrides the default).
@@ -518,20 +526,19 @@ def write_summary(
         "audit_head": audit_head(target_url),
     }
     folder = evidence_dir(run_id)
-    body = json.dumps(summary, indent=2, sort_keys=True).encode()
-    (folder / "summary.json").write_bytes(body)
-    store.put(f"runs/{run_key(run_id)}/evidence/summary.json", body)
-    if (folder / WORKLIST).exists():
-        store.put(f"runs/{run_key(run_id)}/evidence/{WORKLIST}", (folder / WORKLIST).read_bytes())
-    for path in write_mapping_spec(folder):
-        store.put(f"runs/{run_key(run_id)}/evidence/{path.name}", path.read_bytes())
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    write_mapping_spec(folder)
     with psycopg.connect(target_url) as conn:
         conn.execute(
             "UPDATE migration.run SET state = %s, finished_at = now() WHERE run_id = %s",
             ("success" if not (unaccounted or breaches) else "failed", run_id),
         )
     write_timings(target_url, store_url, run_id)
-    seal_evidence(store_url, run_id)
+    sealed = (
+        seal_evidence(store_url, run_id, target_url=target_url, actor=actor)
+        if seal
+        else {"evidence": str(folder)}
+    )
     if unaccounted:
         raise IntegrityError(f"legacy rows without an outcome, per table: {unaccounted}")
     if breaches:
@@ -539,7 +546,7 @@ def write_summary(
             f"{p.table} {p.rejected}/{p.legacy_rows} rejected (limit {p.limit:.1%})" for p in breaches
         )
         raise PolicyError(f"reject rate above the policy: {detail}; see migration.reject for the reasons")
-    return {"evidence": str(folder), "tables": len(tables)}
+    return {**sealed, "tables": len(tables)}
 
 
 @under_run_profile
@@ -574,19 +581,25 @@ def write_timings(target_url: str, store_url: str, run_id: str) -> dict[str, Any
 
 
 @under_run_profile
-def seal_evidence(store_url: str, run_id: str) -> dict[str, Any]:
-    """Render the HTML report, write ``manifest.sha256`` over the evidence folder, publish it to the store.
+def seal_evidence(
+    store_url: str,
+    run_id: str,
+    *,
+    target_url: str | None = None,
+    actor: str | None = None,
+    dag_id: str | None = None,
+) -> dict[str, Any]:
+    """Seal the run's evidence (:func:`cutover.evidence.seal`): the HTML report, ``manifest.sha256``,
+    the store's copy and, with ``target_url``, its record in ``migration.run`` and the audit log.
 
-    Called again whenever a file is added to the folder afterwards, so the manifest always covers it all.
+    Evidence written after a seal goes to a new version, which the next call seals.
     """
-    from cutover.report.bundle import publish_bundle, write_bundle_manifest
+    from cutover.evidence import seal
     from cutover.report.migration_report import write_report
 
-    folder = evidence_dir(run_id)
-    write_report(folder)
-    write_bundle_manifest(folder)
-    published = publish_bundle(folder, store_url, run_id)
-    return {"evidence": str(folder), "objects": published["objects"]}
+    return seal(
+        run_id, store_url, render=write_report, target_url=target_url, actor=actor, dag_id=dag_id
+    ).as_dict()
 
 
 @under_run_profile
@@ -701,7 +714,7 @@ def undo_if_rejected(target_url: str, run_id: str, *, actor: str) -> dict[str, A
     """
     from cutover.rollback import rollback_run
 
-    folder = evidence_dir(run_id)
+    folder = latest_evidence(run_id)
     verdicts = {}
     for name, path in (
         ("gate_target", folder / "gates" / "target.json"),

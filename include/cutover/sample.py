@@ -79,7 +79,7 @@ def stage_timings(target_url: str, store_url: str, run_id: str) -> dict[str, dic
     """Per stage and legacy table: rows and seconds of one run (extract and map from their staged
     stats, load from the batch ledger and a first load's constraint restore, validate from the
     gates' and the reconciliation's reports, see :func:`validation_timings`)."""
-    from cutover.pipeline import evidence_dir, migrated_tables, run_key
+    from cutover.pipeline import latest_evidence, migrated_tables, run_key
 
     store = open_store(store_url)
     timings: dict[str, dict[str, StageTiming]] = {stage: {} for stage in STAGES}
@@ -97,7 +97,7 @@ def stage_timings(target_url: str, store_url: str, run_id: str) -> dict[str, dic
         ):
             timings["load"][table] = StageTiming(rows=int(rows), seconds=float(seconds))
     _add_restore(timings["load"], restore_seconds(target_url, run_id))
-    timings["validate"] = validation_timings(evidence_dir(run_id))
+    timings["validate"] = validation_timings(latest_evidence(run_id))
     return timings
 
 
@@ -289,11 +289,15 @@ def decide(
     *,
     gates_passed: bool,
     now: datetime,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """The trial's result: timings, the extrapolated full run, the window it must fit, go or no-go.
 
-    Written to the evidence folder and the staging store as ``sample_estimate.json``.
+    Written to the evidence folder as ``sample_estimate.json``, with a link to the newest assessment
+    (:func:`cutover.evidence.link`), and sealed: the store's copy, and the seal in the target's audit
+    log when the target is migrated already.
     """
+    from cutover.evidence import link
     from cutover.pipeline import evidence_dir, seal_evidence
     from cutover.plan import load_plan
 
@@ -322,7 +326,8 @@ def decide(
     }
     body = json.dumps(result, indent=2, sort_keys=True).encode()
     (evidence_dir(run_id) / "sample_estimate.json").write_bytes(body)
-    seal_evidence(store_url, run_id)
+    link(run_id, store_url, roles=("assessment",))
+    seal_evidence(store_url, run_id, target_url=target_url, actor=actor)
     log.info(
         "trial run: %d sample rows; full run estimated %.0f s (%.0f s with margin) against a %.0f h window: %s",
         result["sample_rows"],

@@ -44,6 +44,55 @@ def _backup(home: Path, env: dict[str, str]) -> None:
     evidence_of(run_cutover(["run", "pt_backup"], home, env))
 
 
+def _evidence_chain(home: Path, env: dict[str, str], pg_url: str, first: Path, run_id: str) -> None:
+    """The cutover's sealed evidence links the backup and the trial it relied on and verifies; its
+    write_evidence run again seals a second version and leaves the first as sealed; a change is named."""
+    from cutover.audit import os_user
+    from cutover.pipeline import write_summary
+
+    assert first.parent.name == "pt_cutover"
+    chain = run_cutover(["evidence", "verify", run_id], home, env)
+    assert chain.returncode == 0, chain.stdout + chain.stderr
+    verified = [line.split()[1].split("/")[0] for line in chain.stdout.splitlines() if line.startswith("ok")]
+    assert verified == ["pt_cutover", "pt_backup", "pt_sample_transfer"]
+    links = json.loads((first / "bundle.json").read_text())["links"]
+    assert links["backup"]["verified"] is True
+    assert links["trial"]["verified"] is True
+    assert "present, verified" in (first / "report.html").read_text()  # not "missing" any more
+
+    sealed = (first / "manifest.sha256").read_bytes()
+    again = Path(
+        write_summary(pg_url, f"file://{home / 'staging'}", run_id, "pt_cutover", actor="tester")["evidence"]
+    )
+    assert again == first / "v2"
+    assert (first / "manifest.sha256").read_bytes() == sealed
+    with psycopg.connect(pg_url) as conn:
+        (recorded,) = conn.execute(
+            "SELECT evidence FROM migration.run WHERE run_id = %s", (run_id,)
+        ).fetchone()
+        actors = conn.execute(
+            "SELECT actor FROM migration.audit_log WHERE run_id = %s AND action = 'seal evidence' ORDER BY id",
+            (run_id,),
+        ).fetchall()
+    assert [e["version"] for e in recorded] == ["v1", "v2"]
+    assert actors == [(os_user(),), ("tester",)]  # the person, never a module
+    chain = run_cutover(["evidence", "verify", run_id], home, env)
+    assert chain.returncode == 0, chain.stdout + chain.stderr
+    assert f"pt_cutover/{first.name} v2" in chain.stdout
+
+    # an edit after the seal, by someone who owns the files: named, and the exit says so
+    summary = first / "summary.json"
+    original = summary.read_bytes()
+    summary.chmod(0o644)
+    summary.write_bytes(original.replace(b'"rejected"', b'"rejected" ', 1))
+    try:
+        chain = run_cutover(["evidence", "verify", run_id], home, env)
+        assert chain.returncode == 1
+        assert "seal: changed: summary.json" in chain.stdout
+    finally:
+        summary.write_bytes(original)
+
+
 def test_cutover_refuses_to_start_without_a_verified_backup(home: Path, tmp_path: Path, pg_url: str) -> None:
     legacy = tmp_path / "legacy.db"
     simulate(f"sqlite:///{legacy}", patients=40, seed=1)
@@ -103,6 +152,7 @@ def test_trial_then_big_bang_idempotent_and_a_killed_run_resumes_from_its_ledger
     measured = work_seconds(timings)["total"]
     predicted = estimate["estimated_seconds"]["total"]
     assert 0.5 * measured <= predicted <= 2.0 * measured, (predicted, measured)
+    _evidence_chain(home, env, pg_url, first, run_id)
     clean, clean_ledger = table_checksums(pg_url), _ledger(pg_url)
     assert sum(len(v) for v in clean_ledger.values()) == sum(truth["tables"].values())
     again = run_cutover(["run", "pt_cutover"], home, env)

@@ -155,7 +155,7 @@ def test_a_sync_reports_exactly_the_migrated_rows_deleted_in_the_legacy_system(
         restamped[("allergies", int(sources[0]))][1],
     )
     assert restamped[("patients", merged)][2] == "sync-1"  # patients are taken whole by a sync
-    report = json.loads((pipeline.evidence_dir("sync-1") / "delta_report.json").read_text())
+    report = json.loads((pipeline.latest_evidence("sync-1") / "delta_report.json").read_text())
     assert report["deleted_rows"] == dict.fromkeys(pipeline.migrated_tables(), 0)
 
     # deleted in the legacy system: 2 visits and a document of the wave-1 patient, a merged
@@ -171,7 +171,7 @@ def test_a_sync_reports_exactly_the_migrated_rows_deleted_in_the_legacy_system(
     second = _sync(legacy, pg_url, store, "sync-2")
 
     assert second["deleted_rows"] == 5
-    folder = pipeline.evidence_dir("sync-2")
+    folder = pipeline.latest_evidence("sync-2")
     report = json.loads((folder / "delta_report.json").read_text())
     assert report["deleted_rows"] == {
         **dict.fromkeys(pipeline.migrated_tables(), 0),

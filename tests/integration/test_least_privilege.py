@@ -95,7 +95,7 @@ def _run_pipeline(legacy_url: str, loader_url: str, store: str, run_id: str) -> 
         pipeline.load_mapped(loader_url, store, run_id, table)
     with contextlib.suppress(PolicyError):  # the summary is written before the policy is enforced
         pipeline.write_summary(loader_url, store, run_id, "pt_cutover", max_reject_rate=0.5)
-    summary: dict[str, Any] = json.loads((pipeline.evidence_dir(run_id) / "summary.json").read_text())
+    summary: dict[str, Any] = json.loads((pipeline.latest_evidence(run_id) / "summary.json").read_text())
     return summary
 
 

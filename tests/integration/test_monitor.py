@@ -51,7 +51,7 @@ def test_monitor_tracks_new_resolved_and_persisting_failures(
     second = monitor(pg_url, store, "monitor-2")
     assert second["accuracy"] < 1.0
     assert second["new"] >= 1
-    current = json.loads((pipeline.evidence_dir("monitor-2") / "monitor.json").read_text())["current"]
+    current = json.loads((pipeline.latest_evidence("monitor-2") / "monitor.json").read_text())["current"]
     assert any(f.endswith(f":patients:{legacy_patient}") and f.startswith("chart_") for f in current["new"])
 
     with psycopg.connect(pg_url) as conn:
@@ -61,7 +61,7 @@ def test_monitor_tracks_new_resolved_and_persisting_failures(
     assert third["resolved"] == second["new"]
     history = json.loads(open_store(store).get(HISTORY))
     assert [h["run_id"] for h in history] == ["monitor-1", "monitor-2", "monitor-3"]
-    page = (pipeline.evidence_dir("monitor-3") / "monitor.html").read_text()
+    page = (pipeline.latest_evidence("monitor-3") / "monitor.html").read_text()
     assert page.count("<tr>") == 4
     for text in (page, json.dumps(history)):
         assert not any(c in text for c in truth["canaries"] if len(c) >= 6)

@@ -70,7 +70,7 @@ def test_reject_policy_fails_the_run_after_writing_the_evidence(
     url, _ = legacy
     with pytest.raises(PolicyError, match=r"visits \d+/\d+ rejected"):
         _run(url, pg_url, f"file://{tmp_path / 'stage'}", "run-strict", max_reject_rate=0.0001)
-    summary = json.loads((pipeline.evidence_dir("run-strict") / "summary.json").read_text())
+    summary = json.loads((pipeline.latest_evidence("run-strict") / "summary.json").read_text())
     assert summary["reject_policy"]["visits"]["ok"] is False
     with psycopg.connect(pg_url) as conn:
         (state,) = conn.execute("SELECT state FROM migration.run WHERE run_id = 'run-strict'").fetchone()

@@ -471,7 +471,13 @@ def test_stages_keep_data_in_the_store_and_return_manifests(
     out = report_from_store(sim[0], store_url, run_id, tables)
     folder = Path(out["evidence"])
     assert folder.is_relative_to(cutover_home)
-    assert sorted(p.name for p in folder.iterdir()) == ["assessment.html", "assessment.json"]
+    # sealed: the assessment, its identity in the evidence chain, and the manifest over both
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "assessment.html",
+        "assessment.json",
+        "bundle.json",
+        "manifest.sha256",
+    ]
     for key in out["store_keys"]:
         staged = cutover_home / "staging" / key
         assert staged.read_bytes() == (folder / staged.name).read_bytes()

@@ -164,6 +164,26 @@ def _write(folder: Path, name: str, data: object) -> None:
     path.write_text(json.dumps(data))
 
 
+BUNDLE = {
+    "dag_id": "pt_cutover",
+    "run_id": "manual__2026-11-27T18:00:00+00:00",
+    "version": "v2",
+    "path": "pt_cutover/manual__2026-11-27T18-00-00-00-00/v2",
+    "sealed_by": "engineer",
+    "previous": {"version": "v1", "manifest_sha256": "ab" * 32},
+    "links": {
+        "backup": {"found": True, "verified": True, "path": "pt_backup/b1", "manifest_sha256": "cd" * 32},
+        "trial": {
+            "found": True,
+            "verified": False,
+            "path": "pt_sample_transfer/t1",
+            "manifest_sha256": "ef" * 32,
+        },
+        "assessment": {"found": False, "dag_id": "pt_assess"},
+    },
+}
+
+
 @pytest.fixture
 def full(tmp_path: Path) -> Path:
     """An evidence folder with every kind of evidence the report reads."""
@@ -180,6 +200,7 @@ def full(tmp_path: Path) -> Path:
     )
     _write(folder, "backup_manifest.json", {"run_key": "b1", "objects": []})
     _write(folder, "backup_verified.json", {"ok": True})
+    _write(folder, "bundle.json", BUNDLE)
     (folder / "mapping_spec.html").write_text("<!doctype html><title>spec</title>")
     (folder / "data_docs" / "local_site").mkdir(parents=True)
     (folder / "data_docs" / "local_site" / "index.html").write_text("<html></html>")
@@ -270,6 +291,10 @@ def test_full_report_renders_every_section_from_the_evidence(full: Path) -> None
     assert "data_docs/local_site/index.html" in parsed.hrefs
     assert {"mapping_spec.html", "backup_manifest.json", "backup_verified.json"} <= set(parsed.hrefs)
     assert "Every expected evidence file is present." in text
+    # its place in the evidence chain: the version it supersedes, what it relies on and each link's state
+    for shown in ("supersedes", "abababababababab", "engineer", "present, verified", "CHANGED", "none found"):
+        assert shown in text
+    assert "../../../pt_backup/b1/backup_verified.json" in parsed.hrefs  # up from …/run/v2 to the root
 
 
 def test_report_is_self_contained_and_carries_no_planted_value(full: Path) -> None:

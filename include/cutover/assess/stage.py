@@ -108,9 +108,12 @@ def checks_to_store(legacy_url: str, store_url: str, run_id: str, today: date) -
 
 
 def report_from_store(
-    legacy_url: str, store_url: str, run_id: str, tables: list[str] | None = None
+    legacy_url: str, store_url: str, run_id: str, tables: list[str] | None = None, *, actor: str | None = None
 ) -> ReportManifest:
-    """Assemble the staged profiles and checks into the report: evidence folder and staging store."""
+    """Assemble the staged profiles and checks into the report, in the run's evidence folder, sealed
+    and published to the staging store (:func:`cutover.evidence.seal`)."""
+    from cutover.evidence import seal, store_prefix
+
     store = open_store(store_url)
     names = tables or list(legacy_tables())
     profiles = [TableProfile.from_dict(json.loads(store.get(profile_key(run_id, t)))) for t in names]
@@ -125,14 +128,11 @@ def report_from_store(
     )
     folder = evidence_dir(run_id)
     paths = write_report(assessment, folder)
-    keys = []
-    for path in paths:
-        key = f"runs/{run_key(run_id)}/evidence/{path.name}"
-        store.put(key, path.read_bytes())
-        keys.append(key)
+    sealed = seal(run_id, store_url, actor=actor)
+    keys = [f"{store_prefix(run_id, sealed.version)}/{path.name}" for path in paths]
     log.info("assessment of %d tables written to %s and the staging store", len(profiles), folder)
     return ReportManifest(
-        evidence=str(folder),
+        evidence=str(sealed.folder),
         files=[p.name for p in paths],
         store_keys=keys,
         tables=len(profiles),

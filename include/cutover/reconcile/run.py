@@ -302,8 +302,7 @@ def reconcile(
                 ),
             )
     body = json.dumps(report.as_dict(), indent=2, sort_keys=True).encode()
-    store.put(f"runs/{run_key(run_id)}/evidence/reconciliation.json", body)
-    (evidence_dir(run_id) / "reconciliation.json").write_bytes(body)
+    (evidence_dir(run_id) / "reconciliation.json").write_bytes(body)  # the store's copy comes with the seal
     log.info(
         "reconciled %s: %d patients compared, %d mismatched, failures %s, %.1fs",
         run_id,

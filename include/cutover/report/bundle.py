@@ -4,13 +4,15 @@
 (``<hex>  <relative path>``, one line a file, sorted), so an auditor needs no Cutover code to see
 that nothing in the folder changed after the run: ``cd <evidence> && sha256sum -c manifest.sha256``.
 Names holding a backslash or a newline are escaped the way coreutils does (the line starts with
-``\\``). The manifest names every file under the folder except itself.
+``\\``). The manifest names every file under the folder except itself and the bundle's later
+versions (``v2/``, ``v3/``… at its top, each a sealed bundle of its own: :mod:`cutover.evidence`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from pathlib import Path
 from typing import TypedDict
 
@@ -22,6 +24,9 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.sha256"
 """The manifest's file name, at the root of the evidence folder."""
 
+LATER_VERSION = re.compile(r"^v(?:[2-9]|[1-9][0-9]+)$")
+"""A later version's folder at the top of a run's first bundle (``v2``, ``v3``…)."""
+
 
 class Published(TypedDict):
     """What :func:`publish_bundle` copied: the store prefix, object count and bytes."""
@@ -32,9 +37,13 @@ class Published(TypedDict):
 
 
 def _files(folder: Path) -> list[str]:
-    """Every file under ``folder`` (recursive), as sorted POSIX paths relative to it, the manifest excluded."""
+    """Every file under ``folder`` (recursive), as sorted POSIX paths relative to it, the manifest and
+    later versions' folders excluded."""
+    names = (p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
     return sorted(
-        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST
+        n.as_posix()
+        for n in names
+        if n.as_posix() != MANIFEST and not (len(n.parts) > 1 and LATER_VERSION.match(n.parts[0]))
     )
 
 
@@ -67,6 +76,11 @@ def _unescape(name: str) -> str:
             out.append(name[i])
             i += 1
     return "".join(out)
+
+
+def manifest_sha256(folder: Path) -> str:
+    """SHA-256 (hex) of the folder's ``manifest.sha256``: the one figure that vouches for the whole bundle."""
+    return _digest(folder / MANIFEST)
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -132,8 +146,8 @@ def evidence_prefix(run_id: str) -> str:
     return f"runs/{run_key(run_id)}/evidence"
 
 
-def publish_bundle(folder: Path, store_url: str, run_id: str) -> Published:
-    """Copy the evidence folder to the staging store under ``runs/<run key>/evidence/``.
+def publish_bundle(folder: Path, store_url: str, run_id: str, *, prefix: str | None = None) -> Published:
+    """Copy the evidence folder to the staging store under ``runs/<run key>/evidence/`` (or ``prefix``).
 
     Writes the manifest first when there is none, and refuses (IntegrityError) a folder that no
     longer matches its manifest: the store must never hold a bundle its own manifest contradicts.
@@ -149,7 +163,7 @@ def publish_bundle(folder: Path, store_url: str, run_id: str) -> Published:
         )
     listed = read_bundle_manifest((folder / MANIFEST).read_text(encoding="utf-8"))
     store = open_store(store_url)
-    prefix = evidence_prefix(run_id)
+    prefix = prefix or evidence_prefix(run_id)
     total = 0
     for name in [*listed, MANIFEST]:
         data = (folder / name).read_bytes()
@@ -161,18 +175,20 @@ def publish_bundle(folder: Path, store_url: str, run_id: str) -> Published:
     return Published(prefix=prefix, objects=len(listed) + 1, bytes=total)
 
 
-def verify_published(store_url: str, run_id: str) -> list[str]:
+def verify_published(store_url: str, run_id: str, *, prefix: str | None = None) -> list[str]:
     """:func:`verify_bundle` for the copy in the staging store: objects missing or changed against its manifest.
 
-    Objects under the prefix that the manifest does not list are reported ``extra``.
+    Objects under the prefix that the manifest does not list are reported ``extra`` (later versions'
+    copies, under ``<prefix>/v2/``…, aside).
     """
     store = open_store(store_url)
-    prefix = evidence_prefix(run_id)
+    prefix = prefix or evidence_prefix(run_id)
     key = f"{prefix}/{MANIFEST}"
     if not store.exists(key):
         return [f"missing: {MANIFEST}"]
     listed = read_bundle_manifest(store.get(key).decode("utf-8"))
     present = {k.removeprefix(prefix + "/") for k in store.list(prefix + "/")} - {MANIFEST}
+    present = {n for n in present if not ("/" in n and LATER_VERSION.match(n.split("/", 1)[0]))}
     problems = [f"missing: {n}" for n in sorted(set(listed) - present)]
     problems += [f"extra: {n}" for n in sorted(present - set(listed))]
     for name in sorted(present & set(listed)):

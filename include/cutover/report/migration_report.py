@@ -37,8 +37,13 @@ ARTIFACTS: Final[tuple[tuple[str, str, bool], ...]] = (
     ("reconciliation.json", "reconciliation, source to target, per table and per patient", True),
     ("timings.json", "stage timings and downtime against the cutover window", True),
     ("safety_worklist.csv", "rejected patients holding safety records, most first (ids and counts)", False),
-    ("backup_manifest.json", "legacy backup manifest (encrypted objects and their SHA-256)", True),
-    ("backup_verified.json", "backup restore test verdict", True),
+    ("bundle.json", "this bundle's identity: DAG, run, version, previous version, linked evidence", True),
+    (
+        "backup_manifest.json",
+        "legacy backup manifest (pt_backup's bundles; a cutover links its backup)",
+        False,
+    ),
+    ("backup_verified.json", "backup restore test verdict (pt_backup's bundles)", False),
     ("sample_estimate.json", "estimate from a trial run on a sample", False),
     ("defect_verification.json", "planted defects against the simulator's ground truth (demo only)", False),
     ("assessment.html", "pre-migration assessment of the legacy database", False),
@@ -317,6 +322,56 @@ def _contents(ev: Evidence) -> str:
         else "<p class='muted'>Every expected evidence file is present.</p>"
     )
     return "<h2>Bundle contents</h2>" + lead + _table(("file", "what it is", "state"), rows)
+
+
+_ROLE_TEXT: Final = {
+    "backup": "backup verification (pt_backup)",
+    "trial": "trial run: estimate and go/no-go (pt_sample_transfer)",
+    "assessment": "assessment of the legacy database (pt_assess)",
+}
+
+
+def _chain_section(ev: Evidence) -> str:
+    """This bundle's place in the evidence chain (``bundle.json``): its version, the version it
+    supersedes and the sealed bundles it relies on, each by its manifest's SHA-256 as checked in the
+    staging store when this bundle was sealed."""
+    bundle = ev.json("bundle.json")
+    if not isinstance(bundle, dict):
+        return ""
+    head = "<h2>Evidence chain</h2>"
+    previous = bundle.get("previous")
+    lead = f"<p>Version {_code(bundle.get('version', '?'))}"
+    if isinstance(previous, dict):
+        lead += (
+            f"; supersedes {_code(previous.get('version', '?'))} (manifest SHA-256 "
+            f"<code>{_e(str(previous.get('manifest_sha256', ''))[:16])}…</code>), which stays sealed as it was"
+        )
+    lead += f"; sealed by {_code(bundle.get('sealed_by') or 'unknown')}.</p>"
+    links = bundle.get("links")
+    if not isinstance(links, dict) or not links:
+        return head + lead + "<p class='muted'>This run links no other evidence.</p>"
+    at = Path(str(bundle.get("path") or "."))
+    rows = []
+    for role, found in sorted(links.items()):
+        what = _e(_ROLE_TEXT.get(role, role))
+        if not isinstance(found, dict) or not found.get("found"):
+            dag = found.get("dag_id", "") if isinstance(found, dict) else ""
+            state = _badge("missing" if role == "backup" else "absent", "none found")
+            rows.append(
+                f"<tr><td>{what}</td><td>{_code(dag) if dag else ''}</td><td></td><td>{state}</td></tr>"
+            )
+            continue
+        path = str(found.get("path", ""))
+        state = _badge("present", "present, verified") if found.get("verified") else _badge("fail", "CHANGED")
+        # from this bundle's folder up to the evidence root, then down to the linked bundle's report
+        up = "../" * len(at.parts)
+        page = {"assessment": "assessment.html", "backup": "backup_verified.json"}.get(role, "report.html")
+        target = f"{up}{path}/{page}"
+        rows.append(
+            f"<tr><td>{what}</td><td><a href='{_e(target)}'><code>{_e(path)}</code></a></td>"
+            f"<td><code>{_e(str(found.get('manifest_sha256', ''))[:16])}…</code></td><td>{state}</td></tr>"
+        )
+    return head + lead + _table(("relied on", "bundle", "manifest SHA-256", "state at seal"), rows)
 
 
 def _links(ev: Evidence) -> str:
@@ -785,6 +840,7 @@ def render_report(folder: Path, *, generated_at: datetime | None = None) -> str:
         + _timings_section(timings)
         + _estimate_section(estimate)
         + _defects_section(defects)
+        + _chain_section(ev)
         + _links(ev)
         + _contents(ev)
     )

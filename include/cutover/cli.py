@@ -4,6 +4,9 @@ Every command works on the embedded defaults when nothing is configured: a SQLit
 database, an embedded PostgreSQL target, a local staging folder and SQLite for Airflow's
 metadata, all under the state folder (``CUTOVER_HOME``, default ``./.state``).
 
+``cutover run`` and ``cutover demo`` print a line per stage (:mod:`cutover.console`); Airflow's
+task logs go to the run's log file under ``<state>/logs/`` (``--debug``: to the console).
+
 A user's mistake is one line: a Cutover error (:mod:`cutover.errors`), a missing file, an unknown
 DAG or legacy table prints ``error: …`` on stderr and exits with 2; ``cutover --debug …`` shows
 the traceback instead. Any other exception is a bug and keeps its traceback.
@@ -12,12 +15,13 @@ the traceback instead. Any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from cutover.config import configured_url, redact, state_dir
 from cutover.errors import ConfigError, CutoverError, UnknownNameError
@@ -41,13 +45,14 @@ def _print_summary(folder: Path) -> None:
         )
 
 
-def run_dag(dag_id: str, conf: dict[str, Any], resume: str | None = None) -> int:
+def run_dag(dag_id: str, conf: dict[str, Any], resume: str | None = None, *, verbose: bool = False) -> int:
     """Run one DAG in-process with ``dag.test``; 0 when the run succeeded. Ends with the evidence line.
 
     ``resume``: the id of an earlier run (of this state folder) to run again under the same id, so
-    its batch ledger skips every batch that run finished (after a crash or a kill).
+    its batch ledger skips every batch that run finished (after a crash or a kill). ``verbose``:
+    Airflow's task logs on the console rather than in the run's log file.
     """
-    code, folder = _run_dag(dag_id, conf, resume)
+    code, folder = _run_dag(dag_id, conf, resume, verbose=verbose)
     if folder is not None:
         _evidence_line(folder)
     return code
@@ -85,20 +90,19 @@ def _paused(dag_id: str) -> bool:
     return bool(paused)
 
 
-def _run_dag(dag_id: str, conf: dict[str, Any], resume: str | None = None) -> tuple[int, Path | None]:
+def _load_dag(dag_id: str, out: TextIO) -> Any:
+    """Airflow prepared, the DAG parsed: only the DAG asked for must import."""
     from cutover.local_airflow import prepare_airflow
 
     prepare_airflow()
     from airflow.dag_processing.dagbag import BundleDagBag
-
-    from cutover.pipeline import evidence_dir
 
     folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     bag = BundleDagBag(dag_folder=folder, bundle_path=folder)
     # only the DAG asked for must import: a broken cutover plan stops pt_cutover, not pt_backup
     broken = {Path(p).stem: text for p, text in bag.import_errors.items()}
     for name in sorted(set(broken) - {dag_id}):
-        log.warning("DAG %s does not import (%s); running %s", name, _last_line(broken[name]), dag_id)
+        print(f"warning: DAG {name} does not import ({_last_line(broken[name])}); running {dag_id}", file=out)
     if dag_id not in bag.dag_ids and dag_id in broken:
         error = ConfigError(f"DAG {dag_id} does not import: {_last_line(broken[dag_id])}")
         error.add_note(broken[dag_id])  # printed with the traceback under --debug
@@ -109,40 +113,104 @@ def _run_dag(dag_id: str, conf: dict[str, Any], resume: str | None = None) -> tu
     if _paused(dag_id):
         print(
             f"note: {dag_id} is paused in this Airflow: this command runs it directly, but a run triggered "
-            "from the UI or the REST API stays queued until a data engineer unpauses it"
+            "from the UI or the REST API stays queued until a data engineer unpauses it",
+            file=out,
         )
     # Airflow 3.3.2's dag.test cannot run a DAG with a DeadlineAlert (it fails as the run ends,
     # pruning the deadlines). Nothing would watch it in-process anyway: deadlines are the
     # scheduler's and the triggerer's, so a scheduled deployment keeps pt_cutover's.
     dag.deadline = None
-    if resume:
-        # dag.test names a run after its run_after and replaces the run of the same logical date:
-        # give it both of the killed run's, so the resumed run has the same id (and the same ledger)
-        from airflow.models.dagrun import DagRun
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
+    return dag
 
-        when = _logical_date(resume)
-        with create_session() as session:
-            found = session.execute(
-                select(DagRun.logical_date, DagRun.conf).where(
-                    DagRun.dag_id == dag_id, DagRun.run_id == resume
-                )
-            ).first()
-        if found is None:
-            # a well-formed id of no run would silently start a new run under that id
-            raise ConfigError(f"--resume: {dag_id} has no run {resume} in this state folder to resume")
-        logical, earlier_conf = found
-        # a resume re-runs the killed run as it was asked for: its own parameters, then any given now
-        run = dag.test(
-            run_conf={**(earlier_conf or {}), **conf}, logical_date=logical or when, run_after=when
-        )
-    else:
-        run = dag.test(run_conf=conf)
+
+def _resumed(dag_id: str, resume: str, conf: dict[str, Any], when: Any) -> dict[str, Any]:
+    """``dag.test``'s arguments to run a killed run again under its id (and so its batch ledger)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        found = session.execute(
+            select(DagRun.logical_date, DagRun.conf).where(DagRun.dag_id == dag_id, DagRun.run_id == resume)
+        ).first()
+    if found is None:
+        # a well-formed id of no run would silently start a new run under that id
+        raise ConfigError(f"--resume: {dag_id} has no run {resume} in this state folder to resume")
+    logical, earlier_conf = found
+    # dag.test names a run after its run_after and replaces the run of the same logical date: give
+    # it both of the killed run's; the run as it was asked for: its own parameters, then any given now
+    return {"run_conf": {**(earlier_conf or {}), **conf}, "logical_date": logical or when, "run_after": when}
+
+
+def _log_path(dag_id: str, run_id: str) -> Path:
+    """Where a run's own output (Airflow's task logs, pg_dump's…) goes: ``<state>/logs/<dag>/<run key>.log``."""
+    from cutover.pipeline import run_key
+
+    return state_dir() / "logs" / (run_key(dag_id).lstrip(".") or "dag") / f"{run_key(run_id)}.log"
+
+
+def _discard(path: Path) -> None:
+    """Remove a run's log that the run never got to (an unknown DAG, a bad --resume)."""
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # only when empty
+
+
+def _trial_estimate() -> str | None:
+    """The newest trial's extrapolation of the full run in this state folder (``sample_estimate.json``)."""
+    from cutover.console import estimate_text
+
+    found = sorted((state_dir() / "evidence").rglob("sample_estimate.json"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        return None
+    estimate = json.loads(found[-1].read_text())
+    text = estimate_text(estimate) if isinstance(estimate, dict) else None
+    return f"trial {estimate.get('run_id') or found[-1].parent.name}: {text}" if text else None
+
+
+def _run_dag(
+    dag_id: str, conf: dict[str, Any], resume: str | None = None, *, verbose: bool = False
+) -> tuple[int, Path | None]:
+    """Run a DAG with ``dag.test``: a line per stage on the console, everything else in the run's log
+    (on the console too with ``verbose``); then the summary and ``run <run id>: <state>``."""
+    from datetime import UTC, datetime
+
+    from cutover import console
+
+    when = _logical_date(resume) if resume else datetime.now(UTC)
+    run_id = resume or f"manual__{when.isoformat()}"  # dag.test's id for a manual run after `when`
+    log = None if verbose else _log_path(dag_id, run_id)
+    fresh = log is not None and not log.exists()
+    with console.redirect_output(log) as out:
+        try:
+            dag = _load_dag(dag_id, out)
+            if resume:
+                kwargs = _resumed(dag_id, resume, conf, when)
+            else:  # both dates given, as dag.test would take them, so the run's id (and log) is known now
+                kwargs = {"run_conf": conf, "logical_date": when, "run_after": when}
+        except BaseException:
+            if log is not None and fresh:
+                _discard(log)
+            raise
+        progress = console.Progress(out, log=log, live=console.is_terminal(out) and not verbose)
+        if log is not None:
+            progress.line(f"logs: {log}")
+        if dag_id == "pt_cutover" and (estimate := _trial_estimate()):
+            progress.line(estimate)
+        with console.reporting_tasks(progress):
+            run = dag.test(**kwargs)
+        failed = str(run.state) != "success"
+        progress.finish(console.not_run(console.task_states(dag_id, run.run_id)) if failed else None)
+    if log is not None and run.run_id != run_id:  # a later Airflow naming its runs otherwise
+        named = _log_path(dag_id, run.run_id)
+        log.replace(named)
+        print(f"logs: {named}")
+    from cutover.pipeline import evidence_dir
+
     folder = evidence_dir(run.run_id)
     _print_summary(folder)
     print(f"\nrun {run.run_id}: {run.state}")
-    return (0 if str(run.state) == "success" else 1), folder
+    return (0 if not failed else 1), folder
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -201,7 +269,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--conf is not valid JSON ({exc.msg} at character {exc.pos})") from exc
     if not isinstance(conf, dict):
         raise ConfigError('--conf must be a JSON object, such as \'{"mode": "big_bang"}\'')
-    return run_dag(args.dag_id, conf, args.resume)
+    return run_dag(args.dag_id, conf, args.resume, verbose=args.debug)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -218,7 +286,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"simulated legacy clinic: {args.patients} patients (seed {args.seed}) in {legacy}")
     for dag_id, conf in (("pt_backup", {}), ("pt_sample_transfer", {}), ("pt_cutover", {"mode": "big_bang"})):
         print(f"\n== {dag_id}")
-        code, folder = _run_dag(dag_id, conf)
+        code, folder = _run_dag(dag_id, conf, verbose=args.debug)
         if code != 0:
             break
     if code == 0 and manifest is not None and folder is not None:
@@ -342,12 +410,39 @@ def cmd_profile_check(args: argparse.Namespace) -> int:
     return 0
 
 
+LEGACY_URLS = "sqlite:///abs/legacy.db, postgresql://…, mysql://… (MariaDB), csv:///abs/folder or sftp://user@host/folder"
+"""The forms ``--legacy`` takes, as a user's mistake names them."""
+
+
+def _legacy_arg(value: str) -> str:
+    """``--legacy`` as given, or one line saying what was wrong and what it takes.
+
+    >>> _legacy_arg("sqlite:////nowhere/legacy.db")
+    Traceback (most recent call last):
+    FileNotFoundError: [Errno 2] No such file or directory: '/nowhere/legacy.db'
+    >>> _legacy_arg("legacy.db")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    cutover.errors.ConfigError: --legacy takes a URL (sqlite:///abs/legacy.db, ...), not 'legacy.db'
+    """
+    from urllib.parse import urlsplit
+
+    if "://" not in value:
+        raise ConfigError(f"--legacy takes a URL ({LEGACY_URLS}), not {value!r}")
+    if urlsplit(value).scheme.split("+")[0].lower() == "sqlite":
+        from cutover.legacy.source import sqlite_path
+
+        path = sqlite_path(value)
+        if not Path(path).is_file():  # SQLite would say only "unable to open database file"
+            raise FileNotFoundError(2, "No such file or directory", path)
+    return value
+
+
 def cmd_profile_draft(args: argparse.Namespace) -> int:
     """Draft a profile for a legacy system nobody has profiled yet, from its database or a delivery of
     CSV files (a person finishes its TODOs)."""
     from cutover.legacy.profile_draft import write_draft
 
-    url = args.legacy or configured_url("legacy_db")
+    url = _legacy_arg(args.legacy) if args.legacy else configured_url("legacy_db")
     if not url:
         raise ConfigError("profile draft: give --legacy URL (or configure the legacy_db connection)")
     summary = write_draft(url, Path(args.out))
@@ -355,9 +450,28 @@ def cmd_profile_draft(args: argparse.Namespace) -> int:
     return 0
 
 
+OUTPUT = """\
+output of `run` and `demo`:
+  one line per stage (verdict, elapsed time, rows and rate, a gate's verdict), the summary, then
+  `run <run id>: <state>` and, last, `evidence: <folder>`; a failed task adds the retry decision and
+  its exception's last line. Airflow's task logs (and pg_dump's, GX's...) go to
+  <state>/logs/<dag id>/<run key>.log, printed as `logs: <file>`; --debug shows them instead.
+"""
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cutover", description=__doc__.splitlines()[0])
-    p.add_argument("--debug", action="store_true", help="show an error's traceback instead of one line")
+    p = argparse.ArgumentParser(
+        prog="cutover",
+        description=__doc__.splitlines()[0],
+        epilog=OUTPUT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="show an error's traceback instead of one line, and Airflow's task logs on the console "
+        "instead of in the run's log file",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="write a simulated legacy PT practice database and its manifest")

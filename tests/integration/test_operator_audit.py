@@ -21,7 +21,8 @@ import pytest
 from browser.harness import served_airflow, wait_for_dag
 
 from cutover.audit import verify
-from cutover.operator_audit import Entry, record
+from cutover.operator_actions import Entry
+from cutover.operator_audit import record
 from cutover.target import upgrade
 
 

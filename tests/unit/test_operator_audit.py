@@ -1,5 +1,5 @@
-"""What an operator's API call writes into Cutover's audit log (:mod:`cutover.operator_audit`), without a
-server: titled cases of a finished call → its entries; the middleware around a stand-in endpoint (the
+"""What an operator's API call writes into Cutover's audit log (:mod:`cutover.operator_actions`,
+:mod:`cutover.operator_audit`), without a server: titled cases of a finished call → its entries; the middleware around a stand-in endpoint (the
 body replayed, the entry written before the answer completes, a failed write only logged); the retry
 listener's entry; and Airflow's own list of write endpoints against the rules, so an endpoint a new
 Airflow adds is decided on, not silently recorded as a bare ``api`` call."""
@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from cutover import operator_audit
-from cutover.operator_audit import NOT_RECORDED, RULES, ApiCall, Entry, OperatorAuditMiddleware, entries_for
+from cutover.operator_actions import NOT_RECORDED, RULES, ApiCall, Entry, entries_for
+from cutover.operator_audit import OperatorAuditMiddleware
 
 SECRET = "PATIENT Jane Doe 1970-01-01"
 """Free text an operator (or a conf) may carry: never copied into an entry."""

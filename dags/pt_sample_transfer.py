@@ -39,6 +39,7 @@ from pt_common.stages import (
     as_of,
     check_configuration,
     extract_map_load,
+    owner_url,
     reject_rate,
     take_delivery,
     validate_gate,
@@ -97,14 +98,18 @@ def pt_sample_transfer() -> None:
     def create_scratch_target(run_id: str | None = None) -> str:
         from cutover.pipeline import begin_run
         from cutover.sample import create_scratch, scratch_url
+        from cutover.security.roles import grant_scratch_apart
 
-        name = create_scratch(conn_url("target_db"), str(run_id))
+        # the target's owner creates the scratch (CREATEDB, nothing more) and grants the loader on
+        # it as on the target: the trial loads with the cutover's own privileges
+        name = create_scratch(owner_url(), str(run_id))
+        grant_scratch_apart(scratch_url(owner_url(), str(run_id)), conn_url("target_db"))
         begin_run(
             scratch_url(conn_url("target_db"), str(run_id)),
             str(run_id),
             "pt_sample_transfer",
             {},
-            "system",
+            run_actor(),
             store_url=conn_url("staging_store"),
         )
         return name
@@ -184,7 +189,7 @@ def pt_sample_transfer() -> None:
     def drop_scratch_target(run_id: str | None = None) -> None:
         from cutover.sample import drop_scratch
 
-        drop_scratch(conn_url("target_db"), str(run_id))
+        drop_scratch(owner_url(), str(run_id))
 
     scratch = create_scratch_target()
     check_configuration(plan=True) >> scratch

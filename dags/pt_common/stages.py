@@ -76,8 +76,13 @@ def map_table(manifest: dict, target: Target = "target", run_id: str | None = No
 
 
 def ddl_url(target: Target, run_id: str) -> str:
-    """Who may change the schema where a stage writes: the owner of the target, the creator of the scratch."""
-    return owner_url() if target == "target" else target_url(target, run_id)
+    """Who may change the schema where a stage writes: the owner of the target, and of the scratch,
+    which the owner creates (``create_scratch_target``)."""
+    if target == "scratch":
+        from cutover.sample import scratch_url
+
+        return scratch_url(owner_url(), run_id)
+    return owner_url()
 
 
 @task

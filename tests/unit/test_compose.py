@@ -717,7 +717,9 @@ def test_airflow_init_provisions_the_target_roles_once_the_target_is_healthy(sta
         if name != "airflow-init":
             assert TARGET_ADMIN_VAR not in env, f"{name} gets the target's admin"
     script = AIRFLOW_INIT.read_text()
-    assert "provision_target_roles(" in script, "airflow-init.sh no longer provisions the target's roles"
+    assert "python -m cutover.security provision-target" in script, (
+        "airflow-init.sh no longer provisions the target's roles"
+    )
 
 
 def test_components_run_their_airflow_3_commands(stack: Stack) -> None:

@@ -266,6 +266,13 @@ def grant_scratch(scratch_url: str, loader: str) -> list[str]:
     return schemas
 
 
+def grant_scratch_apart(owner_scratch_url: str, loader_url: str) -> list[str]:
+    """:func:`grant_scratch` for the loader of ``loader_url`` when it is not the scratch's owner (the
+    embedded default's one superuser needs no grant); the schemas granted on."""
+    owner, loader = (unquote(urlsplit(u).username or "") for u in (owner_scratch_url, loader_url))
+    return grant_scratch(owner_scratch_url, loader) if loader and loader != owner else []
+
+
 def migrate_and_grant(owner_url: str, loader_url: str) -> list[int]:
     """What ``migrate_target_schema`` runs: upgrade the target as the owner, then grant the loader.
 

@@ -205,9 +205,9 @@ def _run_dag(
         named = _log_path(dag_id, run.run_id)
         log.replace(named)
         print(f"logs: {named}")
-    from cutover.pipeline import evidence_dir
+    from cutover.pipeline import latest_evidence
 
-    folder = evidence_dir(run.run_id)
+    folder = latest_evidence(run.run_id)
     _print_summary(folder)
     print(f"\nrun {run.run_id}: {run.state}")
     return (0 if not failed else 1), folder
@@ -294,10 +294,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from cutover.simulate.verify import format_report, verify_run
 
         report = verify_run(configured_url("target_db") or default_url("target_db"), manifest)
-        (folder / "defect_verification.json").write_text(json.dumps(report, indent=2))
+        from cutover.audit import os_user
+        from cutover.evidence import bundle_run_id, writable
         from cutover.pipeline import seal_evidence
 
-        seal_evidence(configured_url("staging_store") or default_url("staging_store"), folder.name)
+        # the run is sealed: the check goes to a new version of its evidence, sealed in turn
+        run_id = bundle_run_id(folder)
+        (writable(run_id, "pt_cutover") / "defect_verification.json").write_text(json.dumps(report, indent=2))
+        sealed = seal_evidence(
+            configured_url("staging_store") or default_url("staging_store"),
+            run_id,
+            target_url=configured_url("target_db") or default_url("target_db"),
+            actor=os_user(),
+            dag_id="pt_cutover",
+        )
+        folder = Path(sealed["evidence"])
         print("\nplanted defects against the simulator's ground truth:")
         print(format_report(report))
         code = 0 if all(r["ok"] for r in report.values()) else 1
@@ -379,6 +390,20 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     report = verify(_target_url(), anchor=parse_anchor(args.anchor) if args.anchor else None)
     print(json.dumps(report.as_dict()) if args.json else report.line())
     return 0 if report.ok else 1
+
+
+def cmd_evidence_verify(args: argparse.Namespace) -> int:
+    """Check a run's evidence chain: every version's seal, the bundles it links, the store's copies
+    and the target's record; a line per version and problem, non-zero exit when anything differs."""
+    from cutover.embedded import default_url
+    from cutover.evidence import format_checks, verify_chain
+
+    store = configured_url("staging_store") or default_url("staging_store")
+    target = None if args.no_target else _target_url()
+    checks = verify_chain(args.run, store_url=store, target_url=target)
+    for line in format_checks(checks):
+        print(line)
+    return 0 if all(c.ok for c in checks) else 1
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -552,6 +577,20 @@ def parser() -> argparse.ArgumentParser:
     av.add_argument("--json", action="store_true", help="print the result as JSON")
     av.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     av.set_defaults(func=cmd_audit_verify)
+
+    ev = sub.add_parser("evidence", help="the runs' sealed evidence")
+    evidence_sub = ev.add_subparsers(dest="evidence_command", required=True)
+    evv = evidence_sub.add_parser(
+        "verify",
+        help="check a run's evidence chain (seals, versions, linked backup/trial/assessment, store copies, "
+        "the target's record); non-zero exit when anything differs",
+    )
+    evv.add_argument("run", metavar="RUN_ID", help="a run id, a run folder's name or an evidence folder")
+    evv.add_argument(
+        "--no-target", action="store_true", help="skip the target database's record (migration.run)"
+    )
+    evv.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    evv.set_defaults(func=cmd_evidence_verify)
 
     pr = sub.add_parser("profile", help="legacy profiles: check one, or draft one from a legacy system")
     profile_sub = pr.add_subparsers(dest="profile_command", required=True)

@@ -119,9 +119,9 @@ def record(target_url: Callable[[], str], actor: str, entries: list[Entry]) -> b
     except Exception as exc:
         for entry in entries:
             log.warning(
-                "NOT in Cutover's audit log: %s of run %s by %s (%s); Airflow's event log has it",
+                "NOT in Cutover's audit log: %s%s by %s (%s); Airflow's event log has it",
                 entry.action,
-                entry.run_id,
+                f" of run {entry.run_id}" if entry.run_id else "",
                 actor,
                 _why(exc),
             )

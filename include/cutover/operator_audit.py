@@ -247,7 +247,9 @@ class OperatorAuditMiddleware:
             actor = await request_user(scope)
         except Exception as exc:  # the endpoint accepted the user: this is not expected
             actor = "unresolved user"
-            log.warning("Cutover's audit log: the user of %s is unresolved (%s)", call.endpoint, exc)
+            log.warning(
+                "Cutover's audit log: the user of %s is unresolved (%s)", call.endpoint, type(exc).__name__
+            )
         await anyio.to_thread.run_sync(record, self.target_url, actor, entries)
 
 
@@ -286,7 +288,12 @@ class RetryListener:
         try:
             found = retry_entry(task_instance)
         except Exception as exc:  # a listener must never fail the task
-            log.warning("NOT in Cutover's audit log: a retry of %s (%s)", task_instance, type(exc).__name__)
+            log.warning(
+                "NOT in Cutover's audit log: a retry of %s of run %s (%s)",
+                getattr(task_instance, "task_id", "?"),
+                getattr(task_instance, "run_id", "?"),
+                type(exc).__name__,
+            )
             return
         if found is not None:
             actor, entry = found

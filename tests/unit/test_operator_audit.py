@@ -526,8 +526,12 @@ def test_the_listener_never_fails_the_task(
         raise RuntimeError("no target_db connection")
 
     monkeypatch.setattr(operator_audit, "_target_url_in_task", no_connection)
+    no_context = _task_instance(2)
+    no_context.get_template_context = dict  # no dag_run in it
     with caplog.at_level(logging.WARNING, logger="cutover.operator_audit"):
         operator_audit.RETRY_LISTENER.on_task_instance_running(None, _task_instance(2))
+        operator_audit.RETRY_LISTENER.on_task_instance_running(None, no_context)
+    assert f"NOT in Cutover's audit log: a retry of load.visits of run {RUN} (KeyError)" in caplog.text
     assert (
         f"NOT in Cutover's audit log: retry load.visits of run {RUN} by engineer (RuntimeError)"
         in caplog.text

@@ -29,18 +29,29 @@ def run_cutover(
     )
 
 
+RAISED = re.compile(r"^(?:[a-z_]\w*\.)+[A-Z]\w*: |^[A-Z]\w*(?:Error|Exception): ")
+"""A traceback's last line: module.path.ExceptionName: message, or a builtin's ValueError: …"""
+
+
+def logs_of(result: subprocess.CompletedProcess[str]) -> list[Path]:
+    """The log files a run's output names (``logs: <file>``, once per DAG run; again after a failed
+    task): where Airflow's task logs went, in order, each once."""
+    named = [line.removeprefix("logs: ") for line in result.stdout.splitlines() if line.startswith("logs: ")]
+    return [Path(name) for name in dict.fromkeys(named)]
+
+
 def failure_of(result: subprocess.CompletedProcess[str]) -> str:
     """What a failed run's output says went wrong: the exceptions its tasks raised (each once, in
-    order) and the output's last lines; a task's own error is often far from the end."""
+    order: the console's lines, then those of the run's task logs, causes included) and the output's
+    last lines, then the last log's; a task's own error is often far from the end."""
     output = result.stdout + result.stderr
+    logs = {path: path.read_text(errors="replace") for path in logs_of(result) if path.is_file()}
     raised = [
-        line.strip()
-        for line in output.splitlines()
-        # a traceback's last line: module.path.ExceptionName: message, or a builtin's ValueError: …
-        if re.match(r"^(?:[a-z_]\w*\.)+[A-Z]\w*: |^[A-Z]\w*(?:Error|Exception): ", line)
+        line.strip() for text in (output, *logs.values()) for line in text.splitlines() if RAISED.match(line)
     ]
     first = "\n".join(dict.fromkeys(raised))
-    return f"exit {result.returncode}; raised:\n{first[-3000:]}\n--- last output:\n{output[-3000:]}"
+    last_log = "".join(f"\n--- end of {path}:\n{text[-3000:]}" for path, text in list(logs.items())[-1:])
+    return f"exit {result.returncode}; raised:\n{first[-3000:]}\n--- last output:\n{output[-3000:]}{last_log}"
 
 
 def evidence_of(result: subprocess.CompletedProcess[str]) -> Path:

@@ -188,6 +188,12 @@ def test_only_numbers_and_fixed_words_of_a_manifest_reach_the_console() -> None:
     assert "3 rows" in out.getvalue()
 
 
+def test_the_exception_line_is_the_form_the_tests_look_for() -> None:
+    from cli_helpers import RAISED
+
+    assert FAILURE_LINE.pattern == RAISED.pattern
+
+
 class Boom(Exception):
     pass
 

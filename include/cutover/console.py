@@ -361,7 +361,7 @@ class Progress:
             if many:  # which of the stage's tasks
                 self.line(self._row(VERDICTS[task.state], task.label, task.seconds, f"try {task.try_number}"))
             self._failure(task)
-        elif self.clock() - self.stage.last_line >= self.interval and not self.live:
+        elif self.stage.many and self.clock() - self.stage.last_line >= self.interval and not self.live:
             self.stage.last_line = self.clock()
             self.line(self._row("…", self.stage.label(), self.stage.seconds, self._progress()))
         else:

@@ -4,6 +4,7 @@ the command as a user would."""
 from __future__ import annotations
 
 import doctest
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +47,33 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "cmd_stop", broken)
     with pytest.raises(KeyError):
         cli.main(["stop"])
+
+
+@pytest.mark.parametrize(
+    ("legacy", "said"),
+    [
+        ("legacy.db", "error: --legacy takes a URL (sqlite:///abs/legacy.db, postgresql://…, "),
+        ("sqlite:////nowhere/legacy.db", "error: no such file: /nowhere/legacy.db\n"),
+    ],
+    ids=["a-path-not-a-url", "a-missing-sqlite-file"],
+)
+def test_a_wrong_legacy_argument_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], legacy: str, said: str
+) -> None:
+    draft = tmp_path / "draft.yaml"
+    assert cli.main(["profile", "draft", "--legacy", legacy, "--out", str(draft)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(said)
+    assert err.count("\n") == 1
+    assert not draft.exists()
+
+
+def test_help_says_where_the_task_logs_go_and_what_debug_does(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "<state>/logs/<dag id>/<run key>.log" in out
+    assert (
+        "--debug show an error's traceback instead of one line, and Airflow's task logs on the console" in out
+    )

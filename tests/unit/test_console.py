@@ -160,6 +160,11 @@ def test_a_long_stage_says_how_far_it_got_with_an_eta_from_the_rows_to_do() -> N
         "  ok      map_table ×4                  1 min 40 s  4,000 rows, 40 rows/s",
     ]
     assert "ETA" not in lines[0]  # extract's rows to do are not known beforehand: no ETA invented
+    # a task on its own cannot say how far it got: one line when it ends, however long it took
+    out.truncate(0), out.seek(0)
+    _run(progress, clock, TaskDone("gate_mapped", -1, "success", 95.0, {"gate": "mapped", "passed": True}))
+    progress.finish()
+    assert out.getvalue() == "  passed  gate_mapped                   1 min 35 s\n"
 
 
 def test_a_terminal_gets_a_status_line_and_a_pipe_never_gets_control_codes() -> None:

@@ -1,7 +1,11 @@
-"""The cutover end to end on ≥1M legacy rows, against two references measured in the same run.
+r"""The cutover end to end on ≥1M legacy rows, against references measured in the same run, each
+checked to have loaded every row it was given.
 
-Run: ``python -m bench pipeline`` (``make bench``; never by the tests). ``BENCH_PATIENTS``
-(default 10,000 ≈ 1.07M legacy rows) sets the size.
+Run: ``python -m bench pipeline [--size 1m|4m|10m | --patients N] [--dry-run]`` (``make bench``;
+never by the tests or CI). ``--size 1m`` (the default; ``BENCH_PATIENTS`` overrides it) is 10,000
+simulated patients, about 1.07M legacy rows; ``4m`` about 4.29M; ``10m`` (100,000 patients) about
+10.7M. Afterwards ``python -m bench readme`` rewrites the README's Performance section from
+``bench/results/latest.json``.
 
 1. The simulator writes a legacy SQLite database.
 2. A fresh subprocess runs the pipeline's stages as ``pt_cutover`` does, without Airflow's
@@ -11,24 +15,29 @@ Run: ``python -m bench pipeline`` (``make bench``; never by the tests). ``BENCH_
    for a first load, COPY + resolve + upsert + crosswalk one transaction a batch into a fresh target
    database, constraints restored and checked) and **validate** (the extract, mapped and target GX
    gates and the source-to-target reconciliation; the DAG runs the extract gate between extract
-   and map, the bench counts it here). It reports rows/s and MB/s (Parquet bytes written or read)
-   per stage, and its peak resident memory (VmHWM).
-3. *psql \\copy*: the rows our load wrote, exported per table to CSV and to PostgreSQL's binary
-   format, then loaded by one ``psql`` process into unconstrained copies of the target tables:
-   ``load_vs_psql_copy`` = our load's rows/s ÷ psql's (CSV and binary). A third reference,
-   ``csv_into_target_schema``, loads the same CSV files into a fresh database with the real target
-   schema: psql then pays for the primary keys, indexes, checks and row-by-row foreign-key checks
-   that our load cannot skip, which shows how much of the gap is the schema and how much is ours.
-4. *pgloader* (Debian package) migrates the same SQLite database into a scratch database:
-   ``end_to_end_vs_pgloader`` = pgloader's wall time ÷ ours (above 1: we are faster), although we also
-   map, deduplicate and validate, and pgloader only copies.
+   and map, the bench counts it here). Meanwhile this process samples ``/proc``
+   (:mod:`bench.measure`): ``peak_rss_mb`` is the largest sum of the resident memory of the child
+   and all its workers at one time, ``postgres_backends_peak_rss_mb`` that of the server's backends
+   serving the target (apart: their shared buffers are the server's). Every figure carries the
+   machine's load average during its measurement.
+3. *psql* (:mod:`bench.references`): the rows our load wrote, exported, then ``\copy``-ed by one
+   ``psql`` (a) into bare tables, CSV and binary (``load_vs_psql_copy``: CSV; the raw ceiling),
+   (b) with the crosswalk rows too into a fresh target schema whose constraints are set aside and
+   put back as our load does (``load_vs_psql_same_work``: the work the load must do at least), and
+   into the target schema with every constraint live.
+4. *pgloader* (Debian package) migrates the same SQLite database into a scratch database; where it
+   drops rows (it abandons a table on bad UTF-8 and still exits 0), again from a copy with that
+   text repaired. ``end_to_end_vs_pgloader`` compares with the run that loaded every row, although
+   we also map, deduplicate, validate and reconcile, and pgloader only copies.
 
-Writes ``bench/results/latest.json`` (``rows``, ``stages``, ``load_vs_psql_copy``,
-``end_to_end_vs_pgloader``, ``peak_rss_mb`` …) and prints a table.
+Every ratio is the reference's seconds ÷ ours (``ratios_meaning``; above 1: we are faster); a
+reference that loaded fewer or more rows than it was given is in ``failed_references`` and gets no
+ratio. Writes ``bench/results/latest.json`` and prints its summary.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -37,14 +46,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
 
-PATIENTS = int(os.environ.get("BENCH_PATIENTS", "10000"))
+from bench import references
+from bench.measure import Measurement, load_average, postmaster_pid
+
 WORKERS = int(os.environ.get("BENCH_WORKERS", str(os.cpu_count() or 1)))
 """Worker processes for each stage's mapped tasks (the executor's slots); default one per core."""
 SEED = 17
@@ -142,7 +154,8 @@ def _load_as_the_dag_does(
 
 
 def child(legacy_url: str, store_url: str, target_url: str, evidence: str) -> dict[str, Any]:
-    """Our pipeline's stages; per stage rows, bytes, seconds; peak memory of every process.
+    """Our pipeline's stages; per stage rows, bytes, seconds, its window on the wall clock and the
+    load averages at its start and end; the largest peak of one process (the parent samples the sum).
 
     Each stage's mapped tasks (a table to extract or map, a staged batch to load) run on
     ``LOAD_WORKERS`` worker processes, as the DAG's tasks do on an executor with that many slots;
@@ -153,6 +166,7 @@ def child(legacy_url: str, store_url: str, target_url: str, evidence: str) -> di
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
+    from bench.measure import load_average
     from cutover import pipeline
     from cutover.loading.bulk import defer_constraints, restore_constraints
     from cutover.staging.parquet import read_manifest, read_part
@@ -168,7 +182,16 @@ def child(legacy_url: str, store_url: str, target_url: str, evidence: str) -> di
         pool.map(_peak_mb, [None] * WORKERS)
     )  # start the workers before the clock runs, as an executor's are
 
+    windows: dict[str, dict[str, Any]] = {}
+
+    def opened(stage: str) -> None:
+        windows[stage] = {"since": time.time(), "start": load_average()}
+
+    def closed(stage: str) -> None:
+        windows[stage] |= {"until": time.time(), "end": load_average()}
+
     def run(stage: str, jobs: list[tuple[str, ...]]) -> None:
+        opened(stage)
         started = time.perf_counter()
         done = list(pool.map(_task, jobs))
         row = stages.setdefault(stage, {"rows": 0, "bytes": 0, "seconds": 0.0})
@@ -176,11 +199,13 @@ def child(legacy_url: str, store_url: str, target_url: str, evidence: str) -> di
         row["bytes"] += sum(d[1] for d in done)
         row["seconds"] += time.perf_counter() - started
         peaks.extend(d[2] for d in done)
+        closed(stage)
 
     urls = (legacy_url, store_url, target_url)
     run("extract", [("extract", t, *urls) for t in tables])
     run("map", [("map", t, *urls) for t in tables])
     store = open_store(store_url)
+    opened("stage")
     started = time.perf_counter()
     rows = nbytes = 0
     for table in tables:
@@ -188,10 +213,12 @@ def child(legacy_url: str, store_url: str, target_url: str, evidence: str) -> di
             rows += read_part(store, part).num_rows
             nbytes += part["bytes"]
     stages["stage"] = {"rows": rows, "bytes": nbytes, "seconds": time.perf_counter() - started}
+    closed("stage")
     # as pt_cutover does into an empty target: constraints aside, the batches, the constraints back;
     # from a checkpoint, as each psql reference starts (see _psql_seconds)
     with psycopg.connect(target_url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
+    opened("load")
     started = time.perf_counter()
     defer_constraints(target_url, RUN_ID)
     stages["load"] = {"rows": 0, "bytes": 0, "seconds": time.perf_counter() - started}
@@ -202,8 +229,10 @@ def child(legacy_url: str, store_url: str, target_url: str, evidence: str) -> di
     stages["load"]["seconds"] += restore_seconds
     pool.shutdown()
     stages["load"]["bytes"] = stages["stage"]["bytes"]
+    closed("load")
     validated: dict[str, Any] = {}
     validate_seconds: dict[str, float] = {}
+    opened("validate")
     started = time.perf_counter()
     try:
         from cutover.validation.runner import GateFailed, run_gate
@@ -238,181 +267,305 @@ def child(legacy_url: str, store_url: str, target_url: str, evidence: str) -> di
         "bytes": 0,
         "seconds": time.perf_counter() - started,
     }
+    closed("validate")
     return {
         "stages": stages,
+        "windows": windows,
         "workers": WORKERS,
         "restore_constraints_seconds": round(restore_seconds, 2),
         "validate_seconds": validate_seconds,
         "validated": validated,
-        "peak_rss_mb": round(max([_peak_mb(), *peaks]), 1),
+        "largest_process_peak_mb": round(max([_peak_mb(), *peaks]), 1),
     }
 
 
-def _export(target_url: str, folder: Path, psql: str) -> tuple[Path, Path, int]:
-    """The rows our load wrote, per table as CSV and binary COPY files, and a psql script loading them."""
-    from cutover.target import TARGET_TABLES
+SIZES: dict[str, int] = {"1m": 10_000, "4m": 40_000, "10m": 100_000}
+"""``--size``: patients for about 1.07M, 4.29M and 10.7M legacy rows (about 107 rows per patient)."""
 
-    script_csv, script_bin = folder / "copy_csv.sql", folder / "copy_bin.sql"
-    lines_csv, lines_bin, total = [], [], 0
-    with psycopg.connect(target_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS copy_ref CASCADE")
-        conn.execute("CREATE SCHEMA copy_ref")
-        for table in TARGET_TABLES:
-            conn.execute(f'CREATE TABLE copy_ref."{table}" (LIKE pt."{table}")')
-            (count,) = conn.execute(f'SELECT count(*) FROM pt."{table}"').fetchone() or (0,)
-            total += int(count)
-            for fmt, ext in (("csv", "csv"), ("binary", "bin")):
-                path = folder / f"{table}.{ext}"
-                with (
-                    path.open("wb") as out,
-                    conn.cursor().copy(f'COPY pt."{table}" TO STDOUT (FORMAT {fmt})') as copy,
-                ):
-                    for chunk in copy:
-                        out.write(chunk)
-            lines_csv.append(f"\\copy copy_ref.\"{table}\" FROM '{folder / (table + '.csv')}' (FORMAT csv)")
-            lines_bin.append(
-                f"\\copy copy_ref.\"{table}\" FROM '{folder / (table + '.bin')}' (FORMAT binary)"
-            )
-    script_csv.write_text("\n".join(lines_csv) + "\n")
-    script_bin.write_text("\n".join(lines_bin) + "\n")
-    return script_csv, script_bin, total
+ROWS_PER_PATIENT = 1_068_261 / 10_000
+"""Legacy rows per simulated patient at seed 17 (10,000 patients gave 1,068,261 rows)."""
+
+RATIOS_MEANING = (
+    "every *_vs_* ratio is the reference's seconds ÷ ours for the same rows (above 1: we are faster);"
+    " load_vs_* compare our load stage (constraints set aside, batches, constraints put back) with psql,"
+    " end_to_end_vs_pgloader our whole run (extract → reconciliation) with pgloader's; a reference that"
+    " did not load every row it was given gets no ratio (null)"
+)
 
 
-def _into_target_schema(admin: str, folder: Path) -> tuple[str, Path]:
-    """A fresh database with the real target schema (keys, foreign keys, checks, indexes) and a psql
-    script loading the exported CSV files into its ``pt`` tables, parents first: raw ``\\copy`` doing
-    the constraint work our load cannot skip."""
-    from cutover.target import TARGET_TABLES, upgrade
+@dataclass(frozen=True)
+class Options:
+    patients: int
+    size: str
+    dry_run: bool = False
 
+
+def parse_options(argv: list[str]) -> Options:
+    """``--size 1m|4m|10m`` or ``--patients N`` (default ``BENCH_PATIENTS``, else 10,000), ``--dry-run``.
+
+    >>> parse_options(["--size", "10m"])
+    Options(patients=100000, size='10m', dry_run=False)
+    >>> parse_options(["--patients", "2000", "--dry-run"]).size
+    '2000 patients'
+    """
+    parser = argparse.ArgumentParser(prog="python -m bench pipeline", description=__doc__.split("\n")[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--size", choices=sorted(SIZES), help="1m ≈ 1.07M legacy rows, 4m ≈ 4.29M, 10m ≈ 10.7M"
+    )
+    group.add_argument("--patients", type=int, help="simulated patients (about 107 legacy rows each)")
+    parser.add_argument("--dry-run", action="store_true", help="print what would run and stop")
+    args = parser.parse_args(argv)
+    if args.size:
+        return Options(SIZES[args.size], args.size, args.dry_run)
+    patients = args.patients or int(os.environ.get("BENCH_PATIENTS", str(SIZES["1m"])))
+    named = {n: s for s, n in SIZES.items()}
+    return Options(patients, named.get(patients, f"{patients} patients"), args.dry_run)
+
+
+def _simulate(legacy: Path, patients: int) -> int:
+    """The legacy clinic (SQLite) of ``patients``; its row count."""
+    command = [sys.executable, "-m", "cutover.cli", "simulate", "--patients", str(patients)]
+    command += ["--seed", str(SEED), "--out", str(legacy)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    manifest = legacy.with_name(legacy.name + ".manifest.json")
+    return sum(json.loads(manifest.read_text())["tables"].values())
+
+
+def _ours(
+    work: Path, legacy: Path, target: str, postmaster: int | None
+) -> tuple[dict[str, Any], Measurement]:
+    """Our pipeline in a child process, its process tree and the target's backends sampled."""
+    command = [sys.executable, "-m", "bench.pipeline_bench", "--child", f"sqlite:///{legacy}"]
+    command += [f"file://{work / 'staging'}", target, str(work / "home")]
+    log = work / "ours.log"
+    m = Measurement(postmaster, (target.rsplit("/", 1)[1],))
+    with m, log.open("wb") as err:
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=err, cwd=Path(__file__).parents[1], text=True
+        )
+        m.watch(proc.pid)
+        out, _ = proc.communicate()
+    if proc.returncode != 0:
+        sys.stderr.write(log.read_text()[-4000:])
+        raise SystemExit(f"our pipeline failed (exit {proc.returncode}); its log: {log}")
+    return json.loads(out.strip().splitlines()[-1]), m
+
+
+def _ratio(reference: dict[str, Any] | None, ours_seconds: float) -> float | None:
+    """The reference's seconds ÷ ours; none for a reference that failed or did not run.
+
+    >>> _ratio({"ok": True, "seconds": 5.0}, 10.0), _ratio({"ok": False, "seconds": 5.0}, 10.0)
+    (0.5, None)
+    """
+    if not reference or not reference["ok"] or not ours_seconds:
+        return None
+    return round(float(reference["seconds"]) / ours_seconds, 3)
+
+
+def _psql_references(
+    psql: str, admin: str, target: str, work: Path, postmaster: int | None
+) -> dict[str, dict[str, Any]]:
+    from cutover.target import TARGET_SCHEMA, TARGET_TABLES, upgrade
+
+    rows = [f"{TARGET_SCHEMA}.{t}" for t in TARGET_TABLES]
+    ledger = ".".join(references.LEDGER)
+    exported = references.export(target, work / "export", [*rows, ledger])
+    found: dict[str, dict[str, Any]] = {}
+    for fmt in ("csv", "binary"):
+        print(f"  psql \\copy {fmt} into bare tables …", flush=True)
+        found[f"psql_bare_{fmt}"] = references.psql_bare(psql, target, exported, rows, fmt, postmaster)
+    for name, tables in (("psql_same_work_target_rows", rows), ("psql_same_work", [*rows, ledger])):
+        print(f"  {name} …", flush=True)
+        url = _fresh_db(admin, "bench_same_work")
+        upgrade(url)
+        found[name] = references.psql_same_work(psql, url, exported, tables, postmaster, f"{RUN_ID}_ref")
+    print("  psql \\copy csv into the target schema, constraints live …", flush=True)
     url = _fresh_db(admin, "bench_copy_target")
     upgrade(url)
-    script = folder / "copy_target.sql"
-    script.write_text(
-        "".join(
-            f"\\copy pt.\"{table}\" FROM '{folder / (table + '.csv')}' (FORMAT csv)\n"
-            for table in TARGET_TABLES
+    found["psql_live_schema"] = references.psql_live_schema(psql, url, exported, rows, postmaster)
+    found["psql_same_work"]["ledger_rows"] = exported.counts[ledger]
+    return found
+
+
+def _pgloader_references(
+    pgloader: str, admin: str, legacy: Path, work: Path, postmaster: int | None
+) -> dict[str, dict[str, Any]]:
+    """pgloader on the legacy database; where it dropped rows, again on a repaired copy."""
+    print("  pgloader on the legacy database …", flush=True)
+    found = {
+        "pgloader": references.pgloader_run(
+            pgloader,
+            legacy,
+            _fresh_db(admin, "bench_pgloader"),
+            postmaster,
+            work / "pgloader.log",
+            "pgloader, default settings, the legacy SQLite database",
         )
-    )
-    return url, script
+    }
+    short = [t.split(".", 1)[1] for t in found["pgloader"]["short_tables"]]
+    if short:
+        print(f"  pgloader dropped rows of {', '.join(short)}: again on a repaired copy …", flush=True)
+        repaired = work / "repaired.db"
+        started = time.perf_counter()
+        cells = references.repair_copy(legacy, repaired, short)
+        repair_seconds = round(time.perf_counter() - started, 2)
+        found["pgloader_repaired"] = {
+            **references.pgloader_run(
+                pgloader,
+                repaired,
+                _fresh_db(admin, "bench_pgloader"),
+                postmaster,
+                work / "pgloader_repaired.log",
+                f"pgloader, default settings, a copy with the undecodable text of {', '.join(short)} repaired",
+            ),
+            "repaired_tables": short,
+            "repaired_cells": cells,
+            "repair_seconds_not_timed": repair_seconds,
+        }
+    return found
 
 
-def _psql_seconds(psql: str, url: str, script: Path, schema: str = "copy_ref") -> float:
-    from cutover.target import TARGET_TABLES
+def _stage_figures(ours: dict[str, Any], m: Measurement) -> dict[str, dict[str, Any]]:
+    """Per stage: seconds, rows, the peaks of the sampled sums within its window, its load average."""
+    figures = {}
+    for name, s in ours["stages"].items():
+        w = ours["windows"][name]
+        figures[name] = {
+            "seconds": round(s["seconds"], 2),
+            "rows": s["rows"],
+            **m.window(w["since"], w["until"], w["start"], w["end"]),
+        }
+    return figures
 
-    with psycopg.connect(url, autocommit=True) as conn:
-        tables = ", ".join(f'{schema}."{table}"' for table in TARGET_TABLES)
-        conn.execute(f"TRUNCATE {tables}")
-        conn.execute("CHECKPOINT")
-    started = time.perf_counter()
-    subprocess.run([psql, url, "-q", "-v", "ON_ERROR_STOP=1", "-f", str(script)], check=True)
-    return time.perf_counter() - started
+
+def _machine(admin: str) -> dict[str, Any]:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        (version,) = conn.execute("SHOW server_version").fetchone() or ("?",)
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return {"cpus": os.cpu_count(), "memory_mb": round(pages / 2**20), "postgresql": str(version).split()[0]}
 
 
-def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        print(json.dumps(child(*sys.argv[2:6])))
-        return
-    psql = shutil.which("psql")
-    pgloader = shutil.which("pgloader")
+def run(options: Options) -> dict[str, Any]:
+    psql, pgloader = shutil.which("psql"), shutil.which("pgloader")
     admin = _server()
+    postmaster = postmaster_pid(admin)
+    began = load_average()
     with tempfile.TemporaryDirectory(prefix="cutover-bench-") as tmp:
         work = Path(tmp)
         legacy = work / "legacy.db"
-        print(f"simulating {PATIENTS} patients …", flush=True)
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cutover.cli",
-                "simulate",
-                "--patients",
-                str(PATIENTS),
-                "--seed",
-                str(SEED),
-                "--out",
-                str(legacy),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        legacy_rows = sum(json.loads((work / "legacy.db.manifest.json").read_text())["tables"].values())
+        print(f"simulating {options.patients:,} patients …", flush=True)
+        legacy_rows = _simulate(legacy, options.patients)
         target = _fresh_db(admin, "bench_cutover")
         print(f"our pipeline on {legacy_rows:,} legacy rows …", flush=True)
-        started = time.perf_counter()
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.pipeline_bench",
-                "--child",
-                f"sqlite:///{legacy}",
-                f"file://{work / 'staging'}",
-                target,
-                str(work / "home"),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parents[1],
-        )
-        ours_wall = time.perf_counter() - started
-        ours = json.loads(out.stdout.strip().splitlines()[-1])
+        ours, m = _ours(work, legacy, target, postmaster)
+        whole = m.figures()
+        stages = ours["stages"]
+        load_seconds = stages["load"]["seconds"]
         result: dict[str, Any] = {
             "rows": legacy_rows,
-            "patients": PATIENTS,
+            "patients": options.patients,
+            "size": options.size,
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "server": "system" if admin == SYSTEM_PG else "embedded",
-            "stages": {
-                name: round(s["rows"] / s["seconds"], 1) for name, s in ours["stages"].items() if s["seconds"]
-            },
+            "machine": _machine(admin),
+            "ratios_meaning": RATIOS_MEANING,
+            "stages": {n: round(s["rows"] / s["seconds"], 1) for n, s in stages.items() if s["seconds"]},
             "stages_mb_per_s": {
-                name: round(s["bytes"] / 1e6 / s["seconds"], 2)
-                for name, s in ours["stages"].items()
+                n: round(s["bytes"] / 1e6 / s["seconds"], 2)
+                for n, s in stages.items()
                 if s["seconds"] and s["bytes"]
             },
-            "stage_seconds": {name: round(s["seconds"], 2) for name, s in ours["stages"].items()},
+            "stage_seconds": {n: round(s["seconds"], 2) for n, s in stages.items()},
+            "stage_figures": _stage_figures(ours, m),
             "workers": ours["workers"],
             "restore_constraints_seconds": ours["restore_constraints_seconds"],
             "validate_seconds": ours["validate_seconds"],
-            "end_to_end_seconds": round(ours_wall, 2),
-            "end_to_end_rows_per_s": round(legacy_rows / ours_wall, 1),
+            "end_to_end_seconds": whole["seconds"],
+            "end_to_end_rows_per_s": round(legacy_rows / whole["seconds"], 1),
+            "end_to_end": whole,
+            "gate_share": round(stages["validate"]["seconds"] / whole["seconds"], 3),
             "validated": ours["validated"],
-            "peak_rss_mb": ours["peak_rss_mb"],
+            "peak_rss_mb": whole["peak_rss_mb"],
+            "peak_rss_mb_largest_process": ours["largest_process_peak_mb"],
+            "postgres_backends_peak_rss_mb": whole["backends_peak_rss_mb"],
+            "postgres_backends_peak_private_mb": whole["backends_peak_private_mb"],
         }
-        load_rate = ours["stages"]["load"]["rows"] / ours["stages"]["load"]["seconds"]
+        refs: dict[str, dict[str, Any]] = {}
         if psql:
-            csv_script, bin_script, copied = _export(target, work, psql)
-            seconds = {
-                "csv": _psql_seconds(psql, target, csv_script),
-                "binary": _psql_seconds(psql, target, bin_script),
-            }
-            constrained, target_script = _into_target_schema(admin, work)
-            seconds["csv_into_target_schema"] = _psql_seconds(psql, constrained, target_script, schema="pt")
-            result["psql_copy_rows_per_s"] = {fmt: round(copied / s, 1) for fmt, s in seconds.items()}
-            result["load_vs_psql_copy"] = {
-                fmt: round(load_rate / (copied / s), 3) for fmt, s in seconds.items()
-            }
+            print("references:", flush=True)
+            refs |= _psql_references(psql, admin, target, work, postmaster)
         else:
-            result["load_vs_psql_copy"] = None
             result["psql"] = "psql not found"
         if pgloader:
-            scratch = _fresh_db(admin, "bench_pgloader")
-            started = time.perf_counter()
-            done = subprocess.run(
-                [pgloader, f"sqlite:///{legacy}", scratch.replace("postgresql://", "pgsql://")],
-                capture_output=True,
-                text=True,
-            )
-            pg_wall = time.perf_counter() - started
-            result["pgloader_seconds"] = round(pg_wall, 2)
-            result["pgloader_ok"] = done.returncode == 0
-            result["end_to_end_vs_pgloader"] = round(pg_wall / ours_wall, 3)
+            refs |= _pgloader_references(pgloader, admin, legacy, work, postmaster)
         else:
-            result["end_to_end_vs_pgloader"] = None
             result["pgloader"] = "pgloader not found (apt-get install pgloader)"
+    psql_names = (
+        "psql_bare_csv",
+        "psql_bare_binary",
+        "psql_live_schema",
+        "psql_same_work_target_rows",
+        "psql_same_work",
+    )
+    result["load_vs_psql_copy"] = _ratio(refs.get("psql_bare_csv"), load_seconds)
+    result["load_vs_psql_same_work"] = _ratio(refs.get("psql_same_work"), load_seconds)
+    result["load_vs_psql"] = {n.removeprefix("psql_"): _ratio(refs.get(n), load_seconds) for n in psql_names}
+    result["psql_copy_rows_per_s"] = {
+        n.removeprefix("psql_"): round(r["rows_loaded"] / r["seconds"], 1)
+        for n, r in refs.items()
+        if n in psql_names and r["seconds"]
+    }
+    given, repaired = refs.get("pgloader"), refs.get("pgloader_repaired")
+    if given:
+        against = "legacy" if given["ok"] else "repaired" if repaired and repaired["ok"] else None
+        result["pgloader_seconds"] = given["seconds"]
+        result["pgloader_ok"] = given["ok"]
+        result["pgloader_rows_loaded"] = {
+            "given": given["rows_given"],
+            "legacy": given["rows_loaded"],
+            **({"repaired": repaired["rows_loaded"]} if repaired else {}),
+        }
+        result["end_to_end_vs_pgloader_against"] = against
+        chosen = given if against == "legacy" else repaired if against == "repaired" else None
+        result["end_to_end_vs_pgloader"] = _ratio(chosen, whole["seconds"])
+    else:
+        result["end_to_end_vs_pgloader"] = None
+    result["references"] = refs
+    result["failed_references"] = sorted(n for n, r in refs.items() if not r["ok"])
+    result["load_average"] = {"start": began, "end": load_average()}
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bench pipeline [--size 1m|4m|10m | --patients N] [--dry-run]``."""
+    argv = argv or []
+    if argv[:1] == ["--child"]:
+        print(json.dumps(child(*argv[1:5])))
+        return
+    options = parse_options(argv)
+    if options.dry_run:
+        rows = round(options.patients * ROWS_PER_PATIENT)
+        print(f"would simulate {options.patients:,} patients (seed {SEED}, about {rows:,} legacy rows), run")
+        print(
+            f"our pipeline on {WORKERS} workers, then psql and pgloader, and write {RESULTS / 'latest.json'}"
+        )
+        return
+    result = run(options)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        json.dumps(
+            {k: v for k, v in result.items() if k not in ("references", "stage_figures", "end_to_end")},
+            indent=2,
+        )
+    )
+    for name in result["failed_references"]:
+        ref = result["references"][name]
+        print(
+            f"FAILED reference {name}: {ref['rows_loaded']:,} of {ref['rows_given']:,} rows, exit {ref['exit_code']}"
+        )
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -2,6 +2,9 @@
 
 A module without a ``main()`` is listed and skipped (it is run as a script instead). Benchmarks
 are never run by the tests.
+
+`python -m bench readme [results.json ...] [--check]` is no benchmark: it rewrites the README's
+Performance section from ``bench/results/latest.json`` (see :mod:`bench.readme`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ def available() -> list[str]:
 def main(argv: list[str]) -> int:
     """Benchmarks by name; options after the names (``--patients 2000``) go to a benchmark whose
     ``main`` takes them (one name only)."""
+    if argv[:1] == ["readme"]:
+        from bench import readme
+
+        return readme.main(argv[1:])
     at = next((i for i, arg in enumerate(argv) if arg.startswith("-")), len(argv))
     names, options = argv[:at], argv[at:]
     if options and len(names) != 1:

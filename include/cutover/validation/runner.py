@@ -60,6 +60,8 @@ MAX_IDS = 10
 """Failing record ids kept per expectation."""
 WITHHELD = "withheld"
 """What the data docs show in place of an unexpected value."""
+DOCS_SITE = "cutover"
+"""The GX data docs site of a gate's folder (``data_docs/``)."""
 
 Status = Literal["ok", "warning", "failed"]
 
@@ -138,7 +140,7 @@ def _context(out_dir: Path) -> Any:
     """An in-memory GX context whose only files are the sanitised results store and the data docs.
 
     Datasources (and the target's credentials) stay in memory; the default temporary docs site
-    is not created.
+    is not created. The data docs site opens offline (:mod:`cutover.validation.datadocs`).
     """
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
@@ -147,20 +149,13 @@ def _context(out_dir: Path) -> Any:
         ProgressBarsConfig,
     )
 
+    from cutover.validation.datadocs import site_config
+
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         analytics_enabled=False,
         progress_bars=ProgressBarsConfig(globally=False),
-        data_docs_sites={
-            "cutover": {
-                "class_name": "SiteBuilder",
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(out_dir / "data_docs"),
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            }
-        },
+        data_docs_sites={DOCS_SITE: site_config(out_dir / "data_docs")},
     )
     config.stores["validation_results_store"] = {
         "class_name": "ValidationResultsStore",
@@ -830,14 +825,16 @@ def run_gate(
     # this gate's result and suite pages are rendered, and the other gates' suite pages the folder lacks;
     # the index lists every gate's suites and results in out_dir
     keys += _suite_pages(out_dir, gate)
-    docs = ctx.build_data_docs(site_names=["cutover"], resource_identifiers=keys)
+    from cutover.validation.datadocs import build_data_docs
+
+    docs = build_data_docs(ctx, DOCS_SITE, out_dir / "data_docs", keys)
     report = GateReport(
         gate=gate,
         run_id=run_id,
         passed=not any(r.status == "failed" for r in results),
         results=tuple(results),
         seconds=round(time.perf_counter() - started, 3),
-        data_docs=str(docs.get("cutover", "")).removeprefix("file://"),
+        data_docs=str(docs),
         table_seconds=timings,
     )
     (out_dir / f"gate_{gate}.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")

@@ -32,6 +32,7 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from cutover.ids import row_ids
+from cutover.lineage import BY_REFERENCE, CASCADE, LINEAGE_COLUMNS, root_of
 from cutover.loading.copy import copy_arrow, encodable
 from cutover.mapping.engine import Ref, TableSpec
 
@@ -46,11 +47,15 @@ _UUID = pa.binary(16)
 @dataclass(frozen=True)
 class Parent:
     """What the ledger holds so far for some legacy ids of a parent table: those in the crosswalk
-    with the id a child points to (the survivor's, for a merged row), and those rejected."""
+    with the id a child points to (the survivor's, for a merged row), and those rejected, with the
+    root cause of each (:func:`cutover.lineage.root_of`: table, legacy id, reason; NULL where unknown)."""
 
     keys: pa.Array
     ids: pa.Array
     rejected: pa.Array
+    roots: pa.Table | None = None
+    """Aligned with ``rejected``: their roots' ``root_table``, ``root_legacy_id``, ``root_reason``
+    (None: not read, every root unknown)."""
 
 
 def _uuids(hex32: pa.Array) -> pa.Array:
@@ -94,8 +99,10 @@ _WALKED = sql.SQL(
     " WHERE legacy_system = %s AND legacy_table = %s AND legacy_id = ANY(%s::text[])"
 )
 _REJECTED = sql.SQL(
-    "SELECT legacy_id FROM migration.reject WHERE legacy_system = %s AND legacy_table = %s AND legacy_id = ANY(%s::text[])"
-)
+    "SELECT r.legacy_id, {}, {}, {} FROM migration.reject r"
+    " WHERE r.legacy_system = %s AND r.legacy_table = %s AND r.legacy_id = ANY(%s::text[])"
+).format(*root_of("r"))
+_ROOT = ["root_table", "root_legacy_id", "root_reason"]
 
 
 def parent_outcomes(cur: psycopg.Cursor[Any], system: str, parent: str, keys: pa.Array) -> Parent:
@@ -103,11 +110,17 @@ def parent_outcomes(cur: psycopg.Cursor[Any], system: str, parent: str, keys: pa
     the load: only the batch's references travel, so memory is bounded by the batch."""
     wanted = (system, parent, pc.unique(keys.drop_null()).to_pylist())
     walked = _csv(cur, _WALKED, wanted, ["key", "id"])
-    rejected = _csv(cur, _REJECTED, wanted, ["key"])
+    rejected = _csv(cur, _REJECTED, wanted, ["key", *_ROOT])
+    # CSV's NULL reads as "": no root column is ever empty where one is recorded
+    roots = [
+        pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
+        for col in (rejected[name].combine_chunks() for name in _ROOT)
+    ]
     return Parent(
         keys=walked["key"].combine_chunks(),
         ids=_uuids(walked["id"].combine_chunks()),
         rejected=rejected["key"].combine_chunks(),
+        roots=pa.table(roots, names=_ROOT),
     )
 
 
@@ -168,17 +181,58 @@ def _copy(cur: psycopg.Cursor[Any], schema: str, table: str, data: pa.Table, typ
 
 
 def _rejects(
-    legacy_ids: pa.Array | pa.ChunkedArray, reasons: pa.Array, details: pa.Array, stage: str
+    legacy_ids: pa.Array | pa.ChunkedArray,
+    reasons: pa.Array,
+    details: pa.Array,
+    stage: str,
+    refs: dict[str, pa.Array],
 ) -> pa.Table:
-    """One (legacy id, reason, detail, stage) per rejected legacy row: the parts of a legacy row agree
-    on their reason and detail (:func:`cutover.mapping.engine.map_batch`), so any part's is the row's."""
-    grouped = pa.table({"legacy_id": legacy_ids, "reason": reasons, "detail": details}).group_by(
-        "legacy_id", use_threads=False
-    )
-    out = grouped.aggregate([("reason", "min"), ("detail", "min")]).rename_columns(
-        ["legacy_id", "reason", "detail"]
-    )
+    """One (legacy id, reason, detail, stage, the parents' legacy ids ``refs``) per rejected legacy row:
+    the parts of a legacy row agree on their reason, detail and parents
+    (:func:`cutover.mapping.engine.map_batch`), so any part's are the row's."""
+    columns = {"legacy_id": legacy_ids, "reason": reasons, "detail": details, **refs}
+    grouped = pa.table(columns).group_by("legacy_id", use_threads=False)
+    out = grouped.aggregate([(name, "min") for name in list(columns)[1:]]).rename_columns(list(columns))
     return out.append_column("stage", _constant(stage, out.num_rows))
+
+
+def _lineage(spec: TableSpec, rejected: pa.Table, parents: dict[str, Parent]) -> dict[str, pa.Array]:
+    """The lineage columns of ``rejected`` (:data:`cutover.lineage.LINEAGE_COLUMNS`), as the general
+    merge's :func:`~cutover.loading.load._reject_sql` decides them: a reason a reference decided names
+    the parent of the reference its detail names; a cascade's root is that parent's, any other
+    reject's the row itself. Over the batch's rejects only."""
+    n = rejected.num_rows
+    rejected = rejected.combine_chunks()
+    reason, legacy_id = rejected["reason"].combine_chunks(), rejected["legacy_id"].combine_chunks()
+    null = pa.nulls(n, pa.string())
+    by_reference = pc.fill_null(pc.is_in(reason, value_set=pa.array(sorted(BY_REFERENCE))), False)
+    which = pc.index_in(
+        rejected["detail"].combine_chunks(),
+        value_set=pa.array([ref.source for ref in spec.refs], pa.string()),
+    )
+    which = pc.if_else(by_reference, which, pa.scalar(None, which.type))
+    if spec.refs:
+        parent_table = pa.array([ref.parent for ref in spec.refs], pa.string()).take(which)
+        parent_id = pc.choose(which, *(rejected[f"ref_{ref.column}"].combine_chunks() for ref in spec.refs))
+    else:
+        parent_table = parent_id = null
+    cascade = pc.fill_null(pc.equal(reason, CASCADE), False)
+    root = {name: null for name in _ROOT}
+    for n_ref, ref in enumerate(spec.refs):
+        parent = parents.get(ref.column)
+        if parent is None or parent.roots is None:
+            continue
+        mine = pc.and_(cascade, pc.fill_null(pc.equal(which, n_ref), False))
+        at = pc.if_else(mine, pc.index_in(parent_id, value_set=parent.rejected), pa.scalar(None, pa.int32()))
+        for name in root:
+            root[name] = pc.coalesce(root[name], parent.roots[name].combine_chunks().take(at))
+    return {
+        "parent_table": parent_table,
+        "parent_legacy_id": parent_id,
+        "root_table": pc.if_else(cascade, root["root_table"], _constant(spec.legacy, n)),
+        "root_legacy_id": pc.if_else(cascade, root["root_legacy_id"], legacy_id),
+        "root_reason": pc.if_else(cascade, root["root_reason"], reason),
+    }
 
 
 def _about(reason: pa.Array, column: str) -> pa.Array:
@@ -272,12 +326,14 @@ def merge_direct(
         mapped = pc.is_null(mapped_reason)  # the rows the mapping kept
         legacy_ids = data["legacy_id"].combine_chunks()
         ids: dict[str, pa.Array] = {}
+        parents: dict[str, Parent] = {}
         reasons: list[pa.Array] = []
         details: list[pa.Array] = []
         flags: list[pa.Array] = [data["flags"].combine_chunks()]
         for ref in spec.refs:
             src = data[f"ref_{ref.column}"].combine_chunks().filter(mapped)
-            ref_ids, reason, flag = _resolve(ref, src, parent_outcomes(cur, system, ref.parent, src))
+            parents[ref.column] = parent_outcomes(cur, system, ref.parent, src)
+            ref_ids, reason, flag = _resolve(ref, src, parents[ref.column])
             ids[ref.column], reason, flag = (_spread(x, mapped) for x in (ref_ids, reason, flag))
             reasons.append(reason)
             details.append(_about(reason, ref.source))
@@ -320,6 +376,7 @@ def merge_direct(
         # the rejects: the mapping's, then the load's
         refused = pc.and_(mapped, pc.is_valid(load_reason))
         unmapped = pc.invert(mapped)
+        staged_refs = {f"ref_{ref.column}": data[f"ref_{ref.column}"].combine_chunks() for ref in spec.refs}
         rejected = pa.concat_tables(
             [
                 _rejects(
@@ -327,12 +384,14 @@ def merge_direct(
                     mapped_reason.filter(unmapped),
                     data["detail"].combine_chunks().filter(unmapped),
                     "map",
+                    {name: src.filter(unmapped) for name, src in staged_refs.items()},
                 ),
                 _rejects(
                     legacy_ids.filter(refused),
                     load_reason.filter(refused),
                     load_detail.filter(refused),
                     "load",
+                    {name: src.filter(refused) for name, src in staged_refs.items()},
                 ),
             ]
         )
@@ -346,9 +405,10 @@ def merge_direct(
                 "stage": rejected["stage"],
                 "detail": rejected["detail"],
                 "run_id": _constant(run_id, m),
+                **_lineage(spec, rejected, parents),
             }
         )
-        _copy(cur, "migration", "reject", rejects, ["text"] * 7)
+        _copy(cur, "migration", "reject", rejects, ["text"] * (7 + len(LINEAGE_COLUMNS)))
         # the flags of the rows that migrate or merge
         codes = _flag_codes(legacy_ids.filter(kept), [f.filter(kept) for f in flags])
         k = codes.num_rows

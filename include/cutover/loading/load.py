@@ -2,7 +2,8 @@
 
 For each staged part of a table: binary COPY into a temporary table, record the mapping
 stage's rejects, resolve parent references through the crosswalk (a required parent that was
-rejected or never existed rejects the row), upsert the target rows by their deterministic id,
+rejected or never existed rejects the row, which names that parent and its root cause:
+:mod:`cutover.lineage`), upsert the target rows by their deterministic id,
 record the crosswalk, and mark the batch loaded in the ledger — all in one transaction. A
 batch already marked loaded for the run is skipped, so a killed run resumes where it stopped
 and a re-run leaves the target exactly as one clean run does.
@@ -38,6 +39,7 @@ from psycopg import sql
 from cutover.config import LEGACY_SYSTEM
 from cutover.errors import TransientError
 from cutover.ids import row_ids
+from cutover.lineage import BY_REFERENCE, CASCADE, root_of
 from cutover.loading.copy import copy_arrow, stage_type
 from cutover.loading.direct import eligible, merge_direct
 from cutover.mapping.engine import TableSpec
@@ -161,6 +163,10 @@ def _resolve_sql(spec: TableSpec) -> sql.Composed:
     )
     flags = sql.SQL("concat_ws(',', s.flags{})").format(sql.SQL("").join(sql.SQL(", ") + f for f in loose))
     cols = sql.SQL("").join(sql.SQL(", s.{}").format(sql.Identifier(name)) for name, _ in spec.columns)
+    # the parents' legacy ids as staged: a reject names the one its reference decided (_reject_sql)
+    cols += sql.SQL("").join(
+        sql.SQL(", s.{}").format(sql.Identifier(f"ref_{ref.column}")) for ref in spec.refs
+    )
     return sql.SQL(
         "SELECT s.legacy_id, s.row_key, s.merge_into, s.id"
         "{cols}{picks}, {miss} AS load_reason, {about} AS load_detail, {flags} AS flags"
@@ -203,12 +209,67 @@ def _upsert_sql(spec: TableSpec, *, plain: bool = False) -> sql.Composed:
 
 
 _REJECT = """
-INSERT INTO migration.reject (legacy_system, legacy_table, legacy_id, reason_code, stage, detail, run_id)
-SELECT DISTINCT ON (legacy_id) %(sys)s, %(table)s, legacy_id, {reason}, {stage}, {detail}, %(run_id)s
-FROM {source} WHERE {reason} IS NOT NULL ORDER BY legacy_id, row_key
+INSERT INTO migration.reject (legacy_system, legacy_table, legacy_id, reason_code, stage, detail, run_id,
+                              parent_table, parent_legacy_id, root_table, root_legacy_id, root_reason)
+SELECT DISTINCT ON (x.legacy_id) %(sys)s, %(table)s, x.legacy_id, x.why, {stage}, x.about, %(run_id)s,
+       x.parent_table, x.parent_legacy_id,
+       CASE WHEN x.why = {cascade} THEN {root_table} ELSE %(table)s END,
+       CASE WHEN x.why = {cascade} THEN {root_id} ELSE x.legacy_id END,
+       CASE WHEN x.why = {cascade} THEN {root_reason} ELSE x.why END
+FROM (SELECT legacy_id, row_key, {reason} AS why, {detail} AS about,
+             CASE WHEN {reason} IN ({by_reference}) THEN {parent_table} END AS parent_table,
+             CASE WHEN {reason} IN ({by_reference}) THEN {parent_id} END AS parent_legacy_id
+      FROM {source} WHERE {reason} IS NOT NULL) x
+LEFT JOIN migration.reject p ON x.why = {cascade} AND p.legacy_system = %(sys)s
+      AND p.legacy_table = x.parent_table AND p.legacy_id = x.parent_legacy_id
+ORDER BY x.legacy_id, x.row_key
 ON CONFLICT (legacy_system, legacy_table, legacy_id) DO UPDATE
-SET reason_code = EXCLUDED.reason_code, stage = EXCLUDED.stage, detail = EXCLUDED.detail, run_id = EXCLUDED.run_id
+SET reason_code = EXCLUDED.reason_code, stage = EXCLUDED.stage, detail = EXCLUDED.detail, run_id = EXCLUDED.run_id,
+    parent_table = EXCLUDED.parent_table, parent_legacy_id = EXCLUDED.parent_legacy_id,
+    root_table = EXCLUDED.root_table, root_legacy_id = EXCLUDED.root_legacy_id, root_reason = EXCLUDED.root_reason
 """
+
+
+def _reject_sql(spec: TableSpec, reason: str, detail: str, stage: str, source: str) -> sql.Composed:
+    """The rejects of ``source`` (``stage_rows`` for the mapping's, ``resolved`` for the load's), each
+    with its lineage (:mod:`cutover.lineage`).
+
+    A reason a reference decided (:data:`~cutover.lineage.BY_REFERENCE`) has that reference's legacy
+    column as its detail: it names the parent (its table, and the legacy id the row gives). A cascade's
+    root is its parent's root, one lookup of the rejected parent by its key, for the rejected rows only;
+    any other reject is its own root.
+    """
+    by_source = [(sql.Literal(ref.source), ref) for ref in spec.refs]
+    parent_table: sql.Composable = sql.SQL("NULL::text")
+    parent_id: sql.Composable = sql.SQL("NULL::text")
+    if by_source:
+        parent_table = sql.SQL("CASE {} {} END").format(
+            sql.SQL(detail),
+            sql.SQL(" ").join(
+                sql.SQL("WHEN {} THEN {}").format(s, sql.Literal(r.parent)) for s, r in by_source
+            ),
+        )
+        parent_id = sql.SQL("CASE {} {} END").format(
+            sql.SQL(detail),
+            sql.SQL(" ").join(
+                sql.SQL("WHEN {} THEN {}").format(s, sql.Identifier(f"ref_{r.column}")) for s, r in by_source
+            ),
+        )
+    root_table, root_id, root_reason = root_of("p")
+    return sql.SQL(_REJECT).format(
+        reason=sql.SQL(reason),
+        detail=sql.SQL(detail),
+        stage=sql.Literal(stage),
+        source=sql.SQL(source),
+        cascade=sql.Literal(CASCADE),
+        by_reference=sql.SQL(", ").join(map(sql.Literal, sorted(BY_REFERENCE))),
+        parent_table=parent_table,
+        parent_id=parent_id,
+        root_table=root_table,
+        root_id=root_id,
+        root_reason=root_reason,
+    )
+
 
 # One crosswalk row per legacy row: an exploded row is represented by its first part.
 _CROSSWALK_INSERT = """
@@ -339,15 +400,7 @@ def merge_part(
             ("reason", "detail", "map", "stage_rows"),
             ("load_reason", "load_detail", "load", "resolved"),
         ):
-            cur.execute(
-                sql.SQL(_REJECT).format(
-                    reason=sql.SQL(reason),
-                    detail=sql.SQL(detail),
-                    stage=sql.Literal(stage_name),
-                    source=sql.SQL(source),
-                ),
-                params,
-            )
+            cur.execute(_reject_sql(spec, reason, detail, stage_name, source), params)
         cur.execute("SET LOCAL enable_nestloop = off")
         _insert_or_upsert(cur, _upsert_sql(spec, plain=True), _upsert_sql(spec), params)
         cur.execute(_CLEAR_REJECTS, params)
@@ -374,10 +427,14 @@ def _reject_whole(
         {**params, "id": legacy_id},
     )
     conn.execute(
-        "INSERT INTO migration.reject (legacy_system, legacy_table, legacy_id, reason_code, stage, detail, run_id)"
-        " VALUES (%(sys)s, %(table)s, %(id)s, 'target_constraint', 'load', %(detail)s, %(run_id)s)"
+        "INSERT INTO migration.reject (legacy_system, legacy_table, legacy_id, reason_code, stage, detail, run_id,"
+        " root_table, root_legacy_id, root_reason)"
+        " VALUES (%(sys)s, %(table)s, %(id)s, 'target_constraint', 'load', %(detail)s, %(run_id)s,"
+        " %(table)s, %(id)s, 'target_constraint')"
         " ON CONFLICT (legacy_system, legacy_table, legacy_id) DO UPDATE SET reason_code = EXCLUDED.reason_code,"
-        " stage = EXCLUDED.stage, detail = EXCLUDED.detail, run_id = EXCLUDED.run_id",
+        " stage = EXCLUDED.stage, detail = EXCLUDED.detail, run_id = EXCLUDED.run_id,"
+        " parent_table = NULL, parent_legacy_id = NULL, root_table = EXCLUDED.root_table,"
+        " root_legacy_id = EXCLUDED.root_legacy_id, root_reason = EXCLUDED.root_reason",
         {**params, "id": legacy_id, "detail": constraint},
     )
     return BatchCounts(1, 0, 0, 1)

@@ -3,8 +3,8 @@ checked to have loaded every row it was given.
 
 Run: ``python -m bench pipeline [--size 1m|4m|10m | --patients N] [--dry-run]`` (``make bench``;
 never by the tests or CI). ``--size 1m`` (the default; ``BENCH_PATIENTS`` overrides it) is 10,000
-simulated patients, about 1.07M legacy rows; ``4m`` about 4.29M; ``10m`` (100,000 patients) about
-10.7M. Afterwards ``python -m bench readme`` rewrites the README's Performance section from
+simulated patients, about 1.1M legacy rows; ``4m`` (40,000) about 4.4M; ``10m`` (100,000) about
+11M. Afterwards ``python -m bench readme`` rewrites the README's Performance section from
 ``bench/results/latest.json``.
 
 1. The simulator writes a legacy SQLite database.
@@ -280,10 +280,11 @@ def child(legacy_url: str, store_url: str, target_url: str, evidence: str) -> di
 
 
 SIZES: dict[str, int] = {"1m": 10_000, "4m": 40_000, "10m": 100_000}
-"""``--size``: patients for about 1.07M, 4.29M and 10.7M legacy rows (about 107 rows per patient)."""
+"""``--size``: patients for about 1.1M, 4.4M and 11M legacy rows (about 110 rows per patient)."""
 
-ROWS_PER_PATIENT = 1_068_261 / 10_000
-"""Legacy rows per simulated patient at seed 17 (10,000 patients gave 1,068,261 rows)."""
+ROWS_PER_PATIENT = 1_096_421 / 10_000
+"""Legacy rows per simulated patient at seed 17 (10,000 patients gave 1,096,421 rows; 1,068,261
+before the patient-safety tables): ``--dry-run``'s estimate."""
 
 RATIOS_MEANING = (
     "every *_vs_* ratio is the reference's seconds ÷ ours for the same rows (above 1: we are faster);"
@@ -310,10 +311,8 @@ def parse_options(argv: list[str]) -> Options:
     """
     parser = argparse.ArgumentParser(prog="python -m bench pipeline", description=__doc__.split("\n")[0])
     group = parser.add_mutually_exclusive_group()
-    group.add_argument(
-        "--size", choices=sorted(SIZES), help="1m ≈ 1.07M legacy rows, 4m ≈ 4.29M, 10m ≈ 10.7M"
-    )
-    group.add_argument("--patients", type=int, help="simulated patients (about 107 legacy rows each)")
+    group.add_argument("--size", choices=sorted(SIZES), help="1m ≈ 1.1M legacy rows, 4m ≈ 4.4M, 10m ≈ 11M")
+    group.add_argument("--patients", type=int, help="simulated patients (about 110 legacy rows each)")
     parser.add_argument("--dry-run", action="store_true", help="print what would run and stop")
     args = parser.parse_args(argv)
     if args.size:

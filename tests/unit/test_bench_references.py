@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[2]))  # bench/ is the checkout's, not an installed package
-from bench.pipeline_bench import SIZES, _ratio, parse_options
+from bench.pipeline_bench import ROWS_PER_PATIENT, SIZES, _ratio, parse_options
 from bench.references import check_rows, repair_copy, repair_text, sqlite_counts, verdict
 
 FIGURES = {"seconds": 3.5, "peak_rss_mb": 250.0}
@@ -114,7 +114,7 @@ def test_the_10m_size_is_about_10m_legacy_rows() -> None:
     from cutover.simulate.practice import MIN_PATIENTS
 
     assert SIZES["10m"] >= MIN_PATIENTS
-    assert 10e6 <= SIZES["10m"] * 1_068_261 / 10_000 < 11e6  # 10,000 patients gave 1,068,261 rows
+    assert 10e6 <= SIZES["10m"] * ROWS_PER_PATIENT < 12e6
 
 
 def test_a_size_and_patients_together_are_refused() -> None:

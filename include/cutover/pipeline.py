@@ -37,6 +37,7 @@ from cutover.legacy.profile import (
     use,
 )
 from cutover.legacy.source import MALFORMED, extract_schema, flagged, read_batches
+from cutover.lineage import root_causes
 from cutover.loading.load import load_table
 from cutover.mapping.dedupe import apply_merges, plan_merges, plan_record_merges, review_records
 from cutover.mapping.engine import MAP_BATCH_ROWS, map_batch
@@ -517,6 +518,8 @@ def write_summary(
         "legacy_system": LEGACY_SYSTEM,
         "tables": tables,
         "reject_reasons": reasons,
+        # the few legacy defects that cost the most rows: rejects grouped by their root cause
+        "root_causes": root_causes(target_url, run_id),
         "reject_policy": {p.table: p.as_dict() for p in policy},
         "accounted": not unaccounted,
         "safety": safety_summary(

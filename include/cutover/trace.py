@@ -2,8 +2,9 @@
 
 The auditor's question "where did patient X's record go?" answered from the migration ledger
 alone — ``migration.crosswalk`` (migrated, or merged into which surviving record),
-``migration.reject`` (reason code, stage, and for a row the target refused the constraint's name)
-and ``migration.flag`` — plus, for a legacy row the mapping exploded into several target rows (a
+``migration.reject`` (reason code, stage, and for a row the target refused the constraint's name;
+for a cascade the chain of rejected parents down to its root cause, :mod:`cutover.lineage`) and
+``migration.flag`` — plus, for a legacy row the mapping exploded into several target rows (a
 free-text CPT line), every one of them. Ids and codes only: the answer never reads a chart.
 
 Every lookup is written to ``migration.audit_log`` (actor, action ``trace``, the table and id
@@ -30,6 +31,7 @@ from cutover.config import LEGACY_SYSTEM
 from cutover.errors import ConfigError, TransientError, UnknownNameError
 from cutover.ids import legacy_uuid
 from cutover.legacy.profile import mapping_specs
+from cutover.lineage import CASCADE, Step, chain, pulled_along
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,17 @@ class TraceResult(TypedDict):
     stage: str | None
     detail: str | None
     """Non-PHI detail of a reject: the constraint the target refused the row with, a column name."""
+    parent_table: str | None
+    parent_legacy_id: str | None
+    """For a reject a reference decided: the parent it names (rejected, missing, another patient's)."""
+    root_table: str | None
+    root_legacy_id: str | None
+    root_reason: str | None
+    """For a reject: its root cause (itself unless it is a cascade); None where the ledger has none."""
+    lineage: list[Step]
+    """For a reject: the row, its rejected parents down to the root, and a parent the root names."""
+    pulled_along: dict[str, int]
+    """For a reject that is its own root: per legacy table, the rejects it pulled along."""
     flags: list[str]
     target_rows: list[str]
     """Ids of the target rows that carry the legacy row: its own id and, for an exploded row, one per
@@ -169,6 +182,13 @@ def trace(target_url: str, legacy_table: str, legacy_id: str, *, actor: str) -> 
         reason_code=None,
         stage=None,
         detail=None,
+        parent_table=None,
+        parent_legacy_id=None,
+        root_table=None,
+        root_legacy_id=None,
+        root_reason=None,
+        lineage=[],
+        pulled_along={},
         flags=[],
         target_rows=[],
         in_target=False,
@@ -180,7 +200,8 @@ def trace(target_url: str, legacy_table: str, legacy_id: str, *, actor: str) -> 
             key,
         ).fetchone()
         rejected = conn.execute(
-            "SELECT reason_code, stage, detail, run_id FROM migration.reject"
+            "SELECT reason_code, stage, detail, run_id, parent_table, parent_legacy_id,"
+            " root_table, root_legacy_id, root_reason FROM migration.reject"
             " WHERE legacy_system = %(sys)s AND legacy_table = %(table)s AND legacy_id = %(id)s",
             key,
         ).fetchone()
@@ -195,9 +216,19 @@ def trace(target_url: str, legacy_table: str, legacy_id: str, *, actor: str) -> 
         if crossed is not None:
             _fill_crosswalk(conn, result, crossed)
         elif rejected is not None:
-            reason, stage, detail, run_id = rejected
+            reason, stage, detail, run_id, *lineage = rejected
             result["outcome"], result["run_id"] = "rejected", run_id
             result["reason_code"], result["stage"], result["detail"] = reason, stage, detail
+            (
+                result["parent_table"],
+                result["parent_legacy_id"],
+                result["root_table"],
+                result["root_legacy_id"],
+                result["root_reason"],
+            ) = lineage
+            result["lineage"] = chain(conn, legacy_table, legacy_id)
+            if (result["root_table"], result["root_legacy_id"]) == (legacy_table, legacy_id):
+                result["pulled_along"] = pulled_along(conn, legacy_table, legacy_id)
     log.info("trace by %s: %s %s → %s", actor, legacy_table, legacy_id, result["outcome"])
     return result
 
@@ -242,6 +273,36 @@ def _check_target(new_table: str) -> str:
     return new_table
 
 
+def format_chain(steps: list[Step]) -> str:
+    """A reject's chain on one line, the row first and its root cause last.
+
+    >>> format_chain([
+    ...     Step(legacy_table="charges", legacy_id="119", outcome="rejected", reason_code="parent_rejected"),
+    ...     Step(legacy_table="visits", legacy_id="551", outcome="rejected", reason_code="parent_rejected"),
+    ...     Step(legacy_table="patients", legacy_id="11", outcome="rejected", reason_code="date_impossible"),
+    ... ])
+    'charges 119: rejected parent_rejected ← visits 551 (parent_rejected) ← patients 11 (date_impossible)'
+    >>> format_chain([
+    ...     Step(legacy_table="coverage", legacy_id="7", outcome="rejected", reason_code="orphan"),
+    ...     Step(legacy_table="patients", legacy_id="2205", outcome="absent", reason_code=None),
+    ... ])
+    'coverage 7: rejected orphan ← patients 2205 (no outcome in the ledger)'
+    """
+    if not steps:
+        return ""
+    first, *parents = steps
+    links = [f"{first['legacy_table']} {first['legacy_id']}: rejected {first['reason_code']}"]
+    for step in parents:
+        if step["outcome"] == "rejected":
+            state = step["reason_code"]
+        elif step["outcome"] == "absent":
+            state = "no outcome in the ledger" if step["legacy_id"] is not None else "none given"
+        else:
+            state = step["outcome"]
+        links.append(f"{step['legacy_table']} {step['legacy_id'] or ''}".rstrip() + f" ({state})")
+    return " ← ".join(links)
+
+
 def format_trace(result: TraceResult) -> str:
     """The trace for a terminal: one headline, then the ids that answer it."""
     r = result
@@ -253,6 +314,16 @@ def format_trace(result: TraceResult) -> str:
         lines.append(head + f"REJECTED at {r['stage']}: {r['reason_code']}")
         if r["detail"]:
             lines.append(f"  detail       {r['detail']}")
+        if len(r["lineage"]) > 1:
+            lines.append(f"  lineage      {format_chain(r['lineage'])}")
+        own_root = (r["root_table"], r["root_legacy_id"]) == (r["legacy_table"], r["legacy_id"])
+        if r["root_table"] is not None and not own_root:
+            lines.append(f"  root cause   {r['root_table']} {r['root_legacy_id']}: {r['root_reason']}")
+        elif r["root_table"] is None and r["reason_code"] == CASCADE:
+            lines.append("  root cause   not recorded (rejected before the ledger kept lineage)")
+        if r["pulled_along"]:
+            pulled = ", ".join(f"{n:,} {table}" for table, n in r["pulled_along"].items())
+            lines.append(f"  pulled along {pulled}")
         lines.append(f"  would go to  {r['new_table']}")
     elif r["outcome"] == "merged":
         survivor = r["survivor_legacy_id"] or "unknown"

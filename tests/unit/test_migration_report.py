@@ -39,6 +39,32 @@ SUMMARY = {
         "visits": {"date_impossible": 150, "orphan": 161},
         "procedures": {"parent_rejected": 117},
     },
+    "root_causes": [  # as cutover.lineage.root_causes writes them, most costly first
+        {
+            "root_table": "visits",
+            "root_reason": "orphan",
+            "root_detail": "case_id",
+            "roots": 161,
+            "rows": {"procedures": 90},
+            "pulled": 90,
+        },
+        {
+            "root_table": "visits",
+            "root_reason": "date_impossible",
+            "root_detail": "visit_date",
+            "roots": 150,
+            "rows": {"procedures": 27},
+            "pulled": 27,
+        },
+        {
+            "root_table": "patients",
+            "root_reason": "date_impossible",
+            "root_detail": "dob,created",
+            "roots": 11,
+            "rows": {},
+            "pulled": 0,
+        },
+    ],
     "reject_policy": {
         "clinics": {"reject_rate": 0.0, "limit": 0.0, "ok": True},
         "patients": {"reject_rate": 0.005, "limit": 0.01, "ok": True},
@@ -266,6 +292,15 @@ def test_full_report_renders_every_section_from_the_evidence(full: Path) -> None
     assert "orphan" in text
     assert "161" in text
     assert "0.53 %" in text
+    # rejects by root cause, the costliest first, each with the rows it pulled along per table
+    causes = page[page.index("<h2>Rejects by root cause</h2>") :]
+    orphans = causes.index("161 <code>visits</code> rejected <code>orphan</code> (<code>case_id</code>)")
+    assert orphans < causes.index("150 <code>visits</code> rejected <code>date_impossible</code>")
+    assert "→ 90 <code>procedures</code>" in causes
+    assert (
+        "11 <code>patients</code> rejected <code>date_impossible</code> (<code>dob</code>, <code>created</code>)"
+        in causes
+    )
     # duplicate merges
     assert "Duplicate merges" in text
     assert "9.39 %" in text
@@ -309,6 +344,38 @@ def test_report_is_self_contained_and_carries_no_planted_value(full: Path) -> No
     assert not any(k == "src" or k.startswith("on") for k, _ in parsed.attrs_seen)
     external = [a for a in page.split("'") + page.split('"') if a.startswith(("http:", "https:", "//"))]
     assert set(external) <= {"http://www.w3.org/2000/svg"}
+
+
+def test_root_causes_show_codes_and_counts_only(tmp_path: Path) -> None:
+    planted = {
+        "root_table": "patients",
+        "root_reason": "date_impossible",
+        "root_detail": f"dob,{CANARY}",
+        "roots": 2,
+        "rows": {"O'Brien, Mary": 5},
+        "pulled": 5,
+    }
+    unknown = {
+        "root_table": None,
+        "root_reason": None,
+        "root_detail": None,
+        "roots": 0,
+        "rows": {"charges": 3},
+    }
+    _write(tmp_path, "summary.json", {**SUMMARY, "root_causes": [planted, unknown]})
+    page = render_report(tmp_path)
+    text = " ".join(_parse(page).text)
+    assert CANARY not in page
+    assert "O'Brien" not in page
+    assert "O&#x27;Brien" not in page
+    assert "column withheld" in text
+    assert "2 <code>patients</code> rejected <code>date_impossible</code>" in page
+    assert "root cause not recorded" in text
+    assert "→ 3 <code>charges</code>" in page
+    _write(tmp_path, "summary.json", {k: v for k, v in SUMMARY.items() if k != "root_causes"})
+    assert "written before reject lineage" in render_report(tmp_path)
+    _write(tmp_path, "summary.json", {**SUMMARY, "root_causes": []})
+    assert "Rejects by root cause</h2><p>No legacy row was rejected." in render_report(tmp_path)
 
 
 def test_missing_evidence_is_named_not_skipped(tmp_path: Path) -> None:

@@ -467,6 +467,59 @@ def _rejects_section(summary: Any) -> str:
     )
 
 
+def _root_causes_section(summary: Any) -> str:
+    """The run's rejects grouped by root cause (``summary.json``'s ``root_causes``, most costly first):
+    how many legacy rows of which table were rejected for what, and how many rows of each other table
+    their rejection pulled along. Codes and counts only."""
+    head = "<h2>Rejects by root cause</h2>"
+    if not isinstance(summary, dict):
+        return head + _missing("run summary", "summary.json")
+    causes = summary.get("root_causes")
+    if not isinstance(causes, list):
+        return (
+            head
+            + "<p class='muted'>This run's summary has no root causes (written before reject lineage).</p>"
+        )
+    causes = [c for c in causes if isinstance(c, dict)]
+    if not causes:
+        return head + "<p>No legacy row was rejected.</p>"
+    column = re.compile(
+        r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$"
+    )  # a legacy column's name, as a reject's detail gives it
+    rows = []
+    for cause in causes:
+        detail = str(cause.get("root_detail") or "")
+        columns = detail.split(",")
+        about = (
+            f" ({', '.join(_code(c) for c in columns)})"
+            if all(column.match(c) for c in columns)
+            else " <span class='muted'>(column withheld: not a column name)</span>"
+        )
+        about = about if detail else ""
+        if cause.get("root_table") is None:
+            what = "rows rejected as cascades before the ledger kept lineage: root cause not recorded"
+        else:
+            what = (
+                f"{_n(cause.get('roots'))} {_code(cause.get('root_table'))} rejected "
+                f"{_code(cause.get('root_reason'))}{about}"
+            )
+        pulled = cause.get("rows") if isinstance(cause.get("rows"), dict) else {}
+        by_table = (
+            ", ".join(f"{_n(n)} {_code(t)}" for t, n in pulled.items()) or "<span class='muted'>none</span>"
+        )
+        rows.append(
+            f"<tr><td>{what}</td><td class='n'>{_n(cause.get('pulled'))}</td><td>→ {by_table}</td></tr>"
+        )
+    return (
+        head
+        + "<p class='muted'>A rejected row takes the rows that depend on it along (<code>parent_rejected</code>): "
+        "a patient rejected for one field rejects its episodes, their visits, their charges. Each line is one "
+        "root cause, the legacy defect to correct, with the rows it cost, most first; "
+        "<code>cutover trace TABLE ID</code> shows a row's chain down to its root.</p>"
+        + _table(("root cause", "rows pulled along", "by legacy table"), rows)
+    )
+
+
 def _safety_section(summary: Any, recon: Any) -> str:
     """Patient-safety records: what arrived per table and per patient, the reconciliation's verdict on
     them, and the rejected patients whose records wait on the remediation worklist (counts only)."""
@@ -833,6 +886,7 @@ def render_report(folder: Path, *, generated_at: datetime | None = None) -> str:
         _overview(summary, gates, recon, timings)
         + _rows_section(summary)
         + _rejects_section(summary)
+        + _root_causes_section(summary)
         + _safety_section(summary, recon)
         + _merges_section(summary)
         + _gates_section(gates, ev.data_docs_index())

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from cli_helpers import evidence_of, run_cutover
+from cli_helpers import RAISED, evidence_of, logs_of, run_cutover
 from cutover.legacy.profile import load_document
 from cutover.mapping.specs import SPECS
 
@@ -167,6 +167,27 @@ def _no_canaries(manifest: dict[str, Any], output: str, *folders: Path) -> None:
         assert not leaked, f"{len(leaked)} canaries in {where}"
 
 
+def _check_console(result: subprocess.CompletedProcess[str], home: Path) -> None:
+    """A quiet console (issue 18): a line per stage, the summary and the checks, no task logging; the
+    task logs in one file per run under the state folder, each named once."""
+    lines = result.stdout.splitlines()
+    assert len(lines) < 150, result.stdout
+    assert lines[-1].startswith("evidence: ")
+    assert not [line for line in lines if RAISED.match(line)], result.stdout  # nothing failed, nothing raised
+    assert "\x1b[" not in result.stdout  # no terminal control codes in a pipe
+    stages = {line.split()[1] for line in lines if line.startswith("  ") and len(line.split()) > 1}
+    assert {"snapshot_legacy", "estimate_downtime", "gate_target", "reconcile", "write_evidence"} <= stages
+    assert "[DAG TEST]" not in result.stdout + result.stderr  # Airflow's task logging went to the logs
+    logs = logs_of(result)
+    assert [path.parent.name for path in logs] == ["pt_backup", "pt_sample_transfer", "pt_cutover"]
+    for path in logs:
+        assert path.is_relative_to(home / "logs"), path
+        assert path.stat().st_mode & 0o077 == 0, path  # the owner's only, as the rest of the state folder
+        text = path.read_text()
+        assert "[DAG TEST] starting task_id=" in text, path  # Airflow's task log, all of it
+        assert "Task instance state updated" in text, path
+
+
 def test_demo_on_embedded_defaults(fresh_home: Path) -> None:
     home = fresh_home  # a user's first `make demo`: nothing prepared, not even Airflow's metadata database
     result = run_cutover(["demo", "--patients", "300", "--seed", "11"], home)
@@ -174,12 +195,15 @@ def test_demo_on_embedded_defaults(fresh_home: Path) -> None:
     summary = json.loads((folder / "summary.json").read_text())
     manifest = json.loads((home / "legacy.db.manifest.json").read_text())
     _check_accounts(summary, manifest)
-    # every run of the demo (backup, trial, cutover) left evidence; none of it holds a planted value
-    _no_canaries(manifest, result.stdout + result.stderr, folder.parent, home / "staging")
-    runs = {json.loads(p.read_text())["dag_id"] for p in folder.parent.glob("*/summary.json")}
+    _check_console(result, home)
+    # every run of the demo (backup, trial, cutover) left evidence and a log; none holds a planted value
+    evidence = home / "evidence"  # every run's (evidence/<dag_id>/<run key>/, a version per seal)
+    _no_canaries(manifest, result.stdout + result.stderr, evidence, home / "staging", home / "logs")
+    runs = {json.loads(p.read_text())["dag_id"] for p in evidence.rglob("summary.json")}
     assert runs == {"pt_sample_transfer", "pt_cutover"}
-    (trial,) = folder.parent.glob("*/sample_estimate.json")
-    assert json.loads(trial.read_text())["decision"] == "go"
+    trials = list(evidence.rglob("sample_estimate.json"))
+    assert trials
+    assert {json.loads(trial.read_text())["decision"] for trial in trials} == {"go"}
     assert (folder / "report.html").is_file()
     sealed = subprocess.run(
         ["sha256sum", "-c", "--strict", "manifest.sha256"], cwd=folder, capture_output=True

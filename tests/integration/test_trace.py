@@ -26,7 +26,7 @@ from cutover import pipeline
 from cutover.errors import ConfigError, TransientError
 from cutover.ids import legacy_uuid
 from cutover.report.bundle import publish_bundle, verify_bundle, verify_published, write_bundle_manifest
-from cutover.report.migration_report import write_report
+from cutover.report.migration_report import render_report, write_report
 from cutover.simulate import simulate
 from cutover.trace import cmd_trace, format_trace, trace
 
@@ -168,6 +168,88 @@ def test_an_orphan_visit_is_rejected_with_its_cascade_reason(clinic: Clinic) -> 
     assert result["outcome"] == "rejected"
     assert result["reason_code"] in {"orphan", "ref_missing", "parent_rejected"}
     assert result["stage"] == "load"  # references resolve through the crosswalk at load
+
+
+def test_a_cascaded_charge_traces_to_its_root_cause(clinic: Clinic) -> None:
+    """A charge rejected because its visit was (because its episode was, because its patient was): the
+    trace names every link and the root, whose reason is the root reject's own."""
+    with psycopg.connect(clinic.url) as conn:
+        picked = conn.execute(
+            "SELECT legacy_id, parent_table, parent_legacy_id, root_table, root_legacy_id, root_reason"
+            " FROM migration.reject WHERE legacy_table = 'charges' AND reason_code = 'parent_rejected'"
+            " ORDER BY root_table = 'patients' DESC, length(legacy_id), legacy_id LIMIT 1"
+        ).fetchone()
+        assert picked is not None, "the simulated clinic has no cascaded charge"
+        charge, parent_table, parent_id, root_table, root_id, root_reason = picked
+        (root_reject,) = conn.execute(
+            "SELECT reason_code FROM migration.reject WHERE legacy_system = 'legacy' AND legacy_table = %s"
+            " AND legacy_id = %s",
+            (root_table, root_id),
+        ).fetchone() or (None,)
+    assert (parent_table, root_table) == ("visits", "patients")
+    assert root_reason == root_reject
+    assert root_reason not in {"parent_rejected", None}
+    result = trace(clinic.url, "charges", charge, actor=ACTOR)
+    assert (result["root_table"], result["root_legacy_id"], result["root_reason"]) == (
+        root_table,
+        root_id,
+        root_reject,
+    )
+    steps = result["lineage"]
+    assert (steps[0]["legacy_table"], steps[0]["legacy_id"]) == ("charges", charge)
+    assert (steps[1]["legacy_table"], steps[1]["legacy_id"]) == ("visits", parent_id)
+    assert (steps[-1]["legacy_table"], steps[-1]["legacy_id"], steps[-1]["reason_code"]) == (
+        root_table,
+        root_id,
+        root_reject,
+    )
+    assert {s["reason_code"] for s in steps[:-1]} == {"parent_rejected"}
+    text = format_trace(result)
+    assert (
+        f"  lineage      charges {charge}: rejected parent_rejected ← visits {parent_id} (parent_rejected) ← "
+        in text
+    )
+    assert f"← patients {root_id} ({root_reject})" in text
+    assert f"  root cause   patients {root_id}: {root_reject}" in text
+    root = trace(clinic.url, "patients", root_id, actor=ACTOR)
+    assert root["pulled_along"]["charges"] >= 1
+    assert "  pulled along " in format_trace(root)
+
+
+def test_the_summary_groups_rejects_by_root_cause_as_the_ledger_counts_them(clinic: Clinic) -> None:
+    summary = json.loads((clinic.evidence / "summary.json").read_text())
+    causes = summary["root_causes"]
+    assert causes
+    assert all(c["root_table"] is not None for c in causes)  # the loader recorded every root
+    assert [c["pulled"] for c in causes] == sorted((c["pulled"] for c in causes), reverse=True)
+    roots: dict[tuple[str, str], int] = defaultdict(int)
+    pulled: dict[tuple[str, str, str], int] = defaultdict(int)
+    for c in causes:  # a root cause is also split by the legacy column it is about
+        roots[(c["root_table"], c["root_reason"])] += c["roots"]
+        for table, n in c["rows"].items():
+            pulled[(c["root_table"], c["root_reason"], table)] += n
+    with psycopg.connect(clinic.url) as conn:
+        by_sql = conn.execute(
+            "SELECT root_table, root_reason, legacy_table, count(*) FROM migration.reject"
+            " WHERE run_id = %s AND root_table IS NOT NULL AND (legacy_table, legacy_id) <> (root_table, root_legacy_id)"
+            " GROUP BY 1, 2, 3",
+            (RUN_ID,),
+        ).fetchall()
+        roots_by_sql = conn.execute(
+            "SELECT root_table, root_reason, count(DISTINCT root_legacy_id) FROM migration.reject"
+            " WHERE run_id = %s AND root_table IS NOT NULL GROUP BY 1, 2",
+            (RUN_ID,),
+        ).fetchall()
+    assert dict(pulled) == {(t, r, table): n for t, r, table, n in by_sql}
+    assert dict(roots) == {(t, r): n for t, r, n in roots_by_sql}
+    costliest = causes[0]
+    assert costliest["pulled"] > 0
+    page = render_report(clinic.evidence)
+    section = page[page.index("<h2>Rejects by root cause</h2>") :]
+    assert (
+        f"{costliest['roots']:,} <code>{costliest['root_table']}</code> rejected <code>{costliest['root_reason']}</code>"
+        in section
+    )
 
 
 def test_a_row_the_target_refused_names_the_constraint(clinic: Clinic) -> None:

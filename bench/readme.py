@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ BEGIN = (
 END = "<!-- bench:pipeline:end -->"
 
 
+WIDTH = 100
+"""The README's prose width."""
 STAGES = ("extract", "map", "stage", "load", "validate")
 
 
@@ -180,7 +183,7 @@ def notes(results: Sequence[dict[str, Any]]) -> list[str]:
                 sentence += (
                     f" On a copy with those {repaired['repaired_cells']:,} cells repaired it loaded"
                     f" {repaired['rows_loaded']:,} of {repaired['rows_given']:,} rows and took"
-                    f" {_pct(abs(longer))} {'longer' if longer >= 0 else 'less'}; the ratio uses that run."
+                    f" {_pct(abs(longer))} {'longer' if longer >= 0 else 'less time'}; the ratio uses that run."
                 )
             out.append(sentence)
     out.append(
@@ -201,6 +204,14 @@ def notes(results: Sequence[dict[str, Any]]) -> list[str]:
             f"- From {_rows(first['rows'])} to {_rows(last['rows'])} rows the peak memory of all our"
             f" processes changed by {'+' if growth >= 0 else '−'}{_pct(abs(growth))}."
         )
+    for r in results:
+        if targets := r.get("targets"):
+            said = "; ".join(
+                f"`{k}` {t['target']}: {t['value'] if t['value'] is not None else 'no ratio'}"
+                f" ({'met' if t['met'] else 'missed'})"
+                for k, t in targets.items()
+            )
+            out.append(f"- Issue 20's targets at {_rows(r['rows'])} rows: {said}.")
     out.append(
         "- The machine is shared: the load average recorded with every figure (in"
         " `bench/results/latest.json`) says how busy it was; on 2 cores, above 2 means the run"
@@ -222,7 +233,15 @@ def block(results: Sequence[dict[str, Any]]) -> str:
         + "; each column is one command that also times psql and pgloader on the same rows. Generated"
         " by `python -m bench readme` from `bench/results/latest.json`."
     )
-    return "\n".join([intro, "", *table(results), "", *notes(results)]) + "\n"
+    return "\n".join([_wrap(intro), "", *table(results), "", *map(_wrap, notes(results))]) + "\n"
+
+
+def _wrap(line: str) -> str:
+    """A paragraph or a bullet at the README's width (a Markdown line break is a space)."""
+    indent = "  " if line.startswith("- ") else ""
+    return textwrap.fill(
+        line, WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

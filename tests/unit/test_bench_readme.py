@@ -92,7 +92,7 @@ def test_the_block_shows_the_results_figures() -> None:
 
 
 def test_a_reference_that_dropped_rows_is_said_so() -> None:
-    text = block([RESULT])
+    text = " ".join(block([RESULT]).split())  # unwrapped
     assert "as given: 917,325 of 1,068,261 rows, exit 0" in text
     assert "only 4 of 150,940 rows of `visits`" in text
     assert "took 33% longer" in text
@@ -100,9 +100,18 @@ def test_a_reference_that_dropped_rows_is_said_so() -> None:
     failed["load_vs_psql_same_work"] = None
     del failed["references"]["pgloader_repaired"]
     failed["end_to_end_vs_pgloader"] = None
-    text = block([failed])
+    text = " ".join(block([failed]).split())
     assert "| failed / 0.80 |" in text
     assert "failed (as given: 917,325 of 1,068,261 rows, exit 0)" in text
+
+
+def test_the_targets_are_said_met_or_missed() -> None:
+    from bench.pipeline_bench import judge
+
+    result = copy.deepcopy(RESULT) | {"targets": judge(RESULT)}
+    text = " ".join(block([result]).split())  # unwrapped
+    assert "`load_vs_psql_same_work` >= 1.5: 1.128 (missed)" in text
+    assert "`peak_rss_mb` <= 1536: 1182.0 (met)" in text
 
 
 def test_two_sizes_are_two_columns_smallest_first() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[2]))  # bench/ is the checkout's, not an installed package
-from bench.pipeline_bench import ROWS_PER_PATIENT, SIZES, _ratio, parse_options
+from bench.pipeline_bench import ROWS_PER_PATIENT, SIZES, _ratio, judge, parse_options
 from bench.references import check_rows, repair_copy, repair_text, sqlite_counts, verdict
 
 FIGURES = {"seconds": 3.5, "peak_rss_mb": 250.0}
@@ -53,6 +53,14 @@ def test_a_failed_reference_gets_no_ratio() -> None:
     assert _ratio(failed, 7.0) is None
     assert _ratio(passed, 7.0) == 0.5  # the reference's seconds ÷ ours: below 1, ours is slower
     assert _ratio(None, 7.0) is None
+
+
+def test_a_target_without_a_ratio_is_missed() -> None:
+    targets = judge({"load_vs_psql_same_work": None, "load_vs_psql_copy": 0.5, "gate_share": 0.15})
+    assert targets["load_vs_psql_same_work"] == {"value": None, "target": ">= 1.5", "met": False}
+    assert targets["load_vs_psql_copy"]["met"]
+    assert targets["gate_share"]["met"]
+    assert not targets["peak_rss_mb"]["met"]  # not measured
 
 
 @pytest.mark.parametrize(

@@ -6,14 +6,20 @@ Airflow component where ``cutover`` is installed has it, with no plugins folder 
   person clears, marks, deletes or triggers on a Cutover DAG into Cutover's audit log;
 - :data:`cutover.operator_audit.RETRY_LISTENER`, with which a Cutover task that runs again (a retry,
   or a re-run after a clear) records its try there too.
+
+Loading it also installs :mod:`cutover.airflow_compat`'s fix, without which a clear of a pt_cutover
+run fails in Airflow 3.3.2.
 """
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from cutover import airflow_compat
 from cutover.operator_audit import RETRY_LISTENER, OperatorAuditMiddleware
 from cutover.timetable import WindowTimetable
+
+airflow_compat.install()
 
 
 class CutoverPlugin(AirflowPlugin):

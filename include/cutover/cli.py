@@ -279,6 +279,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_dag(args.dag_id, conf, args.resume, verbose=args.debug)
 
 
+def _check_planted_defects(folder: Path, manifest: dict[str, Any]) -> tuple[int, Path]:
+    """The demo's last step: what the cutover did with every defect the simulator planted, recorded
+    in the run's evidence and printed; 1 when any kind disagrees. Returns the evidence folder."""
+    from cutover.embedded import default_url
+    from cutover.simulate.verify import format_report, verify_run
+
+    report = verify_run(configured_url("target_db") or default_url("target_db"), manifest)
+    from cutover.audit import os_user
+    from cutover.evidence import bundle_run_id, writable
+    from cutover.pipeline import seal_evidence
+
+    # the run is sealed: the check goes to a new version of its evidence, sealed in turn
+    run_id = bundle_run_id(folder)
+    (writable(run_id, "pt_cutover") / "defect_verification.json").write_text(json.dumps(report, indent=2))
+    sealed = seal_evidence(
+        configured_url("staging_store") or default_url("staging_store"),
+        run_id,
+        target_url=configured_url("target_db") or default_url("target_db"),
+        actor=os_user(),
+        dag_id="pt_cutover",
+    )
+    folder = Path(sealed["evidence"])
+    print("\nplanted defects against the simulator's ground truth:")
+    print(format_report(report))
+    code = 0 if all(r["ok"] for r in report.values()) else 1
+    return code, folder
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Simulate a legacy clinic, then back it up, run the trial and the big-bang cutover on the embedded defaults."""
     from cutover.simulate import simulate
@@ -298,28 +326,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if code != 0:
             break
     if code == 0 and manifest is not None and folder is not None:
-        from cutover.embedded import default_url
-        from cutover.simulate.verify import format_report, verify_run
+        from cutover.console import logging_to
+        from cutover.evidence import bundle_run_id
 
-        report = verify_run(configured_url("target_db") or default_url("target_db"), manifest)
-        from cutover.audit import os_user
-        from cutover.evidence import bundle_run_id, writable
-        from cutover.pipeline import seal_evidence
-
-        # the run is sealed: the check goes to a new version of its evidence, sealed in turn
-        run_id = bundle_run_id(folder)
-        (writable(run_id, "pt_cutover") / "defect_verification.json").write_text(json.dumps(report, indent=2))
-        sealed = seal_evidence(
-            configured_url("staging_store") or default_url("staging_store"),
-            run_id,
-            target_url=configured_url("target_db") or default_url("target_db"),
-            actor=os_user(),
-            dag_id="pt_cutover",
-        )
-        folder = Path(sealed["evidence"])
-        print("\nplanted defects against the simulator's ground truth:")
-        print(format_report(report))
-        code = 0 if all(r["ok"] for r in report.values()) else 1
+        # what the check logs (a new version of the evidence, sealed) goes to the cutover run's log
+        with logging_to(None if args.debug else _log_path("pt_cutover", bundle_run_id(folder))):
+            code, folder = _check_planted_defects(folder, manifest)
     if folder is not None:
         _evidence_line(folder)
     return code

@@ -17,6 +17,7 @@ of the rows expected, an ETA) is rewritten in place between them.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -259,8 +260,8 @@ class Stage:
         if decisions:
             return str(decisions[-1])
         passed = [r["passed"] for r in results if isinstance(r.get("passed"), bool)]
-        if passed:
-            return "passed" if all(passed) else "FAILED"
+        if passed:  # a gate that did not pass in a task that did not raise: a finding on record (a trial)
+            return "passed" if all(passed) else "failed"
         return "ok"
 
     def facts(self, expected_rows: int | None = None) -> str:
@@ -364,7 +365,7 @@ class Progress:
         elif self.stage.many and self.clock() - self.stage.last_line >= self.interval and not self.live:
             self.stage.last_line = self.clock()
             self.line(self._row("…", self.stage.label(), self.stage.seconds, self._progress()))
-        else:
+        elif self.stage.many:
             self._status_line(f"  …       {self.stage.label()}  {self._progress()}")
 
     def _expected(self, stage: Stage) -> int | None:
@@ -377,7 +378,7 @@ class Progress:
         if stage is None:
             return ""
         expected, rows = self._expected(stage), stage.rows
-        text = stage.facts(expected) or f"{len(stage.tasks)} tasks"
+        text = stage.facts(expected) or f"{len(stage.tasks)} task{'s' if len(stage.tasks) > 1 else ''} done"
         left = eta(rows or 0, expected or 0, stage.seconds)
         return f"{text}; ETA ~{fmt_seconds(left)}" if left is not None else text
 
@@ -472,6 +473,40 @@ def redirect_output(log: Path | None) -> Iterator[TextIO]:
         for fd in (*saved, log_fd):
             os.close(fd)
         console.close()
+
+
+@contextmanager
+def logging_to(log: Path | None) -> Iterator[None]:
+    """Log records (not prints) to the end of ``log`` for a while: the logging handlers that write to
+    the console (stdout, stderr) write there instead. With ``log`` None nothing changes (``--debug``).
+
+    For what runs after a run, in the same process (the demo's check of the planted defects): its
+    prints are the console's, its logging belongs with the run's.
+    """
+    if log is None:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    consoles = {id(s) for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__) if s is not None}
+    loggers = [
+        logging.getLogger(),
+        *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger)),
+    ]
+    handlers = {
+        id(h): h
+        for logger in loggers
+        for h in logger.handlers
+        if type(h) is logging.StreamHandler and id(h.stream) in consoles
+    }
+    with os.fdopen(
+        os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a", encoding="utf-8"
+    ) as stream:
+        swapped = [(h, h.setStream(stream)) for h in handlers.values()]
+        try:
+            yield
+        finally:
+            for handler, before in swapped:
+                handler.setStream(before)
 
 
 def is_terminal(stream: TextIO) -> bool:

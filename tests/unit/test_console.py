@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import doctest
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -94,7 +95,8 @@ def test_a_gate_that_did_not_pass_says_so() -> None:
     progress = Progress(out, clock=clock)
     _run(progress, clock, TaskDone("gate_target", -1, "success", 1.0, {"gate": "target", "passed": False}))
     progress.finish()
-    assert out.getvalue().split()[:2] == ["FAILED", "gate_target"]
+    # lower case: a finding on record (a trial's gate), not a task that failed the run
+    assert out.getvalue().split()[:2] == ["failed", "gate_target"]
 
 
 def test_a_failed_task_shows_the_retry_decision_the_exception_line_and_the_log(tmp_path: Path) -> None:
@@ -262,6 +264,25 @@ def test_redirect_output_restores_the_console_when_the_run_raises(
         raise RuntimeError("dag.test broke")
     os.write(1, b"back on the console\n")
     assert capfd.readouterr().out == "back on the console\n"
+
+
+def test_logging_to_moves_log_records_not_prints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "logs" / "pt_cutover" / "run.log"
+    logger = logging.getLogger("test_console.after_the_run")
+    handler = logging.StreamHandler(sys.stdout)  # as Airflow's root handler: the console
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with console.logging_to(log):
+            logger.info("evidence sealed")
+            print("planted defects against the simulator's ground truth:")
+        logger.info("after")
+    finally:
+        logger.removeHandler(handler)
+    assert log.read_text() == "evidence sealed\n"
+    assert capsys.readouterr().out == "planted defects against the simulator's ground truth:\nafter\n"
+    with console.logging_to(None):  # --debug: nothing moves
+        pass
 
 
 def test_without_a_log_nothing_is_redirected(capfd: pytest.CaptureFixture[str]) -> None:

@@ -47,6 +47,8 @@ def bundle(tmp_path: Path) -> Path:
     (folder / "data_docs" / "local_site" / "index.html").write_text("<html></html>")
     (folder / "data_docs" / "local_site" / "validations" / "a b.json").write_text("{}")  # a space in a name
     (folder / "backup_manifest.json").write_bytes(bytes(range(256)) * 64)
+    (folder / "results").mkdir()
+    (folder / "results" / ".ge_store_backend_id").write_text("store_backend_id = 1\n")  # GX's, hidden
     return folder
 
 
@@ -74,6 +76,7 @@ def test_manifest_lists_every_file_sorted_and_sha256sum_accepts_it(bundle: Path)
         "data_docs/local_site/index.html",
         "data_docs/local_site/validations/a b.json",
         "backup_manifest.json",
+        "results/.ge_store_backend_id",
     }
     assert (
         lines[names.index("backup_manifest.json")].split()[0]
@@ -81,7 +84,7 @@ def test_manifest_lists_every_file_sorted_and_sha256sum_accepts_it(bundle: Path)
     )
     result = _sha256sum_check(bundle)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count(": OK") == 6
+    assert result.stdout.count(": OK") == 7
     assert verify_bundle(bundle) == []
 
 
@@ -136,7 +139,7 @@ def test_publish_to_a_folder_store_copies_every_file_and_verifies(bundle: Path, 
     store_url = f"file://{tmp_path / 'staging'}"
     published = publish_bundle(bundle, store_url, RUN_ID)  # writes the manifest first
     assert published["prefix"] == f"runs/{RUN_KEY}/evidence"
-    assert published["objects"] == 7
+    assert published["objects"] == 8
     store = open_store(store_url)
     assert (
         store.get(f"runs/{RUN_KEY}/evidence/gates/mapped.json")
@@ -176,7 +179,7 @@ def test_publish_to_s3_with_encryption_and_checksums(bundle: Path, s3_endpoint: 
     store = open_store(store_url)
     assert isinstance(store, S3Store)
     keys = store.list(f"runs/{RUN_KEY}/evidence/")
-    assert len(keys) == published["objects"] == 7
+    assert len(keys) == published["objects"] == 8
     assert f"runs/{RUN_KEY}/evidence/data_docs/local_site/validations/a b.json" in keys
     head = store.head(f"runs/{RUN_KEY}/evidence/{MANIFEST}")
     assert head["ServerSideEncryption"] == "AES256"

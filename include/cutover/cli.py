@@ -203,10 +203,13 @@ def _run_dag(
             progress.line(f"logs: {log}")
         if dag_id == "pt_cutover" and (estimate := _trial_estimate()):
             progress.line(estimate)
-        with console.reporting_tasks(progress):
+        with console.reporting_tasks(progress) as seen:
             run = dag.test(**kwargs)
         failed = str(run.state) != "success"
-        progress.finish(console.not_run(console.task_states(dag_id, run.run_id)) if failed else None)
+        progress.finish(
+            console.not_run(console.task_states(dag_id, run.run_id)) if failed else None,
+            errors_from_log=failed and not seen,
+        )
     if log is not None and run.run_id != run_id:  # a later Airflow naming its runs otherwise
         named = _log_path(dag_id, run.run_id)
         log.replace(named)

@@ -39,7 +39,7 @@ COUNTS: tuple[tuple[str, str], ...] = (
     ("merged", "merged"),
     ("rejected", "rejected"),
     ("expectations", "expectations"),
-    ("warnings", "warnings"),
+    ("findings", "findings"),
     ("patients_compared", "patients compared"),
     ("patients_mismatched", "mismatched"),
 )
@@ -104,6 +104,11 @@ def eta(done: float, total: float, elapsed: float) -> float | None:
     if done <= 0 or total <= done or elapsed <= 0:
         return None
     return elapsed * (total - done) / done
+
+
+def plural(n: int, word: str) -> str:
+    """``1 table``, ``2 tables``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def stage_of(task_id: str) -> str:
@@ -241,13 +246,13 @@ class Stage:
 
         >>> s = Stage("load", [TaskDone("load.visits.load_batch", 0, "success", 1.0)] * 2)
         >>> s.label()
-        'load (1 tables, 2 tasks)'
+        'load (1 table, 2 tasks)'
         """
         if not self.many:
             return self.name
         groups = {t.task_id.split(".")[1] for t in self.tasks if t.task_id.count(".") >= 2}
         if groups:
-            return f"{self.name} ({len(groups)} tables, {len(self.tasks)} tasks)"
+            return f"{self.name} ({plural(len(groups), 'table')}, {plural(len(self.tasks), 'task')})"
         return f"{self.name} ×{len(self.tasks)}"
 
     def verdict(self) -> str:
@@ -311,7 +316,8 @@ class Progress:
         self.stage: Stage | None = None
         self.done: dict[str, int] = {}
         """Rows per finished stage: what a stage reading from it has to do (:data:`READS_FROM`)."""
-        self._started: tuple[str, float, int] | None = None
+        self._started: tuple[str, int] | None = None
+        """The task running now and where its output begins in the log."""
         self._status = False
 
     # --- lines --------------------------------------------------------------------------------
@@ -342,7 +348,7 @@ class Progress:
     # --- tasks --------------------------------------------------------------------------------
 
     def task_started(self, task_id: str, map_index: int = -1) -> None:
-        self._started = (task_id, self.clock(), self._log_size())
+        self._started = (task_id, self._log_size())
         stage = stage_of(task_id)
         if self.stage is not None and self.stage.name != stage:
             self._end_stage()
@@ -378,7 +384,7 @@ class Progress:
         if stage is None:
             return ""
         expected, rows = self._expected(stage), stage.rows
-        text = stage.facts(expected) or f"{len(stage.tasks)} task{'s' if len(stage.tasks) > 1 else ''} done"
+        text = stage.facts(expected) or f"{plural(len(stage.tasks), 'task')} done"
         left = eta(rows or 0, expected or 0, stage.seconds)
         return f"{text}; ETA ~{fmt_seconds(left)}" if left is not None else text
 
@@ -406,7 +412,7 @@ class Progress:
             return []
         _flush_std()
         with suppress(OSError), open(self.log, "rb") as log:
-            log.seek(self._started[2])
+            log.seek(self._started[1])
             return decision_lines(log.read().decode("utf-8", "replace"))
         return []
 
@@ -419,14 +425,34 @@ class Progress:
         except OSError:
             return 0
 
-    def finish(self, not_run: Mapping[str, int] | None = None) -> None:
-        """The last stage's line; how many tasks never ran (after a failure, or skipped)."""
+    def finish(self, not_run: Mapping[str, int] | None = None, *, errors_from_log: bool = False) -> None:
+        """The last stage's line; how many tasks never ran (after a failure, or skipped).
+
+        ``errors_from_log``: the run failed and no task told what it raised (the tasks went unseen,
+        :func:`reporting_tasks`): the exception lines of the log, each once, and the log's path.
+        """
         self._end_stage()
         self._clear_status()
         left = {state: n for state, n in (not_run or {}).items() if n}
         if left:
             what = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in sorted(left.items()))
-            self.line(self._row("not run", f"{sum(left.values())} tasks", None, what))
+            self.line(self._row("not run", plural(sum(left.values()), "task"), None, what))
+        if errors_from_log and self.log is not None:
+            _flush_std()
+            with suppress(OSError):
+                for error in failure_lines(self.log.read_text(encoding="utf-8", errors="replace")):
+                    self.line(error)
+            self.line(f"logs: {self.log}")
+
+
+def failure_lines(log_text: str) -> list[str]:
+    """The exception lines of a log (:data:`FAILURE_LINE`), each once, in order.
+
+    >>> failure_lines("Traceback …\\ncutover.errors.ConfigError: legacy_db: refused\\n  retried\\n"
+    ...               "cutover.errors.ConfigError: legacy_db: refused\\n")
+    ['cutover.errors.ConfigError: legacy_db: refused']
+    """
+    return list(dict.fromkeys(line.strip() for line in log_text.splitlines() if FAILURE_LINE.match(line)))
 
 
 def not_run(states: Mapping[str, int] | Counter[str]) -> dict[str, int]:

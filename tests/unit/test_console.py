@@ -328,7 +328,19 @@ def test_reporting_tasks_wraps_dag_tests_run_task(monkeypatch: pytest.MonkeyPatc
     assert lines[1] == "cutover.errors.PolicyError: no verified backup"
 
 
-def test_reporting_tasks_without_the_hook_lets_the_run_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reporting_tasks_without_the_hook_lets_the_run_go_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     _stand_in_airflow(monkeypatch, None)
-    with console.reporting_tasks(Progress(io.StringIO())) as hooked:
+    log = tmp_path / "run.log"
+    log.write_text("Traceback (most recent call last):\ncutover.errors.PolicyError: reject gate: 15/268\n")
+    out = io.StringIO()
+    progress = Progress(out, log=log)
+    with console.reporting_tasks(progress) as hooked:
         assert not hooked
+    # a failed run whose tasks went unseen still says what was raised, and where to read more
+    progress.finish({"upstream_failed": 3}, errors_from_log=True)
+    assert out.getvalue().splitlines()[1:] == [
+        "cutover.errors.PolicyError: reject gate: 15/268",
+        f"logs: {log}",
+    ]

@@ -636,7 +636,7 @@ def validate_gate(
         "gate": gate,
         "passed": report.passed,
         "expectations": len(report.results),
-        "warnings": len(report.warnings),
+        "findings": len(report.findings),
         "seconds": report.seconds,
     }
 

@@ -63,7 +63,34 @@ WITHHELD = "withheld"
 DOCS_SITE = "cutover"
 """The GX data docs site of a gate's folder (``data_docs/``)."""
 
-Status = Literal["ok", "warning", "failed"]
+Status = Literal["ok", "tolerated", "finding", "failed"]
+"""One meaning each, counted the same in the gate's log line, its JSON, the report and the data docs:
+
+- ``ok``: no row failed the rule;
+- ``tolerated``: some rows failed, no more than the rule's threshold allows (gates.yaml);
+- ``finding``: a *warning* rule failed beyond its threshold: reported, first in the report, and
+  unsuccessful in the data docs, but it does not stop the run;
+- ``failed``: a *fatal* rule failed beyond its threshold, or could not be evaluated: the gate fails.
+"""
+
+
+def status_of(
+    severity: Severity, share: float, threshold: float, *, failing: int, evaluated: bool = True
+) -> Status:
+    """The :data:`Status` of a rule's result.
+
+    >>> status_of("warning", 0.4, 0.05, failing=40), status_of("fatal", 0.01, 0.02, failing=1)
+    ('finding', 'tolerated')
+    >>> status_of("fatal", 0.4, 0.05, failing=40), status_of("warning", 0.0, 0.0, failing=0)
+    ('failed', 'ok')
+    """
+    if not evaluated:
+        return "failed"
+    if not failing:
+        return "ok"
+    if share <= threshold:
+        return "tolerated"
+    return "failed" if severity == "fatal" else "finding"
 
 
 class GateFailed(TerminalError):
@@ -87,7 +114,7 @@ class ExpectationResult:
     evaluated: bool
     """False when GX raised while evaluating it: the gate could not verify the rule, so it fails."""
     status: Status
-    """ok; warning (failures within the threshold, or a warning-severity breach); failed (fatal breach)."""
+    """ok, tolerated, finding or failed (:data:`Status`)."""
 
 
 @dataclass(frozen=True)
@@ -113,8 +140,14 @@ class GateReport:
         return [r for r in self.results if r.status == "failed"]
 
     @property
-    def warnings(self) -> list[ExpectationResult]:
-        return [r for r in self.results if r.status == "warning"]
+    def findings(self) -> list[ExpectationResult]:
+        """Warning rules broken beyond their threshold, worst share first."""
+        found = [r for r in self.results if r.status == "finding"]
+        return sorted(found, key=lambda r: (-r.unexpected_share, -r.unexpected_count, r.table, r.expectation))
+
+    @property
+    def tolerated(self) -> list[ExpectationResult]:
+        return [r for r in self.results if r.status == "tolerated"]
 
 
 @dataclass
@@ -652,12 +685,9 @@ def _legacy_ids(target_url: str, tallies: dict[str, dict[str, _Tally]]) -> None:
 def _verdict(check: Check, tally: _Tally) -> ExpectationResult:
     found = policy(check.name)
     share = tally.unexpected / tally.elements if tally.elements else 0.0
-    breach = share > found.threshold
-    status: Status = "ok"
-    if tally.unexpected:
-        status = "failed" if breach and found.severity == "fatal" else "warning"
-    if tally.errors:
-        status = "failed"
+    status = status_of(
+        found.severity, share, found.threshold, failing=tally.unexpected, evaluated=not tally.errors
+    )
     return ExpectationResult(
         table=check.table,
         expectation=check.name,
@@ -711,7 +741,7 @@ def _store_for_docs(ctx: Any, gate: Gate, table: str, results: list[ExpectationR
         result = by_name[check.name]
         entries.append(
             ExpectationValidationResult(
-                success=result.status != "failed",
+                success=result.status in ("ok", "tolerated"),  # a finding is a rule that failed
                 expectation_config=expectation.configuration,
                 result=_sanitised(check, result, "legacy_id"),
             )
@@ -719,7 +749,8 @@ def _store_for_docs(ctx: Any, gate: Gate, table: str, results: list[ExpectationR
     ok = sum(bool(e.success) for e in entries)
     run = RunIdentifier(run_name=run_key(run_id), run_time=datetime.now(UTC))
     document = ExpectationSuiteValidationResult(
-        success=ok == len(entries),
+        # the suite's verdict is the gate's (no fatal rule broken); its findings count as unsuccessful
+        success=not any(r.status == "failed" for r in results),
         results=entries,
         suite_name=name,
         statistics={
@@ -732,6 +763,8 @@ def _store_for_docs(ctx: Any, gate: Gate, table: str, results: list[ExpectationR
             "run_id": run,
             "active_batch_definition": {"datasource_name": gate, "data_asset_name": table},
             "validation_time": run.run_time.isoformat(),
+            "fatal_failures": sum(r.status == "failed" for r in results),
+            "findings": sum(r.status == "finding" for r in results),
         },
     )
     key = ValidationResultIdentifier(ExpectationSuiteIdentifier(name=name), run, f"{gate}-gate")
@@ -839,12 +872,13 @@ def run_gate(
     )
     (out_dir / f"gate_{gate}.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
     log.info(
-        "%s gate: %d expectations on %d tables, %d failed, %d warnings, %.1fs",
+        "%s gate: %d expectations on %d tables, %d failed, %d findings, %d tolerated within threshold, %.1fs",
         gate,
         len(results),
         len(names),
         len(report.failures),
-        len(report.warnings),
+        len(report.findings),
+        len(report.tolerated),
         report.seconds,
     )
     if not report.passed:

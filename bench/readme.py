@@ -75,6 +75,16 @@ def _load(figure: dict[str, Any]) -> str:
     return f"{la['mean_1min']:.1f} (max {la['max_1min']:.1f})"
 
 
+def _loads(result: dict[str, Any]) -> str:
+    """The range of the references' mean 1-minute load averages: they ran after ours, not beside it.
+
+    >>> _loads({"references": {"a": {"load_average": {"mean_1min": 5.36}}, "b": {"load_average": {"mean_1min": 4.1}}}})
+    '4.1–5.4'
+    """
+    means = [r["load_average"]["mean_1min"] for r in result.get("references", {}).values()]
+    return f"{min(means):.1f}–{max(means):.1f}" if means else "no reference ran"
+
+
 def _row(label: str, cells: Sequence[str]) -> str:
     return "| " + " | ".join([label, *cells]) + " |"
 
@@ -144,6 +154,7 @@ def table(results: Sequence[dict[str, Any]]) -> list[str]:
             ],
         ),
         _row("load average (1 min) during our run", [_load(r["end_to_end"]) for r in results]),
+        _row("load average (1 min) during the references, one after the other", [_loads(r) for r in results]),
     ]
     return lines
 
@@ -215,7 +226,8 @@ def notes(results: Sequence[dict[str, Any]]) -> list[str]:
     out.append(
         "- The machine is shared: the load average recorded with every figure (in"
         " `bench/results/latest.json`) says how busy it was; on 2 cores, above 2 means the run"
-        " waited for a CPU."
+        " waited for a CPU. Our run and the references run one after the other, so a ratio compares"
+        " two moments of the machine: read it with both load averages."
     )
     return out
 

@@ -46,6 +46,7 @@ RESULT: dict[str, Any] = {
             "rows_loaded": 917_325,
             "short_tables": {"public.visits": [150_940, 4]},
             "seconds": 15.0,
+            "load_average": LOAD | {"mean_1min": 2.2},
         },
         "pgloader_repaired": {
             "ok": True,
@@ -55,6 +56,7 @@ RESULT: dict[str, Any] = {
             "short_tables": {},
             "seconds": 20.0,
             "repaired_cells": 3100,
+            "load_average": LOAD | {"mean_1min": 2.6},
         },
     },
 }
@@ -89,6 +91,7 @@ def test_the_block_shows_the_results_figures() -> None:
     assert "1,182 MB / 512 MB" in text
     assert "187 MB (60 MB)" in text
     assert "1.8 (max 2.5)" in text
+    assert "| 2.2–2.6 |" in text  # the references' load averages
 
 
 def test_a_reference_that_dropped_rows_is_said_so() -> None:

@@ -21,7 +21,7 @@ from staged_outcomes import outcome, stage_outcomes
 
 from cutover.validation import datadocs
 from cutover.validation.catalog import catalog
-from cutover.validation.datadocs import VENDORED, make_offline, offline_html
+from cutover.validation.datadocs import GX_STATIC, VENDORED, make_offline, offline_html
 from cutover.validation.runner import GateFailed, run_gate
 
 CANARY = "Qzxv-Canary-Docs-5521"
@@ -148,6 +148,20 @@ def test_every_local_asset_a_page_names_is_in_the_site(evidence: Path) -> None:
             if not (page.parent / unquote(parts.path)).resolve().is_file():
                 missing.append((page.relative_to(site).as_posix(), tag, attr, value))
     assert missing == []
+
+
+def test_no_static_file_of_gx_that_no_page_uses_is_sealed_into_the_evidence(evidence: Path) -> None:
+    site = evidence / "data_docs"
+    used = {
+        (page.parent / unquote(urlsplit(value).path)).resolve()
+        for page in _pages(evidence)
+        for _, _, value in _parsed(page).refs
+        if not urlsplit(value).scheme and urlsplit(value).path
+    }
+    kept = [p for folder in GX_STATIC for p in (site / folder).rglob("*") if p.is_file()]
+    assert kept  # the favicon and the logo stay
+    assert [p.relative_to(site).as_posix() for p in kept if p.resolve() not in used] == []
+    assert sum(p.stat().st_size for p in site.rglob("*") if p.is_file()) < 2_500_000  # 8.5 MB before
 
 
 def test_every_page_uses_the_vendored_assets_in_gx_order(evidence: Path) -> None:

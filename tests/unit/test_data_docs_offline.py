@@ -9,6 +9,7 @@ once failing on a planted canary value (which no file may then hold) and once pa
 from __future__ import annotations
 
 import doctest
+import html
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -23,6 +24,7 @@ from cutover.validation import datadocs
 from cutover.validation.catalog import catalog
 from cutover.validation.datadocs import GX_STATIC, VENDORED, make_offline, offline_html
 from cutover.validation.runner import GateFailed, run_gate
+from cutover.validation.suites import description
 
 CANARY = "Qzxv-Canary-Docs-5521"
 RUNS = ("docs-run-failing", "docs-run-passing")
@@ -276,3 +278,33 @@ def test_offline_html(title: str, page: str, root: str, expected: str) -> None:
 
 def test_the_module_examples() -> None:
     assert doctest.testmod(datadocs).failed == 0
+
+
+def _text(page: Path) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8")))
+
+
+def test_a_validation_page_reads_each_rule_as_a_rule(evidence: Path) -> None:
+    """The data docs say what each expectation checks (its description: the rule, its severity and
+    threshold, its Kahn dimension), not GX's "values must belong to this set: True"."""
+    page = next(p for p in (evidence / "data_docs" / "validations").rglob("*.html") if RUNS[1] in str(p))
+    text = " ".join(_text(page).split())
+    for check in catalog().by_gate["mapped"]["outcomes"]:
+        assert " ".join(description(check).split()) in text, check.name
+    assert "values must belong to this set: True" not in text
+
+
+def test_a_changed_rule_is_what_the_data_docs_say(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    checks = catalog().by_gate["mapped"]["outcomes"]
+    changed = next(c for c in checks if c.name == "mapped.outcomes.score_in_range")
+    rule = "an outcome score is within its instrument's published range (changed for this test)"
+    patched = [replace(c, why=rule) if c is changed else c for c in checks]
+    monkeypatch.setitem(catalog().by_gate["mapped"], "outcomes", patched)
+    rows = [outcome(str(i), instrument="LEFS", score=40.0) for i in range(1, 7)]
+    url = stage_outcomes(tmp_path / "run", rows, run_id="docs-rule", rows_per_part=5)
+    out = tmp_path / "evidence"
+    run_gate("mapped", store_url=url, run_id="docs-rule", target_url=None, tables=["outcomes"], out_dir=out)
+    page = next((out / "data_docs" / "validations").rglob("*.html"))
+    assert f"{rule} — fatal beyond 1% of rows" in " ".join(_text(page).split())

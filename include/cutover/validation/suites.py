@@ -37,6 +37,23 @@ def suite_name(gate: Gate, table: str) -> str:
     return f"{gate}.{table}"
 
 
+def description(check: Check) -> str:
+    """What an auditor reads in the data docs in place of GX's generic prose (which, over a derived
+    column, says only "values must belong to this set: True"): the rule, what breaking it does, and
+    its Kahn dimension.
+
+    >>> from cutover.validation.catalog import catalog
+    >>> [description(c) for c in catalog().all() if c.name == "target.visit.within_episode"]
+    ["a visit falls within its episode's dates (reopened cases are flagged visit_after_discharge) — fatal beyond 5% of rows; plausibility"]
+    """
+    found = policy(check.name)
+    allowed = "beyond any row" if found.threshold == 0 else f"beyond {found.threshold:.0%} of rows"
+    if 0 < found.threshold < 0.01:
+        allowed = f"beyond {found.threshold:.1%} of rows"
+    effect = "fatal" if found.severity == "fatal" else "a finding"
+    return f"{check.why} — {effect} {allowed}; {check.dimension}"
+
+
 def expectation_document(check: Check) -> dict[str, Any]:
     """The GX 1.x JSON form of one check (what ``ExpectationConfiguration.to_json_dict`` writes)."""
     found = policy(check.name)
@@ -55,6 +72,7 @@ def expectation_document(check: Check) -> dict[str, Any]:
             **({"derived_column": check.kwargs["column"]} if check.derived else {}),
         },
         "notes": check.why,
+        "description": description(check),
         "id": str(uuid.uuid5(_NAMESPACE, check.name)),
         "severity": GX_SEVERITY[found.severity],
     }
@@ -144,7 +162,11 @@ def _expectation(document: dict[str, Any]) -> Any:
 
     cls = getattr(gxe, "".join(part.title() for part in document["type"].split("_")))
     return cls(
-        **document["kwargs"], meta=document["meta"], notes=document["notes"], severity=document["severity"]
+        **document["kwargs"],
+        meta=document["meta"],
+        notes=document["notes"],
+        description=document["description"],
+        severity=document["severity"],
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -20,6 +21,7 @@ import psycopg
 import pymysql
 import pytest
 
+from cli_helpers import evidence_of, run_cutover
 from cutover import pipeline
 from cutover.errors import PolicyError
 from cutover.sample import create_scratch, drop_scratch, scratch_name, scratch_url
@@ -30,7 +32,7 @@ from cutover.security import (
     provision_roles,
     provision_target_roles,
 )
-from cutover.security.roles import grant_scratch, with_user
+from cutover.security.roles import TargetRoles, grant_scratch, with_user
 from cutover.simulate import simulate
 from cutover.target import upgrade
 from cutover.target.checksums import table_checksums
@@ -372,3 +374,121 @@ def test_mariadb_legacy_reader_extracts_and_dumps_but_cannot_write(
     assert "SELECT, SHOW VIEW ON" in grants
     assert "INSERT" not in grants
     assert "ALL PRIVILEGES" not in grants
+
+
+@pytest.fixture
+def split_roles(pg_url: str, pg_admin_url: str) -> Iterator[TargetRoles]:
+    """The docker-compose target's two roles on ``pg_url``, as ``airflow-init`` provisions them (on an
+    empty target), with names unique to the test; dropped afterwards with what they own, a scratch
+    database a failed trial left behind included (DROP OWNED leaves databases alone)."""
+    name = f"t{uuid.uuid4().hex[:8]}"
+    roles = provision_target_roles(
+        pg_url,
+        owner=f"{name}_owner",
+        loader=f"{name}_loader",
+        owner_password="0wner-pw",
+        loader_password="l0ader-pw",
+    )
+    yield roles
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE pg_get_userbyid(datdba) = ANY(%s)",
+            ([roles.owner, roles.loader],),
+        ).fetchall()
+        for (database,) in left:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP OWNED BY "{roles.owner}", "{roles.loader}" CASCADE')
+        conn.execute(f'DROP ROLE IF EXISTS "{roles.owner}"')
+        conn.execute(f'DROP ROLE IF EXISTS "{roles.loader}"')
+
+
+@contextlib.contextmanager
+def _databases_owned_by(admin_url: str, role: str) -> Iterator[dict[str, str]]:
+    """Watch the server's databases while the block runs: the ones ``role`` owned at some moment,
+    each with its owner as seen (a trial's scratch lives for the trial's tens of seconds)."""
+    seen: dict[str, str] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            while not stop.wait(0.2):
+                rows = conn.execute(
+                    "SELECT datname, pg_get_userbyid(datdba) FROM pg_database WHERE pg_get_userbyid(datdba) = %s",
+                    (role,),
+                ).fetchall()
+                seen.update((str(d), str(o)) for d, o in rows)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 18: the trial's scratch is not dropped: run_gate (validation/runner.py) disposes the GX data"
+    " source's engine but not its execution engine's, whose pooled loader session keeps the scratch in use,"
+    " and the owner may not terminate the loader's session (DROP DATABASE ... WITH (FORCE)); remove this"
+    " mark with that fix",
+)
+def test_backup_trial_and_cutover_dags_run_as_the_compose_roles(
+    home: Path, tmp_path: Path, pg_url: str, pg_admin_url: str, split_roles: TargetRoles
+) -> None:
+    """The docker-compose wiring end to end: ``target_owner_db`` is the owner, ``target_db`` the loader
+    (neither a superuser), and pt_backup → pt_sample_transfer → pt_cutover each succeed with no more:
+    the trial's scratch database is created by the owner and dropped, the target's tables are the
+    owner's, the loader still cannot create a database, and the audit log names the person."""
+    from cutover.audit import os_user
+
+    legacy = tmp_path / "legacy.db"
+    truth = simulate(f"sqlite:///{legacy}", patients=60, seed=63)
+    env = {
+        "AIRFLOW_CONN_LEGACY_DB": f"sqlite:///{legacy}",
+        "AIRFLOW_CONN_TARGET_DB": split_roles.loader_url,
+        "AIRFLOW_CONN_TARGET_OWNER_DB": split_roles.owner_url,
+    }
+
+    backup = evidence_of(run_cutover(["run", "pt_backup"], home, env))
+    with _databases_owned_by(pg_admin_url, split_roles.owner) as scratches:
+        trial = evidence_of(
+            run_cutover(["run", "pt_sample_transfer", "--conf", '{"sample_share": 0.2}'], home, env)
+        )
+    trial_run = json.loads((trial / "summary.json").read_text())["run_id"]
+    assert scratches == {scratch_name(trial_run): split_roles.owner}  # the owner made it …
+    assert _database_owner(pg_admin_url, scratch_name(trial_run)) is None  # … and dropped it
+    # a small clinic's injected defects are more than the 5% reject policy: not what this test is about
+    cutover = evidence_of(run_cutover(["run", "pt_cutover", "--conf", '{"max_reject_rate": 0.5}'], home, env))
+    run_id = json.loads((cutover / "summary.json").read_text())["run_id"]
+
+    with psycopg.connect(pg_url) as admin:
+        owners = admin.execute(
+            "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname IN ('pt', 'migration')"
+            " UNION SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname IN ('pt', 'migration')"
+        ).fetchall()
+        (patients,) = admin.execute("SELECT count(*) FROM pt.patient").fetchone() or (0,)
+        runs = admin.execute("SELECT run_id, state, triggered_by FROM migration.run").fetchall()
+        actions = admin.execute(
+            "SELECT actor, action FROM migration.audit_log WHERE run_id = %s", (run_id,)
+        ).fetchall()
+        attrs = admin.execute(
+            "SELECT rolname, rolsuper, rolcreatedb FROM pg_roles WHERE rolname = ANY(%s) ORDER BY 1",
+            ([split_roles.owner, split_roles.loader],),
+        ).fetchall()
+    assert owners == [(split_roles.owner,)]  # the schemas and every table, sequence, view in them
+    assert 0 < patients <= truth["tables"]["patients"]
+    assert runs == [(run_id, "success", os_user())]
+    # the rollback snapshot (as the owner), the reconciliation and the seal (as the loader): each by the
+    # person who ran the DAGs, never "system" or a module; so are the backup's and the trial's seals
+    assert {"snapshot target", "reconcile", "seal evidence"} <= {a for _, a in actions}
+    assert {actor for actor, _ in actions} == {os_user()}
+    for bundle in (backup, trial, cutover):
+        assert json.loads((bundle / "bundle.json").read_text())["sealed_by"] == os_user(), bundle
+    assert attrs == [(split_roles.loader, False, False), (split_roles.owner, False, True)]
+    _refused(split_roles.loader_url, "CREATE DATABASE smuggled", autocommit=True)

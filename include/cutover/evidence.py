@@ -556,8 +556,11 @@ def _recorded(target_url: str | None, run: Path, known: list[Path]) -> dict[str,
     run_id = bundle.get("run_id")
     if not run_id:
         return None
-    with psycopg.connect(target_url, connect_timeout=10) as conn:
-        row = conn.execute("SELECT evidence FROM migration.run WHERE run_id = %s", (run_id,)).fetchone()
+    try:
+        with psycopg.connect(target_url, connect_timeout=10) as conn:
+            row = conn.execute("SELECT evidence FROM migration.run WHERE run_id = %s", (run_id,)).fetchone()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+        return None  # a target not migrated (yet, or before V010) records no run's evidence
     if row is None:
         return None
     return {str(e.get("version")): str(e.get("manifest_sha256")) for e in row[0] if isinstance(e, dict)}

@@ -156,3 +156,12 @@ def test_an_unknown_run_is_one_line_naming_the_known_ones(
     _sealed_run(monkeypatch, store, "pt_backup", BACKUP, {"a.json": "{}"})
     with pytest.raises(Exception, match=evidence.run_key(BACKUP)):
         evidence.verify_chain("manual__1999-01-01T00:00:00+00:00")
+
+
+def test_a_target_not_migrated_yet_records_no_run_and_the_chain_still_verifies(
+    monkeypatch: pytest.MonkeyPatch, store: str, pg_url: str
+) -> None:
+    """A backup or a trial verified before any cutover migrated the target: nothing to compare there."""
+    _sealed_run(monkeypatch, store, "pt_backup", BACKUP, {"a.json": "{}"})
+    checks = evidence.verify_chain(BACKUP, store_url=store, target_url=pg_url)
+    assert [c.problems for c in checks] == [[]]

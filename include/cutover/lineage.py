@@ -14,6 +14,12 @@ birth date. The loader records with each reject the reference that decided it an
   itself as root: its defect is its own reference;
 - any other reject: itself as root.
 
+Decided where the cascade is, rather than by a recursive UPDATE after the load, because the load
+already holds the parent's reject row at that point: the lineage costs the rejected rows only (the
+general merge's reject INSERT, about 7 µs a reject: +8 ms on a 50k-row part of charges with 1,152
+rejects; the first load's Arrow path about 1 ms a part), nothing per migrated row, and a killed
+run's committed parts need no pass afterwards.
+
 This module reads the lineage back: :func:`root_causes` groups a run's rejects by root cause, most
 costly first (``summary.json``'s ``root_causes``, the report's "Rejects by root cause"), and
 :func:`chain` walks one reject's parents for ``cutover trace``. Legacy ids, table names, reason codes
@@ -37,8 +43,8 @@ BY_REFERENCE: Final = frozenset({CASCADE, "orphan", "ref_missing", "patient_mism
 parent (:class:`cutover.mapping.engine.Ref`)."""
 
 MAX_DEPTH: Final = 32
-"""Parents followed at most by :func:`chain` (the deepest chain of the PT schema is about six: a
-procedure line → visit → episode → patient); a guard, not a limit any ledger reaches."""
+"""Parents followed at most by :func:`chain` (the PT schema's deepest chain is four rows: a procedure
+line → its visit → its episode → its patient); a guard, not a limit any ledger reaches."""
 
 LINEAGE_COLUMNS: Final = ("parent_table", "parent_legacy_id", "root_table", "root_legacy_id", "root_reason")
 """``migration.reject``'s lineage columns (V011), in the order the loader writes them."""

@@ -50,7 +50,7 @@ from airflow.sdk import dag, task
 
 from pt_common import DAG_SETTINGS, conn_url, profile_param, run_actor
 from pt_common.assets import VERIFIED_BACKUP
-from pt_common.stages import check_configuration, take_delivery
+from pt_common.stages import check_configuration, owner_url, take_delivery
 
 
 def _key() -> bytes:
@@ -97,13 +97,19 @@ def pt_backup() -> None:
 
     @task
     def restore_test(run_id: str | None = None) -> dict:
+        from airflow.sdk import BaseHook
+
         from cutover.backup import restore_test, scratch_on
         from cutover.legacy.source import dialect_of
         from cutover.legacy.transport import is_delivery
 
         legacy = conn_url("legacy_db")
         dialect = "csv" if is_delivery(legacy) else dialect_of(legacy)  # a delivery restores into SQLite
-        server = {"sqlite": None, "csv": None, "postgresql": conn_url("target_db"), "mysql": legacy}[dialect]
+        # the scratch of the restore test: a server account that may create databases, named in the
+        # staging_store's extra where the legacy reader may not (a MariaDB legacy under least privilege),
+        # else the target's owner (CREATEDB) for a PostgreSQL backup, the legacy server for MariaDB
+        named = (BaseHook.get_connection("staging_store").extra_dejson or {}).get("backup_scratch_url")
+        server = named or {"sqlite": None, "csv": None, "postgresql": owner_url(), "mysql": legacy}[dialect]
         return restore_test(conn_url("staging_store"), str(run_id), scratch_on(server), _key()).as_dict()
 
     @task(outlets=[VERIFIED_BACKUP])

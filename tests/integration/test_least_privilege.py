@@ -429,14 +429,6 @@ def _databases_owned_by(admin_url: str, role: str) -> Iterator[dict[str, str]]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 18: the trial's scratch is not dropped: run_gate (validation/runner.py) disposes the GX data"
-    " source's engine but not its execution engine's, whose pooled loader session keeps the scratch in use,"
-    " and the owner may not terminate the loader's session (DROP DATABASE ... WITH (FORCE)); remove this"
-    " mark with that fix",
-)
 def test_backup_trial_and_cutover_dags_run_as_the_compose_roles(
     home: Path, tmp_path: Path, pg_url: str, pg_admin_url: str, split_roles: TargetRoles
 ) -> None:

@@ -131,8 +131,8 @@ def scratch(server_url: str) -> Iterator[str]:
             admin.execute(f'CREATE DATABASE "{name}"')
     except psycopg.errors.InsufficientPrivilege as exc:
         raise ConfigError(
-            "restore test: the legacy_db user may not create a scratch database; grant CREATEDB "
-            "or set backup_scratch_url in the staging_store connection extra"
+            "restore test: the scratch server's user (target_owner_db, else target_db) may not create a "
+            "database; grant it CREATEDB or set backup_scratch_url in the staging_store connection's extra"
         ) from exc
     except psycopg.OperationalError as exc:
         raise TransientError(

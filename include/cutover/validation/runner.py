@@ -842,6 +842,10 @@ def run_gate(
         try:
             tallies = {t: _timed(timings, t, _validate_target, ctx, source, t) for t in names}
         finally:
+            # GX's execution engine keeps an engine and a pool of its own, which the data source's
+            # dispose does not reach: its idle session would outlive the gate (a trial's scratch stays
+            # in use, and its owner, no superuser, cannot force the drop)
+            source.get_execution_engine().close()
             source.get_engine().dispose()  # closes the session: its temporary tables go with it
         _legacy_ids(target_url, tallies)
     else:

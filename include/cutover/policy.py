@@ -7,6 +7,7 @@ loosen the default through its ``max_reject_rate`` parameter.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -85,13 +86,56 @@ class RejectPolicy:
     def ok(self) -> bool:
         return self.rate <= self.limit
 
+    @property
+    def rate_lower_95(self) -> float:
+        """The least reject rate the counts allow at 95% confidence (:func:`wilson_lower`): what a
+        trial's sample says of the full table; on a full run it only tells how sure a breach is."""
+        kept = self.legacy_rows - self.set_aside
+        return wilson_lower(self.rejected - self.set_aside, kept)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "reject_rate": round(self.rate, 6),
+            "rate_lower_95": round(self.rate_lower_95, 6),
             "limit": self.limit,
             "ok": self.ok,
             **({"set_aside": self.set_aside} if self.set_aside else {}),
         }
+
+
+def wilson_lower(failed: int, n: int, z: float = 1.959964) -> float:
+    """The lower bound of the Wilson score interval with continuity correction (Newcombe, 1998) of
+    ``failed`` of ``n``, at 95% by default.
+
+    A sample's reject rate is noisy: 1 of 3 is 33%, yet says little of the full table. The bound is
+    what the sample shows for certain; the continuity correction keeps it honest on the few rows a
+    sample holds of a small table, where the plain Wilson bound claims too much.
+
+    >>> round(wilson_lower(1, 3), 3), round(wilson_lower(300, 1000), 3), wilson_lower(0, 0)
+    (0.018, 0.272, 0.0)
+    """
+    if n <= 0 or failed <= 0:
+        return 0.0
+    p = failed / n
+    z2 = z * z
+    root = math.sqrt(max(0.0, z2 - 2 - 1 / n + 4 * p * (n * (1 - p) + 1)))
+    return max(0.0, (2 * n * p + z2 - 1 - z * root) / (2 * (n + z2)))
+
+
+def sample_breaches(reject_policy: dict[str, Any]) -> list[str]:
+    """The tables whose reject rate on a trial's sample is above their limit for certain (the 95% lower
+    bound, :func:`wilson_lower`, above it): one reason each, for the trial's no-go.
+
+    >>> sample_breaches({"patients": {"reject_rate": 0.3, "rate_lower_95": 0.27, "limit": 0.05},
+    ...                  "visits": {"reject_rate": 0.33, "rate_lower_95": 0.04, "limit": 0.05}})
+    ['patients: 30.0% rejected on the sample, at least 27.0% at 95% confidence, above its 5.0% limit']
+    """
+    return [
+        f"{table}: {p['reject_rate']:.1%} rejected on the sample, at least {p['rate_lower_95']:.1%} at 95% "
+        f"confidence, above its {p['limit']:.1%} limit"
+        for table, p in reject_policy.items()
+        if isinstance(p, dict) and float(p.get("rate_lower_95") or 0) > float(p.get("limit") or 0)
+    ]
 
 
 def set_aside(reasons: dict[str, int]) -> int:

@@ -219,8 +219,11 @@ def estimate(
     window_hours: float,
     safety_margin: float,
     gates_passed: bool,
+    reject_breaches: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Extrapolate a sample run's stage times to the full tables; the go/no-go.
+    """Extrapolate a sample run's stage times to the full tables; the go/no-go: no-go when the
+    estimate does not fit the window, a gate failed, or the sample shows a table above its reject
+    limit for certain (``reject_breaches``, :func:`cutover.policy.sample_breaches`).
 
     ``sample["validate"]``, keyed as :func:`validation_timings` keys it, needs its full rows in
     ``full_rows`` under the same keys (:func:`validation_rows`).
@@ -258,7 +261,8 @@ def estimate(
         "window_hours": window_hours,
         "fits_window": fits,
         "gates_passed": gates_passed,
-        "decision": "go" if fits and gates_passed else "no-go",
+        "reject_breaches": list(reject_breaches or []),
+        "decision": "go" if fits and gates_passed and not reject_breaches else "no-go",
         "reasons": [
             reason
             for reason, bad in (
@@ -266,7 +270,8 @@ def estimate(
                 ("the sample did not pass every gate", not gates_passed),
             )
             if bad
-        ],
+        ]
+        + [f"reject policy: {b}" for b in reject_breaches or []],
     }
 
 
@@ -298,18 +303,22 @@ def decide(
     log when the target is migrated already.
     """
     from cutover.evidence import link
-    from cutover.pipeline import evidence_dir, seal_evidence
+    from cutover.pipeline import evidence_dir, latest_evidence, seal_evidence
     from cutover.plan import load_plan
+    from cutover.policy import sample_breaches
 
     plan = load_plan()
     timings = stage_timings(scratch_url(target_url, run_id), store_url, run_id)
     full = legacy_counts(legacy_url)
+    summary_file = latest_evidence(run_id) / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     result = estimate(
         timings,
         full | validation_rows(timings["validate"], full),
         window_hours=plan.window_hours,
         safety_margin=plan.safety_margin,
         gates_passed=gates_passed,
+        reject_breaches=sample_breaches(summary.get("reject_policy") or {}),
     )
     start, end = plan.next_window(now)
     result |= {

@@ -166,7 +166,7 @@ ESTIMATE = {
     "run_id": "sample__1",
     "sample_rows": 12000,
     "full_rows": 120000,
-    "sample_seconds": 9.5,
+    "sample_seconds": {"extract": 2.0, "map": 3.0, "load": 2.5, "validate": 2.0, "total": 9.5},
     "estimated_seconds": {"extract": 125.0, "map": 400.0, "load": 250.0, "validate": 180.0, "total": 955.0},
     "safety_margin": 1.5,
     "estimated_with_margin_seconds": 1432.5,
@@ -442,3 +442,29 @@ def test_headless_chromium_renders_the_page(full: Path, tmp_path: Path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 20_000
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_a_trials_report_says_what_its_go_no_go_says(tmp_path: Path) -> None:
+    """On a trial's sample, a table over its reject limit is red only when it is over for certain (and
+    then the trial says no-go); over within the sample's noise it is amber, and the trial may go."""
+    folder = tmp_path / "trial"
+    summary = {
+        **SUMMARY,
+        "dag_id": "pt_sample_transfer",
+        "reject_policy": {
+            "patients": {"reject_rate": 0.33, "rate_lower_95": 0.01, "limit": 0.05, "ok": False},
+            "visits": {"reject_rate": 0.3, "rate_lower_95": 0.27, "limit": 0.05, "ok": False},
+        },
+    }
+    _write(folder, "summary.json", summary)
+    _write(
+        folder,
+        "sample_estimate.json",
+        {**ESTIMATE, "decision": "no-go", "reasons": ["reject policy: visits"]},
+    )
+    text = " ".join(_parse(write_report(folder).read_text()).text)
+    assert "over on the sample, within its noise (limit 5.0 %)" in text  # patients: 1 of 3, say
+    assert "9.5 s" in text  # the sample's own run time, not "–"
+    page = (folder / "report.html").read_text()
+    assert "<span class='st fail'>limit 5.0 %</span>" in page  # visits: over for certain
+    assert "<span class='st fail'>no-go</span>" in page

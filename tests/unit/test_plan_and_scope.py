@@ -167,6 +167,18 @@ def test_estimate_fits_a_fixed_cost_per_table_and_a_cost_per_row() -> None:
     tight = estimate(sample, full, window_hours=0.001, safety_margin=1.5, gates_passed=False)
     assert tight["decision"] == "no-go"
     assert len(tight["reasons"]) == 2
+    # a table over its reject limit for certain on the sample: the trial says no-go, and why
+    from cutover.policy import RejectPolicy, sample_breaches
+
+    noisy = RejectPolicy("patients", 3, 1, 0.05).as_dict()  # 1 of 3: 33%, but only 1.8% for certain
+    certain = RejectPolicy("visits", 1000, 300, 0.05).as_dict()  # 30%, at least 27%
+    breaches = sample_breaches({"patients": noisy, "visits": certain})
+    assert [b.split(":")[0] for b in breaches] == ["visits"]
+    over = estimate(
+        sample, full, window_hours=60, safety_margin=1.5, gates_passed=True, reject_breaches=breaches
+    )
+    assert over["decision"] == "no-go"
+    assert over["reasons"] == [f"reject policy: {breaches[0]}"]
 
 
 def test_one_table_slowed_by_a_busy_moment_does_not_tilt_the_estimate() -> None:

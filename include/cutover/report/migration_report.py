@@ -405,18 +405,13 @@ def _rows_section(summary: Any) -> str:
         return "<h2>Rows per legacy table</h2>" + _missing("run summary", "summary.json")
     tables: dict[str, Any] = summary["tables"]
     policy = summary.get("reject_policy") or {}
+    trial = summary.get("dag_id") == "pt_sample_transfer"
     rows = []
     for table, row in tables.items():
         legacy = _int(row.get("legacy_rows"))
         done = sum(_int(row.get(k)) for k in ("migrated", "merged", "rejected"))
         rule = policy.get(table) or {}
-        verdict = (
-            _badge(
-                "pass" if rule.get("ok") else "fail", f"limit {100 * (_num(rule.get('limit')) or 0):.1f} %"
-            )
-            if rule
-            else "–"
-        )
+        verdict = _policy_badge(rule, trial=trial) if rule else "–"
         rows.append(
             f"<tr><td>{_code(table)}</td><td class='n'>{_n(legacy)}</td><td class='n'>{_n(row.get('migrated'))}</td>"
             f"<td class='n'>{_n(row.get('merged'))}</td><td class='n'>{_n(row.get('rejected'))}</td>"
@@ -442,6 +437,22 @@ def _rows_section(summary: Any) -> str:
             rows,
         )
     )
+
+
+def _policy_badge(rule: dict[str, Any], *, trial: bool) -> str:
+    """A table's reject policy verdict. On a trial's sample, a rate over the limit is red only where
+    it is over for certain (its 95% lower bound too: then the trial says no-go), amber where the
+    sample is too small to tell, which the cutover's full count decides.
+
+    >>> _policy_badge({"ok": False, "limit": 0.05, "rate_lower_95": 0.01}, trial=True)
+    "<span class='st warn'>over on the sample, within its noise (limit 5.0 %)</span>"
+    """
+    limit = f"limit {100 * (_num(rule.get('limit')) or 0):.1f} %"
+    if rule.get("ok"):
+        return _badge("pass", limit)
+    if trial and (_num(rule.get("rate_lower_95")) or 0) <= (_num(rule.get("limit")) or 0):
+        return _badge("warn", f"over on the sample, within its noise ({limit})")
+    return _badge("fail", limit)
 
 
 def _rejects_section(summary: Any) -> str:
@@ -799,6 +810,11 @@ def _numbers(data: Any, prefix: str = "") -> list[tuple[str, float]]:
     return [(prefix.rstrip("."), number)] if number is not None and prefix else []
 
 
+def _total(seconds: Any) -> Any:
+    """A trial's seconds: per stage with a ``total`` (``sample_seconds``), or one figure."""
+    return seconds.get("total") if isinstance(seconds, dict) else seconds
+
+
 def _estimate_section(estimate: Any) -> str:
     """The trial run's extrapolation (``sample_estimate.json``): go or no-go, and against which window."""
     if estimate is None:
@@ -829,7 +845,7 @@ def _estimate_section(estimate: Any) -> str:
     figures = [
         ("sample rows", _n(estimate.get("sample_rows"))),
         ("legacy rows in the full run", _n(estimate.get("full_rows"))),
-        ("sample run time", _duration(_num(estimate.get("sample_seconds")))),
+        ("sample run time", _duration(_num(_total(estimate.get("sample_seconds"))))),
         ("estimated full run", _duration(_num((estimate.get("estimated_seconds") or {}).get("total")))),
         ("safety margin", f"× {_n(estimate.get('safety_margin'))}"),
         ("estimated with margin", _duration(_num(estimate.get("estimated_with_margin_seconds")))),

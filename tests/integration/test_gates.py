@@ -8,6 +8,7 @@ expectation and counts, and tolerates failures within it (a warning rule broken 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sqlite3
 import uuid
@@ -23,6 +24,7 @@ import pytest
 from cutover import pipeline
 from cutover.mapping.specs import SPECS
 from cutover.reject_gate import check_rejects
+from cutover.report.migration_report import write_report
 from cutover.simulate import simulate
 from cutover.staging.parquet import read_table_objects, write_batches
 from cutover.staging.store import open_store
@@ -122,7 +124,7 @@ def _corrupt_visits_case_id(clinic: dict[str, Any], name: str, every: int) -> tu
 
 @pytest.mark.parametrize(("every", "stops"), [(10, True), (200, False)])
 def test_a_broken_export_is_a_finding_of_the_extract_gate_and_stopped_by_the_reject_gate(
-    clinic: dict[str, Any], every: int, stops: bool
+    clinic: dict[str, Any], every: int, stops: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Text in an id column is the legacy data's defect, not the pipeline's: the extract gate reports it
     (a warning naming the rows) and the rows are rejected ``id_invalid``; whether the run may go on is
@@ -132,7 +134,9 @@ def test_a_broken_export_is_a_finding_of_the_extract_gate_and_stopped_by_the_rej
     manifest = pipeline.extract_table(legacy, clinic["store"], run_id, "visits")
     out = clinic["work"] / run_id
     kwargs: dict[str, Any] = {"store_url": clinic["store"], "run_id": run_id, "target_url": None}
-    report = run_gate("extract", tables=["visits"], out_dir=out, **kwargs).as_dict()
+    with caplog.at_level(logging.INFO, logger="cutover.validation.runner"):
+        ran = run_gate("extract", tables=["visits"], out_dir=out, **kwargs)
+    report = ran.as_dict()
     assert report["passed"] is True
     for name in ("extract.visits.case_id.present", "extract.visits._invalid_ids.ids_valid"):
         found = _result(report, name)
@@ -140,6 +144,17 @@ def test_a_broken_export_is_a_finding_of_the_extract_gate_and_stopped_by_the_rej
         assert found["status"] == "finding", name  # a warning rule broken: reported, the run goes on
         assert found["failing_ids"]
         assert all(int(i) % every == 0 for i in found["failing_ids"])
+    # one meaning of a finding: the gate's log line, the report's headline and the data docs count the same
+    findings = len(ran.findings)
+    assert findings >= 2
+    assert f", {findings} findings, " in caplog.text
+    (out / "gates").mkdir()
+    (out / "gate_extract.json").replace(out / "gates" / "extract.json")
+    text = write_report(out).read_text()
+    assert f"<b>{findings}</b><span>findings (warning rules broken)</span>" in text
+    stored = [json.loads(p.read_text()) for p in (out / "results").rglob("*.json")]
+    assert sum(v["meta"]["findings"] for v in stored) == findings
+    assert sum(v["statistics"]["unsuccessful_expectations"] for v in stored) == findings  # no fatal one
     pipeline.map_table(clinic["store"], run_id, "visits", as_of=AS_OF)
     store = open_store(clinic["store"])
     staged = pa.concat_tables(part for _, part in read_table_objects(store, f"runs/{run_id}/mapped/visits"))

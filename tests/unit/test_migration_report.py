@@ -98,6 +98,8 @@ GATE_MAPPED = {
             "unexpected_share": 0.02,
             "failing_ids": [str(i) for i in range(1000, 1025)],
             "partial_unexpected_list": [CANARY],
+            "status": "finding",
+            "rule": "a visit's timed units do not exceed what its minutes allow (8-minute rule) — a finding beyond 1% of rows; plausibility",
         },
         {
             "table": "outcomes",
@@ -288,6 +290,10 @@ def test_full_report_renders_every_section_from_the_evidence(full: Path) -> None
     assert "visits: 311 rejected" in page
     assert "1 unaccounted" in text  # procedures: 50120 - (50002 + 117)
     assert "1 without outcome" in text
+    # the findings first: their count beside the gates passed, then each, worst share first, as a rule
+    assert "findings (warning rules broken)" in text
+    assert text.index("Findings") < text.index("Rows per legacy table")
+    assert "a visit's timed units do not exceed what its minutes allow (8-minute rule)" in text
     # reject reasons, with the share of the table
     assert "orphan" in text
     assert "161" in text

@@ -288,6 +288,7 @@ def _overview(summary: Any, gates: dict[str, Any], recon: Any, timings: Any) -> 
     if gates:
         passed = sum(1 for g in gates.values() if g.get("passed") is True)
         cards.append((f"{passed} / {len(gates)}", "validation gates passed"))
+        cards.append((_n(len(_findings(gates))), "findings (warning rules broken)"))
     if isinstance(recon, dict):
         cards.append(("clean" if recon.get("passed") else "FAILED", "reconciliation"))
     if isinstance(timings, dict) and _num(timings.get("downtime_seconds")) is not None:
@@ -611,6 +612,47 @@ def _merges_section(summary: Any) -> str:
     )
 
 
+_RULE = re.compile(r"^[A-Za-z0-9 _.,;:'’()/%+\-–—#]{1,300}$")
+"""What a rule's description (the catalog's text, never a value) may hold to be shown."""
+
+
+def _findings(gates: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every finding of the run's gates (a warning rule broken beyond its threshold), worst share first."""
+    found = [
+        (name, r)
+        for name, gate in gates.items()
+        for r in gate.get("results") or []
+        if isinstance(r, dict) and gate_status(r) == "warn"
+    ]
+    return sorted(
+        found, key=lambda f: (-(_num(f[1].get("unexpected_share")) or 0), -_int(f[1].get("unexpected_count")))
+    )
+
+
+def _findings_section(gates: dict[str, Any]) -> str:
+    """The findings first: what an auditor must read even when every gate passed."""
+    found = _findings(gates)
+    if not gates:
+        return ""
+    head = "<h2>Findings</h2>"
+    if not found:
+        return head + "<p class='muted'>No warning rule was broken beyond its threshold.</p>"
+    rows = [
+        f"<tr><td class='n'>{_pct(_num(r.get('unexpected_share')) or 0, 1)}</td>"
+        f"<td class='n'>{_n(r.get('unexpected_count'))} of {_n(r.get('element_count'))}</td>"
+        f"<td>{_e(r['rule']) if _RULE.match(str(r.get('rule') or '')) else _code(r.get('expectation', ''))}</td>"
+        f"<td>{_code(gate)} · {_code(r.get('table', ''))}</td><td>{_code(r.get('expectation', ''))}</td>"
+        f"<td>{_ids(r.get('failing_ids'))}</td></tr>"
+        for gate, r in found
+    ]
+    return (
+        head
+        + "<p class='muted'>A finding is a warning rule broken beyond its threshold: the run goes on, and the "
+        "same count is in the gate's log line and its data docs. Worst share first.</p>"
+        + _table(("share", "rows", "rule", "gate · table", "expectation", "failing ids"), rows)
+    )
+
+
 def gate_status(result: dict[str, Any]) -> Status:
     """Pass when the share of failing rows is within the expectation's threshold; else fail for a
     fatal expectation and warn for a warning one. An explicit ``success`` in the result wins.
@@ -621,7 +663,14 @@ def gate_status(result: dict[str, Any]) -> Status:
     'warn'
     >>> gate_status({"severity": "fatal", "threshold": 0.01, "unexpected_share": 0.05})
     'fail'
+    >>> gate_status({"status": "tolerated", "severity": "fatal", "threshold": 0.01, "unexpected_share": 0.005})
+    'pass'
     """
+    given = {"ok": "pass", "tolerated": "pass", "finding": "warn", "failed": "fail"}.get(
+        str(result.get("status"))
+    )
+    if given is not None:  # the runner's own verdict (cutover.validation.runner.status_of)
+        return given  # type: ignore[return-value]
     if isinstance(result.get("success"), bool):
         ok = result["success"]
     else:
@@ -900,6 +949,7 @@ def render_report(folder: Path, *, generated_at: datetime | None = None) -> str:
     when = (generated_at or datetime.now(UTC)).isoformat(timespec="seconds")
     body = (
         _overview(summary, gates, recon, timings)
+        + _findings_section(gates)
         + _rows_section(summary)
         + _rejects_section(summary)
         + _root_causes_section(summary)

@@ -48,7 +48,7 @@ from cutover.staging.parquet import PartInfo, StageManifest, read_manifest
 from cutover.staging.store import Store, open_store
 from cutover.validation.catalog import DERIVED, GATES, Check, Gate, catalog
 from cutover.validation.config import Severity, policy
-from cutover.validation.suites import build_suite, suite_name
+from cutover.validation.suites import build_suite, description, suite_name
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,8 @@ class ExpectationResult:
     """False when GX raised while evaluating it: the gate could not verify the rule, so it fails."""
     status: Status
     """ok, tolerated, finding or failed (:data:`Status`)."""
+    rule: str = ""
+    """The rule in an auditor's words (:func:`cutover.validation.suites.description`), as the data docs say it."""
 
 
 @dataclass(frozen=True)
@@ -698,6 +700,7 @@ def _verdict(check: Check, tally: _Tally) -> ExpectationResult:
         unexpected_share=round(share, 6),
         failing_ids=tuple(tally.ids),
         dimension=check.dimension,
+        rule=description(check),
         evaluated=not tally.errors,
         status=status,
     )

@@ -26,6 +26,7 @@ arguments are code sets, formats and ranges from the catalog, never a patient va
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import time
@@ -46,6 +47,7 @@ from cutover.legacy.profile import legacy_tables, mapping_specs
 from cutover.pipeline import run_key
 from cutover.staging.parquet import PartInfo, StageManifest, read_manifest
 from cutover.staging.store import Store, open_store
+from cutover.validation.arrow_eval import Counted, Outcome, Part, evaluate, pandas_column
 from cutover.validation.catalog import DERIVED, GATES, Check, Gate, catalog
 from cutover.validation.config import Severity, policy
 from cutover.validation.suites import build_suite, description, suite_name
@@ -287,35 +289,25 @@ def _referenced(checks: list[Check]) -> set[str]:
     return columns
 
 
-def _column(values: pa.ChunkedArray) -> Any:
-    """One checked column as GX's pandas engine reads it fastest without changing what a check means.
-
-    GX checks a column's type once when the column has a pandas dtype, and each value's Python type
-    when it holds Python objects; it compares ranges vectorised on int64 and float64 only.
-
-    - text: pandas' string dtype (Arrow-backed, ``StringDtype`` in the suites' type lists): nulls,
-      code sets, patterns and duplicates are found in Arrow, not one Python call per value;
-    - integers and booleans without NULLs: numpy (int16 and int32 widened to int64, which every
-      integer type list names); with NULLs: Python objects, type-checked value by value;
-    - dates: ``datetime.date`` objects (GX's ``date`` is a Python type);
-    - binary: whether a value is there, never the bytes.
-    """
-    import pandas as pd
-
-    kind = values.type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return values.to_pandas(types_mapper=lambda _: pd.StringDtype())
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        return pc.if_else(pc.is_valid(values), True, pa.scalar(None, pa.bool_())).to_pandas()
-    if pa.types.is_integer(kind) and not values.null_count:
-        return values.to_pandas().astype("int64")
-    return values.to_pandas(integer_object_nulls=True, date_as_object=True)
+_column = pandas_column
+"""One checked column as GX's pandas engine reads it (:func:`cutover.validation.arrow_eval.pandas_column`)."""
 
 
-def _frame(table: pa.Table, checks: list[Check], id_column: str, names: list[str] | None = None) -> Any:
-    """The pandas frame GX validates: the checked columns (see :func:`_column`) and derived checks;
-    every other column of ``names`` (default: the table's) an all-NULL placeholder of the same name,
-    for the column-set check, whether or not ``table`` holds it."""
+def _derived(table: pa.Table, checks: list[Check]) -> dict[str, pa.Array]:
+    """The derived ``check__*`` columns of ``checks`` on ``table``, by name."""
+    return {str(c.kwargs["column"]): DERIVED[c.derived](table) for c in checks if c.derived}
+
+
+def _frame(
+    table: pa.Table,
+    checks: list[Check],
+    id_column: str,
+    names: list[str] | None = None,
+    derived: dict[str, pa.Array] | None = None,
+) -> Any:
+    """The pandas frame GX validates: the checked columns (see :func:`_column`) and derived checks
+    (``derived``: already computed); every other column of ``names`` (default: the table's) an
+    all-NULL placeholder of the same name, for the column-set check, whether or not ``table`` holds it."""
     import pandas as pd
 
     needed = _referenced(checks) | {id_column}
@@ -324,10 +316,8 @@ def _frame(table: pa.Table, checks: list[Check], id_column: str, names: list[str
         name: _column(table[name]) if name in needed else placeholder
         for name in (table.column_names if names is None else names)
     }
-    for c in checks:
-        if c.derived:
-            flags = DERIVED[c.derived](table)
-            columns[str(c.kwargs["column"])] = flags.to_pandas(types_mapper=lambda _: pd.BooleanDtype())
+    for name, flags in (_derived(table, checks) if derived is None else derived).items():
+        columns[name] = flags.to_pandas(types_mapper=lambda _: pd.BooleanDtype())
     return pd.DataFrame(columns)
 
 
@@ -557,17 +547,88 @@ def _no_frame_fingerprint() -> Iterator[None]:
         engine.HASH_THRESHOLD = saved
 
 
-def _validate_parquet(ctx: Any, gate: Gate, table: str, store: Store, run_id: str) -> dict[str, _Tally]:
-    checks = catalog().by_gate[gate][table]
-    suite = ctx.suites.get(suite_name(gate, table))
-    source = ctx.data_sources.add_pandas(f"{gate}_{table}")
-    definition = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("part")
-    mapped = gate == "mapped"
-    id_column = "legacy_id" if mapped else legacy_tables()[table].key
+def _add(tally: _Tally, outcome: Outcome) -> None:
+    """Add one part's Arrow outcome to a tally exactly as :func:`_tally` adds GX's result."""
+    if isinstance(outcome, Counted):
+        tally.elements += outcome.elements
+        tally.unexpected += outcome.unexpected
+        tally.add_ids(list(outcome.ids[:MAX_IDS]))
+    else:  # a table-level verdict (or a column's dtype): one element per table, failed by any part
+        tally.elements = max(tally.elements, 1)
+        tally.unexpected = max(tally.unexpected, 0 if outcome.success else 1)
+
+
+class _GxParts:
+    """GX's pandas data source of one table, made when a part first has a check Arrow leaves to GX
+    (:mod:`cutover.validation.arrow_eval`), and a suite of those checks only per set of them."""
+
+    def __init__(self, ctx: Any, gate: Gate, table: str, id_column: str) -> None:
+        self.ctx, self.gate, self.table, self.id_column = ctx, gate, table, id_column
+        self.source: Any = None
+        self.definition: Any = None
+        self.suites: dict[frozenset[str], Any] = {}
+
+    def validate(self, frame: Any, names: frozenset[str]) -> Any:
+        import great_expectations as gx
+
+        if self.source is None:
+            self.source = self.ctx.data_sources.add_pandas(f"{self.gate}_{self.table}")
+            asset = self.source.add_dataframe_asset(self.table)
+            self.definition = asset.add_batch_definition_whole_dataframe("part")
+        if names not in self.suites:
+            whole = self.ctx.suites.get(suite_name(self.gate, self.table))
+            chosen = [e for e in whole.expectations if e.meta["name"] in names]
+            self.suites[names] = (
+                whole
+                if len(chosen) == len(whole.expectations)
+                else gx.ExpectationSuite(name=whole.name, expectations=[copy.copy(e) for e in chosen])
+            )
+        validator = _validator(self.definition, self.id_column, dataframe=frame)
+        validation = validator.validate_expectation_suite(self.suites[names])
+        _forget_batch(self.source)
+        return validation
+
+    def close(self) -> None:
+        # the data source's execution engine keeps its last batch (the frame) cached: let it go
+        if self.source is not None:
+            self.ctx.data_sources.delete(self.source.name)
+
+
+def _validate_part(
+    tallies: dict[str, _Tally],
+    part: pa.Table,
+    names: list[str],
+    checks: list[Check],
+    id_column: str,
+    gx_parts: _GxParts,
+) -> None:
+    """Add one part to the tallies: each check computed in Arrow where
+    :func:`~cutover.validation.arrow_eval.evaluate` can (GX's counts exactly), the others by GX on
+    the part's frame (GX is not called when none remains)."""
+    derived = _derived(part, checks)
+    arrow = Part(part, id_column, tuple(dict.fromkeys([*names, *derived])), derived, MAX_IDS)
+    rest: list[Check] = []
+    for c in checks:
+        outcome = evaluate(c, arrow)
+        if outcome is None:
+            log.debug("gate check %s on a part of %s: left to GX", c.name, c.table)
+            rest.append(c)
+        else:
+            _add(tallies.setdefault(c.name, _Tally()), outcome)
+    if rest:
+        # the frame holds every derived column (a column-set check left to GX sees them all)
+        frame = _frame(part, rest, id_column, names, derived)
+        validation = gx_parts.validate(frame, frozenset(c.name for c in rest))
+        _tally(tallies, validation, id_column)
+        del frame, validation
+
+
+def _reading(
+    checks: list[Check], id_column: str, *, mapped: bool
+) -> tuple[list[str] | None, set[str], set[str]]:
+    """What :func:`_parts` reads of a table's parts for ``checks``: the columns (None: all), those read
+    whole, and the text columns whose type alone is checked (not decoded)."""
     unique = [c for c in checks if c.expectation == "ExpectColumnValuesToBeUnique"]
-    hashes: dict[str, list[np.ndarray]] = {c.name: [] for c in unique}
-    tallies: dict[str, _Tally] = {}
-    manifest = read_manifest(store, f"runs/{run_key(run_id)}/{gate}/{table}")
     whole = {id_column} | {str(c.kwargs["column"]) for c in unique}
     # the columns a check reads, and what says whether a row loads; a derived check reads the table
     columns, typed = None, set()
@@ -577,22 +638,33 @@ def _validate_parquet(ctx: Any, gate: Gate, table: str, store: Store, run_id: st
         typed -= (
             _referenced([c for c in checks if c.expectation != "ExpectColumnValuesToBeInTypeList"]) | whole
         )
-    for names, part in _parts(store, manifest, mapped=mapped, columns=columns, whole=whole, typed=typed):
-        frame = _frame(part, checks, id_column, names)
-        validation = _validator(definition, id_column, dataframe=frame).validate_expectation_suite(suite)
-        _tally(tallies, validation, id_column)
-        for c in unique:
-            hashes[c.name].append(_key_hashes(_key_values(part[str(c.kwargs["column"])])))
-        del frame, part, validation
-        _forget_batch(source)
+    return columns, whole, typed
+
+
+def _validate_parquet(ctx: Any, gate: Gate, table: str, store: Store, run_id: str) -> dict[str, _Tally]:
+    checks = catalog().by_gate[gate][table]
+    mapped = gate == "mapped"
+    id_column = "legacy_id" if mapped else legacy_tables()[table].key
+    unique = [c for c in checks if c.expectation == "ExpectColumnValuesToBeUnique"]
+    hashes: dict[str, list[np.ndarray]] = {c.name: [] for c in unique}
+    tallies: dict[str, _Tally] = {}
+    manifest = read_manifest(store, f"runs/{run_key(run_id)}/{gate}/{table}")
+    columns, whole, typed = _reading(checks, id_column, mapped=mapped)
+    gx_parts = _GxParts(ctx, gate, table, id_column)
+    try:
+        for names, part in _parts(store, manifest, mapped=mapped, columns=columns, whole=whole, typed=typed):
+            _validate_part(tallies, part, names, checks, id_column, gx_parts)
+            for c in unique:
+                hashes[c.name].append(_key_hashes(_key_values(part[str(c.kwargs["column"])])))
+            del part
+    finally:
+        gx_parts.close()
     if len(manifest["parts"]) > 1:
         for c in unique:
             repeated = _repeated(hashes.pop(c.name))
             _settle_duplicates(
                 store, manifest, str(c.kwargs["column"]), repeated, tallies[c.name], mapped=mapped
             )
-    # the data source's execution engine keeps its last batch (the frame) cached: let it go
-    ctx.data_sources.delete(source.name)
     return tallies
 
 

@@ -20,6 +20,15 @@ Timed, each from a cold start of its own work:
 Both must find the planted changes. Prints the times and the ratio cutover/reladiff and writes
 ``bench/results/reconcile.json``. PostgreSQL: the system server on 127.0.0.1:5432 if it answers,
 else the embedded one.
+
+``python -m bench reconcile --clinic [--patients 10000] [--repeat 3] [--profile]``: the
+reconciliation of a whole simulated clinic instead (every chart table, merged duplicates, rejects,
+exploded rows), as ``python -m bench pipeline`` runs it: the clinic is simulated (seed 17, as the
+pipeline bench), extracted, mapped and loaded once into the database ``bench_reconcile_clinic``
+and the folder ``$TMPDIR/cutover-reconcile-clinic-<patients>`` (kept for the next call; ``--rebuild`` makes
+them again), then :func:`cutover.reconcile.reconcile` is timed ``--repeat`` times, each with its
+phases and the load average; ``--profile`` adds a cProfile of one more run (the top functions by
+cumulative time). Writes ``bench/results/reconcile_clinic.json``.
 """
 
 from __future__ import annotations
@@ -265,7 +274,122 @@ def time_reladiff(source: str, target: str) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+CLINIC_DB = "bench_reconcile_clinic"
+CLINIC_RUN = "bench__reconcile_clinic"
+CLINIC_SEED = 17
+CLINIC_AS_OF = "2026-11-27"
+
+
+def _load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def build_clinic(admin: str, folder: Path, patients: int) -> tuple[str, str]:
+    """A simulated clinic staged and loaded as the pipeline bench does it (serially); (target, store)."""
+    import subprocess
+    import sys
+    from datetime import date
+
+    from cutover import pipeline
+    from cutover.loading.bulk import defer_constraints, restore_constraints
+
+    folder.mkdir(parents=True, exist_ok=True)
+    legacy = folder / "legacy.db"
+    if not legacy.exists():
+        command = [sys.executable, "-m", "cutover.cli", "simulate", "--patients", str(patients)]
+        command += ["--seed", str(CLINIC_SEED), "--out", str(legacy)]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {CLINIC_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {CLINIC_DB}")
+    target, store = _with_db(admin, CLINIC_DB), f"file://{folder / 'stage'}"
+    legacy_url = f"sqlite:///{legacy}"
+    pipeline.prepare_target(target)
+    pipeline.begin_run(target, CLINIC_RUN, "bench", {"mode": "big_bang"}, "bench")
+    tables = pipeline.migrated_tables()
+    for table in tables:
+        pipeline.extract_table(legacy_url, store, CLINIC_RUN, table)
+        pipeline.map_table(store, CLINIC_RUN, table, as_of=date.fromisoformat(CLINIC_AS_OF))
+    defer_constraints(target, CLINIC_RUN)
+    for table in tables:
+        pipeline.load_mapped(target, store, CLINIC_RUN, table)
+    restore_constraints(target, CLINIC_RUN)
+    (folder / "built.json").write_text(json.dumps({"patients": patients, "target": target, "store": store}))
+    return target, store
+
+
+def _fresh_copy(admin: str) -> str:
+    """A copy of the loaded clinic's target (``CREATE DATABASE … TEMPLATE``), replacing the last one."""
+    name = f"{CLINIC_DB}_copy"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {CLINIC_DB}")
+    return _with_db(admin, name)
+
+
+def clinic(argv: list[str]) -> None:
+    """``--clinic``: time the reconciliation of a simulated clinic (see the module's docstring)."""
+    import argparse
+    import cProfile
+    import pstats
+
+    parser = argparse.ArgumentParser(prog="python -m bench reconcile --clinic")
+    parser.add_argument("--clinic", action="store_true")
+    parser.add_argument("--patients", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--rebuild", action="store_true")
+    args = parser.parse_args(argv)
+    admin, server = _server_url()
+    folder = Path(tempfile.gettempdir()) / f"cutover-reconcile-clinic-{args.patients}"
+    os.environ.setdefault("CUTOVER_HOME", str(folder / "home"))
+    built = folder / "built.json"
+    if args.rebuild or not built.exists():
+        t0 = time.perf_counter()
+        _, store = build_clinic(admin, folder, args.patients)
+        print(f"built the clinic of {args.patients:,} patients in {time.perf_counter() - t0:.0f}s")
+    else:
+        known = json.loads(built.read_text())
+        store = known["store"]
+    from cutover.reconcile import reconcile
+
+    runs = []
+    for _ in range(args.repeat):
+        # a fresh copy of the loaded target each time: as right after the load (no statistics yet)
+        copy = _fresh_copy(admin)
+        before = _load_average()
+        started = time.perf_counter()
+        report = reconcile(copy, store, CLINIC_RUN, max_failure_rate=1.0)
+        seconds = round(time.perf_counter() - started, 2)
+        runs.append(
+            {
+                "seconds": seconds,
+                "load_average": {"start": before, "end": _load_average()},
+                "phases": report.phases,
+                "failures_by_kind": report.failures_by_kind,
+                "patients_compared": report.patients_compared,
+                "passed": report.passed,
+            }
+        )
+        print(
+            f"reconcile: {seconds}s (load {before[0]}), phases {report.phases}, failures {report.failures_by_kind}"
+        )
+    if args.profile:
+        copy = _fresh_copy(admin)
+        profiler = cProfile.Profile()
+        profiler.runcall(reconcile, copy, store, CLINIC_RUN, max_failure_rate=1.0)
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats("tottime").print_stats(25)
+    result = {"server": server, "patients": args.patients, "runs": runs}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "reconcile_clinic.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    if argv and "--clinic" in argv:
+        clinic(argv)
+        return
     import reladiff  # noqa: F401 - fail before building anything if it is not installed
 
     admin, server = _server_url()

@@ -22,7 +22,7 @@ from cutover.report.migration_report import render_report
 from cutover.report.templates import environment, render
 
 HOSTILE = "<script>alert('x')</script>"
-PAGES = ("migration_report.html.j2",)
+PAGES = ("migration_report.html.j2", "assessment.html.j2")
 """Every page template; each extends the base layout."""
 
 
@@ -127,3 +127,44 @@ def test_report_escapes_or_withholds_a_hostile_table_name_and_id(tmp_path: Path)
     assert "alert" not in page  # withheld outright: a table name, a reason, a rule, an id, a gate
     assert "withheld" in page
     assert "<span class='ids'>42</span> <span class='muted'>+1 more</span>" in page
+
+
+def test_assessment_escapes_a_hostile_table_column_and_value_and_never_shows_a_phi_value() -> None:
+    from cutover.assess import Assessment, CheckResult, render_html
+    from cutover.assess.profile import ColumnProfile, TableProfile
+
+    def column(name: str, policy: str) -> ColumnProfile:
+        return ColumnProfile(
+            column=name,
+            logical_type="text",
+            phi=policy == "phi",
+            rows=10,
+            nulls=0,
+            null_tokens=0,
+            distinct=1,
+            distinct_method="exact",
+            values_policy=policy,
+            values=[(HOSTILE, 10)],
+            patterns=[(HOSTILE, 10)],
+        )
+
+    profile = TableProfile(
+        HOSTILE, HOSTILE, 10, [column(HOSTILE, "shown"), column("pat_name", "phi")], 1, 0.0
+    )
+    check = CheckResult(
+        name="orphans",
+        title=HOSTILE,
+        table=HOSTILE,
+        count=1,
+        examples=[7],
+        severity="error",
+        explanation=HOSTILE,
+        column=HOSTILE,
+        examined=10,
+    )
+    page = render_html(Assessment("now", "2026-01-01", "sqlite", {HOSTILE: 10}, [profile], [check], {}))
+    _assert_inert(page)
+    assert "id='table-&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;'" in page
+    assert "PHI: values never shown" in page
+    # the PHI column's values never reach the template: one shown column's value, one pattern per column
+    assert page.count("<code>&lt;script&gt;") == 3

@@ -1,16 +1,16 @@
 """The assessment: profiles of every legacy table plus every check, as an HTML page and its JSON twin.
 
 :func:`run_assessment` profiles the tables and runs :data:`~cutover.assess.checks.CHECKS`;
-:func:`write_report` writes ``assessment.html`` (one self-contained page: inline CSS, no scripts,
-no external assets, every string escaped with :func:`html.escape`) and ``assessment.json`` (the
-same content, for machines and for diffing two assessments). Neither holds a patient value: the
+:func:`write_report` writes ``assessment.html`` (one self-contained page from the autoescaped Jinja2
+template ``cutover/report/templates/assessment.html.j2`` on the shared base layout: inline CSS, no
+scripts, no external assets) and ``assessment.json`` (the same content, for machines and for
+diffing two assessments). Neither holds a patient value: the
 profiles show values only for the allowed code columns (seen at least five times), and the checks
 carry counts and legacy ids.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import time
@@ -26,6 +26,7 @@ from cutover.assess.privacy import MIN_COUNT
 from cutover.assess.profile import ColumnProfile, TableProfile, profile_table
 from cutover.legacy.profile import legacy_tables
 from cutover.legacy.source import dialect_of
+from cutover.report.templates import render
 
 log = logging.getLogger(__name__)
 
@@ -179,32 +180,6 @@ def render_json(assessment: Assessment) -> str:
     return json.dumps(assessment.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
-_CSS: Final = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
-header{background:#1f3a5f;color:#fff;padding:18px 28px}header h1{margin:0 0 4px;font-size:22px}
-header p{margin:0;opacity:.85}main{padding:8px 28px 40px;max-width:1400px}
-h2{margin:28px 0 10px;font-size:18px;border-bottom:1px solid #d5dae1;padding-bottom:4px}
-.cards{display:flex;gap:12px;flex-wrap:wrap;margin-top:16px}
-.card{background:#fff;border:1px solid #d5dae1;border-radius:6px;padding:10px 16px;min-width:130px}
-.card b{display:block;font-size:22px}.card span{color:#5b6675;font-size:12px}
-table{border-collapse:collapse;background:#fff;width:100%;margin:6px 0 14px}
-th,td{border:1px solid #e1e5ea;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#eef1f5;font-weight:600}table.narrow{width:auto;min-width:320px}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.sev{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
-.error{background:#fbe3e4;color:#9b1c23}.warning{background:#fff1d6;color:#8a5300}
-.info{background:#e3eefc;color:#1f4f8f}.clean{background:#e4f4e8;color:#1e6b34}
-code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;white-space:pre;background:#f1f3f6;
-padding:0 3px;border-radius:3px}ul.kv{margin:0;padding:0;list-style:none}ul.kv li{white-space:nowrap}
-details{background:#fff;border:1px solid #d5dae1;border-radius:6px;margin:8px 0;padding:6px 12px}
-summary{cursor:pointer;font-weight:600}.muted{color:#6b7785}.phi{color:#9b1c23;font-weight:600}
-.ids{font:12px ui-monospace,monospace;color:#394556}
-"""
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _n(value: int | float) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
 
@@ -214,149 +189,121 @@ def _pct(part: int, whole: int) -> str:
 
 
 def _sev(severity: str, count: int) -> str:
-    if count == 0:
-        return '<span class="sev clean">clean</span>'
-    return f'<span class="sev {_e(severity)}">{_e(severity)}</span>'
+    """The class and label of a check's severity badge: clean when it found nothing."""
+    return severity if count else "clean"
 
 
-def _pairs(items: Sequence[tuple[str, int]], *, code: bool) -> str:
-    if not items:
-        return ""
-    rows = "".join(
-        f"<li>{f'<code>{_e(k)}</code>' if code else _e(k)} <span class='muted'>{_n(v)}</span></li>"
-        for k, v in items
-    )
-    return f'<ul class="kv">{rows}</ul>'
+def _pairs(items: Sequence[tuple[str, int]]) -> list[tuple[str, str]]:
+    return [(k, _n(v)) for k, v in items]
 
 
-def _summary_html(a: Assessment) -> str:
+def _summary(a: Assessment) -> dict[str, Any]:
     sums = a.summaries()
     by_sev = {s: sum(1 for x in sums if x.severity == s and x.count) for s in SEVERITIES}
-    cards = [
-        (_n(len(a.profiles)), "legacy tables"),
-        (_n(sum(a.row_counts.values())), "legacy rows"),
-        (_n(len(sums)), "checks run"),
-        (_n(by_sev["error"]), "checks with errors"),
-        (_n(by_sev["warning"]), "checks with warnings"),
-        (_n(by_sev["info"]), "checks with notes"),
-    ]
-    cards_html = "".join(f'<div class="card"><b>{v}</b><span>{_e(k)}</span></div>' for v, k in cards)
-    rows = "".join(
-        f"<tr><td><a href='#check-{_e(s.name)}'>{_e(s.title)}</a><br><span class='muted'>{_e(s.name)}</span></td>"
-        f"<td>{_sev(s.severity, s.count)}</td><td class='n'>{_n(s.count)}</td>"
-        f"<td class='n'>{s.places} of {s.examined_places}</td></tr>"
-        for s in sums
-    )
-    return (
-        f'<div class="cards">{cards_html}</div><h2>Checks</h2>'
-        "<table><tr><th>Check</th><th>Severity</th><th>Rows</th><th>Places with findings</th></tr>"
-        f"{rows}</table>"
-    )
+    return {
+        "cards": [
+            (_n(len(a.profiles)), "legacy tables"),
+            (_n(sum(a.row_counts.values())), "legacy rows"),
+            (_n(len(sums)), "checks run"),
+            (_n(by_sev["error"]), "checks with errors"),
+            (_n(by_sev["warning"]), "checks with warnings"),
+            (_n(by_sev["info"]), "checks with notes"),
+        ],
+        "checks": [
+            {
+                "name": s.name,
+                "title": s.title,
+                "sev": _sev(s.severity, s.count),
+                "count": _n(s.count),
+                "places": f"{s.places} of {s.examined_places}",
+            }
+            for s in sums
+        ],
+    }
 
 
-def _checks_html(a: Assessment) -> str:
-    parts = []
+def _checks(a: Assessment) -> list[dict[str, Any]]:
+    out = []
     for s in a.summaries():
         results = [r for r in a.checks if r.name == s.name]
-        found = [r for r in results if r.count]
         clean = [r for r in results if not r.count]
-        body = ""
-        if found:
-            body += (
-                "<table><tr><th>Table</th><th>Column</th><th>Rows</th><th>Of rows examined</th>"
-                "<th>Example legacy ids</th></tr>"
-                + "".join(
-                    f"<tr><td>{_e(r.table)}</td><td>{_e(r.column or '')}</td><td class='n'>{_n(r.count)}</td>"
-                    f"<td class='n'>{_n(r.examined)} ({_pct(r.count, r.examined)})</td>"
-                    f"<td class='ids'>{_e(', '.join(map(str, r.examples)))}</td></tr>"
-                    for r in found
-                )
-                + "</table>"
-            )
-        if clean:
-            places = ", ".join(f"{r.table}.{r.column}" if r.column else r.table for r in clean)
-            body += f"<p class='muted'>Checked and clean: {_e(places)}</p>"
-        parts.append(
-            f"<details id='check-{_e(s.name)}'{' open' if s.count and s.severity == 'error' else ''}>"
-            f"<summary>{_e(s.title)} {_sev(s.severity, s.count)} <span class='muted'>{_n(s.count)} rows</span>"
-            f"</summary><p>{_e(s.explanation)}</p>{body}</details>"
-        )
-    return "<h2>Check details</h2>" + "".join(parts)
-
-
-def _range(c: ColumnProfile) -> str:
-    if c.logical_type == "int":
-        return "" if c.min_value is None else f"{_n(c.min_value)} – {_n(c.max_value or 0)}"
-    if c.min_length is None:
-        return ""
-    unit = "bytes" if c.logical_type == "blob" else "chars"
-    return f"{_n(c.min_length)} – {_n(c.max_length or 0)} {unit}<br><span class='muted'>mean {c.mean_length}</span>"
-
-
-def _values_cell(c: ColumnProfile) -> str:
-    if c.values_policy == "phi":
-        return "<span class='phi'>PHI: values never shown</span>"
-    if c.values_policy == "key":
-        return "<span class='muted'>key (unique ids)</span>"
-    if c.values_policy == "id":
-        return "<span class='muted'>ids leading to a patient: frequencies not listed</span>"
-    out = _pairs(c.values, code=True)
-    if c.hidden_rare:
-        out += (
-            f"<span class='muted'>{_n(c.hidden_rare)} rows with values seen &lt; {MIN_COUNT}× hidden</span>"
+        out.append(
+            {
+                "name": s.name,
+                "open": bool(s.count) and s.severity == "error",
+                "title": s.title,
+                "sev": _sev(s.severity, s.count),
+                "count": _n(s.count),
+                "explanation": s.explanation,
+                "found": [
+                    {
+                        "table": r.table,
+                        "column": r.column or "",
+                        "count": _n(r.count),
+                        "examined": f"{_n(r.examined)} ({_pct(r.count, r.examined)})",
+                        "examples": ", ".join(map(str, r.examples)),
+                    }
+                    for r in results
+                    if r.count
+                ],
+                "clean": ", ".join(f"{r.table}.{r.column}" if r.column else r.table for r in clean),
+            }
         )
     return out
 
 
-def _profile_html(p: TableProfile) -> str:
-    rows = []
-    for c in p.columns:
-        empty = _pct(c.empty, c.rows)
-        spell = _pairs(c.empty_spellings, code=True) if c.empty else ""
-        distinct = ("≈ " if c.distinct_method == "approximate" else "") + _n(c.distinct)
-        patterns = _pairs(c.patterns, code=True)
-        if c.other_patterns:
-            patterns += f"<span class='muted'>{_n(c.other_patterns)} rows in other patterns</span>"
-        flag = " <span class='phi'>PHI</span>" if c.phi else ""
-        rows.append(
-            f"<tr><td><b>{_e(c.column)}</b>{flag}</td><td>{_e(c.logical_type)}</td>"
-            f"<td class='n'>{empty}{spell}</td><td class='n'>{distinct}"
-            f"{'' if c.distinct_method == 'exact' else '<br><span class=muted>estimate</span>'}</td>"
-            f"<td>{_range(c)}</td><td>{patterns}</td><td>{_values_cell(c)}</td></tr>"
-        )
-    return (
-        f"<details id='table-{_e(p.table)}'><summary>{_e(p.table)} <span class='muted'>{_n(p.rows)} rows, "
-        f"{len(p.columns)} columns, key {_e(p.key)}</span></summary>"
-        "<table><tr><th>Column</th><th>Type</th><th>Empty (NULL or null token)</th><th>Distinct</th>"
-        "<th>Length / range</th><th>Patterns</th><th>Frequent values</th></tr>"
-        + "".join(rows)
-        + "</table></details>"
-    )
+def _range(c: ColumnProfile) -> tuple[str, str | None]:
+    """A column's range (integers) or its lengths, and the mean length when there is one."""
+    if c.logical_type == "int":
+        return ("" if c.min_value is None else f"{_n(c.min_value)} – {_n(c.max_value or 0)}", None)
+    if c.min_length is None:
+        return ("", None)
+    unit = "bytes" if c.logical_type == "blob" else "chars"
+    return (f"{_n(c.min_length)} – {_n(c.max_length or 0)} {unit}", str(c.mean_length))
+
+
+def _column(c: ColumnProfile) -> dict[str, Any]:
+    """One profiled column as the page shows it; its values only where the privacy policy shows them."""
+    return {
+        "column": c.column,
+        "phi": c.phi,
+        "type": c.logical_type,
+        "empty": _pct(c.empty, c.rows),
+        "spellings": _pairs(c.empty_spellings) if c.empty else [],
+        "distinct": ("≈ " if c.distinct_method == "approximate" else "") + _n(c.distinct),
+        "estimate": c.distinct_method != "exact",
+        "range": _range(c),
+        "patterns": _pairs(c.patterns),
+        "other_patterns": _n(c.other_patterns) if c.other_patterns else None,
+        "policy": c.values_policy,
+        "shown": _pairs(c.values) if c.values_policy not in ("phi", "key", "id") else [],
+        "hidden_rare": _n(c.hidden_rare) if c.hidden_rare else None,
+    }
 
 
 def render_html(assessment: Assessment) -> str:
     """The assessment as one self-contained HTML page."""
     a = assessment
-    counts = "".join(f"<tr><td>{_e(t)}</td><td class='n'>{_n(n)}</td></tr>" for t, n in a.row_counts.items())
-    timing = ", ".join(f"{k} {v:.1f} s" for k, v in a.timings.items())
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>Pre-migration assessment</title><style>{_CSS}</style></head><body>"
-        "<header><h1>Pre-migration assessment of the legacy practice system</h1>"
-        f"<p>Generated {_e(a.generated_at)} · legacy database: {_e(a.legacy_dialect)} · dates judged "
-        f"against {_e(a.reference_date)}{' · ' + _e(timing) if timing else ''}</p></header><main>"
-        + _summary_html(a)
-        + _checks_html(a)
-        + "<h2>Legacy tables</h2><table class='narrow'><tr><th>Table</th><th>Rows</th></tr>"
-        + counts
-        + "</table><h2>Profiles</h2>"
-        + f"<p class='muted'>Patterns: A upper-case letter, a lower-case letter, 9 digit, ^ control "
-        "character, punctuation and spaces as written; runs of more than four letters are shortened to four, "
-        "only the first 40 characters are read (… marks more). Values are shown only for code columns, and "
-        f"only values seen at least {MIN_COUNT} times; PHI columns show patterns and counts only.</p>"
-        + "".join(_profile_html(p) for p in a.profiles)
-        + "</main></body></html>\n"
+    return render(
+        "assessment.html.j2",
+        generated_at=a.generated_at,
+        legacy_dialect=a.legacy_dialect,
+        reference_date=a.reference_date,
+        timing=", ".join(f"{k} {v:.1f} s" for k, v in a.timings.items()),
+        summary=_summary(a),
+        checks=_checks(a),
+        row_counts=[(t, _n(n)) for t, n in a.row_counts.items()],
+        min_count=MIN_COUNT,
+        profiles=[
+            {
+                "table": p.table,
+                "rows": _n(p.rows),
+                "columns": len(p.columns),
+                "key": p.key,
+                "profiled": [_column(c) for c in p.columns],
+            }
+            for p in a.profiles
+        ],
     )
 
 

@@ -39,7 +39,7 @@ def test_document_shows_every_field_source_and_dropped_column() -> None:
         for column in NOT_CARRIED.get(spec.legacy, {}):
             assert f"`{spec.legacy}.{column}`" in md
     page = to_html()
-    assert page.startswith("<!doctype html>")
+    assert page.startswith("<!DOCTYPE html>")  # the shared base layout's
     assert "<script" not in page
     assert page.count("<table>") == len(SPECS)
 

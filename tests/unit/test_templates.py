@@ -22,7 +22,7 @@ from cutover.report.migration_report import render_report
 from cutover.report.templates import environment, render
 
 HOSTILE = "<script>alert('x')</script>"
-PAGES = ("migration_report.html.j2", "assessment.html.j2")
+PAGES = ("migration_report.html.j2", "assessment.html.j2", "mapping_spec.html.j2")
 """Every page template; each extends the base layout."""
 
 
@@ -168,3 +168,15 @@ def test_assessment_escapes_a_hostile_table_column_and_value_and_never_shows_a_p
     assert "PHI: values never shown" in page
     # the PHI column's values never reach the template: one shown column's value, one pattern per column
     assert page.count("<code>&lt;script&gt;") == 3
+
+
+def test_mapping_spec_escapes_a_hostile_name_from_the_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cutover.report import mapping_spec
+
+    real = mapping_spec.to_markdown()
+    planted = real.replace("`pt.patient`", f"`pt.{HOSTILE}`", 1) + f"\n- **{HOSTILE}**: {HOSTILE}\n"
+    monkeypatch.setattr(mapping_spec, "to_markdown", lambda profile=None: planted)
+    page = mapping_spec.to_html()
+    _assert_inert(page)
+    assert "<code>pt.&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;</code>" in page
+    assert "<li>&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;: &lt;script&gt;" in page

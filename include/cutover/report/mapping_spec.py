@@ -3,17 +3,19 @@
 It names the profile and the SHA-256 of its files, then for every target table: its legacy source,
 its parent references, and for every target field its source column(s), the rule that normalises
 them, what a bad value does, and whether the field rests on an assumption about the source; then
-the row checks and the code crosswalk's provenance. Markdown and a self-contained HTML page.
+the row checks and the code crosswalk's provenance. Markdown, and a self-contained HTML page laid out
+from it by the Jinja2 template ``templates/mapping_spec.html.j2`` on the report's base layout.
 """
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
+from typing import Any
 
 from cutover.legacy.profile import Profile, current
 from cutover.mapping.engine import TableSpec
 from cutover.mapping.normalize import GEM_SOURCE
+from cutover.report.templates import render
 
 
 def _ref_line(spec: TableSpec) -> list[str]:
@@ -114,45 +116,54 @@ def to_markdown(profile: Profile | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def to_html(profile: Profile | None = None) -> str:
-    """The same document as a self-contained HTML page (no external assets)."""
-    body: list[str] = []
-    for line in to_markdown(profile).splitlines():
+Inline = list[tuple[bool, str]]
+"""A line of the Markdown as the page shows it: (is code, text) runs, the emphasis marks dropped."""
+
+
+def _inline(text: str) -> Inline:
+    """The runs of a Markdown line: backticks open and close code.
+
+    >>> _inline("`pt.patient` ← legacy **patients**")
+    [(False, ''), (True, 'pt.patient'), (False, ' ← legacy patients')]
+    """
+    return [(i % 2 == 1, part.replace("**", "")) for i, part in enumerate(text.split("`"))]
+
+
+def _blocks(markdown: str) -> tuple[str, list[dict[str, Any]]]:
+    """The document's title and its blocks (headings, paragraphs, lists, field tables), read from the
+    Markdown twin so that the two pages cannot say different things."""
+    title = ""
+    blocks: list[dict[str, Any]] = []
+    for line in markdown.splitlines():
+        last = blocks[-1] if blocks else None
         if line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+            title = line[2:]
         elif line.startswith("## "):
-            body.append(f"<h2>{_inline(line[3:])}</h2>")
+            blocks.append({"kind": "h2", "text": _inline(line[3:])})
         elif line.startswith("|---"):
             continue
         elif line.startswith("| target field"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            body.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells) + "</tr>")
-        elif line.startswith("| "):
-            cells = [c.strip().replace("\\|", "|") for c in line.strip("|").split(" | ")]
-            body.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in cells) + "</tr>")
-        elif line == "" and body and body[-1].startswith("<tr>"):
-            body.append("</table>")
+            blocks.append(
+                {"kind": "table", "head": [c.strip() for c in line.strip("|").split("|")], "rows": []}
+            )
+        elif line.startswith("| ") and last is not None and last["kind"] == "table":
+            last["rows"].append(
+                [_inline(c.strip().replace("\\|", "|")) for c in line.strip("|").split(" | ")]
+            )
         elif line.startswith("- "):
-            body.append(f"<li>{_inline(line[2:])}</li>")
+            if last is None or last["kind"] != "ul":
+                blocks.append(last := {"kind": "ul", "items": []})
+            last["items"].append(_inline(line[2:]))
         elif line:
-            body.append(f"<p>{_inline(line)}</p>")
-    style = (
-        "body{font-family:system-ui,sans-serif;margin:2rem;max-width:80rem}"
-        "table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.3rem .5rem;"
-        "vertical-align:top;text-align:left}th{background:#f0f3f7}code{background:#f5f5f5;padding:0 .2rem}"
-    )
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>Cutover mapping specification</title><style>{style}</style></head><body>"
-        + "\n".join(body)
-        + "</body></html>\n"
-    )
+            blocks.append({"kind": "p", "text": _inline(line)})
+    return title, blocks
 
 
-def _inline(text: str) -> str:
-    escaped = html.escape(text)
-    parts = escaped.split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts)).replace("**", "")
+def to_html(profile: Profile | None = None) -> str:
+    """The same document as a self-contained HTML page (no external assets), on the report's layout."""
+    profile = profile or current()
+    title, blocks = _blocks(to_markdown(profile))
+    return render("mapping_spec.html.j2", title=title, profile=profile.name, blocks=blocks)
 
 
 def write_mapping_spec(folder: Path) -> list[Path]:

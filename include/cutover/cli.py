@@ -26,8 +26,6 @@ from typing import Any, TextIO
 from cutover.config import configured_url, redact, state_dir
 from cutover.errors import ConfigError, CutoverError, UnknownNameError
 
-log = logging.getLogger("cutover")
-
 
 def _evidence_line(folder: Path) -> None:
     print(f"evidence: {folder}")
@@ -185,9 +183,9 @@ def _run_dag(
 
     when = _logical_date(resume) if resume else datetime.now(UTC)
     run_id = resume or f"manual__{when.isoformat()}"  # dag.test's id for a manual run after `when`
-    log = None if verbose else _log_path(dag_id, run_id)
-    fresh = log is not None and not log.exists()
-    with console.redirect_output(log) as out:
+    log_file = None if verbose else _log_path(dag_id, run_id)
+    fresh = log_file is not None and not log_file.exists()
+    with console.redirect_output(log_file) as out:
         try:
             dag = _load_dag(dag_id, out)
             if resume:
@@ -195,12 +193,12 @@ def _run_dag(
             else:  # both dates given, as dag.test would take them, so the run's id (and log) is known now
                 kwargs = {"run_conf": conf, "logical_date": when, "run_after": when}
         except BaseException:
-            if log is not None and fresh:
-                _discard(log)
+            if log_file is not None and fresh:
+                _discard(log_file)
             raise
-        progress = console.Progress(out, log=log, live=console.is_terminal(out) and not verbose)
-        if log is not None:
-            progress.line(f"logs: {log}")
+        progress = console.Progress(out, log=log_file, live=console.is_terminal(out) and not verbose)
+        if log_file is not None:
+            progress.line(f"logs: {log_file}")
         if dag_id == "pt_cutover" and (estimate := _trial_estimate()):
             progress.line(estimate)
         with console.reporting_tasks(progress) as seen:
@@ -210,9 +208,9 @@ def _run_dag(
             console.not_run(console.task_states(dag_id, run.run_id)) if failed else None,
             errors_from_log=failed and not seen,
         )
-    if log is not None and run.run_id != run_id:  # a later Airflow naming its runs otherwise
+    if log_file is not None and run.run_id != run_id:  # a later Airflow naming its runs otherwise
         named = _log_path(dag_id, run.run_id)
-        log.replace(named)
+        log_file.replace(named)
         print(f"logs: {named}")
     from cutover.pipeline import latest_evidence
 

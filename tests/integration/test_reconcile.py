@@ -334,3 +334,88 @@ def test_a_precaution_whose_kind_was_changed_is_found(target: str, loaded: dict[
     with pytest.raises(ReconcileFailed, match="chart_safety"):
         reconcile(target, loaded["store"], RUN)
     assert _failures(target) == [("patients", legacy_id, str(patient_id), "chart_safety")]
+
+
+def test_a_rejected_row_whose_reject_record_is_gone_is_unresolved_with_its_legacy_id(
+    target: str, loaded: dict[str, Any]
+) -> None:
+    # the reject table is looked up only for the rows the crosswalk lacks: a row in neither is unresolved
+    with psycopg.connect(target) as conn:
+        table, legacy_id = conn.execute(
+            "DELETE FROM migration.reject WHERE (legacy_system, legacy_table, legacy_id) = ("
+            " SELECT legacy_system, legacy_table, legacy_id FROM migration.reject r WHERE NOT EXISTS ("
+            "  SELECT FROM migration.crosswalk c WHERE (c.legacy_system, c.legacy_table, c.legacy_id)"
+            "   = (r.legacy_system, r.legacy_table, r.legacy_id)) ORDER BY 2, 3 LIMIT 1)"
+            " RETURNING legacy_table, legacy_id"
+        ).fetchone()
+    report = reconcile(target, loaded["store"], RUN, max_failure_rate=1.0)
+    assert _failures(target) == [(table, legacy_id, None, "unresolved")]
+    assert report.tables[table]["unresolved"] == 1
+    rows = loaded["manifest"]["tables"][table]
+    counts = report.tables[table]
+    assert counts["migrated"] + counts["merged"] + counts["rejected"] == rows - 1
+
+
+def test_the_second_session_finds_the_ledgers_patients_in_scope(target: str, loaded: dict[str, Any]) -> None:
+    """The target's charts are aggregated on a session of its own, whose patients in scope come from
+    the patient extract alone: the same set as the ledger's, a merged duplicate's survivor once and a
+    patient without a crosswalk row left out."""
+    from cutover.pipeline import migrated_tables
+    from cutover.reconcile.ledger import check_ledger, stage_ids, stage_patients, stage_patients_from_extract
+
+    prefix = f"runs/{run_key(RUN)}"
+    store = open_store(loaded["store"])
+    with psycopg.connect(target) as conn:
+        (dropped,) = conn.execute(
+            "DELETE FROM migration.crosswalk WHERE legacy_table = 'patients' AND legacy_id = ("
+            " SELECT legacy_id FROM migration.crosswalk WHERE legacy_table = 'patients'"
+            " AND outcome = 'migrated' AND new_id NOT IN (SELECT merged_into FROM migration.crosswalk"
+            "  WHERE merged_into IS NOT NULL) ORDER BY legacy_id LIMIT 1) RETURNING new_id"
+        ).fetchone()
+    scopes = []
+    for ledger in (True, False):
+        with psycopg.connect(target) as conn, conn.transaction(force_rollback=True):
+            if ledger:
+                rows = stage_ids(conn, store, prefix, migrated_tables())
+                check_ledger(conn, RUN, "legacy", rows)
+                stage_patients(conn, "legacy")
+            else:
+                stage_patients_from_extract(conn, store, prefix, "legacy")
+            scopes.append(
+                conn.execute("SELECT patient_id, key, legacy_id FROM rc_patient ORDER BY 1").fetchall()
+            )
+    assert scopes[0] == scopes[1]
+    assert dropped not in {p for p, _, _ in scopes[0]}
+    with psycopg.connect(target) as conn:
+        (merged,) = conn.execute(
+            "SELECT count(DISTINCT merged_into) FROM migration.crosswalk WHERE outcome = 'merged'"
+        ).fetchone()
+    assert merged > 0
+    assert len(scopes[0]) == len({p for p, _, _ in scopes[0]})
+
+
+def test_the_target_charts_are_read_in_the_ledgers_snapshot(target: str, loaded: dict[str, Any]) -> None:
+    """A change committed after the reconciliation's snapshot is not seen by its second session."""
+    from cutover.reconcile.run import _TargetSide
+
+    prefix = f"runs/{run_key(RUN)}"
+
+    def charges(change: str | None = None) -> int:
+        """The target's charges of the patients in scope, in a snapshot exported before ``change``."""
+        with psycopg.connect(target) as first:
+            first.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            with first.transaction(force_rollback=True):
+                (snapshot,) = first.execute("SELECT pg_export_snapshot()").fetchone()
+                if change:
+                    with psycopg.connect(target, autocommit=True) as other:
+                        other.execute(change)
+                with _TargetSide(target, snapshot) as side:
+                    side.charts(loaded["store"], prefix, "legacy", {})
+                    (total,) = side.conn.execute("SELECT sum(charges) FROM rc_chart").fetchone()
+        return int(total)
+
+    before = charges(
+        "UPDATE pt.charge SET amount_cents = amount_cents + 100"
+        " WHERE id = (SELECT id FROM pt.charge ORDER BY id LIMIT 1)"
+    )
+    assert charges() - before == 100

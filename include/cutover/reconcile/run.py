@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,7 +28,14 @@ from cutover.legacy.profile import current
 from cutover.pipeline import evidence_dir, migrated_tables, run_key
 from cutover.policy import SET_ASIDE, evaluate
 from cutover.reconcile.chart import KINDS, LegacyCharts, TargetCharts, chart_tables
-from cutover.reconcile.ledger import TableCounts, check_ledger, rejected_ids, stage_ids, stage_patients
+from cutover.reconcile.ledger import (
+    TableCounts,
+    check_ledger,
+    rejected_ids,
+    stage_ids,
+    stage_patients,
+    stage_patients_from_extract,
+)
 from cutover.reconcile.segments import ArrowCharts, bisect, differing
 from cutover.staging.store import open_store
 
@@ -60,7 +67,9 @@ class ReconcileReport:
     bisection: dict[str, int] = field(default_factory=dict)
     """Levels, segments compared, leaves and chart rows fetched: how little of the target was read."""
     phases: dict[str, float] = field(default_factory=dict)
-    """Seconds per step: ledger, target_charts, legacy_charts, bisection."""
+    """Seconds per step: stage_ids, ledger, legacy_charts, target_charts (on a second session, at the
+    same time as the others), target_charts_wait (what of it was left when the legacy side was
+    built), bisection, legacy_recheck."""
     legacy_recheck: dict[str, Any] = field(default_factory=dict)
     """When asked: the patients re-read from the legacy database and mapped again, and per table how
     many of their rows differ from the staged ones (:mod:`cutover.reconcile.recheck`)."""
@@ -82,34 +91,61 @@ ON CONFLICT DO NOTHING
 """
 
 
+class _TargetSide:
+    """A second session on the target, in the first one's snapshot, that aggregates the target's charts.
+
+    The ledger's checks (a million ids joined with the crosswalk and the target, on the first
+    session) and the target's chart aggregates (every visit, line, charge and payment of the
+    patients in scope) do not depend on each other, but on one session they ran one after the
+    other. The second session imports the first's snapshot (``pg_export_snapshot``), so both read
+    the very same target; it finds the patients in scope from the patient table's extract on its
+    own (:func:`stage_patients_from_extract`), and writes nothing but its temporary tables.
+    """
+
+    def __init__(self, target_url: str, snapshot: str) -> None:
+        try:
+            self.conn = psycopg.connect(target_url)
+        except psycopg.OperationalError as exc:
+            raise TransientError(f"target_db: cannot connect ({type(exc).__name__})") from exc
+        self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        self.conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        _plan_for_bulk(self.conn, analyze=False)
+
+    def charts(self, store_url: str, run_prefix: str, system: str, phases: dict[str, float]) -> TargetCharts:
+        clock = time.perf_counter()
+        stage_patients_from_extract(self.conn, open_store(store_url), run_prefix, system)
+        charts = TargetCharts(self.conn)
+        phases["target_charts"] = round(time.perf_counter() - clock, 3)
+        return charts
+
+    def __enter__(self) -> _TargetSide:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()  # read only: its transaction is rolled back
+
+
 def _compare_charts(
     conn: psycopg.Connection[Any],
     store_url: str,
     prefix: str,
     legacy_ids: pa.Array,
     keys: pa.Array,
+    pending: Future[TargetCharts],
     phases: dict[str, float],
 ) -> tuple[int, dict[str, list[int]], dict[str, int]]:
-    """Build both sides' charts, bisect to the differing patients; return (patients, keys by kind, stats).
+    """Build the legacy side's charts, bisect to the differing patients against the target's
+    (``pending``: aggregated meanwhile by :class:`_TargetSide`); return (patients, keys by kind, stats).
 
-    The target's charts are aggregated by the database while this process builds the legacy side
-    from the Parquet (the session waits for the server in a second thread, the GIL released).
     Records each step's seconds in ``phases``.
     """
     rejected = rejected_ids(conn, [t for t in chart_tables().values() if t is not None])
-
-    def target_charts() -> TargetCharts:
-        clock = time.perf_counter()
-        charts = TargetCharts(conn)
-        phases["target_charts"] = round(time.perf_counter() - clock, 3)
-        return charts
-
-    with ThreadPoolExecutor(1, thread_name_prefix="target-charts") as pool:
-        pending = pool.submit(target_charts)
-        clock = time.perf_counter()
-        legacy = ArrowCharts(LegacyCharts(open_store(store_url), prefix, legacy_ids, keys, rejected).build())
-        phases["legacy_charts"] = round(time.perf_counter() - clock, 3)
-        target = pending.result()
+    clock = time.perf_counter()
+    legacy = ArrowCharts(LegacyCharts(open_store(store_url), prefix, legacy_ids, keys, rejected).build())
+    phases["legacy_charts"] = round(time.perf_counter() - clock, 3)
+    clock = time.perf_counter()
+    target = pending.result()
+    phases["target_charts_wait"] = round(time.perf_counter() - clock, 3)
     clock = time.perf_counter()
     ours, theirs, stats = bisect(legacy, target)
     mismatched = differing(ours, theirs, KINDS)
@@ -128,7 +164,7 @@ STATISTICS_TABLES = ("migration.crosswalk", "migration.reject")
 """The ledger tables every check joins; a load that just wrote them leaves their statistics stale."""
 
 
-def _plan_for_bulk(conn: psycopg.Connection[Any]) -> None:
+def _plan_for_bulk(conn: psycopg.Connection[Any], *, analyze: bool = True) -> None:
     """Every query here joins whole tables: hash joins, never nested loops over a stale estimate.
 
     Right after a load, autovacuum has not yet analysed the tables, so the planner believes the
@@ -137,13 +173,16 @@ def _plan_for_bulk(conn: psycopg.Connection[Any]) -> None:
     a warning), and nested loops are off for this transaction only. So are the default 4 MB of
     ``work_mem``, which splits the hash of a million crosswalk rows into 16 batches spilled to disk
     (64 MB, as the loader's sessions), and JIT compilation, which costs 20-30 ms a statement for
-    statements that each run once.
+    statements that each run once. The temporary tables (a million extracted ids, their outcomes)
+    get 256 MB of local buffers instead of 8 MB, which spilled them to temporary files (this must
+    come before the session's first temporary table).
     """
-    for table in STATISTICS_TABLES:
+    for table in STATISTICS_TABLES if analyze else ():
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(*table.split("."))))
     conn.execute("SET LOCAL enable_nestloop = off")
     conn.execute("SET LOCAL work_mem = '64MB'")
     conn.execute("SET LOCAL jit = off")
+    conn.execute("SET LOCAL temp_buffers = '256MB'")
 
 
 def _recheck(
@@ -239,24 +278,35 @@ def reconcile(
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         with conn.transaction():
             _plan_for_bulk(conn)
-            conn.execute("DELETE FROM migration.validation_failure WHERE run_id = %s", (run_id,))
             phases: dict[str, float] = {}
-            legacy_rows = stage_ids(conn, store, prefix, migrated_tables())
-            phases["stage_ids"] = round(time.perf_counter() - started, 3)
-            tables = check_ledger(conn, run_id, system, legacy_rows, source_run_id=source)
-            patient_ids, patient_keys = stage_patients(conn, system)
-            phases["ledger"] = round(time.perf_counter() - started - phases["stage_ids"], 3)
-            compared, mismatched, bisection = _compare_charts(
-                conn, store_url, f"{prefix}/mapped", patient_ids, patient_keys, phases
-            )
+            (snapshot,) = conn.execute("SELECT pg_export_snapshot()").fetchone() or ("",)
+            with (
+                _TargetSide(target_url, snapshot) as side,
+                ThreadPoolExecutor(1, thread_name_prefix="target-charts") as pool,
+            ):
+                # the target's charts are aggregated by a second backend while this one checks the
+                # ledger and this process builds the legacy side (the thread waits, the GIL released)
+                pending = pool.submit(side.charts, store_url, prefix, system, phases)
+                clock = time.perf_counter()
+                conn.execute("DELETE FROM migration.validation_failure WHERE run_id = %s", (run_id,))
+                legacy_rows = stage_ids(conn, store, prefix, migrated_tables())
+                phases["stage_ids"] = round(time.perf_counter() - clock, 3)
+                clock = time.perf_counter()
+                tables = check_ledger(conn, run_id, system, legacy_rows, source_run_id=source)
+                patient_ids, patient_keys = stage_patients(conn, system)
+                phases["ledger"] = round(time.perf_counter() - clock, 3)
+                compared, mismatched, bisection = _compare_charts(
+                    conn, store_url, f"{prefix}/mapped", patient_ids, patient_keys, pending, phases
+                )
             keys = [k for ks in mismatched.values() for k in ks]
             kinds = [kind for kind, ks in mismatched.items() for _ in ks]
             conn.execute(
                 _CHART_FAILURES,
                 {"run": run_id, "keys": keys, "kinds": kinds, "patients": current().patient_table},
             )
+            clock = time.perf_counter()
             rechecked = _recheck(conn, legacy_url, store, prefix, run_id) if legacy_url else {}
-            phases["legacy_recheck"] = round(time.perf_counter() - started - sum(phases.values()), 3)
+            phases["legacy_recheck"] = round(time.perf_counter() - clock, 3)
             by_kind, sample = _summary(conn, run_id)
             patients_mismatched = len(set(keys))
             unsafe = len(mismatched.get("chart_safety", []))

@@ -34,17 +34,17 @@ FAILURE_LINE = re.compile(r"^(?:[a-z_]\w*\.)+[A-Z]\w*: |^[A-Z]\w*(?:Error|Except
 """An exception's last line as a traceback ends, ``module.path.Name: message`` or ``ValueError: …``:
 what tests and people grep a run's output for (``tests/cli_helpers.py``)."""
 
-COUNTS: tuple[tuple[str, str], ...] = (
-    ("migrated", "migrated"),
-    ("merged", "merged"),
-    ("rejected", "rejected"),
-    ("expectations", "expectations"),
-    ("findings", "findings"),
-    ("patients_compared", "patients compared"),
-    ("patients_mismatched", "mismatched"),
+COUNTS: tuple[tuple[str, str, str], ...] = (
+    ("migrated", "migrated", "migrated"),
+    ("merged", "merged", "merged"),
+    ("rejected", "rejected", "rejected"),
+    ("expectations", "expectation", "expectations"),
+    ("findings", "finding", "findings"),
+    ("patients_compared", "patient compared", "patients compared"),
+    ("patients_mismatched", "mismatched", "mismatched"),
 )
-"""Counts of a task's manifest worth a glance (manifest key, words), summed over a stage's tasks;
-rows (``rows_in`` of a load, else ``rows``) come first and get a rate."""
+"""Counts of a task's manifest worth a glance (manifest key, words for one, for more), summed over a
+stage's tasks; rows (``rows_in`` of a load, else ``rows``) come first and get a rate."""
 
 READS_FROM: dict[str, str] = {"map_table": "extract_table", "load": "map_table"}
 """A stage that works through what an earlier stage of the run wrote: its rows to do are that
@@ -278,10 +278,10 @@ class Stage:
             speed = rate(rows, self.seconds) if self.many else None
             parts.append(f"{text}, {speed}" if speed else text)
         counts = []
-        for key, words in COUNTS:
+        for key, one, more in COUNTS:
             values = [v for v in (_ints(t.result, key) for t in self.tasks) if v is not None]
             if values:
-                counts.append(f"{sum(values):,} {words}")
+                counts.append(f"{sum(values):,} {one if sum(values) == 1 else more}")
         if counts:
             parts.append(", ".join(counts))
         failed = sum(t.state == "failed" for t in self.tasks)

@@ -83,6 +83,10 @@ class Part:
     derived: Mapping[str, Column] = field(default_factory=dict)
     """Derived boolean columns by name (:data:`cutover.validation.catalog.DERIVED`)."""
     max_ids: int = MAX_IDS
+    settled: frozenset[str] = frozenset()
+    """Uniqueness checks whose duplicates the caller counts over every part itself (the runner, by
+    hash, :func:`cutover.validation.runner._settle_duplicates`): of those only the rows the rule
+    applies to are counted here; a part's own duplicates would be thrown away."""
 
     def column(self, name: str) -> Column | None:
         if name in self.derived:
@@ -426,6 +430,8 @@ def _unique(check: Check, part: Part) -> Outcome | None:
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)):
         return None
     missing = _missing(values)
+    if check.name in part.settled:
+        return Counted(elements=int((~missing).sum()), unexpected=0, ids=())
     counts = pc.value_counts(values.drop_null())
     repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
     failing = (

@@ -505,15 +505,20 @@ def _settle_duplicates(
 
 
 def _forget_batch(source: Any) -> None:
-    """Let the part just validated go before the next is read.
+    """Let the part just validated by GX go before the next is read.
 
     The data source's execution engine keeps its last batch (the frame, and the Arrow data it
-    wraps) until the next one replaces it, which would hold two parts at once; Arrow's allocator
-    keeps freed pages for reuse unless asked to give them back.
+    wraps) until the next one replaces it, which would hold two parts at once.
     """
     manager = source.get_execution_engine().batch_manager
     manager.batch_data_cache.clear()
     manager.reset_batch_cache()
+    _release()
+
+
+def _release() -> None:
+    """Give back what the part just validated freed: Arrow's allocator keeps freed pages for reuse
+    unless asked to give them back, and so does the C heap."""
     pa.default_memory_pool().release_unused()
     _trim()
 
@@ -601,12 +606,15 @@ def _validate_part(
     checks: list[Check],
     id_column: str,
     gx_parts: _GxParts,
+    settled: frozenset[str] = frozenset(),
 ) -> None:
     """Add one part to the tallies: each check computed in Arrow where
     :func:`~cutover.validation.arrow_eval.evaluate` can (GX's counts exactly), the others by GX on
-    the part's frame (GX is not called when none remains)."""
+    the part's frame (GX is not called when none remains). ``settled``: the uniqueness checks whose
+    duplicates :func:`_settle_duplicates` counts over all parts afterwards."""
     derived = _derived(part, checks)
-    arrow = Part(part, id_column, tuple(dict.fromkeys([*names, *derived])), derived, MAX_IDS)
+    columns = tuple(dict.fromkeys([*names, *derived]))
+    arrow = Part(part, id_column, columns, derived, MAX_IDS, settled)
     rest: list[Check] = []
     for c in checks:
         outcome = evaluate(c, arrow)
@@ -651,12 +659,15 @@ def _validate_parquet(ctx: Any, gate: Gate, table: str, store: Store, run_id: st
     manifest = read_manifest(store, f"runs/{run_key(run_id)}/{gate}/{table}")
     columns, whole, typed = _reading(checks, id_column, mapped=mapped)
     gx_parts = _GxParts(ctx, gate, table, id_column)
+    # over several parts a key's duplicates are counted from hashes afterwards, not part by part
+    settled = frozenset(c.name for c in unique) if len(manifest["parts"]) > 1 else frozenset()
     try:
         for names, part in _parts(store, manifest, mapped=mapped, columns=columns, whole=whole, typed=typed):
-            _validate_part(tallies, part, names, checks, id_column, gx_parts)
+            _validate_part(tallies, part, names, checks, id_column, gx_parts, settled)
             for c in unique:
                 hashes[c.name].append(_key_hashes(_key_values(part[str(c.kwargs["column"])])))
             del part
+            _release()
     finally:
         gx_parts.close()
     if len(manifest["parts"]) > 1:

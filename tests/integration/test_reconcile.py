@@ -357,14 +357,22 @@ def test_a_rejected_row_whose_reject_record_is_gone_is_unresolved_with_its_legac
 
 
 def test_the_second_session_finds_the_ledgers_patients_in_scope(target: str, loaded: dict[str, Any]) -> None:
-    """The target's charts are aggregated on a session of its own, whose patients in scope come from
-    the patient extract alone: the same set as the ledger's, a merged duplicate's survivor once and a
-    patient without a crosswalk row left out."""
+    """Both sides' charts are built on a session of its own, whose patients in scope come from the
+    patient extract alone and whose rejected rows from the ledger tables: the same as the ledger's,
+    a merged duplicate's survivor once and a patient without a crosswalk row left out."""
     from cutover.pipeline import migrated_tables
-    from cutover.reconcile.ledger import check_ledger, stage_ids, stage_patients, stage_patients_from_extract
+    from cutover.reconcile.chart import chart_tables
+    from cutover.reconcile.ledger import (
+        check_ledger,
+        rejected_ids,
+        stage_ids,
+        stage_patients,
+        stage_patients_from_extract,
+    )
 
     prefix = f"runs/{run_key(RUN)}"
     store = open_store(loaded["store"])
+    charted = [t for t in chart_tables().values() if t is not None]
     with psycopg.connect(target) as conn:
         (dropped,) = conn.execute(
             "DELETE FROM migration.crosswalk WHERE legacy_table = 'patients' AND legacy_id = ("
@@ -372,36 +380,47 @@ def test_the_second_session_finds_the_ledgers_patients_in_scope(target: str, loa
             " AND outcome = 'migrated' AND new_id NOT IN (SELECT merged_into FROM migration.crosswalk"
             "  WHERE merged_into IS NOT NULL) ORDER BY legacy_id LIMIT 1) RETURNING new_id"
         ).fetchone()
-    scopes = []
+    scopes, maps, rejects = [], [], []
     for ledger in (True, False):
         with psycopg.connect(target) as conn, conn.transaction(force_rollback=True):
             if ledger:
                 rows = stage_ids(conn, store, prefix, migrated_tables())
                 check_ledger(conn, RUN, "legacy", rows)
-                stage_patients(conn, "legacy")
+                ids, keys = stage_patients(conn, "legacy")
+                found = conn.execute(
+                    "SELECT legacy_table, legacy_id FROM rc_outcome WHERE outcome = 'rejected'"
+                    " AND legacy_table = ANY(%s)",
+                    (charted,),
+                ).fetchall()
+                rejects.append(sorted((t, i) for t, i in found))
             else:
-                stage_patients_from_extract(conn, store, prefix, "legacy")
+                ids, keys = stage_patients_from_extract(conn, store, prefix, "legacy")
+                by_table = rejected_ids(conn, "legacy", charted)
+                rejects.append(sorted((t, i) for t, a in by_table.items() for i in a.to_pylist()))
             scopes.append(
                 conn.execute("SELECT patient_id, key, legacy_id FROM rc_patient ORDER BY 1").fetchall()
             )
+            maps.append(sorted(zip(ids.to_pylist(), keys.to_pylist(), strict=True)))
     assert scopes[0] == scopes[1]
+    assert maps[0] == maps[1]
+    assert rejects[0] == rejects[1]
+    assert rejects[0]
     assert dropped not in {p for p, _, _ in scopes[0]}
-    with psycopg.connect(target) as conn:
-        (merged,) = conn.execute(
-            "SELECT count(DISTINCT merged_into) FROM migration.crosswalk WHERE outcome = 'merged'"
-        ).fetchone()
-    assert merged > 0
     assert len(scopes[0]) == len({p for p, _, _ in scopes[0]})
+    assert len(maps[0]) > len(scopes[0])  # merged duplicates map onto their survivors' keys
 
 
 def test_the_target_charts_are_read_in_the_ledgers_snapshot(target: str, loaded: dict[str, Any]) -> None:
     """A change committed after the reconciliation's snapshot is not seen by its second session."""
-    from cutover.reconcile.run import _TargetSide
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cutover.reconcile.run import _ChartSides
 
     prefix = f"runs/{run_key(RUN)}"
 
-    def charges(change: str | None = None) -> int:
-        """The target's charges of the patients in scope, in a snapshot exported before ``change``."""
+    def charges(change: str | None = None) -> tuple[int, int]:
+        """The target's and the legacy side's charges of the patients in scope, in a snapshot exported
+        before ``change``."""
         with psycopg.connect(target) as first:
             first.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             with first.transaction(force_rollback=True):
@@ -409,13 +428,15 @@ def test_the_target_charts_are_read_in_the_ledgers_snapshot(target: str, loaded:
                 if change:
                     with psycopg.connect(target, autocommit=True) as other:
                         other.execute(change)
-                with _TargetSide(target, snapshot) as side:
-                    side.charts(loaded["store"], prefix, "legacy", {})
-                    (total,) = side.conn.execute("SELECT sum(charges) FROM rc_chart").fetchone()
-        return int(total)
+                with _ChartSides(target, snapshot) as sides, ThreadPoolExecutor(1) as pool:
+                    legacy, _ = sides.build(loaded["store"], prefix, "legacy", {}, pool)
+                    (total,) = sides.conn.execute("SELECT sum(charges) FROM rc_chart").fetchone()
+        return int(total), sum(legacy.table.column("charges").to_pylist())
 
-    before = charges(
+    before, legacy = charges(
         "UPDATE pt.charge SET amount_cents = amount_cents + 100"
         " WHERE id = (SELECT id FROM pt.charge ORDER BY id LIMIT 1)"
     )
-    assert charges() - before == 100
+    assert before == legacy
+    after, legacy_after = charges()
+    assert (after - before, legacy_after) == (100, legacy)

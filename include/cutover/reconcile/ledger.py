@@ -285,14 +285,23 @@ def check_ledger(
     return counts
 
 
-def rejected_ids(conn: psycopg.Connection[Any], tables: Sequence[str]) -> dict[str, pa.Array]:
-    """Per table, the legacy ids of its extract that the ledger rejected (a small share, by policy)."""
+# The ledger's rejected rows of some tables: a reject record and no crosswalk row (as ``rc_outcome``
+# has it). Read without the extract: a mapped part holds only its extract's ids, so the legacy side
+# drops the same rows. The crosswalk is looked up by its key for each reject record (a scalar
+# subquery, never made a join: a few percent of the rows, where a hash of the crosswalk costs a
+# second).
+_REJECTED = """
+SELECT r.legacy_table, r.legacy_id FROM migration.reject r
+ WHERE r.legacy_system = %(sys)s AND r.legacy_table = ANY(%(tables)s)
+   AND (SELECT c.outcome FROM migration.crosswalk c WHERE c.legacy_system = r.legacy_system
+           AND c.legacy_table = r.legacy_table AND c.legacy_id = r.legacy_id) IS NULL
+"""
+
+
+def rejected_ids(conn: psycopg.Connection[Any], system: str, tables: Sequence[str]) -> dict[str, pa.Array]:
+    """Per table, the legacy ids the ledger rejected (a small share, by policy)."""
     found: dict[str, list[str]] = {table: [] for table in tables}
-    rows = conn.execute(
-        "SELECT legacy_table, legacy_id FROM rc_outcome WHERE outcome = 'rejected' AND legacy_table = ANY(%s)",
-        (list(tables),),
-    ).fetchall()
-    for table, legacy_id in rows:
+    for table, legacy_id in conn.execute(_REJECTED, {"sys": system, "tables": list(tables)}).fetchall():
         found[table].append(legacy_id)
     return {table: pa.array(ids, pa.string()) for table, ids in found.items()}
 
@@ -336,14 +345,25 @@ def _create_patients(conn: psycopg.Connection[Any], system: str, survivors: str)
     conn.execute("ANALYZE rc_patient")
 
 
+# Every extracted patient id the ledger migrated or merged → its survivor's key.
+_KEYS_OF_EXTRACT = """
+SELECT e.legacy_id, p.key
+  FROM rc_extract e
+  JOIN migration.crosswalk c
+    ON c.legacy_system = %(sys)s AND c.legacy_table = e.legacy_table AND c.legacy_id = e.legacy_id
+  JOIN rc_patient p ON p.patient_id = coalesce(c.merged_into, c.new_id)
+ WHERE e.legacy_table = %(patients)s AND c.outcome IN ('migrated', 'merged')
+"""
+
+
 def stage_patients_from_extract(
     conn: psycopg.Connection[Any], store: Store, run_prefix: str, system: str
-) -> None:
-    """Create ``rc_patient`` in a session of its own, from the patient table's extract alone.
+) -> tuple[pa.Array, pa.Array]:
+    """Create ``rc_patient`` from the patient table's extract alone; return legacy patient id → survivor key.
 
     The same patients as :func:`stage_patients` (which needs the whole ledger's ``rc_outcome``),
-    so a second session holding the same snapshot can aggregate the target's charts while the
-    first checks the ledger: the two sides' work overlaps on two cores.
+    so a second session holding the same snapshot can find them, build the charts of both sides
+    and aggregate the target's while the first checks the ledger.
     """
     patients = current().patient_table
     conn.execute("CREATE TEMP TABLE rc_extract (legacy_table text, legacy_id text) ON COMMIT DROP")
@@ -353,10 +373,14 @@ def stage_patients_from_extract(
             _copy_ids(cur, "rc_extract", pa.table({"legacy_table": names, "legacy_id": ids}))
     conn.execute("ANALYZE rc_extract")
     _create_patients(conn, system, _SURVIVORS_OF_EXTRACT)
+    rows = conn.execute(_KEYS_OF_EXTRACT, {"sys": system, "patients": patients}).fetchall()
+    return pa.array([r[0] for r in rows], pa.string()), pa.array([r[1] for r in rows], pa.int64())
 
 
 def stage_patients(conn: psycopg.Connection[Any], system: str) -> tuple[pa.Array, pa.Array]:
-    """Create ``rc_patient`` (the surviving patients in scope); return legacy patient id → survivor key."""
+    """Create ``rc_patient`` (the surviving patients in scope) from the ledger's ``rc_outcome``; return
+    legacy patient id → survivor key. The definition :func:`stage_patients_from_extract` is held to
+    (the reconciliation uses that one, which needs no ledger)."""
     patients = current().patient_table
     _create_patients(conn, system, _SURVIVORS_OF_OUTCOMES)
     rows = conn.execute(

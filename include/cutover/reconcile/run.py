@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
-import pyarrow as pa
 from psycopg import sql
 
 from cutover.audit import os_user
@@ -33,7 +32,6 @@ from cutover.reconcile.ledger import (
     check_ledger,
     rejected_ids,
     stage_ids,
-    stage_patients,
     stage_patients_from_extract,
 )
 from cutover.reconcile.segments import ArrowCharts, bisect, differing
@@ -67,9 +65,9 @@ class ReconcileReport:
     bisection: dict[str, int] = field(default_factory=dict)
     """Levels, segments compared, leaves and chart rows fetched: how little of the target was read."""
     phases: dict[str, float] = field(default_factory=dict)
-    """Seconds per step: stage_ids, ledger, legacy_charts, target_charts (on a second session, at the
-    same time as the others), target_charts_wait (what of it was left when the legacy side was
-    built), bisection, legacy_recheck."""
+    """Seconds per step: stage_ids and ledger (the first session); patients, legacy_charts and
+    target_charts (the second session and a thread, at the same time); charts_wait (what of those
+    was left when the ledger was done), bisection, legacy_recheck."""
     legacy_recheck: dict[str, Any] = field(default_factory=dict)
     """When asked: the patients re-read from the legacy database and mapped again, and per table how
     many of their rows differ from the staged ones (:mod:`cutover.reconcile.recheck`)."""
@@ -82,24 +80,26 @@ class ReconcileReport:
         return asdict(self)
 
 
+# The failures of the differing charts, under the patient's own legacy id (a merged duplicate's under
+# its survivor's), found on the second session: ``rc_patient`` is that session's.
 _CHART_FAILURES = """
 INSERT INTO migration.validation_failure (run_id, table_name, legacy_id, new_id, kind)
-SELECT %(run)s, %(patients)s, coalesce(p.legacy_id, p.patient_id::text), p.patient_id, m.kind
-  FROM unnest(%(keys)s::bigint[], %(kinds)s::text[]) AS m (key, kind)
-  JOIN rc_patient p ON p.key = m.key
+SELECT %(run)s, %(patients)s, coalesce(m.legacy_id, m.patient_id::text), m.patient_id, m.kind
+  FROM unnest(%(ids)s::uuid[], %(legacy)s::text[], %(kinds)s::text[]) AS m (patient_id, legacy_id, kind)
 ON CONFLICT DO NOTHING
 """
 
 
-class _TargetSide:
-    """A second session on the target, in the first one's snapshot, that aggregates the target's charts.
+class _ChartSides:
+    """A second session on the target, in the first one's snapshot, that builds both sides' charts.
 
-    The ledger's checks (a million ids joined with the crosswalk and the target, on the first
-    session) and the target's chart aggregates (every visit, line, charge and payment of the
-    patients in scope) do not depend on each other, but on one session they ran one after the
-    other. The second session imports the first's snapshot (``pg_export_snapshot``), so both read
-    the very same target; it finds the patients in scope from the patient table's extract on its
-    own (:func:`stage_patients_from_extract`), and writes nothing but its temporary tables.
+    The ledger's checks (a million ids joined with the crosswalk and the target) need none of the
+    charts, and the charts need none of the ledger's tables, but on one session they ran one after
+    the other. The second session imports the first's snapshot (``pg_export_snapshot``), so both
+    read the very same target; it finds the patients in scope from the patient table's extract
+    (:func:`stage_patients_from_extract`) and the rejected rows from the ledger tables, then the
+    target's charts are aggregated by the server while a thread of this process builds the legacy
+    side from the Parquet. It writes nothing but its temporary tables.
     """
 
     def __init__(self, target_url: str, snapshot: str) -> None:
@@ -111,14 +111,40 @@ class _TargetSide:
         self.conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         _plan_for_bulk(self.conn, analyze=False)
 
-    def charts(self, store_url: str, run_prefix: str, system: str, phases: dict[str, float]) -> TargetCharts:
+    def build(
+        self, store_url: str, run_prefix: str, system: str, phases: dict[str, float], pool: ThreadPoolExecutor
+    ) -> tuple[ArrowCharts, TargetCharts]:
+        """Both sides' charts: the legacy one on ``pool``, the target one on this session."""
         clock = time.perf_counter()
-        stage_patients_from_extract(self.conn, open_store(store_url), run_prefix, system)
-        charts = TargetCharts(self.conn)
-        phases["target_charts"] = round(time.perf_counter() - clock, 3)
-        return charts
+        ids, keys = stage_patients_from_extract(self.conn, open_store(store_url), run_prefix, system)
+        rejected = rejected_ids(self.conn, system, [t for t in chart_tables().values() if t is not None])
+        phases["patients"] = round(time.perf_counter() - clock, 3)
 
-    def __enter__(self) -> _TargetSide:
+        def legacy_charts() -> ArrowCharts:
+            clock = time.perf_counter()
+            store = open_store(store_url)
+            built = ArrowCharts(LegacyCharts(store, f"{run_prefix}/mapped", ids, keys, rejected).build())
+            phases["legacy_charts"] = round(time.perf_counter() - clock, 3)
+            return built
+
+        legacy = pool.submit(legacy_charts)
+        clock = time.perf_counter()
+        target = TargetCharts(self.conn)
+        phases["target_charts"] = round(time.perf_counter() - clock, 3)
+        return legacy.result(), target
+
+    def patients(self, keys: list[int]) -> dict[int, list[tuple[Any, str | None]]]:
+        """The patients in scope under each key: (patient id, its own legacy id)."""
+        found: dict[int, list[tuple[Any, str | None]]] = {}
+        rows = self.conn.execute(
+            "SELECT key, patient_id, legacy_id FROM rc_patient WHERE key = ANY(%s) ORDER BY patient_id",
+            (keys,),
+        ).fetchall()
+        for key, patient_id, legacy_id in rows:
+            found.setdefault(int(key), []).append((patient_id, legacy_id))
+        return found
+
+    def __enter__(self) -> _ChartSides:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -126,26 +152,13 @@ class _TargetSide:
 
 
 def _compare_charts(
-    conn: psycopg.Connection[Any],
-    store_url: str,
-    prefix: str,
-    legacy_ids: pa.Array,
-    keys: pa.Array,
-    pending: Future[TargetCharts],
-    phases: dict[str, float],
+    pending: Future[tuple[ArrowCharts, TargetCharts]], phases: dict[str, float]
 ) -> tuple[int, dict[str, list[int]], dict[str, int]]:
-    """Build the legacy side's charts, bisect to the differing patients against the target's
-    (``pending``: aggregated meanwhile by :class:`_TargetSide`); return (patients, keys by kind, stats).
-
-    Records each step's seconds in ``phases``.
-    """
-    rejected = rejected_ids(conn, [t for t in chart_tables().values() if t is not None])
+    """Bisect the two sides' charts (``pending``: built meanwhile by :class:`_ChartSides`) to the
+    differing patients; return (patients, keys by kind, stats). Records its seconds in ``phases``."""
     clock = time.perf_counter()
-    legacy = ArrowCharts(LegacyCharts(open_store(store_url), prefix, legacy_ids, keys, rejected).build())
-    phases["legacy_charts"] = round(time.perf_counter() - clock, 3)
-    clock = time.perf_counter()
-    target = pending.result()
-    phases["target_charts_wait"] = round(time.perf_counter() - clock, 3)
+    legacy, target = pending.result()
+    phases["charts_wait"] = round(time.perf_counter() - clock, 3)
     clock = time.perf_counter()
     ours, theirs, stats = bisect(legacy, target)
     mismatched = differing(ours, theirs, KINDS)
@@ -281,28 +294,34 @@ def reconcile(
             phases: dict[str, float] = {}
             (snapshot,) = conn.execute("SELECT pg_export_snapshot()").fetchone() or ("",)
             with (
-                _TargetSide(target_url, snapshot) as side,
-                ThreadPoolExecutor(1, thread_name_prefix="target-charts") as pool,
+                _ChartSides(target_url, snapshot) as sides,
+                ThreadPoolExecutor(2, thread_name_prefix="charts") as pool,
             ):
-                # the target's charts are aggregated by a second backend while this one checks the
-                # ledger and this process builds the legacy side (the thread waits, the GIL released)
-                pending = pool.submit(side.charts, store_url, prefix, system, phases)
+                # both sides' charts are built by a second backend and a thread while this backend
+                # checks the ledger (the threads wait for the server or Arrow, the GIL released)
+                pending = pool.submit(sides.build, store_url, prefix, system, phases, pool)
                 clock = time.perf_counter()
                 conn.execute("DELETE FROM migration.validation_failure WHERE run_id = %s", (run_id,))
                 legacy_rows = stage_ids(conn, store, prefix, migrated_tables())
                 phases["stage_ids"] = round(time.perf_counter() - clock, 3)
                 clock = time.perf_counter()
                 tables = check_ledger(conn, run_id, system, legacy_rows, source_run_id=source)
-                patient_ids, patient_keys = stage_patients(conn, system)
                 phases["ledger"] = round(time.perf_counter() - clock, 3)
-                compared, mismatched, bisection = _compare_charts(
-                    conn, store_url, f"{prefix}/mapped", patient_ids, patient_keys, pending, phases
-                )
-            keys = [k for ks in mismatched.values() for k in ks]
-            kinds = [kind for kind, ks in mismatched.items() for _ in ks]
+                compared, mismatched, bisection = _compare_charts(pending, phases)
+                keys = [k for ks in mismatched.values() for k in ks]
+                under = sides.patients(sorted(set(keys)))
+            failed = [
+                (p, i, kind) for kind, ks in mismatched.items() for k in ks for p, i in under.get(k, [])
+            ]
             conn.execute(
                 _CHART_FAILURES,
-                {"run": run_id, "keys": keys, "kinds": kinds, "patients": current().patient_table},
+                {
+                    "run": run_id,
+                    "patients": current().patient_table,
+                    "ids": [p for p, _, _ in failed],
+                    "legacy": [i for _, i, _ in failed],
+                    "kinds": [kind for _, _, kind in failed],
+                },
             )
             clock = time.perf_counter()
             rechecked = _recheck(conn, legacy_url, store, prefix, run_id) if legacy_url else {}

@@ -57,6 +57,24 @@ def _copy_ids(cur: psycopg.Cursor[Any], table: str, data: pa.Table) -> None:
         copy.write(sink.getvalue())
 
 
+def _copy_extract(cur: psycopg.Cursor[Any], table: str, parts: Iterator[pa.Array]) -> None:
+    """COPY one table's extracted ids into ``rc_extract``, every part in one stream.
+
+    The table's name is the column's default for the statement rather than a value on every row,
+    and the server parses a part while the next one is read: one COPY a part, each with the name
+    repeated, took 2.6 s for 1.1M ids at load average 8.
+    """
+    cur.execute(
+        sql.SQL("ALTER TABLE rc_extract ALTER COLUMN legacy_table SET DEFAULT {}").format(sql.Literal(table))
+    )
+    with cur.copy("COPY rc_extract (legacy_id) FROM STDIN (FORMAT csv)") as copy:
+        for ids in parts:
+            if len(ids):
+                sink = io.BytesIO()
+                pacsv.write_csv(pa.table({"legacy_id": ids}), sink, pacsv.WriteOptions(include_header=False))
+                copy.write(sink.getbuffer())
+
+
 def _keyless(store: Store, prefix: str) -> pa.Array:
     """The distinct surrogate ids the mapping gave rows without a key (:data:`KEYLESS_PREFIX`)."""
     found: set[str] = set()
@@ -97,9 +115,7 @@ def stage_ids(
     with conn.cursor() as cur:
         for table in tables:
             legacy_rows[table] = read_manifest(store, f"{run_prefix}/extract/{table}")["rows"]
-            for ids in extract_ids(store, run_prefix, table):
-                names = pa.array([table] * len(ids), pa.string())
-                _copy_ids(cur, "rc_extract", pa.table({"legacy_table": names, "legacy_id": ids}))
+            _copy_extract(cur, table, extract_ids(store, run_prefix, table))
             if mapping_specs()[table].explode is None:
                 continue
             for part in read_manifest(store, f"{run_prefix}/mapped/{table}")["parts"]:
@@ -368,9 +384,7 @@ def stage_patients_from_extract(
     patients = current().patient_table
     conn.execute("CREATE TEMP TABLE rc_extract (legacy_table text, legacy_id text) ON COMMIT DROP")
     with conn.cursor() as cur:
-        for ids in extract_ids(store, run_prefix, patients):
-            names = pa.array([patients] * len(ids), pa.string())
-            _copy_ids(cur, "rc_extract", pa.table({"legacy_table": names, "legacy_id": ids}))
+        _copy_extract(cur, patients, extract_ids(store, run_prefix, patients))
     conn.execute("ANALYZE rc_extract")
     _create_patients(conn, system, _SURVIVORS_OF_EXTRACT)
     rows = conn.execute(_KEYS_OF_EXTRACT, {"sys": system, "patients": patients}).fetchall()

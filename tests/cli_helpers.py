@@ -40,6 +40,14 @@ def logs_of(result: subprocess.CompletedProcess[str]) -> list[Path]:
     return [Path(name) for name in dict.fromkeys(named)]
 
 
+def everything_of(result: subprocess.CompletedProcess[str]) -> str:
+    """All a run printed: its console (stdout, stderr) and its task logs (the files it names), for the
+    scans that no patient value reached any of it."""
+    logs = [path.read_text(errors="replace") for path in logs_of(result) if path.is_file()]
+    assert len(logs) == len(logs_of(result)), "a log file the run named is missing"
+    return "\n".join([result.stdout, result.stderr, *logs])
+
+
 def failure_of(result: subprocess.CompletedProcess[str]) -> str:
     """What a failed run's output says went wrong: the exceptions its tasks raised (each once, in
     order: the console's lines, then those of the run's task logs, causes included) and the output's

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from conftest import seed_airflow_home
 
+from cli_helpers import everything_of
 from cutover.legacy.schema import LEGACY_TABLES
 from cutover.simulate import simulate
 
@@ -106,7 +107,7 @@ def test_cutover_run_pt_assess(home: Path, tmp_path: Path) -> None:
     # no canary anywhere: report, staged intermediate files, the run's output
     staged_run = home / "staging" / "runs" / folder.name
     texts = [p.read_text(encoding="utf-8") for p in staged_run.rglob("*.json")]
-    texts += [html_text, result.stdout, result.stderr]
+    texts += [html_text, everything_of(result)]  # the console and the task logs
     for canary in manifest["canaries"]:
         pattern = re.compile(re.escape(canary), re.IGNORECASE)
         assert not any(pattern.search(t) for t in texts), "a canary reached the output"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import evidence_of, run_cutover
+from cli_helpers import everything_of, evidence_of, run_cutover
 from cutover.backup import require_verified_backup
 from cutover.report.bundle import verify_bundle
 from cutover.simulate import simulate
@@ -80,5 +80,5 @@ def test_cutover_run_pt_backup(home: Path, tmp_path: Path) -> None:
     assert verify_bundle(folder) == []  # sealed: manifest.sha256 over the evidence folder
     published = home / "staging" / "runs" / folder.name / "evidence"
     assert (published / "manifest.sha256").read_bytes() == (folder / "manifest.sha256").read_bytes()
-    for text in (result.stdout, result.stderr, json.dumps(manifest), json.dumps(verified)):
+    for text in (everything_of(result), json.dumps(manifest), json.dumps(verified)):
         assert not any(c in text for c in truth["canaries"])

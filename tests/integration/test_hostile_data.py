@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cli_helpers import evidence_of, failure_of, run_cutover
+from cli_helpers import everything_of, evidence_of, failure_of, run_cutover
 from cutover import pipeline
 from cutover.legacy.schema import LEGACY_TABLES
 from cutover.mapping.engine import loose_ref_sources
@@ -71,7 +71,7 @@ def _outcomes(url: str) -> dict[tuple[str, str], str]:
 
 def _refused_by_the_reject_gate(home: Path, env: dict[str, str]) -> str:
     result = run_cutover(["run", "pt_cutover"], home, env)
-    output = result.stdout + result.stderr
+    output = everything_of(result)  # the console and the task logs: scanned for values below
     assert result.returncode != 0, "the corrupted clinic migrated"
     refusal = next((line for line in output.splitlines() if "reject gate: the load would reject" in line), "")
     assert "the reject policy (lenient.yaml) allows" in refusal, failure_of(result)
@@ -151,7 +151,7 @@ def test_hostile_values_migrate_accounted_and_a_corrupted_column_stops_the_run_b
     needles = set(truth["canaries"])
     written = [p for p in evidence.rglob("*") if p.is_file()]
     assert [p.name for p in written for n in needles if n in p.read_bytes().decode("utf-8", "replace")] == []
-    assert [n for n in needles if n in result.stdout + result.stderr + output] == []
+    assert [n for n in needles if n in everything_of(result) + output] == []
 
     # into the loaded target: refused again, the target's checksums unchanged
     loaded = table_checksums(pg_url)

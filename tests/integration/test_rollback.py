@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cli_helpers import evidence_of, run_cutover
+from cli_helpers import everything_of, evidence_of, run_cutover
 from cutover import pipeline
 from cutover.errors import IntegrityError, TerminalError
 from cutover.rollback import (
@@ -280,5 +280,5 @@ def test_cutover_run_pt_rollback_after_pt_cutover(home: Path, monkeypatch: pytes
     evidence = json.loads((folder / "rollback.json").read_text())
     assert evidence["verified"]["matched"] is True
     assert evidence["restored"]["run_id"] == run_id
-    output = result.stdout + result.stderr + json.dumps(evidence) + json.dumps(detail)
+    output = everything_of(result) + json.dumps(evidence) + json.dumps(detail)
     assert not any(c in output for c in manifest["canaries"] if len(c) >= 6)

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from sftp_server import start_sftp_server
 
-from cli_helpers import evidence_of, run_cutover
+from cli_helpers import everything_of, evidence_of, run_cutover
 from cutover.simulate.verify import verify_run
 from cutover.simulate.webpt import write_extract, write_next_delivery
 
@@ -65,7 +65,7 @@ def test_webpt_extract_over_sftp_phased_then_next_delivery(home: Path, tmp_path:
 
     def run(*args: str) -> Path:
         result = run_cutover(["run", *args], home, env)
-        outputs.append(result.stdout + result.stderr)
+        outputs.append(everything_of(result))  # the console and the task logs
         return evidence_of(result)
 
     try:

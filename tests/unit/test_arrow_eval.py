@@ -195,6 +195,8 @@ def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CUTOVER_HOME", str(work / "home"))
         mp.setattr(pipeline, "ROWS_PER_PART", 700)
+        balanced = pipeline.balanced_part_rows
+        mp.setattr(pipeline, "balanced_part_rows", lambda rows: balanced(rows, 700))
         simulate(legacy, patients=60, seed=2024)
         for table in pipeline.migrated_tables():
             pipeline.extract_table(legacy, store, RUN, table)

@@ -210,6 +210,19 @@ def test_demo_on_embedded_defaults(fresh_home: Path) -> None:
     )
     assert sealed.returncode == 0, sealed.stdout[-2000:]
     assert b"defect_verification.json: OK" in sealed.stdout
+    # the whole chain: the cutover's two versions (the demo's check is the second), the backup and
+    # the trial it relied on, their store copies and the target's record
+    assert folder.name == "v2"
+    run_id = json.loads((folder / "bundle.json").read_text())["run_id"]
+    chain = run_cutover(["evidence", "verify", run_id], home)
+    assert chain.returncode == 0, chain.stdout + chain.stderr
+    verified = [line.split()[1:3] for line in chain.stdout.splitlines() if line.startswith("ok")]
+    assert [(where.split("/")[0], version.rstrip(":")) for where, version in verified] == [
+        ("pt_cutover", "v1"),
+        ("pt_cutover", "v2"),
+        ("pt_backup", "v1"),
+        ("pt_sample_transfer", "v1"),
+    ]
     verification = json.loads((folder / "defect_verification.json").read_text())
     assert set(verification) == {d["kind"] for d in manifest["defects"]}
     for kind, row in verification.items():

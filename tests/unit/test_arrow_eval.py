@@ -452,3 +452,10 @@ def test_a_check_arrow_leaves_is_validated_by_gx_alone_with_the_same_result(
     assert _report(tmp_path / "arrow", "mapped") == _report(tmp_path / "mixed", "mapped")
     assert asked
     assert all(n.endswith((".format", ".columns")) for names in asked for n in names)
+
+
+def test_the_module_examples() -> None:
+    import doctest
+
+    failures, tried = doctest.testmod(arrow_eval)
+    assert (failures, tried > 0) == (0, True)

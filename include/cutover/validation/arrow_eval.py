@@ -2,8 +2,11 @@
 
 GX stays what defines a gate (the suites) and what records it (the results store, the data docs);
 only the arithmetic moves. GX's pandas engine costs about 6-9 ms per expectation and part of fixed
-cost whatever the part holds (a 1.1M-row clinic: 7.6 s for the extract gate, 6.7 s for the mapped
-one); the same counts in Arrow take a few milliseconds per part.
+cost whatever the part holds. On a simulated clinic of 1.1M legacy rows (10,000 patients, seed 17),
+the extract and mapped gates' computation (their ``table_seconds``: reading the parts included)
+took 2.6 and 6.0 s by GX, 0.5 and 1.2 s here, with the same results (median of three runs, each in
+a fresh process, load average 5-7 on 2 cores); the whole gate task, GX's context, suites, results
+store and data docs included, went from 5.5 to 3.9 s and from 10.2 to 4.3 s.
 
 :func:`evaluate` answers one :class:`~cutover.validation.catalog.Check` on one staged part with
 what the runner adds to its tally from GX's result: :class:`Counted` for a row rule (the rows it

@@ -87,18 +87,31 @@ def _walk(node: yaml.Node, path: tuple[Any, ...], file: str, into: dict[tuple[An
             _walk(item, (*path, i), file, into)
 
 
-def _parse(text: str, file: str, prefix: tuple[Any, ...] = ()) -> tuple[Any, dict[tuple[Any, ...], Location]]:
-    loader = yaml.SafeLoader(text)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader where PyYAML was built with it (its nodes carry the same line marks): the
+built-in profiles parse in about 11 ms instead of 97 ms, once in every task's process."""
+
+
+def _node(text: str, loader_class: Any) -> tuple[Any, Any]:
+    loader = loader_class(text)
     try:
         node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        return node, loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+
+
+def _parse(text: str, file: str, prefix: tuple[Any, ...] = ()) -> tuple[Any, dict[tuple[Any, ...], Location]]:
+    try:
+        try:
+            node, data = _node(text, _LOADER)
+        except yaml.YAMLError:  # a user's mistake: told in PyYAML's own words, as it always was
+            node, data = _node(text, yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ProfileError([f"{file}:{line}: {problem}"]) from None
-    finally:
-        loader.dispose()
     locations: dict[tuple[Any, ...], Location] = {}
     if node is not None:
         _walk(node, prefix, file, locations)

@@ -341,7 +341,7 @@ def seal(
     """Seal the newest version of the run's evidence (nothing new when it is sealed already).
 
     Writes ``bundle.json`` (with the links re-checked in the store), then ``render(folder)`` (the
-    report), then the manifest; makes every file read-only; publishes the copy to the store; with
+    report), then the manifest; makes every file read-only (0400); publishes the copy to the store; with
     ``target_url``, records the manifest's SHA-256 in ``migration.run`` and the audit log.
     """
     run = run_folder(run_id, dag_id)
@@ -376,7 +376,7 @@ def seal(
         write_bundle_manifest(folder)
         names = _files(folder)
         for name in [*names, MANIFEST]:
-            (folder / name).chmod(0o444)
+            (folder / name).chmod(0o400)  # read-only, and the owner's only: the state folder holds PHI
         sha = manifest_sha256(folder)
         publish_bundle(folder, store_url, run_id, prefix=store_prefix(run_id, version))
     sealed = Sealed(folder, run.parent.name, run_id, version, sha, len(names))

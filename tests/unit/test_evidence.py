@@ -57,7 +57,7 @@ def test_a_run_seals_one_folder_per_dag_and_run(monkeypatch: pytest.MonkeyPatch,
     # every sealed file is read-only; the copy in the store is complete and matches the manifest
     for path in sealed.folder.rglob("*"):
         if path.is_file():
-            assert not stat.S_IMODE(path.stat().st_mode) & 0o222, path
+            assert stat.S_IMODE(path.stat().st_mode) == 0o400, path  # read-only, the owner's only
     copy = open_store(store).get(f"runs/{evidence.run_key(CUTOVER)}/evidence/{MANIFEST}")
     assert copy == (sealed.folder / MANIFEST).read_bytes()
     # sealing again with nothing new is the same seal, not a new version

@@ -28,14 +28,13 @@ the links' SHA-256, the store's copy, and the database's record; it names whatev
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Any, Final
 
 from cutover.config import state_dir
 from cutover.errors import IntegrityError, UnknownNameError
+from cutover.locks import file_lock
 from cutover.report.bundle import (
     LATER_VERSION,
     MANIFEST,
@@ -161,16 +161,9 @@ def bundle_run_id(folder: Path) -> str:
     return bundle["run_id"]
 
 
-@contextmanager
-def _locked(run: Path) -> Iterator[None]:
+def _locked(run: Path) -> AbstractContextManager[None]:
     """One process at a time opens or seals a version of this run (two tasks of one run may race)."""
-    lock = run.parent / f".{run.name}.lock"
-    with lock.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return file_lock(run.parent / f".{run.name}.lock")
 
 
 def writable(run_id: str, dag_id: str | None = None) -> Path:
@@ -246,19 +239,25 @@ def store_prefix(run_id: str, version: str) -> str:
     return base if version == "v1" else f"{base}/{version}"
 
 
-def _check_published(store_url: str, link: dict[str, Any]) -> list[str]:
-    """What no longer matches in a linked bundle's store copy: its objects against its manifest, and
-    the manifest against the SHA-256 the link recorded."""
+def _store_copy(store_url: str, prefix: str, sha: Any) -> tuple[list[str], bool]:
+    """A bundle's copy in the store: what no longer matches its own manifest (:func:`verify_published`),
+    and whether that manifest is the one of SHA-256 ``sha`` (True when there is none: a problem already)."""
     import hashlib
 
     store = open_store(store_url)
+    key = f"{prefix}/{MANIFEST}"
+    problems = verify_published(store_url, "", prefix=prefix)
+    same = not store.exists(key) or hashlib.sha256(store.get(key)).hexdigest() == sha
+    return problems, same
+
+
+def _check_published(store_url: str, link: dict[str, Any]) -> list[str]:
+    """What no longer matches in a linked bundle's store copy: its objects against its manifest, and
+    the manifest against the SHA-256 the link recorded."""
     prefix = str(link.get("store_prefix"))
-    if not store.exists(f"{prefix}/{MANIFEST}"):
-        return [f"missing: {prefix}/{MANIFEST}"]
-    problems = [f"{p} ({prefix})" for p in verify_published(store_url, "", prefix=prefix)]
-    if hashlib.sha256(store.get(f"{prefix}/{MANIFEST}")).hexdigest() != link.get("manifest_sha256"):
-        problems.append(f"manifest changed since it was linked: {prefix}/{MANIFEST}")
-    return problems
+    problems, same = _store_copy(store_url, prefix, link.get("manifest_sha256"))
+    found = [f"{p} ({prefix})" for p in problems]
+    return found if same else [*found, f"manifest changed since it was linked: {prefix}/{MANIFEST}"]
 
 
 def link(
@@ -532,14 +531,9 @@ def _verify_run(
 
 def _check_store_copy(store_url: str, prefix: str, sha: str) -> list[str]:
     """The store's copy of a version: intact against its own manifest, and that manifest this folder's."""
-    import hashlib
-
-    problems = [f"store: {p}" for p in verify_published(store_url, "", prefix=prefix)]
-    store = open_store(store_url)
-    key = f"{prefix}/{MANIFEST}"
-    if store.exists(key) and hashlib.sha256(store.get(key)).hexdigest() != sha:
-        problems.append("store: the copy's manifest is not this folder's")
-    return problems
+    problems, same = _store_copy(store_url, prefix, sha)
+    found = [f"store: {p}" for p in problems]
+    return found if same else [*found, "store: the copy's manifest is not this folder's"]
 
 
 def _run_of(folder: Path) -> Path:

@@ -30,8 +30,6 @@ legacy id ``csv-line-<n>``, so every line of every file is accounted.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import hmac
 import io
@@ -40,7 +38,7 @@ import logging
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +50,7 @@ from cutover.legacy.profile import Profile, current
 from cutover.legacy.schema import LegacyTable
 from cutover.legacy.source import MALFORMED, _as_int
 from cutover.legacy.transport import DeliverySource, is_delivery, open_delivery
+from cutover.locks import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -450,16 +449,6 @@ def delivery(store_url: str, ident: str) -> Delivery:
     return Delivery(**_get_signed(open_store(store_url), f"deliveries/{ident}/{RUN_RECORD}"))  # type: ignore[typeddict-item]
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _state_name(profile: Profile, chain: list[str]) -> str:
     """The name of the state a chain of deliveries builds under a profile (its cache file's stem)."""
     return hashlib.sha256(f"{profile.sha256}:{','.join(chain)}".encode()).hexdigest()[:16]
@@ -482,7 +471,7 @@ def database(store_url: str, run_id: str, *, profile: Profile | None = None) -> 
     folder = state_dir() / "deliveries"
     private_dirs(folder)
     db = folder / f"{name}.db"
-    with _locked(folder / f"{name}.lock"):
+    with file_lock(folder / f"{name}.lock"):
         if db.is_file() and (folder / f"{name}.json").is_file():
             return f"sqlite:///{db}"
         store = open_store(store_url)

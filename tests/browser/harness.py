@@ -54,15 +54,73 @@ class Served:
             except ValueError:
                 return error.code, None
 
+    def diagnose(self, token: str, dag_id: str, run_id: str, target_url: str | None = None) -> str:
+        """Why a run has not finished, for a failed test's message: its task instances' states (ids
+        only), the components' health, the target's sessions that wait or hold a transaction open,
+        and the warnings and errors each component logged last."""
+        lines = [f"health: {_health(self.url)}"]
+        if target_url:
+            lines += _sessions(target_url)
+        status, body = self.api(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=500", token
+        )
+        if status == 200:
+            states: dict[str, list[str]] = {}
+            for ti in body["task_instances"]:
+                label = ti["task_id"] + (f"[{ti['map_index']}]" if ti.get("map_index", -1) >= 0 else "")
+                states.setdefault(str(ti["state"]), []).append(label)
+            for state, tasks in sorted(states.items()):
+                more = f" and {len(tasks) - 20} more" if len(tasks) > 20 else ""
+                lines.append(f"{state}: {', '.join(sorted(tasks)[:20])}{more}")
+        for log in sorted((self.home / "airflow" / "components").glob("*.log")):
+            noted = [
+                line
+                for line in log.read_text(errors="replace").splitlines()
+                if any(level in line for level in ("[warning", "[error", "[critical", "Traceback", "Killed"))
+                and not any(noise in line for noise in ("[py.warnings]", "[uvicorn.error]"))
+            ]
+            lines += [f"--- {log.name} ({log.stat().st_size} bytes), its last warnings and errors:"]
+            lines += [line[:300] for line in noted[-15:]]
+        return "\n".join(lines)
 
-def _healthy(url: str) -> bool:
+
+def _sessions(target_url: str) -> list[str]:
+    """The target server's client sessions that wait on something or sit in an open transaction: who,
+    in what state, waiting on what, for how long, and the first words of their statement."""
+    import psycopg
+
+    query = """
+        SELECT application_name, state, wait_event_type, wait_event,
+               round(extract(epoch FROM now() - xact_start)), left(regexp_replace(query, '\\s+', ' ', 'g'), 60)
+          FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND (wait_event_type = 'Lock' OR state LIKE 'idle in transaction%' OR xact_start < now() - interval '60 s')
+    """
+    try:
+        with psycopg.connect(target_url, connect_timeout=10) as conn:
+            rows = conn.execute(query).fetchall()
+    except psycopg.Error as exc:
+        return [f"target sessions: not read ({type(exc).__name__})"]
+    return [f"target session: {row}" for row in rows] or [
+        "target sessions: none waiting or idle in a transaction"
+    ]
+
+
+_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
+
+def _health(url: str) -> dict[str, str]:
+    """Each component's status as Airflow's health endpoint reports it (``unreachable``: no answer)."""
     try:
         with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as response:
             report = json.load(response)
     except (OSError, ValueError):
-        return False
-    parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-    return all((report.get(part) or {}).get("status") == "healthy" for part in parts)
+        return dict.fromkeys(_PARTS, "unreachable")
+    return {part: str((report.get(part) or {}).get("status")) for part in _PARTS}
+
+
+def _healthy(url: str) -> bool:
+    return all(status == "healthy" for status in _health(url).values())
 
 
 TEST_SETTINGS = {

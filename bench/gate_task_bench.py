@@ -1,0 +1,146 @@
+"""One gate task's time, whole and its computation, on a simulated clinic kept between runs.
+
+Run: ``python -m bench gate_task --build DIR`` once (10,000 patients, seed 17, about 1.07M legacy
+rows: simulated, extracted, mapped and loaded into the database ``gate_task_bench`` on
+127.0.0.1:5432, as ``pt_cutover`` does into an empty target), then
+``python -m bench gate_task --run DIR [--gate target] [--repeats 3]`` as often as a change needs.
+
+Each repeat is a fresh process, as an Airflow task is without a preloaded worker. Reported per gate,
+as medians: ``import_seconds`` (``cutover.validation.runner`` and GX, what a worker that preloads
+them pays once), ``task_seconds`` (:func:`~cutover.validation.runner.run_gate` from its call to its
+return: GX's context, suites, computation, results store, data docs), ``compute_seconds`` (the sum of
+its ``table_seconds``: the rules computed), and the load average (1 minute) before and after each
+repeat, since the machine is shared. Not run by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from bench.gates_bench import RUN_ID
+
+SEED = 17
+AS_OF = date(2026, 11, 27)
+DATABASE = "gate_task_bench"
+ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _urls(work: Path) -> tuple[str, str, str]:
+    return (
+        f"sqlite:///{work / 'legacy.db'}",
+        f"file://{work / 'staging'}",
+        ADMIN.rsplit("/", 1)[0] + "/" + DATABASE,
+    )
+
+
+def build(work: Path, patients: int) -> None:
+    import psycopg
+
+    from bench.gates_bench import build as load
+    from cutover.simulate import simulate
+
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["CUTOVER_HOME"] = str(work / "home")
+    legacy, store, target = _urls(work)
+    rows = sum(simulate(legacy, patients=patients, seed=SEED)["tables"].values())
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    load(legacy, store, target)
+    (work / "clinic.json").write_text(json.dumps({"patients": patients, "legacy_rows": rows}) + "\n")
+    print(json.dumps({"patients": patients, "legacy_rows": rows}))
+
+
+def step(work: Path, gate: str) -> dict[str, Any]:
+    """One gate task in this process (``--step``)."""
+    began = os.getloadavg()[0]
+    started = time.perf_counter()
+    import great_expectations  # noqa: F401
+
+    from cutover.validation.runner import GateFailed, run_gate
+
+    imported = time.perf_counter() - started
+    _, store, target = _urls(work)
+    out = work / "out" / f"{gate}-{os.getpid()}"
+    started = time.perf_counter()
+    report = None
+    # a failed gate is a finding about the simulated clinic's planted defects: it ran to the end
+    with contextlib.suppress(GateFailed):
+        report = run_gate(gate, store_url=store, run_id=RUN_ID, target_url=target, out_dir=out)  # type: ignore[arg-type]
+    task = time.perf_counter() - started
+    seconds = (
+        report.table_seconds
+        if report
+        else json.loads((out / f"gate_{gate}.json").read_text())["table_seconds"]
+    )
+    return {
+        "import_seconds": round(imported, 3),
+        "task_seconds": round(task, 3),
+        "compute_seconds": round(sum(seconds.values()), 3),
+        "load_average": [round(began, 2), round(os.getloadavg()[0], 2)],
+    }
+
+
+def run(work: Path, gates: list[str], repeats: int) -> dict[str, Any]:
+    env = {**os.environ, "CUTOVER_HOME": str(work / "home")}
+    runs: dict[str, list[dict[str, Any]]] = {g: [] for g in gates}
+    for _ in range(repeats):  # interleaved, so a busy moment of the machine spreads over the gates
+        for gate in gates:
+            out = subprocess.run(
+                [sys.executable, "-m", "bench.gate_task_bench", "--step", str(work), gate],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parents[1],
+                env=env,
+            )
+            runs[gate].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"  {gate}: {runs[gate][-1]}", flush=True)
+    result = {
+        gate: {
+            **{
+                key: statistics.median(r[key] for r in found)
+                for key in ("import_seconds", "task_seconds", "compute_seconds")
+            },
+            "load_average": [
+                min(r["load_average"][0] for r in found),
+                max(r["load_average"][1] for r in found),
+            ],
+        }
+        for gate, found in runs.items()
+    }
+    print(json.dumps(result, indent=2))
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench gate_task")
+    parser.add_argument("--build", type=Path)
+    parser.add_argument("--patients", type=int, default=10_000)
+    parser.add_argument("--run", type=Path)
+    parser.add_argument("--gate", action="append", choices=["extract", "mapped", "target"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--step", nargs=2)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.step:
+        print(json.dumps(step(Path(args.step[0]), args.step[1])))
+    elif args.build:
+        build(args.build, args.patients)
+    elif args.run:
+        run(args.run, args.gate or ["extract", "mapped", "target"], args.repeats)
+    else:
+        parser.error("--build DIR or --run DIR")
+
+
+if __name__ == "__main__":
+    main()

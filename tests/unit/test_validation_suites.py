@@ -49,10 +49,32 @@ def test_a_name_without_a_rule_in_gates_yaml_is_refused() -> None:
 def test_suites_build_as_gx_objects_with_mostly_from_the_threshold() -> None:
     suite = build_suite("target", "visit")
     by_name = {e.meta["name"]: e for e in suite.expectations}
-    within = by_name["target.visit.within_episode"]
-    assert within.mostly == pytest.approx(1 - config.policy("target.visit.within_episode").threshold)
-    assert within.severity.value == "critical"  # fatal
+    signed = by_name["target.visit.signed_on_or_after_visit"]
+    assert signed.mostly == pytest.approx(
+        1 - config.policy("target.visit.signed_on_or_after_visit").threshold
+    )
+    assert by_name["target.visit.within_episode"].severity.value == "critical"  # fatal
     assert by_name["target.visit.timed_units_8_minute"].severity.value == "warning"
+
+
+def test_a_cross_table_target_rule_is_gx_unexpected_rows_expectation_reading_as_its_rule() -> None:
+    import great_expectations.expectations as gxe
+
+    by_name = {e.meta["name"]: e for e in build_suite("target", "visit").expectations}
+    within = by_name["target.visit.within_episode"]
+    assert isinstance(within, gxe.UnexpectedRowsExpectation)
+    assert within.description is not None
+    assert within.description.startswith("a visit falls within its episode's dates")
+    assert str(within.unexpected_rows_query).startswith(
+        "SELECT t.id FROM {batch} AS t LEFT JOIN pt.episode AS e "
+    )
+    assert not hasattr(within, "mostly")  # the gate's threshold decides, GX's verdict is "no row"
+    assert isinstance(by_name["target.visit.signed_on_or_after_visit"], gxe.ExpectColumnValuesToBeInSet)
+    # every rule reading beyond its row, and only those, is an unexpected-rows expectation
+    kinds = {c.name: c.expectation for c in catalog().by_gate["target"]["visit"]}
+    assert {n for n, k in kinds.items() if k == "UnexpectedRowsExpectation"} == {
+        f"target.visit.{r.name}" for r in RULES if r.table == "visit" and r.joins
+    }
 
 
 def test_mapped_contract_reads_the_targets_check_constraints_latest_migration_winning() -> None:

@@ -14,9 +14,13 @@ GX remains the definition (the suites) and the record (the results store and dat
 across parts is settled from a 64-bit hash per key (8 bytes a row): only the keys whose hash
 repeats are read back and counted exactly (:func:`_settle_duplicates`). The mapped gate checks
 only rows that will load (``reason`` and ``merge_into`` NULL). The
-target gate runs in PostgreSQL: one GX query asset per table, which GX materialises once into a
-temporary table, its rules evaluated and counted by the database; only up to ten failing ids
-come back.
+target gate is computed by PostgreSQL, one statement per table that evaluates its rules once and
+returns counts and up to ten failing ids per rule (:func:`~cutover.validation.target_rules.count_query`,
+where the measurement is); GX records it as it records the Parquet gates.
+
+Fixed cost per gate task: the suites go into GX's context as the JSON GX reads (:func:`_add_suites`);
+the GX import is paid once per worker process where the worker preloads
+:mod:`cutover.validation.preload`.
 
 PHI: GX is asked for ids only (``unexpected_index_column_names`` with
 ``exclude_unexpected_values``), and its raw results never leave memory. What is stored, rendered
@@ -38,7 +42,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -53,7 +56,7 @@ from cutover.staging.store import Store, open_store
 from cutover.validation.arrow_eval import Counted, Outcome, Part, evaluate, pandas_column
 from cutover.validation.catalog import DERIVED, GATES, Check, Gate, catalog
 from cutover.validation.config import Severity, policy
-from cutover.validation.suites import build_suite, description, suite_name
+from cutover.validation.suites import description, suite_document, suite_name
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +208,24 @@ def _context(out_dir: Path) -> Any:
         },
     }
     return gx.get_context(project_config=config, mode="ephemeral")
+
+
+def _add_suites(ctx: Any) -> None:
+    """Every gate's suites into the context's expectations store, so that rebuilding the docs keeps
+    the pages of the gates run before (GX's index drops a page whose suite its store lacks).
+
+    Each is stored as the JSON document GX's own file context reads (:func:`~cutover.validation.suites.suite_document`,
+    the committed ``expectations/`` files), which GX parses only for the suites it is asked for:
+    adding all 54 as GX objects (``ctx.suites.add``, which serialises each through marshmallow)
+    took 0.7-1.8 s of every gate task, this takes about 0.03 s.
+    """
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    store = ctx.expectations_store
+    for gate in GATES:
+        for table in catalog().by_gate[gate]:
+            key = store.key_to_tuple(ExpectationSuiteIdentifier(name=suite_name(gate, table)))
+            store.store_backend.set(key, json.dumps(suite_document(gate, table)))
 
 
 def _result_format(id_column: str) -> dict[str, Any]:
@@ -686,32 +707,14 @@ def _validate_parquet(ctx: Any, gate: Gate, table: str, store: Store, run_id: st
 # --- target gate ---------------------------------------------------------------------------------
 
 
-def _sqlalchemy_url(url: str) -> str:
-    for scheme in ("postgresql://", "postgres://"):
-        if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme) :]
-    return url
+def _connect(target_url: str) -> Any:
+    """A session on the target for the gate's statements (autocommit: one failing rule's statement
+    does not abort the next table's)."""
+    import psycopg
 
-
-def _target_source(ctx: Any, target_url: str) -> Any:
-    """The target as a GX SQL data source whose query assets GX materialises (``create_temp_table``).
-
-    GX runs a table's rule query once, into a temporary table of the session, and computes every
-    metric of the suite (counts, failing ids) from that table; without it, each expectation's
-    counts and ids would run the whole query (every rule, every join) again. A temporary table
-    needs no privilege beyond the database's default TEMP, and goes with the session.
-    """
     try:
-        if urlsplit(target_url).hostname:
-            return ctx.data_sources.add_postgres(
-                "target", connection_string=_sqlalchemy_url(target_url), create_temp_table=True
-            )
-        # a Unix-socket URL (the embedded server: ``postgresql://user@/db?host=/dir``) has no host,
-        # which GX's PostgreSQL source refuses; its generic SQL source takes any SQLAlchemy URL
-        return ctx.data_sources.add_sql(
-            "target", connection_string=_sqlalchemy_url(target_url), create_temp_table=True
-        )
-    except Exception as exc:  # GX's connection errors quote the URL, password included: never chain them
+        return psycopg.connect(target_url, autocommit=True, application_name="cutover target gate")
+    except psycopg.Error as exc:  # the message may quote the host and user: never chain it
         raise TransientError(
             f"target gate: cannot reach the target database ({type(exc).__name__})"
         ) from None
@@ -719,53 +722,70 @@ def _target_source(ctx: Any, target_url: str) -> Any:
 
 def _unreachable(exc: BaseException) -> bool:
     """Whether a database error is about the connection (a retry may help) rather than the query."""
-    import sqlalchemy.exc
+    import psycopg
 
-    return isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError) or bool(
-        getattr(exc, "connection_invalidated", False)
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and not isinstance(
+        exc, psycopg.errors.QueryCanceled | psycopg.errors.InsufficientResources
     )
 
 
-def _validate_target(ctx: Any, source: Any, table: str) -> dict[str, _Tally]:
-    from cutover.validation.target_rules import table_query
+def _validate_target(conn: Any, table: str) -> dict[str, _Tally]:
+    """The table's rules computed by PostgreSQL in one statement (:func:`~cutover.validation.target_rules.count_query`):
+    per rule the rows it applies to, the rows that break it and up to ten of their target ids, as
+    GX's evaluation of the table's suite counts them (``tests/integration/test_target_sql.py``)."""
+    from cutover.validation import target_rules
 
-    suite = ctx.suites.get(suite_name("target", table))
-    definition = source.add_query_asset(table, query=table_query(table)).add_batch_definition_whole_table(
-        "all"
-    )
-    validator = _validator(definition, "id")
+    checks = catalog().by_gate["target"][table]
     try:
-        validator.active_batch_id  # noqa: B018 - loads the batch: GX materialises the rule columns here
+        row = conn.execute(target_rules.count_query(table, MAX_IDS)).fetchone()
     except Exception as exc:  # the message quotes the SQL: only the class name is kept
-        if _unreachable(exc):
+        if conn.broken or _unreachable(exc):
             raise TransientError(
                 f"target gate: cannot reach the target database ({type(exc).__name__})"
             ) from None
         log.error("target gate: the rules of %s could not be evaluated (%s)", table, type(exc).__name__)
-        checks = catalog().by_gate["target"][table]
         return {c.name: _Tally(elements=1, unexpected=1, errors=1) for c in checks}
-    tallies: dict[str, _Tally] = {}
-    _tally(tallies, validator.validate_expectation_suite(suite), "id")
-    return tallies
+    if row is None or len(row) != 1 + 3 * len(checks):
+        raise IntegrityError(f"target gate: the rules' statement of {table} does not answer every rule")
+    return {
+        c.name: _Tally(elements=int(applies), unexpected=int(failing), ids=list(ids or ()))
+        for c, (applies, failing, ids) in zip(
+            checks, (row[i : i + 3] for i in range(1, len(row), 3)), strict=True
+        )
+    }
 
 
-def _legacy_ids(target_url: str, tallies: dict[str, dict[str, _Tally]]) -> None:
+def _legacy_ids(conn: Any, tallies: dict[str, dict[str, _Tally]]) -> None:
     """Replace target uuids by legacy ids (crosswalk) in place; one small query for all failing ids."""
-    import psycopg
-
     uuids = sorted({i for by_name in tallies.values() for t in by_name.values() for i in t.ids})
     if not uuids:
         return
-    with psycopg.connect(target_url) as conn:
-        rows = conn.execute(
-            "SELECT new_id::text, legacy_id FROM migration.crosswalk WHERE new_id = ANY(%s::uuid[])"
-            " AND outcome = 'migrated'",
-            (uuids,),
-        ).fetchall()
+    rows = conn.execute(
+        "SELECT new_id::text, legacy_id FROM migration.crosswalk WHERE new_id = ANY(%s::uuid[])"
+        " AND outcome = 'migrated'",
+        (uuids,),
+    ).fetchall()
     legacy: dict[str, str] = {str(new): str(old) for new, old in rows}
     for by_name in tallies.values():
         for t in by_name.values():
             t.ids = [legacy.get(i, i) for i in t.ids]
+
+
+def _validate_targets(
+    target_url: str, names: list[str], timings: dict[str, float]
+) -> dict[str, dict[str, _Tally]]:
+    """Every named target table's rules, then their failing ids as legacy ids, on one session."""
+    with contextlib.closing(_connect(target_url)) as conn:
+        tallies = {t: _timed(timings, t, _validate_target, conn, t) for t in names}
+        try:
+            _legacy_ids(conn, tallies)
+        except Exception as exc:
+            if conn.broken or _unreachable(exc):
+                raise TransientError(
+                    f"target gate: cannot reach the target database ({type(exc).__name__})"
+                ) from None
+            raise
+    return tallies
 
 
 # --- results, data docs, verdict -----------------------------------------------------------------
@@ -797,6 +817,24 @@ def _sanitised(check: Check, result: ExpectationResult, id_column: str) -> dict[
     """The only result fields that reach a file: counts, the share and ids, values withheld."""
     if check.table_level:
         return {"observed_value": "as expected" if not result.unexpected_count else "not as expected"}
+    if check.expectation == "UnexpectedRowsExpectation":
+        # GX's result of this expectation: the rows its query returns, counted (the data docs show
+        # this observed value as it is: here the count, the rows the rule applied to, which GX does not
+        # count, and the first ids) and (COMPLETE) listed, here by their ids alone
+        observed = (
+            f"{result.unexpected_count:,} of {result.element_count:,} rows ({result.unexpected_share:.2%})"
+        )
+        if result.failing_ids:
+            observed += f"; {id_column} {', '.join(result.failing_ids)}"
+        rows: dict[str, Any] = {
+            "observed_value": observed,
+            "element_count": result.element_count,
+            "unexpected_count": result.unexpected_count,
+            "unexpected_percent": round(100 * result.unexpected_share, 4),
+        }
+        if result.failing_ids:
+            rows["details"] = {"unexpected_rows": [{id_column: i} for i in result.failing_ids]}
+        return rows
     out: dict[str, Any] = {
         "element_count": result.element_count,
         "unexpected_count": result.unexpected_count,
@@ -920,24 +958,12 @@ def run_gate(
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = _context(out_dir)
     timings: dict[str, float] = {}
-    # every gate's suites, so that rebuilding the docs keeps the pages of the gates run before
-    for each in GATES:
-        for table in catalog().by_gate[each]:
-            ctx.suites.add(build_suite(each, table))
+    _add_suites(ctx)
     if gate == "target":
         if not target_url:
             raise TerminalError("the target gate needs target_url")
         names = _target_tables(tables)
-        source = _target_source(ctx, target_url)
-        try:
-            tallies = {t: _timed(timings, t, _validate_target, ctx, source, t) for t in names}
-        finally:
-            # GX's execution engine keeps an engine and a pool of its own, which the data source's
-            # dispose does not reach: its idle session would outlive the gate (a trial's scratch stays
-            # in use, and its owner, no superuser, cannot force the drop)
-            source.get_execution_engine().close()
-            source.get_engine().dispose()  # closes the session: its temporary tables go with it
-        _legacy_ids(target_url, tallies)
+        tallies = _validate_targets(target_url, names, timings)
     else:
         store = open_store(store_url)
         names = [t for t in catalog().by_gate[gate] if tables is None or t in tables]

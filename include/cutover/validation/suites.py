@@ -11,8 +11,10 @@ Results and data docs belong in ``ROOT/uncommitted/`` (git-ignored); a gate run 
 the run's evidence folder.
 
 Each expectation carries in ``meta`` its dotted name, severity, threshold and Kahn dimension, in
-``notes`` why it exists, and GX's own ``severity`` (fatal → critical); map expectations get
-``mostly = 1 - threshold``, so GX's verdict in the data docs agrees with the gate's.
+``notes`` why it exists, in ``description`` the rule as an auditor reads it (:func:`description`),
+and GX's own ``severity`` (fatal → critical); map expectations get ``mostly = 1 - threshold``, so
+GX's verdict in the data docs agrees with the gate's. A cross-table rule of the target is GX's
+``UnexpectedRowsExpectation``: its SQL, in the suite, selects the rows that break it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ log = logging.getLogger(__name__)
 
 _NAMESPACE = uuid.UUID("6f1c7a52-3c1e-4b8e-9a57-0c7d7f5e2a10")
 GX_SEVERITY = {"fatal": "critical", "warning": "warning"}
+
+
+_NO_MOSTLY = frozenset({"UnexpectedRowsExpectation"})
+"""Expectations that judge the batch as a whole, with no ``mostly``: GX's verdict is "no row breaks
+the rule", while the gate's (and its data docs') status applies the threshold."""
 
 
 def suite_name(gate: Gate, table: str) -> str:
@@ -58,7 +65,7 @@ def expectation_document(check: Check) -> dict[str, Any]:
     """The GX 1.x JSON form of one check (what ``ExpectationConfiguration.to_json_dict`` writes)."""
     found = policy(check.name)
     kwargs = dict(check.kwargs)
-    if found.threshold > 0 and not check.table_level:
+    if found.threshold > 0 and not check.table_level and check.expectation not in _NO_MOSTLY:
         kwargs["mostly"] = round(1.0 - found.threshold, 6)
     type_ = "".join(f"_{ch.lower()}" if ch.isupper() else ch for ch in check.expectation).lstrip("_")
     return {

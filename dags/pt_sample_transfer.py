@@ -111,6 +111,7 @@ def pt_sample_transfer() -> None:
             {},
             run_actor(),
             store_url=conn_url("staging_store"),
+            audit_url=conn_url("target_db"),  # the remediation's corrections are vouched for there
         )
         return name
 

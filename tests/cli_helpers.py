@@ -10,9 +10,10 @@ from pathlib import Path
 
 
 def run_cutover(
-    args: list[str], home: Path, env: dict[str, str] | None = None
+    args: list[str], home: Path, env: dict[str, str] | None = None, *, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the ``cutover`` command as a user would, with its own state folder and only ``env``'s connections.
+    """Run the ``cutover`` command as a user would, with its own state folder and only ``env``'s connections
+    (``stdin``: what the user types or pipes in).
 
     No Airflow setting of the test process reaches the command (a test that prepared Airflow in-process
     leaves ``AIRFLOW_HOME`` and others behind): its Airflow is the state folder's, configured by ``env``.
@@ -26,6 +27,7 @@ def run_cutover(
         text=True,
         timeout=900,
         cwd=home,
+        input=stdin,
     )
 
 

@@ -631,6 +631,10 @@ def parser() -> argparse.ArgumentParser:
     pd_.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     pd_.set_defaults(func=cmd_profile_draft)
 
+    from cutover.remediation_cli import add_parser as add_remediation
+
+    add_remediation(sub)
+
     st = sub.add_parser("stop", help="stop the embedded PostgreSQL of the state folder")
     st.set_defaults(func=cmd_stop)
 

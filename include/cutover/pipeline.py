@@ -22,6 +22,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cutover import remediation
 from cutover.audit import audit_head
 from cutover.config import LEGACY_SYSTEM
 from cutover.errors import ConfigError, IntegrityError, PolicyError
@@ -130,10 +131,15 @@ def begin_run(
     *,
     store_url: str | None = None,
     profile_ref: str | None = None,
+    audit_url: str | None = None,
 ) -> None:
     """Record the run, who started it and the legacy profile it works under (idempotent for a retried
     task), and take the target for it: another live run holding it is refused at once
     (:func:`cutover.runs.claim_target`).
+
+    With ``store_url``, the run also takes its copy of the remediation corrections, each vouched for by
+    the audit log of ``audit_url`` (the target's, by default; the trial's scratch has none of its own):
+    :func:`cutover.remediation.bind_run`.
 
     The profile (``profile_ref``, else the configured one) is recorded with its SHA-256 in
     ``migration.run`` and, with ``store_url``, under the run's prefix in the staging store, where
@@ -171,7 +177,9 @@ def begin_run(
             ),
         )
     if store_url is not None:
-        bind_run(open_store(store_url), f"runs/{run_key(run_id)}", profile, ref)
+        store = open_store(store_url)
+        bind_run(store, f"runs/{run_key(run_id)}", profile, ref)
+        remediation.bind_run(store, audit_url or target_url, run_key(run_id))
 
 
 class NoWaveToday(Exception):
@@ -354,8 +362,11 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
     store = open_store(store_url)
     source = f"runs/{run_key(run_id)}/extract/{table}"
     prefix = f"runs/{run_key(run_id)}/mapped/{table}"
+    # the remediation's corrections, applied over the extracted rows (the extract stays the legacy copy)
+    corrected = remediation.overlay(store, run_key(run_id), table)
     mapped: Iterator[pa.Table] = (
-        map_batch(spec, batch, as_of=as_of) for batch in iter_batches(store, source, max_rows=MAP_BATCH_ROWS)
+        map_batch(spec, remediation.apply(batch, corrected), as_of=as_of)
+        for batch in iter_batches(store, source, max_rows=MAP_BATCH_ROWS)
     )
     unmerged = f"{prefix}/_unmerged"
     if spec.merges:
@@ -512,6 +523,7 @@ def write_summary(
         {t: {**o, "set_aside": set_aside(reasons.get(t, {}))} for t, o in tables.items()}, max_reject_rate
     )
     breaches = [p for p in policy if not p.ok]
+    tracked = remediation.track(target_url, run_id)
     summary = {
         "run_id": run_id,
         "dag_id": dag_id,
@@ -520,6 +532,8 @@ def write_summary(
         "reject_reasons": reasons,
         # the few legacy defects that cost the most rows: rejects grouped by their root cause
         "root_causes": root_causes(target_url, run_id),
+        # root rejects tracked across runs until corrected and carried, or accepted as not carried
+        "remediation": tracked,
         "reject_policy": {p.table: p.as_dict() for p in policy},
         "accounted": not unaccounted,
         "safety": safety_summary(
@@ -530,6 +544,8 @@ def write_summary(
     }
     folder = evidence_dir(run_id)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    remediation.write_worklist(folder, remediation.worklist(target_url))
+    remediation.write_review(store, run_key(run_id), folder)
     write_mapping_spec(folder)
     with psycopg.connect(target_url) as conn:
         conn.execute(

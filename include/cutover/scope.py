@@ -14,6 +14,10 @@ complement of the earlier waves, so rows that reach no patient (orphans) are acc
 
 *Sample*: a share of patients from every clinic, topped up so that every record kind appears,
 with all their dependent records — the trial run of ``pt_sample_transfer``.
+
+*Rows*: named legacy rows of each table, by their own key — a remediation run's corrected rejects and
+the rejects that depend on them (:mod:`cutover.remediation`); a table named in ``whole`` is taken
+whole (the patients, as in a delta sync, so that the duplicate matcher sees the same people).
 """
 
 from __future__ import annotations
@@ -53,14 +57,15 @@ def whole_in_delta() -> frozenset[str]:
     return frozenset({current().patient_table, *merging})
 
 
-Kind = Literal["all", "wave", "sample", "delta"]
+Kind = Literal["all", "wave", "sample", "delta", "rows"]
 
 
 @dataclass(frozen=True)
 class Scope:
     kind: Kind
     ids: dict[str, pa.Array] = field(default_factory=dict)
-    """Owner table → its legacy ids inside the scope (typed as its key)."""
+    """Owner table → its legacy ids inside the scope (typed as its key); for a ``rows`` scope, legacy
+    table → the text ids of its own rows inside it."""
     complement: bool = False
     """True: the scope is every row whose key is *not* in ``ids`` (the last wave)."""
     label: str = "all"
@@ -73,6 +78,8 @@ class Scope:
     runs: tuple[str, ...] = ()
     """A delta member: the runs (store keys, oldest first) whose extracts are its wave's snapshot; a
     row that differs from it has changed, whatever its ``modified`` says (:mod:`cutover.snapshot`)."""
+    whole: tuple[str, ...] = ()
+    """A ``rows`` scope: the legacy tables it takes whole."""
 
     def mask(
         self, table: str, batch: pa.RecordBatch, snapshots: Mapping[str, Snapshot] | None = None
@@ -87,6 +94,8 @@ class Scope:
         if self.members:
             pairs = [m._masks(table, batch, snapshots) for m in self.members]
             return reduce(pc.or_, (p[0] for p in pairs)), reduce(pc.or_, (p[1] for p in pairs))
+        if self.kind == "rows":
+            return self._rows(table, batch), pa.array(np.zeros(batch.num_rows, bool))
         owner = current().owner(table)
         mask = pa.array(np.ones(batch.num_rows, bool))
         if self.kind != "all" and owner is not None:
@@ -107,6 +116,17 @@ class Scope:
         if stamped is None:
             return differs, differs
         return pc.or_(differs, pc.and_(mask, stamped)), pc.and_(differs, pc.invert(stamped))
+
+    def _rows(self, table: str, batch: pa.RecordBatch) -> pa.Array:
+        """A ``rows`` scope's rows of ``batch``: all of a ``whole`` table, else those whose key, as text,
+        it names."""
+        if table in self.whole:
+            return pa.array(np.ones(batch.num_rows, bool))
+        named = self.ids.get(table)
+        if named is None or not len(named):
+            return pa.array(np.zeros(batch.num_rows, bool))
+        keys = pc.cast(batch.column(legacy_tables()[table].key), pa.string())
+        return pc.fill_null(pc.is_in(keys, value_set=named.cast(pa.string())), False)
 
     def keep(
         self, table: str, batch: pa.RecordBatch, snapshots: Mapping[str, Snapshot] | None = None
@@ -144,6 +164,7 @@ class Scope:
             "label": self.label,
             "since": self.since,
             "runs": list(self.runs),
+            "whole": list(self.whole),
         }
 
     def save(self, store: Store, prefix: str) -> None:
@@ -174,6 +195,16 @@ class Scope:
 
         def build(m: dict, n: int) -> Scope:
             mine = rows.filter(pc.equal(rows["member"], n))
+            if m["kind"] == "rows":
+                named = {
+                    key: mine.filter(pc.equal(mine["key"], key))["id"] for key in set(mine["key"].to_pylist())
+                }
+                return cls(
+                    "rows",
+                    {k: v.combine_chunks() for k, v in named.items()},
+                    label=m["label"],
+                    whole=tuple(m.get("whole", ())),
+                )
             owners = set(mine["key"].to_pylist()) | set(current().owner_tables())
             ids = {key: pc.unique(mine.filter(pc.equal(mine["key"], key))["id"]) for key in owners}
             ids = ids if m["kind"] != "all" else {}

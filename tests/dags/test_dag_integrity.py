@@ -117,7 +117,7 @@ def test_cutover_loads_only_after_mapping_and_the_dry_run_check(dagbag) -> None:
     assert dag.get_task("write_evidence").upstream_task_ids == {"reconcile"}
 
 
-@pytest.mark.parametrize("dag_id", ["pt_cutover", "pt_sample_transfer", "pt_delta_sync"])
+@pytest.mark.parametrize("dag_id", ["pt_cutover", "pt_sample_transfer", "pt_delta_sync", "pt_remediate"])
 def test_constraints_set_aside_for_a_load_come_back_even_after_a_failed_batch(dagbag, dag_id: str) -> None:
     dag = dagbag.dags[dag_id]
     restore = dag.get_task("restore_constraints")
@@ -138,7 +138,7 @@ def test_cutover_checks_the_backup_before_touching_the_target(dagbag) -> None:
 
 
 @pytest.mark.parametrize(
-    "dag_id", ["pt_assess", "pt_backup", "pt_sample_transfer", "pt_cutover", "pt_delta_sync"]
+    "dag_id", ["pt_assess", "pt_backup", "pt_sample_transfer", "pt_cutover", "pt_delta_sync", "pt_remediate"]
 )
 def test_every_dag_checks_its_configuration_in_its_first_task(dagbag, dag_id: str) -> None:
     dag = dagbag.dags[dag_id]

@@ -16,7 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cli_helpers import evidence_of, run_cutover
+from cli_helpers import everything_of, evidence_of, run_cutover
+from cutover.audit import os_user
 from cutover.simulate import simulate
 from cutover.target.checksums import table_checksums
 
@@ -222,6 +223,45 @@ def test_trial_then_big_bang_idempotent_and_a_killed_run_resumes_from_its_ledger
         (runs,) = conn.execute("SELECT count(*) FROM migration.run").fetchone()
     assert runs == 1  # the same run, resumed
     assert {k: after[k] for k in before} == before  # the batches finished before the kill were not redone
+
+    # the remediation loop through the real path: the worklist, a steward's correction, pt_remediate
+    _remediate(home, env, pg_url)
+
+
+def _remediate(home: Path, env: dict[str, str], pg_url: str) -> None:
+    """The patient whose impossible birth date cost the most rows: corrected by the CLI (the value on
+    stdin), carried by ``cutover run pt_remediate`` with every row it pulled along."""
+    listed = run_cutover(["remediation", "worklist", "--json"], home, env)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    patient = next(
+        r
+        for r in json.loads(listed.stdout)
+        if (r["legacy_table"], r["reason"]) == ("patients", "date_impossible")
+    )
+    assert patient["dependants"] > 0
+    assert patient["status"] == "open"
+    corrected = run_cutover(
+        ["remediation", "correct", "patients", patient["legacy_id"], "dob"], home, env, stdin="1958-03-09\n"
+    )
+    assert corrected.returncode == 0, corrected.stderr[-2000:]
+    assert "1958" not in corrected.stdout + corrected.stderr
+    result = run_cutover(["run", "pt_remediate"], home, env)
+    folder = evidence_of(result)
+    report = json.loads((folder / "remediation_report.json").read_text())
+    assert (report["carried"], report["rejected_again"]) == (1 + patient["dependants"], 0)
+    assert "1958-03-09" not in everything_of(result)
+    with psycopg.connect(pg_url) as conn:
+        (left,) = conn.execute(
+            "SELECT count(*) FROM migration.reject WHERE root_table = 'patients' AND root_legacy_id = %s",
+            (patient["legacy_id"],),
+        ).fetchone()
+        (status,) = conn.execute(
+            "SELECT status FROM migration.remediation WHERE legacy_table = 'patients' AND legacy_id = %s",
+            (patient["legacy_id"],),
+        ).fetchone()
+        (actor,) = conn.execute("SELECT actor FROM migration.audit_log WHERE action = 'correct'").fetchone()
+    assert (left, status) == (0, "closed")
+    assert actor == os_user()
 
 
 def _plan(path: Path) -> Path:

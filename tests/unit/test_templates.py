@@ -100,7 +100,14 @@ def test_report_escapes_or_withholds_a_hostile_table_name_and_id(tmp_path: Path)
                     "rows": {},
                 }
             ],
+            "remediation": {"open": 2, "corrected": 0, "accepted": 0, "closed": 1},
         },
+    )
+    (tmp_path / "remediation.csv").write_text(
+        "legacy_table,legacy_id,field,reason,dependants,status,opened_run,decided_by\n"
+        + ",".join(f'"{HOSTILE}"' for _ in range(4))
+        + f',7,open,"{HOSTILE}",\n'
+        + 'patients,83,"dob,created",date_impossible,31,open,manual__2026-11-27T18:00:00+00:00,\n'
     )
     _write(
         tmp_path,
@@ -127,6 +134,11 @@ def test_report_escapes_or_withholds_a_hostile_table_name_and_id(tmp_path: Path)
     assert "alert" not in page  # withheld outright: a table name, a reason, a rule, an id, a gate
     assert "withheld" in page
     assert "<span class='ids'>42</span> <span class='muted'>+1 more</span>" in page
+    # the remediation worklist: a hostile row withheld field by field, a plain one shown
+    assert "2 open, 0 corrected awaiting a run, 0 accepted as not carried, 1 closed" in page
+    assert "<span class='ids'>83</span>" in page
+    assert "<code>dob</code>, <code>created</code>" in page
+    assert "<td class='n'>31</td>" in page
 
 
 def test_assessment_escapes_a_hostile_table_column_and_value_and_never_shows_a_phi_value() -> None:

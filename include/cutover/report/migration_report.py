@@ -18,6 +18,7 @@ Only the SVG charts, built and escaped here, pass to it as markup.
 
 from __future__ import annotations
 
+import csv
 import html
 import json
 import logging
@@ -46,6 +47,13 @@ ARTIFACTS: Final[tuple[tuple[str, str, bool], ...]] = (
     ("reconciliation.json", "reconciliation, source to target, per table and per patient", True),
     ("timings.json", "stage timings and downtime against the cutover window", True),
     ("safety_worklist.csv", "rejected patients holding safety records, most first (ids and counts)", False),
+    (
+        "remediation.csv",
+        "remediation worklist: root rejects not yet closed, most costly first (ids only)",
+        False,
+    ),
+    ("remediation_report.json", "a remediation run: what became of the corrected rows (pt_remediate)", False),
+    ("duplicate_review.csv", "ambiguous duplicate pairs left to a person (legacy ids and scores)", False),
     ("bundle.json", "this bundle's identity: DAG, run, version, previous version, linked evidence", True),
     (
         "backup_manifest.json",
@@ -480,6 +488,49 @@ def _root_causes_section(summary: Any) -> list[dict[str, Any]] | str | None:
     return rows
 
 
+REMEDIATION_SHOWN: Final = 10
+"""Worklist rows the report lists; ``remediation.csv`` in the bundle has them all."""
+
+
+def _remediation_section(summary: Any, ev: Evidence) -> dict[str, Any] | None:
+    """Root rejects tracked across runs (``summary.json``'s ``remediation``: open, corrected awaiting a
+    run, accepted as not carried, closed), what a remediation run carried, and the worklist's first
+    open rows: ids, column names, codes and counts, each withheld unless it looks like one."""
+    if not isinstance(summary, dict) or not isinstance(summary.get("remediation"), dict):
+        return None
+    counts = {k: _n(summary["remediation"].get(k)) for k in ("open", "corrected", "accepted", "closed")}
+    carried = ev.json("remediation_report.json")
+    rows: list[tuple[Any, ...]] = []
+    path = ev.folder / "remediation.csv"
+    if path.is_file():
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            for entry in csv.DictReader(handle):
+                if entry.get("status") != "open" or len(rows) >= REMEDIATION_SHOWN:
+                    continue
+                legacy_id = str(entry.get("legacy_id") or "")
+                columns = [c for c in str(entry.get("field") or "").split(",") if c]
+                dependants = str(entry.get("dependants") or "")
+                rows.append(
+                    (
+                        _code(entry.get("legacy_table")),
+                        legacy_id if _ID.match(legacy_id) else None,
+                        [_code(c) for c in columns] if all(_COLUMN.match(c) for c in columns) else None,
+                        _code(entry.get("reason")),
+                        _n(int(dependants) if dependants.isdigit() else None),
+                        _code(entry.get("opened_run") or "–"),
+                    )
+                )
+    return {
+        "counts": counts,
+        "rows": rows,
+        "carried": (
+            {k: _n(carried.get(k)) for k in ("corrected_rows", "scope_rows", "carried", "rejected_again")}
+            if isinstance(carried, dict)
+            else None
+        ),
+    }
+
+
 def _safety_section(summary: Any, recon: Any) -> dict[str, Any] | None:
     """Patient-safety records: what arrived per table and per patient, the reconciliation's verdict on
     them, and the rejected patients whose records wait on the remediation worklist (counts only)."""
@@ -800,6 +851,7 @@ def render_report(folder: Path, *, generated_at: datetime | None = None) -> str:
         rows=_rows_section(summary),
         rejects=_rejects_section(summary),
         causes=_root_causes_section(summary),
+        remediation=_remediation_section(summary, ev),
         safety=_safety_section(summary, recon),
         merges=_merges_section(summary),
         gates=_gates_section(gates),

@@ -428,7 +428,7 @@ def _record(target_url: str, sealed: Sealed, bundle: dict[str, Any], actor: str 
                 (actor or "unknown", "seal evidence", sealed.run_id, json.dumps(detail)),
             )
     except (psycopg.OperationalError, psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as error:
-        if sealed.dag_id in ("pt_cutover", "pt_delta_sync", "pt_rollback", "pt_monitor"):
+        if sealed.dag_id in ("pt_cutover", "pt_delta_sync", "pt_remediate", "pt_rollback", "pt_monitor"):
             raise
         log.warning(
             "the seal of %s %s is not in the target's audit log (%s): the target is not migrated or "

@@ -8,7 +8,8 @@ rows: simulated, extracted, mapped and loaded into the database ``gate_task_benc
 Each repeat is a fresh process, as an Airflow task is without a preloaded worker. Reported per gate,
 as medians: ``import_seconds`` (``cutover.validation.runner`` and GX, what a worker that preloads
 them pays once), ``task_seconds`` (:func:`~cutover.validation.runner.run_gate` from its call to its
-return: GX's context, suites, computation, results store, data docs), ``compute_seconds`` (the sum of
+return: GX's context, suites, computation, results store, data docs; the mapped and target gates
+find the other gates' suite pages there, as in a run), ``compute_seconds`` (the sum of
 its ``table_seconds``: the rules computed), and the load average (1 minute) before and after each
 repeat, since the machine is shared. Not run by the tests.
 """
@@ -72,6 +73,14 @@ def step(work: Path, gate: str) -> dict[str, Any]:
     imported = time.perf_counter() - started
     _, store, target = _urls(work)
     out = work / "out" / f"{gate}-{os.getpid()}"
+    if gate != "extract":  # as in a run, where the extract gate, first, rendered every suite's page
+        from cutover.validation.catalog import GATES, catalog
+
+        for other in GATES:
+            for table in catalog().by_gate[other] if other != gate else ():
+                page = out / "data_docs" / "expectations" / other / f"{table}.html"
+                page.parent.mkdir(parents=True, exist_ok=True)
+                page.write_text("<html></html>\n")
     started = time.perf_counter()
     report = None
     # a failed gate is a finding about the simulated clinic's planted defects: it ran to the end
@@ -91,21 +100,49 @@ def step(work: Path, gate: str) -> dict[str, Any]:
     }
 
 
-def run(work: Path, gates: list[str], repeats: int) -> dict[str, Any]:
+def forked(work: Path, gate: str) -> dict[str, Any]:
+    """``--forked``: as a worker that preloaded :mod:`cutover.validation.preload` runs a task, in a
+    process forked from this one after the preload (not timed, as a worker's start is not)."""
+    import cutover.validation.preload  # noqa: F401
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the task
+        os.close(read)
+        os.write(write, json.dumps(step(work, gate)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        found: dict[str, Any] = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    return found
+
+
+def run(
+    work: Path, gates: list[str], repeats: int, against: Path | None = None, fork: bool = False
+) -> dict[str, Any]:
+    """Each gate ``repeats`` times; with ``against`` (another checkout, e.g. a ``git worktree`` of the
+    commit before a change), each repeat runs there too, right after, so both see the same machine;
+    with ``fork``, this checkout's tasks run forked from a preloaded process (:func:`forked`)."""
     env = {**os.environ, "CUTOVER_HOME": str(work / "home")}
-    runs: dict[str, list[dict[str, Any]]] = {g: [] for g in gates}
+    sides = {"": env}
+    if against is not None:
+        sides["before:"] = {**env, "PYTHONPATH": str(against.resolve() / "include")}
+    runs: dict[str, list[dict[str, Any]]] = {f"{side}{g}": [] for g in gates for side in sides}
     for _ in range(repeats):  # interleaved, so a busy moment of the machine spreads over the gates
         for gate in gates:
-            out = subprocess.run(
-                [sys.executable, "-m", "bench.gate_task_bench", "--step", str(work), gate],
-                check=True,
-                capture_output=True,
-                text=True,
-                cwd=Path(__file__).parents[1],
-                env=env,
-            )
-            runs[gate].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"  {gate}: {runs[gate][-1]}", flush=True)
+            for side, side_env in sides.items():
+                how = "--forked" if fork and not side else "--step"
+                out = subprocess.run(
+                    [sys.executable, "-m", "bench.gate_task_bench", how, str(work), gate],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    cwd=Path(__file__).parents[1],
+                    env=side_env,
+                )
+                runs[side + gate].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                print(f"  {side}{gate}: {runs[side + gate][-1]}", flush=True)
     result = {
         gate: {
             **{
@@ -131,13 +168,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gate", action="append", choices=["extract", "mapped", "target"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--step", nargs=2)
+    parser.add_argument("--forked", nargs=2, help="one step forked from a preloaded process")
+    parser.add_argument("--fork", action="store_true", help="run this checkout's steps as --forked")
+    parser.add_argument("--against", type=Path, help="another checkout to time in the same run")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.step:
         print(json.dumps(step(Path(args.step[0]), args.step[1])))
+    elif args.forked:
+        print(json.dumps(forked(Path(args.forked[0]), args.forked[1])))
     elif args.build:
         build(args.build, args.patients)
     elif args.run:
-        run(args.run, args.gate or ["extract", "mapped", "target"], args.repeats)
+        run(args.run, args.gate or ["extract", "mapped", "target"], args.repeats, args.against, args.fork)
     else:
         parser.error("--build DIR or --run DIR")
 

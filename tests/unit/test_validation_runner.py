@@ -75,3 +75,40 @@ def test_an_unreachable_target_is_transient_and_the_error_never_quotes_the_url(t
     assert "S3cret-Pw-991" not in str(failed.value)
     assert failed.value.__cause__ is None
     assert failed.value.__suppress_context__
+
+
+def test_the_suites_stored_as_json_read_back_as_the_suites_built_in_code(tmp_path: Path) -> None:
+    from cutover.validation import runner
+    from cutover.validation.catalog import Gate, catalog
+    from cutover.validation.suites import build_suite, suite_name
+
+    ctx = runner._context(tmp_path)
+    runner._add_suites(ctx)
+    assert len(ctx.expectations_store.list_keys()) == sum(len(t) for t in catalog().by_gate.values())
+
+    def documents(suite: Any) -> list[dict[str, Any]]:
+        out = [e.configuration.to_json_dict() for e in suite.expectations]
+        for document in out:
+            document.pop("id", None)  # the stored suite carries the generated ids, a built one none
+        return out
+
+    cases: list[tuple[Gate, str]] = [("extract", "visits"), ("mapped", "procedures"), ("target", "visit")]
+    for gate, table in cases:
+        stored, built = ctx.suites.get(suite_name(gate, table)), build_suite(gate, table)
+        assert documents(stored) == documents(built)
+        assert [e.description for e in stored.expectations] == [e.description for e in built.expectations]
+
+
+def test_preloading_imports_gx_and_builds_the_catalog_without_a_connection() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, socket\n"
+        "socket.socket.connect = lambda *a: (_ for _ in ()).throw(AssertionError('connects'))\n"
+        "import cutover.validation.preload as p\n"
+        "from cutover.validation import catalog\n"
+        "assert 'great_expectations' in sys.modules and p.SECONDS > 0\n"
+        "assert catalog._catalog.cache_info().currsize == 1\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -217,7 +217,8 @@ def _add_suites(ctx: Any) -> None:
     Each is stored as the JSON document GX's own file context reads (:func:`~cutover.validation.suites.suite_document`,
     the committed ``expectations/`` files), which GX parses only for the suites it is asked for:
     adding all 54 as GX objects (``ctx.suites.add``, which serialises each through marshmallow)
-    took 0.7-1.8 s of every gate task, this takes about 0.03 s.
+    took 0.7-0.8 s of every gate task on a quiet machine, this takes about 0.03 s (the mapped gate
+    task on a 1.07M-row clinic: 4.6 -> 3.4 s, median of three at load average 3.5-4).
     """
     from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
@@ -724,9 +725,7 @@ def _unreachable(exc: BaseException) -> bool:
     """Whether a database error is about the connection (a retry may help) rather than the query."""
     import psycopg
 
-    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and not isinstance(
-        exc, psycopg.errors.QueryCanceled | psycopg.errors.InsufficientResources
-    )
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def _validate_target(conn: Any, table: str) -> dict[str, _Tally]:

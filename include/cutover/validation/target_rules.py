@@ -16,9 +16,11 @@ Two forms of the same rules, from the same SQL:
   table once, ``SELECT t.id, <rule> AS <name>, … FROM pt.<table> t <joins>`` (:func:`table_query`),
   and returns, per rule, the rows it applies to, the rows that break it and the first ten of
   those ids (by id): counts and ids only, never a value. It is what GX's evaluation of the suite
-  counts (``tests/integration/test_target_sql.py`` holds the two equal on a loaded clinic), at a
-  third of the time: on a 1.07M-row clinic (10,000 patients, seed 17) GX's query assets took
-  2.1-2.8 s of computation, this 1.1-1.2 s (load average 3).
+  counts (``tests/integration/test_target_sql.py`` holds the two equal on a loaded clinic). On a
+  1.07M-row clinic (10,000 patients, seed 17; ``python -m bench gate_task``, three runs each,
+  interleaved with the GX query assets it replaces, load average 3.5-4.3 on 2 cores) the
+  computation took 1.4-1.9 s against GX's 2.5-4.4 s (1.1-1.2 s alone at load 3), and the whole
+  target gate task 2.3-3.0 s against 3.7-6.6 s.
 
 What the schema's CHECK constraints already enforce (formats, code sets, discharge after start,
 score ranges) is repeated here only where a PT rule names it, so the evidence shows it was

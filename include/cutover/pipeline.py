@@ -379,8 +379,11 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
             schema=spec.staged_schema,
             rows_per_part=ROWS_PER_PART,
         )
-        planner = plan_record_merges if spec.merge_same else plan_merges
-        plan = planner(spec, lambda: iter_batches(store, unmerged, max_rows=MAP_BATCH_ROWS))
+        staged = functools.partial(iter_batches, store, unmerged, max_rows=MAP_BATCH_ROWS)
+        if spec.merge_same:
+            plan = plan_record_merges(spec, staged)
+        else:  # a person's decisions on review pairs stand in for the scores'
+            plan = plan_merges(spec, staged, remediation.decisions(store, run_key(run_id), table))
         counts = plan.summary
         store.put(
             f"{prefix}/_review.json",

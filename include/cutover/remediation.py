@@ -267,6 +267,59 @@ def accept(target_url: str, legacy_table: str, legacy_id: str, *, note: str, act
         )
 
 
+Verdict = str
+"""A decision on a duplicate pair: ``same`` (one person: merge) or ``different`` (never merge)."""
+
+VERDICTS = ("same", "different")
+
+
+def decide(
+    target_url: str, legacy_table: str, left_id: str, right_id: str, verdict: Verdict, *, actor: str
+) -> None:
+    """``actor``'s verdict on an ambiguous duplicate pair of ``legacy_table`` (a table whose duplicates
+    the matcher merges): applied by every later run that maps the pair. Refused for a pair already
+    carried into the target (one of them migrated or merged): merge or split those in the new system."""
+    from cutover.matching.match import pair_key
+
+    specs = mapping_specs()
+    matched = [t for t, spec in specs.items() if spec.merges and not spec.merge_same]
+    if legacy_table not in matched:
+        raise UnknownNameError("legacy table whose duplicates are matched", legacy_table, matched)
+    if verdict not in VERDICTS:
+        raise UnknownNameError("decision", verdict, VERDICTS)
+    if left_id == right_id:
+        raise ConfigError("a duplicate pair names two different legacy rows")
+    left, right = pair_key(str(left_id), str(right_id))
+    with psycopg.connect(target_url) as conn:
+        carried = conn.execute(
+            "SELECT legacy_id, outcome FROM migration.crosswalk WHERE legacy_system = %s AND legacy_table = %s"
+            " AND legacy_id = ANY(%s) ORDER BY 1",
+            (LEGACY_SYSTEM, legacy_table, [left, right]),
+        ).fetchall()
+        if carried:
+            which = ", ".join(f"{i} {o}" for i, o in carried)
+            raise ConfigError(
+                f"legacy {legacy_table} {left} and {right}: already carried ({which}); merge or split them "
+                "in the new system"
+            )
+        conn.execute(
+            "INSERT INTO migration.audit_log (actor, action, detail) VALUES (%s, 'decide duplicate pair', %s)",
+            (
+                actor,
+                json.dumps(
+                    {"legacy_table": legacy_table, "left_id": left, "right_id": right, "decision": verdict}
+                ),
+            ),
+        )
+        conn.execute(
+            "INSERT INTO migration.duplicate_decision (legacy_system, legacy_table, left_id, right_id, decision,"
+            " decided_by) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (legacy_system, legacy_table, left_id,"
+            " right_id) DO UPDATE SET decision = EXCLUDED.decision, decided_by = EXCLUDED.decided_by,"
+            " decided_at = now()",
+            (LEGACY_SYSTEM, legacy_table, left, right, verdict, actor),
+        )
+
+
 # --- a run: its scope, its copy of the corrections, the overlay ---------------------------------
 
 
@@ -297,15 +350,49 @@ def run_copy(run_key: str) -> str:
     return f"runs/{run_key}/corrections.enc"
 
 
+def decisions_copy(run_key: str) -> str:
+    """Where a run keeps the duplicate decisions it applies (ids only: plain JSON)."""
+    return f"runs/{run_key}/duplicate_decisions.json"
+
+
 def bind_run(store: Store, audit_url: str, run_key: str) -> int:
-    """Copy the corrections, vouched for by the audit log of ``audit_url`` (the target), under the run
-    (a retried task copies them again: a run not yet mapping may take a correction made since). The
-    number copied."""
+    """Copy the corrections, vouched for by the audit log of ``audit_url`` (the target), and the
+    duplicate decisions recorded there, under the run (a retried task copies them again: a run not
+    yet mapping may take a correction made since). The number of corrections copied."""
     corrections = load_corrections(store)
     vouched(audit_url, corrections)
     if corrections:
         _save(store, corrections, run_copy(run_key))
+    decided = _decisions(audit_url)
+    if decided:
+        store.put(decisions_copy(run_key), json.dumps(decided, sort_keys=True).encode())
     return len(corrections)
+
+
+def _decisions(target_url: str) -> dict[str, list[list[str]]]:
+    """Legacy table → its decided pairs, ``[left, right, verdict]``; none where the target has no
+    ledger yet (a first cutover's trial)."""
+    try:
+        with psycopg.connect(target_url) as conn:
+            rows = conn.execute(
+                "SELECT legacy_table, left_id, right_id, decision FROM migration.duplicate_decision"
+                " WHERE legacy_system = %s ORDER BY 1, 2, 3",
+                (LEGACY_SYSTEM,),
+            ).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return {}
+    decided: dict[str, list[list[str]]] = {}
+    for table, left, right, verdict in rows:
+        decided.setdefault(table, []).append([left, right, verdict])
+    return decided
+
+
+def decisions(store: Store, run_key: str, table: str) -> dict[tuple[str, str], str]:
+    """The duplicate decisions a run applies to ``table``: (left, right) → verdict."""
+    name = decisions_copy(run_key)
+    if not store.exists(name):
+        return {}
+    return {(left, right): verdict for left, right, verdict in json.loads(store.get(name)).get(table, [])}
 
 
 def plan_remediation(store: Store, target_url: str, prefix: str) -> dict[str, Any]:

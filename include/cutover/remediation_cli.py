@@ -95,6 +95,16 @@ def cmd_accept(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decide(args: argparse.Namespace) -> int:
+    from cutover import remediation
+    from cutover.audit import os_user
+
+    target, _ = _urls()
+    remediation.decide(target, args.table, args.left_id, args.right_id, args.decision, actor=os_user())
+    print(f"decided {args.table} {args.left_id} and {args.right_id}: {args.decision}, by {os_user()}")
+    return 0
+
+
 def cmd_corrections(args: argparse.Namespace) -> int:
     from cutover import remediation
 
@@ -134,6 +144,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     a.add_argument("legacy_id")
     a.add_argument("--note", required=True, help="why, as a lower-case code (e.g. test_patient)")
     a.set_defaults(func=cmd_accept)
+    dd = rsub.add_parser(
+        "decide", help="decide an ambiguous duplicate pair (duplicate_review.csv): same or different"
+    )
+    dd.add_argument("table", help="legacy table (the patients)")
+    dd.add_argument("left_id")
+    dd.add_argument("right_id")
+    dd.add_argument("decision", choices=("same", "different"))
+    dd.set_defaults(func=cmd_decide)
     ls = rsub.add_parser("corrections", help="the recorded corrections: ids, columns, who and when")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_corrections)

@@ -231,3 +231,46 @@ def test_a_row_accepted_as_not_carried_leaves_the_open_worklist(migrated: dict[s
             "SELECT count(*) FROM migration.audit_log WHERE action = 'accept not carried' AND actor = 'steward'"
         ).fetchone()
     assert n == 1
+
+
+def test_a_duplicate_decision_is_applied_by_the_next_cutover_and_refused_once_carried(
+    migrated: dict[str, Any], pg_admin_url: str
+) -> None:
+    """A pair the matcher merged at the first target is decided "different" before a second target's
+    cutover: there both arrive, as two patients. On the first target, where both are carried, the same
+    decision is refused (the new system merges or splits them)."""
+    target, store_url, legacy = migrated["target"], migrated["store"], migrated["legacy"]
+    with psycopg.connect(target) as conn:
+        left, right = conn.execute(
+            "SELECT m.legacy_id, s.legacy_id FROM migration.crosswalk m JOIN migration.crosswalk s"
+            "  ON s.legacy_table = 'patients' AND s.new_id = m.merged_into"
+            " WHERE m.legacy_table = 'patients' AND m.outcome = 'merged' ORDER BY 1 LIMIT 1"
+        ).fetchone()
+    with pytest.raises(ConfigError, match="already carried"):
+        remediation.decide(target, "patients", left, right, "different", actor="steward")
+    with pytest.raises(ConfigError, match="unknown legacy table whose duplicates are matched 'visits'"):
+        remediation.decide(target, "visits", left, right, "different", actor="steward")
+
+    second = target.rsplit("/", 1)[1] + "_decided"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{second}"')
+        conn.execute(f'CREATE DATABASE "{second}"')
+    other = target.rsplit("/", 1)[0] + f"/{second}"
+    try:
+        pipeline.prepare_target(other)
+        remediation.decide(other, "patients", right, left, "different", actor="steward")
+        run = "manual__2026-12-04T18:00:00+00:00"
+        pipeline.begin_run(other, run, "pt_cutover", {"mode": "big_bang"}, "engineer", store_url=store_url)
+        _stages(legacy, other, store_url, run)
+        assert _outcome(other, "patients", left) == "migrated"
+        assert _outcome(other, "patients", right) == "migrated"
+        with psycopg.connect(other) as conn:
+            (actor, detail) = conn.execute(
+                "SELECT actor, detail FROM migration.audit_log WHERE action = 'decide duplicate pair'"
+            ).fetchone()
+        assert actor == "steward"
+        assert detail["decision"] == "different"
+        assert {detail["left_id"], detail["right_id"]} == {left, right}
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{second}" WITH (FORCE)')

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 
 from cutover import remediation
 from cutover.errors import ConfigError
+from cutover.matching import match_patients
+from cutover.matching.match import pair_key
 from cutover.scope import Scope
 from cutover.staging.store import open_store
 
@@ -90,3 +94,42 @@ def test_a_corrections_digest_binds_every_field() -> None:
     other_person = remediation.Correction("patients", "7", "dob", base.value, "intruder", base.at)
     assert len({base.digest(key), other_value.digest(key), other_person.digest(key)}) == 3
     assert "1961" not in base.digest(key)
+
+
+def _pair(**changes: object) -> pd.DataFrame:
+    row = dict(
+        family_name="Ng",
+        given_name="Anna",
+        middle_name=None,
+        birth_date=dt.date(1980, 5, 1),
+        sex="female",
+        ssn=None,
+        phone_home=None,
+        phone_mobile=None,
+        postal_code=None,
+        address_line1=None,
+        email=None,
+        created_at=None,
+    )
+    return pd.DataFrame([dict(row, legacy_id="10"), dict(row, legacy_id="9", given_name="Ana", **changes)])
+
+
+def test_a_persons_decision_on_a_review_pair_stands_in_for_the_scores() -> None:
+    # same name and birth date, nothing else in common: the matcher leaves it to a person
+    alone = match_patients(_pair())
+    assert (alone.pairs["decision"].tolist(), len(alone.review)) == (["review"], 1)
+    same = match_patients(_pair(), decisions={pair_key("10", "9"): "same"})
+    assert same.survivor.to_dict() == {"9": "9", "10": "9"}  # one person: the lower id survives
+    assert same.review.empty
+    # a pair the scores would merge (a phone in common) that a person says are two people
+    merged = match_patients(_pair(phone_home="+16175550134").assign(phone_home="+16175550134"))
+    assert merged.pairs["decision"].tolist() == ["merge"]
+    apart = match_patients(
+        _pair(phone_home="+16175550134").assign(phone_home="+16175550134"),
+        decisions={("9", "10"): "different"},
+    )
+    assert apart.survivor.to_dict() == {"10": "10", "9": "9"}
+    assert apart.pairs["decision"].tolist() == ["distinct"]
+    # a decision on a pair the matcher never compared changes nothing
+    other = match_patients(_pair(), decisions={("9", "11"): "same"})
+    assert other.pairs["decision"].tolist() == ["review"]

@@ -20,7 +20,7 @@ marking the whole table at once (:func:`dedupe`, kept for callers that hold a sm
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -74,8 +74,13 @@ def _kept(batch: pa.RecordBatch | pa.Table, columns: list[str], ids: pa.Array | 
     return table.filter(keep).select(columns)
 
 
-def plan_merges(spec: TableSpec, batches: Callable[[], Iterable[pa.RecordBatch | pa.Table]]) -> MergePlan:
-    """Decide the merges of a mapped patients table read twice through ``batches()`` (ids and scores out)."""
+def plan_merges(
+    spec: TableSpec,
+    batches: Callable[[], Iterable[pa.RecordBatch | pa.Table]],
+    decisions: Mapping[tuple[str, str], str] | None = None,
+) -> MergePlan:
+    """Decide the merges of a mapped patients table read twice through ``batches()`` (ids and scores out);
+    ``decisions``: a person's verdicts on review pairs (:func:`cutover.matching.match_patients`)."""
     from cutover.matching import match_patients, survive_values
 
     fields = [name for name, _ in spec.columns]
@@ -87,7 +92,7 @@ def plan_merges(spec: TableSpec, batches: Callable[[], Iterable[pa.RecordBatch |
         match_columns,
     )
     del compared
-    result = match_patients(people)
+    result = match_patients(people, decisions=decisions)
     del people
     survivor = result.survivor.astype(str)
     moved = survivor[survivor.index != survivor.to_numpy()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
@@ -94,12 +95,47 @@ def _decide(
     return decision, reason
 
 
+Pair = tuple[str, str]
+"""Two legacy ids, in :func:`pair_key` order."""
+
+
+def pair_key(a: str, b: str) -> Pair:
+    """One order for a pair of legacy ids, whichever way round it is named: shorter first, then by text
+    (so ``9`` comes before ``10``).
+
+    >>> pair_key("10", "9"), pair_key("9", "10")
+    (('9', '10'), ('9', '10'))
+    """
+    return (a, b) if (len(a), a) <= (len(b), b) else (b, a)
+
+
+def _decided(
+    ids: np.ndarray, left: np.ndarray, right: np.ndarray, decision: np.ndarray, decisions: Mapping[Pair, str]
+) -> np.ndarray:
+    """``decision`` with a person's decisions on pairs put in place of the scores' (``same``: merge,
+    ``different``: never). A decision on a pair the matcher did not compare changes nothing."""
+    named = {i for pair in decisions for i in pair}
+    decided = decision.copy()
+    lefts, rights = ids[left], ids[right]
+    touched = np.flatnonzero(np.isin(lefts, list(named)) & np.isin(rights, list(named)))
+    for e in touched.tolist():
+        verdict = decisions.get(pair_key(str(lefts[e]), str(rights[e])))
+        if verdict is not None:
+            decided[e] = 0 if verdict == "same" else 2
+    return decided
+
+
 def _categorical(codes: np.ndarray, categories: tuple[str, ...]) -> pd.Categorical:
     return pd.Categorical.from_codes(codes.astype(np.int64), categories=list(categories))
 
 
-def match_patients(patients: pd.DataFrame, *, config: MatchConfig | None = None) -> MatchResult:
+def match_patients(
+    patients: pd.DataFrame, *, config: MatchConfig | None = None, decisions: Mapping[Pair, str] | None = None
+) -> MatchResult:
     """Find duplicate patients and the survivor of each; see :mod:`cutover.matching` for the rules.
+    ``decisions``: a person's verdicts on review pairs (:func:`pair_key` → ``same`` or ``different``),
+    which replace the scores' (the cluster guard still refuses a merge that would join conflicting
+    records).
 
     >>> import datetime as dt
     >>> row = dict(family_name="Ng", given_name="Anna", middle_name=None, birth_date=dt.date(1980, 5, 1),
@@ -123,6 +159,10 @@ def match_patients(patients: pd.DataFrame, *, config: MatchConfig | None = None)
     ssn_levels = LEVELS["ssn"]
     ssn_same = (levels["ssn"] == ssn_levels.index("agree")) | (levels["ssn"] == ssn_levels.index("typo"))
     decision, reason = _decide(total, conflict | veto, ssn_same, _corroborated(levels), config)
+    if decisions:
+        decided = _decided(prep.ids, left, right, decision, decisions)
+        reason = np.where(decided != decision, -1, reason)
+        decision = decided
     scored_at = time.perf_counter()
     labels, refused = guarded_clusters(prep, left, right, total, decision == 0, config)
     decision = np.where(refused, 1, decision)

@@ -11,6 +11,10 @@
 --
 -- Codes, column names, legacy ids and people only: the corrected values live in the staging store,
 -- sealed, never here.
+--
+-- A person's decision on an ambiguous duplicate pair (the review list, duplicate_review.csv) is kept
+-- in migration.duplicate_decision: same person (merge) or different people (never merge). A run that
+-- maps the pair's patients applies it; a pair already carried is merged or split in the new system.
 CREATE TABLE migration.remediation (
     legacy_system text NOT NULL,
     legacy_table  text NOT NULL,
@@ -41,3 +45,21 @@ COMMENT ON TABLE migration.remediation IS
     'Root rejects tracked across runs until corrected and carried (closed) or accepted as not carried.';
 COMMENT ON COLUMN migration.remediation.columns IS 'Legacy columns a correction changes (names only).';
 COMMENT ON COLUMN migration.remediation.note IS 'Why a row is accepted as not carried: a lower-case code.';
+
+CREATE TABLE migration.duplicate_decision (
+    legacy_system text NOT NULL,
+    legacy_table  text NOT NULL,
+    left_id       text NOT NULL,
+    right_id      text NOT NULL,
+    decision      text NOT NULL,
+    decided_by    text NOT NULL,
+    decided_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (legacy_system, legacy_table, left_id, right_id),
+    CONSTRAINT duplicate_decision_known CHECK (decision IN ('same', 'different')),
+    -- one row per pair, whichever way round it was named (cutover.matching.match.pair_key's order)
+    CONSTRAINT duplicate_decision_pair_order CHECK (
+        length(left_id) < length(right_id)
+        OR (length(left_id) = length(right_id) AND left_id COLLATE "C" < right_id COLLATE "C"))
+);
+COMMENT ON TABLE migration.duplicate_decision IS
+    'A person''s verdict on an ambiguous duplicate pair, applied by every run that maps the pair.';

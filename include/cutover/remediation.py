@@ -557,11 +557,25 @@ UPDATE migration.remediation AS m
 """
 
 
+_FRESH_ROOTS = """
+UPDATE migration.reject AS r
+   SET root_reason = root.reason_code
+  FROM migration.reject AS root
+ WHERE r.legacy_system = %(sys)s AND r.reason_code = %(cascade)s
+   AND root.legacy_system = r.legacy_system AND root.legacy_table = r.root_table
+   AND root.legacy_id = r.root_legacy_id AND r.root_reason IS DISTINCT FROM root.reason_code
+"""
+"""A cascade copies its root's reason when it is rejected; a later run (a delta, a remediation) that
+rejects the root for another reason without reloading the cascade would leave the old one."""
+
+
 def track(target_url: str, run_id: str) -> dict[str, int]:
-    """After a run: open its new root rejects, reopen corrections it rejected again, close what the
-    ledger now carries. The count of tracked rows per status."""
+    """After a run: refresh the cascades' root reasons, open the run's new root rejects, reopen
+    corrections it rejected again, close what the ledger now carries. The count of tracked rows per
+    status."""
     params = {"sys": LEGACY_SYSTEM, "cascade": CASCADE, "run": run_id}
     with psycopg.connect(target_url) as conn:
+        conn.execute(_FRESH_ROOTS, params)
         conn.execute(_REOPEN, params)
         conn.execute(_OPEN, params)
         conn.execute(_CLOSE, params)

@@ -274,3 +274,24 @@ def test_a_duplicate_decision_is_applied_by_the_next_cutover_and_refused_once_ca
     finally:
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{second}" WITH (FORCE)')
+
+
+def test_every_run_refreshes_a_stale_root_reason_on_the_rows_a_root_pulled_along(
+    migrated: dict[str, Any],
+) -> None:
+    target = migrated["target"]
+    patient, chart = _rejected_patient_with_chart(target)
+    with psycopg.connect(target) as conn:
+        conn.execute(
+            "UPDATE migration.reject SET root_reason = 'stale_reason'"
+            " WHERE root_table = 'patients' AND root_legacy_id = %s AND reason_code = 'parent_rejected'",
+            (patient,),
+        )
+    remediation.track(target, CUTOVER)
+    with psycopg.connect(target) as conn:
+        reasons = conn.execute(
+            "SELECT root_reason, count(*) FROM migration.reject"
+            " WHERE root_table = 'patients' AND root_legacy_id = %s AND reason_code = 'parent_rejected' GROUP BY 1",
+            (patient,),
+        ).fetchall()
+    assert reasons == [("date_impossible", sum(len(v) for v in chart.values()))]

@@ -6,10 +6,11 @@ its main process. What the worker imported before forking, every task has alread
 itself preloads its operators that way (the Celery provider's ``on_celery_import_modules``). A gate
 task imports GX Core, pandas and the rest of :mod:`cutover.validation.runner` (3-5 s on 2 cores)
 and builds the gate catalog of the profile (0.3 s, the ICD-10-CM code set included); in a forked
-task both are there already. On a 1.07M-row clinic (``python -m bench gate_task --fork``, median
-of three, load average 3.2-4.1): the import 3-5 s -> 0, and the gate task itself (its first GX
-context, lazy imports, the catalog) 1.8 -> 1.7 s (extract), 3.4 -> 2.0 s (mapped), 2.9 -> 1.9 s
-(target).
+task both are there already. On a 1.07M-row clinic (``python -m bench gate_task --fork --against``
+the commit before the target gate's SQL, median of three, interleaved, load average 2.6-4.3): the
+import, 3.3-4.4 s before each gate task, is gone from it; the tasks themselves took 1.8 s (extract),
+2.2 s (mapped) and 2.2 s (target) against 2.1, 2.4 and 4.6 s before. gc.freeze() after the preload
+(as Airflow's Celery preload does) changed nothing measurable here.
 
 Importing this module does it (so a worker can name it among the modules it imports at start, such
 as Celery's ``imports`` setting); :func:`preload` does it again, harmlessly. Nothing here opens a

@@ -360,8 +360,11 @@ def launch_airflow(port: int) -> LocalAirflow:
     for name in COMPONENTS:
         args = ["--port", str(port), "--host", "127.0.0.1"] if name == "api-server" else []
         out: IO[bytes] = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115  # owned by the child
+        # the scheduler forks the LocalExecutor's workers, which fork the tasks: loaded once there,
+        # the tasks' heavy modules are loaded in every task (cutover.preloaded_airflow)
+        command = "cutover.preloaded_airflow" if name == "scheduler" else "airflow"
         running.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "airflow", name, *args],
+            [sys.executable, "-m", command, name, *args],
             env=os.environ,
             stdout=out,
             stderr=subprocess.STDOUT,

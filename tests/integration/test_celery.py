@@ -129,6 +129,8 @@ class CeleryAirflow:
             "AIRFLOW__CELERY__BROKER_URL": "redis://127.0.0.1:6379/0",
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + _sqlalchemy_url(metadata_url, "postgresql"),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+            # as docker-compose configures them: the tasks' modules preloaded in each worker
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "cutover.celery_config.CELERY_CONFIG",
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             # the DAG files do not change during the test: parsed once, not every 30 s beside the tasks

@@ -7,9 +7,11 @@ parent on its primary key, or the row's children aggregated per row, joined once
 
 Two forms of the same rules, from the same SQL:
 
-- the suite (what GX records and the data docs show): a rule on the row alone is GX's
-  ``ExpectColumnValuesToBeInSet`` ``[True]`` over its column of :func:`batch_query` (the table's
-  rows and those rules' verdicts); a cross-table rule is GX's ``UnexpectedRowsExpectation``, whose
+- the suite (what GX records and the data docs show): a rule on the row alone is GX's own
+  expectation where one says the same (:attr:`TargetRule.native`: two dates in order, a range),
+  else ``ExpectColumnValuesToBeInSet`` ``[True]`` over its column of :func:`batch_query` (the
+  table's rows and those rules' verdicts: a Luhn check digit, a code set of 74,000 codes); a
+  cross-table rule is GX's ``UnexpectedRowsExpectation``, whose
   query (:func:`unexpected_rows_query`) selects the ids of the rows that break it, joins and all,
   so the data docs show the rule as SQL beside its description;
 - the computation (:func:`count_query`): one statement per table evaluates every rule of the
@@ -55,6 +57,23 @@ class TargetRule:
     joins: tuple[str, ...] = ()
     """Keys of :data:`JOINS` the rule reads: the row's parent (by its id) or a per-row aggregate of its
     children; a table's query joins each once, however many of its rules read it."""
+    native: tuple[str, dict[str, object]] | None = None
+    """GX's own expectation that says what ``sql`` says (class, kwargs), where one fits: the suite
+    records the rule as it (a pair of columns ordered, a range) rather than as a computed column in
+    ``[True]``. The same rows pass, fail and do not apply (``tests/integration/test_target_sql.py``)."""
+
+
+def _ordered(later: str, earlier: str) -> tuple[str, dict[str, object]]:
+    """GX's pair comparison ``later >= earlier``; a row missing either is not checked, as in SQL."""
+    return (
+        "ExpectColumnPairValuesAToBeGreaterThanB",
+        {
+            "column_A": later,
+            "column_B": earlier,
+            "or_equal": True,
+            "ignore_row_if": "either_value_is_missing",
+        },
+    )
 
 
 def _in_list(values: frozenset[str] | set[str]) -> str:
@@ -149,7 +168,8 @@ RULES: tuple[TargetRule, ...] = (
                "a referral diagnosis is a valid ICD-10-CM code", "conformance"),
     # episode
     TargetRule("episode", "discharge_after_start", "t.discharge_date >= t.start_date",
-               "discharge is on or after the start of the episode"),
+               "discharge is on or after the start of the episode",
+               native=_ordered("discharge_date", "start_date")),
     TargetRule("episode", "start_after_birth", "CASE WHEN p.id IS NOT NULL THEN t.start_date >= p.birth_date END",
                "an episode starts after the patient's birth", joins=("patient",)),
     TargetRule("episode", "discharged_has_date",
@@ -162,12 +182,13 @@ RULES: tuple[TargetRule, ...] = (
                "completeness", ("progress_runs",)),
     # authorization
     TargetRule("authorization", "used_within_authorized", "t.visits_used <= t.visits_authorized",
-               "visits used (as recorded) do not exceed the visits authorized"),
+               "visits used (as recorded) do not exceed the visits authorized",
+               native=_ordered("visits_authorized", "visits_used")),
     TargetRule("authorization", "visits_within_authorized", "coalesce(av.n, 0) <= t.visits_authorized",
                "the episode's visits in the authorization's dates do not exceed the visits authorized",
                joins=("visits_in_authorization",)),
     TargetRule("authorization", "dates_ordered", "t.end_date >= t.start_date",
-               "an authorization ends on or after its start"),
+               "an authorization ends on or after its start", native=_ordered("end_date", "start_date")),
     # plan of care
     TargetRule("plan_of_care", "certified_within_30_days",
                "CASE WHEN e.id IS NOT NULL THEN t.certified_on IS NOT NULL AND t.certified_on <= e.start_date + 30 END",
@@ -204,7 +225,8 @@ RULES: tuple[TargetRule, ...] = (
                f"CASE WHEN t.cpt_code IN ({_in_list(codes.ONE_UNIT_CODES)}) THEN t.units <= 1 END",
                "untimed codes billed once a session (evaluations, 97010, 97150...) carry one unit"),
     TargetRule("procedure_line", "cpt_known", f"t.cpt_code IN ({_in_list(set(codes.CPT_CODES))})",
-               "a procedure code is one of the PT code table's CPT/HCPCS codes", "conformance"),
+               "a procedure code is one of the PT code table's CPT/HCPCS codes", "conformance",
+               native=("ExpectColumnValuesToBeInSet", {"column": "cpt_code", "value_set": sorted(codes.CPT_CODES)})),
     # diagnosis
     TargetRule("diagnosis", "icd10cm", _icd10cm("t.icd10_code"),
                "a diagnosis is a valid ICD-10-CM code (CMS code set)", "conformance"),
@@ -216,7 +238,8 @@ RULES: tuple[TargetRule, ...] = (
                " AND (e.discharge_date IS NULL OR t.measured_on <= e.discharge_date) END",
                "an outcome is measured within its episode", joins=("episode",)),
     # charge
-    TargetRule("charge", "amount_positive", "t.amount_cents > 0", "a charge is a positive amount"),
+    TargetRule("charge", "amount_positive", "t.amount_cents > 0", "a charge is a positive amount",
+               native=("ExpectColumnValuesToBeBetween", {"column": "amount_cents", "min_value": 0, "strict_min": True})),
     TargetRule("charge", "patient_matches_visit", "CASE WHEN v.id IS NOT NULL THEN v.patient_id = t.patient_id END",
                "a charge belongs to the same patient as its visit (after duplicate merges)", "conformance",
                ("visit",)),
@@ -304,15 +327,11 @@ def _check(rule: TargetRule) -> Check:
             rule.why,
             rule.dimension,
         )
-    return Check(
-        "target",
-        rule.table,
-        name,
+    expectation, kwargs = rule.native or (
         "ExpectColumnValuesToBeInSet",
         {"column": rule_column(rule), "value_set": [True]},
-        rule.why,
-        rule.dimension,
     )
+    return Check("target", rule.table, name, expectation, dict(kwargs), rule.why, rule.dimension)
 
 
 def target_checks(table: str) -> list[Check]:

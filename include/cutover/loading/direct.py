@@ -15,12 +15,6 @@ Exactly the general merge's outcome, or nothing: :func:`merge_direct` runs in th
 savepoint, and any refusal (a row that already exists, a CHECK the target holds, a type the
 encoder does not know) raises, so the caller rolls it back and merges the batch the general way.
 ``tests/integration/test_bulk_load.py`` checks that both give the same target and ledger.
-
-A first load also sets the crosswalk's key and the ledger's single-outcome triggers aside (V013):
-a parent is found by its deterministic id, in the target's primary key (a migrated row) or in
-``crosswalk_merged_idx`` (a merged one), and the batch's own legacy rows are checked against
-what the ledger already holds (:func:`_ledger_refuses`) where the key and the triggers would have
-refused them, so that the general merge decides those batches as before.
 """
 
 from __future__ import annotations
@@ -100,108 +94,22 @@ def _csv(cur: psycopg.Cursor[Any], query: sql.Composable, params: Any, names: li
     )
 
 
-class LedgerRefused(Exception):
-    """The ledger already holds an outcome for a legacy row of the batch (what the crosswalk's key or
-    the single-outcome triggers refuse when they are in place): the general merge decides the batch."""
-
-    constraint = "single_outcome"
-
-
-_PRESENT = sql.SQL("SELECT replace(id::text, '-', '') FROM pt.{} WHERE id = ANY(%s::uuid[])")
-_MERGED = sql.SQL(
-    "SELECT legacy_id, replace(merged_into::text, '-', '') FROM migration.crosswalk"
-    " WHERE merged_into IS NOT NULL AND legacy_system = %s AND legacy_table = %s"
+_WALKED = sql.SQL(
+    "SELECT legacy_id, replace(coalesce(merged_into, new_id)::text, '-', '') FROM migration.crosswalk"
+    " WHERE legacy_system = %s AND legacy_table = %s AND legacy_id = ANY(%s::text[])"
 )
-_REJECTED_IDS = sql.SQL(
-    "SELECT legacy_id FROM migration.reject WHERE legacy_system = %s AND legacy_table = %s"
-)
-
 _REJECTED = sql.SQL(
     "SELECT r.legacy_id, {}, {}, {} FROM migration.reject r"
     " WHERE r.legacy_system = %s AND r.legacy_table = %s AND r.legacy_id = ANY(%s::text[])"
 ).format(*root_of("r"))
 _ROOT = ["root_table", "root_legacy_id", "root_reason"]
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
-def _uuid_array(ids: pa.Array) -> str:
-    """16-byte uuids (no NULL) as one ``uuid[]`` literal, encoded in numpy (psycopg's list dumper
-    checks every element with a regular expression: 5 s for a 1.1M-row load's parents).
-
-    >>> _uuid_array(pa.array([bytes(range(16))], pa.binary(16)))
-    '{000102030405060708090a0b0c0d0e0f}'
-    """
-    n = len(ids)
-    if n == 0:
-        return "{}"
-    raw = np.frombuffer(ids.buffers()[1], dtype=np.uint8, count=16 * n, offset=ids.offset * 16).reshape(n, 16)
-    text = np.empty((n, 33), dtype=np.uint8)
-    text[:, 0:32:2] = _HEX_DIGITS[raw >> 4]
-    text[:, 1:32:2] = _HEX_DIGITS[raw & 15]
-    text[:, 32] = ord(",")
-    return "{" + text.tobytes()[:-1].decode("ascii") + "}"
-
-
-def _merged_rows(cur: psycopg.Cursor[Any], system: str, table: str) -> pa.Table:
-    """The crosswalk's merged rows of a legacy table (``key``, the survivor's ``into``), through
-    ``crosswalk_merged_idx``: duplicates merged away are a fraction of a percent of the rows."""
-    return _csv(cur, _MERGED, (system, table), ["key", "into"])
-
-
-def _walked(
-    cur: psycopg.Cursor[Any], system: str, table: str, keys: pa.Array, ids: pa.Array
-) -> tuple[pa.Array, pa.Array]:
-    """Of these legacy ids of ``table`` (``keys``, no NULL, and their deterministic ``ids``), which
-    the crosswalk holds on a first load, and the id a reference to each resolves to: (found,
-    resolved), aligned with ``keys``.
-
-    A migrated row is the target row with its id (the target's primary key stays through a first
-    load, the crosswalk's does not); a merged row is not in the target, and is read from the
-    crosswalk's small index of merged rows, which gives its survivor.
-    """
-    from cutover.legacy.profile import mapping_specs
-
-    target = sql.Identifier(mapping_specs()[table].target)
-    present = _csv(cur, _PRESENT.format(target), (_uuid_array(ids),), ["id"])
-    merged = _merged_rows(cur, system, table)
-    at = pc.index_in(keys, value_set=merged["key"].combine_chunks())
-    into = _uuids(merged["into"].combine_chunks()).take(at)
-    migrated = pc.is_in(ids, value_set=_uuids(present["id"].combine_chunks()))
-    return pc.or_(migrated, pc.is_valid(at)), pc.coalesce(into, ids)
-
-
-_WALKED = sql.SQL(
-    "SELECT legacy_id, replace(coalesce(merged_into, new_id)::text, '-', '') FROM migration.crosswalk"
-    " WHERE legacy_system = %s AND legacy_table = %s AND legacy_id = ANY(%s::text[])"
-)
-
-
-def crosswalk_keyed(cur: psycopg.Cursor[Any]) -> bool:
-    """Whether the crosswalk has its primary key (a first load sets it aside until its restore)."""
-    (keyed,) = cur.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'migration.crosswalk'::regclass"
-        " AND contype = 'p')"
-    ).fetchone() or (True,)
-    return bool(keyed)
-
-
-def parent_outcomes(
-    cur: psycopg.Cursor[Any], system: str, parent: str, keys: pa.Array, *, keyed: bool = False
-) -> Parent:
+def parent_outcomes(cur: psycopg.Cursor[Any], system: str, parent: str, keys: pa.Array) -> Parent:
     """What the ledger holds for these legacy ids of ``parent`` (a legacy table) at this point of
-    a first load: only the batch's references travel, so memory is bounded by the batch.
-
-    With the crosswalk's key set aside (``keyed`` false), the crosswalk is read by the parents' deterministic ids (:func:`_walked`), the way its row of a
-    legacy row is keyed: ``new_id`` is ``migration.legacy_uuid`` of the legacy row, merged or not.
-    """
-    unique = pc.unique(keys.drop_null())
-    wanted = (system, parent, unique.to_pylist())
-    if keyed:  # the crosswalk's key is in place: read it by legacy key
-        walked = _csv(cur, _WALKED, wanted, ["key", "id"])
-        at = pc.index_in(unique, value_set=walked["key"].combine_chunks())
-        found, resolved = pc.is_valid(at), _uuids(walked["id"].combine_chunks()).take(at)
-    else:
-        found, resolved = _walked(cur, system, parent, unique, row_ids(system, parent, unique))
+    the load: only the batch's references travel, so memory is bounded by the batch."""
+    wanted = (system, parent, pc.unique(keys.drop_null()).to_pylist())
+    walked = _csv(cur, _WALKED, wanted, ["key", "id"])
     rejected = _csv(cur, _REJECTED, wanted, ["key", *_ROOT])
     # CSV's NULL reads as "": no root column is ever empty where one is recorded
     roots = [
@@ -209,8 +117,8 @@ def parent_outcomes(
         for col in (rejected[name].combine_chunks() for name in _ROOT)
     ]
     return Parent(
-        keys=unique.filter(found),
-        ids=resolved.filter(found),
+        keys=walked["key"].combine_chunks(),
+        ids=_uuids(walked["id"].combine_chunks()),
         rejected=rejected["key"].combine_chunks(),
         roots=pa.table(roots, names=_ROOT),
     )
@@ -400,35 +308,6 @@ def _load_flags(
         )
 
 
-def _ledger_refuses(
-    cur: psycopg.Cursor[Any], system: str, table: str, walked: pa.Table, rejected: pa.Array
-) -> bool:
-    """Whether the ledger already holds an outcome for a legacy row of the batch: what the crosswalk's
-    key and the single-outcome triggers refuse when they are in place (a first load sets them aside).
-
-    ``walked`` are the batch's crosswalk rows (``legacy_id``; ``id``, the row's deterministic id;
-    ``merged``), ``rejected`` the legacy ids it rejects. Refused: a legacy row twice in the batch's
-    crosswalk rows; one the crosswalk holds (merged: its index of merged rows; migrated: its target
-    row, which the target's key already refuses for a row that migrates again); a crosswalk row
-    already rejected. The table's merged rows and rejects so far are read whole: a few percent of
-    its rows.
-    """
-    ids = walked["legacy_id"].combine_chunks()
-    if pc.count_distinct(ids).as_py() != len(ids):
-        return True
-    merged_keys = _merged_rows(cur, system, table)["key"].combine_chunks()
-    if len(merged_keys) and pc.any(pc.is_in(ids, value_set=merged_keys)).as_py():
-        return True
-    merging = walked["merged"].combine_chunks()
-    unwritten = pa.concat_arrays([ids.filter(merging), rejected.cast(pa.string())])
-    if len(unwritten):
-        found, _ = _walked(cur, system, table, unwritten, row_ids(system, table, unwritten))
-        if pc.any(found).as_py():
-            return True
-    known = _csv(cur, _REJECTED_IDS, (system, table), ["legacy_id"])["legacy_id"].combine_chunks()
-    return bool(len(ids) and len(known) and pc.any(pc.is_in(ids, value_set=known)).as_py())
-
-
 def merge_direct(
     conn: psycopg.Connection[Any],
     spec: TableSpec,
@@ -438,13 +317,11 @@ def merge_direct(
     """Write one batch (with its ``id`` column) by COPY; (migrated, merged) legacy rows.
 
     Each reference's parents are looked up for the batch's own ids (:func:`parent_outcomes`).
-    Raises :class:`LedgerRefused` where the ledger already holds an outcome for a legacy row of the
-    batch (:func:`_ledger_refuses`). The batch is never copied whole: which rows go where is a mask per destination, applied by
+    The batch is never copied whole: which rows go where is a mask per destination, applied by
     the COPY a slice at a time (a part of documents holds up to 64 MB of files).
     """
     system, table, run_id = params["sys"], params["table"], params["run_id"]
     with conn.cursor() as cur:
-        keyed = crosswalk_keyed(cur)
         mapped_reason = data["reason"].combine_chunks()
         mapped = pc.is_null(mapped_reason)  # the rows the mapping kept
         legacy_ids = data["legacy_id"].combine_chunks()
@@ -455,7 +332,7 @@ def merge_direct(
         flags: list[pa.Array] = [data["flags"].combine_chunks()]
         for ref in spec.refs:
             src = data[f"ref_{ref.column}"].combine_chunks().filter(mapped)
-            parents[ref.column] = parent_outcomes(cur, system, ref.parent, src, keyed=keyed)
+            parents[ref.column] = parent_outcomes(cur, system, ref.parent, src)
             ref_ids, reason, flag = _resolve(ref, src, parents[ref.column])
             ids[ref.column], reason, flag = (_spread(x, mapped) for x in (ref_ids, reason, flag))
             reasons.append(reason)
@@ -495,6 +372,7 @@ def merge_direct(
                 "run_id": _constant(run_id, n),
             }
         )
+        _copy(cur, "migration", "crosswalk", crosswalk, ["text"] * 4 + ["uuid", "text", "uuid", "text"])
         # the rejects: the mapping's, then the load's
         refused = pc.and_(mapped, pc.is_valid(load_reason))
         unmapped = pc.invert(mapped)
@@ -517,15 +395,6 @@ def merge_direct(
                 ),
             ]
         )
-        if not keyed and _ledger_refuses(
-            cur,
-            system,
-            table,
-            pa.table({"legacy_id": first["legacy_id"], "id": first["id"], "merged": merged}),
-            rejected["legacy_id"].combine_chunks(),
-        ):
-            raise LedgerRefused(f"{spec.legacy}: a legacy row of the batch already has an outcome")
-        _copy(cur, "migration", "crosswalk", crosswalk, ["text"] * 4 + ["uuid", "text", "uuid", "text"])
         m = rejected.num_rows
         rejects = pa.table(
             {

@@ -41,7 +41,7 @@ from cutover.errors import TransientError
 from cutover.ids import row_ids
 from cutover.lineage import BY_REFERENCE, CASCADE, root_of
 from cutover.loading.copy import copy_arrow, stage_type
-from cutover.loading.direct import LedgerRefused, crosswalk_keyed, eligible, merge_direct
+from cutover.loading.direct import eligible, merge_direct
 from cutover.mapping.engine import TableSpec
 from cutover.staging.parquet import read_manifest, read_part
 from cutover.staging.store import Store
@@ -322,13 +322,6 @@ WHERE coalesce(s.reason, x.load_reason) IS NOT NULL
 """
 
 
-_CLEAR_WALKED = """
-DELETE FROM migration.crosswalk c USING resolved x
-WHERE x.load_reason IS NULL AND x.row_key = x.legacy_id
-  AND c.legacy_system = %(sys)s AND c.legacy_table = %(table)s AND c.legacy_id = x.legacy_id
-"""
-
-
 def _insert_or_upsert(
     cur: psycopg.Cursor[Any],
     plain: sql.Composed | sql.SQL,
@@ -371,10 +364,7 @@ def merge_part(
             with conn.transaction():
                 migrated, merged = merge_direct(conn, spec, data, params)
             return BatchCounts(rows_in, migrated, merged, rows_in - migrated - merged, direct=1)
-        except (
-            psycopg.Error,
-            LedgerRefused,
-        ) as exc:  # the general merge decides, exactly as without this path
+        except psycopg.Error as exc:  # the general merge decides, exactly as without this path
             log.info("%s: merged the general way (%s)", spec.legacy, refused_by(exc))
     stage = _stage_table(spec)
     with conn.cursor() as cur:
@@ -414,9 +404,6 @@ def merge_part(
         cur.execute("SET LOCAL enable_nestloop = off")
         _insert_or_upsert(cur, _upsert_sql(spec, plain=True), _upsert_sql(spec), params)
         cur.execute(_CLEAR_REJECTS, params)
-        if not crosswalk_keyed(cur):
-            # a first load set the key aside (:mod:`cutover.loading.bulk`): the upsert, as a delete and an insert
-            cur.execute(_CLEAR_WALKED, params)
         migrated, merged = _insert_or_upsert(
             cur, _counted(_CROSSWALK_INSERT), _counted(_CROSSWALK_INSERT + _CROSSWALK_UPSERT), params
         ) or (0, 0)
@@ -424,10 +411,8 @@ def merge_part(
     return BatchCounts(rows_in, migrated, merged, rows_in - migrated - merged)
 
 
-def refused_by(exc: psycopg.Error | LedgerRefused) -> str:
+def refused_by(exc: psycopg.Error) -> str:
     """The constraint (or, for a type error, the error class) the target refused a row with; never a value."""
-    if isinstance(exc, LedgerRefused):
-        return exc.constraint
     return getattr(exc.diag, "constraint_name", None) or type(exc).__name__
 
 

@@ -41,6 +41,8 @@ typecheck: venv
 
 bench: venv
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench pipeline --size 4m
+	$(BIN)/python -m bench readme
 
 airflow: venv
 	$(BIN)/cutover airflow

@@ -579,6 +579,8 @@ def main(argv: list[str] | None = None) -> None:
     result = run(options)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    if options.size in SIZES:  # kept per size too: the README's block has a column for each
+        (RESULTS / f"latest-{options.size}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(
         json.dumps(
             {k: v for k, v in result.items() if k not in ("references", "stage_figures", "end_to_end")},

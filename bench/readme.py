@@ -1,8 +1,9 @@
 """The README's Performance section, generated from the pipeline bench's results, never typed by hand.
 
 ``python -m bench readme [results.json ...]`` rewrites the block between :data:`BEGIN` and
-:data:`END` in ``README.md`` from ``bench/results/latest.json`` (or from the files given, one
-column each, smallest first); ``--check`` only says whether the block matches (exit 1 if not).
+:data:`END` in ``README.md`` from the files given, one column each, smallest first: by default the
+pipeline bench's result of each size it was run at (``bench/results/latest-<size>.json``), else
+``bench/results/latest.json``; ``--check`` only says whether the block matches (exit 1 if not).
 
 Every number in the block comes from a results file; the sentences around them are chosen by what
 the results say (a reference that dropped rows is named as such, a target missed is not called met).
@@ -105,8 +106,14 @@ def table(results: Sequence[dict[str, Any]]) -> list[str]:
         told = (
             f"as given: {given['rows_loaded']:,} of {given['rows_given']:,} rows, exit {given['exit_code']}"
         )
-        if repaired:
+        if repaired and repaired["ok"]:
             return f"{_ratio(r['end_to_end_vs_pgloader'])} on the repaired copy ({told})"
+        if repaired:
+            return (
+                f"no ratio: failed on the repaired copy too ({repaired['rows_loaded']:,} rows, exit"
+                f" {repaired['exit_code']}; as given: {given['rows_loaded']:,} of {given['rows_given']:,}"
+                f" rows, exit {given['exit_code']})"
+            )
         return f"failed ({told})"
 
     lines = [
@@ -189,7 +196,13 @@ def notes(results: Sequence[dict[str, Any]]) -> list[str]:
                 " A tool's exit code does not say that every row arrived; that is why a migration needs"
                 " accounting."
             )
-            if repaired:
+            if repaired and not repaired["ok"]:
+                sentence += (
+                    f" On a copy with those {repaired['repaired_cells']:,} cells repaired it stopped with"
+                    f" exit {repaired['exit_code']} after loading {repaired['rows_loaded']:,} of"
+                    f" {repaired['rows_given']:,} rows: no ratio at this size."
+                )
+            elif repaired:
                 longer = repaired["seconds"] / given["seconds"] - 1
                 sentence += (
                     f" On a copy with those {repaired['repaired_cells']:,} cells repaired it loaded"
@@ -225,7 +238,7 @@ def notes(results: Sequence[dict[str, Any]]) -> list[str]:
             out.append(f"- Issue 20's targets at {_rows(r['rows'])} rows: {said}.")
     out.append(
         "- The machine is shared: the load average recorded with every figure (in"
-        " `bench/results/latest.json`) says how busy it was; on 2 cores, above 2 means the run"
+        " `bench/results/latest-<size>.json`) says how busy it was; on 2 cores, above 2 means the run"
         " waited for a CPU. Our run and the references run one after the other, so a ratio compares"
         " two moments of the machine: read it with both load averages."
     )
@@ -243,7 +256,7 @@ def block(results: Sequence[dict[str, Any]]) -> str:
         f" {machine.get('postgresql', '?')}), {', '.join(dates)}: "
         + " and ".join(f"{r['patients']:,} simulated patients ({r['rows']:,} legacy rows)" for r in results)
         + "; each column is one command that also times psql and pgloader on the same rows. Generated"
-        " by `python -m bench readme` from `bench/results/latest.json`."
+        " by `python -m bench readme` from `bench/results/latest-<size>.json`."
     )
     return "\n".join([_wrap(intro), "", *table(results), "", *map(_wrap, notes(results))]) + "\n"
 
@@ -258,12 +271,11 @@ def _wrap(line: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench readme", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "results", nargs="*", type=Path, default=[LATEST], help="results files (one column each)"
-    )
+    parser.add_argument("results", nargs="*", type=Path, default=None, help="results files (one column each)")
     parser.add_argument("--check", action="store_true", help="exit 1 if the README's block is out of date")
     args = parser.parse_args(argv or [])
-    results = [json.loads(path.read_text()) for path in args.results]
+    paths = args.results or sorted(LATEST.parent.glob("latest-*.json")) or [LATEST]
+    results = [json.loads(path.read_text()) for path in paths]
     text = README.read_text()
     new = rewrite(text, block(results))
     if args.check:
@@ -276,5 +288,5 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if new != text:
         README.write_text(new)
-        print(f"rewrote the Performance block of {README} from {', '.join(map(str, args.results))}")
+        print(f"rewrote the Performance block of {README} from {', '.join(map(str, paths))}")
     return 0

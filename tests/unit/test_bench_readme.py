@@ -108,6 +108,16 @@ def test_a_reference_that_dropped_rows_is_said_so() -> None:
     assert "failed (as given: 917,325 of 1,068,261 rows, exit 0)" in text
 
 
+def test_a_repaired_copy_that_failed_too_gets_no_ratio_and_is_said_so() -> None:
+    broken = copy.deepcopy(RESULT)
+    broken["references"]["pgloader_repaired"] |= {"ok": False, "exit_code": 1, "rows_loaded": 931_181}
+    broken["end_to_end_vs_pgloader"] = None
+    text = " ".join(block([broken]).split())
+    assert "no ratio: failed on the repaired copy too (931,181 rows, exit 1;" in text
+    assert "it stopped with exit 1 after loading 931,181 of 1,068,261 rows: no ratio at this size" in text
+    assert "the ratio uses that run" not in text
+
+
 def test_the_targets_are_said_met_or_missed() -> None:
     from bench.pipeline_bench import judge
 

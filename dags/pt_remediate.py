@@ -62,7 +62,7 @@ def pt_remediate() -> None:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from cutover.remediation import NothingToRemediate
-        from cutover.remediation import plan_run as plan
+        from cutover.remediation_run import plan_run as plan
         from cutover.security import migrate_and_grant
 
         target = conn_url("target_db")
@@ -88,7 +88,7 @@ def pt_remediate() -> None:
     @task(inlets=[MIGRATED_TARGET], outlets=[MIGRATED_TARGET])
     def write_evidence(planned: dict, run_id: str | None = None, params: dict | None = None) -> dict:
         from cutover.pipeline import write_summary
-        from cutover.remediation import write_report
+        from cutover.remediation_run import write_report
 
         report = write_report(conn_url("target_db"), conn_url("staging_store"), str(run_id), planned)
         write_summary(

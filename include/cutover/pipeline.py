@@ -22,7 +22,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cutover import remediation
+from cutover import remediation, remediation_run
 from cutover.audit import audit_head
 from cutover.config import LEGACY_SYSTEM
 from cutover.errors import ConfigError, IntegrityError, PolicyError
@@ -139,7 +139,7 @@ def begin_run(
 
     With ``store_url``, the run also takes its copy of the remediation corrections, each vouched for by
     the audit log of ``audit_url`` (the target's, by default; the trial's scratch has none of its own):
-    :func:`cutover.remediation.bind_run`.
+    :func:`cutover.remediation_run.bind_run`.
 
     The profile (``profile_ref``, else the configured one) is recorded with its SHA-256 in
     ``migration.run`` and, with ``store_url``, under the run's prefix in the staging store, where
@@ -179,7 +179,7 @@ def begin_run(
     if store_url is not None:
         store = open_store(store_url)
         bind_run(store, f"runs/{run_key(run_id)}", profile, ref)
-        remediation.bind_run(store, audit_url or target_url, run_key(run_id))
+        remediation_run.bind_run(store, audit_url or target_url, run_key(run_id))
 
 
 class NoWaveToday(Exception):
@@ -363,9 +363,9 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
     source = f"runs/{run_key(run_id)}/extract/{table}"
     prefix = f"runs/{run_key(run_id)}/mapped/{table}"
     # the remediation's corrections, applied over the extracted rows (the extract stays the legacy copy)
-    corrected = remediation.overlay(store, run_key(run_id), table)
+    corrected = remediation_run.overlay(store, run_key(run_id), table)
     mapped: Iterator[pa.Table] = (
-        map_batch(spec, remediation.apply(batch, corrected), as_of=as_of)
+        map_batch(spec, remediation_run.apply(batch, corrected), as_of=as_of)
         for batch in iter_batches(store, source, max_rows=MAP_BATCH_ROWS)
     )
     unmerged = f"{prefix}/_unmerged"
@@ -383,7 +383,7 @@ def map_table(store_url: str, run_id: str, table: str, *, as_of: date) -> StageM
         if spec.merge_same:
             plan = plan_record_merges(spec, staged)
         else:  # a person's decisions on review pairs stand in for the scores'
-            plan = plan_merges(spec, staged, remediation.decisions(store, run_key(run_id), table))
+            plan = plan_merges(spec, staged, remediation_run.decisions(store, run_key(run_id), table))
         counts = plan.summary
         store.put(
             f"{prefix}/_review.json",

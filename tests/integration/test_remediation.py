@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from cutover import pipeline, remediation
+from cutover import pipeline, remediation, remediation_run
 from cutover.errors import ConfigError, IntegrityError
 from cutover.evidence import run_key
 from cutover.legacy.profile import legacy_tables
@@ -133,13 +133,13 @@ def test_a_corrected_birth_date_carries_the_patient_and_every_row_that_waited_on
     sealed = store.get(remediation.CORRECTIONS)
     assert GOOD_DOB.encode() not in sealed  # encrypted at rest, on every kind of store
 
-    planned = remediation.plan_run(store_url, target, REMEDIATE)
+    planned = remediation_run.plan_run(store_url, target, REMEDIATE)
     assert planned["corrected_rows"] == 1
     pipeline.begin_run(
         target, REMEDIATE, "pt_remediate", {"corrected_rows": 1}, "steward", store_url=store_url
     )
     _stages(legacy, target, store_url, REMEDIATE)
-    report = remediation.write_report(target, store_url, REMEDIATE, planned)
+    report = remediation_run.write_report(target, store_url, REMEDIATE, planned)
     pipeline.write_summary(target, store_url, REMEDIATE, "pt_remediate", max_reject_rate=1.0)
 
     # the patient and every row that waited on it are migrated now
@@ -194,7 +194,7 @@ def test_a_corrected_birth_date_carries_the_patient_and_every_row_that_waited_on
 
     # nothing more to do: a second remediation run has no scope
     with pytest.raises(remediation.NothingToRemediate):
-        remediation.plan_run(store_url, target, "manual__2026-11-30T10:00:00+00:00")
+        remediation_run.plan_run(store_url, target, "manual__2026-11-30T10:00:00+00:00")
 
 
 def test_a_correction_the_audit_log_does_not_vouch_for_is_refused(migrated: dict[str, Any]) -> None:
@@ -206,9 +206,9 @@ def test_a_correction_the_audit_log_does_not_vouch_for_is_refused(migrated: dict
     planted = remediation.Correction(
         "patients", patient, "dob", GOOD_DOB, "steward", "2026-11-30T09:00:00+00:00"
     )
-    remediation._save(store, [planted])
+    remediation.save_corrections(store, [planted])
     with pytest.raises(IntegrityError, match=f"not in the audit log \\(patients {patient} dob\\)") as refused:
-        remediation.plan_run(store_url, target, REMEDIATE)
+        remediation_run.plan_run(store_url, target, REMEDIATE)
     assert GOOD_DOB not in str(refused.value)
     with pytest.raises(IntegrityError, match="not in the audit log"):
         pipeline.begin_run(target, REMEDIATE, "pt_remediate", {}, "steward", store_url=store_url)

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from cutover import remediation
+from cutover import remediation, remediation_run
 from cutover.errors import ConfigError
 from cutover.matching import match_patients
 from cutover.matching.match import pair_key
@@ -28,18 +28,18 @@ def _patients() -> pa.RecordBatch:
 
 
 def test_the_overlay_replaces_exactly_the_corrected_values_matched_by_key() -> None:
-    over = remediation.Overlay(
+    over = remediation_run.Overlay(
         "patients",
         {
             "dob": (pa.array(["9", "7", "70"]), pa.array(["1959-12-01", "1961-02-28", "2001-01-01"])),
             "clinic_id": (pa.array(["8"]), pa.array([None], pa.int64())),
         },
     )
-    out = remediation.apply(_patients(), over)
+    out = remediation_run.apply(_patients(), over)
     assert out.column("dob").to_pylist() == ["1961-02-28", "1970-01-01", "1959-12-01"]
     assert out.column("clinic_id").to_pylist() == [1, None, 2]  # a correction to NULL
     assert out.schema == _patients().schema
-    assert remediation.apply(_patients(), None).equals(_patients())
+    assert remediation_run.apply(_patients(), None).equals(_patients())
 
 
 def test_a_rows_scope_keeps_named_rows_and_whole_tables_and_survives_the_store(tmp_path: Path) -> None:

@@ -35,26 +35,27 @@ SYSTEM_MARIADB = os.environ.get("CUTOVER_TEST_MARIADB", "mysql://root@127.0.0.1:
 
 
 HEAVIEST = (
+    "tests/integration/test_cutover_dags.py::test_trial_then_big_bang",
     "tests/integration/test_webpt_e2e.py::",
     "tests/browser/test_airflow_ui.py::",
-    "tests/integration/test_cutover_dags.py::test_trial_then_big_bang",
     "tests/integration/test_celery.py::test_assess_backup_and_cutover",
-    "tests/integration/test_demo.py::test_demo_on_embedded_defaults",
-    "tests/integration/test_cutover_dags.py::test_phased_waves",
     "tests/integration/test_hostile_data.py::",
+    "tests/integration/test_cutover_dags.py::test_phased_waves",
     "tests/integration/test_least_privilege.py::test_backup_trial_and_cutover_dags_run_as_the_compose_roles",
-    "tests/integration/test_profile_layout_e2e.py::",
-    "tests/integration/test_delivery_e2e.py::",
-    "tests/integration/test_cutover_dags.py::test_cutover_refuses_to_start",
+    "tests/integration/test_demo.py::test_demo_on_embedded_defaults",
     "tests/integration/test_rollback.py::test_cutover_run_pt_rollback_after_pt_cutover",
+    "tests/integration/test_delivery_e2e.py::",
     "tests/integration/test_demo.py::test_mariadb_legacy_into_system_postgres",
-    "tests/integration/test_backup_dag.py::test_cutover_run_pt_backup",
-    "tests/integration/test_assess_dag.py::test_cutover_run_pt_assess",
+    "tests/integration/test_profile_layout_e2e.py::",
     "tests/integration/test_airflow_access.py::test_roles_enforced_by_the_api",
     "tests/integration/test_operator_audit.py::test_the_api_records_who_cleared_and_marked",
     "tests/integration/test_compose_roles.py::test_airflow_init_syncs_the_cutover_roles",
+    "tests/integration/test_assess_dag.py::test_cutover_run_pt_assess",
+    "tests/integration/test_cutover_dags.py::test_cutover_refuses_to_start",
+    "tests/integration/test_backup_dag.py::test_cutover_run_pt_backup",
 )
-"""Tests that take minutes (longest first, as measured on a busy 2-core machine); see
+"""Tests that take minutes (longest first: ``--durations`` of a full run on the 2-core machine, setup
+included, 2026-12-06); see
 :func:`pytest_collection_modifyitems`."""
 
 

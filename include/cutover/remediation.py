@@ -32,6 +32,7 @@ import hmac
 import io
 import json
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -67,6 +68,10 @@ WORKLIST_COLUMNS = (
     "opened_run",
     "decided_by",
 )
+
+
+NOTE = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+"""What an acceptance's note may be: a code, as ``migration.remediation``'s CHECK has it (V012)."""
 
 
 class NothingToRemediate(CutoverError):
@@ -246,11 +251,7 @@ def accept(target_url: str, legacy_table: str, legacy_id: str, *, note: str, act
     """``actor`` accepts that a rejected root row is not carried, for the reason ``note`` (a code)."""
     if legacy_table not in mapping_specs():
         raise UnknownNameError("legacy table", legacy_table, mapping_specs())
-    if (
-        not note
-        or not note[0].isalpha()
-        or not all(ch.islower() or ch.isdigit() or ch in "_." for ch in note)
-    ):
+    if not NOTE.fullmatch(note):
         raise ConfigError("the note must be a lower-case code such as duplicate_chart or test_patient")
     with psycopg.connect(target_url) as conn:
         reason = _rejected_root(conn, legacy_table, legacy_id)

@@ -180,8 +180,7 @@ class Overlay:
 
 def overlay(store: Store, run_key: str, table: str) -> Overlay | None:
     """The corrections a run applies to ``table``, None when it has none."""
-    name = run_copy(run_key)
-    mine = [c for c in load_corrections(store, name) if c.legacy_table == table] if store.exists(name) else []
+    mine = [c for c in load_corrections(store, run_copy(run_key)) if c.legacy_table == table]
     if not mine:
         return None
     spec = legacy_tables()[table]

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from pipeline_stages import extract_map_load
 
 from cutover import pipeline, remediation, remediation_run
 from cutover.errors import ConfigError, IntegrityError
@@ -25,18 +25,9 @@ from cutover.legacy.profile import legacy_tables
 from cutover.simulate import simulate
 from cutover.staging.store import open_store
 
-AS_OF = date(2026, 11, 27)
 CUTOVER = "manual__2026-11-27T18:00:00+00:00"
 REMEDIATE = "manual__2026-11-30T09:00:00+00:00"
 GOOD_DOB = "1961-04-12"
-
-
-def _stages(legacy: str, target: str, store: str, run_id: str) -> None:
-    for table in pipeline.migrated_tables():
-        pipeline.extract_table(legacy, store, run_id, table)
-        pipeline.map_table(store, run_id, table, as_of=AS_OF)
-    for table in pipeline.migrated_tables():
-        pipeline.load_mapped(target, store, run_id, table)
 
 
 def _outcome(target: str, table: str, legacy_id: str) -> str | None:
@@ -64,7 +55,7 @@ def migrated(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> di
     store = f"file://{tmp_path / 'store'}"
     pipeline.prepare_target(pg_url)
     pipeline.begin_run(pg_url, CUTOVER, "pt_cutover", {"mode": "big_bang"}, "engineer", store_url=store)
-    _stages(legacy, pg_url, store, CUTOVER)
+    extract_map_load(legacy, pg_url, store, CUTOVER)
     pipeline.write_summary(pg_url, store, CUTOVER, "pt_cutover", max_reject_rate=0.5)
     return {"legacy": legacy, "target": pg_url, "store": store, "truth": truth}
 
@@ -138,7 +129,7 @@ def test_a_corrected_birth_date_carries_the_patient_and_every_row_that_waited_on
     pipeline.begin_run(
         target, REMEDIATE, "pt_remediate", {"corrected_rows": 1}, "steward", store_url=store_url
     )
-    _stages(legacy, target, store_url, REMEDIATE)
+    extract_map_load(legacy, target, store_url, REMEDIATE)
     report = remediation_run.write_report(target, store_url, REMEDIATE, planned)
     pipeline.write_summary(target, store_url, REMEDIATE, "pt_remediate", max_reject_rate=1.0)
 
@@ -220,6 +211,9 @@ def test_a_row_accepted_as_not_carried_leaves_the_open_worklist(migrated: dict[s
     patient, _ = _rejected_patient_with_chart(target)
     with pytest.raises(ConfigError, match="lower-case code"):
         remediation.accept(target, "patients", patient, note="Test patient 1961", actor="steward")
+    for beyond_the_ledgers_check in ("x" * 65, "café"):  # refused in one line, not by the CHECK of V012
+        with pytest.raises(ConfigError, match="lower-case code"):
+            remediation.accept(target, "patients", patient, note=beyond_the_ledgers_check, actor="steward")
     remediation.accept(target, "patients", patient, note="test_patient", actor="steward")
     rows = {(r["legacy_table"], r["legacy_id"]): r for r in remediation.worklist(target)}
     assert (rows[("patients", patient)]["status"], rows[("patients", patient)]["decided_by"]) == (
@@ -261,7 +255,7 @@ def test_a_duplicate_decision_is_applied_by_the_next_cutover_and_refused_once_ca
         remediation.decide(other, "patients", right, left, "different", actor="steward")
         run = "manual__2026-12-04T18:00:00+00:00"
         pipeline.begin_run(other, run, "pt_cutover", {"mode": "big_bang"}, "engineer", store_url=store_url)
-        _stages(legacy, other, store_url, run)
+        extract_map_load(legacy, other, store_url, run)
         assert _outcome(other, "patients", left) == "migrated"
         assert _outcome(other, "patients", right) == "migrated"
         with psycopg.connect(other) as conn:

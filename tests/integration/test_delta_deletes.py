@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from pipeline_stages import extract_map_load
 
 from cutover import delta, pipeline
 from cutover.simulate import simulate
@@ -26,19 +27,11 @@ AS_OF = date(2026, 11, 27)
 LATER = "2030-01-05 10:00:00"
 
 
-def _stages(legacy: str, target: str, store: str, run_id: str) -> None:
-    for table in pipeline.migrated_tables():
-        pipeline.extract_table(legacy, store, run_id, table)
-        pipeline.map_table(store, run_id, table, as_of=AS_OF)
-    for table in pipeline.migrated_tables():
-        pipeline.load_mapped(target, store, run_id, table)
-
-
 def _cutover(legacy: str, target: str, store: str, run_id: str, wave: str) -> None:
     pipeline.prepare_target(target)
     pipeline.begin_run(target, run_id, "pt_cutover", {"mode": "phased", "wave": wave}, "tester")
     pipeline.plan_scope(legacy, store, run_id, kind="wave", as_of=AS_OF, wave=wave)
-    _stages(legacy, target, store, run_id)
+    extract_map_load(legacy, target, store, run_id)
     pipeline.write_summary(target, store, run_id, "pt_cutover", max_reject_rate=0.5)
 
 
@@ -46,7 +39,7 @@ def _sync(legacy: str, target: str, store: str, run_id: str) -> dict[str, Any]:
     """What pt_delta_sync's tasks call, in their order (the GX gate left out)."""
     planned = delta.plan_delta(legacy, store, target, run_id, as_of=AS_OF)
     pipeline.begin_run(target, run_id, "pt_delta_sync", {"waves": planned["waves"]}, "tester")
-    _stages(legacy, target, store, run_id)
+    extract_map_load(legacy, target, store, run_id)
     result = delta.write_delta_report(store, run_id, planned, legacy_url=legacy, target_url=target)
     pipeline.write_summary(target, store, run_id, "pt_delta_sync", max_reject_rate=0.5)
     return result

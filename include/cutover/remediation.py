@@ -45,7 +45,7 @@ import pyarrow as pa
 from cutover.config import LEGACY_SYSTEM
 from cutover.errors import ConfigError, CutoverError, IntegrityError, UnknownNameError
 from cutover.legacy.profile import legacy_tables, mapping_specs
-from cutover.legacy.source import ARROW_TYPES
+from cutover.legacy.source import ARROW_TYPES, as_int
 from cutover.lineage import CASCADE
 from cutover.staging.store import Store, seal, staging_key, unseal
 
@@ -127,7 +127,14 @@ def save_corrections(store: Store, corrections: Sequence[Correction], name: str 
 
 
 def cast_value(column_type: str, value: str | None) -> pa.Array:
-    """``value`` as the legacy column's Arrow type; ConfigError naming the type (never the value)."""
+    """``value`` as the legacy column's Arrow type; ConfigError naming the type (never the value). An
+    int is read as the extract reads a legacy one (:func:`~cutover.legacy.source.as_int`): a whole
+    number within int64, never Arrow's wider reading (``0x10`` is no id)."""
+    if column_type == "int" and value is not None:
+        number, valid = as_int(value)
+        if not valid:
+            raise ConfigError(f"a corrected value must be a legacy {column_type} value; this one is not")
+        return pa.array([number], ARROW_TYPES[column_type])
     try:
         return pa.array([value], pa.string()).cast(ARROW_TYPES[column_type])
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

@@ -82,6 +82,10 @@ def test_a_correction_is_checked_against_the_profile_before_anything_is_written(
     with pytest.raises(ConfigError, match="legacy int value; this one is not") as error:
         remediation._check("patients", "clinic_id", "Springfield")
     assert "Springfield" not in str(error.value)
+    for not_an_id in ("0x10", "1e3", "9223372036854775808", "7.5"):  # read as the extract reads an id
+        with pytest.raises(ConfigError, match="legacy int value"):
+            remediation._check("patients", "clinic_id", not_an_id)
+    remediation._check("patients", "clinic_id", " 42 ")
     remediation._check("patients", "dob", "1961-02-28")
 
 

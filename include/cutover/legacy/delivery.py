@@ -48,7 +48,7 @@ from cutover.errors import ConfigError, IntegrityError
 from cutover.legacy.csvfile import CsvFormat, Malformed, read_header, read_records
 from cutover.legacy.profile import Profile, current
 from cutover.legacy.schema import LegacyTable
-from cutover.legacy.source import MALFORMED, _as_int
+from cutover.legacy.source import MALFORMED, as_int
 from cutover.legacy.transport import DeliverySource, is_delivery, open_delivery
 from cutover.locks import file_lock
 
@@ -219,7 +219,7 @@ def _key(value: str | None, kind: str) -> Any:
         return None
     if kind == "text":
         return value.strip() or None
-    number, ok = _as_int(value)
+    number, ok = as_int(value)
     return number if ok and number is not None else value
 
 

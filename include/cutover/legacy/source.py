@@ -76,10 +76,10 @@ row's other columns are NULL and the mapping rejects it ``csv_malformed``. NULL 
 _WHOLE = re.compile(r"^\s*[+-]?\d+\s*$")
 
 
-def _as_int(value: Any) -> tuple[int | None, bool]:
+def as_int(value: Any) -> tuple[int | None, bool]:
     """A legacy id as an int64 and whether it was valid; blank text is a missing id, not an invalid one.
 
-    >>> [_as_int(v) for v in (7, 7.0, 2431.5, 1e20, " 42 ", "", "12abc", 2**63, None)]
+    >>> [as_int(v) for v in (7, 7.0, 2431.5, 1e20, " 42 ", "", "12abc", 2**63, None)]
     [(7, True), (7, True), (None, False), (None, False), (42, True), (None, True), (None, False), (None, False), (None, True)]
     """
     if value is None:
@@ -156,7 +156,7 @@ def _ids(values: Sequence[Any]) -> tuple[pa.Array, np.ndarray | None]:
     if _kinds(values) <= {int}:
         with contextlib.suppress(OverflowError, pa.ArrowInvalid):
             return pa.array(values, type=pa.int64()), None  # the usual case: one C-level pass
-    checked = [_as_int(v) for v in values]
+    checked = [as_int(v) for v in values]
     invalid = np.fromiter((not ok for _, ok in checked), dtype=bool, count=len(checked))
     return pa.array([v for v, _ in checked], type=pa.int64()), invalid if invalid.any() else None
 
